@@ -1,0 +1,257 @@
+"""The `scoutlens` command: thin typer wrappers over app.services, with rich output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.tree import Tree
+
+from ingest.types import IngestError
+
+app = typer.Typer(help="Long-context retrieval and document analysis around Llama 4 Scout.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+corpora_app = typer.Typer(help="Stored corpora.", no_args_is_help=True)
+app.add_typer(corpora_app, name="corpora")
+console = Console(stderr=True)
+out = Console()
+
+RULES = ("binary", "lockfiles", "generated", "vendored", "gitignore", "size")
+KeepOpt = Annotated[list[str] | None, typer.Option(
+    "--keep", help=f"switch a noise rule off (repeatable): {', '.join(RULES)}")]
+TokenizerOpt = Annotated[str | None, typer.Option(
+    "--tokenizer", "-t", help="cl100k | o200k | llama4:PATH | hf:DIR | embedded")]
+MaxSizeOpt = Annotated[str, typer.Option("--max-file-size", help="skip larger files, e.g. 10MB")]
+
+
+def _bytes(text: str) -> int:
+    units = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
+    t = text.strip().upper()
+    num = t.rstrip("KMGB")
+    unit = t[len(num):]
+    try:
+        return int(float(num) * units[unit])
+    except (ValueError, KeyError):
+        raise IngestError(f"not a size: {text!r} (use e.g. 500KB, 10MB)") from None
+
+
+def _options(keep: list[str] | None, max_file_size: str, ocr: bool = True):
+    from ingest.collect import CollectOptions
+    from ingest.documents import ProcessOptions
+    from ingest.filters import FilterOptions, NoiseFilter
+    from ingest.pipeline import PipelineOptions
+    from app.settings import get_settings
+
+    keep = [k.strip() for item in keep or [] for k in item.split(",") if k.strip()]
+    unknown = set(keep) - set(RULES)
+    if unknown:
+        raise IngestError(f"unknown rule for --keep: {', '.join(sorted(unknown))} "
+                          f"(rules: {', '.join(RULES)})")
+    size = 0 if "size" in keep else _bytes(max_file_size)
+    noise = NoiseFilter(FilterOptions(
+        binary="binary" not in keep, lockfiles="lockfiles" not in keep,
+        generated="generated" not in keep, vendored="vendored" not in keep,
+        max_file_bytes=size))
+    return PipelineOptions(
+        CollectOptions(gitignore="gitignore" not in keep,
+                       skip_vendored_dirs="vendored" not in keep),
+        ProcessOptions(ocr=ocr, noise=noise), get_settings().workers)
+
+
+@contextmanager
+def _progress(enabled: bool = True):
+    """A rich progress bar fed by the pipeline's progress(stage, done, total, detail)."""
+    if not enabled or not console.is_terminal:
+        yield None
+        return
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[detail]}", style="dim"), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("collecting", total=None, detail="")
+
+        def update(stage: str, done: int, total: int, detail: str) -> None:
+            label = {"collect": "collecting", "read": "reading", "count": "counting"}[stage]
+            bar.update(task, description=label, completed=done, total=total or None,
+                       detail=detail[-50:])
+
+        yield update
+
+
+def _print_tree(title: str, tree: dict[str, int]) -> None:
+    root = Tree(f"[bold]{title}")
+    nodes: dict[str, Tree] = {}
+    for folder, tokens in tree.items():
+        parent = folder.rstrip("/").rsplit("/", 1)[0] + "/" if "/" in folder.rstrip("/") else ""
+        node = nodes.get(parent, root).add(f"{folder}  [cyan]{tokens:,}[/] tokens")
+        nodes[folder] = node
+    console.print(root)
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="folders, repositories, files, archives")],
+    corpus: Annotated[str, typer.Option("--corpus", "-c", help="corpus name")],
+    tokenizer: TokenizerOpt = None,
+    keep: KeepOpt = None,
+    max_file_size: MaxSizeOpt = "10MB",
+    ocr: Annotated[bool, typer.Option(help="OCR PDF pages with no text layer")] = True,
+    prune: Annotated[bool, typer.Option(help="forget files no longer under an input")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    all_files: Annotated[bool, typer.Option("--all", help="list unchanged files too")] = False,
+) -> None:
+    """Ingest PATHS into a corpus (incremental: unchanged files are not re-read)."""
+    from app.services.corpora import ingest as run
+
+    with _progress(not as_json) as progress:
+        report = run(paths, corpus, tokenizer, _options(keep, max_file_size, ocr), prune,
+                     progress)
+    if as_json:
+        out.print_json(json.dumps(report.to_json()))
+        return
+    table = Table(title=f"corpus {report.corpus} ({report.tokenizer})", show_lines=False)
+    for col in ("path", "status", "tokens", "reason / flags"):
+        table.add_column(col, justify="right" if col == "tokens" else "left")
+    style = {"added": "green", "changed": "yellow", "removed": "red", "error": "red",
+             "skipped": "dim", "unchanged": "dim"}
+    shown = [f for f in report.files if all_files or f.status != "unchanged"]
+    for f in shown[:500]:
+        extra = f.reason or ", ".join(f.flags)
+        table.add_row(f.path, f"[{style.get(f.status, '')}]{f.status}", f"{f.tokens:,}", extra)
+    if shown:
+        console.print(table)
+    if len(shown) > 500:
+        console.print(f"... {len(shown) - 500} more rows (use --json for all)")
+    data = report.to_json()
+    _print_tree(f"{report.total_tokens:,} tokens", data["tree"])
+    for path, what in report.injections:
+        console.print(f"[yellow]flagged[/] {path}: text that tries to instruct a model: {what}")
+    s = data["summary"]
+    console.print(
+        f"[bold]{report.corpus}[/]: {s['added']} added, {s['changed']} changed, "
+        f"{s['unchanged']} unchanged, {s['removed']} removed, {s['skipped']} skipped, "
+        f"{s['error']} errors; {report.total_tokens:,} tokens in {report.seconds:.2f} s")
+
+
+@app.command()
+def pack(
+    target: Annotated[list[str], typer.Argument(help="a corpus name, or paths")],
+    budget: Annotated[str | None, typer.Option(help="token budget: 8192, 128k, 10M")] = None,
+    tokenizer: TokenizerOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="xml | markdown")] = "xml",
+    out_file: Annotated[str | None, typer.Option("--out", "-o", help="output file (- = stdout)")]
+    = None,
+    manifest: Annotated[str | None, typer.Option(help="write the manifest JSON here")] = None,
+    fit: Annotated[bool, typer.Option(help="reduce or drop sources to fit the budget")] = False,
+    toc: Annotated[str, typer.Option(help="manifest position: top | end")] = "top",
+    keep: KeepOpt = None,
+    max_file_size: MaxSizeOpt = "10MB",
+) -> None:
+    """Pack a corpus or paths into one text that fits a token budget."""
+    from app.services.packing import pack as run
+    from ingest.pack import parse_budget
+
+    if toc not in ("top", "end"):
+        raise IngestError("--toc must be top or end")
+    limit = parse_budget(budget) if budget else None
+    with _progress() as progress:
+        outcome = run(target, tokenizer, limit, fmt, fit, out_file, manifest, toc,  # type: ignore[arg-type]
+                      _options(keep, max_file_size), progress,
+                      lambda msg: console.print(f"[dim]{msg}"))
+    r = outcome.result
+    for item in r.reduced:
+        console.print(f"[yellow]reduced[/] {item['path']}: {item['from']:,} -> {item['to']:,} "
+                      f"tokens ({item['how']})")
+    for item in r.dropped:
+        console.print(f"[red]dropped[/] {item['path']}: {item['tokens']:,} tokens ({item['why']})")
+    if outcome.skipped:
+        console.print(f"[dim]{len(outcome.skipped)} files skipped by the noise filter or unreadable"
+                      " (scoutlens ingest lists them)")
+    where = f" -> {out_file}" if out_file not in (None, "-") else ""
+    console.print(f"[bold]{len(r.blocks)}[/] sources, [bold]{r.total_tokens:,}[/] tokens"
+                  + (f" of {r.budget:,}" if r.budget else "") + f" ({r.tokenizer}){where}")
+
+
+@corpora_app.command("list")
+def corpora_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List stored corpora."""
+    from app.services.corpora import list_corpora
+
+    rows = list_corpora()
+    if as_json:
+        out.print_json(json.dumps([r.__dict__ for r in rows]))
+        return
+    if not rows:
+        console.print("no corpora yet: scoutlens ingest PATH --corpus NAME")
+        return
+    table = Table()
+    for col in ("name", "sources", "skipped", "tokens", "tokenizer", "updated"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r.name, str(r.sources), str(r.skipped), f"{r.tokens:,}", r.tokenizer,
+                      r.updated_at)
+    out.print(table)
+
+
+@corpora_app.command("show")
+def corpora_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show a corpus: its sources with status and token counts, and a token tree."""
+    from app.services.corpora import show_corpus
+    from app.services.reports import token_tree
+
+    summary, files = show_corpus(name)
+    tree = token_tree([(f.path, f.tokens) for f in files if f.status == "ok"])
+    if as_json:
+        out.print_json(json.dumps({**summary.__dict__, "tree": tree, "files": [
+            {"path": f.path, "status": f.status, "tokens": f.tokens, "bytes": f.bytes,
+             "reason": f.reason, "flags": list(f.flags)} for f in files]}))
+        return
+    table = Table(title=f"{summary.name}: {summary.sources} sources, {summary.tokens:,} tokens")
+    for col in ("path", "status", "tokens", "reason / flags"):
+        table.add_column(col)
+    for f in files:
+        table.add_row(f.path, f.status, f"{f.tokens:,}", f.reason or ", ".join(f.flags))
+    out.print(table)
+    _print_tree(f"{summary.tokens:,} tokens ({summary.tokenizer})", tree)
+
+
+@corpora_app.command("rm")
+def corpora_rm(name: str) -> None:
+    """Delete a corpus and everything stored for it."""
+    from app.services.corpora import remove_corpus
+
+    summary = remove_corpus(name)
+    console.print(f"removed corpus {summary.name} ({summary.sources} sources)")
+
+
+@app.command()
+def ui(port: Annotated[int, typer.Option(help="port")] = 8501) -> None:
+    """Start the web UI (arrives with the UI issue)."""
+    console.print("The web UI is not built yet (see the Streamlit UI issue). Meanwhile the CLI "
+                  "works: scoutlens ingest, scoutlens pack, scoutlens corpora.")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    from app import __version__
+
+    out.print(f"scoutlens {__version__}")
+
+
+def main() -> None:
+    """Entry point: user mistakes print a clear message and exit 1, never a traceback."""
+    try:
+        app()
+    except IngestError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: nothing was stored half-way")
+        sys.exit(130)

@@ -1,0 +1,93 @@
+"""SQLAlchemy models: a corpus is a set of sources, each split into citable segments."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Corpus(Base):
+    __tablename__ = "corpora"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+    updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
+    version_hash: Mapped[str] = mapped_column(String(64), default="")
+    tokenizer: Mapped[str] = mapped_column(String(500), default="cl100k")
+
+    sources: Mapped[list[Source]] = relationship(
+        back_populates="corpus", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="Source.position",
+    )
+
+
+class Source(Base):
+    __tablename__ = "sources"
+    __table_args__ = (UniqueConstraint("corpus_id", "path"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    corpus_id: Mapped[int] = mapped_column(ForeignKey("corpora.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(String(2000))
+    root: Mapped[str] = mapped_column(String(2000), default="")
+    kind: Mapped[str] = mapped_column(String(20))
+    language: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    bytes: Mapped[int] = mapped_column(Integer, default=0)
+    tokens: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(20), default="ok")
+    skip_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    flags: Mapped[list] = mapped_column(JSON, default=list)
+    meta: Mapped[dict] = mapped_column(JSON, default=dict)
+
+    corpus: Mapped[Corpus] = relationship(back_populates="sources")
+    segments: Mapped[list[Segment]] = relationship(
+        back_populates="source", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="Segment.order",
+    )
+    symbols: Mapped[list[Symbol]] = relationship(
+        back_populates="source", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="Symbol.start_line",
+    )
+
+
+class Segment(Base):
+    __tablename__ = "segments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"), index=True)
+    order: Mapped[int] = mapped_column(Integer)
+    span_kind: Mapped[str] = mapped_column(String(10))
+    start: Mapped[int] = mapped_column(Integer)
+    end: Mapped[int] = mapped_column(Integer)
+    tokens: Mapped[int] = mapped_column(Integer, default=0)
+    text: Mapped[str] = mapped_column(Text)
+
+    source: Mapped[Source] = relationship(back_populates="segments")
+
+
+class Symbol(Base):
+    __tablename__ = "symbols"
+    __table_args__ = (Index("ix_symbols_name", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(500))
+    kind: Mapped[str] = mapped_column(String(50))
+    start_line: Mapped[int] = mapped_column(Integer)
+    end_line: Mapped[int] = mapped_column(Integer)
+    signature: Mapped[str] = mapped_column(Text, default="")
+    parent: Mapped[str | None] = mapped_column(String(500), nullable=True)
+
+    source: Mapped[Source] = relationship(back_populates="symbols")

@@ -1,0 +1,244 @@
+"""Corpora in the database: ingest (incremental, one transaction), list, show, remove, load."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.orm import Session
+
+from app.database import session_scope
+from app.models import Corpus, Segment, Source, Symbol
+from app.services.reports import FileRow, IngestReport
+from app.settings import get_settings
+from ingest.counting import TokenCache
+from ingest.pipeline import PipelineOptions, Progress, run_pipeline
+from ingest.tokenizers import load_tokenizer
+from ingest.types import Document, IngestError
+from ingest.types import Segment as SegmentData
+from ingest.types import Symbol as SymbolData
+
+NAME_RE = re.compile(r"^[\w][\w .@+-]{0,199}$")
+
+
+class CorpusNotFound(IngestError):
+    pass
+
+
+def _url(url: str | None) -> str:
+    return url or get_settings().db_url
+
+
+def check_name(name: str) -> str:
+    name = (name or "").strip()
+    if not NAME_RE.match(name):
+        raise IngestError(f"invalid corpus name {name!r}: use letters, digits, space, . _ - @ +")
+    return name
+
+
+def token_cache(fingerprint: str) -> TokenCache:
+    return TokenCache(get_settings().cache_dir / "token_counts.sqlite", fingerprint)
+
+
+def _version_hash(pairs: list[tuple[str, str]], tokenizer_fp: str) -> str:
+    h = hashlib.sha256(tokenizer_fp.encode())
+    for path, sha in sorted(pairs):
+        h.update(f"\0{path}\0{sha}".encode())
+    return h.hexdigest()
+
+
+def ingest(inputs: list[Path], corpus: str, tokenizer: str | None = None,
+           options: PipelineOptions | None = None, prune: bool = True,
+           progress: Progress | None = None, url: str | None = None) -> IngestReport:
+    """Ingest inputs into a corpus. Unchanged files (same path and sha256) are not re-read into
+    segments nor re-counted; the database changes in one transaction, or not at all."""
+    started = time.perf_counter()
+    name = check_name(corpus)
+    options = options or PipelineOptions()
+    with session_scope(_url(url)) as session:
+        existing = session.scalar(select(Corpus).where(Corpus.name == name))
+        spec = tokenizer or (existing.tokenizer if existing else get_settings().tokenizer)
+        tok = load_tokenizer(spec)
+        known: dict[str, str] = {}
+        if existing is not None and existing.tokenizer == tok.spec:
+            known = dict(session.execute(
+                select(Source.path, Source.sha256)
+                .where(Source.corpus_id == existing.id, Source.status == "ok")).all())
+
+    kwargs = {"progress": progress} if progress else {}
+    result = run_pipeline(inputs, tok, options, known, token_cache(tok.fingerprint), **kwargs)
+    if not result.documents and not result.unchanged and not result.skipped:
+        raise IngestError(f"nothing to ingest: no files found in {', '.join(map(str, inputs))}")
+
+    with session_scope(_url(url)) as session:
+        row = session.scalar(select(Corpus).where(Corpus.name == name))
+        created = row is None
+        if row is None:
+            row = Corpus(name=name, tokenizer=tok.spec)
+            session.add(row)
+            session.flush()
+        row.tokenizer = tok.spec
+        previous = {s.path: s for s in session.scalars(
+            select(Source).where(Source.corpus_id == row.id))}
+        files: list[FileRow] = []
+
+        # removed: under a root ingested now, but no longer there
+        seen = set(result.unchanged) | {d.path for d in result.documents} | {
+            s.path for s in result.skipped}
+        roots = set(result.roots)
+        gone = [s for p, s in previous.items() if prune and p not in seen and s.root in roots]
+        for src in gone:
+            files.append(FileRow(src.path, "removed", 0, src.bytes))
+        replaced = [previous[p].id for p in
+                    [d.path for d in result.documents] + [s.path for s in result.skipped]
+                    if p in previous] + [s.id for s in gone]
+        for chunk in range(0, len(replaced), 500):
+            session.execute(delete(Source).where(Source.id.in_(replaced[chunk:chunk + 500])))
+
+        position = (session.scalar(select(func.max(Source.position))
+                                   .where(Source.corpus_id == row.id)) or 0)
+        docs = sorted(result.documents, key=lambda d: d.path)
+        source_rows = []
+        for doc in docs:
+            position += 1
+            source_rows.append({
+                "corpus_id": row.id, "path": doc.path, "root": doc.root, "kind": doc.kind,
+                "language": doc.language, "sha256": doc.sha256, "bytes": doc.size,
+                "tokens": doc.tokens, "status": "ok", "skip_reason": None,
+                "position": position, "flags": doc.flags, "meta": doc.metadata})
+            status = "changed" if doc.path in previous else "added"
+            files.append(FileRow(doc.path, status, doc.tokens, doc.size, "", tuple(doc.flags)))
+        for sk in result.skipped:
+            source_rows.append({
+                "corpus_id": row.id, "path": sk.path, "root": sk.root, "kind": "skipped",
+                "language": None, "sha256": sk.sha256, "bytes": sk.size, "tokens": 0,
+                "status": sk.status, "skip_reason": sk.reason, "position": 0, "flags": [],
+                "meta": {}})
+            files.append(FileRow(sk.path, sk.status, 0, sk.size, sk.reason))
+        ids: dict[str, int] = {}
+        if source_rows:
+            returned = session.execute(
+                insert(Source).returning(Source.id, Source.path, sort_by_parameter_order=True),
+                source_rows)
+            ids = {path: sid for sid, path in returned}
+        _insert_children(session, docs, ids)
+
+        for path in sorted(result.unchanged):
+            src = previous[path]
+            files.append(FileRow(path, "unchanged", src.tokens, src.bytes, "",
+                                 tuple(src.flags or ())))
+        session.flush()
+        ok = session.execute(select(Source.path, Source.sha256, Source.tokens).where(
+            Source.corpus_id == row.id, Source.status == "ok")).all()
+        row.version_hash = _version_hash([(p, s) for p, s, _ in ok], tok.fingerprint)
+        total = sum(t for _, _, t in ok)
+        files.sort(key=lambda f: f.path)
+        return IngestReport(name, tok.spec, created, files, total, row.version_hash,
+                            result.notes, time.perf_counter() - started)
+
+
+def _insert_children(session: Session, docs: list[Document], ids: dict[str, int]) -> None:
+    segments, symbols = [], []
+    for doc in docs:
+        sid = ids[doc.path]
+        segments.extend({"source_id": sid, "order": s.order, "span_kind": s.span_kind,
+                         "start": s.start, "end": s.end, "tokens": s.tokens, "text": s.text}
+                        for s in doc.segments)
+        symbols.extend({"source_id": sid, "name": y.name, "kind": y.kind,
+                        "start_line": y.start_line, "end_line": y.end_line,
+                        "signature": y.signature, "parent": y.parent} for y in doc.symbols)
+    if segments:
+        session.execute(insert(Segment), segments)
+    if symbols:
+        session.execute(insert(Symbol), symbols)
+
+
+@dataclass(frozen=True)
+class CorpusSummary:
+    name: str
+    created_at: str
+    updated_at: str
+    tokenizer: str
+    version_hash: str
+    sources: int
+    skipped: int
+    tokens: int
+    bytes: int
+
+
+def list_corpora(url: str | None = None) -> list[CorpusSummary]:
+    with session_scope(_url(url)) as session:
+        return [_summary(session, c) for c in session.scalars(select(Corpus).order_by(Corpus.name))]
+
+
+def _summary(session: Session, c: Corpus) -> CorpusSummary:
+    ok = session.execute(select(func.count(), func.coalesce(func.sum(Source.tokens), 0),
+                                func.coalesce(func.sum(Source.bytes), 0))
+                         .where(Source.corpus_id == c.id, Source.status == "ok")).one()
+    skipped = session.scalar(select(func.count()).where(Source.corpus_id == c.id,
+                                                        Source.status != "ok")) or 0
+    return CorpusSummary(c.name, c.created_at.isoformat(timespec="seconds"),
+                         c.updated_at.isoformat(timespec="seconds"), c.tokenizer,
+                         c.version_hash, ok[0], skipped, ok[1], ok[2])
+
+
+def _get(session: Session, name: str) -> Corpus:
+    row = session.scalar(select(Corpus).where(Corpus.name == name))
+    if row is None:
+        names = session.scalars(select(Corpus.name).order_by(Corpus.name)).all()
+        hint = f" (corpora: {', '.join(names)})" if names else " (no corpora yet: scoutlens ingest)"
+        raise CorpusNotFound(f"no such corpus: {name!r}{hint}")
+    return row
+
+
+def corpus_exists(name: str, url: str | None = None) -> bool:
+    with session_scope(_url(url)) as session:
+        return session.scalar(select(Corpus.id).where(Corpus.name == name)) is not None
+
+
+def show_corpus(name: str, url: str | None = None) -> tuple[CorpusSummary, list[FileRow]]:
+    with session_scope(_url(url)) as session:
+        row = _get(session, name)
+        files = [FileRow(s.path, s.status, s.tokens, s.bytes, s.skip_reason or "",
+                         tuple(s.flags or ()))
+                 for s in session.scalars(select(Source).where(Source.corpus_id == row.id)
+                                          .order_by(Source.path))]
+        return _summary(session, row), files
+
+
+def remove_corpus(name: str, url: str | None = None) -> CorpusSummary:
+    with session_scope(_url(url)) as session:
+        row = _get(session, name)
+        summary = _summary(session, row)
+        session.execute(delete(Corpus).where(Corpus.id == row.id))
+        return summary
+
+
+def load_documents(name: str, symbols: bool = False,
+                   url: str | None = None) -> tuple[str, list[Document]]:
+    """A corpus's readable sources in pack order (by position), with segments; and its tokenizer."""
+    with session_scope(_url(url)) as session:
+        row = _get(session, name)
+        sources = session.scalars(select(Source).where(
+            Source.corpus_id == row.id, Source.status == "ok").order_by(Source.position)).all()
+        segs: dict[int, list[SegmentData]] = {s.id: [] for s in sources}
+        for sid, order, kind, start, end, tokens, text in session.execute(
+                select(Segment.source_id, Segment.order, Segment.span_kind, Segment.start,
+                       Segment.end, Segment.tokens, Segment.text)
+                .join(Source).where(Source.corpus_id == row.id, Source.status == "ok")
+                .order_by(Segment.source_id, Segment.order)):
+            segs[sid].append(SegmentData(order, text, kind, start, end, tokens))
+        syms: dict[int, list[SymbolData]] = {s.id: [] for s in sources}
+        if symbols:
+            for y in session.scalars(select(Symbol).join(Source).where(
+                    Source.corpus_id == row.id).order_by(Symbol.source_id, Symbol.start_line)):
+                syms[y.source_id].append(SymbolData(y.name, y.kind, y.start_line, y.end_line,
+                                                    y.signature, y.parent))
+        docs = [Document(s.path, s.root, s.kind, s.language, s.sha256 or "", s.bytes,
+                         segs[s.id], syms[s.id], dict(s.meta or {}), list(s.flags or []),
+                         s.tokens) for s in sources]
+        return row.tokenizer, docs

@@ -1,0 +1,119 @@
+"""Pack a stored corpus or paths on disk into a budget, streaming the output to a file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.services.corpora import corpus_exists, load_documents, token_cache
+from app.settings import get_settings
+from ingest.counting import count_documents
+from ingest.documents import ProcessOptions
+from ingest.pack import Format, Packer, PackResult, TocPosition, stable_order
+from ingest.pipeline import PipelineOptions, Progress, run_pipeline
+from ingest.tokenizers import load_tokenizer
+from ingest.types import Document, IngestError, Skipped
+
+
+@dataclass
+class PackOutcome:
+    result: PackResult
+    skipped: list[Skipped]
+    source: str  # "corpus NAME" or the paths packed
+    out: str | None
+
+
+def _order_file(roots: list[str]) -> Path:
+    key = hashlib.sha256("\0".join(sorted(roots)).encode()).hexdigest()[:16]
+    return get_settings().cache_dir / "pack-order" / f"{key}.json"
+
+
+def _previous_order(path: Path) -> list[tuple[str, str]]:
+    try:
+        return [tuple(x) for x in json.loads(path.read_text())]  # type: ignore[misc]
+    except (OSError, ValueError, TypeError):
+        return []
+
+
+def _save_order(path: Path, docs: list[Document]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps([[d.path, d.sha256] for d in docs]))
+        tmp.replace(path)
+    except OSError:
+        pass  # only the order's stability across re-packs is lost
+
+
+def pack(target: list[str], tokenizer: str | None = None, budget: int | None = None,
+         fmt: Format = "xml", fit: bool = False, out: str | None = None,
+         manifest: str | None = None, toc: TocPosition = "top",
+         options: PipelineOptions | None = None, progress: Progress | None = None,
+         note: Callable[[str], None] | None = None) -> PackOutcome:
+    """Pack a corpus (one name that is a stored corpus) or paths. Output goes to `out` (a file,
+    written atomically) or stdout when out is None or "-"."""
+    if not target:
+        raise IngestError("nothing to pack: give a corpus name or a path")
+    skipped: list[Skipped] = []
+    if len(target) == 1 and not Path(target[0]).exists() and corpus_exists(target[0]):
+        stored_spec, docs = load_documents(target[0], symbols=fit)
+        tok = load_tokenizer(tokenizer or stored_spec)
+        if tok.spec != stored_spec:  # counts are per tokenizer: recount (cached)
+            docs = count_documents(docs, tok, token_cache(tok.fingerprint))
+        name, source = target[0], f"corpus {target[0]}"
+    else:
+        tok = load_tokenizer(tokenizer or get_settings().tokenizer)
+        paths = [Path(t) for t in target]
+        base = options or PipelineOptions()
+        options = PipelineOptions(base.collect, ProcessOptions(
+            segments=False, symbols=False, injections=False, ocr=base.process.ocr,
+            noise=base.process.noise), base.workers)
+        kwargs = {"progress": progress} if progress else {}
+        result = run_pipeline(paths, tok, options, None, token_cache(tok.fingerprint), **kwargs)
+        skipped = result.skipped
+        order_file = _order_file(result.roots)
+        docs = stable_order(result.documents, _previous_order(order_file))
+        _save_order(order_file, docs)
+        name = Path(target[0]).expanduser().resolve().name if len(target) == 1 else "corpus"
+        source = ", ".join(target)
+    if not docs:
+        raise IngestError(f"nothing to pack: no readable sources in {source}"
+                          + (f" ({len(skipped)} skipped)" if skipped else ""))
+    packer = Packer(tok, fmt, name, toc)
+    planned = packer.plan(docs, budget, fit, note)
+    _write(packer, planned, out)
+    if manifest:
+        _atomic_write(Path(manifest), json.dumps(
+            {"source": source, **planned.manifest_json()}, indent=1) + "\n")
+    return PackOutcome(planned, skipped, source, out)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _write(packer: Packer, planned: PackResult, out: str | None) -> None:
+    if out in (None, "-"):
+        packer.write(planned, sys.stdout)
+        sys.stdout.flush()
+        return
+    path = Path(out)  # type: ignore[arg-type]
+    if path.is_dir():
+        raise IngestError(f"--out is a folder: {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", buffering=1 << 20) as fh:
+            packer.write(planned, fh)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,128 @@
+"""PDF reading with PyMuPDF: one segment per page, document metadata and OCR for scanned pages."""
+
+from __future__ import annotations
+
+import functools
+import shutil
+from dataclasses import dataclass, field
+
+import pymupdf
+
+from ingest.types import IngestError, Segment
+
+_METADATA_KEYS = ("title", "author", "subject", "creator", "producer", "creationDate", "format")
+_OCR_DPI = 200
+
+
+class PdfError(IngestError):
+    """A PDF that cannot be read: encrypted with a password, corrupt, empty or over a limit."""
+
+
+@dataclass(frozen=True)
+class PdfResult:
+    """The pages of a PDF as segments, plus its metadata and reading flags."""
+
+    segments: list[Segment]
+    metadata: dict[str, str] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+
+
+@functools.cache
+def tesseract_available() -> bool:
+    """True if PyMuPDF can OCR: a tesseract binary is on PATH and its tessdata is found."""
+    if shutil.which("tesseract") is None:
+        return False
+    get_tessdata = getattr(pymupdf, "get_tessdata", None)
+    if get_tessdata is None:
+        return False
+    try:
+        return bool(get_tessdata())
+    except Exception:
+        return False
+
+
+def _clean(text: str) -> str:
+    """Normalize line endings, strip trailing whitespace and end non-empty text with a newline."""
+    text = text.replace("\r\n", "\n").rstrip()
+    return text + "\n" if text else ""
+
+
+def _ocr_page(page: pymupdf.Page, language: str) -> str | None:
+    """OCR one page; None if OCR fails."""
+    try:
+        tp = page.get_textpage_ocr(language=language, dpi=_OCR_DPI, full=True)
+        return _clean(page.get_text("text", textpage=tp, sort=True))
+    except Exception:
+        return None
+
+
+def _metadata(doc: pymupdf.Document) -> dict[str, str]:
+    raw = doc.metadata or {}
+    meta = {key: str(raw[key]).strip() for key in _METADATA_KEYS if raw.get(key)}
+    meta = {key: value for key, value in meta.items() if value}
+    meta["page_count"] = str(doc.page_count)
+    return meta
+
+
+def read_pdf(
+    data: bytes,
+    *,
+    ocr: bool = True,
+    ocr_language: str = "eng",
+    max_pages: int | None = None,
+) -> PdfResult:
+    """Read a PDF from bytes into one "page" segment per page (page numbers are 1-based).
+
+    Pages without a text layer are OCRed when `ocr` is set and tesseract is available
+    (flag "ocr:p<N>"), otherwise kept as empty segments (flag "no-text-layer:p<N>").
+    Raises PdfError for encrypted, corrupt or empty PDFs and for more pages than `max_pages`.
+    """
+    try:
+        doc = pymupdf.open(stream=data, filetype="pdf")
+    except Exception as exc:
+        raise PdfError(f"corrupt PDF: {exc}") from exc
+
+    with doc:
+        if doc.needs_pass:
+            raise PdfError("encrypted PDF (password required)")
+        flags: list[str] = []
+        if (doc.metadata or {}).get("encryption"):
+            flags.append("encrypted-no-password")
+
+        try:
+            page_count = doc.page_count
+        except Exception as exc:
+            raise PdfError(f"corrupt PDF: {exc}") from exc
+        if page_count == 0:
+            if doc.is_repaired:
+                raise PdfError("corrupt PDF: no readable pages")
+            raise PdfError("empty PDF (no pages)")
+        if max_pages is not None and page_count > max_pages:
+            raise PdfError(f"PDF has {page_count} pages, over the limit of {max_pages}")
+
+        can_ocr = ocr and tesseract_available()
+        segments: list[Segment] = []
+        for index in range(page_count):
+            number = index + 1
+            try:
+                page = doc.load_page(index)
+                text = _clean(page.get_text("text", sort=True))
+            except Exception as exc:
+                raise PdfError(f"corrupt PDF: page {number}: {exc}") from exc
+            if not text:
+                ocr_text = _ocr_page(page, ocr_language) if can_ocr else None
+                if ocr_text is None:
+                    flags.append(f"no-text-layer:p{number}")
+                else:
+                    text = ocr_text
+                    flags.append(f"ocr:p{number}")
+            segments.append(
+                Segment(order=index, text=text, span_kind="page", start=number, end=number)
+            )
+
+        try:
+            metadata = _metadata(doc)
+        except Exception:
+            metadata = {"page_count": str(page_count)}
+
+    return PdfResult(segments=segments, metadata=metadata, flags=flags)

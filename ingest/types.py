@@ -1,0 +1,97 @@
+"""Typed records that flow through ingest: collect -> filter -> process -> pack.
+
+Every stage takes and returns these dataclasses, so no stage needs another's internals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+SpanKind = Literal["lines", "page", "cell"]
+SourceKind = Literal["code", "text", "pdf", "notebook"]
+Status = Literal["ok", "skipped", "error"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A file found by the collector, before anything has been read."""
+
+    path: str  # provenance path shown to users (posix, relative to the input root)
+    location: Path  # where the bytes are on disk now
+    root: str  # the input this file came from (folder, file or archive), for pruning
+    size: int
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A contiguous, citable piece of a source: a run of lines, a PDF page or a notebook cell.
+
+    Concatenating a document's segment texts gives back its full text, so a pack of segments
+    is lossless.
+    """
+
+    order: int
+    text: str
+    span_kind: SpanKind
+    start: int  # first line (1-based), page number (1-based) or cell number (1-based)
+    end: int  # last line / page / cell, inclusive
+    tokens: int = 0
+
+    @property
+    def label(self) -> str:
+        if self.span_kind == "lines":
+            return f"L{self.start}-L{self.end}"
+        if self.span_kind == "page":
+            return f"p.{self.start}"
+        return f"cell {self.start}"
+
+
+@dataclass(frozen=True)
+class Symbol:
+    """A definition found by tree-sitter: function, class, method, ..."""
+
+    name: str
+    kind: str
+    start_line: int
+    end_line: int
+    signature: str  # the definition's header line(s), used for outlines
+    parent: str | None = None
+
+
+@dataclass
+class Document:
+    """A processed source: text split into segments, plus what was learned while reading it."""
+
+    path: str
+    root: str
+    kind: SourceKind
+    language: str | None
+    sha256: str
+    size: int
+    segments: list[Segment]
+    symbols: list[Symbol] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)  # e.g. "invalid-utf8", "ocr", "no-text-layer"
+    tokens: int = 0
+
+    @property
+    def text(self) -> str:
+        return "".join(s.text for s in self.segments)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file the pipeline did not turn into a document, and why (shown in reports)."""
+
+    path: str
+    root: str
+    size: int
+    status: Status  # "skipped" (noise filter, by choice) or "error" (could not be read)
+    reason: str
+    sha256: str | None = None
+
+
+class IngestError(Exception):
+    """A user-facing error: the message is shown as is, without a traceback."""
