@@ -255,3 +255,7 @@ def main() -> None:
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: nothing was stored half-way")
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

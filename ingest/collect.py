@@ -48,6 +48,12 @@ def _git_files(folder: Path) -> list[str] | None:
         )
         if inside.returncode != 0 or inside.stdout.strip() != "true":
             return None
+        # a folder that its enclosing repository ignores (e.g. pyenv's versions/) is not
+        # that repository's content: walk it as a plain folder
+        ignored = subprocess.run(["git", "-C", str(folder), "check-ignore", "-q", "."],
+                                 capture_output=True, timeout=30)
+        if ignored.returncode == 0:
+            return None
         out = subprocess.run(
             ["git", "-C", str(folder), "-c", "core.quotepath=off", "ls-files", "-co",
              "--exclude-standard", "-z", "--", "."],

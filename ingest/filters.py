@@ -87,7 +87,7 @@ class NoiseFilter:
         if any(marker in data[:2048] for marker in GENERATED_MARKERS):
             return "generated: marker in header"
         if len(data) > 2_000:
-            longest = max(len(line) for line in data.split(b"\n"))
+            longest = max(map(len, data.split(b"\n")))
             if longest > self.options.max_line_chars:
                 return f"minified: a line of {longest:,} characters"
             avg = len(data) / (data.count(b"\n") + 1)

@@ -92,6 +92,25 @@ def _bpe_openai_data(name: str) -> Path:
     return Path(spec.origin).parent / "data" / f"{name}.tiktoken.gz"
 
 
+@cache
+def _bpe_openai_bindings():
+    """The crate's native module, loaded without the package's __init__ (which parses every
+    bundled rank file in Python: ~3 s)."""
+    import importlib.machinery
+    import sys
+
+    name = "bpe_openai._bindings"
+    if name in sys.modules:
+        return sys.modules[name]
+    folder = _bpe_openai_data("o200k_base").parent.parent
+    library = next(folder.glob("_bindings*.so"), None) or next(folder.glob("_bindings*.pyd"))
+    loader = importlib.machinery.ExtensionFileLoader(name, str(library))
+    spec = importlib.util.spec_from_file_location(name, library, loader=loader)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    loader.exec_module(module)
+    return module
+
+
 class OpenAITokenizer(Tokenizer):
     """cl100k_base / o200k_base from rank files shipped inside installed packages."""
 
@@ -99,9 +118,7 @@ class OpenAITokenizer(Tokenizer):
 
     def __init__(self, name: Literal["cl100k", "o200k"]) -> None:
         self.spec = self.name = name
-        from bpe_openai import _bindings
-
-        self._counter = _bindings.tokenizer_for_encoding(f"{name}_base")
+        self._counter = _bpe_openai_bindings().tokenizer_for_encoding(f"{name}_base")
 
     def count(self, text: str) -> int:
         return self._counter.count(text) if text else 0

@@ -15,7 +15,7 @@ from app.database import session_scope
 from app.models import Corpus, Segment, Source, Symbol
 from app.services.reports import FileRow, IngestReport
 from app.settings import get_settings
-from ingest.counting import TokenCache
+from app.services.tokencache import token_cache
 from ingest.pipeline import PipelineOptions, Progress, run_pipeline
 from ingest.tokenizers import load_tokenizer
 from ingest.types import Document, IngestError
@@ -38,10 +38,6 @@ def check_name(name: str) -> str:
     if not NAME_RE.match(name):
         raise IngestError(f"invalid corpus name {name!r}: use letters, digits, space, . _ - @ +")
     return name
-
-
-def token_cache(fingerprint: str) -> TokenCache:
-    return TokenCache(get_settings().cache_dir / "token_counts.sqlite", fingerprint)
 
 
 def _version_hash(pairs: list[tuple[str, str]], tokenizer_fp: str) -> str:

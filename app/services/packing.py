@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.services.corpora import corpus_exists, load_documents, token_cache
 from app.settings import get_settings
 from ingest.counting import count_documents
 from ingest.documents import ProcessOptions
@@ -50,6 +49,12 @@ def _save_order(path: Path, docs: list[Document]) -> None:
         pass  # only the order's stability across re-packs is lost
 
 
+def _is_corpus(name: str) -> bool:
+    from app.services.corpora import corpus_exists  # imports SQLAlchemy: only when needed
+
+    return corpus_exists(name)
+
+
 def pack(target: list[str], tokenizer: str | None = None, budget: int | None = None,
          fmt: Format = "xml", fit: bool = False, out: str | None = None,
          manifest: str | None = None, toc: TocPosition = "top",
@@ -59,8 +64,12 @@ def pack(target: list[str], tokenizer: str | None = None, budget: int | None = N
     written atomically) or stdout when out is None or "-"."""
     if not target:
         raise IngestError("nothing to pack: give a corpus name or a path")
+    from app.services.tokencache import token_cache
+
     skipped: list[Skipped] = []
-    if len(target) == 1 and not Path(target[0]).exists() and corpus_exists(target[0]):
+    if len(target) == 1 and not Path(target[0]).exists() and _is_corpus(target[0]):
+        from app.services.corpora import load_documents
+
         stored_spec, docs = load_documents(target[0], symbols=fit)
         tok = load_tokenizer(tokenizer or stored_spec)
         if tok.spec != stored_spec:  # counts are per tokenizer: recount (cached)

@@ -1,0 +1,130 @@
+"""Ingest+pack benchmark: scoutlens vs repomix on this machine's Python standard library.
+
+Runs both side by side in one process, alternating, and reports medians and ratios:
+  - cold pack (scoutlens: empty token cache; repomix: REPOMIX_TOKEN_CACHE=0)
+  - re-pack after one file changed (scoutlens: warm cache; repomix: its token cache warm)
+  - peak RSS of the scoutlens process, MB/s and tokens/s
+  - cold `scoutlens ingest` into the database (symbols, segments; no repomix equivalent)
+
+repomix is installed from the npm registry into benchmarks/.tools on first use.
+Usage: python benchmarks/bench_pack.py [--runs 3] [--corpus DIR] [--no-repomix]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TOOLS = HERE / ".tools"
+REPOMIX_VERSION = "1.18.1"
+
+
+def stdlib_copy(dest: Path) -> Path:
+    """A private copy of the standard library (no site-packages), so one file can change."""
+    src = Path(sysconfig.get_paths()["stdlib"])
+    target = dest / "stdlib"
+    shutil.copytree(src, target, symlinks=True,
+                    ignore=shutil.ignore_patterns("site-packages", "__pycache__"))
+    return target
+
+
+def repomix_bin() -> Path | None:
+    exe = TOOLS / "node_modules" / ".bin" / "repomix"
+    if not exe.exists() and shutil.which("npm"):
+        subprocess.run(["npm", "install", "--silent", "--prefix", str(TOOLS),
+                        f"repomix@{REPOMIX_VERSION}"], check=False)
+    return exe if exe.exists() else None
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of the child."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    dt = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr[-2000:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return dt, max(before, after)
+
+
+def touch_one(corpus: Path, run: int) -> None:
+    f = corpus / "json" / "decoder.py"
+    f.write_text(f.read_text() + f"\n# benchmark edit {run}\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--corpus", type=Path, default=None)
+    ap.add_argument("--tokenizer", default="o200k")
+    ap.add_argument("--no-repomix", action="store_true")
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="scoutlens-bench-"))
+    corpus = args.corpus or stdlib_copy(work)
+    scoutlens = [sys.executable, "-m", "app.cli"]
+    base_env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+    out_s, out_r = work / "pack.xml", work / "repomix.xml"
+    rmx = None if args.no_repomix else repomix_bin()
+    results: dict[str, list[float]] = {k: [] for k in (
+        "scoutlens_cold", "scoutlens_repack", "repomix_cold", "repomix_repack",
+        "scoutlens_ingest_cold", "scoutlens_reingest")}
+    rss = 0
+    for run in range(args.runs):
+        home = work / f"home-{run}"
+        env = {**base_env, "SCOUTLENS_HOME": str(home)}
+        pack = [*scoutlens, "pack", str(corpus), "-t", args.tokenizer, "--out", str(out_s),
+                "--manifest", str(work / "manifest.json")]
+        dt, peak = timed(pack, env)
+        results["scoutlens_cold"].append(dt)
+        rss = max(rss, peak)
+        if rmx:
+            rmx_cmd = [str(rmx), str(corpus), "-o", str(out_r), "--quiet"]
+            renv = {**base_env, "REPOMIX_TOKEN_CACHE": "0"}
+            results["repomix_cold"].append(timed(rmx_cmd, renv)[0])
+            timed(rmx_cmd, base_env)  # fill repomix's token cache
+        touch_one(corpus, run)
+        results["scoutlens_repack"].append(timed(pack, env)[0])
+        if rmx:
+            results["repomix_repack"].append(timed(rmx_cmd, base_env)[0])
+        ingest = [*scoutlens, "ingest", str(corpus), "--corpus", "bench", "-t", args.tokenizer,
+                  "--json"]
+        results["scoutlens_ingest_cold"].append(timed(ingest, env)[0])
+        touch_one(corpus, run + 100)
+        results["scoutlens_reingest"].append(timed(ingest, env)[0])
+
+    manifest = json.loads((work / "manifest.json").read_text())
+    tokens = manifest["total_tokens"]
+    mb = out_s.stat().st_size / 1e6
+    med = {k: statistics.median(v) for k, v in results.items() if v}
+    report = {
+        "corpus": str(corpus), "files": len(manifest["sources"]), "tokens": tokens,
+        "packed_mb": round(mb, 1), "runs": args.runs, "tokenizer": args.tokenizer,
+        "median_s": {k: round(v, 3) for k, v in med.items()},
+        "scoutlens_cold_mb_per_s": round(mb / med["scoutlens_cold"], 1),
+        "scoutlens_cold_tokens_per_s": round(tokens / med["scoutlens_cold"]),
+        "scoutlens_peak_rss_mb": round(rss / 1024),
+        "cores": os.cpu_count(),
+    }
+    if "repomix_cold" in med:
+        report["speedup_cold_vs_repomix"] = round(med["repomix_cold"] / med["scoutlens_cold"], 2)
+        report["speedup_repack_vs_repomix_cached"] = round(
+            med["repomix_repack"] / med["scoutlens_repack"], 2)
+    print(json.dumps(report, indent=1))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

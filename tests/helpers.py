@@ -1,0 +1,79 @@
+"""Small real inputs made by the tests themselves."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def make_repo(root: Path) -> Path:
+    """A git repository with nested .gitignore, a binary, a lockfile, a minified file and a
+    notebook: the noise a real repository has."""
+    repo = root / "repo"
+    (repo / "src" / "pkg").mkdir(parents=True)
+    (repo / "docs").mkdir()
+    (repo / "build").mkdir()
+    (repo / "src" / "app.py").write_text(
+        '"""The application."""\n\nimport os\n\n\n'
+        "def load_config(path):\n"
+        '    """Read the config file."""\n'
+        "    with open(path) as fh:\n"
+        "        return fh.read()\n\n\n"
+        "class Server:\n"
+        '    """Serves requests."""\n\n'
+        "    def start(self, port):\n"
+        "        return port + 1\n\n"
+        "    def stop(self):\n"
+        "        return None\n"
+    )
+    (repo / "src" / "pkg" / "util.js").write_text(
+        "export function slugify(s) {\n  return s.toLowerCase().replace(/ /g, '-');\n}\n"
+        "class Cache { get(k) { return this[k]; } }\n"
+    )
+    (repo / "src" / "pkg" / "secret.env").write_text("TOKEN=abc\n")
+    (repo / "src" / "pkg" / ".gitignore").write_text("*.env\n")
+    (repo / ".gitignore").write_text("build/\n*.log\n")
+    (repo / "build" / "out.txt").write_text("built\n")
+    (repo / "debug.log").write_text("log line\n")
+    (repo / "docs" / "guide.md").write_text("# Guide\n\nRun the server with `start`.\n")
+    (repo / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    (repo / "package-lock.json").write_text(json.dumps({"lockfileVersion": 3}))
+    (repo / "static.min.js").write_text("var a=1;" * 2000)
+    (repo / "analysis.ipynb").write_text(json.dumps({
+        "cells": [
+            {"cell_type": "markdown", "source": ["# Analysis\n", "Notes here."]},
+            {"cell_type": "code", "source": "x = 41 + 1\nprint(x)",
+             "outputs": [{"output_type": "stream", "text": "OUTPUT-SHOULD-NOT-APPEAR"}]},
+        ],
+        "metadata": {"language_info": {"name": "python"}}, "nbformat": 4, "nbformat_minor": 5,
+    }))
+    git(repo, "init", "-q")
+    git(repo, "config", "user.email", "t@example.com")
+    git(repo, "config", "user.name", "t")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "init")
+    (repo / "NOTES.txt").write_text("untracked but not ignored\n")
+    return repo
+
+
+def make_pdf(path: Path, pages: list[str], password: str | None = None) -> Path:
+    import pymupdf
+
+    doc = pymupdf.open()
+    for text in pages:
+        page = doc.new_page()
+        if text:
+            page.insert_text((72, 72), text)
+    doc.set_metadata({"title": path.stem})
+    if password:
+        doc.save(str(path), encryption=pymupdf.PDF_ENCRYPT_AES_256, user_pw=password,
+                 owner_pw=password + "o")
+    else:
+        doc.save(str(path))
+    return path
