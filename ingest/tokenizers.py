@@ -152,14 +152,22 @@ class Llama4Tokenizer(Tokenizer):
         path = path.expanduser()
         if not path.is_file():
             raise IngestError(f"llama4 tokenizer file not found: {path}")
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise IngestError(f"cannot read llama4 tokenizer file {path}: {exc}") from exc
         self.spec = f"llama4:{path.resolve()}"
         self.name = f"llama4 ({path.name})"
-        self._digest = digest
-        from tiktoken.load import load_tiktoken_bpe
-
+        self._digest = hashlib.sha256(data).hexdigest()[:16]
+        # Parse the bytes just hashed. tiktoken's load_tiktoken_bpe caches every file it reads
+        # under the system temp folder keyed by its *path*, so a file rewritten in place would be
+        # served stale (ranks from the old file, fingerprint from the new one).
+        ranks: dict[bytes, int] = {}
         try:
-            ranks = load_tiktoken_bpe(str(path))
+            for line in data.splitlines():
+                if line.strip():
+                    token, rank = line.split()
+                    ranks[base64.b64decode(token, validate=True)] = int(rank)
         except Exception as exc:  # malformed rank file
             raise IngestError(f"not a tiktoken rank file: {path} ({exc})") from exc
         if not ranks:
