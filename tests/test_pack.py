@@ -108,9 +108,9 @@ def test_fit_reduces_code_to_outline_then_drops(tmp_path):
 
 
 def test_noise_let_through_is_dropped_first(tmp_path):
+    from ingest.documents import ProcessOptions
     from ingest.filters import FilterOptions, NoiseFilter
     from ingest.pipeline import PipelineOptions
-    from ingest.documents import ProcessOptions
 
     (tmp_path / "p").mkdir()
     (tmp_path / "p" / "main.py").write_text("print('hello')\n")

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 from app.database import session_scope
 from app.models import Corpus, Segment, Source, Symbol
 from app.services.reports import FileRow, IngestReport
-from app.settings import get_settings
 from app.services.tokencache import token_cache
+from app.settings import get_settings
 from ingest.pipeline import PipelineOptions, Progress, run_pipeline
 from ingest.tokenizers import load_tokenizer
 from ingest.types import Document, IngestError
