@@ -245,11 +245,23 @@ def version() -> None:
     out.print(f"scoutlens {__version__}")
 
 
+def _register_commands() -> None:
+    """Engine, eval and UI commands live in app/commands/, one module each."""
+    from app.commands import register_all
+
+    register_all(app)
+
+
+_register_commands()
+
+
 def main() -> None:
     """Entry point: user mistakes print a clear message and exit 1, never a traceback."""
+    from engine.types import EngineError
+
     try:
         app()
-    except IngestError as exc:
+    except (IngestError, EngineError) as exc:
         console.print(f"[red]error:[/] {exc}")
         sys.exit(1)
     except KeyboardInterrupt:

@@ -1,0 +1,24 @@
+"""Sub-commands beyond ingest/pack/corpora, one module each; every module exposes `register(app)`.
+
+Modules are imported lazily inside each command body where they pull heavy packages (torch,
+openai), so `scoutlens --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+MODULES = ("complete", "cache", "plan", "serve", "prewarm")
+
+
+def register_all(app: typer.Typer) -> None:
+    for name in MODULES:
+        try:
+            module = importlib.import_module(f"app.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"app.commands.{name}":
+                raise
+            continue  # not written yet
+        module.register(app)

@@ -1,0 +1,102 @@
+"""The embedded backend: an in-process model with chunked prefill and a two-tier prefix KV cache."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from engine.embedded_model import LoadedModel, encode_request, load_model
+from engine.generate import decode, prefill, save_blocks
+from engine.kvcache import PrefixCache
+from engine.types import Completion, CompletionRequest, PromptTooLong, Stream, Timings, Usage
+
+
+class EmbeddedBackend:
+    name = "embedded"
+
+    def __init__(self, model: str | None = None, *, dtype: str = "bfloat16",
+                 prefill_chunk: int = 512, kv_block: int = 256, kv_dir: Path | None = None,
+                 kv_memory_bytes: int = 2 << 30, kv_disk_bytes: int = 20 << 30,
+                 reuse: bool = True, threads: int = 0,
+                 progress: Callable[[int, int], None] | None = None):
+        self.lm: LoadedModel = load_model(model, dtype=dtype, threads=threads)
+        self.prefill_chunk = max(1, prefill_chunk)
+        self.progress = progress
+        self.prefix_cache = PrefixCache(self.lm.key, kv_block, kv_dir, kv_memory_bytes,
+                                        kv_disk_bytes) if reuse else None
+
+    @property
+    def model(self) -> str:
+        return self.lm.name
+
+    @property
+    def window(self) -> int:
+        return self.lm.window
+
+    def count(self, text: str) -> int:
+        return len(self.lm.tokenizer(text, add_special_tokens=False,
+                                     split_special_tokens=True)["input_ids"]) if text else 0
+
+    def encode(self, request: CompletionRequest) -> list[int]:
+        return encode_request(self.lm, request)[0]
+
+    def stream(self, request: CompletionRequest) -> Stream:
+        ids, _ = encode_request(self.lm, request)
+        if len(ids) + request.max_tokens > self.window:
+            raise PromptTooLong(len(ids), self.window, request.max_tokens)
+        state: dict = {"text": "", "finish": "length", "t0": time.perf_counter(),
+                       "first": None, "end": None, "generated": 0, "prefill": None}
+        return Stream(self._run(ids, request, state), lambda: self._finish(ids, state))
+
+    def _run(self, ids: list[int], request: CompletionRequest, state: dict) -> Iterator[str]:
+        tok = self.lm.tokenizer
+        result = prefill(self.lm.model, ids, self.prefill_chunk, self.prefix_cache, self.progress,
+                         capacity=len(ids) + request.max_tokens)
+        state["prefill"] = result
+        generated: list[int] = []
+        emitted = ""
+        try:
+            for token in decode(self.lm.model, result, request.max_tokens, self.lm.eos_ids,
+                                request.temperature):
+                generated.append(token)
+                text = tok.decode(generated, skip_special_tokens=True)
+                if text.endswith("\ufffd"):
+                    continue  # a multi-byte character is still incomplete
+                cut = _stop_at(text, request.stop)
+                if cut is not None:
+                    text = text[:cut]
+                delta, emitted = text[len(emitted):], text
+                if delta:
+                    if state["first"] is None:
+                        state["first"] = time.perf_counter()
+                    yield delta
+                if cut is not None:
+                    state["finish"] = "stop"
+                    break
+            else:
+                state["finish"] = "stop" if len(generated) < request.max_tokens else "length"
+        finally:
+            state["text"], state["generated"] = emitted, len(generated)
+            state["end"] = time.perf_counter()
+            if self.prefix_cache is not None:
+                save_blocks(self.prefix_cache, result)
+
+    def _finish(self, ids: list[int], state: dict) -> Completion:
+        result = state["prefill"]
+        end = state["end"] or time.perf_counter()
+        prefill_end = state["t0"] + (result.prefill_s if result else 0.0)
+        first = state["first"] or end
+        return Completion(
+            text=state["text"],
+            usage=Usage(prompt_tokens=len(ids),
+                        cached_tokens=result.cached_tokens if result else 0,
+                        completion_tokens=state["generated"]),
+            timings=Timings(ttft_s=first - state["t0"], prefill_s=prefill_end - state["t0"],
+                            decode_s=max(0.0, end - prefill_end), total_s=end - state["t0"]),
+            finish_reason=state["finish"], model=self.model, backend=self.name)
+
+
+def _stop_at(text: str, stops: tuple[str, ...]) -> int | None:
+    hits = [i for s in stops if s and (i := text.find(s)) >= 0]
+    return min(hits) if hits else None
