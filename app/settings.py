@@ -16,6 +16,15 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite")
     tokenizer: str = Field(default="cl100k", description="default tokenizer spec")
     workers: int = Field(default=0, description="tokenizer processes; 0 = one per core")
+    # engine
+    backend: str = Field(default="embedded", description="embedded | openai")
+    endpoint: str | None = Field(default=None, description="OpenAI-compatible server URL")
+    model: str | None = Field(default=None, description="model folder (embedded) or served name")
+    dtype: str = Field(default="bfloat16", description="embedded model dtype")
+    prefill_chunk: int = Field(default=512, description="embedded prefill chunk, tokens")
+    kv_block: int = Field(default=16, description="KV reuse block size, tokens (vLLM uses 16)")
+    kv_memory_gb: float = Field(default=2.0, description="in-process KV cache budget, GB")
+    kv_disk_gb: float = Field(default=20.0, description="on-disk KV cache budget, GB")
 
     @property
     def home_dir(self) -> Path:
@@ -32,6 +41,11 @@ class Settings(BaseSettings):
         path = self.home_dir / "cache"
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+
+    @property
+    def kv_dir(self) -> Path:
+        return self.cache_dir / "kv"
 
 
 @cache

@@ -67,6 +67,10 @@ def load_model(model: str | None = None, dtype: str = "bfloat16", threads: int =
                    "float16": torch.float16}.get(dtype)
     if torch_dtype is None:
         raise EngineError(f"unknown dtype {dtype!r}: bfloat16 | float32 | float16")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own progress and errors speak for us
+    hf_logging.set_verbosity_error()
     torch.set_num_threads(threads or os.cpu_count() or 1)
     try:
         tok = AutoTokenizer.from_pretrained(folder)

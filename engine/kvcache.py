@@ -141,14 +141,15 @@ class DiskTier:
     def put(self, key: str, blk: KVBlock) -> bool:
         """Write one block atomically; False (with a warning) when the disk refuses."""
         path = self._path(key)
-        if path.exists():
-            return True
         kv = blk.kv.contiguous()
         payload = memoryview(kv.view(torch.uint8).numpy()).cast("B")
         head = json.dumps({"model": self.model_key, "key": key,
                            "dtype": str(kv.dtype).removeprefix("torch."),
                            "shape": list(kv.shape), "nbytes": len(payload),
                            "crc32": zlib.crc32(payload)}).encode()
+        with contextlib.suppress(OSError):
+            if path.stat().st_size == 12 + len(head) + len(payload):
+                return True  # already there (a same-size corrupt file is caught when read)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,7 +158,8 @@ class DiskTier:
             os.replace(tmp, path)
             return True
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
             warnings.warn(f"KV cache not saved to disk ({exc.strerror or exc}); answers are "
                           "unaffected, the next process will prefill again", stacklevel=2)
             return False
@@ -232,10 +234,14 @@ class PrefixCache:
                           misses=self.misses)
 
 
-def disk_usage(root: Path) -> tuple[int, int]:
-    """(block files, bytes) under a KV cache root, for `scoutlens cache stats`."""
-    files = list(root.glob("*/*/*.kv")) if root.exists() else []
-    return len(files), sum(p.stat().st_size for p in files)
+def usage_by_model(root: Path) -> dict[str, tuple[int, int]]:
+    """(block files, bytes) per model folder under a KV cache root, for `scoutlens cache stats`."""
+    usage: dict[str, tuple[int, int]] = {}
+    for p in root.glob("*/*/*.kv") if root.exists() else []:
+        with contextlib.suppress(OSError):
+            n, size = usage.get(p.parent.parent.name, (0, 0))
+            usage[p.parent.parent.name] = (n + 1, size + p.stat().st_size)
+    return usage
 
 
 def clear_disk(root: Path) -> int:

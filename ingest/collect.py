@@ -65,8 +65,9 @@ def _git_files(folder: Path) -> list[str] | None:
     return sorted(set(names))
 
 
-def _walk(folder: Path, options: CollectOptions) -> Iterator[str]:
-    """Relative posix paths under folder, honouring .gitignore files at every level."""
+def _walk(folder: Path, options: CollectOptions, vendored: list[str]) -> Iterator[str]:
+    """Relative posix paths under folder, honouring .gitignore files at every level; vendored
+    folders left out are appended to `vendored`."""
     specs: list[tuple[str, pathspec.PathSpec]] = []  # (dir prefix, spec) from enclosing levels
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         rel_dir = os.path.relpath(dirpath, folder).replace(os.sep, "/")
@@ -80,15 +81,21 @@ def _walk(folder: Path, options: CollectOptions) -> Iterator[str]:
                 pass
 
         def ignored(rel: str, is_dir: bool, specs=specs) -> bool:
-            for prefix, spec in specs:
+            # as git: the deepest .gitignore that says anything about the path decides
+            for prefix, spec in reversed(specs):
                 sub = rel[len(prefix):] + ("/" if is_dir else "")
-                if spec.match_file(sub):
-                    return True
+                verdict = spec.check_file(sub).include
+                if verdict is not None:
+                    return verdict
             return False
 
         keep = []
         for d in sorted(dirnames):
-            if d == ".git" or (options.skip_vendored_dirs and d in VENDORED_DIRS):
+            if d == ".git":
+                continue
+            if options.skip_vendored_dirs and d in VENDORED_DIRS:
+                if not ignored(rel_dir + d, True):
+                    vendored.append(rel_dir + d + "/")
                 continue
             if not ignored(rel_dir + d, True):
                 keep.append(d)
@@ -99,7 +106,10 @@ def _walk(folder: Path, options: CollectOptions) -> Iterator[str]:
                 yield rel
 
 
-def _candidate(location: Path, shown: str, root: str, out: Collected) -> None:
+def _candidate(location: Path, shown: str, root: str, out: Collected,
+               inside: Path | None = None) -> None:
+    """One file; a symlink is followed only to a file inside `inside` (the input folder), so a
+    link such as notes.txt -> ~/.aws/credentials never leaks into a pack."""
     try:
         st = os.lstat(location)
     except OSError as exc:
@@ -114,6 +124,10 @@ def _candidate(location: Path, shown: str, root: str, out: Collected) -> None:
         if not target.is_file():
             out.skipped.append(Skipped(shown, root, 0, "skipped", "symlink: not a file"))
             return
+        if inside is not None and not target.is_relative_to(inside):
+            out.skipped.append(Skipped(shown, root, 0, "skipped",
+                                       "symlink: points outside the input folder"))
+            return
         st = target.stat()
     elif not os.path.isfile(location):
         out.skipped.append(Skipped(shown, root, 0, "skipped", "not a regular file"))
@@ -124,14 +138,31 @@ def _candidate(location: Path, shown: str, root: str, out: Collected) -> None:
 def _collect_folder(folder: Path, prefix: str, root: str, options: CollectOptions,
                     out: Collected) -> None:
     names = _git_files(folder) if options.gitignore else None
+    vendored: dict[str, int] = {}
     if names is not None:
         out.notes.append(f"{folder}: git repository, using git's file list ({len(names)} files)")
         if options.skip_vendored_dirs:
-            names = [n for n in names if not any(p in VENDORED_DIRS for p in n.split("/")[:-1])]
+            kept = []
+            for n in names:
+                parts = n.split("/")[:-1]
+                hit = next((i for i, p in enumerate(parts) if p in VENDORED_DIRS), None)
+                if hit is None:
+                    kept.append(n)
+                else:
+                    key = "/".join(parts[:hit + 1]) + "/"
+                    vendored[key] = vendored.get(key, 0) + 1
+            names = kept
     else:
-        names = list(_walk(folder, options))
+        found: list[str] = []
+        names = list(_walk(folder, options, found))
+        vendored = dict.fromkeys(found, 0)
+    for folder_name, count in sorted(vendored.items()):
+        files = f" ({count:,} file{'' if count == 1 else 's'})" if count else ""
+        out.skipped.append(Skipped(prefix + folder_name, root, 0, "skipped",
+                                   f"vendored: folder left out{files}"))
+    inside = folder.resolve()
     for name in names:
-        _candidate(folder / name, prefix + name, root, out)
+        _candidate(folder / name, prefix + name, root, out, inside)
 
 
 @contextmanager
@@ -141,16 +172,21 @@ def collect(inputs: list[Path], options: CollectOptions = CollectOptions(),
     lives as long as the context (the candidates point into it)."""
     if not inputs:
         raise IngestError("no input given")
+    inputs = [p.expanduser() for p in inputs]
     missing = [str(p) for p in inputs if not p.exists() and not p.is_symlink()]
     if missing:
         raise IngestError(f"path not found: {', '.join(missing)}")
     out = Collected()
+    unique: dict[Path, Path] = {}
+    for p in inputs:  # the same input twice is one input
+        unique.setdefault(p.resolve(), p)
+    inputs = list(unique.values())
     multi = len(inputs) > 1
+    used: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="scoutlens-", dir=workdir) as tmp:
-        for i, raw in enumerate(inputs):
-            path = raw.expanduser()
+        for i, path in enumerate(inputs):
             root = str(path.resolve())
-            prefix = f"{path.resolve().name}/" if multi else ""
+            prefix = _unique_prefix(path.resolve().name, used) if multi else ""
             if path.is_dir():
                 _collect_folder(path, prefix, root, options, out)
             elif is_archive(path):
@@ -167,5 +203,15 @@ def collect(inputs: list[Path], options: CollectOptions = CollectOptions(),
                 _collect_folder(extracted.root, prefix, root, options, out)
                 out.notes.append(f"{path.name}: archive extracted safely")
             else:
-                _candidate(path, path.name, root, out)
+                _candidate(path, prefix.rstrip("/") if multi else path.name, root, out)
         yield out
+
+
+def _unique_prefix(name: str, used: set[str]) -> str:
+    """`src/`, then `src-2/`, ... so two inputs with one name never share paths."""
+    candidate, n = name, 1
+    while candidate in used:
+        n += 1
+        candidate = f"{name}-{n}"
+    used.add(candidate)
+    return candidate + "/"

@@ -63,7 +63,22 @@ class NoiseFilter:
         }.get(rule, True)
 
     def by_path(self, path: str, size: int) -> str | None:
+        """The first reason that is switched on; else the first switched-off one (a flag)."""
+        reasons = self._path_reasons(path, size)
+        return next((r for r in reasons if self.enabled(r)), reasons[0] if reasons else None)
+
+    def _path_reasons(self, path: str, size: int) -> list[str]:
         p = PurePosixPath(path)
+        reasons = []
+        limit = self.options.max_file_bytes
+        if limit and size > limit and p.suffix.lower() != ".pdf":
+            reasons.append(f"too-large: {size:,} bytes > {limit:,}")
+        reason = self._kind(p)
+        if reason:
+            reasons.append(reason)
+        return reasons
+
+    def _kind(self, p: PurePosixPath) -> str | None:
         for part in p.parts[:-1]:
             if part in VENDORED_DIRS:
                 return f"vendored: {part}/"
@@ -75,9 +90,6 @@ class NoiseFilter:
                 return f"generated: *{suffix}"
         if p.suffix.lower() in BINARY_SUFFIXES:
             return f"binary: {p.suffix.lower()}"
-        limit = self.options.max_file_bytes
-        if limit and size > limit and p.suffix.lower() != ".pdf":
-            return f"too-large: {size:,} bytes > {limit:,}"
         return None
 
     def by_content(self, path: str, data: bytes) -> str | None:
@@ -87,10 +99,17 @@ class NoiseFilter:
         if any(marker in data[:2048] for marker in GENERATED_MARKERS):
             return "generated: marker in header"
         if len(data) > 2_000:
-            longest = max(map(len, data.split(b"\n")))
-            if longest > self.options.max_line_chars:
-                return f"minified: a line of {longest:,} characters"
-            avg = len(data) / (data.count(b"\n") + 1)
+            lines = data.split(b"\n")
+            longest = max(lines, key=len)
+            # bytes bound characters from above: decode only a line that might be too long
+            if len(longest) > self.options.max_line_chars:
+                chars = max(len(line.decode("utf-8", "replace")) for line in lines
+                            if len(line) > self.options.max_line_chars)
+                if chars > self.options.max_line_chars:
+                    return f"minified: a line of {chars:,} characters"
+            avg = len(data) / len(lines)
+            if avg > self.options.max_avg_line_chars:
+                avg = len(data.decode("utf-8", "replace")) / len(lines)
             if avg > self.options.max_avg_line_chars:
                 return f"minified: {avg:,.0f} characters per line"
         return None

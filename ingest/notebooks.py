@@ -14,10 +14,16 @@ def read_notebook(text: str) -> tuple[list[Segment], str | None]:
         cells = nb["cells"]
     except (ValueError, KeyError, TypeError) as exc:
         raise IngestError(f"not a valid notebook: {exc}") from exc
+    if not isinstance(cells, list):
+        raise IngestError(f"not a valid notebook: 'cells' is {type(cells).__name__}, not a list")
     language = None
     if isinstance(nb.get("metadata"), dict):
-        info = nb["metadata"].get("language_info") or nb["metadata"].get("kernelspec") or {}
-        language = (info.get("name") or info.get("language")) if isinstance(info, dict) else None
+        meta = nb["metadata"]
+        lang_info, kernel = meta.get("language_info"), meta.get("kernelspec")
+        if isinstance(lang_info, dict) and lang_info.get("name"):
+            language = lang_info["name"]
+        elif isinstance(kernel, dict):  # kernelspec's `language`, not its name ("python3", "ir")
+            language = kernel.get("language") or kernel.get("name")
     segments: list[Segment] = []
     for i, cell in enumerate(cells, start=1):
         if not isinstance(cell, dict):

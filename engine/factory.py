@@ -1,0 +1,36 @@
+"""Pick and build a backend from explicit choices, falling back to settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from engine.types import Backend, EngineError
+
+BACKENDS = ("embedded", "openai")
+
+
+def make_backend(backend: str | None = None, *, endpoint: str | None = None,
+                 model: str | None = None, prefill_chunk: int | None = None,
+                 reuse: bool = True,
+                 progress: Callable[[int, int], None] | None = None) -> Backend:
+    from app.settings import get_settings
+
+    s = get_settings()
+    endpoint = endpoint or s.endpoint
+    if backend is None:  # an endpoint, given or configured, means: talk to that server
+        backend = "openai" if endpoint else s.backend
+    if backend not in BACKENDS:
+        raise EngineError(f"unknown backend {backend!r}: {' | '.join(BACKENDS)}")
+    if backend == "openai":
+        if not endpoint:
+            raise EngineError("the openai backend needs --endpoint URL (or SCOUTLENS_ENDPOINT)")
+        from engine.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(endpoint, model=model or None)
+    from engine.embedded import EmbeddedBackend
+
+    return EmbeddedBackend(model or s.model, dtype=s.dtype,
+                           prefill_chunk=prefill_chunk or s.prefill_chunk, kv_block=s.kv_block,
+                           kv_dir=s.kv_dir, kv_memory_bytes=int(s.kv_memory_gb * 2**30),
+                           kv_disk_bytes=int(s.kv_disk_gb * 2**30), reuse=reuse,
+                           progress=progress)
