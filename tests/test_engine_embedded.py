@@ -78,7 +78,7 @@ def test_reuse_in_process_gives_the_same_answer(model_dir, corpus, tmp_path):
     block = b.prefix_cache.block
     ids_1 = b.encode(CompletionRequest(prompt=QUESTION, prefix=corpus))
     ids_2, prefix_len = encode_request(b.lm, CompletionRequest(prompt=other_q, prefix=corpus))
-    common = next(i for i, (x, y) in enumerate(zip(ids_1, ids_2)) if x != y)
+    common = next(i for i, (x, y) in enumerate(zip(ids_1, ids_2, strict=False)) if x != y)
     assert common >= prefix_len  # the corpus tokens do not depend on the question
     assert second.usage.cached_tokens == (common // block) * block  # all shared full blocks
     assert again.usage.cached_tokens >= first.usage.prompt_tokens - block
