@@ -99,6 +99,30 @@ class OpenAIBackend:
             pass
         return max(1, len(text) // CHARS_PER_TOKEN) if text else 0
 
+    def tokenize_chat(self, content: str, system: str | None = None) -> list[int] | None:
+        """The served model's token ids for a user turn (chat template applied, no generation
+        prompt), or None when the server has no `/tokenize`."""
+        messages = [{"role": "system", "content": system}] if system else []
+        messages.append({"role": "user", "content": content})
+        try:
+            resp = httpx.post(f"{self.server_root}/tokenize", timeout=self._timeout(len(content)),
+                              json={"model": self.model, "messages": messages,
+                                    "add_generation_prompt": False})
+        except httpx.HTTPError:
+            return None
+        tokens = resp.json().get("tokens") if resp.status_code == 200 else None
+        return tokens if isinstance(tokens, list) else None
+
+    def prefill_ids(self, ids: list[int]) -> Usage:
+        """Send token ids to `/v1/completions` for one token: fills the server's prefix cache."""
+        try:
+            resp = self._client.completions.create(
+                model=self.model, prompt=ids, max_tokens=1, temperature=0.0,
+                timeout=self._timeout(len(ids) * CHARS_PER_TOKEN))
+        except self._openai.APIError as exc:
+            raise self._error(exc) from None
+        return _usage(resp.usage)
+
     def _timeout(self, chars: int) -> httpx.Timeout:
         read = self.base_timeout + chars / CHARS_PER_TOKEN / self.min_rate
         return httpx.Timeout(read, connect=self.connect_timeout)
@@ -173,14 +197,7 @@ class OpenAIBackend:
     def _finish(self, state: dict) -> Completion:
         end = state["end"] or time.perf_counter()
         first = state["first"] or end
-        usage = Usage()
-        if state["usage"] is not None:
-            u = state["usage"]
-            details = getattr(u, "prompt_tokens_details", None)
-            usage = Usage(prompt_tokens=u.prompt_tokens or 0,
-                          cached_tokens=(getattr(details, "cached_tokens", None) or 0)
-                          if details else 0,
-                          completion_tokens=u.completion_tokens or 0)
+        usage = _usage(state["usage"])
         if state["finish"] is None:
             state["finish"] = "incomplete"
             state["error"] = "the stream ended before the server said it was done"
@@ -190,3 +207,13 @@ class OpenAIBackend:
                                           total_s=end - state["t0"]),
                           finish_reason=state["finish"], model=self.model, backend=self.name,
                           error=state["error"])
+
+
+def _usage(u) -> Usage:
+    """Usage from an OpenAI usage object, cached tokens included when the server reports them."""
+    if u is None:
+        return Usage()
+    details = getattr(u, "prompt_tokens_details", None)
+    return Usage(prompt_tokens=u.prompt_tokens or 0,
+                 cached_tokens=(getattr(details, "cached_tokens", None) or 0) if details else 0,
+                 completion_tokens=u.completion_tokens or 0)

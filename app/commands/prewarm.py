@@ -1,0 +1,82 @@
+"""`scoutlens prewarm`: fill a server's prefix cache with a corpus, in stages, resumable."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+console = Console(stderr=True)
+out = Console()
+
+
+class TokensPerSecond(ProgressColumn):
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} tok/s" if speed else "- tok/s", style="cyan")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def prewarm(
+        corpus: Annotated[list[str], typer.Argument(help="a stored corpus name or paths")],
+        endpoint: Annotated[str, typer.Option(help="OpenAI-compatible server URL")],
+        model: Annotated[str | None, typer.Option(help="served model name")] = None,
+        stage: Annotated[str, typer.Option(help="tokens added per stage, e.g. 256k")] = "256k",
+        tokenizer: Annotated[str | None, typer.Option("--tokenizer", "-t")] = None,
+        budget: Annotated[str | None, typer.Option(help="pack budget, e.g. 1M")] = None,
+        restart: Annotated[bool, typer.Option(help="ignore an earlier interrupted run")] = False,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Prefill CORPUS on a server in growing stages, so later questions start warm."""
+        from app.services.packing import pack
+        from app.services.prompting import corpus_request
+        from app.settings import get_settings
+        from engine.openai_backend import OpenAIBackend
+        from engine.prewarm import prewarm as run
+        from ingest.pack import parse_budget
+
+        step = parse_budget(stage)
+        with tempfile.TemporaryDirectory(prefix="scoutlens-prewarm-") as tmp:
+            packed = Path(tmp) / "packed.txt"
+            with console.status("packing the corpus"):
+                pack(corpus, tokenizer=tokenizer, budget=parse_budget(budget) if budget else None,
+                     out=str(packed))
+            request = corpus_request(packed.read_text(encoding="utf-8"))
+        backend = OpenAIBackend(endpoint, model=model)
+        columns = (TextColumn("prewarm"), BarColumn(), TextColumn("{task.completed:,}/"
+                   "{task.total:,} tokens"), TokensPerSecond(), TimeElapsedColumn(),
+                   TimeRemainingColumn())
+        with Progress(*columns, console=console, disable=as_json) as bar:
+            task = bar.add_task("prewarm", total=None)
+
+            def progress(done: int, total: int) -> None:
+                if bar.tasks[0].total is None:  # the first call: where a resumed run starts
+                    bar.reset(task, total=total, completed=done)
+                else:
+                    bar.update(task, completed=done)
+
+            report = run(backend, request, step, get_settings().cache_dir / "prewarm", progress,
+                         restart=restart)
+        if as_json:
+            print(json.dumps(report.to_json()))
+            return
+        unit = "tokens" if report.mode == "tokens" else "characters"
+        resumed = f", resumed at {report.resumed_from:,}" if report.resumed_from else ""
+        last = report.stages[-1] if report.stages else None
+        out.print(f"prewarmed {report.total:,} {unit} on {report.endpoint} ({report.model}) in "
+                  f"{len(report.stages)} stages, {report.seconds:.1f}s{resumed}"
+                  + (f"; last stage found {last.cached:,} tokens cached" if last else ""))
