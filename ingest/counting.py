@@ -36,12 +36,16 @@ class TokenCache:
         self.fingerprint = fingerprint
         self._known: dict[str, int] | None = None
         self._new: dict[str, int] = {}
+        self._verdicts: dict[str, str] | None = None
+        self._new_verdicts: dict[str, str] = {}
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=30)
         conn.execute("CREATE TABLE IF NOT EXISTS counts (fp TEXT, key TEXT, tokens INTEGER, "
                      "PRIMARY KEY (fp, key)) WITHOUT ROWID")
+        conn.execute("CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, reason TEXT) "
+                     "WITHOUT ROWID")
         return conn
 
     def get(self, key: str) -> int | None:
@@ -58,18 +62,36 @@ class TokenCache:
     def put(self, key: str, tokens: int) -> None:
         self._new[key] = tokens
 
+    # noise verdicts by content: (file sha256, filter options) -> reason, "" when clean
+    def verdict(self, key: str) -> str | None:
+        if self._verdicts is None:
+            try:
+                with self._connect() as conn:
+                    self._verdicts = dict(conn.execute("SELECT key, reason FROM verdicts"))
+            except sqlite3.Error:
+                self._verdicts = {}
+        return self._verdicts.get(key)
+
+    def put_verdict(self, key: str, reason: str) -> None:
+        self._new_verdicts[key] = reason
+
     def flush(self) -> None:
-        if not self._new:
+        if not self._new and not self._new_verdicts:
             return
         try:
             with self._connect() as conn:
                 conn.executemany("INSERT OR REPLACE INTO counts VALUES (?, ?, ?)",
                                  [(self.fingerprint, k, v) for k, v in self._new.items()])
+                conn.executemany("INSERT OR REPLACE INTO verdicts VALUES (?, ?)",
+                                 list(self._new_verdicts.items()))
         except sqlite3.Error:
             pass  # e.g. disk full: the counts are still right, just not remembered
         if self._known is not None:
             self._known.update(self._new)
+        if self._verdicts is not None:
+            self._verdicts.update(self._new_verdicts)
         self._new.clear()
+        self._new_verdicts.clear()
 
 
 _worker_tokenizer: Tokenizer | None = None
@@ -161,7 +183,7 @@ def count_documents(docs: Iterable[Document], tokenizer: Tokenizer, cache: Token
     for d, doc in enumerate(docs):
         collected.append(doc)
         for s, seg in enumerate(doc.segments):
-            key = text_key(seg.text)
+            key = f"{doc.content_key}|{s}" if doc.content_key else text_key(seg.text)
             cached = cache.get(key) if cache is not None else None
             if cached is not None:
                 known[(d, s)] = cached

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ingest import textsplit
 from ingest.filters import NoiseFilter
@@ -55,9 +56,15 @@ def decode(data: bytes) -> tuple[str, list[str]]:
     return text, flags
 
 
+class VerdictMemo(Protocol):
+    def verdict(self, key: str) -> str | None: ...
+    def put_verdict(self, key: str, reason: str) -> None: ...
+
+
 def process(candidate: Candidate, data: bytes, options: ProcessOptions,
-            sha: str | None = None) -> Document | Skipped:
-    """Turn bytes into a Document; noise that the filter removes becomes a Skipped."""
+            sha: str | None = None, memo: VerdictMemo | None = None) -> Document | Skipped:
+    """Turn bytes into a Document; noise that the filter removes becomes a Skipped. With a
+    memo, the content filter's verdict is remembered by (sha256, filter options)."""
     sha = sha or hashlib.sha256(data).hexdigest()
     path, root, size = candidate.path, candidate.root, len(data)
     suffix = path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
@@ -73,7 +80,16 @@ def process(candidate: Candidate, data: bytes, options: ProcessOptions,
         return Document(path, root, "pdf", None, sha, size, list(pdf.segments),
                         metadata=dict(pdf.metadata), flags=list(pdf.flags))
 
-    noise = options.noise.by_content(path, data)
+    if memo is not None:
+        vkey = f"{sha}|{options.noise.options!r}"
+        remembered = memo.verdict(vkey)
+        if remembered is None:
+            noise = options.noise.by_content(path, data)
+            memo.put_verdict(vkey, noise or "")
+        else:
+            noise = remembered or None
+    else:
+        noise = options.noise.by_content(path, data)
     if noise is not None:
         if options.noise.enabled(noise):
             return Skipped(path, root, size, "skipped", noise, sha)
@@ -92,7 +108,8 @@ def process(candidate: Candidate, data: bytes, options: ProcessOptions,
     else:
         segments = textsplit.windows(text) if options.segments else textsplit.whole(text)
         kind = "code" if is_code(language) else "text"
-        doc = Document(path, root, kind, language, sha, size, segments, flags=flags)
+        doc = Document(path, root, kind, language, sha, size, segments, flags=flags,
+                       content_key=f"{sha}|{'windows' if options.segments else 'whole'}")
         if kind == "code" and options.symbols:
             doc.symbols = extract_symbols(text, language)
     if options.injections:

@@ -70,7 +70,7 @@ def run_pipeline(inputs: list[Path], tokenizer: Tokenizer, options: PipelineOpti
                 if known.get(cand.path) == sha:
                     unchanged[cand.path] = sha
                     continue
-                result = process(cand, data, options.process, sha)
+                result = process(cand, data, options.process, sha, cache)
                 if isinstance(result, Skipped):
                     skipped.append(result)
                     continue

@@ -75,6 +75,9 @@ class Document:
     metadata: dict[str, str] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)  # e.g. "invalid-utf8", "ocr", "no-text-layer"
     tokens: int = 0
+    # segments are a pure function of (bytes, split options): token counts can be cached under
+    # this key instead of hashing every segment's text again (None: not pure, e.g. OCR)
+    content_key: str | None = None
 
     @property
     def text(self) -> str:

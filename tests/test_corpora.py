@@ -77,9 +77,9 @@ def test_reingest_is_incremental_and_prunes(tmp_path, monkeypatch):
 
     real = pipeline.process
 
-    def spy(candidate, data, options, sha=None):
+    def spy(candidate, data, options, sha=None, memo=None):
         processed.append(candidate.path)
-        return real(candidate, data, options, sha)
+        return real(candidate, data, options, sha, memo)
 
     monkeypatch.setattr(pipeline, "process", spy)
     report = corpora.ingest([repo], "repo")
