@@ -77,7 +77,8 @@ def _progress(enabled: bool = True):
         task = bar.add_task("collecting", total=None, detail="")
 
         def update(stage: str, done: int, total: int, detail: str) -> None:
-            label = {"collect": "collecting", "read": "reading", "count": "counting"}[stage]
+            label = {"collect": "collecting", "read": "reading", "count": "counting",
+                     "index": "indexing"}.get(stage, stage)
             bar.update(task, description=label, completed=done, total=total or None,
                        detail=detail[-50:])
 

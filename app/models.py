@@ -91,3 +91,30 @@ class Symbol(Base):
     parent: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
     source: Mapped[Source] = relationship(back_populates="symbols")
+
+
+class Question(Base):
+    """A question asked over a corpus and its answer, with what it cost: the history."""
+
+    __tablename__ = "questions"
+    __table_args__ = (Index("ix_questions_corpus_created", "corpus_name", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+    corpus_id: Mapped[int | None] = mapped_column(
+        ForeignKey("corpora.id", ondelete="SET NULL"), nullable=True)
+    corpus_name: Mapped[str] = mapped_column(String(200))
+    corpus_version: Mapped[str] = mapped_column(String(64), default="")
+    conversation: Mapped[str] = mapped_column(String(40), index=True)
+    turn: Mapped[int] = mapped_column(Integer, default=1)
+    question: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)
+    mode: Mapped[str] = mapped_column(String(20))
+    in_context_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    corpus_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    sources: Mapped[list] = mapped_column(JSON, default=list)
+    backend: Mapped[str] = mapped_column(String(50))
+    model: Mapped[str] = mapped_column(String(500))
+    usage: Mapped[dict] = mapped_column(JSON, default=dict)
+    timings: Mapped[dict] = mapped_column(JSON, default=dict)
+    finish_reason: Mapped[str] = mapped_column(String(20), default="stop")

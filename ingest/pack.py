@@ -43,6 +43,7 @@ class Block:
     tokens: int  # body tokens
     wrapper_tokens: int = 0
     manifest_tokens: int = 0
+    defines: str = ""  # top-level symbols, shown in the manifest when the packer outlines
 
     @property
     def own(self) -> int:
@@ -141,6 +142,8 @@ class Renderer:
 
     def manifest_line(self, block: Block) -> str:
         where = " ".join(f"{k}={v}" for k, v in block.attrs.items() if k != "language")
+        if block.defines:
+            where += f" defines={block.defines}"
         if self.fmt == "xml":
             return f"{block.id} {block.path} {where} tokens={block.own}\n"
         return f"| {block.id} | `{block.path}` | {where} | {block.own:,} |\n"
@@ -164,7 +167,7 @@ class Renderer:
         return "</corpus>\n" if self.fmt == "xml" else ""
 
 
-def _blocks(docs: list[Document]) -> list[Block]:
+def _blocks(docs: list[Document], outline: bool = False) -> list[Block]:
     blocks: list[Block] = []
     for doc in docs:
         lang = {"language": doc.language} if doc.language else {}
@@ -176,11 +179,22 @@ def _blocks(docs: list[Document]) -> list[Block]:
             continue
         if doc.kind == "notebook" and doc.segments:
             attrs = {"cells": f"{doc.segments[0].start}-{doc.segments[-1].end}", **lang}
-        else:
+        else:  # a whole file, or (retrieval) one contiguous run of its segments
+            first = doc.segments[0].start if doc.segments else 1
             last = doc.segments[-1].end if doc.segments else 1
-            attrs = {"lines": f"1-{last}", **lang}
-        blocks.append(Block("", doc.path, attrs, doc.text, doc.tokens))
+            attrs = {"lines": f"{first}-{last}", **lang}
+        blocks.append(Block("", doc.path, attrs, doc.text, doc.tokens,
+                            defines=_defines(doc) if outline else ""))
     return blocks
+
+
+def _defines(doc: Document, limit: int = 12) -> str:
+    """Top-level definitions of a code file, for a manifest that doubles as a repository map."""
+    names = [s.name for s in doc.symbols if not s.parent]
+    if not names:
+        return ""
+    shown = ",".join(names[:limit])
+    return shown + (f",+{len(names) - limit}" if len(names) > limit else "")
 
 
 def _priority(path: str, flags: list[str]) -> int:
@@ -197,7 +211,8 @@ class Packer:
     """Plans (and, if asked, fits) a pack, then writes it."""
 
     def __init__(self, tokenizer: Tokenizer, fmt: Format = "xml", name: str = "corpus",
-                 toc: TocPosition = "top") -> None:
+                 toc: TocPosition = "top", outline: bool = False) -> None:
+        self.outline = outline  # list each code file's top-level symbols in the manifest
         self.tokenizer = tokenizer
         self.render = Renderer(fmt)
         self.fmt = fmt
@@ -220,7 +235,7 @@ class Packer:
         if not docs:
             raise IngestError("nothing to pack: no sources")
         by_path = {d.path: d for d in docs}
-        blocks = _blocks(docs)
+        blocks = _blocks(docs, self.outline)
         self._number(blocks)
         for block in blocks:
             self._cost(block)

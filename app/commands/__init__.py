@@ -10,7 +10,7 @@ import importlib
 
 import typer
 
-MODULES = ("complete", "cache", "plan", "serve", "prewarm")
+MODULES = ("complete", "cache", "plan", "serve", "prewarm", "ask")
 
 
 def register_all(app: typer.Typer) -> None:

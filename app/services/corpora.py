@@ -133,8 +133,27 @@ def ingest(inputs: list[Path], corpus: str, tokenizer: str | None = None,
         row.version_hash = _version_hash([(p, s) for p, s, _ in ok], tok.fingerprint)
         total = sum(t for _, _, t in ok)
         files.sort(key=lambda f: f.path)
-        return IngestReport(name, tok.spec, created, files, total, row.version_hash,
-                            result.notes, time.perf_counter() - started)
+        report = IngestReport(name, tok.spec, created, files, total, row.version_hash,
+                              result.notes, 0.0)
+    _index(name, report, url, progress)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _index(name: str, report: IngestReport, url: str | None, progress: Progress | None) -> None:
+    """The retrieval index of this version, built once here so questions only load it."""
+    from app.services.index import build_index, index_dir
+
+    if (index_dir(name, report.version_hash) / "segments.json").exists():
+        return
+    if progress:
+        progress("index", 0, 1, "building the retrieval index")
+    try:
+        build_index(name, url)
+    except (OSError, ValueError) as exc:  # asking rebuilds it when needed
+        report.notes.append(f"retrieval index not built ({exc}); it is built on first use")
+    if progress:
+        progress("index", 1, 1, "retrieval index built")
 
 
 def _insert_children(session: Session, docs: list[Document], ids: dict[str, int]) -> None:

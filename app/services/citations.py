@@ -1,0 +1,202 @@
+"""Citations: find the source ids an answer cites, verify each against the context, and fall back
+to matched evidence when a model cites nothing valid.
+
+A citation is `[S12]`, optionally with a location (`[S12 L40-L62]`, `[S12:40-62]`, `[S3 p.4]`,
+several ids in one bracket: `[S1, S4]`). It is verified when the id was in the context, any
+location lies inside that source, and any text quoted right before it is found in the source
+(whitespace and case folded). Small models often cite nothing: then the spans of the context
+that best match the answer are returned, marked "matched", never passed off as citations.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+
+BRACKET = re.compile(r"\[((?:S\d+)(?:[^\]\[]{0,40}))\]")
+ONE = re.compile(r"S(\d+)(?:\s*[:,]?\s*(?:(?:L|lines?\s*)?(\d+)(?:\s*[-–]\s*L?(\d+))?"
+                 r"|p(?:age|\.)?\s*(\d+)))?", re.IGNORECASE)
+QUOTE = re.compile(r"[\"“]([^\"”]{8,300})[\"”]\s*$")
+
+
+@dataclass(frozen=True)
+class ContextSource:
+    """One source as it was in the context: id, provenance and the text the model saw."""
+
+    id: str
+    path: str
+    kind: str  # code | text | pdf | notebook | video
+    text: str
+    line_start: int | None = None
+    line_end: int | None = None
+    page: int | None = None
+    t: str | None = None  # video timestamp
+
+    def location(self) -> dict:
+        if self.page is not None:
+            return {"page": self.page}
+        if self.t is not None:
+            return {"t": self.t}
+        if self.line_start is not None:
+            return {"lines": f"{self.line_start}-{self.line_end}"}
+        return {}
+
+    def label(self) -> str:
+        loc = self.location()
+        if "page" in loc:
+            return f"{self.path} p.{loc['page']}"
+        if "t" in loc:
+            return f"{self.path} @{loc['t']}"
+        if "lines" in loc:
+            return f"{self.path}:L{self.line_start}-L{self.line_end}"
+        return self.path
+
+
+@dataclass
+class SourceRef:
+    id: str
+    path: str
+    quote: str
+    verified: bool
+    kind: str  # cited | matched
+    lines: str | None = None
+    page: int | None = None
+    t: str | None = None
+    why: str = ""  # why a citation failed verification
+
+    def to_json(self) -> dict:
+        d = {k: v for k, v in asdict(self).items() if v is not None and k != "why"}
+        if self.why:
+            d["why"] = self.why
+        return d
+
+    def label(self) -> str:
+        if self.page is not None:
+            return f"{self.path} p.{self.page}"
+        if self.t is not None:
+            return f"{self.path} @{self.t}"
+        if self.lines:
+            a, _, b = self.lines.partition("-")
+            return f"{self.path}:L{a}-L{b}"
+        return self.path
+
+
+def _fold(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _lines_of(text: str, start: int, first: int, last: int) -> str:
+    lines = text.split("\n")
+    return "\n".join(lines[max(0, first - start): max(0, last - start + 1)])
+
+
+def parse_citations(answer: str) -> list[tuple[str, int | None, int | None, int | None, str]]:
+    """(id, line_from, line_to, page, quote before it) for every id cited, in order."""
+    found = []
+    for m in BRACKET.finditer(answer):
+        before = answer[max(0, m.start() - 320): m.start()]
+        q = QUOTE.search(before)
+        quote = q.group(1) if q else ""
+        for one in ONE.finditer(m.group(1)):
+            a = int(one.group(2)) if one.group(2) else None
+            b = int(one.group(3)) if one.group(3) else a
+            page = int(one.group(4)) if one.group(4) else None
+            found.append((f"S{one.group(1)}", a, b, page, quote))
+    return found
+
+
+def verify(answer: str, sources: list[ContextSource]) -> list[SourceRef]:
+    """Every citation in `answer`, checked against the sources that were in the context."""
+    by_id: dict[str, list[ContextSource]] = {}
+    for s in sources:
+        by_id.setdefault(s.id, []).append(s)
+    refs: list[SourceRef] = []
+    seen: set[tuple] = set()
+    for sid, a, b, page, quote in parse_citations(answer):
+        key = (sid, a, b, page, quote)
+        if key in seen:
+            continue
+        seen.add(key)
+        parts = by_id.get(sid)
+        if not parts:
+            refs.append(SourceRef(sid, "", quote, False, "cited", why="no such source in context"))
+            continue
+        part = parts[0]
+        why = ""
+        if page is not None:
+            match = [p for p in parts if p.page == page]
+            if match:
+                part = match[0]
+            else:
+                why = f"page {page} was not in context"
+        text = "\n".join(p.text for p in parts) if page is None else part.text
+        lines = None
+        if a is not None and part.line_start is not None and not why:
+            if part.line_start <= a <= (b or a) <= (part.line_end or a):
+                lines = f"{a}-{b}"
+                text = _lines_of(part.text, part.line_start, a, b or a)
+            else:
+                why = f"lines {a}-{b} are outside {part.label()}"
+        if quote and not why and _fold(quote) not in _fold(text):
+            why = "the quoted text is not in the source"
+        loc = part.location()
+        refs.append(SourceRef(sid, part.path, quote or _snippet(text), not why, "cited",
+                              lines=lines or loc.get("lines"), page=loc.get("page"),
+                              t=loc.get("t"), why=why))
+    return refs
+
+
+def _snippet(text: str, size: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat[:size] + ("…" if len(flat) > size else "")
+
+
+def matched_evidence(answer: str, sources: list[ContextSource], top: int = 3,
+                     window: int = 6) -> list[SourceRef]:
+    """Spans of the context sharing the most distinctive words with the answer (not citations).
+
+    Each source is scanned in windows of `window` lines; a window scores the answer words it
+    contains, weighted by how rare each word is across the context (an IDF), so "the code is
+    7291" finds the line with 7291, not every line with "code".
+    """
+    from ingest.retrieval import terms
+
+    words = set(terms(answer))
+    if not words or not sources:
+        return []
+    docs = [set(terms(s.text)) for s in sources]
+    import math
+
+    df = {w: sum(1 for d in docs if w in d) for w in words}
+    weight = {w: math.log((len(docs) + 1) / (df[w] + 0.5)) for w in words if df[w]}
+    if not weight:
+        return []
+    spans: list[tuple[float, int, str, int, int]] = []
+    for i, s in enumerate(sources):
+        lines = s.text.split("\n")
+        for start in range(0, max(1, len(lines)), max(1, window // 2)):
+            chunk = "\n".join(lines[start:start + window])
+            present = set(terms(chunk)) & weight.keys()
+            score = sum(weight[w] for w in present)
+            if score > 0:
+                spans.append((score, i, chunk, start, min(len(lines), start + window)))
+    spans.sort(key=lambda x: -x[0])
+    out: list[SourceRef] = []
+    used: set[int] = set()
+    best = spans[0][0] if spans else 0.0
+    for score, i, chunk, start, end in spans:
+        if i in used or score < best / 2:  # far weaker than the best match: not evidence
+            continue
+        used.add(i)
+        s = sources[i]
+        lines = None
+        if s.line_start is not None:
+            first = s.line_start + start
+            last = s.line_start + max(start, end - 1)
+            last = min(last, s.line_end or last)
+            lines = f"{first}-{last}"
+        out.append(SourceRef(s.id, s.path, _snippet(chunk), True, "matched", lines=lines,
+                             page=s.page, t=s.t))
+        if len(out) == top:
+            break
+    return out

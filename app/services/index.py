@@ -1,0 +1,123 @@
+"""A corpus's retrieval index: built once per corpus version (at ingest), loaded per question."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+
+from app.database import session_scope
+from app.models import Corpus, Segment, Source, Symbol
+from app.settings import get_settings
+from ingest.retrieval import SegmentIndex
+from ingest.types import IngestError
+
+
+@dataclass(frozen=True)
+class SegmentRow:
+    id: int
+    source_id: int
+    path: str
+    kind: str
+    position: int
+    span_kind: str
+    start: int
+    end: int
+    tokens: int
+    text: str
+    flags: tuple[str, ...]
+
+
+def _url(url: str | None) -> str:
+    return url or get_settings().db_url
+
+
+def index_dir(name: str, version: str) -> Path:
+    return get_settings().home_dir / "indexes" / name / version[:16]
+
+
+def build_index(name: str, url: str | None = None,
+                note: Callable[[str], None] | None = None) -> Path:
+    """Index every segment of the corpus's current version (older versions are removed)."""
+    with session_scope(_url(url)) as session:
+        row = session.scalar(select(Corpus).where(Corpus.name == name))
+        if row is None:
+            raise IngestError(f"no such corpus: {name}")
+        version = row.version_hash
+        rows = session.execute(
+            select(Segment.id, Source.path, Segment.text).join(Source)
+            .where(Source.corpus_id == row.id, Source.status == "ok")
+            .order_by(Source.position, Segment.order)).all()
+    folder = index_dir(name, version)
+    if note:
+        note(f"indexing {len(rows):,} segments for retrieval")
+    SegmentIndex.build(rows).save(folder)
+    for old in folder.parent.iterdir():
+        if old != folder and not old.name.startswith("."):
+            shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def load_index(name: str, version: str, url: str | None = None) -> SegmentIndex:
+    folder = index_dir(name, version)
+    index = SegmentIndex.load(folder)
+    if index is None:  # never built, or damaged: build it now
+        build_index(name, url)
+        index = SegmentIndex.load(folder)
+    if index is None:
+        raise IngestError(f"cannot build the retrieval index for {name}")
+    return index
+
+
+def fetch_segments(name: str, ids: list[int], url: str | None = None) -> list[SegmentRow]:
+    if not ids:
+        return []
+    out: list[SegmentRow] = []
+    with session_scope(_url(url)) as session:
+        for i in range(0, len(ids), 500):
+            for r in session.execute(
+                    select(Segment.id, Segment.source_id, Source.path, Source.kind,
+                           Source.position, Segment.span_kind, Segment.start, Segment.end,
+                           Segment.tokens, Segment.text, Source.flags)
+                    .join(Source).where(Segment.id.in_(ids[i:i + 500]))):
+                out.append(SegmentRow(*r[:10], tuple(r[10] or ())))
+    return out
+
+
+def symbol_segments(name: str, names: set[str], url: str | None = None) -> list[int]:
+    """Segments that hold the definitions of symbols with these names (case-insensitive)."""
+    if not names:
+        return []
+    lowered = {n.lower() for n in names}
+    with session_scope(_url(url)) as session:
+        corpus = session.scalar(select(Corpus).where(Corpus.name == name))
+        if corpus is None:
+            return []
+        defs = [(sid, a, b) for sid, sym, a, b in session.execute(
+            select(Symbol.source_id, Symbol.name, Symbol.start_line, Symbol.end_line)
+            .join(Source).where(Source.corpus_id == corpus.id)) if sym.lower() in lowered]
+        found: list[int] = []
+        for sid, a, b in defs[:50]:
+            found += session.scalars(select(Segment.id).where(
+                Segment.source_id == sid, Segment.start <= b, Segment.end >= a)
+                .order_by(Segment.order).limit(3)).all()
+        return found
+
+
+def path_segments(name: str, paths: list[str], url: str | None = None) -> list[int]:
+    """The first segments of these files."""
+    if not paths:
+        return []
+    with session_scope(_url(url)) as session:
+        corpus = session.scalar(select(Corpus).where(Corpus.name == name))
+        if corpus is None:
+            return []
+        found: list[int] = []
+        for path in paths:
+            found += session.scalars(select(Segment.id).join(Source).where(
+                Source.corpus_id == corpus.id, Source.path == path)
+                .order_by(Segment.order).limit(2)).all()
+        return found

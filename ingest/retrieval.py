@@ -1,0 +1,104 @@
+"""Lexical retrieval over a corpus's segments with bm25s, built once per corpus version.
+
+Code needs its own terms: `load_tokenizer` and `PackResult` are searched as themselves and as
+their parts (`load`, `tokenizer`, `pack`, `result`), and a segment's path counts as part of its
+text, so "where is the packer" finds `ingest/pack.py`. The index is saved next to the database
+(numpy arrays, loaded memory-mapped), so a question pays only for loading and searching it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+")
+CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+_STOPWORDS = """a an and are as at be but by for from has have he her his i if in into is it
+its me my not of on or our she so that the their them then there these they this to was we were
+what when where which who why will with you your how does do did can could should would about"""
+STOP = frozenset(_STOPWORDS.split())
+
+
+def terms(text: str) -> list[str]:
+    """Lower-cased words and identifier parts, stopwords out."""
+    out: list[str] = []
+    for w in WORD.findall(text):
+        low = w.lower()
+        if len(low) > 1 and low not in STOP:
+            out.append(low)
+        if "_" in w or (not w.islower() and not w.isupper()):
+            parts = [p.lower() for piece in w.split("_") for p in CAMEL.findall(piece)]
+            if len(parts) > 1:
+                out.extend(p for p in parts if len(p) > 1 and p not in STOP and p != low)
+    return out
+
+
+@dataclass(frozen=True)
+class Hit:
+    segment: int  # the caller's segment id
+    score: float
+
+
+class SegmentIndex:
+    """bm25s over (segment id, path, text); `search` returns the caller's ids."""
+
+    def __init__(self, retriever, ids: list[int]):
+        self._retriever = retriever
+        self.ids = ids
+
+    @classmethod
+    def build(cls, segments: Iterable[tuple[int, str, str]]) -> SegmentIndex:
+        import bm25s
+
+        ids, corpus = [], []
+        for sid, path, text in segments:
+            ids.append(sid)
+            corpus.append(terms(path) + terms(text))
+        retriever = bm25s.BM25()
+        if corpus:
+            retriever.index(corpus, show_progress=False)
+        return cls(retriever, ids)
+
+    def save(self, folder: Path) -> None:
+        """Write atomically: a half-written index is never loaded."""
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        try:
+            if self.ids:
+                self._retriever.save(tmp, show_progress=False)
+            (tmp / "segments.json").write_text(json.dumps(self.ids))
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.rename(tmp, folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    @classmethod
+    def load(cls, folder: Path) -> SegmentIndex | None:
+        import bm25s
+
+        try:
+            ids = json.loads((folder / "segments.json").read_text())
+            retriever = bm25s.BM25.load(folder, mmap=True, show_progress=False) if ids else None
+        except (OSError, ValueError, KeyError):
+            return None
+        return cls(retriever, ids)
+
+    def search(self, query: str, k: int = 100) -> list[Hit]:
+        q = terms(query)
+        if not q or not self.ids or self._retriever is None:
+            return []
+        vocab = getattr(self._retriever, "vocab_dict", None) or {}
+        q = [t for t in q if t in vocab]
+        if not q:
+            return []
+        k = min(k, len(self.ids))
+        docs, scores = self._retriever.retrieve([q], k=k, show_progress=False, n_threads=1)
+        return [Hit(self.ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0], strict=True)
+                if s > 0]
