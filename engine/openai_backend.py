@@ -8,6 +8,7 @@ prefill of a long corpus sends nothing back for minutes.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from functools import cached_property
@@ -136,7 +137,7 @@ class OpenAIBackend:
             return EngineError(f"cannot reach {self.base_url} (after retries): {cause}")
         if isinstance(exc, o.APIStatusError):
             body = exc.response.text[:500] if exc.response is not None else ""
-            if exc.status_code == 400 and "maximum context length" in body.lower():
+            if exc.status_code == 400 and _too_long(body):
                 return EngineError(f"the server refused the prompt as too long: {body}")
             return EngineError(f"{self.base_url} answered HTTP {exc.status_code}: {body or exc}")
         return EngineError(f"{self.base_url}: {exc}")
@@ -148,8 +149,9 @@ class OpenAIBackend:
                        "t0": time.perf_counter(), "first": None, "end": None}
         chars = len(request.prefix) + len(request.prompt)
         if self.window and chars // (CHARS_PER_TOKEN * 2) > self.window:
-            raise PromptTooLong(self.count(request.prefix + request.prompt), self.window,
-                                request.max_tokens)
+            exact = self.count(request.prefix + request.prompt)
+            if exact + request.max_tokens > self.window:
+                raise PromptTooLong(exact, self.window, request.max_tokens)
         return Stream(self._deltas(request, state, chars), lambda: self._finish(state))
 
     def _open(self, request: CompletionRequest, chars: int):
@@ -170,11 +172,11 @@ class OpenAIBackend:
         try:
             chunks = self._open(request, chars)
         except self._openai.APIError as exc:
-            err = self._error(exc)
-            if isinstance(exc, self._openai.BadRequestError) and self.window:
+            if (isinstance(exc, self._openai.BadRequestError) and self.window
+                    and _too_long(exc.response.text if exc.response is not None else "")):
                 raise PromptTooLong(self.count(request.prefix + request.prompt), self.window,
                                     request.max_tokens) from None
-            raise err from None
+            raise self._error(exc) from None
         try:
             for chunk in chunks:
                 if chunk.usage is not None:
@@ -190,9 +192,12 @@ class OpenAIBackend:
                         yield piece
         except (self._openai.APIError, httpx.HTTPError) as exc:
             # the server broke off mid-stream: keep what came, mark it incomplete
-            state["finish"], state["error"] = "incomplete", str(self._error(exc))
+            state["finish"] = "incomplete"
+            state["error"] = f"the stream from {self.base_url} broke off: {exc.__cause__ or exc}"
         finally:
             state["end"] = time.perf_counter()
+            with contextlib.suppress(Exception):
+                chunks.close()  # a caller that stops early must not leave the connection open
 
     def _finish(self, state: dict) -> Completion:
         end = state["end"] or time.perf_counter()
@@ -217,3 +222,9 @@ def _usage(u) -> Usage:
     return Usage(prompt_tokens=u.prompt_tokens or 0,
                  cached_tokens=(getattr(details, "cached_tokens", None) or 0) if details else 0,
                  completion_tokens=u.completion_tokens or 0)
+
+
+def _too_long(body: str) -> bool:
+    """Whether a 400 body is the server refusing the prompt's length (vLLM, SGLang wordings)."""
+    body = body.lower()
+    return "maximum context length" in body or "longer than the maximum model length" in body

@@ -15,3 +15,11 @@ def scoutlens_home(tmp_path, monkeypatch):
     get_settings.cache_clear()
     yield home
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """The bundled model converted once per test session to a safetensors folder."""
+    from engine.convert import ensure_safetensors_model
+
+    return ensure_safetensors_model(tmp_path_factory.mktemp("models") / "smollm2")

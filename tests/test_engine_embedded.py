@@ -21,13 +21,6 @@ QUESTION = "\n\nQuestion: What is the vault code? Answer with the number only."
 
 
 @pytest.fixture(scope="session")
-def model_dir(tmp_path_factory) -> Path:
-    from engine.convert import ensure_safetensors_model
-
-    return ensure_safetensors_model(tmp_path_factory.mktemp("models") / "smollm2")
-
-
-@pytest.fixture(scope="session")
 def corpus() -> str:
     facts = [f"Fact {i}: box {i} is {['red', 'blue', 'green'][i % 3]}.\n" for i in range(120)]
     return "".join(facts[:60]) + "The vault code is 7291.\n" + "".join(facts[60:])
