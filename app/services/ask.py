@@ -110,14 +110,35 @@ def resolve_corpus(target: str, progress=None, note: Callable[[str], None] | Non
     return name
 
 
-def _documents(name: str) -> tuple[str, str, list[Document]]:
-    from app.services.corpora import load_documents
+@dataclass(frozen=True)
+class CorpusInfo:
+    spec: str  # tokenizer the corpus was counted with
+    version: str
+    tokens: int
+    sources: list[Document]  # metadata only: path, kind, language, flags (no segments)
+
+
+def _corpus_info(name: str) -> CorpusInfo:
+    """What deciding full vs retrieval needs, without reading the corpus's text."""
+    from app.models import Source
 
     with session_scope(get_settings().db_url) as session:
         row = session.scalar(select(Corpus).where(Corpus.name == name))
-        version = row.version_hash if row else ""
-    spec, docs = load_documents(name, symbols=True)
-    return spec, version, docs
+        if row is None:
+            raise IngestError(f"no such corpus: {name}")
+        srcs = session.execute(select(
+            Source.path, Source.root, Source.kind, Source.language, Source.sha256, Source.bytes,
+            Source.flags, Source.tokens).where(Source.corpus_id == row.id, Source.status == "ok")
+            .order_by(Source.position)).all()
+        docs = [Document(p, r, k, lang, sha or "", size, [], flags=list(fl or []), tokens=t)
+                for p, r, k, lang, sha, size, fl, t in srcs]
+        return CorpusInfo(row.tokenizer, row.version_hash, sum(d.tokens for d in docs), docs)
+
+
+def _documents(name: str) -> list[Document]:
+    from app.services.corpora import load_documents
+
+    return load_documents(name, symbols=True)[1]
 
 
 def _sources(plan: PackResult) -> list[ContextSource]:
@@ -137,7 +158,7 @@ def _sources(plan: PackResult) -> list[ContextSource]:
 
 def _pack(docs: list[Document], spec: str, name: str, mode: str) -> Context:
     tok = load_tokenizer(spec)
-    packer = Packer(tok, "xml", name, toc="top", outline=True)
+    packer = Packer(tok, "xml", name, toc="top", outline=mode == "full")
     plan = packer.plan(docs)
     import io
 
@@ -209,25 +230,24 @@ def _retrieve(name: str, version: str, docs: list[Document], question: str, spec
 def _piece(doc: Document, rows: list) -> Document:
     segs = [SegmentData(i, r.text, r.span_kind, r.start, r.end, r.tokens)
             for i, r in enumerate(rows)]
-    return replace(doc, segments=segs, tokens=sum(s.tokens for s in segs),
-                   symbols=[s for s in doc.symbols
-                            if rows[0].start <= s.start_line <= rows[-1].end])
+    return replace(doc, segments=segs, tokens=sum(s.tokens for s in segs))
 
 
 def build_context(name: str, question: str, mode: Mode, backend: Backend,
                   max_tokens: int, window: int | None = None) -> tuple[Context, int, int]:
     """(context, corpus tokens, budget in model tokens) for a question over a stored corpus."""
-    spec, version, docs = _documents(name)
-    if not docs:
+    info = _corpus_info(name)
+    spec, version = info.spec, info.version
+    if not info.sources:
         raise EngineError(f"corpus {name} has no readable sources (scoutlens corpora show {name})")
-    corpus_tokens = sum(d.tokens for d in docs)
+    corpus_tokens = info.tokens
     window = window or backend.window or get_settings().default_window
     budget = window - max_tokens - TEMPLATE_RESERVE - backend.count(question)
     if budget <= 0:
         raise EngineError(f"the model's window ({window:,} tokens) leaves no room for context "
                           f"after {max_tokens:,} answer tokens; lower --max-tokens")
     if mode in ("auto", "full") and corpus_tokens <= budget * 3:
-        ctx = _pack(docs, spec, name, "full")
+        ctx = _pack(_documents(name), spec, name, "full")
         model_tokens = backend.count(ctx.packed)
         if model_tokens <= budget:
             return ctx, corpus_tokens, budget
@@ -238,7 +258,8 @@ def build_context(name: str, question: str, mode: Mode, backend: Backend,
     elif mode == "full":
         raise EngineError(f"the corpus is {corpus_tokens:,} tokens ({spec}) but the model's "
                           f"window leaves {budget:,} for context: use --mode retrieval")
-    return _retrieve(name, version, docs, question, spec, budget, backend), corpus_tokens, budget
+    ctx = _retrieve(name, version, info.sources, question, spec, budget, backend)
+    return ctx, corpus_tokens, budget
 
 
 def _history(conversation: str) -> list[tuple[str, str]]:
