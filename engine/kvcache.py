@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import mmap
 import os
 import struct
 import warnings
@@ -107,11 +108,10 @@ class DiskTier:
 
     def get(self, key: str) -> KVBlock | None:
         path = self._path(key)
-        try:
+        try:  # mapped, not read: the page cache's pages are used in place, no private copy
             with open(path, "rb") as fh:
-                data = bytearray(os.fstat(fh.fileno()).st_size)
-                fh.readinto(data)
-        except OSError:
+                data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):  # ValueError: an empty file cannot be mapped
             return None
         blk = self._decode(data, key)
         if blk is None:
@@ -121,7 +121,7 @@ class DiskTier:
             os.utime(path)  # recency for eviction
         return blk
 
-    def _decode(self, data: bytearray, key: str) -> KVBlock | None:
+    def _decode(self, data: mmap.mmap, key: str) -> KVBlock | None:
         try:
             if data[:8] != MAGIC:
                 return None
@@ -132,7 +132,9 @@ class DiskTier:
                     or head["dtype"] not in DTYPES
                     or len(payload) != head["nbytes"] or zlib.crc32(payload) != head["crc32"]):
                 return None
-            kv = torch.frombuffer(data, dtype=DTYPES[head["dtype"]], offset=12 + hlen)
+            with warnings.catch_warnings():  # read-only is fine: blocks are only copied from
+                warnings.simplefilter("ignore", UserWarning)
+                kv = torch.frombuffer(data, dtype=DTYPES[head["dtype"]], offset=12 + hlen)
             kv = kv.reshape(head["shape"])
             return KVBlock(kv)
         except (ValueError, KeyError, TypeError, struct.error, RuntimeError):

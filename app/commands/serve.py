@@ -23,11 +23,11 @@ from engine.types import EngineError
 console = Console(stderr=True)
 out = Console()
 
-GPUS = ("1xH100", "8xH100", "8xH200", "cpu")
 WEIGHTS = ("bf16", "fp8", "int4")
 KV_DTYPES = ("bf16", "fp8")
+HYBRID = {"auto": None, "on": True, "off": False}
 BUNDLED_NAME = "smollm2-135m-instruct"
-CPU_WINDOW = 8192  # the bundled model's window
+BUNDLED_WINDOW = 8192
 
 
 def bundled_model_dir() -> Path:
@@ -36,59 +36,17 @@ def bundled_model_dir() -> Path:
     return get_settings().home_dir / "models" / BUNDLED_NAME
 
 
-def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
-    for a in allowed:
-        if value.lower() == a.lower():
-            return a
-    raise EngineError(f"{option} must be one of {' | '.join(allowed)}, not {value!r}")
-
-
-def _context(text: str | None) -> int | None:
-    if text is None:
-        return None
-    from ingest.pack import parse_budget
-    from ingest.types import IngestError
-
-    try:
-        return parse_budget(text)
-    except IngestError as exc:
-        raise EngineError(f"--context: {exc}") from None
-
-
-def build_launch(model: str | None, gpus: str, weights: str, kv_dtype: str, context: int | None,
-                 port: int, host: str = "127.0.0.1"):
-    """The server launch (argv, env, notes) for these choices. `model` None means: the bundled
-    model on CPU, Llama 4 Scout on GPUs. The planner's `engine.vllm_flags.vllm_launch` decides
-    the flags; without it only the CPU launch is known (engine.vllm_server._cpu_launch)."""
-    try:
-        from engine.vllm_flags import vllm_launch
-    except ModuleNotFoundError as exc:
-        if exc.name != "engine.vllm_flags":
-            raise
-        vllm_launch = None
-    if vllm_launch is not None:
-        return vllm_launch(model=model, gpus=gpus, weights=weights, kv_dtype=kv_dtype,
-                           context=context, port=port, host=host)
-    if gpus != "cpu":
-        raise EngineError("GPU launches come from the capacity planner (engine.vllm_flags), which "
-                          "is not installed in this checkout; use --gpus cpu")
-    from engine.vllm_server import _cpu_launch
-
-    assert model is not None
-    return _cpu_launch(model, port, host=host, max_model_len=context or CPU_WINDOW,
-                       served_name=BUNDLED_NAME if model == str(bundled_model_dir()) else None)
+def _choice(value: str, allowed, option: str) -> str:
+    v = value.strip().lower()
+    if v not in allowed:
+        raise EngineError(f"{option} must be one of {' | '.join(allowed)}, not {value!r}")
+    return v
 
 
 def shell_line(argv: list[str], env: dict[str, str]) -> str:
     """`K=V ... python -m ... --flag value`, quoted for a POSIX shell."""
     assignments = [f"{k}={shlex.quote(v)}" for k, v in env.items()]
     return " ".join([*assignments, *(shlex.quote(a) for a in argv)])
-
-
-def _multi_node(launch) -> bool:
-    """A plan that needs more than one node: printed (Ray launch), never started here."""
-    nodes = getattr(launch, "nodes", 1) or 1
-    return bool(getattr(launch, "multi_node", False)) or int(nodes) > 1
 
 
 @contextlib.contextmanager
@@ -131,10 +89,14 @@ def register(app: typer.Typer) -> None:
             help="model folder or Hugging Face id (default: Llama 4 Scout; on --gpus cpu the "
                  "bundled SmolLM2-135M-Instruct)")] = None,
         gpus: Annotated[str | None, typer.Option(
-            help="1xH100 | 8xH100 | 8xH200 | cpu (default: cpu on a machine without GPUs)")]
+            help="1xH100 | 8xH100 | 8xH200 | 2x8xH100 (nodes x GPUs) | cpu (default: cpu on a "
+                 "machine without GPUs)")]
         = None,
         weights: Annotated[str, typer.Option(help="bf16 | fp8 | int4")] = "bf16",
         kv_dtype: Annotated[str, typer.Option("--kv-dtype", help="bf16 | fp8")] = "bf16",
+        hybrid_kv: Annotated[str, typer.Option(
+            "--hybrid-kv", help="vLLM's hybrid KV manager for Llama 4: auto | on | off")]
+        = "auto",
         context: Annotated[str | None, typer.Option(
             help="max model length: 8192, 256k, 10M (default: what the plan allows)")] = None,
         port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
@@ -145,37 +107,46 @@ def register(app: typer.Typer) -> None:
             "--dry-run", help="print the command (environment and arguments) and exit")] = False,
     ) -> None:
         """Start the vLLM OpenAI-compatible server with the planner's flags; Ctrl-C stops it."""
+        from engine.planner import GpuSpec, parse_context
+        from engine.vllm_flags import API_MODULE, vllm_launch
         from engine.vllm_server import ManagedServer, find_vllm_python
 
-        g = _choice(gpus, GPUS, "--gpus") if gpus else _default_gpus()
+        spec = GpuSpec.parse(gpus or _default_gpus())
         w = _choice(weights, WEIGHTS, "--weights")
         kv = _choice(kv_dtype, KV_DTYPES, "--kv-dtype")
-        ctx = _context(context)
+        hybrid = HYBRID[_choice(hybrid_kv, tuple(HYBRID), "--hybrid-kv")]
+        ctx = parse_context(context) if context is not None else None
+        served_name = None
         with _sigterm_interrupts():
-            bundled = g == "cpu" and model is None
-            if bundled:
+            if spec.is_cpu and model is None:  # the bundled model, converted once
+                if ctx is not None and ctx > BUNDLED_WINDOW:
+                    raise EngineError(f"--context {ctx:,} exceeds the bundled model's window "
+                                      f"of {BUNDLED_WINDOW:,} tokens")
+                ctx = ctx or BUNDLED_WINDOW
                 target = bundled_model_dir()
-                if not dry_run:
-                    target = _convert(target)
-                model = str(target)
+                model = str(target if dry_run else _convert(target))
+                served_name = BUNDLED_NAME
             elif model is not None and Path(model).expanduser().is_dir():
                 model = str(Path(model).expanduser().resolve())
-            launch = build_launch(model, g, w, kv, ctx, port, host)
-            argv = list(launch.argv)
+            launch = vllm_launch(model=model, gpus=spec, weights=w, kv_dtype=kv, context=ctx,
+                                 port=port, host=host, hybrid_kv=hybrid, served_name=served_name)
             for note in launch.notes:
-                console.print(f"[dim]{note}")
-            if dry_run or _multi_node(launch):
+                console.print(note, style="dim", markup=False, highlight=False)
+            if dry_run or launch.multi_node:
                 try:
                     python = str(find_vllm_python())
                 except EngineError:
                     python = "python"
-                if _multi_node(launch):
-                    console.print("[yellow]this plan needs more than one node[/]: start it with "
-                                  "Ray as below (scoutlens does not start multi-node servers)")
-                cmd = [python, "-m", "vllm.entrypoints.openai.api_server", *argv]
-                out.print(shell_line(cmd, dict(launch.env)), soft_wrap=True, markup=False,
-                          highlight=False)
+                if launch.multi_node:
+                    console.print(f"[yellow]this plan spans {launch.nodes} nodes[/]: start Ray "
+                                  "and the server as below (scoutlens starts single-node "
+                                  "servers only)")
+                    for line in launch.ray:
+                        out.print(f"# {line}", markup=False, highlight=False, soft_wrap=True)
+                out.print(shell_line([python, "-m", API_MODULE, *launch.argv], launch.env),
+                          soft_wrap=True, markup=False, highlight=False)
                 return
+            argv = list(launch.argv)
             server = ManagedServer(argv, env=dict(launch.env), port=port, host=host)
             console.print(f"vLLM log: {server.log_path}")
             try:
@@ -187,7 +158,7 @@ def register(app: typer.Typer) -> None:
                 console.print("[green]ready[/]: Ctrl-C stops the server")
                 while server.running():
                     time.sleep(0.5)
-                raise EngineError(server._failure("the vLLM server stopped by itself"))
+                raise EngineError(server.failure_message("the vLLM server stopped by itself"))
             except KeyboardInterrupt:
                 console.print("stopping the vLLM server ...")
             finally:
