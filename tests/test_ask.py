@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import make_pdf
 
 from app.services.ask import ask, history
 from engine.embedded import EmbeddedBackend
 from engine.types import EngineError
 from ingest.types import IngestError
-from tests.helpers import make_pdf
 
 ROOT = Path(__file__).resolve().parents[1]
 
