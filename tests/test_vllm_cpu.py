@@ -132,6 +132,7 @@ def test_serve_vllm_cpu_two_questions_reuse_the_prefix(tmp_path, scoutlens_home)
         assert second.timings.ttft_s < first.timings.ttft_s, report
         pids = _vllm_pids(log)
         assert pids, "the vLLM log names no processes"
+        _prewarm_then_ask(tmp_path, endpoint, text)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -147,3 +148,35 @@ def test_serve_vllm_cpu_two_questions_reuse_the_prefix(tmp_path, scoutlens_home)
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [p for p in pids if _alive(p)], "vLLM processes outlived the server"
+
+
+def _prewarm_then_ask(tmp_path: Path, endpoint: str, text: str) -> None:
+    """Staged prewarm of a corpus on the real server, its resume, then `scoutlens ask` over the
+    same corpus finding its prefix already cached."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "facts.md").write_text(text)
+    env = {**os.environ, "COLUMNS": "200"}
+    cmd = [sys.executable, "-m", "app.cli", "prewarm", str(docs), "--endpoint", endpoint,
+           "--stage", "1k", "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["mode"] == "tokens" and report["total"] > 4000
+    stages = report["stages"]
+    assert len(stages) >= 4 and stages[-1]["end"] == report["total"] // 16 * 16
+    assert stages[-1]["cached"] >= stages[-2]["end"] - 256  # each stage reuses the one before
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+    resumed = json.loads(again.stdout)
+    assert resumed["resumed_from"] == report["stages"][-1]["end"] and resumed["stages"] == []
+    ask = subprocess.run([sys.executable, "-m", "app.cli", "ask", "docs",
+                          "What is the vault code?", "--endpoint", endpoint, "--json",
+                          "--max-tokens", "16"], capture_output=True, text=True, cwd=REPO,
+                         env=env, timeout=300)
+    assert ask.returncode == 0, ask.stderr[-3000:]
+    out = json.loads(ask.stdout)
+    assert out["mode"] == "full"
+    assert out["usage"]["cached_tokens"] >= report["total"] - 256, out["usage"]
+    print("\nprewarm then ask:", json.dumps({"stages": len(stages), "usage": out["usage"],
+                                             "ttft_s": out["timings"]["ttft_s"],
+                                             "answer": out["answer"]}))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -32,17 +30,17 @@ class TokensPerSecond(ProgressColumn):
 def register(app: typer.Typer) -> None:
     @app.command()
     def prewarm(
-        corpus: Annotated[list[str], typer.Argument(help="a stored corpus name or paths")],
+        corpus: Annotated[str, typer.Argument(help="a stored corpus name or a path")],
         endpoint: Annotated[str, typer.Option(help="OpenAI-compatible server URL")],
         model: Annotated[str | None, typer.Option(help="served model name")] = None,
         stage: Annotated[str, typer.Option(help="tokens added per stage, e.g. 256k")] = "256k",
-        tokenizer: Annotated[str | None, typer.Option("--tokenizer", "-t")] = None,
-        budget: Annotated[str | None, typer.Option(help="pack budget, e.g. 1M")] = None,
+        max_tokens: Annotated[int, typer.Option("--max-tokens", help="answer tokens that later "
+                                                "questions reserve (as ask)")] = 384,
         restart: Annotated[bool, typer.Option(help="ignore an earlier interrupted run")] = False,
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Prefill CORPUS on a server in growing stages, so later questions start warm."""
-        from app.services.packing import pack
+        from app.services.ask import build_context, resolve_corpus
         from app.services.prompting import corpus_request
         from app.settings import get_settings
         from engine.openai_backend import OpenAIBackend
@@ -50,13 +48,12 @@ def register(app: typer.Typer) -> None:
         from ingest.pack import parse_budget
 
         step = parse_budget(stage)
-        with tempfile.TemporaryDirectory(prefix="scoutlens-prewarm-") as tmp:
-            packed = Path(tmp) / "packed.txt"
-            with console.status("packing the corpus"):
-                pack(corpus, tokenizer=tokenizer, budget=parse_budget(budget) if budget else None,
-                     out=str(packed))
-            request = corpus_request(packed.read_text(encoding="utf-8"))
         backend = OpenAIBackend(endpoint, model=model)
+        # the very prefix `scoutlens ask` will send in full mode, so its questions hit the cache
+        name = resolve_corpus(corpus, note=console.print)
+        with console.status("packing the corpus"):
+            ctx, _, _ = build_context(name, "", "full", backend, max_tokens=max_tokens)
+        request = corpus_request(ctx.packed)
         columns = (TextColumn("prewarm"), BarColumn(), TextColumn("{task.completed:,}/"
                    "{task.total:,} tokens"), TokensPerSecond(), TimeElapsedColumn(),
                    TimeRemainingColumn())
