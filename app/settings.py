@@ -21,7 +21,7 @@ class Settings(BaseSettings):
     endpoint: str | None = Field(default=None, description="OpenAI-compatible server URL")
     model: str | None = Field(default=None, description="model folder (embedded) or served name")
     dtype: str = Field(default="bfloat16", description="embedded model dtype")
-    prefill_chunk: int = Field(default=512, description="embedded prefill chunk, tokens")
+    prefill_chunk: int = Field(default=1024, description="embedded prefill chunk, tokens")
     kv_block: int = Field(default=16, description="KV reuse block size, tokens (vLLM uses 16)")
     kv_memory_gb: float = Field(default=2.0, description="in-process KV cache budget, GB")
     kv_disk_gb: float = Field(default=20.0, description="on-disk KV cache budget, GB")

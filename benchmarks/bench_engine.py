@@ -106,7 +106,7 @@ print(json.dumps({"seconds": dt, "peak_rss_mb": resource.getrusage(
 """
 
 
-def bench_prefill(runs: int, chunk: int = 512) -> dict:
+def bench_prefill(runs: int, chunk: int = 1024) -> dict:
     model = str(model_dir())
     from transformers import AutoConfig
 
@@ -204,9 +204,10 @@ def bench_vllm(runs: int) -> dict:
                 req = CompletionRequest(prompt="\n\n" + QUESTIONS[0], prefix=text, max_tokens=1)
                 c = backend.stream(req).collect()
                 rates.append(c.usage.prompt_tokens / c.timings.ttft_s)
-            a = remote.stream(CompletionRequest(prompt="\n\n" + QUESTIONS[1], prefix=text + "x",
+            fresh = f"Second set {run}.\n" + corpus_text(230)  # never sent before: cold
+            a = remote.stream(CompletionRequest(prompt="\n\n" + QUESTIONS[1], prefix=fresh,
                                                 max_tokens=16)).collect()
-            b = remote.stream(CompletionRequest(prompt="\n\n" + QUESTIONS[0], prefix=text + "x",
+            b = remote.stream(CompletionRequest(prompt="\n\n" + QUESTIONS[0], prefix=fresh,
                                                 max_tokens=16)).collect()
             q1.append(a.timings.ttft_s)
             q2.append(b.timings.ttft_s)
