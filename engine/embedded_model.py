@@ -76,7 +76,12 @@ def load_model(model: str | None = None, dtype: str = "bfloat16", threads: int =
     os.environ.setdefault("TRANSFORMERS_SDPA_FORCE_GQA", "1")
     torch.set_num_threads(threads or os.cpu_count() or 1)
     try:
-        tok = AutoTokenizer.from_pretrained(folder)
+        if (folder / "tokenizer.json").is_file():  # AutoTokenizer's first call costs ~1 s more
+            from transformers import PreTrainedTokenizerFast
+
+            tok = PreTrainedTokenizerFast.from_pretrained(folder)
+        else:
+            tok = AutoTokenizer.from_pretrained(folder)
         lm = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype)
     except (OSError, ValueError, KeyError) as exc:
         raise EngineError(f"cannot load the model in {folder}: {exc}") from None
