@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     kv_block: int = Field(default=16, description="KV reuse block size, tokens (vLLM uses 16)")
     kv_memory_gb: float = Field(default=2.0, description="in-process KV cache budget, GB")
     kv_disk_gb: float = Field(default=20.0, description="on-disk KV cache budget, GB")
+    retrieval_fill: float = Field(default=0.75, description="share of the context budget that "
+                                  "retrieval fills (the rest is room for follow-up turns)")
     default_window: int = Field(default=131072, description="window of a server that does not "
                                 "say its own (tokens)")
 

@@ -258,7 +258,8 @@ def build_context(name: str, question: str, mode: Mode, backend: Backend,
     elif mode == "full":
         raise EngineError(f"the corpus is {corpus_tokens:,} tokens ({spec}) but the model's "
                           f"window leaves {budget:,} for context: use --mode retrieval")
-    ctx = _retrieve(name, version, info.sources, question, spec, budget, backend)
+    fill = min(1.0, max(0.1, get_settings().retrieval_fill))
+    ctx = _retrieve(name, version, info.sources, question, spec, int(budget * fill), backend)
     return ctx, corpus_tokens, budget
 
 
