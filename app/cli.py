@@ -29,6 +29,8 @@ KeepOpt = Annotated[list[str] | None, typer.Option(
 TokenizerOpt = Annotated[str | None, typer.Option(
     "--tokenizer", "-t", help="cl100k | o200k | llama4:PATH | hf:DIR | embedded")]
 MaxSizeOpt = Annotated[str, typer.Option("--max-file-size", help="skip larger files, e.g. 10MB")]
+FpsOpt = Annotated[float, typer.Option("--fps", help="video: candidate frames per second")]
+MaxFramesOpt = Annotated[int, typer.Option("--max-frames", help="video: frames kept at most")]
 
 
 def _bytes(text: str) -> int:
@@ -42,7 +44,8 @@ def _bytes(text: str) -> int:
         raise IngestError(f"not a size: {text!r} (use e.g. 500KB, 10MB)") from None
 
 
-def _options(keep: list[str] | None, max_file_size: str, ocr: bool = True):
+def _options(keep: list[str] | None, max_file_size: str, ocr: bool = True,
+             tokenizer: str | None = None, fps: float = 1.0, max_frames: int = 120):
     from app.settings import get_settings
     from ingest.collect import CollectOptions
     from ingest.documents import ProcessOptions
@@ -59,10 +62,17 @@ def _options(keep: list[str] | None, max_file_size: str, ocr: bool = True):
         binary="binary" not in keep, lockfiles="lockfiles" not in keep,
         generated="generated" not in keep, vendored="vendored" not in keep,
         max_file_bytes=size))
+    from ingest.video import VideoOptions
+
+    if fps <= 0 or max_frames < 1:
+        raise IngestError("--fps must be positive and --max-frames at least 1")
+    spec = tokenizer or get_settings().tokenizer
     return PipelineOptions(
         CollectOptions(gitignore="gitignore" not in keep,
                        skip_vendored_dirs="vendored" not in keep),
-        ProcessOptions(ocr=ocr, noise=noise), get_settings().workers)
+        ProcessOptions(ocr=ocr, noise=noise, video=VideoOptions(fps=fps, max_frames=max_frames),
+                       vision=spec.startswith("llama4:")),  # Llama 4 reads the frames
+        get_settings().workers)
 
 
 @contextmanager
@@ -103,6 +113,8 @@ def ingest(
     keep: KeepOpt = None,
     max_file_size: MaxSizeOpt = "10MB",
     ocr: Annotated[bool, typer.Option(help="OCR PDF pages with no text layer")] = True,
+    fps: FpsOpt = 1.0,
+    max_frames: MaxFramesOpt = 120,
     prune: Annotated[bool, typer.Option(help="forget files no longer under an input")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
     all_files: Annotated[bool, typer.Option("--all", help="list unchanged files too")] = False,
@@ -111,7 +123,8 @@ def ingest(
     from app.services.corpora import ingest as run
 
     with _progress(not as_json) as progress:
-        report = run(paths, corpus, tokenizer, _options(keep, max_file_size, ocr), prune,
+        report = run(paths, corpus, tokenizer,
+                     _options(keep, max_file_size, ocr, tokenizer, fps, max_frames), prune,
                      progress)
     if as_json:
         out.print_json(json.dumps(report.to_json()))
@@ -153,6 +166,8 @@ def pack(
     toc: Annotated[str, typer.Option(help="manifest position: top | end")] = "top",
     keep: KeepOpt = None,
     max_file_size: MaxSizeOpt = "10MB",
+    fps: FpsOpt = 1.0,
+    max_frames: MaxFramesOpt = 120,
 ) -> None:
     """Pack a corpus or paths into one text that fits a token budget."""
     from app.services.packing import pack as run
@@ -163,7 +178,7 @@ def pack(
     limit = parse_budget(budget) if budget else None
     with _progress() as progress:
         outcome = run(target, tokenizer, limit, fmt, fit, out_file, manifest, toc,  # type: ignore[arg-type]
-                      _options(keep, max_file_size), progress,
+                      _options(keep, max_file_size, True, tokenizer, fps, max_frames), progress,
                       lambda msg: console.print(f"[dim]{msg}"))
     r = outcome.result
     for item in r.reduced:

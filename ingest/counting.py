@@ -199,6 +199,7 @@ def count_documents(docs: Iterable[Document], tokenizer: Tokenizer, cache: Token
         cache.flush()
     known.update(counted)  # type: ignore[arg-type]
     for d, doc in enumerate(collected):
-        doc.segments = [replace(seg, tokens=known[(d, s)]) for s, seg in enumerate(doc.segments)]
+        doc.segments = [replace(seg, tokens=known[(d, s)] + seg.extra_tokens)
+                        for s, seg in enumerate(doc.segments)]
         doc.tokens = sum(seg.tokens for seg in doc.segments)
     return collected

@@ -7,7 +7,7 @@ line-numbered segments, with tree-sitter symbols for code.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from ingest import textsplit
@@ -17,6 +17,8 @@ from ingest.languages import is_code, language_for
 from ingest.notebooks import read_notebook
 from ingest.symbols import extract_symbols
 from ingest.types import Candidate, Document, IngestError, Skipped
+from ingest.video import VIDEO_SUFFIXES, VideoOptions, read_video
+from ingest.video import segments as video_segments
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,8 @@ class ProcessOptions:
     ocr: bool = True
     max_pdf_pages: int = 5_000
     noise: NoiseFilter = field(default_factory=NoiseFilter)
+    video: VideoOptions = field(default_factory=VideoOptions)
+    vision: bool = False  # the target reads images: video frames carry their image tokens
 
 
 def read_bytes(candidate: Candidate) -> bytes | Skipped:
@@ -79,6 +83,18 @@ def process(candidate: Candidate, data: bytes, options: ProcessOptions,
             return Skipped(path, root, size, "error", str(exc), sha)
         return Document(path, root, "pdf", None, sha, size, list(pdf.segments),
                         metadata=dict(pdf.metadata), flags=list(pdf.flags))
+
+    if "." + suffix in VIDEO_SUFFIXES:
+        try:
+            video = read_video(data, replace(options.video, ocr=options.video.ocr and options.ocr),
+                               candidate.location)
+        except IngestError as exc:
+            return Skipped(path, root, size, "error", str(exc), sha)
+        meta = {**video.metadata, "frames": str(len(video.frames)),
+                "subtitles": str(len(video.cues)), "decoded": str(video.decoded)}
+        return Document(path, root, "video", None, sha, size,
+                        video_segments(video, options.vision), metadata=meta,
+                        flags=list(video.flags))
 
     if memo is not None:
         vkey = f"{sha}|{options.noise.options!r}"

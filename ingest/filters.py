@@ -23,11 +23,12 @@ GENERATED_SUFFIXES = (
     ".min.js", ".min.css", ".drawio.svg", ".js.map", ".css.map", ".map", ".pb.go",
     "_pb2.py", "_pb2_grpc.py", ".g.dart", ".designer.cs",
 )
+UNLIMITED_SUFFIXES = {".pdf", ".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
 BINARY_SUFFIXES = {
     ".png", ".jpg", ".jpeg", ".gif", ".bmp", ".ico", ".webp", ".tiff", ".psd", ".zip", ".gz",
     ".tgz", ".bz2", ".xz", ".7z", ".rar", ".jar", ".war", ".whl", ".egg", ".so", ".dll",
     ".dylib", ".exe", ".bin", ".o", ".a", ".lib", ".pyc", ".pyo", ".class", ".wasm",
-    ".mp3", ".wav", ".flac", ".ogg", ".mp4", ".mov", ".avi", ".mkv", ".webm", ".woff",
+    ".mp3", ".wav", ".flac", ".ogg", ".woff",
     ".woff2", ".ttf", ".otf", ".eot", ".sqlite", ".db", ".npy", ".npz", ".pkl", ".pt",
     ".safetensors", ".gguf", ".onnx", ".parquet", ".xlsx", ".docx", ".pptx",
 }
@@ -71,7 +72,8 @@ class NoiseFilter:
         p = PurePosixPath(path)
         reasons = []
         limit = self.options.max_file_bytes
-        if limit and size > limit and p.suffix.lower() != ".pdf":
+        # PDFs and videos are read page by page / frame by frame: the limit is for text
+        if limit and size > limit and p.suffix.lower() not in UNLIMITED_SUFFIXES:
             reasons.append(f"too-large: {size:,} bytes > {limit:,}")
         reason = self._kind(p)
         if reason:

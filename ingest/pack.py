@@ -177,6 +177,11 @@ def _blocks(docs: list[Document], outline: bool = False) -> list[Block]:
                     blocks.append(Block("", doc.path, {"page": str(seg.start)}, seg.text,
                                         seg.tokens))
             continue
+        if doc.kind == "video":
+            attrs = {"media": "video", "duration": doc.metadata.get("duration", ""),
+                     "frames": doc.metadata.get("frames", "0")}
+            blocks.append(Block("", doc.path, attrs, doc.text, doc.tokens))
+            continue
         if doc.kind == "notebook" and doc.segments:
             attrs = {"cells": f"{doc.segments[0].start}-{doc.segments[-1].end}", **lang}
         else:  # a whole file, or (retrieval) one contiguous run of its segments

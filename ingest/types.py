@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-SpanKind = Literal["lines", "page", "cell"]
-SourceKind = Literal["code", "text", "pdf", "notebook"]
+SpanKind = Literal["lines", "page", "cell", "time"]
+SourceKind = Literal["code", "text", "pdf", "notebook", "video"]
 Status = Literal["ok", "skipped", "error"]
 
 
@@ -35,9 +35,10 @@ class Segment:
     order: int
     text: str
     span_kind: SpanKind
-    start: int  # first line (1-based), page number (1-based) or cell number (1-based)
-    end: int  # last line / page / cell, inclusive
+    start: int  # first line, page or cell (1-based), or milliseconds into a video
+    end: int  # last line / page / cell, inclusive; milliseconds for a video
     tokens: int = 0
+    extra_tokens: int = 0  # tokens not in the text: a video frame's image for a vision model
 
     @property
     def label(self) -> str:
@@ -45,6 +46,10 @@ class Segment:
             return f"L{self.start}-L{self.end}"
         if self.span_kind == "page":
             return f"p.{self.start}"
+        if self.span_kind == "time":
+            from ingest.video import timestamp
+
+            return "@" + timestamp(self.start / 1000)[:-4]
         return f"cell {self.start}"
 
 

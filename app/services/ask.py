@@ -151,8 +151,8 @@ def _sources(plan: PackResult) -> list[ContextSource]:
             start, end = int(s), int(e or s)
         if "page" in a:
             page = int(a["page"])
-        out.append(ContextSource(b.id, b.path, "pdf" if page else "text", b.text, start, end,
-                                 page, a.get("t")))
+        kind = "video" if a.get("media") == "video" else "pdf" if page else "text"
+        out.append(ContextSource(b.id, b.path, kind, b.text, start, end, page, a.get("t")))
     return out
 
 

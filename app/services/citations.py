@@ -14,8 +14,10 @@ import re
 from dataclasses import asdict, dataclass
 
 BRACKET = re.compile(r"\[((?:S\d+)(?:[^\]\[]{0,40}))\]")
-ONE = re.compile(r"S(\d+)(?:\s*[:,]?\s*(?:(?:L|lines?\s*)?(\d+)(?:\s*[-–]\s*L?(\d+))?"
+ONE = re.compile(r"S(\d+)(?:\s*[:,]?\s*(?:@\s*(\d{1,2}:\d{2}(?::\d{2})?)"
+                 r"|(?:L|lines?\s*)?(\d+)(?:\s*[-–]\s*L?(\d+))?"
                  r"|p(?:age|\.)?\s*(\d+)))?", re.IGNORECASE)
+FRAME_T = re.compile(r'<(?:frame|subtitle) t="(\d{2}:\d{2}:\d{2})\.\d{3}"')
 QUOTE = re.compile(r"[\"“]([^\"”]{8,300})[\"”]\s*$")
 
 
@@ -74,7 +76,7 @@ class SourceRef:
         if self.page is not None:
             return f"{self.path} p.{self.page}"
         if self.t is not None:
-            return f"{self.path} @{self.t}"
+            return f"{self.path} @ {self.t}"
         if self.lines:
             a, _, b = self.lines.partition("-")
             return f"{self.path}:L{a}-L{b}"
@@ -90,19 +92,38 @@ def _lines_of(text: str, start: int, first: int, last: int) -> str:
     return "\n".join(lines[max(0, first - start): max(0, last - start + 1)])
 
 
+def _clock(text: str) -> str:
+    """'1:23' or '00:01:23' -> '00:01:23'."""
+    parts = [int(p) for p in text.split(":")]
+    while len(parts) < 3:
+        parts.insert(0, 0)
+    return "{:02d}:{:02d}:{:02d}".format(*parts)
+
+
 def parse_citations(answer: str) -> list[tuple[str, int | None, int | None, int | None, str]]:
-    """(id, line_from, line_to, page, quote before it) for every id cited, in order."""
+    """(id, line_from, line_to, page, quote before it) for every id cited, in order; a video
+    time (`[S3 @ 01:23]`) comes as the quote-independent 6th item via `parse_times`."""
     found = []
     for m in BRACKET.finditer(answer):
         before = answer[max(0, m.start() - 320): m.start()]
         q = QUOTE.search(before)
         quote = q.group(1) if q else ""
         for one in ONE.finditer(m.group(1)):
-            a = int(one.group(2)) if one.group(2) else None
-            b = int(one.group(3)) if one.group(3) else a
-            page = int(one.group(4)) if one.group(4) else None
+            a = int(one.group(3)) if one.group(3) else None
+            b = int(one.group(4)) if one.group(4) else a
+            page = int(one.group(5)) if one.group(5) else None
             found.append((f"S{one.group(1)}", a, b, page, quote))
     return found
+
+
+def parse_times(answer: str) -> dict[str, list[str]]:
+    """Video times cited per id: `[S3 @ 1:23]` -> {"S3": ["00:01:23"]}."""
+    times: dict[str, list[str]] = {}
+    for m in BRACKET.finditer(answer):
+        for one in ONE.finditer(m.group(1)):
+            if one.group(2):
+                times.setdefault(f"S{one.group(1)}", []).append(_clock(one.group(2)))
+    return times
 
 
 def verify(answer: str, sources: list[ContextSource]) -> list[SourceRef]:
@@ -112,6 +133,20 @@ def verify(answer: str, sources: list[ContextSource]) -> list[SourceRef]:
         by_id.setdefault(s.id, []).append(s)
     refs: list[SourceRef] = []
     seen: set[tuple] = set()
+    times = parse_times(answer)
+    for sid, clocks in times.items():  # video citations: the time must be a frame or a cue
+        for clock in dict.fromkeys(clocks):
+            part = by_id.get(sid, [None])[0]
+            if part is None:
+                refs.append(SourceRef(sid, "", "", False, "cited", t=clock,
+                                      why="no such source in context"))
+                continue
+            at = [m.start() for m in FRAME_T.finditer(part.text) if m.group(1) == clock]
+            why = "" if at else f"no frame or subtitle at {clock} in context"
+            line = part.text[at[0]:].split("\n", 1)[0] if at else ""
+            refs.append(SourceRef(sid, part.path, _snippet(re.sub(r"<[^>]+>", " ", line)),
+                                  not why, "cited", t=clock, why=why))
+            seen.add((sid, None, None, None, ""))  # the bare id is covered by its time
     for sid, a, b, page, quote in parse_citations(answer):
         key = (sid, a, b, page, quote)
         if key in seen:
@@ -174,12 +209,13 @@ def matched_evidence(answer: str, sources: list[ContextSource], top: int = 3,
     spans: list[tuple[float, int, str, int, int]] = []
     for i, s in enumerate(sources):
         lines = s.text.split("\n")
-        for start in range(0, max(1, len(lines)), max(1, window // 2)):
-            chunk = "\n".join(lines[start:start + window])
+        size = 1 if s.kind == "video" else window  # a video line is one frame or one cue
+        for start in range(0, max(1, len(lines)), max(1, size // 2)):
+            chunk = "\n".join(lines[start:start + size])
             present = set(terms(chunk)) & weight.keys()
             score = sum(weight[w] for w in present)
             if score > 0:
-                spans.append((score, i, chunk, start, min(len(lines), start + window)))
+                spans.append((score, i, chunk, start, min(len(lines), start + size)))
     spans.sort(key=lambda x: -x[0])
     out: list[SourceRef] = []
     used: set[int] = set()
@@ -195,8 +231,11 @@ def matched_evidence(answer: str, sources: list[ContextSource], top: int = 3,
             last = s.line_start + max(start, end - 1)
             last = min(last, s.line_end or last)
             lines = f"{first}-{last}"
-        out.append(SourceRef(s.id, s.path, _snippet(chunk), True, "matched", lines=lines,
-                             page=s.page, t=s.t))
+        t = s.t
+        if s.kind == "video" and (m := FRAME_T.search(chunk)):
+            t, lines = m.group(1), None
+        out.append(SourceRef(s.id, s.path, _snippet(re.sub(r"<[^>]+>", " ", chunk)), True,
+                             "matched", lines=lines, page=s.page, t=t))
         if len(out) == top:
             break
     return out

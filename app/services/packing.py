@@ -7,12 +7,11 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from app.settings import get_settings
 from ingest.counting import count_documents
-from ingest.documents import ProcessOptions
 from ingest.pack import Format, Packer, PackResult, TocPosition, stable_order
 from ingest.pipeline import PipelineOptions, Progress, run_pipeline
 from ingest.tokenizers import load_tokenizer
@@ -79,9 +78,8 @@ def pack(target: list[str], tokenizer: str | None = None, budget: int | None = N
         tok = load_tokenizer(tokenizer or get_settings().tokenizer)
         paths = [Path(t) for t in target]
         base = options or PipelineOptions()
-        options = PipelineOptions(base.collect, ProcessOptions(
-            segments=False, symbols=False, injections=False, ocr=base.process.ocr,
-            noise=base.process.noise), base.workers)
+        options = PipelineOptions(base.collect, replace(
+            base.process, segments=False, symbols=False, injections=False), base.workers)
         kwargs = {"progress": progress} if progress else {}
         result = run_pipeline(paths, tok, options, None, token_cache(tok.fingerprint), **kwargs)
         skipped = result.skipped

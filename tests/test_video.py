@@ -1,0 +1,191 @@
+"""Video ingestion on videos made here with PyAV: scene sampling, OCR, subtitles, costs, faults."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pymupdf
+import pytest
+
+from app.services.citations import ContextSource, verify
+from ingest.documents import ProcessOptions, process
+from ingest.pdf import tesseract_available
+from ingest.types import Candidate, Document, Skipped
+from ingest.video import (
+    VideoOptions,
+    image_tokens,
+    parse_subtitles,
+    read_video,
+    tile_grid,
+    timestamp,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SLIDES = ["Quarterly review", "Revenue grew 12 percent", "The launch date is 14 March",
+          "Questions"]
+
+
+def slide(text: str, w: int = 640, h: int = 360) -> np.ndarray:
+    doc = pymupdf.open()
+    page = doc.new_page(width=w / 2, height=h / 2)
+    page.insert_text((20, 60), text, fontsize=16)
+    pix = page.get_pixmap(dpi=144)
+    arr = np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.width, pix.n)
+    return arr[:h, :w, :3].copy()
+
+
+def make_video(path: Path, texts: list[str], seconds_each: float = 10, fps: int = 5) -> Path:
+    frames = [slide(t) for t in texts]
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=fps)
+        s.width, s.height, s.pix_fmt = 640, 360, "yuv420p"
+        s.options = {"preset": "ultrafast"}
+        for img in frames:
+            for _ in range(int(seconds_each * fps)):
+                for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                    out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    return path
+
+
+def make_audio(path: Path) -> Path:
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("aac", rate=16000)
+        samples = (np.sin(np.linspace(0, 2000, 16000)) * 0.3).astype(np.float32)[None, :]
+        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for p in s.encode(frame):
+            out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    return path
+
+
+@pytest.fixture(scope="module")
+def talk(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("video")
+    path = make_video(folder / "talk.mp4", SLIDES)
+    (folder / "talk.srt").write_text("1\n00:00:05,000 --> 00:00:07,500\nWelcome to the review."
+                                     "\n\n2\n00:00:21,000 --> 00:00:23,000\nNote the <i>launch"
+                                     "</i> date.\n")
+    return path
+
+
+def test_llama4_image_token_costs():
+    assert image_tokens(1, 1) == 147
+    assert image_tokens(4, 4) == 2467  # scout.md: a 4x4 image costs 2,467 tokens
+    assert tile_grid(336, 336) == (1, 1)
+    assert tile_grid(1280, 720, 16) == (3, 4)  # smallest canvas holding it without shrinking
+    assert tile_grid(1280, 720, 4) == (2, 2)  # capped: the canvas that shrinks it least
+    assert tile_grid(4000, 300, 16)[0] == 1
+
+
+def test_scene_changes_are_kept_with_times_text_and_costs(talk):
+    result = read_video(talk.read_bytes(), VideoOptions(fps=1), talk)
+    times = [round(f.t) for f in result.frames]
+    assert times == [0, 10, 20, 30]  # one frame per slide: repeats dropped
+    assert result.decoded >= 190 and round(result.duration) == 40
+    assert all(f.grid == (2, 2) and f.image_tokens == 727 for f in result.frames)
+    if tesseract_available():
+        assert [f.text for f in result.frames] == SLIDES
+    else:
+        assert any(fl.startswith("no-ocr") for fl in result.flags)
+    assert [(c.start, c.text) for c in result.cues] == [(5.0, "Welcome to the review."),
+                                                        (21.0, "Note the launch date.")]
+
+
+def test_fallback_interval_and_frame_cap(tmp_path):
+    still = make_video(tmp_path / "still.mp4", ["Nothing changes here"], seconds_each=12)
+    r = read_video(still.read_bytes(), VideoOptions(fps=1, fallback_s=4, ocr=False))
+    assert [round(f.t) for f in r.frames] == [0, 4, 8]
+    capped = read_video(still.read_bytes(), VideoOptions(fps=1, fallback_s=1, max_frames=3,
+                                                         ocr=False))
+    assert len(capped.frames) == 3 and capped.frames[0].t == 0
+    assert any(f.startswith("frame cap") for f in capped.flags)
+
+
+def test_subtitle_formats():
+    vtt = "WEBVTT\n\n00:01.500 --> 00:03.000\nHello <b>there</b>\n\n01:02:03.250 --> " \
+          "01:02:04.000\nLate line\n"
+    cues = parse_subtitles(vtt)
+    assert [(c.start, c.text) for c in cues] == [(1.5, "Hello there"), (3723.25, "Late line")]
+    assert timestamp(3723.25) == "01:02:03.250"
+
+
+def _process(path: Path, **kw) -> Document | Skipped:
+    data = path.read_bytes()
+    cand = Candidate(path.name, path, str(path.parent), len(data))
+    return process(cand, data, ProcessOptions(**kw))
+
+
+def test_bad_videos_get_a_clear_per_file_status(tmp_path, talk):
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "noise.mkv").write_bytes(np.random.default_rng(1).bytes(50_000))
+    (tmp_path / "cut.mp4").write_bytes(talk.read_bytes()[:4000])
+    audio = make_audio(tmp_path / "voice.mp4")
+    for name in ("empty.mp4", "noise.mkv", "cut.mp4"):
+        r = _process(tmp_path / name)
+        assert isinstance(r, Skipped) and r.status == "error", name
+        assert r.reason and "Traceback" not in r.reason
+    r = _process(audio)
+    assert isinstance(r, Skipped) and "audio-only" in r.reason
+
+
+def test_pack_shows_words_with_times_and_llama4_counts_images(tmp_path, talk):
+    from test_tokenizers import write_rank_file  # the small rank file the tokenizer tests build
+
+    env_home = {"SCOUTLENS_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
+    text = subprocess.run([sys.executable, "-m", "app.cli", "pack", str(talk), "-t", "cl100k",
+                           "-o", "-"], capture_output=True, text=True, cwd=ROOT, env=env_home)
+    assert text.returncode == 0, text.stderr
+    assert '<frame t="00:00:20.000">' in text.stdout and 'media="video"' in text.stdout
+    assert '<subtitle t="00:00:05.000">Welcome to the review.</subtitle>' in text.stdout
+    ranks = tmp_path / "tokenizer.model"
+    write_rank_file(ranks)
+    manifest = tmp_path / "m.json"
+    vision = subprocess.run([sys.executable, "-m", "app.cli", "pack", str(talk), "-t",
+                             f"llama4:{ranks}", "-o", str(tmp_path / "v.xml"), "--manifest",
+                             str(manifest)], capture_output=True, text=True, cwd=ROOT,
+                            env=env_home)
+    assert vision.returncode == 0, vision.stderr
+    packed = (tmp_path / "v.xml").read_text()
+    assert packed.count('image_tokens="727"') == 4
+    import json
+
+    body = json.loads(manifest.read_text())["sources"][0]["body_tokens"]
+    assert body > 4 * 727  # the frames' image tokens are in the source's cost
+
+
+def test_video_citations_by_time(talk):
+    frames = read_video(talk.read_bytes(), VideoOptions(fps=1), talk)
+    from ingest.video import segments
+
+    text = "".join(s.text for s in segments(frames))
+    src = [ContextSource("S1", "talk.mp4", "video", text)]
+    refs = verify("The launch is on 14 March [S1 @ 0:20]. Also [S1 @ 05:00].", src)
+    good = [r for r in refs if r.t == "00:00:20"]
+    bad = [r for r in refs if r.t == "00:05:00"]
+    assert good and good[0].verified and good[0].label() == "talk.mp4 @ 00:00:20"
+    assert bad and not bad[0].verified and "no frame" in bad[0].why
+
+
+def test_ask_over_a_recording_cites_a_time(tmp_path, talk, model_dir):
+    from app.services.ask import ask
+    from engine.embedded import EmbeddedBackend
+
+    folder = tmp_path / "talks"
+    folder.mkdir()
+    (folder / "talk.mp4").write_bytes(talk.read_bytes())
+    backend = EmbeddedBackend(str(model_dir), kv_dir=None)
+    r = ask(str(folder), "What is the launch date?", backend, max_tokens=24)
+    assert r.mode == "full"
+    timed = [s for s in r.sources if s.path == "talk.mp4" and s.t]
+    assert timed, r.sources
+    if tesseract_available():  # the date is only on the slide: OCR is what makes it findable
+        assert "14 March" in r.answer or "March 14" in r.answer
+        assert timed[0].t == "00:00:20"
