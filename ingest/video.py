@@ -32,7 +32,7 @@ class VideoError(IngestError):
 class VideoOptions:
     fps: float = 1.0  # candidate frames per second
     max_frames: int = 120
-    scene_threshold: float = 0.003  # share of a 160x90 grey thumbnail's pixels that changed
+    scene_threshold: float = 0.0018  # share of a 320x180 grey thumbnail's pixels that changed
     fallback_s: float = 60.0  # keep a frame at least this often, scene change or not
     max_tiles: int = 4  # Llama 4 allows 16; frames are many, so 4 (2x2) by default
     ocr: bool = True
@@ -200,7 +200,7 @@ def read_video(data: bytes, options: VideoOptions = VideoOptions(),
                 if t + 1e-6 < next_t:
                     continue
                 next_t = t + step
-                thumb = frame.reformat(width=160, height=90, format="gray").to_ndarray()
+                thumb = frame.reformat(width=320, height=180, format="gray").to_ndarray()
                 thumb = thumb.astype(np.int16)
                 # a new line of text on a slide moves few pixels a lot; compression noise moves
                 # many pixels a little: count pixels that changed by more than 10%
