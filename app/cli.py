@@ -71,7 +71,8 @@ def _options(keep: list[str] | None, max_file_size: str, ocr: bool = True,
         CollectOptions(gitignore="gitignore" not in keep,
                        skip_vendored_dirs="vendored" not in keep),
         ProcessOptions(ocr=ocr, noise=noise, video=VideoOptions(fps=fps, max_frames=max_frames),
-                       vision=spec.startswith("llama4:")),  # Llama 4 reads the frames
+                       vision=spec.startswith("llama4:"),  # Llama 4 reads the frames
+                       frames_dir=get_settings().frames_dir),
         get_settings().workers)
 
 

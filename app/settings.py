@@ -48,6 +48,10 @@ class Settings(BaseSettings):
 
 
     @property
+    def frames_dir(self) -> Path:
+        return self.cache_dir / "frames"
+
+    @property
     def kv_dir(self) -> Path:
         return self.cache_dir / "kv"
 

@@ -12,6 +12,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from functools import cached_property
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -164,7 +165,12 @@ class OpenAIBackend:
             messages = []
             if request.system:
                 messages.append({"role": "system", "content": request.system})
-            messages.append({"role": "user", "content": request.prefix + request.prompt})
+            content: str | list[dict] = request.prefix + request.prompt
+            if request.images_root:
+                from engine.images import content_parts
+
+                content = content_parts(content, Path(request.images_root)) or content
+            messages.append({"role": "user", "content": content})
             return self._client.chat.completions.create(messages=messages, **common)
         return self._client.completions.create(prompt=request.prefix + request.prompt, **common)
 

@@ -38,6 +38,9 @@ class CompletionRequest:
     temperature: float = 0.0
     chat: bool = True
     stop: tuple[str, ...] = ()
+    # where `<frame ... image="X">` files live: a vision backend sends each as an image part
+    # right after its tag; text-only backends read the frame's words and ignore the picture
+    images_root: str | None = None
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Protocol
 
 from ingest import textsplit
@@ -31,6 +32,7 @@ class ProcessOptions:
     noise: NoiseFilter = field(default_factory=NoiseFilter)
     video: VideoOptions = field(default_factory=VideoOptions)
     vision: bool = False  # the target reads images: video frames carry their image tokens
+    frames_dir: Path | None = None  # where vision targets' frame JPEGs are kept
 
 
 def read_bytes(candidate: Candidate) -> bytes | Skipped:
@@ -87,7 +89,8 @@ def process(candidate: Candidate, data: bytes, options: ProcessOptions,
     if "." + suffix in VIDEO_SUFFIXES:
         try:
             video = read_video(data, replace(options.video, ocr=options.video.ocr and options.ocr),
-                               candidate.location)
+                               candidate.location,
+                               options.frames_dir if options.vision else None)
         except IngestError as exc:
             return Skipped(path, root, size, "error", str(exc), sha)
         meta = {**video.metadata, "frames": str(len(video.frames)),

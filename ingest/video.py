@@ -12,6 +12,7 @@ citable by time even for a text-only model.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ class Frame:
     image_tokens: int
     text: str
     change: float  # difference from the previous kept frame (1.0 for the first)
+    image: str = ""  # file name of the saved JPEG (vision targets), relative to the frames dir
 
 
 @dataclass(frozen=True)
@@ -162,8 +164,10 @@ def _ocr(rgb, width: int, height: int) -> str:
 # --- decoding ------------------------------------------------------------------------------------
 
 def read_video(data: bytes, options: VideoOptions = VideoOptions(),
-               path: Path | None = None) -> VideoResult:
-    """Frames, cues and metadata of a video held in memory (`path` finds sidecar subtitles)."""
+               path: Path | None = None, frames_dir: Path | None = None) -> VideoResult:
+    """Frames, cues and metadata of a video held in memory (`path` finds sidecar subtitles).
+    With `frames_dir`, each kept frame is also saved as a JPEG sized for its tiles, for vision
+    models that receive frames as images."""
     import av
     import numpy as np
 
@@ -225,6 +229,7 @@ def read_video(data: bytes, options: VideoOptions = VideoOptions(),
     if options.ocr and not do_ocr:
         flags.append("no-ocr: tesseract not installed, frame text not read")
     frames = []
+    folder = frames_dir / hashlib.sha256(data).hexdigest()[:16] if frames_dir else None
     for t, frame, change in candidates:
         w, h = frame.width, frame.height
         grid = tile_grid(w, h, options.max_tiles)
@@ -232,9 +237,28 @@ def read_video(data: bytes, options: VideoOptions = VideoOptions(),
         if do_ocr:
             rgb = frame.to_ndarray(format="rgb24")
             text = _ocr(rgb, w, h)
-        frames.append(Frame(t, w, h, grid, image_tokens(*grid), text, round(change, 4)))
+        image = _save_jpeg(frame, grid, folder, t) if folder else ""
+        frames.append(Frame(t, w, h, grid, image_tokens(*grid), text, round(change, 4), image))
     return VideoResult(frames, sorted(cues, key=lambda c: c.start), duration, meta, flags,
                        decoded)
+
+
+def _save_jpeg(frame, grid: tuple[int, int], folder: Path, t: float) -> str:
+    """The frame scaled to fit its tile canvas (aspect kept), as `<video sha>/<ms>.jpg`."""
+    import pymupdf
+
+    rows, cols = grid
+    scale = min(cols * TILE / frame.width, rows * TILE / frame.height)
+    w, h = max(1, int(frame.width * scale)), max(1, int(frame.height * scale))
+    rgb = frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
+    name = f"{int(round(t * 1000))}.jpg"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        pix = pymupdf.Pixmap(pymupdf.csRGB, w, h, rgb.tobytes(), False)
+        (folder / name).write_bytes(pix.tobytes("jpg", jpg_quality=85))
+    except OSError:
+        return ""  # the frame's text and cost still count; only the picture is missing
+    return f"{folder.name}/{name}"
 
 
 def _can_ocr() -> bool:
@@ -282,8 +306,9 @@ def segments(result: VideoResult, vision: bool = False) -> list[Segment]:
         rows, cols = f.grid
         words = f.text or ""
         if vision:
+            image = f' image="{f.image}"' if f.image else ""
             body = (f'<frame t="{timestamp(f.t)}" image_tokens="{f.image_tokens}" '
-                    f'tiles="{rows}x{cols}">{words}</frame>\n')
+                    f'tiles="{rows}x{cols}"{image}>{words}</frame>\n')
         else:
             body = f'<frame t="{timestamp(f.t)}">{words}</frame>\n'
         items.append((f.t, 0, body, f.image_tokens if vision else 0))

@@ -189,3 +189,45 @@ def test_ask_over_a_recording_cites_a_time(tmp_path, talk, model_dir):
     if tesseract_available():  # the date is only on the slide: OCR is what makes it findable
         assert "14 March" in r.answer or "March 14" in r.answer
         assert timed[0].t == "00:00:20"
+
+
+def test_vision_requests_carry_each_frame_as_an_image_part(tmp_path, talk):
+    import base64
+
+    from test_openai_backend import FakeOpenAI
+
+    from engine.images import content_parts
+    from engine.openai_backend import OpenAIBackend
+    from engine.types import CompletionRequest
+
+    frames_dir = tmp_path / "frames"
+    doc = _process(talk, vision=True, frames_dir=frames_dir)
+    assert isinstance(doc, Document)
+    text = doc.text
+    jpgs = sorted(frames_dir.glob("*/*.jpg"))
+    assert len(jpgs) == 4 and all(p.read_bytes()[:2] == b"\xff\xd8" for p in jpgs)
+    assert text.count('image="') == 4 and 'tiles="2x2"' in text
+    hostile = text + '<frame t="00:09:00.000" image="../../../etc/passwd">x</frame>\n'
+    parts = content_parts(hostile, frames_dir)
+    images = [p for p in parts if p["type"] == "image_url"]
+    assert len(images) == 4  # the traversal name is left as text, never read
+    first = base64.b64decode(images[0]["image_url"]["url"].split(",", 1)[1])
+    assert first[:2] == b"\xff\xd8"
+    # the picture sits right after its tag, before the frame's words
+    tag_part = parts[parts.index(images[0]) - 1]["text"]
+    assert tag_part.rstrip().endswith('image="' + text.split('image="')[1].split('"')[0] + '">')
+
+    server = FakeOpenAI().start()
+    try:
+        backend = OpenAIBackend(server.url, max_retries=0)
+        backend.stream(CompletionRequest(prompt="What is on the slides?", prefix=text,
+                                         images_root=str(frames_dir))).collect()
+        content = server.completions[-1].body["messages"][-1]["content"]
+        assert isinstance(content, list)
+        assert [p["type"] for p in content].count("image_url") == 4
+        assert content[-1]["text"].endswith("What is on the slides?")
+        text_only = OpenAIBackend(server.url, max_retries=0)
+        text_only.stream(CompletionRequest(prompt="q", prefix=text)).collect()
+        assert isinstance(server.completions[-1].body["messages"][-1]["content"], str)
+    finally:
+        server.close()

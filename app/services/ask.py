@@ -293,6 +293,8 @@ def ask(target: str, question: str, backend: Backend, mode: Mode = "auto",
     earlier = "".join(f"Earlier question: {q}\nEarlier answer: {a}\n\n" for q, a in turns)
     ctx, corpus_tokens, _ = build_context(name, earlier + question, mode, backend, max_tokens)
     request = corpus_request(ctx.packed, question, max_tokens)
+    if backend.name == "openai" and ' image="' in ctx.packed:  # frames go as pictures
+        request = replace(request, images_root=str(get_settings().frames_dir))
     if earlier:
         request = replace(request, prompt=earlier + request.prompt)
     stream = backend.stream(request)
