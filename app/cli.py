@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -171,6 +173,11 @@ def pack(
     max_frames: MaxFramesOpt = 120,
 ) -> None:
     """Pack a corpus or paths into one text that fits a token budget."""
+    global _fast_exit
+    # a short-lived process that allocates one object per source: the cyclic GC and freeing
+    # everything at exit cost ~0.08 s of a 0.6 s re-pack, and nothing here needs either
+    gc.disable()
+    _fast_exit = True
     from app.services.packing import pack as run
     from ingest.pack import parse_budget
 
@@ -272,12 +279,22 @@ def _register_commands() -> None:
 _register_commands()
 
 
+_fast_exit = False
+
+
 def main() -> None:
     """Entry point: user mistakes print a clear message and exit 1, never a traceback."""
     from engine.types import EngineError
 
     try:
-        app()
+        try:
+            app()
+        except SystemExit as done:
+            if _fast_exit and done.code in (0, None):  # everything is written and flushed
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(0)
+            raise
     except (IngestError, EngineError) as exc:
         console.print(f"[red]error:[/] {exc}")
         sys.exit(1)
