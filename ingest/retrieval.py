@@ -1,8 +1,8 @@
 """Lexical retrieval over a corpus's segments with bm25s, built once per corpus version.
 
-Code needs its own terms: `load_tokenizer` and `PackResult` are searched as themselves and as
-their parts (`load`, `tokenizer`, `pack`, `result`), and a segment's path counts as part of its
-text, so "where is the packer" finds `ingest/pack.py`. The index is saved next to the database
+Code needs its own terms: `load_tokenizer` and `PackResult` are searched by their parts (`load`,
+`tokenizer`, `packresult`, `result`), and a segment's path counts as part of its text, so "where
+is the packer" finds `ingest/pack.py`. The index is saved next to the database
 (numpy arrays, loaded memory-mapped), so a question pays only for loading and searching it.
 """
 
@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+")
-CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+WORDS = re.compile(r"[a-z]{2,}|[0-9]+")  # on lower-cased text: words and snake_case parts
+HUMPS = re.compile(r"[a-z0-9][A-Z][a-z]+")  # inner camelCase parts, with the character before
 _STOPWORDS = """a an and are as at be but by for from has have he her his i if in into is it
 its me my not of on or our she so that the their them then there these they this to was we were
 what when where which who why will with you your how does do did can could should would about"""
@@ -26,17 +26,15 @@ STOP = frozenset(_STOPWORDS.split())
 
 
 def terms(text: str) -> list[str]:
-    """Lower-cased words and identifier parts, stopwords out."""
-    out: list[str] = []
-    for w in WORD.findall(text):
-        low = w.lower()
-        if len(low) > 1 and low not in STOP:
-            out.append(low)
-        if "_" in w or (not w.islower() and not w.isupper()):
-            parts = [p.lower() for piece in w.split("_") for p in CAMEL.findall(piece)]
-            if len(parts) > 1:
-                out.extend(p for p in parts if len(p) > 1 and p not in STOP and p != low)
-    return out
+    """Lower-cased words, snake_case parts and inner camelCase parts (`PackResult` gives
+    `packresult` and `result`): two regex passes in C, about 1 s for 36 MB of code. Whole
+    identifiers are matched exactly through the symbol index instead."""
+    return WORDS.findall(text.lower()) + [h[1:].lower() for h in HUMPS.findall(text)]
+
+
+def query_terms(text: str) -> list[str]:
+    """A question's terms: as `terms`, without the words every question has."""
+    return [t for t in terms(text) if t not in STOP]
 
 
 @dataclass(frozen=True)
@@ -91,7 +89,7 @@ class SegmentIndex:
         return cls(retriever, ids)
 
     def search(self, query: str, k: int = 100) -> list[Hit]:
-        q = terms(query)
+        q = query_terms(query)
         if not q or not self.ids or self._retriever is None:
             return []
         vocab = getattr(self._retriever, "vocab_dict", None) or {}
