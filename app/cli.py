@@ -6,13 +6,11 @@ import gc
 import json
 import os
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.tree import Tree
 
@@ -78,24 +76,10 @@ def _options(keep: list[str] | None, max_file_size: str, ocr: bool = True,
         get_settings().workers)
 
 
-@contextmanager
 def _progress(enabled: bool = True):
-    """A rich progress bar fed by the pipeline's progress(stage, done, total, detail)."""
-    if not enabled or not console.is_terminal:
-        yield None
-        return
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[detail]}", style="dim"), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
-        task = bar.add_task("collecting", total=None, detail="")
+    from app.progress import pipeline_progress
 
-        def update(stage: str, done: int, total: int, detail: str) -> None:
-            label = {"collect": "collecting", "read": "reading", "count": "counting",
-                     "index": "indexing"}.get(stage, stage)
-            bar.update(task, description=label, completed=done, total=total or None,
-                       detail=detail[-50:])
-
-        yield update
+    return pipeline_progress(console, enabled)
 
 
 def _print_tree(title: str, tree: dict[str, int]) -> None:

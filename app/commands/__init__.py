@@ -15,10 +15,4 @@ MODULES = ("complete", "cache", "plan", "serve", "prewarm", "ask")
 
 def register_all(app: typer.Typer) -> None:
     for name in MODULES:
-        try:
-            module = importlib.import_module(f"app.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"app.commands.{name}":
-                raise
-            continue  # not written yet
-        module.register(app)
+        importlib.import_module(f"app.commands.{name}").register(app)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import nullcontext
 from typing import Annotated
 
 import typer
@@ -29,7 +30,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Answer QUESTION from TARGET, citing sources that are checked against the context."""
-        from app.cli import _progress
+        from app.progress import pipeline_progress
         from app.services.ask import ask as run
         from engine.factory import make_backend
 
@@ -37,7 +38,7 @@ def register(app: typer.Typer) -> None:
             if not as_json:
                 console.print(f"[dim]{text}[/]")
 
-        with console.status("loading the model") if not as_json else _Null():
+        with console.status("loading the model") if not as_json else nullcontext():
             engine = make_backend(backend, endpoint=endpoint, model=model)
 
         def delta(text: str) -> None:
@@ -45,7 +46,7 @@ def register(app: typer.Typer) -> None:
                 sys.stdout.write(text)
                 sys.stdout.flush()
 
-        with _progress(not as_json) as progress:
+        with pipeline_progress(console, not as_json) as progress:
             result = run(target, question, engine, mode=mode, max_tokens=max_tokens,  # type: ignore[arg-type]
                          continue_last=cont, on_delta=delta, note=note, progress=progress)
         if as_json:
@@ -112,10 +113,3 @@ def _print_sources(result) -> None:
         for inj in result.injections[:5]:
             console.print(f"  {_short(inj, 100)}")
 
-
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -71,7 +72,8 @@ def register(app: typer.Typer) -> None:
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        with console.status("loading the model", spinner="dots") if not as_json else _null():
+        with console.status("loading the model", spinner="dots") if not as_json \
+                else nullcontext():
             engine = make_backend(backend, endpoint=endpoint, model=model,
                                   prefill_chunk=prefill_chunk, reuse=not no_cache,
                                   progress=progress)
@@ -98,10 +100,3 @@ def register(app: typer.Typer) -> None:
             console.print(f"[yellow]incomplete answer[/]: {result.error}")
             raise typer.Exit(2)
 
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

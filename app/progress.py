@@ -1,0 +1,29 @@
+"""The rich progress bar that the ingest pipeline's progress(stage, done, total, detail) feeds,
+shared by the commands that ingest (ingest, pack, ask)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+
+@contextmanager
+def pipeline_progress(console: Console, enabled: bool = True):
+    """A rich progress bar fed by the pipeline's progress(stage, done, total, detail)."""
+    if not enabled or not console.is_terminal:
+        yield None
+        return
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[detail]}", style="dim"), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("collecting", total=None, detail="")
+
+        def update(stage: str, done: int, total: int, detail: str) -> None:
+            label = {"collect": "collecting", "read": "reading", "count": "counting",
+                     "index": "indexing"}.get(stage, stage)
+            bar.update(task, description=label, completed=done, total=total or None,
+                       detail=detail[-50:])
+
+        yield update
