@@ -212,3 +212,27 @@ def test_cli_errors_are_messages_not_tracebacks(model_dir, tmp_path):
     bad_model = subprocess.run([*base[:-1], str(tmp_path), "-p", str(big)], capture_output=True,
                                text=True, cwd=ROOT, env=env)
     assert bad_model.returncode == 1 and "no config.json" in bad_model.stderr
+
+
+def test_a_full_disk_is_a_warning_and_the_answer_still_comes(model_dir, corpus, tmp_path):
+    """A real ENOSPC: the first block's temporary file is a link to /dev/full."""
+    import errno
+    import os
+
+    kv = tmp_path / "kv"
+    b = backend(model_dir, kv)
+    req = CompletionRequest(prompt=QUESTION, prefix=corpus, max_tokens=12)
+    first_key = b.prefix_cache.keys(b.encode(req))[0]
+    target = b.prefix_cache.disk._path(first_key)
+    target.parent.mkdir(parents=True)
+    tmp = target.with_suffix(f".tmp{os.getpid()}")
+    tmp.symlink_to("/dev/full")
+    with pytest.raises(OSError) as err, open("/dev/full", "wb") as full:
+        full.write(b"x")
+        full.flush()
+    assert err.value.errno == errno.ENOSPC  # the kernel really says "no space left"
+    with pytest.warns(UserWarning, match="No space left"):
+        c = b.stream(req).collect()
+    assert "7291" in c.text
+    assert not target.exists()  # nothing half-written
+    assert not tmp.exists()  # the temporary name is cleaned up
