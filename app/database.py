@@ -11,7 +11,7 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD_REVISION = "0002"  # keep equal to the newest file in migrations/versions (a test checks)
+HEAD_REVISION = "0003"  # keep equal to the newest file in migrations/versions (a test checks)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

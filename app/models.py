@@ -118,3 +118,43 @@ class Question(Base):
     usage: Mapped[dict] = mapped_column(JSON, default=dict)
     timings: Mapped[dict] = mapped_column(JSON, default=dict)
     finish_reason: Mapped[str] = mapped_column(String(20), default="stop")
+
+
+class EvalRun(Base):
+    """One eval run: its config and the endpoint it ran against (model, server, flags)."""
+
+    __tablename__ = "eval_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+    config: Mapped[dict] = mapped_column(JSON, default=dict)
+    fingerprint: Mapped[dict] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="running")
+
+
+class EvalCell(Base):
+    """One scored sample; unique per (run, task, length, depth, sample) so a resumed run never
+    duplicates a finished cell."""
+
+    __tablename__ = "eval_cells"
+    __table_args__ = (UniqueConstraint("run_id", "task", "length", "depth", "sample"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("eval_runs.run_id", ondelete="CASCADE"),
+                                        index=True)
+    task: Mapped[str] = mapped_column(String(30))
+    length: Mapped[int] = mapped_column(Integer)
+    depth: Mapped[float] = mapped_column()
+    sample: Mapped[int] = mapped_column(Integer)
+    prompt_hash: Mapped[str] = mapped_column(String(64))
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    response: Mapped[str] = mapped_column(Text, default="")
+    answers: Mapped[list] = mapped_column(JSON, default=list)
+    metric: Mapped[str] = mapped_column(String(10), default="all")
+    score: Mapped[float | None] = mapped_column(nullable=True)
+    ttft_s: Mapped[float] = mapped_column(default=0.0)
+    total_s: Mapped[float] = mapped_column(default=0.0)
+    status: Mapped[str] = mapped_column(String(20), default="done")  # done | failed
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)

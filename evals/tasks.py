@@ -67,13 +67,16 @@ class Generator:
     def sample(self, task: str, length: int, depth: float = 0.5, seed: int = 0) -> Sample:
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}: {', '.join(TASKS)}")
-        rng = random.Random(f"{task}|{length}|{depth}|{seed}")
+        # the needle and the haystack do not depend on the depth: cells of one length share the
+        # haystack up to the needle, so a prefix cache reuses it from one depth to the next
+        rng = random.Random(f"{task}|{length}|{seed}")
         make = getattr(self, f"_{task}")
         needles, depths, question, answers, metric, meta = make(rng, depth)
         room = length - self.count("\n\n" + question)
         if room < sum(self.count(n) for n in needles) + 16:
             raise ValueError(f"{length} tokens is too short for task {task}")
-        context = self._exact(needles, depths, room, rng.randrange(1 << 30), question)
+        hay_seed = random.Random(f"{self.haystack}|{length}|{seed}").randrange(1 << 30)
+        context = self._exact(needles, depths, room, hay_seed, question)
         return Sample(task, length, depth if task in ("niah", "single", "qa") else -1.0, seed,
                       context, question, tuple(answers), metric,
                       {**meta, "tokens": self.count(context + "\n\n" + question)})

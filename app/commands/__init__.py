@@ -10,7 +10,7 @@ import importlib
 
 import typer
 
-MODULES = ("complete", "cache", "plan", "serve", "prewarm", "ask")
+MODULES = ("complete", "cache", "plan", "serve", "prewarm", "ask", "evals")
 
 
 def register_all(app: typer.Typer) -> None:

@@ -1,0 +1,121 @@
+"""Run a grid of eval cells against a backend: generate, send, score, hand each result back.
+
+Cells are ordered by (task, length, sample, depth descending) so that consecutive requests share
+the longest haystack prefix (the needle is the first difference), which a server's prefix cache
+or the embedded KV cache reuses. Lengths that do not fit the window with the answer reserve are
+refused before anything is sent. Requests to an endpoint run with bounded concurrency.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from engine.types import Backend, CompletionRequest, EngineError
+from evals.tasks import Generator, Sample, score
+
+DEPTHLESS = ("multikey", "multivalue", "multiquery", "vt", "cwe", "fwe")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    tasks: tuple[str, ...] = ("niah",)
+    lengths: tuple[int, ...] = (1024, 2048, 4096)
+    depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    samples: int = 1
+    haystack: str = "prose"
+    max_tokens: int = 32
+    seed: int = 0
+    concurrency: int = 4
+
+    def to_json(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class Cell:
+    task: str
+    length: int
+    depth: float
+    sample: int
+
+    @property
+    def key(self) -> tuple:
+        return (self.task, self.length, round(self.depth, 4), self.sample)
+
+
+@dataclass
+class CellResult:
+    cell: Cell
+    prompt_hash: str
+    answers: tuple[str, ...]
+    metric: str
+    response: str = ""
+    score: float | None = None
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    ttft_s: float = 0.0
+    total_s: float = 0.0
+    status: str = "done"
+    error: str | None = None
+
+
+def plan_cells(config: EvalConfig) -> list[Cell]:
+    cells = []
+    for task in config.tasks:
+        depths = (-1.0,) if task in DEPTHLESS else config.depths
+        for length in sorted(config.lengths):
+            for sample in range(config.samples):
+                for depth in sorted(depths, reverse=True):
+                    cells.append(Cell(task, length, depth, sample))
+    return cells
+
+
+def check_window(config: EvalConfig, window: int | None, reserve: int = 64) -> None:
+    if window is None:
+        return
+    too_long = [n for n in config.lengths if n + config.max_tokens + reserve > window]
+    if too_long:
+        raise EngineError(f"lengths {', '.join(f'{n:,}' for n in too_long)} do not fit the "
+                          f"model's window of {window:,} tokens with {config.max_tokens} answer "
+                          "tokens reserved: drop them or use a model with a longer window")
+
+
+def _sample(gen: Generator, cell: Cell, config: EvalConfig) -> Sample:
+    depth = cell.depth if cell.depth >= 0 else 0.5  # depthless tasks place their own needles
+    return gen.sample(cell.task, cell.length, depth, seed=config.seed * 1000 + cell.sample)
+
+
+def run_cells(cells: list[Cell], backend: Backend, gen: Generator, config: EvalConfig,
+              concurrency: int = 1) -> Iterator[CellResult]:
+    """Results in completion order; a failing request is a failed cell, not a crash."""
+
+    def one(cell: Cell) -> CellResult:
+        s = _sample(gen, cell, config)
+        h = hashlib.sha256(s.prompt.encode()).hexdigest()
+        result = CellResult(cell, h, s.answers, s.metric)
+        try:
+            c = backend.stream(CompletionRequest(prompt="\n\n" + s.question, prefix=s.context,
+                                                 max_tokens=config.max_tokens)).collect()
+        except EngineError as exc:
+            result.status, result.error = "failed", str(exc)
+            return result
+        if c.incomplete:
+            result.status, result.error = "failed", c.error or "incomplete answer"
+        result.response = c.text
+        result.score = score(s, c.text) if result.status == "done" else None
+        result.prompt_tokens, result.cached_tokens = c.usage.prompt_tokens, c.usage.cached_tokens
+        result.ttft_s, result.total_s = c.timings.ttft_s, c.timings.total_s
+        return result
+
+    if concurrency <= 1:
+        for cell in cells:
+            yield one(cell)
+        return
+    with ThreadPoolExecutor(concurrency) as pool:
+        yield from pool.map(one, cells)
+
+
+Progress = Callable[[int, int], None]

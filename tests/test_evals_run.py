@@ -1,0 +1,140 @@
+"""Eval runs end to end on the embedded model: stored cells, reports, resume, compare's gate."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from app.database import session_scope
+from app.models import EvalCell, EvalRun
+from app.services import evals
+from app.settings import get_settings
+from engine.embedded import EmbeddedBackend
+from engine.openai_backend import OpenAIBackend
+from engine.types import EngineError
+from evals.runner import EvalConfig
+from evals.tasks import Generator
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def backend(model_dir):
+    return EmbeddedBackend(str(model_dir), kv_dir=None)
+
+
+def gen_for(backend) -> Generator:
+    tok = backend.lm.tokenizer
+    return Generator(lambda t: tok(t, add_special_tokens=False)["input_ids"],
+                     lambda ids: tok.decode(ids))
+
+
+def test_niah_on_the_embedded_model_stores_every_cell(backend, tmp_path):
+    config = EvalConfig(("niah",), (1024, 2048), (0.0, 0.5, 1.0), samples=1)
+    run_id = evals.run(config, backend, gen_for(backend), "t1")
+    s = evals.summary(run_id)
+    assert (s.cells, s.done, s.failed, s.status) == (6, 6, 0, "done")
+    cells = evals.cells_of(run_id)
+    assert {(c.length, c.depth) for c in cells} == {(n, d) for n in (1024, 2048)
+                                                     for d in (0.0, 0.5, 1.0)}
+    assert s.mean is not None and s.mean >= 0.5  # SmolLM2 finds most needles at 1-2K
+    assert any(c.cached_tokens > 0 for c in cells)  # depths of one length share a prefix
+    out = subprocess.run([sys.executable, "-m", "app.cli", "eval", "report", run_id, "--json"],
+                         capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "SCOUTLENS_HOME": str(get_settings().home_dir)})
+    report = json.loads(out.stdout)
+    assert len(report["cells"]) == 6 and report["effective_length"] in (0, 1024, 2048)
+    assert all({"length", "depth", "score"} <= set(c) for c in report["cells"])
+    html = subprocess.run([sys.executable, "-m", "app.cli", "eval", "report", run_id, "--out",
+                           str(tmp_path / "rep")], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "SCOUTLENS_HOME": str(get_settings().home_dir)})
+    assert html.returncode == 0, html.stderr
+    assert (tmp_path / "rep" / "niah.png").read_bytes()[:4] == b"\x89PNG"
+    assert "data:image/png;base64" in (tmp_path / "rep" / "report.html").read_text()
+
+
+def test_lengths_over_the_window_are_refused_before_sending(backend):
+    config = EvalConfig(("niah",), (4096, 16384))
+    with pytest.raises(EngineError, match="8,192"):
+        evals.run(config, backend, gen_for(backend), "too-long")
+    with session_scope(get_settings().db_url) as s:
+        assert s.query(EvalRun).count() == 0
+
+
+def test_an_endpoint_down_marks_cells_failed_and_a_rerun_retries_them(backend):
+    down = OpenAIBackend("http://127.0.0.1:9/v1", model="m", max_retries=0)
+    down._models = [{"id": "m", "max_model_len": 8192}]  # no server to ask: stated here
+    config = EvalConfig(("niah",), (1024,), (0.5,), samples=2)
+    run_id = evals.run(config, down, gen_for(backend), "down")
+    s = evals.summary(run_id)
+    assert (s.failed, s.done, s.status) == (2, 0, "failed-cells")
+    evals.run(config, backend, gen_for(backend), "down")  # resumed where it failed
+    s = evals.summary(run_id)
+    assert (s.cells, s.failed, s.done, s.status) == (2, 0, 2, "done")
+
+
+def test_a_killed_run_resumes_without_duplicates(tmp_path, model_dir):
+    home = get_settings().home_dir
+    env = {**os.environ, "SCOUTLENS_HOME": str(home), "SCOUTLENS_MODEL": str(model_dir)}
+    cmd = [sys.executable, "-m", "app.cli", "eval", "run", "--lengths", "1k,2k", "--depths",
+           "0,50,100", "--run-id", "kill-me"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    db = home / "scoutlens.db"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        try:
+            with sqlite3.connect(db) as conn:
+                if conn.execute("SELECT count(*) FROM eval_cells").fetchone()[0] >= 2:
+                    break
+        except sqlite3.Error:
+            pass
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = evals.summary("kill-me").cells
+    assert 2 <= before < 6
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    with session_scope(get_settings().db_url) as s:
+        rows = s.query(EvalCell).filter(EvalCell.run_id == "kill-me").all()
+        keys = [(c.task, c.length, c.depth, c.sample) for c in rows]
+    assert len(keys) == 6 == len(set(keys))
+
+
+def _fake_run(run_id: str, scores: list[float], model: str = "m") -> None:
+    with session_scope(get_settings().db_url) as s:
+        s.add(EvalRun(run_id=run_id, config={}, fingerprint={"model": model}, status="done"))
+        s.flush()
+        for i, score in enumerate(scores):
+            s.add(EvalCell(run_id=run_id, task="niah", length=1024 * (1 + i // 5),
+                           depth=(i % 5) / 4, sample=0, prompt_hash="h", answers=["1"],
+                           score=score))
+
+
+def test_compare_gates_on_a_significant_regression():
+    _fake_run("base", [1.0] * 10)
+    _fake_run("same", [1.0] * 10)
+    _fake_run("worse", [0.0] * 9 + [1.0], model="other")
+    env = {**os.environ, "SCOUTLENS_HOME": str(get_settings().home_dir)}
+    cli = [sys.executable, "-m", "app.cli", "eval", "compare"]
+    ok = subprocess.run([*cli, "base", "same", "--fail-on-regression", "5", "--json"],
+                        capture_output=True, text=True, cwd=ROOT, env=env)
+    assert ok.returncode == 0 and json.loads(ok.stdout)["mean_delta"] == 0
+    bad = subprocess.run([*cli, "base", "worse", "--fail-on-regression", "5", "--json"],
+                         capture_output=True, text=True, cwd=ROOT, env=env)
+    assert bad.returncode == 1
+    report = json.loads(bad.stdout)
+    assert report["worse"] == 9 and report["p_value"] < 0.05
+    assert "different endpoints" in bad.stderr and "model" in bad.stderr
+    missing = subprocess.run([*cli, "base", "nope"], capture_output=True, text=True, cwd=ROOT,
+                             env=env)
+    assert missing.returncode == 1 and "no such eval run" in missing.stderr
