@@ -11,7 +11,7 @@ parameter (Scout 108,641,793,536; Maverick 401,583,781,376).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -197,12 +197,10 @@ SCOUT = ModelArch(
             ("fp8", "RedHatAI/Llama-4-Scout-17B-16E-Instruct-FP8-dynamic"),
             ("int4", "RedHatAI/Llama-4-Scout-17B-16E-Instruct-quantized.w4a16")))
 
-MAVERICK = ModelArch(
-    name="Llama-4-Maverick-17B-128E-Instruct", layers=48, hidden=5120, q_heads=40, kv_heads=8,
-    head_dim=128, vocab=202048, dense_intermediate=16384, expert_intermediate=8192,
-    num_experts=128, experts_per_token=1, shared_expert=True, moe_layer_step=2,
-    global_layer_step=4, attention_chunk_size=8192, max_position_embeddings=1_048_576,
-    vision_params=llama4_vision_params(_VISION, 5120), family="llama4",
+# Maverick is Scout's shape with 128 experts on every second layer and a 1M window
+MAVERICK = replace(
+    SCOUT, name="Llama-4-Maverick-17B-128E-Instruct", num_experts=128, moe_layer_step=2,
+    max_position_embeddings=1_048_576,
     hf_ids=(("bf16", "meta-llama/Llama-4-Maverick-17B-128E-Instruct"),
             ("fp8", "meta-llama/Llama-4-Maverick-17B-128E-Instruct-FP8"),
             ("int4", "RedHatAI/Llama-4-Maverick-17B-128E-Instruct-quantized.w4a16")))

@@ -50,21 +50,6 @@ class KVBlock:
         return self.kv.numel() * self.kv.element_size()
 
 
-@dataclass
-class CacheStats:
-    memory_blocks: int
-    memory_bytes: int
-    disk_blocks: int
-    disk_bytes: int
-    disk_dir: str
-    hits_memory: int = 0
-    hits_disk: int = 0
-    misses: int = 0
-
-    def to_json(self) -> dict:
-        return dict(self.__dict__)
-
-
 class MemoryTier:
     def __init__(self, budget_bytes: int):
         self.budget = budget_bytes
@@ -225,15 +210,6 @@ class PrefixCache:
                 break  # the disk is refusing: do not warn once per block
         if self.disk is not None:
             self.disk.evict()
-
-    def stats(self) -> CacheStats:
-        files = self.disk.files() if self.disk else []
-        return CacheStats(memory_blocks=len(self.memory), memory_bytes=self.memory.bytes,
-                          disk_blocks=len(files),
-                          disk_bytes=sum(p.stat().st_size for p in files if p.exists()),
-                          disk_dir=str(self.disk.root) if self.disk else "",
-                          hits_memory=self.hits_memory, hits_disk=self.hits_disk,
-                          misses=self.misses)
 
 
 def usage_by_model(root: Path) -> dict[str, tuple[int, int]]:

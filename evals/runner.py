@@ -9,7 +9,7 @@ refused before anything is sent. Requests to an endpoint run with bounded concur
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -117,5 +117,3 @@ def run_cells(cells: list[Cell], backend: Backend, gen: Generator, config: EvalC
     with ThreadPoolExecutor(concurrency) as pool:
         yield from pool.map(one, cells)
 
-
-Progress = Callable[[int, int], None]

@@ -101,8 +101,8 @@ def _clock(text: str) -> str:
 
 
 def parse_citations(answer: str) -> list[tuple[str, int | None, int | None, int | None, str]]:
-    """(id, line_from, line_to, page, quote before it) for every id cited, in order; a video
-    time (`[S3 @ 01:23]`) comes as the quote-independent 6th item via `parse_times`."""
+    """(id, line_from, line_to, page, quote before it) for every id cited, in order; video times
+    (`[S3 @ 01:23]`) are read by `parse_times`."""
     found = []
     for m in BRACKET.finditer(answer):
         before = answer[max(0, m.start() - 320): m.start()]

@@ -16,7 +16,7 @@ from app.models import EvalCell, EvalRun
 from app.settings import get_settings
 from engine.types import Backend, EngineError
 from evals.report import CellScore
-from evals.runner import Cell, EvalConfig, check_window, plan_cells, run_cells
+from evals.runner import EvalConfig, check_window, plan_cells, run_cells
 from evals.tasks import Generator
 
 
@@ -116,6 +116,3 @@ def list_runs() -> list[RunSummary]:
         ids = s.scalars(select(EvalRun.run_id).order_by(EvalRun.created_at.desc())).all()
     return [summary(i) for i in ids]
 
-
-def cell_keys(run_id: str) -> list[Cell]:
-    return [Cell(c.task, c.length, c.depth, c.sample) for c in cells_of(run_id)]
