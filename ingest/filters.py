@@ -23,7 +23,7 @@ GENERATED_SUFFIXES = (
     ".min.js", ".min.css", ".drawio.svg", ".js.map", ".css.map", ".map", ".pb.go",
     "_pb2.py", "_pb2_grpc.py", ".g.dart", ".designer.cs",
 )
-UNLIMITED_SUFFIXES = {".pdf", ".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
+MEDIA_SUFFIXES = {".pdf", ".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
 BINARY_SUFFIXES = {
     ".png", ".jpg", ".jpeg", ".gif", ".bmp", ".ico", ".webp", ".tiff", ".psd", ".zip", ".gz",
     ".tgz", ".bz2", ".xz", ".7z", ".rar", ".jar", ".war", ".whl", ".egg", ".so", ".dll",
@@ -45,6 +45,7 @@ class FilterOptions:
     generated: bool = True  # minified and generated files
     vendored: bool = True
     max_file_bytes: int = 10 * 1024 * 1024  # 0 = no limit
+    max_media_bytes: int = 2 * 1024**3  # PDFs and videos: read whole, so still bounded
     max_line_chars: int = 5_000  # a file with a longer line is treated as minified
     max_avg_line_chars: int = 400
 
@@ -71,9 +72,11 @@ class NoiseFilter:
     def _path_reasons(self, path: str, size: int) -> list[str]:
         p = PurePosixPath(path)
         reasons = []
-        limit = self.options.max_file_bytes
-        # PDFs and videos are read page by page / frame by frame: the limit is for text
-        if limit and size > limit and p.suffix.lower() not in UNLIMITED_SUFFIXES:
+        # PDFs and videos are read page by page / frame by frame, so the text limit is too
+        # small for them; they have their own (they are still read into memory whole)
+        media = p.suffix.lower() in MEDIA_SUFFIXES
+        limit = self.options.max_media_bytes if media else self.options.max_file_bytes
+        if limit and size > limit:
             reasons.append(f"too-large: {size:,} bytes > {limit:,}")
         reason = self._kind(p)
         if reason:

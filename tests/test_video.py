@@ -231,3 +231,13 @@ def test_vision_requests_carry_each_frame_as_an_image_part(tmp_path, talk):
         assert isinstance(server.completions[-1].body["messages"][-1]["content"], str)
     finally:
         server.close()
+
+
+def test_huge_media_is_refused_by_size_before_it_is_read():
+    from ingest.filters import FilterOptions, NoiseFilter
+
+    noise = NoiseFilter(FilterOptions(max_file_bytes=1000, max_media_bytes=5000))
+    assert noise.by_path("talk.mp4", 4000) is None  # over the text limit, fine for a video
+    assert noise.by_path("talk.mp4", 6000).startswith("too-large")
+    assert noise.by_path("scan.pdf", 6000).startswith("too-large")
+    assert NoiseFilter().by_path("film.mkv", 3 * 1024**3).startswith("too-large")

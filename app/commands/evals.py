@@ -118,11 +118,17 @@ def register(app: typer.Typer) -> None:
                               "fingerprint": s.fingerprint,
                               "cells": [asdict(c) for c in cells]}))
             return
+        from engine.types import EngineError
+
         folder = out_dir or Path(f"eval-{run_id}")
-        folder.mkdir(parents=True, exist_ok=True)
-        for task in sorted({c.task for c in cells}):
-            (folder / f"{task}.png").write_bytes(heatmap_png(cells, task, f"{task} ({run_id})"))
-        (folder / "report.html").write_text(html_report(run_id, s.config, cells))
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for task in sorted({c.task for c in cells}):
+                (folder / f"{task}.png").write_bytes(
+                    heatmap_png(cells, task, f"{task} ({run_id})"))
+            (folder / "report.html").write_text(html_report(run_id, s.config, cells))
+        except OSError as exc:
+            raise EngineError(f"cannot write the report to {folder}: {exc.strerror}") from None
         out.print(f"run {run_id}: mean {(s.mean or 0):.3f}, effective length "
                   f"{effective_length(cells):,} tokens; report in {folder}/report.html")
 

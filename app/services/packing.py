@@ -89,8 +89,9 @@ def pack(target: list[str], tokenizer: str | None = None, budget: int | None = N
         name = Path(target[0]).expanduser().resolve().name if len(target) == 1 else "corpus"
         source = ", ".join(target)
     if not docs:
+        why = "; ".join(f"{k.path}: {k.reason}" for k in skipped[:3])
         raise IngestError(f"nothing to pack: no readable sources in {source}"
-                          + (f" ({len(skipped)} skipped)" if skipped else ""))
+                          + (f" ({len(skipped)} skipped: {why})" if skipped else ""))
     packer = Packer(tok, fmt, name, toc)
     planned = packer.plan(docs, budget, fit, note)
     _write(packer, planned, out)
