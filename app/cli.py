@@ -239,10 +239,25 @@ def corpora_rm(name: str) -> None:
 
 
 @app.command()
-def ui(port: Annotated[int, typer.Option(help="port")] = 8501) -> None:
-    """Start the web UI (arrives with the UI issue)."""
-    console.print("The web UI is not built yet (see the Streamlit UI issue). Meanwhile the CLI "
-                  "works: scoutlens ingest, scoutlens pack, scoutlens corpora.")
+def ui(port: Annotated[int, typer.Option(help="port")] = 8501,
+       host: Annotated[str, typer.Option(
+           help="address to listen on (0.0.0.0 to serve a team; mind there is no login)")]
+       = "127.0.0.1") -> None:
+    """Start the web UI (Streamlit): corpora, ask, evals, engine, settings."""
+    import importlib.util
+
+    from ui.prefs import load
+
+    spec = importlib.util.find_spec("ui.views.scoutlens_ui")
+    assert spec is not None and spec.origin is not None
+    args = [sys.executable, "-m", "streamlit", "run", spec.origin,
+            "--server.port", str(port), "--server.address", host,
+            "--server.headless", "true", "--server.fileWatcherType", "none",
+            "--server.maxUploadSize", str(load().upload_mb),
+            "--browser.gatherUsageStats", "false", "--global.developmentMode", "false"]
+    console.print(f"scoutlens UI on http://{host}:{port} (Ctrl-C stops it)")
+    sys.stdout.flush()
+    os.execv(sys.executable, args)  # Streamlit gets the signals directly
 
 
 @app.command()
@@ -268,6 +283,7 @@ _fast_exit = False
 
 def main() -> None:
     """Entry point: user mistakes print a clear message and exit 1, never a traceback."""
+    from app.database import DatabaseError
     from engine.types import EngineError
 
     try:
@@ -279,7 +295,7 @@ def main() -> None:
                 sys.stderr.flush()
                 os._exit(0)
             raise
-    except (IngestError, EngineError) as exc:
+    except (IngestError, EngineError, DatabaseError) as exc:
         console.print(f"[red]error:[/] {exc}")
         sys.exit(1)
     except KeyboardInterrupt:

@@ -1,0 +1,105 @@
+"""What a reader needs to check a citation: the stored text of a source, and its original file
+on disk where one still exists (PDF pages are drawn from it), plus cache figures for the engine
+page. Read-only: nothing here writes to the database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from app.database import session_scope
+from app.models import Corpus, Question, Segment, Source
+from app.services.corpora import CorpusNotFound
+from app.settings import get_settings
+from engine.kvcache import usage_by_model
+from ingest.archives import is_archive
+
+
+@dataclass(frozen=True)
+class SourcePart:
+    """One stored segment of a source: lines start..end of code/text, or page `start` of a PDF."""
+
+    kind: str  # lines | page | time | whole
+    start: int | None
+    end: int | None
+    text: str
+
+
+@dataclass(frozen=True)
+class SourceView:
+    corpus: str
+    path: str
+    kind: str  # code | text | pdf | notebook | video
+    file: Path | None  # the original file, when it is still on disk and not inside an archive
+    parts: list[SourcePart]
+
+    def page(self, number: int) -> SourcePart | None:
+        return next((p for p in self.parts if p.kind == "page" and p.start == number), None)
+
+    def lines(self) -> list[str]:
+        """The text as lines (line n is index n - 1): segments concatenate back to the file."""
+        return "".join(p.text for p in self.parts).split("\n")
+
+
+def original_file(root: str, path: str) -> Path | None:
+    """The file a source was read from: the input itself, or the path under an input folder
+    (with or without the input's name as a prefix, as several inputs are named)."""
+    base = Path(root)
+    if base.is_file():
+        return None if is_archive(base) else base
+    if not base.is_dir():
+        return None
+    inside = base.resolve()
+    rel = Path(path)
+    for candidate in (rel, Path(*rel.parts[1:]) if len(rel.parts) > 1 else None):
+        if candidate is None:
+            continue
+        full = (base / candidate).resolve()
+        if full.is_file() and full.is_relative_to(inside):
+            return full
+    return None
+
+
+def source_view(corpus: str, path: str) -> SourceView:
+    with session_scope(get_settings().db_url) as session:
+        row = session.scalar(select(Source).join(Corpus).where(
+            Corpus.name == corpus, Source.path == path, Source.status == "ok"))
+        if row is None:
+            raise CorpusNotFound(f"{path!r} is not a source of corpus {corpus!r}")
+        parts = [SourcePart(s.span_kind, s.start, s.end, s.text) for s in session.scalars(
+            select(Segment).where(Segment.source_id == row.id).order_by(Segment.order))]
+        return SourceView(corpus, row.path, row.kind, original_file(row.root, row.path), parts)
+
+
+@dataclass(frozen=True)
+class CacheFigures:
+    kv_dir: Path
+    kv_blocks: int
+    kv_bytes: int
+    kv_budget_bytes: int
+    models: dict[str, tuple[int, int]]
+    answers: int
+    prompt_tokens: int
+    cached_tokens: int
+
+    @property
+    def hit_rate(self) -> float:
+        """Share of all prompt tokens of stored answers that came from the KV cache."""
+        return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
+
+
+def cache_figures() -> CacheFigures:
+    s = get_settings()
+    models = usage_by_model(s.kv_dir)
+    prompt = cached = 0
+    with session_scope(s.db_url) as session:
+        n = session.scalar(select(func.count(Question.id))) or 0
+        for (usage,) in session.execute(select(Question.usage)):
+            usage = usage or {}
+            prompt += int(usage.get("prompt_tokens") or 0)
+            cached += int(usage.get("cached_tokens") or 0)
+    return CacheFigures(s.kv_dir, sum(b for b, _ in models.values()),
+                        sum(n for _, n in models.values()), int(s.kv_disk_gb * 2**30), models,
+                        n, prompt, cached)

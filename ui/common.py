@@ -1,0 +1,61 @@
+"""Pieces every page uses: the saved prefs, a corpus picker, job progress and error display."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app.services.corpora import list_corpora
+from ui import prefs as prefs_store
+from ui.jobs import Job
+
+
+def prefs() -> prefs_store.Prefs:
+    return prefs_store.load()
+
+
+def corpus_names() -> list[str]:
+    return [c.name for c in list_corpora()]
+
+
+def pick_corpus(label: str = "Corpus", key: str = "corpus") -> str | None:
+    """A select box of corpora that remembers the choice across pages in this session."""
+    names = corpus_names()
+    if not names:
+        st.info("No corpora yet: add documents on the **Corpora** page.")
+        return None
+    current = st.session_state.get("active_corpus")
+    index = names.index(current) if current in names else 0
+    name = st.selectbox(label, names, index=index, key=key)
+    st.session_state["active_corpus"] = name
+    return name
+
+
+def job_progress(job: Job) -> None:
+    """Progress of a background job; while it runs, this part of the page refreshes itself and
+    the whole page reruns once when it ends."""
+
+    @st.fragment(run_every=1.0)
+    def panel() -> None:
+        if job.finished:
+            if not st.session_state.get(f"shown-{job.id}"):
+                st.session_state[f"shown-{job.id}"] = True
+                st.rerun()
+            return
+        text = f"{job.label}: {job.stage}"
+        if job.total:
+            text += f" {job.done:,}/{job.total:,}"
+        if job.detail:
+            text += f" · {job.detail[-60:]}"
+        st.progress(job.fraction, text=text)
+
+    panel()
+
+
+def job_outcome(job: Job) -> bool:
+    """The end of a job as a message; True if it succeeded."""
+    if not job.finished:
+        return False
+    if job.error:
+        st.error(f"{job.label} failed: {job.error}")
+        return False
+    return True

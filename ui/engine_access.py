@@ -1,0 +1,36 @@
+"""The one backend per server process the UI talks to, built from the saved prefs: the embedded
+model is loaded once and shared by every browser session, one request at a time (it has one
+KV buffer); a remote endpoint is only described, nothing is loaded."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import streamlit as st
+
+from engine.factory import make_backend
+from engine.types import Backend
+from ui.prefs import Prefs
+
+
+@dataclass
+class Shared:
+    backend: Backend
+    lock: threading.Lock
+
+
+@st.cache_resource(show_spinner="loading the model (once per server)…", max_entries=2)
+def _shared(backend: str, endpoint: str, model: str) -> Shared:
+    return Shared(make_backend(backend, endpoint=endpoint or None, model=model or None),
+                  threading.Lock())
+
+
+def shared(prefs: Prefs) -> Shared:
+    return _shared(prefs.backend, prefs.endpoint if prefs.backend == "openai" else "",
+                   prefs.model)
+
+
+def forget() -> None:
+    """Drop the loaded backend (after the settings change)."""
+    _shared.clear()

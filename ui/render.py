@@ -1,0 +1,116 @@
+"""Pictures and snippets for checking an answer: cited code lines highlighted in context, a PDF
+page drawn with the passage marked, the corpus as a treemap of the model's window. Pure
+functions (no Streamlit), so they are tested directly."""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+import plotly.graph_objects as go
+import pymupdf
+
+MD_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
+
+
+def safe_answer(text: str) -> str:
+    """An answer as markdown with images removed: a document that injects `![](https://...)`
+    must not make the reader's browser fetch an address (and leak what is in the URL)."""
+    return MD_IMAGE.sub("[image removed]", text)
+
+
+def code_excerpt_html(lines: list[str], first: int, last: int, context: int = 6,
+                      language: str = "") -> str:
+    """Lines first..last (1-based) marked, with `context` lines either side, numbered."""
+    first = max(1, min(first, len(lines)))
+    last = max(first, min(last, len(lines)))
+    lo, hi = max(1, first - context), min(len(lines), last + context)
+    rows = []
+    for n in range(lo, hi + 1):
+        mark = first <= n <= last
+        style = "background:#fff3b0;" if mark else ""
+        rows.append(f'<div class="sl-line{" sl-cited" if mark else ""}" style="{style}">'
+                    f'<span style="color:#888;user-select:none;display:inline-block;'
+                    f'width:4em;text-align:right;margin-right:1em">{n}</span>'
+                    f"{html.escape(lines[n - 1]) or '&nbsp;'}</div>")
+    lang = f' data-language="{html.escape(language)}"' if language else ""
+    return (f'<pre class="sl-code"{lang} style="font-size:0.85em;line-height:1.35;'
+            f'white-space:pre;overflow-x:auto;padding:0.5em">{"".join(rows)}</pre>')
+
+
+def _needles(passage: str) -> list[str]:
+    """Pieces of a passage to look for on the page: each line, long lines cut to 60 chars
+    (PDF text search matches within a line of the page)."""
+    out = []
+    for line in passage.split("\n"):
+        line = " ".join(line.split())
+        if len(line) >= 4:
+            out.append(line[:60])
+    return out
+
+
+def pdf_page_png(file: Path, page: int, passage: str = "", zoom: float = 1.5) -> tuple[bytes, int]:
+    """Page `page` (1-based) of a PDF as PNG, with every piece of `passage` found on it
+    highlighted; also how many marks were drawn. The file itself is never changed."""
+    with pymupdf.open(file) as doc:
+        if not 1 <= page <= doc.page_count:
+            raise ValueError(f"{file.name} has no page {page}")
+        p = doc.load_page(page - 1)
+        marks = 0
+        for needle in _needles(passage):
+            for rect in p.search_for(needle):
+                p.draw_rect(rect, color=(0.95, 0.6, 0), fill=(1, 0.85, 0), fill_opacity=0.35,
+                            width=1.2)
+                marks += 1
+        pix = p.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), alpha=False)
+        return pix.tobytes("png"), marks
+
+
+def marked_text(text: str, passage: str) -> str:
+    """Text as escaped HTML with the passage's lines wrapped in <mark> (for pages whose file is
+    gone, e.g. inside an archive)."""
+    out = html.escape(text)
+    for needle in _needles(passage):
+        out = out.replace(html.escape(needle), f"<mark>{html.escape(needle)}</mark>")
+    return f'<div style="white-space:pre-wrap;font-size:0.85em">{out}</div>'
+
+
+def window_treemap(items: list[tuple[str, int]], window: int, title: str = "") -> go.Figure:
+    """Sources as rectangles inside folders, sized by tokens, with the unused part of the
+    model's window as its own grey rectangle (or how far the corpus overflows it)."""
+    ids, labels, parents, values, colors = ["corpus"], ["corpus"], [""], [0], ["#ffffff"]
+    folders: set[str] = set()
+    total = sum(t for _, t in items)
+    for path, tokens in items:
+        parts = path.split("/")
+        parent = "corpus"
+        for i in range(len(parts) - 1):
+            fid = "corpus/" + "/".join(parts[: i + 1])
+            if fid not in folders:
+                folders.add(fid)
+                ids.append(fid)
+                labels.append(parts[i] + "/")
+                parents.append(parent)
+                values.append(0)
+                colors.append("#dfe7f2")
+            parent = fid
+        ids.append("corpus/" + path)
+        labels.append(parts[-1])
+        parents.append(parent)
+        values.append(max(tokens, 0))
+        colors.append("#4c78a8")
+    if window and total < window:
+        ids.append("free")
+        labels.append("free window")
+        parents.append("corpus")
+        values.append(window - total)
+        colors.append("#e6e6e6")
+    fig = go.Figure(go.Treemap(ids=ids, labels=labels, parents=parents, values=values,
+                               branchvalues="remainder", marker={"colors": colors},
+                               hovertemplate="%{label}<br>%{value:,} tokens<extra></extra>",
+                               texttemplate="%{label}<br>%{value:,}"))
+    share = total / window if window else 0
+    fig.update_layout(margin={"t": 30, "l": 0, "r": 0, "b": 0}, height=420,
+                      title=title or f"{total:,} tokens = {share:.1%} of a {window:,}-token window")
+    return fig

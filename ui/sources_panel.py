@@ -1,0 +1,72 @@
+"""The sources of an answer, each shown so it can be checked: code lines highlighted in their
+file, a PDF page drawn with the passage marked, a video moment, or the matched text."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app.services.corpora import CorpusNotFound
+from app.services.viewing import SourceView, source_view
+from ui.render import code_excerpt_html, marked_text, pdf_page_png
+
+
+def _badge(src: dict) -> str:
+    if src.get("kind") == "matched":
+        return "🔎 matched (the answer cited nothing; this text matches it best)"
+    return "✅ verified citation" if src.get("verified") else f"⚠️ unverified: {src.get('why', '')}"
+
+
+def _label(src: dict) -> str:
+    where = ""
+    if src.get("page") is not None:
+        where = f" p.{src['page']}"
+    elif src.get("t"):
+        where = f" @ {src['t']}"
+    elif src.get("lines"):
+        a, _, b = str(src["lines"]).partition("-")
+        where = f":L{a}-L{b}"
+    return f"[{src.get('id', '?')}] {src.get('path', '?')}{where}"
+
+
+def _pdf(view: SourceView, src: dict) -> None:
+    page = int(src["page"])
+    quote = src.get("quote", "")
+    if view.file is not None:
+        try:
+            png, marks = pdf_page_png(view.file, page, quote)
+            st.image(png, caption=f"{view.path}, page {page}"
+                     + (f" ({marks} passage marks)" if marks else ""))
+            return
+        except (ValueError, RuntimeError) as exc:
+            st.caption(f"the page cannot be drawn ({exc}); its text:")
+    part = view.page(page)
+    st.markdown(marked_text(part.text if part else "", quote), unsafe_allow_html=True)
+
+
+def _code(view: SourceView, src: dict) -> None:
+    lines = view.lines()
+    a, _, b = str(src.get("lines") or "1-1").partition("-")
+    first, last = int(a or 1), int(b or a or 1)
+    st.markdown(code_excerpt_html(lines, first, last), unsafe_allow_html=True)
+
+
+def show_sources(corpus: str, sources: list[dict]) -> None:
+    if not sources:
+        st.caption("No sources: the answer cites nothing and matches no passage.")
+        return
+    for i, src in enumerate(sources):
+        with st.expander(_label(src), expanded=i == 0):
+            st.caption(_badge(src))
+            try:
+                view = source_view(corpus, src["path"])
+            except (CorpusNotFound, KeyError):
+                st.caption("this source is no longer in the corpus; the quoted text:")
+                st.code(src.get("quote", ""), language=None)
+                continue
+            if src.get("page") is not None:
+                _pdf(view, src)
+            elif src.get("lines"):
+                _code(view, src)
+            else:
+                st.markdown(marked_text(src.get("quote", ""), src.get("quote", "")),
+                            unsafe_allow_html=True)

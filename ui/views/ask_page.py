@@ -1,0 +1,93 @@
+"""Ask: chat over a corpus with the answer streamed, the mode and KV-cache hit of each answer,
+and every source shown so it can be checked. Past questions come from the database, so a
+reload loses nothing that was answered."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app.services.ask import ask, history
+from engine.types import EngineError
+from ingest.types import IngestError
+from ui.common import pick_corpus, prefs
+from ui.engine_access import shared
+from ui.render import safe_answer
+from ui.sources_panel import show_sources
+
+st.header("Ask")
+corpus = pick_corpus()
+if corpus is None:
+    st.stop()
+
+settings = prefs()
+left, right = st.columns([3, 1])
+mode = right.radio("Context", ["auto", "full", "retrieval"], horizontal=False,
+                   help="full: the whole corpus (its KV cache is reused from one question to the "
+                        "next); retrieval: the passages that match best; auto: full if it fits")
+if right.button("New conversation"):
+    st.session_state.pop(f"conversation-{corpus}", None)
+    st.rerun()
+
+rows = history(corpus, limit=200)
+conversation = st.session_state.get(f"conversation-{corpus}")
+if conversation is None and rows:  # after a reload: carry on with the latest conversation
+    conversation = rows[0].conversation
+turns = sorted((r for r in rows if r.conversation == conversation), key=lambda r: r.turn)
+
+
+def _meta(mode_used: str, usage: dict, timings: dict, backend: str, model: str) -> str:
+    prompt, cached = usage.get("prompt_tokens") or 0, usage.get("cached_tokens") or 0
+    hit = f"{cached / prompt:.0%}" if prompt else "n/a"
+    return (f"mode **{mode_used}** · KV cache hit **{hit}** ({cached:,} of {prompt:,} prompt "
+            f"tokens) · first token {timings.get('ttft_s', 0):.2f} s · "
+            f"{timings.get('total_s', 0):.1f} s · {backend}/{model}")
+
+
+with left:
+    for r in turns:
+        with st.chat_message("user"):
+            st.write(r.question)
+        with st.chat_message("assistant"):
+            st.markdown(safe_answer(r.answer))
+            st.caption(_meta(r.mode, r.usage, r.timings, r.backend, r.model))
+            show_sources(corpus, r.sources)
+
+question = st.chat_input(f"Ask about {corpus}")
+if question:
+    with left:
+        with st.chat_message("user"):
+            st.write(question)
+        with st.chat_message("assistant"):
+            box = st.empty()
+            streamed: list[str] = []
+
+            def on_delta(delta: str) -> None:
+                streamed.append(delta)
+                box.markdown(safe_answer("".join(streamed)) + " ▌")
+
+            try:
+                engine = shared(settings)
+                with st.spinner("reading the corpus…"), engine.lock:
+                    result = ask(corpus, question, engine.backend, mode=mode,
+                                 conversation=conversation, on_delta=on_delta)
+            except (IngestError, EngineError) as exc:
+                box.empty()
+                st.error(str(exc))
+                st.stop()
+            st.session_state[f"conversation-{corpus}"] = result.conversation
+            box.markdown(safe_answer(result.answer))
+            data = result.to_json()
+            st.caption(_meta(result.mode, data["usage"], data["timings"], result.completion.backend,
+                             result.completion.model))
+            if result.mode == "retrieval":
+                st.caption(f"retrieval used {result.share:.1%} of the corpus "
+                           f"({result.in_context_tokens:,} of {result.corpus_tokens:,} tokens)")
+            if result.injections:
+                st.warning("Passages in the context read like instructions to the model "
+                           "(ignored as instructions): " + "; ".join(result.injections[:5]))
+            show_sources(corpus, data["sources"])
+
+with st.expander(f"Past questions about {corpus} ({len(rows)})"):
+    for r in rows:
+        st.markdown(f"**{r.question}**  \n{safe_answer(r.answer)[:400]}")
+        st.caption(f"{r.created_at} · turn {r.turn} of conversation {r.conversation} · {r.mode}")

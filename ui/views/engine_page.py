@@ -1,0 +1,73 @@
+"""Engine: which backend answers and whether it is healthy, the KV cache on disk and how often
+answers reused it, and the capacity planner for Scout on GPUs as a form."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app.services.viewing import cache_figures
+from engine.planner import parse_context, plan
+from engine.types import EngineError
+from ingest.types import IngestError
+from ui.common import prefs
+from ui.engine_access import shared
+
+st.header("Engine")
+settings = prefs()
+
+st.subheader("Backend")
+if settings.backend == "openai":
+    st.write(f"OpenAI-compatible endpoint **{settings.endpoint}**, model "
+             f"**{settings.model or '(the server’s)'}**")
+else:
+    st.write(f"Embedded model in this process: **{settings.model or 'bundled default'}**")
+if st.button("Check health"):
+    try:
+        with st.spinner("contacting the backend…"):
+            backend = shared(settings).backend
+            window = backend.window
+            n = backend.count("health check")
+        st.success(f"healthy: model {backend.model}, window "
+                   f"{f'{window:,}' if window else 'unknown'} tokens, tokenizer answers ({n} "
+                   "tokens for 'health check')")
+    except EngineError as exc:
+        st.error(f"unhealthy: {exc}")
+
+st.subheader("KV cache")
+fig = cache_figures()
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Blocks on disk", f"{fig.kv_blocks:,}")
+c2.metric("Size", f"{fig.kv_bytes / 2**20:,.1f} MiB",
+          help=f"budget {fig.kv_budget_bytes / 2**30:,.1f} GiB in {fig.kv_dir}")
+c3.metric("Hit rate of answers", f"{fig.hit_rate:.1%}",
+          help="cached prompt tokens / all prompt tokens over every stored answer")
+c4.metric("Answers", f"{fig.answers:,}")
+if fig.models:
+    st.dataframe([{"model key": k, "blocks": b, "MiB": round(n / 2**20, 1)}
+                  for k, (b, n) in sorted(fig.models.items())], hide_index=True)
+
+st.subheader("Capacity planner")
+with st.form("planner"):
+    c1, c2, c3 = st.columns(3)
+    model = c1.selectbox("Model", ["scout", "maverick"])
+    gpus = c2.text_input("GPUs", "8xH100", help="1xH100, 8xH100, 8xH200, 2x8xH100 (multi-node)")
+    context = c3.text_input("Context (tokens)", "1M", help="e.g. 128k, 1M, 10M; empty: the most")
+    c4, c5, c6 = st.columns(3)
+    weights = c4.selectbox("Weights", ["bf16", "fp8", "int4"])
+    kv_dtype = c5.selectbox("KV dtype", ["bf16", "fp8"])
+    hybrid = c6.selectbox("Hybrid KV manager", ["auto", "on", "off"])
+    go = st.form_submit_button("Plan")
+if go:
+    try:
+        p = plan(model, gpus, weights, kv_dtype, None if hybrid == "auto" else hybrid == "on",
+                 parse_context(context) if context.strip() else None)
+        ctx = p.context if p.context is not None else p.max_model_len
+        (st.success if p.fits else st.error)(
+            f"{'fits' if p.fits else 'does not fit'}: {ctx:,} tokens on {p.gpus}"
+            + ("" if p.fits else f" ({'; '.join(p.reasons)})"))
+        st.table({"figure": [r[0] for r in p.rows()], "value": [r[1] for r in p.rows()]})
+        for s in p.suggestions:
+            st.write(f"would fit with **{s['change']}**")
+        st.code(p.launch.serve_command(), language="bash")
+    except (EngineError, IngestError, ValueError) as exc:
+        st.error(str(exc))

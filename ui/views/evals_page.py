@@ -1,0 +1,129 @@
+"""Evals: start a NIAH or RULER-style run against the backend in use, watch it, read its heatmap
+and report, compare two runs. Runs live in the database, so a reload shows them all."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app.services import evals as eval_service
+from engine.types import EngineError
+from evals.report import compare, effective_length, heatmap_png, html_report
+from evals.runner import EvalConfig
+from evals.tasks import TASKS, Generator
+from ingest.pack import parse_budget
+from ingest.tokenizers import load_tokenizer
+from ingest.types import IngestError
+from ui import jobs
+from ui.common import job_outcome, job_progress, prefs
+from ui.engine_access import shared
+
+st.header("Evals")
+settings = prefs()
+run_tab, report_tab, compare_tab = st.tabs(["New run", "Report", "Compare"])
+
+
+def _config(tasks: list[str], lengths: str, depths: str, samples: int,
+            haystack: str) -> EvalConfig:
+    if not tasks:
+        raise EngineError("choose at least one task")
+    try:
+        ns = tuple(parse_budget(x.strip()) for x in lengths.split(",") if x.strip())
+        ds = tuple(float(x) / 100 for x in depths.split(",") if x.strip())
+    except (ValueError, IngestError) as exc:
+        raise EngineError(f"lengths like 1k,2k,4k and depths in percent like 0,50,100 ({exc})")\
+            from None
+    if not ns or not ds or any(not 0 <= d <= 1 for d in ds):
+        raise EngineError("give at least one length, and depths between 0 and 100")
+    return EvalConfig(tuple(tasks), ns, ds, samples, haystack)
+
+
+with run_tab:
+    with st.form("eval_form"):
+        tasks = st.multiselect("Tasks", list(TASKS), default=["niah"])
+        lengths = st.text_input("Lengths (tokens)", "1k,2k")
+        depths = st.text_input("Needle depths (%)", "0,50,100")
+        c1, c2 = st.columns(2)
+        samples = c1.number_input("Samples per cell", 1, 20, 1)
+        haystack = c2.selectbox("Haystack", ["prose", "filler"])
+        target = (f"endpoint {settings.endpoint}" if settings.backend == "openai"
+                  else "the embedded model")
+        submitted = st.form_submit_button(f"Start run against {target}", type="primary")
+    if submitted:
+        try:
+            config = _config(tasks, lengths, depths, int(samples), haystack)
+            engine = shared(settings)
+
+            def work(job: jobs.Job) -> str:
+                spec = "embedded" if engine.backend.name == "embedded" else "cl100k"
+                tok = load_tokenizer(spec)
+                gen = Generator(tok.encode, tok.decode, config.haystack)
+                with engine.lock:
+                    return eval_service.run(config, engine.backend, gen, progress=job.count)
+
+            st.session_state["eval_job"] = jobs.start("eval", "eval run", work)
+        except (EngineError, IngestError) as exc:
+            st.error(str(exc))
+    job = st.session_state.get("eval_job")
+    if job is not None:
+        job_progress(job)
+        if job_outcome(job):
+            st.success(f"run {job.result} finished: see Report")
+            st.session_state["report_run"] = job.result
+
+runs = eval_service.list_runs()
+labels = {r.run_id: f"{r.run_id} · {r.created_at} · {r.status} · "
+                    f"mean {r.mean:.3f}" if r.mean is not None else f"{r.run_id} · {r.status}"
+          for r in runs}
+
+with report_tab:
+    if not runs:
+        st.info("No eval runs yet.")
+    else:
+        ids = [r.run_id for r in runs]
+        wanted = st.session_state.get("report_run")
+        run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted in ids else 0,
+                              format_func=labels.get)
+        s = eval_service.summary(run_id)
+        cells = eval_service.cells_of(run_id)
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Mean score", f"{s.mean:.3f}" if s.mean is not None else "-")
+        c2.metric("Effective length", f"{effective_length(cells):,}")
+        c3.metric("Cells", f"{s.done} done, {s.failed} failed")
+        st.caption(f"model {s.fingerprint.get('model', '?')} · backend "
+                   f"{s.fingerprint.get('backend', '?')}")
+        for task in sorted({c.task for c in cells}):
+            st.image(heatmap_png(cells, task, f"{task}: score by depth and length"),
+                     caption=f"{task} ({run_id})")
+        st.dataframe([{"task": c.task, "length": c.length, "depth": c.depth,
+                       "sample": c.sample, "score": c.score} for c in cells],
+                     width="stretch", hide_index=True)
+        page = html_report(run_id, s.config, cells)
+        st.download_button("Download HTML report", page, file_name=f"eval-{run_id}.html",
+                           mime="text/html")
+
+with compare_tab:
+    if len(runs) < 2:
+        st.info("Two runs are needed to compare.")
+    else:
+        ids = [r.run_id for r in runs]
+        a = st.selectbox("Baseline (A)", ids, index=1, format_func=labels.get)
+        b = st.selectbox("Candidate (B)", ids, index=0, format_func=labels.get)
+        points = st.number_input("Regression threshold (points)", 0.0, 100.0, 5.0)
+        ca, cb = eval_service.cells_of(a), eval_service.cells_of(b)
+        result = compare(ca, cb)
+        fa, fb = eval_service.summary(a).fingerprint, eval_service.summary(b).fingerprint
+        differs = {k: (fa.get(k), fb.get(k)) for k in set(fa) | set(fb) if fa.get(k) != fb.get(k)}
+        if differs:
+            st.warning("The runs used different endpoints: " + "; ".join(
+                f"{k}: {x} vs {y}" for k, (x, y) in differs.items()))
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Mean change", f"{result.mean_delta * 100:+.1f} points")
+        c2.metric("Cells worse / better", f"{result.worse} / {result.better}")
+        c3.metric("Sign test p", f"{result.p_value:.3g}")
+        if result.regression(points):
+            st.error(f"Significant regression of more than {points} points.")
+        else:
+            st.success("No significant regression.")
+        st.dataframe([{"task": t, "length": n, "depth": d, "B - A": v}
+                      for (t, n, d), v in sorted(result.deltas.items())],
+                     width="stretch", hide_index=True)

@@ -1,0 +1,20 @@
+"""The scoutlens web UI: `scoutlens ui` (or `make ui`) runs this with Streamlit. Streamlit puts
+this folder on sys.path, so nothing here may share a name with a package (app, engine, evals)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+HERE = Path(__file__).parent
+
+st.set_page_config(page_title="scoutlens", page_icon="🔭", layout="wide")
+pages = [
+    st.Page(HERE / "corpora_page.py", title="Corpora", icon="📚", default=True),
+    st.Page(HERE / "ask_page.py", title="Ask", icon="💬"),
+    st.Page(HERE / "evals_page.py", title="Evals", icon="🎯"),
+    st.Page(HERE / "engine_page.py", title="Engine", icon="⚙️"),
+    st.Page(HERE / "settings_page.py", title="Settings", icon="🔧"),
+]
+st.navigation(pages).run()
