@@ -96,14 +96,14 @@ def test_oversized_corpus_goes_through_retrieval(tmp_path, backend):
     assert "src/config.py" in {s.path for s in sym.sources}
 
 
-def test_forced_full_mode_on_an_oversized_corpus_is_refused(tmp_path, backend):
+def test_forced_full_mode_on_an_oversized_corpus_is_refused(tmp_path, backend, db_url):
     repo = make_repo(tmp_path / "big", filler_files=40)
     with pytest.raises(EngineError, match="use --mode retrieval"):
         ask(str(repo), "What is the vault code?", backend, mode="full")
     assert history("big") == []
 
 
-def test_user_mistakes_are_clear_and_store_nothing(tmp_path, backend):
+def test_user_mistakes_are_clear_and_store_nothing(tmp_path, backend, db_url):
     with pytest.raises(IngestError, match="no such corpus or path"):
         ask("nope-corpus", "anything?", backend)
     make_repo(tmp_path / "repo")

@@ -1,4 +1,5 @@
-"""Ingesting into the database: incremental, transactional, pruned; list/show/rm."""
+"""Ingesting into the database: incremental, transactional, pruned; list/show/rm. Every test runs
+on SQLite and on PostgreSQL (the `db_url` fixture)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from app.services import corpora
 from app.settings import get_settings
 from ingest.types import IngestError
 
+pytestmark = pytest.mark.usefixtures("db_url")
+
 
 def _counts() -> dict[str, int]:
     with session_scope(get_settings().db_url) as s:
@@ -26,12 +29,12 @@ def test_migration_head_matches_newest_file():
     assert files[-1].split("_")[0] == HEAD_REVISION
 
 
-def test_database_created_on_first_use_with_alembic(scoutlens_home):
+def test_database_created_on_first_use_with_alembic(scoutlens_home, db_url):
     engine = get_engine(get_settings().db_url)
     with engine.connect() as conn:
         version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
     assert version == HEAD_REVISION
-    assert (scoutlens_home / "scoutlens.db").exists()
+    assert (scoutlens_home / "scoutlens.db").exists() == db_url.startswith("sqlite")
 
 
 def test_ingest_repo_report_segments_symbols(tmp_path):

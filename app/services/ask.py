@@ -317,6 +317,11 @@ def ask(target: str, question: str, backend: Backend, mode: Mode = "auto",
     return result
 
 
+def _text(value: str) -> str:
+    """NUL (pasted into the UI, or from a model) as U+FFFD: PostgreSQL text cannot hold it."""
+    return value.replace("\x00", "\ufffd")
+
+
 def _store(result: AskResult, question: str) -> None:
     c = result.completion
     with session_scope(get_settings().db_url) as session:
@@ -324,7 +329,8 @@ def _store(result: AskResult, question: str) -> None:
         session.add(Question(
             corpus_id=row.id if row else None, corpus_name=result.corpus,
             corpus_version=row.version_hash if row else "", conversation=result.conversation,
-            turn=result.turn, question=question, answer=result.answer, mode=result.mode,
+            turn=result.turn, question=_text(question), answer=_text(result.answer),
+            mode=result.mode,
             in_context_tokens=result.in_context_tokens, corpus_tokens=result.corpus_tokens,
             sources=[s.to_json() for s in result.sources], backend=c.backend, model=c.model,
             usage=result.to_json()["usage"], timings={

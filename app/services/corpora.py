@@ -5,24 +5,29 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from app.database import session_scope
+from app.database import lock_key, session_scope
 from app.models import Corpus, Segment, Source, Symbol
 from app.services.reports import FileRow, IngestReport
 from app.services.tokencache import token_cache
 from app.settings import get_settings
-from ingest.pipeline import PipelineOptions, Progress, run_pipeline
+from ingest.pipeline import PipelineOptions, PipelineResult, Progress, run_pipeline
 from ingest.tokenizers import load_tokenizer
 from ingest.types import Document, IngestError
 from ingest.types import Segment as SegmentData
 from ingest.types import Symbol as SymbolData
 
 NAME_RE = re.compile(r"^[\w][\w .@+-]{0,199}$")
+# Column sizes that PostgreSQL enforces (SQLite would store anything): longer values are
+# refused or cut here, the same way on both databases.
+MAX_PATH = 2000
+MAX_SYMBOL = 500
+NUL, REPLACEMENT = "\x00", "\ufffd"  # PostgreSQL text cannot hold NUL
 
 
 class CorpusNotFound(IngestError):
@@ -69,8 +74,10 @@ def ingest(inputs: list[Path], corpus: str, tokenizer: str | None = None,
     result = run_pipeline(inputs, tok, options, known, token_cache(tok.fingerprint), **kwargs)
     if not result.documents and not result.unchanged and not result.skipped:
         raise IngestError(f"nothing to ingest: no files found in {', '.join(map(str, inputs))}")
+    refused = _portable(result, tok)
 
     with session_scope(_url(url)) as session:
+        lock_key(session, f"corpus:{name}")  # one writer per corpus; others wait, then apply
         row = session.scalar(select(Corpus).where(Corpus.name == name))
         created = row is None
         if row is None:
@@ -80,7 +87,7 @@ def ingest(inputs: list[Path], corpus: str, tokenizer: str | None = None,
         row.tokenizer = tok.spec
         previous = {s.path: s for s in session.scalars(
             select(Source).where(Source.corpus_id == row.id))}
-        files: list[FileRow] = []
+        files: list[FileRow] = list(refused)
 
         # removed: under a root ingested now, but no longer there
         seen = set(result.unchanged) | {d.path for d in result.documents} | {
@@ -154,6 +161,36 @@ def _index(name: str, report: IngestReport, url: str | None, progress: Progress 
         report.notes.append(f"retrieval index not built ({exc}); it is built on first use")
     if progress:
         progress("index", 1, 1, "retrieval index built")
+
+
+def _portable(result: PipelineResult, tok) -> list[FileRow]:
+    """Make what the pipeline found storable as is in SQLite and PostgreSQL alike: NUL
+    characters (past the binary sniff's first 8 KB) become U+FFFD and are recounted, symbol
+    names are cut to their column, and files whose paths exceed theirs are reported, not
+    stored. Returns the refused files' report rows."""
+    refused = [FileRow(p, "error", 0, size, f"path longer than {MAX_PATH:,} characters: "
+                                               "not stored")
+               for p, root, size in [(d.path, d.root, d.size) for d in result.documents]
+               + [(k.path, k.root, k.size) for k in result.skipped]
+               if len(p) > MAX_PATH or len(root) > MAX_PATH]
+    if refused:
+        gone = {f.path for f in refused}
+        result.documents[:] = [d for d in result.documents if d.path not in gone]
+        result.skipped[:] = [k for k in result.skipped if k.path not in gone]
+    for doc in result.documents:
+        if any(NUL in s.text for s in doc.segments):
+            segs = [replace(s, text=s.text.replace(NUL, REPLACEMENT),
+                            tokens=tok.count(s.text.replace(NUL, REPLACEMENT)) + s.extra_tokens)
+                    if NUL in s.text else s for s in doc.segments]
+            doc.tokens += sum(a.tokens for a in segs) - sum(b.tokens for b in doc.segments)
+            doc.segments = segs
+        if any(NUL in y.signature or len(y.name) > MAX_SYMBOL
+               or len(y.parent or "") > MAX_SYMBOL for y in doc.symbols):
+            doc.symbols = [replace(y, name=y.name[:MAX_SYMBOL],
+                                   parent=y.parent[:MAX_SYMBOL] if y.parent else y.parent,
+                                   signature=y.signature.replace(NUL, REPLACEMENT))
+                           for y in doc.symbols]
+    return refused
 
 
 def _insert_children(session: Session, docs: list[Document], ids: dict[str, int]) -> None:
