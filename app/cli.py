@@ -254,7 +254,8 @@ def ui(port: Annotated[int, typer.Option(help="port")] = 8501,
             "--server.port", str(port), "--server.address", host,
             "--server.headless", "true", "--server.fileWatcherType", "none",
             "--server.maxUploadSize", str(load().upload_mb),
-            "--browser.gatherUsageStats", "false", "--global.developmentMode", "false"]
+            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
+            "--global.developmentMode", "false"]
     console.print(f"scoutlens UI on http://{host}:{port} (Ctrl-C stops it)")
     sys.stdout.flush()
     os.execv(sys.executable, args)  # Streamlit gets the signals directly

@@ -111,7 +111,7 @@ def test_unfinished_uploads_stay_in_their_session(tmp_path, scoutlens_home):
     a.file_uploader[0].set_value(("draft.txt", b"draft text", "text/plain")).run()
     b = page("corpora").run()
     assert not b.exception
-    assert b.selectbox[0].options == ["➕ new corpus"]
+    assert b.selectbox[0].options == ["+ new corpus"]
     assert b.text_input(key="new_corpus_name").value == ""
     assert not (scoutlens_home / "uploads").exists()
 

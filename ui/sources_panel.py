@@ -12,8 +12,9 @@ from ui.render import code_excerpt_html, marked_text, pdf_page_png
 
 def _badge(src: dict) -> str:
     if src.get("kind") == "matched":
-        return "🔎 matched (the answer cited nothing; this text matches it best)"
-    return "✅ verified citation" if src.get("verified") else f"⚠️ unverified: {src.get('why', '')}"
+        return ":material/search: matched (the answer cited nothing; this text matches it best)"
+    return ":material/verified: verified citation" if src.get("verified") else (
+        f":material/warning: unverified: {src.get('why', '')}")
 
 
 def _label(src: dict) -> str:
@@ -34,7 +35,7 @@ def _pdf(view: SourceView, src: dict) -> None:
     if view.file is not None:
         try:
             png, marks = pdf_page_png(view.file, page, quote)
-            st.image(png, caption=f"{view.path}, page {page}"
+            st.image(png, width=640, caption=f"{view.path}, page {page}"
                      + (f" ({marks} passage marks)" if marks else ""))
             return
         except (ValueError, RuntimeError) as exc:

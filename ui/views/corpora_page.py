@@ -19,7 +19,7 @@ SCOUT_WINDOW = 10_000_000
 st.header("Corpora")
 settings = prefs()
 names = corpus_names()
-NEW = "➕ new corpus"
+NEW = "+ new corpus"
 current = st.session_state.get("active_corpus")
 choice = st.selectbox("Corpus", [NEW, *names],
                       index=names.index(current) + 1 if current in names else 0)

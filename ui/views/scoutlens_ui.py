@@ -9,12 +9,13 @@ import streamlit as st
 
 HERE = Path(__file__).parent
 
-st.set_page_config(page_title="scoutlens", page_icon="🔭", layout="wide")
+st.set_page_config(page_title="scoutlens", page_icon=":material/travel_explore:", layout="wide")
 pages = [
-    st.Page(HERE / "corpora_page.py", title="Corpora", icon="📚", default=True),
-    st.Page(HERE / "ask_page.py", title="Ask", icon="💬"),
-    st.Page(HERE / "evals_page.py", title="Evals", icon="🎯"),
-    st.Page(HERE / "engine_page.py", title="Engine", icon="⚙️"),
-    st.Page(HERE / "settings_page.py", title="Settings", icon="🔧"),
+    st.Page(HERE / "corpora_page.py", title="Corpora", icon=":material/library_books:",
+            default=True),
+    st.Page(HERE / "ask_page.py", title="Ask", icon=":material/chat:"),
+    st.Page(HERE / "evals_page.py", title="Evals", icon=":material/target:"),
+    st.Page(HERE / "engine_page.py", title="Engine", icon=":material/memory:"),
+    st.Page(HERE / "settings_page.py", title="Settings", icon=":material/settings:"),
 ]
 st.navigation(pages).run()

@@ -1,0 +1,96 @@
+"""The web UI in a real browser: Debian's Chromium driven headless by Playwright against
+`scoutlens ui` running the embedded model. An analyst uploads a PDF, asks a question whose answer
+is on page 2, and sees the answer and a citation of that page drawn as an image."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from helpers import make_pdf
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def ui_server(tmp_path, model_dir, scoutlens_home):
+    port = _free_port()
+    env = {**os.environ, "SCOUTLENS_HOME": str(scoutlens_home), "SCOUTLENS_MODEL": str(model_dir)}
+    log = (tmp_path / "ui.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "ui", "--port", str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{url}/_stcore/health", timeout=1).text == "ok":
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, (tmp_path / "ui.log").read_text()
+            time.sleep(0.3)
+        else:
+            pytest.fail("the UI did not start: " + (tmp_path / "ui.log").read_text())
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_upload_a_pdf_ask_and_see_the_cited_page(tmp_path, ui_server):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
+    from playwright.sync_api import expect, sync_playwright
+
+    pdf = make_pdf(tmp_path / "report.pdf", [
+        "Introduction. This report covers the harbour project.",
+        "Findings. The bridge inspection date is 14 March 2031.",
+        "Appendix. Tables follow."])
+    shot = tmp_path / "ask.png"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(120_000)
+        page.goto(ui_server)
+        page.get_by_label("Name of the new corpus").fill("harbour")
+        page.get_by_label("Name of the new corpus").press("Enter")
+        page.locator('input[type="file"]').set_input_files(str(pdf))
+        expect(page.get_by_text("report.pdf").first).to_be_visible()
+        page.get_by_role("button", name="Ingest uploaded files").click()
+        expect(page.get_by_text("ingest into harbour: 1 added")).to_be_visible()
+
+        page.get_by_role("link", name="Ask").click()
+        chat = page.get_by_placeholder("Ask about harbour")
+        chat.fill("What is the bridge inspection date?")
+        chat.press("Enter")
+        answer = page.locator('[data-testid="stChatMessage"]').nth(1)
+        expect(answer).to_contain_text("KV cache hit", timeout=240_000)
+        text = answer.inner_text()
+        assert "14 March 2031" in text or "March 14" in text, text
+        cited = page.locator('[data-testid="stExpander"]').filter(has_text="report.pdf p.2")
+        expect(cited.first).to_be_visible()
+        expect(cited.first.locator("img").first).to_be_visible()  # the page, drawn
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert shot.stat().st_size > 20_000
+    keep = os.environ.get("SCOUTLENS_SCREENSHOTS")
+    if keep:
+        shutil.copy(shot, Path(keep) / "ask.png")
