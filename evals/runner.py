@@ -2,16 +2,20 @@
 
 Cells are ordered by (task, length, sample, depth descending) so that consecutive requests share
 the longest haystack prefix (the needle is the first difference), which a server's prefix cache
-or the embedded KV cache reuses. Lengths that do not fit the window with the answer reserve are
-refused before anything is sent. Requests to an endpoint run with bounded concurrency.
+or the embedded KV cache reuses; a haystack does not depend on the length, so a length also
+reuses the shorter one before it. With concurrency, each group's deepest cell (the whole
+haystack before its needle) goes first and alone, and the group's other depths follow it in
+parallel, so running them together never costs the cache hit. Lengths that do not fit the
+window with the answer reserve are refused before anything is sent.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, fields
+from itertools import groupby
 
 from engine.types import Backend, CompletionRequest, EngineError
 from evals.tasks import Generator, Sample, score
@@ -29,9 +33,16 @@ class EvalConfig:
     max_tokens: int = 32
     seed: int = 0
     concurrency: int = 4
+    tokenizer: str = ""  # what counted the lengths: `server:URL`, `embedded`, `cl100k`, ...
 
     def to_json(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> EvalConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
+                      if k in names})
 
 
 @dataclass(frozen=True)
@@ -93,7 +104,10 @@ def run_cells(cells: list[Cell], backend: Backend, gen: Generator, config: EvalC
     """Results in completion order; a failing request is a failed cell, not a crash."""
 
     def one(cell: Cell) -> CellResult:
-        s = _sample(gen, cell, config)
+        try:
+            s = _sample(gen, cell, config)
+        except (EngineError, ValueError) as exc:  # e.g. the server's /tokenize went away
+            return CellResult(cell, "", (), "all", status="failed", error=str(exc))
         h = hashlib.sha256(s.prompt.encode()).hexdigest()
         result = CellResult(cell, h, s.answers, s.metric)
         try:
@@ -114,6 +128,22 @@ def run_cells(cells: list[Cell], backend: Backend, gen: Generator, config: EvalC
         for cell in cells:
             yield one(cell)
         return
+    groups = [list(g) for _, g in groupby(cells, key=lambda c: (c.task, c.length, c.sample))]
     with ThreadPoolExecutor(concurrency) as pool:
-        yield from pool.map(one, cells)
-
+        running: set[Future] = set()
+        for group in groups:
+            if len(group) == 1:  # nothing to share within the group: no need to wait
+                running.add(pool.submit(one, group[0]))
+                continue
+            lead = pool.submit(one, group[0])
+            while not lead.done():  # hand back what finishes while the leader prefills
+                finished, _ = wait(running | {lead}, return_when=FIRST_COMPLETED)
+                for f in finished - {lead}:
+                    running.discard(f)
+                    yield f.result()
+            yield lead.result()
+            running |= {pool.submit(one, c) for c in group[1:]}
+        while running:
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for f in finished:
+                yield f.result()

@@ -6,22 +6,28 @@ Tasks: `niah` (one needle at a depth), RULER's `single` (number / word / uuid va
 (distractor needles with other keys), `multivalue` (several values for one key), `multiquery`
 (several keys asked at once), `vt` (variable tracking through a chain of assignments), `cwe` and
 `fwe` (common / frequent words extraction) and `qa` (a question over generated passages with
-distractors). Lengths are token counts under the caller's tokenizer: the haystack is cut so
-that haystack + question is exactly the length asked (or within a token or two where a BPE seam
-merges).
+distractors); and needles by modality planted in a user's corpus: `code` (a function in one
+source file), `pdf` (a fact on one page) and `video` (text on one frame). Lengths are token
+counts under the caller's tokenizer: the haystack is cut so that haystack + question is exactly
+the length asked (or within a token or two where a BPE seam merges).
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from evals.haystack import build
+from evals.corpus import CorpusText, kind_label, modal_needle, plant
+from evals.haystack import KINDS, place, source_text
 
 TASKS = ("niah", "single", "multikey", "multivalue", "multiquery", "vt", "cwe", "fwe", "qa")
+RULER = TASKS[1:]
+MODAL_TASKS = ("code", "pdf", "video")  # needles by modality, in a corpus haystack
+ALL_TASKS = TASKS + MODAL_TASKS
 _WORDS = ["amber", "basil", "cobalt", "dune", "ember", "fjord", "garnet", "harbor", "indigo",
           "juniper", "kestrel", "lagoon", "meadow", "nectar", "onyx", "prairie", "quartz",
           "raven", "saffron", "tundra", "umber", "violet", "willow", "xenon", "yarrow", "zephyr"]
@@ -45,56 +51,146 @@ class Sample:
 
 
 def score(sample: Sample, response: str) -> float:
+    return score_text(sample.answers, sample.metric, response)
+
+
+def score_text(answers: tuple[str, ...] | list[str], metric: str, response: str) -> float:
     """RULER's string match: `all` is the share of expected answers in the response, `part` is
-    1.0 when any of them is."""
+    1.0 when any of them is. A pure function of stored fields, so a run can be re-scored."""
     text = response.casefold()
-    hits = [a.casefold() in text for a in sample.answers]
+    hits = [a.casefold() in text for a in answers]
     if not hits:
         return 0.0
-    return float(any(hits)) if sample.metric == "part" else sum(hits) / len(hits)
+    return float(any(hits)) if metric == "part" else sum(hits) / len(hits)
+
+
+def expand_tasks(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Task names with `ruler` standing for the RULER family; unknown names are an error that
+    lists the valid ones."""
+    out: list[str] = []
+    for name in names:
+        for t in RULER if name == "ruler" else (name,):
+            if t not in ALL_TASKS:
+                raise ValueError(f"unknown task {t!r} (tasks: {', '.join(ALL_TASKS)}, ruler)")
+            if t not in out:
+                out.append(t)
+    return tuple(out)
 
 
 class Generator:
-    """Builds samples of exact lengths under one tokenizer (encode/decode)."""
+    """Builds samples of exact lengths under one tokenizer (encode/decode). The haystack is a
+    generated kind (`prose`, `filler`) or a rendered corpus (evals/corpus.py)."""
 
     def __init__(self, encode: Callable[[str], list[int]], decode: Callable[[list[int]], str],
-                 haystack: str = "prose"):
-        self.encode, self.decode, self.haystack = encode, decode, haystack
+                 haystack: str | CorpusText = "prose"):
+        self.encode, self.decode = encode, decode
+        self.corpus = haystack if isinstance(haystack, CorpusText) else None
+        self.haystack = haystack.name if isinstance(haystack, CorpusText) else haystack
+        if self.corpus is None and self.haystack not in KINDS:
+            raise ValueError(f"unknown haystack {self.haystack!r}: {' | '.join(KINDS)} or a "
+                             "corpus name")
+        self._ids: dict[int, list[int]] = {}  # haystack seed -> token ids of its source text
+        self._lock = threading.Lock()
 
     def count(self, text: str) -> int:
         return len(self.encode(text))
 
     def sample(self, task: str, length: int, depth: float = 0.5, seed: int = 0) -> Sample:
-        if task not in TASKS:
-            raise ValueError(f"unknown task {task!r}: {', '.join(TASKS)}")
+        if task not in ALL_TASKS:
+            raise ValueError(f"unknown task {task!r} (tasks: {', '.join(ALL_TASKS)})")
+        if task in MODAL_TASKS and self.corpus is None:
+            raise ValueError(f"task {task} plants its needle in a corpus: use --haystack CORPUS")
         # the needle and the haystack do not depend on the depth: cells of one length share the
         # haystack up to the needle, so a prefix cache reuses it from one depth to the next
         rng = random.Random(f"{task}|{length}|{seed}")
+        hay_seed = random.Random(f"{self.haystack}|{seed}").randrange(1 << 30)
+        if task in MODAL_TASKS:
+            return self._modal(task, rng, length, depth, seed, hay_seed)
         make = getattr(self, f"_{task}")
         needles, depths, question, answers, metric, meta = make(rng, depth)
         room = length - self.count("\n\n" + question)
         if room < sum(self.count(n) for n in needles) + 16:
             raise ValueError(f"{length} tokens is too short for task {task}")
-        hay_seed = random.Random(f"{self.haystack}|{length}|{seed}").randrange(1 << 30)
-        context = self._exact(needles, depths, room, hay_seed, question)
+        need = sum(self.count(n) for n in needles)
+        context = self._exact(
+            lambda size: place(self._body(hay_seed, size - need), needles, depths), room,
+            question)
         return Sample(task, length, depth if task in ("niah", "single", "qa") else -1.0, seed,
                       context, question, tuple(answers), metric,
                       {**meta, "tokens": self.count(context + "\n\n" + question)})
 
-    def _exact(self, needles: list[str], depths: list[float], room: int, seed: int,
-               question: str) -> str:
-        """A haystack sized so that haystack + question has exactly `room` + question tokens;
-        BPE seams can merge or split a token, so measure and correct a few times."""
+    def _source(self, seed: int, chars: int) -> str:
+        if self.corpus is not None:
+            return self.corpus.source(chars)
+        return source_text(self.haystack, seed, chars)
+
+    def _body(self, seed: int, tokens: int) -> str:
+        """The first `tokens` tokens of the haystack's source text, decoded."""
+        tokens = max(tokens, 0)
+        seed = 0 if self.corpus is not None else seed  # a corpus is the same for every seed
+        with self._lock:
+            ids = self._ids.get(seed, [])
+            chars = max(tokens * 6 + 200, 4096)
+            while len(ids) < tokens:
+                ids = self.encode(self._source(seed, chars))
+                chars *= 2
+            self._ids[seed] = ids
+        # trailing whitespace would merge with the "\n\n" before the question
+        return self.decode(ids[:tokens]).rstrip() if tokens else ""
+
+    def _exact(self, make: Callable[[int], str], room: int, question: str) -> str:
+        """Text from `make(size)` sized so that text + question has exactly `room` + question
+        tokens. BPE seams can merge or split a token, so measure and correct; when corrections
+        oscillate around a seam, try the sizes nearby and keep the closest that is not over."""
         target = room + self.count("\n\n" + question)
+        tried: dict[int, tuple[int, str]] = {}  # size -> (target - tokens, text)
+
+        def attempt(size: int) -> int:
+            if size not in tried:
+                text = make(size)
+                tried[size] = (target - self.count(text + "\n\n" + question), text)
+            return tried[size][0]
+
         size = room
-        text = ""
-        for _ in range(5):
-            text = build(self.haystack, size, needles, depths, seed, self.encode, self.decode)
-            diff = target - self.count(text + "\n\n" + question)
+        for _ in range(6):
+            diff = attempt(size)
             if diff == 0:
-                break
+                return tried[size][1]
             size += diff
-        return text
+        last = size
+        for near in sorted(range(last - 3, last + 4), key=lambda n: abs(n - last)):
+            if attempt(near) == 0:
+                return tried[near][1]
+        _, best = min(tried.items(), key=lambda kv: (kv[1][0] < 0, abs(kv[1][0])))
+        return best[1]
+
+    def _modal(self, task: str, rng: random.Random, length: int, depth: float, seed: int,
+               hay_seed: int) -> Sample:
+        """A needle of one modality (a function in a code file, a fact on a PDF page, text on
+        a video frame) planted in the corpus unit nearest the depth."""
+        assert self.corpus is not None
+        kind = {"code": "code", "pdf": "pdf", "video": "video"}[task]
+        needle_for, question, value = modal_needle(task, rng)
+        room = length - self.count("\n\n" + question)
+        need = max(self.count(needle_for(s)) for s in self.corpus.spans_of(kind)[:8]) \
+            if self.corpus.spans_of(kind) else 0
+        if not need:
+            raise ValueError(f"corpus {self.corpus.name} has no {kind_label(kind)} to plant a "
+                             f"{task} needle in")
+        if room < need + 16:
+            raise ValueError(f"{length} tokens is too short for task {task}")
+        where: dict = {}
+
+        def make(size: int) -> str:
+            body = self._body(hay_seed, size - need)
+            text, span, at, needle = plant(self.corpus, kind, body, depth, needle_for)
+            where.update(where=span.label, at=round(at / max(len(text), 1), 4), needle=needle)
+            return text
+
+        context = self._exact(make, room, question)
+        return Sample(task, length, depth, seed, context, question, (value,), "all",
+                      {**where, "tokens":
+                       self.count(context + "\n\n" + question)})
 
     # --- tasks: (needles, depths, question, answers, metric, meta) ---------------------------
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import delete, select
 
@@ -17,7 +17,7 @@ from app.settings import get_settings
 from engine.types import Backend, EngineError
 from evals.report import CellScore
 from evals.runner import EvalConfig, check_window, plan_cells, run_cells
-from evals.tasks import Generator
+from evals.tasks import Generator, score_text
 
 
 def _url() -> str:
@@ -38,27 +38,93 @@ class RunSummary:
 
 
 def fingerprint(backend: Backend) -> dict:
-    return {"backend": backend.name, "model": backend.model, "window": backend.window}
+    """What identifies the endpoint: compare warns when two runs differ in any of these."""
+    out = {"backend": backend.name, "model": backend.model, "window": backend.window}
+    root = getattr(backend, "server_root", None)
+    if root:  # vLLM and SGLang say their version; a server without it is simply not asked
+        import httpx
+
+        try:
+            resp = httpx.get(f"{root}/version", timeout=5)
+            if resp.status_code == 200 and isinstance(resp.json(), dict):
+                out["server_version"] = str(resp.json().get("version", ""))
+        except (httpx.HTTPError, ValueError):
+            pass
+    return out
 
 
-def dry_run(config: EvalConfig, gen: Generator) -> dict:
+def dry_run(config: EvalConfig, gen: Generator | None = None) -> dict:
+    """Requests and prompt tokens, counted from the grid alone: nothing is sent or loaded."""
     cells = plan_cells(config)
     return {"requests": len(cells), "prompt_tokens": sum(c.length for c in cells),
+            "per_task": {t: sum(c.task == t for c in cells) for t in config.tasks},
             "cells": [c.key for c in cells[:20]]}
+
+
+def stored_config(run_id: str) -> EvalConfig | None:
+    """The config a run was started with (a resumed run keeps it, whatever the flags say)."""
+    with session_scope(_url()) as s:
+        row = s.scalar(select(EvalRun).where(EvalRun.run_id == run_id))
+        return EvalConfig.from_json(dict(row.config)) if row is not None else None
+
+
+def generator_for(config: EvalConfig, backend: Backend, tokenizer: str | None = None,
+                  warn: Callable[[str], None] | None = None) -> tuple[Generator, EvalConfig]:
+    """The task generator for a config and its target: lengths counted by the server's own
+    `/tokenize` when the backend is an endpoint that has one, else by `tokenizer` (default: the
+    embedded model's, or cl100k for an endpoint); the haystack generated or a stored corpus.
+    The config comes back with the tokenizer that counted its lengths."""
+    from evals.haystack import KINDS
+    from ingest.tokenizers import load_tokenizer
+
+    spec = tokenizer or config.tokenizer or ""
+    tok = None
+    if (not spec or spec.startswith("server:")) and backend.name == "openai":
+        from evals.servertok import probe
+
+        tok = probe(backend.server_root, backend.model)  # type: ignore[attr-defined]
+        if tok is None and warn:
+            warn("the server has no /tokenize and /detokenize: lengths are counted with "
+                 "cl100k, approximate for this model (--tokenizer to choose)")
+    if tok is None:
+        spec = "" if spec.startswith("server:") else spec
+        tok = load_tokenizer(spec or ("embedded" if backend.name == "embedded" else "cl100k"))
+    haystack = config.haystack
+    if haystack not in KINDS:
+        from app.services.corpora import load_documents
+        from evals.corpus import render
+
+        name = haystack.removeprefix("corpus:")
+        _, docs = load_documents(name)
+        try:
+            haystack = render(name, docs)
+        except ValueError as exc:
+            raise EngineError(str(exc)) from None
+    return Generator(tok.encode, tok.decode, haystack), replace(config, tokenizer=tok.spec)
+
+
+def preflight(config: EvalConfig, gen: Generator) -> None:
+    """One sample per task at the shortest length, so a task that cannot be built (too short,
+    no PDF page in the corpus) is refused before anything is sent."""
+    for task in config.tasks:
+        try:
+            gen.sample(task, min(config.lengths), config.depths[0], seed=config.seed)
+        except ValueError as exc:
+            raise EngineError(str(exc)) from None
 
 
 def run(config: EvalConfig, backend: Backend, gen: Generator, run_id: str | None = None,
         progress: Callable[[int, int], None] | None = None) -> str:
-    check_window(config, backend.window)
     run_id = run_id or uuid.uuid4().hex[:10]
+    config = stored_config(run_id) or config  # a resumed run keeps its own grid
+    check_window(config, backend.window)
+    preflight(config, gen)
     with session_scope(_url()) as s:
         row = s.scalar(select(EvalRun).where(EvalRun.run_id == run_id))
         if row is None:
             s.add(EvalRun(run_id=run_id, config=config.to_json(),
                           fingerprint=fingerprint(backend), status="running"))
         else:
-            config = EvalConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                   for k, v in row.config.items()})
             row.status = "running"
         done = {(c.task, c.length, round(c.depth, 4), c.sample) for c in s.scalars(
             select(EvalCell).where(EvalCell.run_id == run_id, EvalCell.status == "done"))}
@@ -93,8 +159,43 @@ def cells_of(run_id: str) -> list[CellScore]:
         if s.scalar(select(EvalRun).where(EvalRun.run_id == run_id)) is None:
             raise EngineError(f"no such eval run: {run_id} (scoutlens eval list)")
         return [CellScore(c.task, c.length, c.depth, c.sample, c.score, c.ttft_s,
-                          c.cached_tokens)
-                for c in s.scalars(select(EvalCell).where(EvalCell.run_id == run_id))]
+                          c.cached_tokens, c.total_s, c.prompt_tokens, c.status)
+                for c in s.scalars(select(EvalCell).where(EvalCell.run_id == run_id)
+                                   .order_by(EvalCell.task, EvalCell.length, EvalCell.depth,
+                                             EvalCell.sample))]
+
+
+@dataclass(frozen=True)
+class Rescored:
+    cells: int
+    changed: int
+    before: float | None
+    after: float | None
+
+
+def rescore(run_id: str, metric: str | None = None) -> Rescored:
+    """Score the stored responses again (with `metric` all|part, or each cell's own) without
+    calling the model; failed cells have no response to score and stay as they are."""
+    if metric not in (None, "all", "part"):
+        raise EngineError(f"unknown metric {metric!r}: all | part")
+    with session_scope(_url()) as s:
+        if s.scalar(select(EvalRun).where(EvalRun.run_id == run_id)) is None:
+            raise EngineError(f"no such eval run: {run_id} (scoutlens eval list)")
+        cells = s.scalars(select(EvalCell).where(EvalCell.run_id == run_id,
+                                                 EvalCell.status == "done")).all()
+        before = [c.score for c in cells if c.score is not None]
+        changed = 0
+        for c in cells:
+            c.metric = metric or c.metric
+            new = score_text(list(c.answers or []), c.metric, c.response or "")
+            changed += new != c.score
+            c.score = new
+        after = [c.score for c in cells]
+    return Rescored(len(cells), changed, _mean(before), _mean(after))
+
+
+def _mean(values: list) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
 def summary(run_id: str) -> RunSummary:
