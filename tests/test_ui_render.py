@@ -122,3 +122,20 @@ def test_local_path_errors_are_messages(tmp_path):
         check_local_path(str(tmp_path / "nope"))
     with pytest.raises(IngestError, match="give the path"):
         check_local_path("  ")
+
+
+def test_video_frame_at_a_cited_time_is_that_moment(tmp_path):
+    import numpy as np
+    from test_video import make_video, slide
+
+    from ui.render import video_frame_png
+
+    video = make_video(tmp_path / "talk.mp4", ["First slide", "Second slide here"],
+                       seconds_each=4, fps=5)
+    frame = np.asarray(Image.open(io.BytesIO(video_frame_png(video, 5.0))).convert("RGB"),
+                       dtype=np.int16)
+    first, second = (slide(t).astype(np.int16) for t in ["First slide", "Second slide here"])
+    assert frame.shape == second.shape
+    assert np.abs(frame - second).mean() < np.abs(frame - first).mean() / 2
+    with pytest.raises(ValueError, match="no frame"):
+        video_frame_png(video, 60.0)

@@ -5,6 +5,7 @@ functions (no Streamlit), so they are tested directly."""
 from __future__ import annotations
 
 import html
+import io
 import re
 from pathlib import Path
 
@@ -65,6 +66,26 @@ def pdf_page_png(file: Path, page: int, passage: str = "", zoom: float = 1.5) ->
                 marks += 1
         pix = p.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), alpha=False)
         return pix.tobytes("png"), marks
+
+
+def video_frame_png(file: Path, seconds: float, width: int = 640) -> bytes:
+    """The frame shown at `seconds` into a video (the first frame at or after it), as PNG."""
+    import av
+
+    with av.open(str(file)) as container:
+        stream = container.streams.video[0]
+        if stream.time_base is None:
+            raise ValueError(f"{file.name}: no timing in the video stream")
+        container.seek(int(max(0.0, seconds - 1) / stream.time_base), stream=stream,
+                       backward=True, any_frame=False)
+        for frame in container.decode(stream):
+            if frame.time is not None and frame.time + 1e-3 >= seconds:
+                height = max(1, round(frame.height * width / frame.width))
+                image = frame.to_image().resize((width, height))
+                out = io.BytesIO()
+                image.save(out, format="PNG")
+                return out.getvalue()
+    raise ValueError(f"{file.name} has no frame at {seconds:.1f} s")
 
 
 def marked_text(text: str, passage: str) -> str:

@@ -7,7 +7,7 @@ import streamlit as st
 
 from app.services.corpora import CorpusNotFound
 from app.services.viewing import SourceView, source_view
-from ui.render import code_excerpt_html, marked_text, pdf_page_png
+from ui.render import code_excerpt_html, marked_text, pdf_page_png, video_frame_png
 
 
 def _badge(src: dict) -> str:
@@ -51,6 +51,17 @@ def _code(view: SourceView, src: dict) -> None:
     st.markdown(code_excerpt_html(lines, first, last), unsafe_allow_html=True)
 
 
+def _video(view: SourceView, src: dict) -> None:
+    h, m, sec = (int(x) for x in str(src["t"]).split(":"))
+    if view.file is not None:
+        try:
+            st.image(video_frame_png(view.file, h * 3600 + m * 60 + sec), width=640,
+                     caption=f"{view.path} @ {src['t']}")
+        except (ValueError, OSError) as exc:
+            st.caption(f"the frame cannot be shown ({exc})")
+    st.markdown(marked_text(src.get("quote", ""), src.get("quote", "")), unsafe_allow_html=True)
+
+
 def show_sources(corpus: str, sources: list[dict]) -> None:
     if not sources:
         st.caption("No sources: the answer cites nothing and matches no passage.")
@@ -66,6 +77,8 @@ def show_sources(corpus: str, sources: list[dict]) -> None:
                 continue
             if src.get("page") is not None:
                 _pdf(view, src)
+            elif src.get("t"):
+                _video(view, src)
             elif src.get("lines"):
                 _code(view, src)
             else:
