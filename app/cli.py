@@ -246,14 +246,15 @@ def ui(port: Annotated[int, typer.Option(help="port")] = 8501,
     """Start the web UI (Streamlit): corpora, ask, evals, engine, settings."""
     import importlib.util
 
-    from ui.prefs import load
+    from ui.prefs import MAX_UPLOAD_MB
 
     spec = importlib.util.find_spec("ui.views.scoutlens_ui")
     assert spec is not None and spec.origin is not None
     args = [sys.executable, "-m", "streamlit", "run", spec.origin,
             "--server.port", str(port), "--server.address", host,
             "--server.headless", "true", "--server.fileWatcherType", "none",
-            "--server.maxUploadSize", str(load().upload_mb),
+            # the ceiling; the limit chosen in Settings is enforced per file by the app
+            "--server.maxUploadSize", str(MAX_UPLOAD_MB),
             "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
             "--global.developmentMode", "false"]
     console.print(f"scoutlens UI on http://{host}:{port} (Ctrl-C stops it)")
