@@ -179,8 +179,12 @@ def main() -> None:
     fake = pg = None
     endpoint = args.endpoint
     if endpoint is None:
+        import test_openai_backend
         from test_openai_backend import FakeOpenAI
 
+        # TCP_NODELAY as uvicorn (vLLM) sets it: else the stand-in's split writes wait on
+        # delayed ACKs (~40 ms) over kept-alive connections, timing the stand-in, not the app
+        test_openai_backend._Handler.disable_nagle_algorithm = True
         fake = FakeOpenAI(max_model_len=8192).start()
         endpoint = fake.url
     if "postgresql" in dbs:

@@ -62,6 +62,9 @@ class OpenAIBackend:
                                      max_retries=max_retries,
                                      timeout=httpx.Timeout(base_timeout, connect=connect_timeout))
         self._openai = openai
+        # one pooled client for /tokenize: httpx.post would build a client, and load the CA
+        # bundle, per call (~20 ms each, 40% of an ask's time in benchmarks/bench_load.py)
+        self._http = httpx.Client(timeout=httpx.Timeout(base_timeout, connect=connect_timeout))
 
     # --- server facts ---------------------------------------------------------------------------
 
@@ -92,9 +95,10 @@ class OpenAIBackend:
     def count(self, text: str) -> int:
         """Exact tokens from the server's `/tokenize` (vLLM, SGLang); else a local estimate."""
         try:
-            resp = httpx.post(f"{self.server_root}/tokenize", timeout=self._timeout(len(text)),
-                              json={"model": self.model, "prompt": text,
-                                    "add_special_tokens": False})
+            resp = self._http.post(f"{self.server_root}/tokenize",
+                                   timeout=self._timeout(len(text)),
+                                   json={"model": self.model, "prompt": text,
+                                         "add_special_tokens": False})
             if resp.status_code == 200 and "count" in resp.json():
                 return int(resp.json()["count"])
         except httpx.HTTPError:
@@ -107,9 +111,10 @@ class OpenAIBackend:
         messages = [{"role": "system", "content": system}] if system else []
         messages.append({"role": "user", "content": content})
         try:
-            resp = httpx.post(f"{self.server_root}/tokenize", timeout=self._timeout(len(content)),
-                              json={"model": self.model, "messages": messages,
-                                    "add_generation_prompt": False})
+            resp = self._http.post(f"{self.server_root}/tokenize",
+                                   timeout=self._timeout(len(content)),
+                                   json={"model": self.model, "messages": messages,
+                                         "add_generation_prompt": False})
         except httpx.HTTPError:
             return None
         tokens = resp.json().get("tokens") if resp.status_code == 200 else None
