@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -154,6 +155,20 @@ def _warm(endpoint: str) -> None:
     _backend(endpoint).window  # noqa: B018 - fetches the served model once
 
 
+def serve_stand_in() -> None:
+    """Serve the stand-in model on loopback, print its URL, run until stdin closes."""
+    import test_openai_backend
+    from test_openai_backend import FakeOpenAI
+
+    # TCP_NODELAY as uvicorn (vLLM) sets it: else the stand-in's split writes wait on delayed
+    # ACKs (~40 ms) over kept-alive connections, timing the stand-in, not the app
+    test_openai_backend._Handler.disable_nagle_algorithm = True
+    fake = FakeOpenAI(max_model_len=8192).start()
+    print(fake.url, flush=True)
+    sys.stdin.read()
+    fake.close()
+
+
 def _use_database(db: str, home: Path, pg) -> None:
     from app.settings import get_settings
 
@@ -172,21 +187,20 @@ def main() -> None:
     ap.add_argument("--processes", action="store_true", help="workers are processes")
     ap.add_argument("--endpoint", help="a real OpenAI-compatible server instead of the stand-in")
     ap.add_argument("--json", dest="json_out", help="write the results here")
+    ap.add_argument("--serve-stand-in", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.serve_stand_in:
+        serve_stand_in()
+        return
     workers = [int(w) for w in args.workers.split(",")]
     dbs = [d.strip() for d in args.db.split(",")]
 
     fake = pg = None
     endpoint = args.endpoint
-    if endpoint is None:
-        import test_openai_backend
-        from test_openai_backend import FakeOpenAI
-
-        # TCP_NODELAY as uvicorn (vLLM) sets it: else the stand-in's split writes wait on
-        # delayed ACKs (~40 ms) over kept-alive connections, timing the stand-in, not the app
-        test_openai_backend._Handler.disable_nagle_algorithm = True
-        fake = FakeOpenAI(max_model_len=8192).start()
-        endpoint = fake.url
+    if endpoint is None:  # in its own process, as a model server is: no GIL shared with askers
+        fake = subprocess.Popen([sys.executable, __file__, "--serve-stand-in"],
+                                stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+        endpoint = fake.stdout.readline().strip() if fake.stdout else ""
     if "postgresql" in dbs:
         from pg import PgServer
 
@@ -209,7 +223,8 @@ def main() -> None:
                         print(f"    error: {err}")
     finally:
         if fake:
-            fake.close()
+            fake.terminate()
+            fake.wait(10)
         if pg:
             pg.stop()
     if args.json_out:
