@@ -188,7 +188,10 @@ def test_evals_run_report_and_compare(model_env):
         settle(at, lambda a: any("finished" in s.value for s in a.success), 300)
     body = texts(at)
     assert "finished: see Report" in body
-    assert at.get("image"), "the heatmap is drawn"
+    captions = [i.proto.imgs[0].caption for i in at.get("image")]
+    assert any("niah (" in c for c in captions), "the heatmap is drawn"
+    assert any("change per cell (B - A)" in c for c in captions), "the diff heatmap is drawn"
+    assert len(at.get("image")) >= 3  # + the score-vs-length curve
     assert {m.label for m in at.metric} >= {"Mean score", "Effective length", "Mean change",
                                            "Sign test p"}
     assert {m.label: m.value for m in at.metric}["Cells"] == "2 done, 0 failed"  # 1k x 2 depths
@@ -200,6 +203,30 @@ def test_evals_form_rejects_bad_lengths(model_env):
     at.text_input[0].set_value("12q")
     at.button[0].click().run()
     assert not at.exception and "lengths like 1k" in at.error[0].value
+    at.multiselect[0].set_value(["pdf"])
+    at.text_input[0].set_value("1k")
+    at.button[0].click().run()
+    assert "planted in a corpus" in at.error[0].value
+
+
+def test_evals_pdf_needle_in_a_corpus_and_rescore(tmp_path, model_env):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    make_pdf(docs / "a.pdf", [f"Page {i} of the annual report. " * 30 for i in range(1, 6)])
+    ingest([docs], "reports")
+    at = page("evals").run()
+    at.multiselect[0].set_value(["pdf"])
+    at.text_input[0].set_value("1k")
+    at.text_input[1].set_value("50")
+    at.selectbox[0].set_value("corpus:reports")
+    at.button[0].click().run()
+    settle(at, lambda a: any("finished" in s.value for s in a.success) or bool(a.error), 300)
+    assert not at.error, at.error[0].value
+    table = at.dataframe[0].value
+    assert list(table["task"]) == ["pdf"] and list(table["length"]) == [1024]
+    assert table["prompt tokens"][0] > 900
+    next(b for b in at.button if b.label == "Re-score stored responses").click().run()
+    assert "re-scored 1 cells" in at.success[-1].value
 
 
 def test_engine_page_health_cache_and_planner(model_env):

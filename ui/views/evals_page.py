@@ -7,14 +7,21 @@ import streamlit as st
 
 from app.services import evals as eval_service
 from engine.types import EngineError
-from evals.report import compare, effective_length, heatmap_png, html_report
+from evals.report import (
+    compare,
+    compare_html,
+    curve_png,
+    effective_length,
+    grid_png,
+    heatmap_png,
+    html_report,
+)
 from evals.runner import EvalConfig
-from evals.tasks import TASKS, Generator
+from evals.tasks import ALL_TASKS, MODAL_TASKS
 from ingest.pack import parse_budget
-from ingest.tokenizers import load_tokenizer
 from ingest.types import IngestError
 from ui import jobs
-from ui.common import job_outcome, job_progress, prefs
+from ui.common import corpus_names, job_outcome, job_progress, prefs
 from ui.engine_access import shared
 
 st.header("Evals")
@@ -34,17 +41,25 @@ def _config(tasks: list[str], lengths: str, depths: str, samples: int,
             from None
     if not ns or not ds or any(not 0 <= d <= 1 for d in ds):
         raise EngineError("give at least one length, and depths between 0 and 100")
+    if set(tasks) & set(MODAL_TASKS) and not haystack.startswith("corpus:"):
+        raise EngineError(f"{', '.join(sorted(set(tasks) & set(MODAL_TASKS)))} needles are "
+                          "planted in a corpus: choose one as the haystack")
     return EvalConfig(tuple(tasks), ns, ds, samples, haystack)
 
 
 with run_tab:
     with st.form("eval_form"):
-        tasks = st.multiselect("Tasks", list(TASKS), default=["niah"])
+        tasks = st.multiselect("Tasks", list(ALL_TASKS), default=["niah"],
+                               help="niah and the RULER family on generated text; code, pdf "
+                                    "and video plant a needle in a file, page or frame of a "
+                                    "corpus")
         lengths = st.text_input("Lengths (tokens)", "1k,2k")
         depths = st.text_input("Needle depths (%)", "0,50,100")
         c1, c2 = st.columns(2)
         samples = c1.number_input("Samples per cell", 1, 20, 1)
-        haystack = c2.selectbox("Haystack", ["prose", "filler"])
+        haystack = c2.selectbox("Haystack", ["prose", "filler",
+                                             *[f"corpus:{n}" for n in corpus_names()]],
+                                help="generated prose, RULER's filler, or one of your corpora")
         target = (f"endpoint {settings.endpoint}" if settings.backend == "openai"
                   else "the embedded model")
         submitted = st.form_submit_button(f"Start run against {target}", type="primary")
@@ -54,11 +69,10 @@ with run_tab:
             engine = shared(settings)
 
             def work(job: jobs.Job) -> str:
-                spec = "embedded" if engine.backend.name == "embedded" else "cl100k"
-                tok = load_tokenizer(spec)
-                gen = Generator(tok.encode, tok.decode, config.haystack)
+                job.progress("preparing", 0, 0, "building the haystack")
+                gen, counted = eval_service.generator_for(config, engine.backend)
                 with engine.lock:
-                    return eval_service.run(config, engine.backend, gen, progress=job.count)
+                    return eval_service.run(counted, engine.backend, gen, progress=job.count)
 
             st.session_state["eval_job"] = jobs.start("eval", "eval run", work)
         except (EngineError, IngestError) as exc:
@@ -91,12 +105,24 @@ with report_tab:
         c3.metric("Cells", f"{s.done} done, {s.failed} failed")
         st.caption(f"model {s.fingerprint.get('model', '?')} · backend "
                    f"{s.fingerprint.get('backend', '?')}")
-        for task in sorted({c.task for c in cells}):
-            st.image(heatmap_png(cells, task, f"{task}: score by depth and length"),
-                     caption=f"{task} ({run_id})")
+        scored = [c for c in cells if c.score is not None]
+        if scored:
+            st.image(curve_png(scored, f"score vs length ({run_id})"), width=640)
+        for task in sorted({c.task for c in scored}):
+            st.image(heatmap_png(scored, task, f"{task}: score by depth and length"),
+                     caption=f"{task} ({run_id})", width=640)
         st.dataframe([{"task": c.task, "length": c.length, "depth": c.depth,
-                       "sample": c.sample, "score": c.score} for c in cells],
-                     width="stretch", hide_index=True)
+                       "sample": c.sample, "score": c.score, "status": c.status,
+                       "first token s": round(c.ttft_s, 3), "total s": round(c.total_s, 3),
+                       "prompt tokens": c.prompt_tokens, "cached tokens": c.cached_tokens}
+                      for c in cells], width="stretch", hide_index=True)
+        r1, r2 = st.columns([1, 3])
+        metric = r1.selectbox("Re-score with", ["each cell's own", "all", "part"])
+        if r2.button("Re-score stored responses", help="no model call: the stored answers "
+                                                      "are scored again"):
+            done = eval_service.rescore(run_id, None if metric.startswith("each") else metric)
+            st.success(f"re-scored {done.cells} cells, {done.changed} changed: mean "
+                       f"{(done.before or 0):.3f} -> {(done.after or 0):.3f}")
         page = html_report(run_id, s.config, cells)
         st.download_button("Download HTML report", page, file_name=f"eval-{run_id}.html",
                            mime="text/html")
@@ -120,6 +146,9 @@ with compare_tab:
         c1.metric("Mean change", f"{result.mean_delta * 100:+.1f} points")
         c2.metric("Cells worse / better", f"{result.worse} / {result.better}")
         c3.metric("Sign test p", f"{result.p_value:.3g}")
+        for task in sorted({t for t, _, _ in result.deltas}):
+            st.image(grid_png(result.deltas, task, f"{task}: {b} - {a}", diff=True),
+                     caption=f"{task}: change per cell (B - A)", width=640)
         if result.regression(points):
             st.error(f"Significant regression of more than {points} points.")
         else:
@@ -127,3 +156,5 @@ with compare_tab:
         st.dataframe([{"task": t, "length": n, "depth": d, "B - A": v}
                       for (t, n, d), v in sorted(result.deltas.items())],
                      width="stretch", hide_index=True)
+        st.download_button("Download comparison (HTML)", compare_html(a, b, result, differs),
+                           file_name=f"compare-{a}-{b}.html", mime="text/html")
