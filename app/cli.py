@@ -285,7 +285,6 @@ _fast_exit = False
 
 def main() -> None:
     """Entry point: user mistakes print a clear message and exit 1, never a traceback."""
-    from app.database import DatabaseError
     from engine.types import EngineError
 
     try:
@@ -297,7 +296,15 @@ def main() -> None:
                 sys.stderr.flush()
                 os._exit(0)
             raise
-    except (IngestError, EngineError, DatabaseError) as exc:
+    except (IngestError, EngineError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        sys.exit(1)
+    except Exception as exc:
+        # A database error means app.database was loaded; importing it (and SQLAlchemy, 0.2 s)
+        # up front would slow every command, `pack` of a folder included.
+        db = sys.modules.get("app.database")
+        if db is None or not isinstance(exc, db.DatabaseError):
+            raise
         console.print(f"[red]error:[/] {exc}")
         sys.exit(1)
     except KeyboardInterrupt:
