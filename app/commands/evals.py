@@ -187,10 +187,7 @@ def register(app: typer.Typer) -> None:
         from engine.types import EngineError
         from evals.report import compare, compare_html, grid_png
 
-        a, b = evals.summary(run_a), evals.summary(run_b)
-        differ = {k: (a.fingerprint.get(k), b.fingerprint.get(k))
-                  for k in set(a.fingerprint) | set(b.fingerprint)
-                  if a.fingerprint.get(k) != b.fingerprint.get(k)}
+        differ = evals.fingerprint_diff(run_a, run_b)
         if differ:
             what = ", ".join(f"{k}: {x} vs {y}" for k, (x, y) in sorted(differ.items()))
             console.print(f"[yellow]warning[/]: the runs used different endpoints ({what} "

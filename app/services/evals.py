@@ -53,6 +53,12 @@ def fingerprint(backend: Backend) -> dict:
     return out
 
 
+def fingerprint_diff(run_a: str, run_b: str) -> dict[str, tuple]:
+    """What differs between the endpoints of two runs: {field: (A's, B's)}."""
+    a, b = summary(run_a).fingerprint, summary(run_b).fingerprint
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
 def dry_run(config: EvalConfig, gen: Generator | None = None) -> dict:
     """Requests and prompt tokens, counted from the grid alone: nothing is sent or loaded."""
     cells = plan_cells(config)

@@ -137,8 +137,7 @@ with compare_tab:
         points = st.number_input("Regression threshold (points)", 0.0, 100.0, 5.0)
         ca, cb = eval_service.cells_of(a), eval_service.cells_of(b)
         result = compare(ca, cb)
-        fa, fb = eval_service.summary(a).fingerprint, eval_service.summary(b).fingerprint
-        differs = {k: (fa.get(k), fb.get(k)) for k in set(fa) | set(fb) if fa.get(k) != fb.get(k)}
+        differs = eval_service.fingerprint_diff(a, b)
         if differs:
             st.warning("The runs used different endpoints: " + "; ".join(
                 f"{k}: {x} vs {y}" for k, (x, y) in differs.items()))
