@@ -72,8 +72,14 @@ class SegmentIndex:
                 self._retriever.save(tmp, show_progress=False)
             (tmp / "segments.json").write_text(json.dumps(self.ids))
             if folder.exists():
-                shutil.rmtree(folder)
-            os.rename(tmp, folder)
+                shutil.rmtree(folder, ignore_errors=True)
+            try:
+                os.rename(tmp, folder)
+            except OSError:
+                # Another process saved the same index at the same moment (both asked about a
+                # corpus whose index was missing): the index is deterministic, theirs serves.
+                if not (folder / "segments.json").exists():
+                    raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

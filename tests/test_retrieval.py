@@ -37,3 +37,16 @@ def test_an_empty_corpus_indexes_and_finds_nothing(tmp_path):
     empty.save(tmp_path / "e")
     loaded = SegmentIndex.load(tmp_path / "e")
     assert loaded is not None and loaded.search("anything") == []
+
+
+def test_many_writers_of_the_same_index_at_once_all_succeed(tmp_path):
+    """Two asks about a corpus whose index is missing both build it; neither may fail."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rows = [(i, f"src/m{i}.py", f"def handler_{i}(): return {i}\n" * 20) for i in range(300)]
+    folder = tmp_path / "indexes" / "c" / "v1"
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: SegmentIndex.build(rows).save(folder), range(16)))
+    index = SegmentIndex.load(folder)
+    assert index is not None and index.search("handler_17")[0].segment == 17
+    assert [p.name for p in folder.parent.iterdir()] == ["v1"]  # no temporary folder left
