@@ -109,7 +109,8 @@ def cli(*args: str) -> subprocess.CompletedProcess:
                           text=True, cwd=ROOT, env=env, timeout=300)
 
 
-def test_a_suite_against_an_endpoint_counts_lengths_with_its_tokenize(reader, tmp_path):
+def test_a_suite_against_an_endpoint_counts_lengths_with_its_tokenize(reader, tmp_path, db_url):
+    """On SQLite and on PostgreSQL: runs, cells and re-scores are stored alike."""
     url = f"http://127.0.0.1:{reader.server_address[1]}/v1"
     suite = tmp_path / "suite.yaml"
     suite.write_text(f"tasks: [niah, multivalue]\nlengths: [1k, 2k]\ndepths: [0, 50, 100]\n"
