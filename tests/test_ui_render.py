@@ -139,3 +139,34 @@ def test_video_frame_at_a_cited_time_is_that_moment(tmp_path):
     assert np.abs(frame - second).mean() < np.abs(frame - first).mean() / 2
     with pytest.raises(ValueError, match="no frame"):
         video_frame_png(video, 60.0)
+
+
+def test_the_in_process_model_takes_one_caller_at_a_time_a_server_many():
+    import threading
+    import time as clock
+
+    from ui.engine_access import Shared
+
+    class Named:  # only the name matters to the queueing rule
+        def __init__(self, name: str):
+            self.name = name
+
+    model = Shared(Named("embedded"), threading.Lock())
+    waited, order = [], []
+
+    def second() -> None:
+        with model.turn(lambda: waited.append(True)):
+            order.append("second")
+
+    with model.turn():
+        t = threading.Thread(target=second)
+        t.start()
+        clock.sleep(0.2)
+        order.append("first done")
+    t.join(5)
+    assert order == ["first done", "second"] and waited == [True]
+
+    server = Shared(Named("openai"), threading.Lock())
+    with server.turn(), server.turn(lambda: waited.append("server")) as b:
+        assert b.name == "openai"  # a second caller got it while the first held it
+    assert waited == [True]

@@ -4,7 +4,9 @@ KV buffer); a remote endpoint is only described, nothing is loaded."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import streamlit as st
@@ -18,6 +20,23 @@ from ui.prefs import Prefs
 class Shared:
     backend: Backend
     lock: threading.Lock
+
+    @contextlib.contextmanager
+    def turn(self, on_wait=None) -> Iterator[Backend]:
+        """The backend, to one caller at a time when it is the in-process model (one KV
+        buffer); a server takes concurrent requests, so its callers never queue here.
+        `on_wait()` is called when the model is busy (another question, an eval run)."""
+        if self.backend.name != "embedded":
+            yield self.backend
+            return
+        if not self.lock.acquire(blocking=False):
+            if on_wait is not None:
+                on_wait()
+            self.lock.acquire()
+        try:
+            yield self.backend
+        finally:
+            self.lock.release()
 
 
 @st.cache_resource(show_spinner="loading the model (once per server)…", max_entries=2)

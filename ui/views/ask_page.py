@@ -67,8 +67,13 @@ if question:
 
             try:
                 engine = shared(settings)
-                with st.spinner("reading the corpus…"), engine.lock:
-                    result = ask(corpus, question, engine.backend, mode=mode,
+
+                def busy() -> None:
+                    box.info("The model is answering another question or running an eval; "
+                             "yours is next.")
+
+                with st.spinner("reading the corpus…"), engine.turn(busy) as backend:
+                    result = ask(corpus, question, backend, mode=mode,
                                  conversation=conversation, on_delta=on_delta)
             except (IngestError, EngineError) as exc:
                 box.empty()

@@ -71,8 +71,9 @@ with run_tab:
             def work(job: jobs.Job) -> str:
                 job.progress("preparing", 0, 0, "building the haystack")
                 gen, counted = eval_service.generator_for(config, engine.backend)
-                with engine.lock:
-                    return eval_service.run(counted, engine.backend, gen, progress=job.count)
+                job.progress("waiting", 0, 0, "for the model")
+                with engine.turn() as backend:
+                    return eval_service.run(counted, backend, gen, progress=job.count)
 
             st.session_state["eval_job"] = jobs.start("eval", "eval run", work)
         except (EngineError, IngestError) as exc:
