@@ -271,3 +271,32 @@ def test_the_app_navigates_to_every_page():
         at.switch_page(str(VIEWS / f"{name}_page.py")).run()
         assert not at.exception, at.exception
         assert at.header[0].value == title
+
+
+def test_a_zipped_repository_uploads_and_a_hostile_member_is_refused(tmp_path, scoutlens_home):
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("proj/src/app.py", "def load_config(path):\n    return path\n")
+        z.writestr("proj/README.md", "# Project\n")
+        z.writestr("../../escape.txt", "outside")
+    at = page("corpora").run()
+    at.text_input(key="new_corpus_name").set_value("proj").run()
+    at.file_uploader[0].set_value(("proj.zip", buf.getvalue(), "application/zip")).run()
+    at.button[0].click().run()
+    settle(at, lambda a: bool(a.success) or any("failed" in e.value for e in a.error))
+    assert not at.error, at.error[0].value
+    from app.services.corpora import show_corpus
+
+    summary, files = show_corpus("proj")
+    ok = {f.path for f in files if f.status == "ok"}
+    assert summary.sources == 2 and any(p.endswith("src/app.py") for p in ok)
+    refused = [f for f in files if f.status != "ok"]
+    assert any("escape" in f.path or "escape" in f.reason for f in refused)
+    import tempfile
+
+    assert not list(scoutlens_home.rglob("escape.txt"))
+    assert not (Path(tempfile.gettempdir()) / "escape.txt").exists()
+    assert "Skipped files and why (1)" in [e.label for e in at.expander]
