@@ -242,7 +242,11 @@ def corpora_rm(name: str) -> None:
 def ui(port: Annotated[int, typer.Option(help="port")] = 8501,
        host: Annotated[str, typer.Option(
            help="address to listen on (0.0.0.0 to serve a team; mind there is no login)")]
-       = "127.0.0.1") -> None:
+       = "127.0.0.1",
+       trusted: Annotated[bool | None, typer.Option(
+           "--trusted/--shared", help="trusted: users may ingest folders of this machine and "
+           "change the model server; default: trusted on loopback, shared otherwise")]
+       = None) -> None:
     """Start the web UI (Streamlit): corpora, ask, evals, engine, settings."""
     import importlib.util
 
@@ -257,7 +261,11 @@ def ui(port: Annotated[int, typer.Option(help="port")] = 8501,
             "--server.maxUploadSize", str(MAX_UPLOAD_MB),
             "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
             "--global.developmentMode", "false"]
-    console.print(f"scoutlens UI on http://{host}:{port} (Ctrl-C stops it)")
+    if trusted is None:
+        trusted = host in ("127.0.0.1", "localhost", "::1")
+    os.environ["SCOUTLENS_UI_SHARED"] = "0" if trusted else "1"
+    console.print(f"scoutlens UI on http://{host}:{port} (Ctrl-C stops it)"
+                  + ("" if trusted else "; shared: no local folders, no model-server changes"))
     sys.stdout.flush()
     os.execv(sys.executable, args)  # Streamlit gets the signals directly
 

@@ -79,13 +79,15 @@ def test_upload_ingest_report_window_picture_and_delete(tmp_path, model_env, sco
     assert set(at.dataframe[1].value["file"]) == {"notes.md"}
     assert at.get("plotly_chart"), "the window treemap is drawn"
     assert [c.name for c in list_corpora()] == ["harbour"]
-    stored = list((scoutlens_home / "uploads" / "harbour").glob("*/*"))
+    from ui.uploads import corpus_folder
+
+    stored = list(corpus_folder("harbour").glob("*/*"))
     assert sorted(p.name for p in stored) == ["notes.md", "package-lock.json", "report.pdf"]
 
     at.checkbox(key="confirm_delete").check().run()
     next(b for b in at.button if b.label == "Delete").click().run()
     assert not at.exception
-    assert list_corpora() == [] and not (scoutlens_home / "uploads" / "harbour").exists()
+    assert list_corpora() == [] and not corpus_folder("harbour").exists()
 
 
 def test_bad_input_is_a_message_and_changes_nothing(tmp_path, scoutlens_home):
@@ -148,7 +150,9 @@ def test_ask_streams_an_answer_with_the_pdf_page_drawn(tmp_path, model_env):
     assert at.get("image"), "the cited page is drawn as an image"
     assert len(history("harbour")) == 1
 
-    again = page("ask").run()  # a reload: the finished answer is still there, from the database
+    again = page("ask")  # a reload (same URL): the finished answer is still there, from the DB
+    again.query_params["conversation"] = at.query_params["conversation"]
+    again.run()
     assert "14 March 2031" in texts(again) or "March 14" in texts(again)
     again.chat_input[0].set_value("Repeat the date.").run()
     rows = history("harbour")
@@ -300,3 +304,52 @@ def test_a_zipped_repository_uploads_and_a_hostile_member_is_refused(tmp_path, s
     assert not list(scoutlens_home.rglob("escape.txt"))
     assert not (Path(tempfile.gettempdir()) / "escape.txt").exists()
     assert "Skipped files and why (1)" in [e.label for e in at.expander]
+
+
+def test_a_conversation_stays_with_its_session_and_new_starts_fresh(tmp_path, model_env):
+    (tmp_path / "a.txt").write_text("The vault code is 7291.\n")
+    ingest([tmp_path / "a.txt"], "vault")
+    alice = page("ask").run()
+    alice.chat_input[0].set_value("What is the vault code?").run()
+    assert not alice.exception and len(alice.chat_message) == 2
+    conversation = alice.query_params["conversation"]
+    assert conversation and history("vault")[0].conversation == conversation
+
+    bob = page("ask").run()  # another browser: alice's turns are not his chat
+    assert len(bob.chat_message) == 0
+    bob.chat_input[0].set_value("Repeat the code.").run()
+    rows = history("vault")
+    assert len(rows) == 2 and rows[0].conversation != conversation and rows[0].turn == 1
+
+    next(b for b in alice.button if b.label == "New conversation").click().run()
+    assert len(alice.chat_message) == 0 and "conversation" not in alice.query_params
+
+
+def test_a_corpus_named_like_a_folder_here_never_ingests_that_folder(tmp_path, model_env,
+                                                                     monkeypatch):
+    from app.services.corpora import show_corpus
+
+    (tmp_path / "notes.md").write_text("Public notes.\n")
+    ingest([tmp_path / "notes.md"], "docs")
+    cwd = tmp_path / "server"
+    (cwd / "docs").mkdir(parents=True)
+    (cwd / "docs" / "secret.md").write_text("server secret\n")
+    monkeypatch.chdir(cwd)
+    at = page("ask").run()
+    at.chat_input[0].set_value("What do the notes say?").run()
+    assert not at.exception
+    assert [f.path for f in show_corpus("docs")[1]] == ["notes.md"]
+
+
+def test_a_shared_server_allows_no_local_folders_nor_endpoint_changes(monkeypatch,
+                                                                     scoutlens_home):
+    monkeypatch.setenv("SCOUTLENS_UI_SHARED", "1")
+    at = page("corpora").run()
+    folder_button = next(b for b in at.button if b.label == "Ingest folder")
+    assert folder_button.disabled and at.text_input[1].disabled
+    s = page("settings").run()
+    assert s.radio[0].disabled and s.text_input[0].disabled
+    s.number_input[0].set_value(32)
+    s.button[0].click().run()
+    saved = prefs_store.load()
+    assert saved.backend == "embedded" and saved.endpoint == "" and saved.upload_mb == 32

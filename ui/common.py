@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
 from app.services.corpora import list_corpora
 from ui import prefs as prefs_store
 from ui.jobs import Job
+
+
+def shared_server() -> bool:
+    """Served to a network (`scoutlens ui --host 0.0.0.0`): visitors may not read this
+    machine's folders nor send everyone's questions to a server of their choosing."""
+    return os.environ.get("SCOUTLENS_UI_SHARED") == "1"
 
 
 def prefs() -> prefs_store.Prefs:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def save(prefs: Prefs) -> Prefs:
     prefs = prefs.validated()
     path = _path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer
     tmp.write_text(json.dumps(asdict(prefs), indent=2))
     os.replace(tmp, path)  # never a half-written file
     return prefs

@@ -6,19 +6,24 @@ from __future__ import annotations
 
 import html
 import io
-import re
 from pathlib import Path
 
 import plotly.graph_objects as go
 import pymupdf
 
-MD_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
+MAX_SIDE = 1600
 
 
 def safe_answer(text: str) -> str:
-    """An answer as markdown with images removed: a document that injects `![](https://...)`
-    must not make the reader's browser fetch an address (and leak what is in the URL)."""
-    return MD_IMAGE.sub("[image removed]", text)
+    """An answer as markdown in which no image can form (inline, reference-style, nested alt
+    text): a document that injects `![](https://...)` must not make the reader's browser fetch
+    an address (and leak what is in the URL). Raw HTML is never rendered by st.markdown."""
+    return text.replace("![", "!\\[")
+
+
+def safe_text(text: str) -> str:
+    """Untrusted text (a question, a passage) as inert markdown: images and HTML escaped."""
+    return safe_answer(html.escape(text, quote=False))
 
 
 def code_excerpt_html(lines: list[str], first: int, last: int, context: int = 6,
@@ -64,6 +69,8 @@ def pdf_page_png(file: Path, page: int, passage: str = "", zoom: float = 1.5) ->
                 p.draw_rect(rect, color=(0.95, 0.6, 0), fill=(1, 0.85, 0), fill_opacity=0.35,
                             width=1.2)
                 marks += 1
+        # a huge page (PDF allows 14,400 pt a side) is drawn at most MAX_SIDE pixels a side
+        zoom = min(zoom, MAX_SIDE / max(p.rect.width, p.rect.height, 1))
         pix = p.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), alpha=False)
         return pix.tobytes("png"), marks
 
@@ -94,7 +101,9 @@ def marked_text(text: str, passage: str) -> str:
     out = html.escape(text)
     for needle in _needles(passage):
         out = out.replace(html.escape(needle), f"<mark>{html.escape(needle)}</mark>")
-    return f'<div style="white-space:pre-wrap;font-size:0.85em">{out}</div>'
+    # one HTML block with no blank line in it: markdown never gets to parse the text inside
+    out = out.replace("\n", "<br>")
+    return f'<div style="font-size:0.85em">{out}</div>'
 
 
 def window_treemap(items: list[tuple[str, int]], window: int, title: str = "") -> go.Figure:

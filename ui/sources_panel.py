@@ -3,6 +3,8 @@ file, a PDF page drawn with the passage marked, a video moment, or the matched t
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from app.services.corpora import CorpusNotFound
@@ -29,16 +31,27 @@ def _label(src: dict) -> str:
     return f"[{src.get('id', '?')}] {src.get('path', '?')}{where}"
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def _page_png(file: str, mtime_ns: int, page: int, quote: str) -> tuple[bytes, int]:
+    """Drawn once per file version, page and passage, not on every rerun of the chat."""
+    return pdf_page_png(Path(file), page, quote)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _frame_png(file: str, mtime_ns: int, seconds: float) -> bytes:
+    return video_frame_png(Path(file), seconds)
+
+
 def _pdf(view: SourceView, src: dict) -> None:
     page = int(src["page"])
     quote = src.get("quote", "")
     if view.file is not None:
         try:
-            png, marks = pdf_page_png(view.file, page, quote)
+            png, marks = _page_png(str(view.file), view.file.stat().st_mtime_ns, page, quote)
             st.image(png, width=640, caption=f"{view.path}, page {page}"
                      + (f" ({marks} passage marks)" if marks else ""))
             return
-        except (ValueError, RuntimeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - a damaged or odd PDF: show its text instead
             st.caption(f"the page cannot be drawn ({exc}); its text:")
     part = view.page(page)
     st.markdown(marked_text(part.text if part else "", quote), unsafe_allow_html=True)
@@ -52,12 +65,13 @@ def _code(view: SourceView, src: dict) -> None:
 
 
 def _video(view: SourceView, src: dict) -> None:
-    h, m, sec = (int(x) for x in str(src["t"]).split(":"))
     if view.file is not None:
         try:
-            st.image(video_frame_png(view.file, h * 3600 + m * 60 + sec), width=640,
+            h, m, sec = (int(float(x)) for x in str(src["t"]).split(":"))
+            st.image(_frame_png(str(view.file), view.file.stat().st_mtime_ns,
+                                h * 3600 + m * 60 + sec), width=640,
                      caption=f"{view.path} @ {src['t']}")
-        except (ValueError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - a damaged video: the text still shows
             st.caption(f"the frame cannot be shown ({exc})")
     st.markdown(marked_text(src.get("quote", ""), src.get("quote", "")), unsafe_allow_html=True)
 

@@ -4,6 +4,7 @@ Size limits are checked before anything is written."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import uuid
@@ -38,7 +39,9 @@ def safe_name(name: str) -> str:
 
 
 def corpus_folder(corpus: str) -> Path:
-    return get_settings().home_dir / "uploads" / safe_name(corpus)
+    """One folder per exact corpus name: `team@x` and `team_x` read alike but never share."""
+    digest = hashlib.sha256(corpus.encode()).hexdigest()[:12]
+    return get_settings().home_dir / "uploads" / f"{safe_name(corpus)[:60]}-{digest}"
 
 
 def save_batch(corpus: str, files: list[Uploaded], limit_mb: int) -> tuple[list[Path],

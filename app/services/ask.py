@@ -92,11 +92,17 @@ def _check_question(question: str) -> str:
     return q
 
 
-def resolve_corpus(target: str, progress=None, note: Callable[[str], None] | None = None) -> str:
+def resolve_corpus(target: str, progress=None, note: Callable[[str], None] | None = None,
+                   corpus_only: bool = False) -> str:
     """A stored corpus name as is; a path is ingested (incrementally) into a corpus named after
-    it; anything else is a clear error."""
+    it; anything else is a clear error. `corpus_only` (the web UI): never a path, so a corpus
+    named like a folder of the server's working directory cannot pull that folder in."""
     from app.services.corpora import corpus_exists, ingest
 
+    if corpus_only:
+        if not corpus_exists(target):
+            raise IngestError(f"no such corpus: {target}")
+        return target
     path = Path(target).expanduser()
     if not path.exists() and corpus_exists(target):
         return target
@@ -281,11 +287,11 @@ def _last_conversation(name: str) -> str | None:
 def ask(target: str, question: str, backend: Backend, mode: Mode = "auto",
         max_tokens: int = 512, continue_last: bool = False, conversation: str | None = None,
         on_delta: Callable[[str], None] | None = None, note: Callable[[str], None] | None = None,
-        progress=None) -> AskResult:
+        progress=None, corpus_only: bool = False) -> AskResult:
     question = _check_question(question)
     if mode not in ("auto", "full", "retrieval"):
         raise EngineError(f"unknown mode {mode!r}: auto | full | retrieval")
-    name = resolve_corpus(target, progress, note)
+    name = resolve_corpus(target, progress, note, corpus_only)
     if continue_last and conversation is None:
         conversation = _last_conversation(name)
     turns = _history(conversation) if conversation else []
@@ -298,9 +304,13 @@ def ask(target: str, question: str, backend: Backend, mode: Mode = "auto",
     if earlier:
         request = replace(request, prompt=earlier + request.prompt)
     stream = backend.stream(request)
-    for delta in stream:
-        if on_delta:
-            on_delta(delta)
+    deltas = iter(stream)
+    try:
+        for delta in deltas:
+            if on_delta:
+                on_delta(delta)
+    finally:  # stopped half-way (a closed page): end the generation now, not at GC time
+        deltas.close()  # type: ignore[attr-defined]
     completion = stream.result
     assert completion is not None
     answer = completion.text.strip()

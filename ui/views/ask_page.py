@@ -11,7 +11,7 @@ from engine.types import EngineError
 from ingest.types import IngestError
 from ui.common import pick_corpus, prefs
 from ui.engine_access import shared
-from ui.render import safe_answer
+from ui.render import safe_answer, safe_text
 from ui.sources_panel import show_sources
 
 st.header("Ask")
@@ -24,15 +24,17 @@ left, right = st.columns([3, 1])
 mode = right.radio("Context", ["auto", "full", "retrieval"], horizontal=False,
                    help="full: the whole corpus (its KV cache is reused from one question to the "
                         "next); retrieval: the passages that match best; auto: full if it fits")
+# A conversation belongs to the browser session that started it; its id is kept in the URL, so
+# a reload carries on with it and another user never sees it in their chat.
+key = f"conversation-{corpus}"
 if right.button("New conversation"):
-    st.session_state.pop(f"conversation-{corpus}", None)
+    st.session_state.pop(key, None)
+    st.query_params.pop("conversation", None)
     st.rerun()
-
+conversation = st.session_state.get(key) or st.query_params.get("conversation")
 rows = history(corpus, limit=200)
-conversation = st.session_state.get(f"conversation-{corpus}")
-if conversation is None and rows:  # after a reload: carry on with the latest conversation
-    conversation = rows[0].conversation
-turns = sorted((r for r in rows if r.conversation == conversation), key=lambda r: r.turn)
+turns = sorted((r for r in rows if conversation and r.conversation == conversation),
+               key=lambda r: r.turn)
 
 
 def _meta(mode_used: str, usage: dict, timings: dict, backend: str, model: str) -> str:
@@ -46,7 +48,7 @@ def _meta(mode_used: str, usage: dict, timings: dict, backend: str, model: str) 
 with left:
     for r in turns:
         with st.chat_message("user"):
-            st.write(r.question)
+            st.markdown(safe_text(r.question))
         with st.chat_message("assistant"):
             st.markdown(safe_answer(r.answer))
             st.caption(_meta(r.mode, r.usage, r.timings, r.backend, r.model))
@@ -56,7 +58,7 @@ question = st.chat_input(f"Ask about {corpus}")
 if question:
     with left:
         with st.chat_message("user"):
-            st.write(question)
+            st.markdown(safe_text(question))
         with st.chat_message("assistant"):
             box = st.empty()
             streamed: list[str] = []
@@ -74,12 +76,14 @@ if question:
 
                 with st.spinner("reading the corpus…"), engine.turn(busy) as backend:
                     result = ask(corpus, question, backend, mode=mode,
-                                 conversation=conversation, on_delta=on_delta)
+                                 conversation=conversation, on_delta=on_delta,
+                                 corpus_only=True)
             except (IngestError, EngineError) as exc:
                 box.empty()
                 st.error(str(exc))
                 st.stop()
-            st.session_state[f"conversation-{corpus}"] = result.conversation
+            st.session_state[key] = result.conversation
+            st.query_params["conversation"] = result.conversation
             box.markdown(safe_answer(result.answer))
             data = result.to_json()
             st.caption(_meta(result.mode, data["usage"], data["timings"], result.completion.backend,
@@ -89,10 +93,11 @@ if question:
                            f"({result.in_context_tokens:,} of {result.corpus_tokens:,} tokens)")
             if result.injections:
                 st.warning("Passages in the context read like instructions to the model "
-                           "(ignored as instructions): " + "; ".join(result.injections[:5]))
+                           "(ignored as instructions): "
+                           + safe_text("; ".join(result.injections[:5])))
             show_sources(corpus, data["sources"])
 
 with st.expander(f"Past questions about {corpus} ({len(rows)})"):
     for r in rows:
-        st.markdown(f"**{r.question}**  \n{safe_answer(r.answer)[:400]}")
+        st.markdown(f"**{safe_text(r.question)}**  \n{safe_answer(r.answer[:400])}")
         st.caption(f"{r.created_at} · turn {r.turn} of conversation {r.conversation} · {r.mode}")

@@ -11,7 +11,7 @@ import streamlit as st
 from app.services.corpora import check_name, ingest, remove_corpus, show_corpus
 from ingest.types import IngestError
 from ui import jobs, uploads
-from ui.common import corpus_names, job_outcome, job_progress, prefs
+from ui.common import corpus_names, job_outcome, job_progress, prefs, shared_server
 from ui.render import window_treemap
 
 SCOUT_WINDOW = 10_000_000
@@ -66,10 +66,14 @@ with add_files:
     for message in st.session_state.get("upload_refused", []):
         st.error(message)
 with add_folder:
-    folder = st.text_input("Path on this machine", placeholder="~/src/myrepo")
+    if shared_server():
+        st.info("Ingesting folders of the server is off on a shared server (start it with "
+                "`scoutlens ui --trusted` to allow it); upload files or a zip instead.")
+    folder = st.text_input("Path on this machine", placeholder="~/src/myrepo",
+                           disabled=shared_server())
     st.caption("A git repository is read through git (ignored files stay out); any folder or "
                "archive works. Files removed from the folder leave the corpus.")
-    if st.button("Ingest folder", type="primary", disabled=not folder):
+    if st.button("Ingest folder", type="primary", disabled=not folder or shared_server()):
         try:
             _start_ingest(check_name(corpus), [uploads.check_local_path(folder)], prune=True)
             st.rerun()
@@ -139,7 +143,11 @@ if corpus and corpus in corpus_names():
     with st.expander("Delete this corpus"):
         sure = st.checkbox(f"Yes, delete {corpus} and its stored sources", key="confirm_delete")
         if st.button("Delete", disabled=not sure):
-            removed = remove_corpus(corpus)
+            try:
+                removed = remove_corpus(corpus)
+            except IngestError as exc:  # deleted meanwhile in another session
+                st.error(str(exc))
+                st.stop()
             uploads.remove_corpus_files(corpus)
             st.session_state.pop("active_corpus", None)
             st.session_state.pop("ingest_job", None)

@@ -7,27 +7,38 @@ import streamlit as st
 
 from engine.types import EngineError
 from ui import prefs as prefs_store
+from ui.common import shared_server
 from ui.engine_access import forget
 
 st.header("Settings")
 current = prefs_store.load()
+locked = shared_server()
+if locked:
+    st.info("This is a shared server: the backend, endpoint and model are set where it was "
+            "started (SCOUTLENS_ENDPOINT, SCOUTLENS_MODEL).")
 with st.form("settings"):
     backend = st.radio("Backend", ["embedded", "openai"],
                        index=0 if current.backend == "embedded" else 1, horizontal=True,
+                       disabled=locked,
                        help="embedded: the default model runs in this process; openai: any "
                             "OpenAI-compatible server (vLLM serving Llama 4 Scout)")
     endpoint = st.text_input("Endpoint URL", current.endpoint,
-                             placeholder="http://127.0.0.1:8000/v1")
+                             placeholder="http://127.0.0.1:8000/v1", disabled=locked)
     model = st.text_input("Model", current.model,
                           help="embedded: a local model folder (empty: the bundled default); "
-                               "openai: the served model name (empty: the server's only one)")
+                               "openai: the served model name (empty: the server's only one)",
+                          disabled=locked)
     upload_mb = st.number_input("Upload limit per file (MB)", 1, prefs_store.MAX_UPLOAD_MB,
                                 current.upload_mb)
     saved = st.form_submit_button("Save", type="primary")
 if saved:
     try:
+        if locked:  # whatever the browser sent, only the upload limit may change
+            backend, endpoint, model = current.backend, current.endpoint, current.model
         new = prefs_store.save(prefs_store.Prefs(backend, endpoint, model, int(upload_mb)))
-        forget()
+        if (new.backend, new.endpoint, new.model) != (current.backend, current.endpoint,
+                                                      current.model):
+            forget()  # the next question loads the chosen model; an upload limit needs none
         st.success(f"saved: backend {new.backend}"
                    + (f" at {new.endpoint}" if new.backend == "openai" else ""))
     except EngineError as exc:
