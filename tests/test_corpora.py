@@ -192,3 +192,30 @@ def test_tokenizer_change_recounts_everything(tmp_path):
     r2 = corpora.ingest([tmp_path], "t", tokenizer="o200k")
     assert r2.files[0].status == "changed"  # recounted under the new tokenizer
     assert r2.tokenizer == "o200k" and r1.version_hash != r2.version_hash
+
+
+def test_files_changed_by_another_writer_during_an_ingest_are_read_again(tmp_path, db_url,
+                                                                       monkeypatch):
+    """Our pipeline took a.md as unchanged, then another writer removed the corpus before our
+    write: the ingest reads again instead of failing (it raised KeyError before)."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("alpha\n")
+    corpora.ingest([docs], "c")
+    (docs / "b.md").write_text("beta\n")
+    real = corpora.run_pipeline
+    calls = []
+
+    def racing(*args, **kwargs):
+        result = real(*args, **kwargs)
+        calls.append(sorted(result.unchanged))
+        if len(calls) == 1:
+            corpora.remove_corpus("c")  # the other writer, between our read and our write
+        return result
+
+    monkeypatch.setattr(corpora, "run_pipeline", racing)
+    report = corpora.ingest([docs], "c")
+    assert calls == [["a.md"], []]  # the second pass re-read a.md
+    assert {f.path: f.status for f in report.files} == {"a.md": "added", "b.md": "added"}
+    _, files = corpora.show_corpus("c")
+    assert sorted(f.path for f in files) == ["a.md", "b.md"]

@@ -17,7 +17,7 @@ from app.services.reports import FileRow, IngestReport
 from app.services.tokencache import token_cache
 from app.settings import get_settings
 from ingest.pipeline import PipelineOptions, PipelineResult, Progress, run_pipeline
-from ingest.tokenizers import load_tokenizer
+from ingest.tokenizers import Tokenizer, load_tokenizer
 from ingest.types import Document, IngestError
 from ingest.types import Segment as SegmentData
 from ingest.types import Symbol as SymbolData
@@ -32,6 +32,14 @@ NUL, REPLACEMENT = "\x00", "\ufffd"  # PostgreSQL text cannot hold NUL
 
 class CorpusNotFound(IngestError):
     pass
+
+
+class _ChangedMeanwhile(Exception):
+    """Files taken as unchanged were changed or removed by another writer before ours."""
+
+    def __init__(self, paths: list[str]):
+        super().__init__(", ".join(paths[:3]))
+        self.paths = paths
 
 
 def _url(url: str | None) -> str:
@@ -60,22 +68,38 @@ def ingest(inputs: list[Path], corpus: str, tokenizer: str | None = None,
     started = time.perf_counter()
     name = check_name(corpus)
     options = options or PipelineOptions()
-    with session_scope(_url(url)) as session:
-        existing = session.scalar(select(Corpus).where(Corpus.name == name))
-        spec = tokenizer or (existing.tokenizer if existing else get_settings().tokenizer)
-        tok = load_tokenizer(spec)
-        known: dict[str, str] = {}
-        if existing is not None and existing.tokenizer == tok.spec:
-            known = dict(session.execute(
-                select(Source.path, Source.sha256)
-                .where(Source.corpus_id == existing.id, Source.status == "ok")).all())
+    for attempt in range(3):
+        with session_scope(_url(url)) as session:
+            existing = session.scalar(select(Corpus).where(Corpus.name == name))
+            spec = tokenizer or (existing.tokenizer if existing else get_settings().tokenizer)
+            tok = load_tokenizer(spec)
+            known: dict[str, str] = {}
+            if existing is not None and existing.tokenizer == tok.spec:
+                known = dict(session.execute(
+                    select(Source.path, Source.sha256)
+                    .where(Source.corpus_id == existing.id, Source.status == "ok")).all())
 
-    kwargs = {"progress": progress} if progress else {}
-    result = run_pipeline(inputs, tok, options, known, token_cache(tok.fingerprint), **kwargs)
-    if not result.documents and not result.unchanged and not result.skipped:
-        raise IngestError(f"nothing to ingest: no files found in {', '.join(map(str, inputs))}")
-    refused = _portable(result, tok)
+        kwargs = {"progress": progress} if progress else {}
+        result = run_pipeline(inputs, tok, options, known, token_cache(tok.fingerprint), **kwargs)
+        if not result.documents and not result.unchanged and not result.skipped:
+            raise IngestError(f"nothing to ingest: no files found in {', '.join(map(str, inputs))}")
+        refused = _portable(result, tok)
 
+        try:
+            report = _apply(name, tok, result, refused, prune, url)
+            break
+        except _ChangedMeanwhile as exc:
+            if attempt == 2:
+                raise IngestError(f"corpus {name!r} kept changing during the ingest "
+                                  f"({', '.join(exc.paths[:3])}); run it again") from None
+    _index(name, report, url, progress)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _apply(name: str, tok: Tokenizer, result: PipelineResult, refused: list[FileRow],
+           prune: bool, url: str | None) -> IngestReport:
+    """Write one pipeline result in one transaction, as the corpus's only writer."""
     with session_scope(_url(url)) as session:
         lock_key(session, f"corpus:{name}")  # one writer per corpus; others wait, then apply
         row = session.scalar(select(Corpus).where(Corpus.name == name))
@@ -87,6 +111,10 @@ def ingest(inputs: list[Path], corpus: str, tokenizer: str | None = None,
         row.tokenizer = tok.spec
         previous = {s.path: s for s in session.scalars(
             select(Source).where(Source.corpus_id == row.id))}
+        stale = [p for p, sha in result.unchanged.items() if p not in previous
+                 or previous[p].sha256 != sha or previous[p].status != "ok"]
+        if stale:  # another writer changed them after we read them: read them again
+            raise _ChangedMeanwhile(stale)
         files: list[FileRow] = list(refused)
 
         # removed: under a root ingested now, but no longer there
@@ -142,8 +170,6 @@ def ingest(inputs: list[Path], corpus: str, tokenizer: str | None = None,
         files.sort(key=lambda f: f.path)
         report = IngestReport(name, tok.spec, created, files, total, row.version_hash,
                               result.notes, 0.0)
-    _index(name, report, url, progress)
-    report.seconds = time.perf_counter() - started
     return report
 
 
