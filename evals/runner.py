@@ -74,12 +74,12 @@ class CellResult:
 
 
 def plan_cells(config: EvalConfig) -> list[Cell]:
-    cells = []
-    for task in config.tasks:
+    cells = []  # a length, depth or task given twice is one cell, not a duplicate
+    for task in dict.fromkeys(config.tasks):
         depths = (-1.0,) if task in DEPTHLESS else config.depths
-        for length in sorted(config.lengths):
+        for length in sorted(set(config.lengths)):
             for sample in range(config.samples):
-                for depth in sorted(depths, reverse=True):
+                for depth in sorted({round(d, 4) for d in depths}, reverse=True):
                     cells.append(Cell(task, length, depth, sample))
     return cells
 

@@ -139,3 +139,34 @@ def test_compare_gates_on_a_significant_regression():
     missing = subprocess.run([*cli, "base", "nope"], capture_output=True, text=True, cwd=ROOT,
                              env=env)
     assert missing.returncode == 1 and "no such eval run" in missing.stderr
+
+
+def test_a_length_or_depth_given_twice_is_one_cell(backend):
+    config = EvalConfig(("niah", "niah"), (1024, 1024), (0.5, 0.5), samples=1)
+    run_id = evals.run(config, backend, gen_for(backend))
+    cells = evals.cells_of(run_id)
+    assert [(c.task, c.length, c.depth) for c in cells] == [("niah", 1024, 0.5)]
+
+
+def test_a_crash_mid_run_marks_it_interrupted_and_it_resumes(backend):
+    class CrashesOnSecondCell:  # the real model, with a fault injected on the second request
+        def __init__(self, inner):
+            self._inner, self.calls = inner, 0
+
+        def __getattr__(self, name):
+            return getattr(self._inner, name)
+
+        def stream(self, request):
+            self.calls += 1
+            if self.calls == 2:
+                raise RuntimeError("worker died")
+            return self._inner.stream(request)
+
+    config = EvalConfig(("niah",), (1024,), (0.0, 1.0), samples=1)
+    with pytest.raises(RuntimeError, match="worker died"):
+        evals.run(config, CrashesOnSecondCell(backend), gen_for(backend), run_id="crashy")
+    s = evals.summary("crashy")
+    assert s.status == "interrupted" and s.done == 1
+    evals.run(config, backend, gen_for(backend), run_id="crashy")
+    s = evals.summary("crashy")
+    assert s.status == "done" and s.done == 2 and s.cells == 2

@@ -74,6 +74,20 @@ def stored_config(run_id: str) -> EvalConfig | None:
         return EvalConfig.from_json(dict(row.config)) if row is not None else None
 
 
+class _ModelTokenizer:
+    """The embedded backend's own tokenizer, so lengths are exact for any model it loads."""
+
+    def __init__(self, backend: Backend):
+        self._tok = backend.lm.tokenizer  # type: ignore[attr-defined]
+        self.spec = f"model:{backend.model}"
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok(text, add_special_tokens=False)["input_ids"]
+
+    def decode(self, ids: list[int]) -> str:
+        return self._tok.decode(ids)
+
+
 def generator_for(config: EvalConfig, backend: Backend, tokenizer: str | None = None,
                   warn: Callable[[str], None] | None = None) -> tuple[Generator, EvalConfig]:
     """The task generator for a config and its target: lengths counted by the server's own
@@ -84,6 +98,8 @@ def generator_for(config: EvalConfig, backend: Backend, tokenizer: str | None = 
     from ingest.tokenizers import load_tokenizer
 
     spec = tokenizer or config.tokenizer or ""
+    if spec.startswith("model:"):  # a resumed run counted with its model's own tokenizer
+        spec = ""
     tok = None
     if (not spec or spec.startswith("server:")) and backend.name == "openai":
         from evals.servertok import probe
@@ -92,6 +108,8 @@ def generator_for(config: EvalConfig, backend: Backend, tokenizer: str | None = 
         if tok is None and warn:
             warn("the server has no /tokenize and /detokenize: lengths are counted with "
                  "cl100k, approximate for this model (--tokenizer to choose)")
+    if tok is None and not spec and backend.name == "embedded":
+        tok = _ModelTokenizer(backend)  # whatever model folder it runs, count with its own
     if tok is None:
         spec = "" if spec.startswith("server:") else spec
         tok = load_tokenizer(spec or ("embedded" if backend.name == "embedded" else "cl100k"))
@@ -141,23 +159,36 @@ def run(config: EvalConfig, backend: Backend, gen: Generator, run_id: str | None
     if progress:
         progress(finished, total)
     concurrency = config.concurrency if backend.name != "embedded" else 1
-    for r in run_cells(cells, backend, gen, config, concurrency):
+    try:
+        for r in run_cells(cells, backend, gen, config, concurrency):
+            with session_scope(_url()) as s:
+                s.add(EvalCell(run_id=run_id, task=r.cell.task, length=r.cell.length,
+                               depth=r.cell.depth, sample=r.cell.sample,
+                               prompt_hash=r.prompt_hash, prompt_tokens=r.prompt_tokens,
+                               cached_tokens=r.cached_tokens, response=_text(r.response),
+                               answers=list(r.answers), metric=r.metric, score=r.score,
+                               ttft_s=r.ttft_s, total_s=r.total_s, status=r.status,
+                               error=_text(r.error)))
+            finished += 1
+            if progress:
+                progress(finished, total)
+    except BaseException:  # Ctrl-C, a crash: say so (resumable with the same run id)
         with session_scope(_url()) as s:
-            s.add(EvalCell(run_id=run_id, task=r.cell.task, length=r.cell.length,
-                           depth=r.cell.depth, sample=r.cell.sample, prompt_hash=r.prompt_hash,
-                           prompt_tokens=r.prompt_tokens, cached_tokens=r.cached_tokens,
-                           response=r.response, answers=list(r.answers), metric=r.metric,
-                           score=r.score, ttft_s=r.ttft_s, total_s=r.total_s, status=r.status,
-                           error=r.error))
-        finished += 1
-        if progress:
-            progress(finished, total)
+            row = s.scalar(select(EvalRun).where(EvalRun.run_id == run_id))
+            if row is not None:
+                row.status = "interrupted"
+        raise
     with session_scope(_url()) as s:
         row = s.scalar(select(EvalRun).where(EvalRun.run_id == run_id))
         failed = s.scalars(select(EvalCell.id).where(EvalCell.run_id == run_id,
                                                      EvalCell.status == "failed")).all()
         row.status = "failed-cells" if failed else "done"
     return run_id
+
+
+def _text(value: str | None) -> str | None:
+    """NUL (a model can emit it) as U+FFFD: PostgreSQL text cannot hold it."""
+    return value.replace("\x00", "\ufffd") if value else value
 
 
 def cells_of(run_id: str) -> list[CellScore]:
