@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from engine.factory import make_backend
-from engine.types import Backend
+from engine.types import Backend, CompletionRequest, Stream
 from ui.prefs import Prefs
 
 
@@ -37,6 +37,22 @@ class Shared:
             yield self.backend
         finally:
             self.lock.release()
+
+
+class TakingTurns:
+    """The shared backend for a long job (an eval run): the in-process model is taken per
+    request, so other sessions' questions get in between its cells instead of after the run."""
+
+    def __init__(self, shared: Shared):
+        self._shared = shared
+
+    def __getattr__(self, name: str):
+        return getattr(self._shared.backend, name)
+
+    def stream(self, request: CompletionRequest) -> Stream:
+        with self._shared.turn() as backend:
+            completion = backend.stream(request).collect()
+        return Stream(iter([completion.text]), lambda: completion)
 
 
 @st.cache_resource(show_spinner="loading the model (once per server)…", max_entries=2)

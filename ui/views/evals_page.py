@@ -22,7 +22,7 @@ from ingest.pack import parse_budget
 from ingest.types import IngestError
 from ui import jobs
 from ui.common import corpus_names, job_outcome, job_progress, prefs
-from ui.engine_access import shared
+from ui.engine_access import TakingTurns, shared
 
 st.header("Evals")
 settings = prefs()
@@ -71,9 +71,7 @@ with run_tab:
             def work(job: jobs.Job) -> str:
                 job.progress("preparing", 0, 0, "building the haystack")
                 gen, counted = eval_service.generator_for(config, engine.backend)
-                job.progress("waiting", 0, 0, "for the model")
-                with engine.turn() as backend:
-                    return eval_service.run(counted, backend, gen, progress=job.count)
+                return eval_service.run(counted, TakingTurns(engine), gen, progress=job.count)
 
             st.session_state["eval_job"] = jobs.start("eval", "eval run", work)
         except (EngineError, IngestError) as exc:
