@@ -260,7 +260,9 @@ def ui(port: Annotated[int, typer.Option(help="port")] = 8501,
             # the ceiling; the limit chosen in Settings is enforced per file by the app
             "--server.maxUploadSize", str(MAX_UPLOAD_MB),
             "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
-            "--global.developmentMode", "false"]
+            "--global.developmentMode", "false",
+            # an unforeseen error shows its type, never a stack trace (that goes to the log)
+            "--client.showErrorDetails", "type"]
     if trusted is None:
         trusted = host in ("127.0.0.1", "localhost", "::1")
     os.environ["SCOUTLENS_UI_SHARED"] = "0" if trusted else "1"

@@ -353,3 +353,21 @@ def test_a_shared_server_allows_no_local_folders_nor_endpoint_changes(monkeypatc
     s.button[0].click().run()
     saved = prefs_store.load()
     assert saved.backend == "embedded" and saved.endpoint == "" and saved.upload_mb == 32
+
+
+def test_a_database_failure_after_the_answer_is_a_message(tmp_path, model_env, monkeypatch):
+    import app.services.ask as ask_service
+    from app.database import DatabaseError
+
+    (tmp_path / "a.txt").write_text("The vault code is 7291.\n")
+    ingest([tmp_path / "a.txt"], "vault")
+
+    def busy(*args, **kwargs):
+        raise DatabaseError("database error on sqlite: database is locked")
+
+    monkeypatch.setattr(ask_service, "_store", busy)
+    at = page("ask").run()
+    at.chat_input[0].set_value("What is the vault code?").run()
+    assert not at.exception
+    assert "could not be answered (DatabaseError" in at.error[0].value
+    assert history("vault") == []

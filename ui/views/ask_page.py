@@ -4,6 +4,8 @@ reload loses nothing that was answered."""
 
 from __future__ import annotations
 
+import logging
+
 import streamlit as st
 
 from app.services.ask import ask, history
@@ -81,6 +83,12 @@ if question:
             except (IngestError, EngineError) as exc:
                 box.empty()
                 st.error(str(exc))
+                st.stop()
+            except Exception as exc:  # noqa: BLE001 - e.g. the database busy past its timeout
+                logging.getLogger("scoutlens.ui").exception("ask failed")
+                box.empty()
+                st.error(f"the question could not be answered ({type(exc).__name__}: {exc}); "
+                         "nothing was stored, ask again")
                 st.stop()
             st.session_state[key] = result.conversation
             st.query_params["conversation"] = result.conversation
