@@ -46,6 +46,9 @@ class ServerTokenizer:
     def count(self, text: str) -> int:
         return len(self.encode(text))
 
+    def close(self) -> None:
+        self._client.close()
+
 
 def probe(server_root: str, model: str) -> ServerTokenizer | None:
     """The server's tokenizer when it has `/tokenize` and `/detokenize` that round-trip."""
@@ -54,5 +57,8 @@ def probe(server_root: str, model: str) -> ServerTokenizer | None:
         ids = tok.encode("The grass is green. 1234567")
         ok = isinstance(ids, list) and ids and tok.decode(ids) == "The grass is green. 1234567"
     except (EngineError, KeyError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        tok.close()  # no connection left open to a server without a tokenizer
         return None
-    return tok if ok else None
+    return tok
