@@ -206,11 +206,12 @@ def test_evals_form_rejects_bad_lengths(model_env):
     at = page("evals").run()
     at.text_input[0].set_value("12q")
     at.button[0].click().run()
-    assert not at.exception and "lengths like 1k" in at.error[0].value
+    assert not at.exception and "'12q' is not a length" in at.error[0].value
     at.multiselect[0].set_value(["pdf"])
     at.text_input[0].set_value("1k")
     at.button[0].click().run()
-    assert "planted in a corpus" in at.error[0].value
+    settle(at, lambda a: bool(a.error), 60)
+    assert "plants its needle in a corpus" in at.error[0].value
 
 
 def test_evals_pdf_needle_in_a_corpus_and_rescore(tmp_path, model_env):

@@ -17,8 +17,8 @@ from evals.report import (
     html_report,
 )
 from evals.runner import EvalConfig
-from evals.tasks import ALL_TASKS, MODAL_TASKS
-from ingest.pack import parse_budget
+from evals.suite import resolve
+from evals.tasks import ALL_TASKS
 from ingest.types import IngestError
 from ui import jobs
 from ui.common import corpus_names, job_outcome, job_progress, prefs
@@ -31,20 +31,17 @@ run_tab, report_tab, compare_tab = st.tabs(["New run", "Report", "Compare"])
 
 def _config(tasks: list[str], lengths: str, depths: str, samples: int,
             haystack: str) -> EvalConfig:
+    """The form read the way a suite file is (same parsing, same one-line errors)."""
     if not tasks:
         raise EngineError("choose at least one task")
-    try:
-        ns = tuple(parse_budget(x.strip()) for x in lengths.split(",") if x.strip())
-        ds = tuple(float(x) / 100 for x in depths.split(",") if x.strip())
-    except (ValueError, IngestError) as exc:
-        raise EngineError(f"lengths like 1k,2k,4k and depths in percent like 0,50,100 ({exc})")\
-            from None
-    if not ns or not ds or any(not 0 <= d <= 1 for d in ds):
-        raise EngineError("give at least one length, and depths between 0 and 100")
-    if set(tasks) & set(MODAL_TASKS) and not haystack.startswith("corpus:"):
-        raise EngineError(f"{', '.join(sorted(set(tasks) & set(MODAL_TASKS)))} needles are "
-                          "planted in a corpus: choose one as the haystack")
-    return EvalConfig(tuple(tasks), ns, ds, samples, haystack)
+
+    def items(text: str) -> list[str]:
+        return [x.strip() for x in text.split(",") if x.strip()]
+
+    config, _ = resolve(None, {"tasks": tasks, "lengths": items(lengths),
+                               "depths": items(depths), "samples": samples,
+                               "haystack": haystack})
+    return config
 
 
 with run_tab:
