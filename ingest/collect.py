@@ -30,11 +30,56 @@ class Collected:
     notes: list[str] = field(default_factory=list)  # e.g. "repo: using git's file list"
 
 
+GIT_METADATA = "git metadata: left out (git never runs on it)"
+
+
 @dataclass(frozen=True)
 class CollectOptions:
     gitignore: bool = True
     skip_vendored_dirs: bool = True  # do not even descend into node_modules & co
     archive_limits: ArchiveLimits = ArchiveLimits()
+    # where archives are extracted (None: the system's temp folder); leftovers of killed runs
+    # are swept from here at the next start
+    workdir: Path | None = None
+
+
+# Git is trusted only with a repository the user points at, and even there it may only list
+# files: every setting that makes git start a program is switched off on the command line
+# (which outranks the repository's own .git/config), no system or global config is read, and
+# nothing may prompt, page or write the index. Folders from archives and uploads never see git.
+_GIT_SAFE_CONFIG = (
+    "core.fsmonitor=false", "core.hooksPath=/dev/null", "core.pager=cat", "core.editor=true",
+    "core.askPass=", "core.sshCommand=", "core.gitProxy=", "core.alternateRefsCommand=",
+    "core.untrackedCache=false", "core.quotepath=off", "diff.external=", "credential.helper=",
+    "gpg.program=", "sequence.editor=true", "protocol.allow=never", "submodule.recurse=false",
+    "uploadpack.packObjectsHook=",
+)
+# Environment variables through which git could be told to run something or read other config.
+_GIT_ENV_DROP = (
+    "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_CONFIG", "GIT_CONFIG_PARAMETERS",
+    "GIT_CONFIG_COUNT", "GIT_EXTERNAL_DIFF", "GIT_PAGER", "GIT_EDITOR", "GIT_SEQUENCE_EDITOR",
+    "GIT_ASKPASS", "SSH_ASKPASS", "GIT_SSH", "GIT_SSH_COMMAND", "GIT_PROXY_COMMAND",
+    "GIT_EXEC_PATH", "GIT_TRACE", "GIT_CEILING_DIRECTORIES", "GIT_DISCOVERY_ACROSS_FILESYSTEM",
+    "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "PAGER", "EDITOR", "VISUAL",
+)
+
+
+def git_command(folder: Path, *args: str) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment for a read-only git command that cannot execute anything."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in _GIT_ENV_DROP and not k.startswith("GIT_CONFIG_")}
+    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull, GIT_TERMINAL_PROMPT="0",
+               GIT_OPTIONAL_LOCKS="0", GIT_PAGER="cat", GIT_ATTR_NOSYSTEM="1", LC_ALL="C")
+    argv = ["git", "--no-pager", "--no-optional-locks"]
+    for item in _GIT_SAFE_CONFIG:
+        argv += ["-c", item]
+    return [*argv, "-C", str(folder), *args], env
+
+
+def _git(folder: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[bytes]:
+    argv, env = git_command(folder, *args)
+    return subprocess.run(argv, capture_output=True, timeout=timeout, env=env,
+                          stdin=subprocess.DEVNULL)
 
 
 def _git_files(folder: Path) -> list[str] | None:
@@ -42,34 +87,36 @@ def _git_files(folder: Path) -> list[str] | None:
     if shutil.which("git") is None:
         return None
     try:
-        inside = subprocess.run(
-            ["git", "-C", str(folder), "rev-parse", "--is-inside-work-tree"],
-            capture_output=True, text=True, timeout=30,
-        )
-        if inside.returncode != 0 or inside.stdout.strip() != "true":
+        inside = _git(folder, "rev-parse", "--is-inside-work-tree")
+        if inside.returncode != 0 or inside.stdout.strip() != b"true":
             return None
         # a folder that its enclosing repository ignores (e.g. pyenv's versions/) is not
         # that repository's content: walk it as a plain folder
-        ignored = subprocess.run(["git", "-C", str(folder), "check-ignore", "-q", "."],
-                                 capture_output=True, timeout=30)
-        if ignored.returncode == 0:
+        if _git(folder, "check-ignore", "-q", ".").returncode == 0:
             return None
-        out = subprocess.run(
-            ["git", "-C", str(folder), "-c", "core.quotepath=off", "ls-files", "-co",
-             "--exclude-standard", "-z", "--", "."],
-            capture_output=True, timeout=300, check=True,
-        )
+        out = _git(folder, "ls-files", "-co", "--exclude-standard", "-z", "--", ".",
+                   timeout=300)
+        if out.returncode != 0:
+            return None
     except (OSError, subprocess.SubprocessError):
         return None
     names = [n for n in out.stdout.decode("utf-8", "surrogateescape").split("\0") if n]
     return sorted(set(names))
 
 
-def _walk(folder: Path, options: CollectOptions, vendored: list[str]) -> Iterator[str]:
+def _walk(folder: Path, options: CollectOptions, vendored: list[str],
+          left_out: list[tuple[str, str, str]]) -> Iterator[str]:
     """Relative posix paths under folder, honouring .gitignore files at every level; vendored
-    folders left out are appended to `vendored`."""
+    folders left out are appended to `vendored`, anything else not walked (git metadata,
+    unreadable folders, folder symlinks) to `left_out` as (path, status, reason)."""
     specs: list[tuple[str, pathspec.PathSpec]] = []  # (dir prefix, spec) from enclosing levels
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+    inside = folder.resolve()
+
+    def unreadable(exc: OSError) -> None:
+        rel = os.path.relpath(exc.filename or folder, folder).replace(os.sep, "/")
+        left_out.append((rel + "/", "error", f"unreadable folder: {exc.strerror or exc}"))
+
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable, followlinks=False):
         rel_dir = os.path.relpath(dirpath, folder).replace(os.sep, "/")
         rel_dir = "" if rel_dir == "." else rel_dir + "/"
         specs = [(p, s) for p, s in specs if rel_dir.startswith(p)]
@@ -92,22 +139,47 @@ def _walk(folder: Path, options: CollectOptions, vendored: list[str]) -> Iterato
         keep = []
         for d in sorted(dirnames):
             if d == ".git":
+                left_out.append((rel_dir + d + "/", "skipped", GIT_METADATA))
+                continue
+            if ignored(rel_dir + d, True):
+                continue
+            if os.path.islink(os.path.join(dirpath, d)):
+                target = Path(dirpath, d).resolve()
+                where = "inside" if target.is_relative_to(inside) else "outside"
+                left_out.append((rel_dir + d + "/", "skipped",
+                                 f"symlink: a folder {where} the input, not followed"))
                 continue
             if options.skip_vendored_dirs and d in VENDORED_DIRS:
-                if not ignored(rel_dir + d, True):
-                    vendored.append(rel_dir + d + "/")
+                vendored.append(rel_dir + d + "/")
                 continue
-            if not ignored(rel_dir + d, True):
-                keep.append(d)
+            keep.append(d)
         dirnames[:] = keep
         for name in sorted(filenames):
             rel = rel_dir + name
-            if not ignored(rel, False):
+            if name == ".git":  # a worktree's pointer to its repository
+                left_out.append((rel, "skipped", GIT_METADATA))
+            elif not ignored(rel, False):
                 yield rel
 
 
+def shown_name(name: str) -> tuple[str, list[str]]:
+    """A path as users see it: bytes that are not UTF-8 and control characters (newline, ESC,
+    CR, ...) written as escapes, so one line of a report or manifest stays one line; plus the
+    flags saying so. The file itself is still read from its real name."""
+    flags: list[str] = []
+    if any("\udc80" <= ch <= "\udcff" for ch in name):
+        name = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        flags.append("name:not-utf8")
+    if any(ord(ch) < 32 or ord(ch) == 127 or 0x80 <= ord(ch) < 0xA0 for ch in name):
+        name = "".join(ch.encode("unicode_escape").decode("ascii")
+                       if ord(ch) < 32 or ord(ch) == 127 or 0x80 <= ord(ch) < 0xA0 else ch
+                       for ch in name)
+        flags.append("name:control-characters")
+    return name, flags
+
+
 def _candidate(location: Path, shown: str, root: str, out: Collected,
-               inside: Path | None = None) -> None:
+               inside: Path | None = None, flags: list[str] | None = None) -> None:
     """One file; a symlink is followed only to a file inside `inside` (the input folder), so a
     link such as notes.txt -> ~/.aws/credentials never leaks into a pack."""
     try:
@@ -132,12 +204,14 @@ def _candidate(location: Path, shown: str, root: str, out: Collected,
     elif not os.path.isfile(location):
         out.skipped.append(Skipped(shown, root, 0, "skipped", "not a regular file"))
         return
-    out.candidates.append(Candidate(shown, location, root, st.st_size))
+    out.candidates.append(Candidate(shown, location, root, st.st_size, tuple(flags or ())))
 
 
 def _collect_folder(folder: Path, prefix: str, root: str, options: CollectOptions,
-                    out: Collected) -> None:
-    names = _git_files(folder) if options.gitignore else None
+                    out: Collected, trusted: bool = True) -> None:
+    """Candidates under folder. Only a trusted folder (one the user pointed at) may be listed
+    by git; an extracted archive is walked as a plain folder."""
+    names = _git_files(folder) if options.gitignore and trusted else None
     vendored: dict[str, int] = {}
     if names is not None:
         out.notes.append(f"{folder}: git repository, using git's file list ({len(names)} files)")
@@ -154,20 +228,65 @@ def _collect_folder(folder: Path, prefix: str, root: str, options: CollectOption
             names = kept
     else:
         found: list[str] = []
-        names = list(_walk(folder, options, found))
+        left_out: list[tuple[str, str, str]] = []
+        names = list(_walk(folder, options, found, left_out))
         vendored = dict.fromkeys(found, 0)
+        for rel, status, reason in left_out:
+            out.skipped.append(Skipped(prefix + shown_name(rel)[0], root, 0, status, reason))
     for folder_name, count in sorted(vendored.items()):
         files = f" ({count:,} file{'' if count == 1 else 's'})" if count else ""
         out.skipped.append(Skipped(prefix + folder_name, root, 0, "skipped",
                                    f"vendored: folder left out{files}"))
     inside = folder.resolve()
     for name in names:
-        _candidate(folder / name, prefix + name, root, out, inside)
+        shown, flags = shown_name(name)
+        _candidate(folder / name, prefix + shown, root, out, inside, flags)
+
+
+_WORK_PREFIX = "scoutlens-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def sweep_workdir(workdir: Path) -> list[Path]:
+    """Remove extraction folders left by runs that were killed (their pid is gone)."""
+    removed = []
+    try:
+        entries = list(workdir.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        pid = entry.name[len(_WORK_PREFIX):].split("-", 1)[0]
+        if (entry.name.startswith(_WORK_PREFIX) and pid.isdigit() and int(pid) != os.getpid()
+                and not _alive(int(pid)) and entry.is_dir() and not entry.is_symlink()):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
 
 
 @contextmanager
-def collect(inputs: list[Path], options: CollectOptions = CollectOptions(),
-            workdir: Path | None = None) -> Iterator[Collected]:
+def _workspace(workdir: Path | None) -> Iterator[str]:
+    """A private folder for extracted archives, named after this process so that a later run
+    can tell a killed run's leftovers from a live one's."""
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        sweep_workdir(workdir)
+    prefix = f"{_WORK_PREFIX}{os.getpid()}-"
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=workdir) as tmp:
+        yield tmp
+
+
+@contextmanager
+def collect(inputs: list[Path], options: CollectOptions = CollectOptions()
+            ) -> Iterator[Collected]:
     """Collect candidates from inputs; archives are extracted into a temporary folder that
     lives as long as the context (the candidates point into it)."""
     if not inputs:
@@ -183,7 +302,7 @@ def collect(inputs: list[Path], options: CollectOptions = CollectOptions(),
     inputs = list(unique.values())
     multi = len(inputs) > 1
     used: set[str] = set()
-    with tempfile.TemporaryDirectory(prefix="scoutlens-", dir=workdir) as tmp:
+    with _workspace(options.workdir) as tmp:
         for i, path in enumerate(inputs):
             root = str(path.resolve())
             prefix = _unique_prefix(path.resolve().name, used) if multi else ""
@@ -198,12 +317,13 @@ def collect(inputs: list[Path], options: CollectOptions = CollectOptions(),
                                                str(exc)))
                     continue
                 for name, reason in extracted.refused:
-                    out.skipped.append(Skipped(prefix + name, root, 0, "skipped",
+                    out.skipped.append(Skipped(prefix + shown_name(name)[0], root, 0, "skipped",
                                                f"archive member refused: {reason}"))
-                _collect_folder(extracted.root, prefix, root, options, out)
+                _collect_folder(extracted.root, prefix, root, options, out, trusted=False)
                 out.notes.append(f"{path.name}: archive extracted safely")
             else:
-                _candidate(path, prefix.rstrip("/") if multi else path.name, root, out)
+                shown, flags = shown_name(prefix.rstrip("/") if multi else path.name)
+                _candidate(path, shown, root, out, None, flags)
         yield out
 
 

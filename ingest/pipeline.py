@@ -76,6 +76,7 @@ def run_pipeline(inputs: list[Path], tokenizer: Tokenizer, options: PipelineOpti
                     continue
                 if reason is not None:  # noise by path, but that rule is switched off
                     result.flags.append(f"noise:{reason}")
+                result.flags.extend(cand.flags)
                 yield result
 
         docs = count_documents(documents(), tokenizer, cache, options.workers)

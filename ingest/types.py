@@ -22,6 +22,7 @@ class Candidate:
     location: Path  # where the bytes are on disk now
     root: str  # the input this file came from (folder, file or archive), for pruning
     size: int
+    flags: tuple[str, ...] = ()  # e.g. "name:not-utf8": what the name itself says
 
 
 @dataclass(frozen=True)
