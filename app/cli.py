@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -23,6 +25,8 @@ app.add_typer(corpora_app, name="corpora")
 console = Console(stderr=True)
 out = Console()
 
+#: `ingest` stored what it could, but some files could not be read (1 is a failed command)
+EXIT_PARTIAL = 3
 RULES = ("binary", "lockfiles", "generated", "vendored", "gitignore", "size")
 KeepOpt = Annotated[list[str] | None, typer.Option(
     "--keep", help=f"switch a noise rule off (repeatable): {', '.join(RULES)}")]
@@ -39,9 +43,13 @@ def _bytes(text: str) -> int:
     num = t.rstrip("KMGB")
     unit = t[len(num):]
     try:
-        return int(float(num) * units[unit])
+        value = float(num)
+        size = units[unit]
     except (ValueError, KeyError):
         raise IngestError(f"not a size: {text!r} (use e.g. 500KB, 10MB)") from None
+    if not math.isfinite(value) or value < 0:
+        raise IngestError(f"not a size: {text!r} (sizes are 0 or more; 0 means no limit)")
+    return int(value * size)
 
 
 def _options(keep: list[str] | None, max_file_size: str, ocr: bool = True,
@@ -115,6 +123,8 @@ def ingest(
                      progress)
     if as_json:
         out.print_json(json.dumps(report.to_json()))
+        if report.count("error"):
+            raise typer.Exit(EXIT_PARTIAL)
         return
     table = Table(title=f"corpus {report.corpus} ({report.tokenizer})", show_lines=False)
     for col in ("path", "status", "tokens", "reason / flags"):
@@ -138,6 +148,10 @@ def ingest(
         f"[bold]{report.corpus}[/]: {s['added']} added, {s['changed']} changed, "
         f"{s['unchanged']} unchanged, {s['removed']} removed, {s['skipped']} skipped, "
         f"{s['error']} errors; {report.total_tokens:,} tokens in {report.seconds:.2f} s")
+    if s["error"]:
+        console.print(f"[red]{s['error']} file{'' if s['error'] == 1 else 's'} could not be "
+                      f"read[/] (listed above); exit code {EXIT_PARTIAL}")
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 @app.command()
@@ -293,10 +307,24 @@ _register_commands()
 _fast_exit = False
 
 
+def _error(exc: BaseException) -> None:
+    """One line, whatever the message holds: no wrapping, no markup read from it."""
+    from rich.markup import escape
+
+    console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+
+
 def main() -> None:
     """Entry point: user mistakes print a clear message and exit 1, never a traceback."""
     from engine.types import EngineError
 
+    stopped_by: list[int] = []
+
+    def terminate(signum, frame):  # SIGTERM cleans up as Ctrl-C does (temp folders, rollback)
+        stopped_by.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
     try:
         try:
             app()
@@ -305,9 +333,11 @@ def main() -> None:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(0)
+            if done.code == 130:  # typer's answer to a KeyboardInterrupt
+                raise KeyboardInterrupt from None
             raise
     except (IngestError, EngineError) as exc:
-        console.print(f"[red]error:[/] {exc}")
+        _error(exc)
         sys.exit(1)
     except Exception as exc:
         # A database error means app.database was loaded; importing it (and SQLAlchemy, 0.2 s)
@@ -315,11 +345,11 @@ def main() -> None:
         db = sys.modules.get("app.database")
         if db is None or not isinstance(exc, db.DatabaseError):
             raise
-        console.print(f"[red]error:[/] {exc}")
+        _error(exc)
         sys.exit(1)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: nothing was stored half-way")
-        sys.exit(130)
+        sys.exit(128 + (stopped_by[0] if stopped_by else signal.SIGINT))
 
 
 if __name__ == "__main__":

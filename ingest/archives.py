@@ -1,9 +1,10 @@
 """Safe extraction of zip and tar archives into a fresh folder.
 
 Every member is checked before anything is written: unsafe names (absolute, drive-letter or
-`..` paths, NUL bytes), links and special files are refused and reported; size, member-count
-and compression-ratio caps are checked on the declared sizes first (nothing is written when
-they fail) and again on the bytes actually written. Only regular files (0o644, subject to the
+`..` paths, NUL bytes), links and special files are refused and reported; size and
+compression-ratio caps are checked on the declared sizes first and again on the bytes actually
+written, and a member that breaks one is refused on its own (the rest is extracted, as 7-Zip
+and bsdtar skip a bad member); only too many members refuses the whole archive. Only regular files (0o644, subject to the
 umask) and directories are created. On any failure the destination is left as it was found.
 """
 
@@ -75,6 +76,10 @@ class Extracted:
 
     root: Path
     refused: list[tuple[str, str]] = field(default_factory=list)
+
+
+class _MemberRefused(Exception):
+    """One member broke a limit while it was written: it is removed and reported."""
 
 
 class ArchiveError(IngestError):
@@ -186,7 +191,7 @@ def _scan_zip(zf: zipfile.ZipFile, budget: _Budget) -> _Plan:
         is_dir = info.is_dir() or mode == stat.S_IFDIR
         kind_reason = None if is_dir or mode in (0, stat.S_IFREG) else _special_reason(mode)
         if kind_reason is None and not is_dir:
-            budget.declare(info.filename, info.file_size, info.compress_size)
+            kind_reason = budget.declare(info.filename, info.file_size, info.compress_size)
         _add(plan, info.filename, is_dir, info.file_size, info, kind_reason)
     return plan
 
@@ -219,7 +224,7 @@ def _scan_tar(tf: tarfile.TarFile, budget: _Budget) -> _Plan:
         elif not (info.isreg() or info.isdir()):
             kind_reason = f"unsupported member type {info.type!r}"
         if kind_reason is None and info.isreg():
-            budget.declare(info.name, info.size, None)
+            kind_reason = budget.declare(info.name, info.size, None)
         _add(plan, info.name, info.isdir(), info.size, info, kind_reason)
     return plan
 
@@ -268,28 +273,31 @@ class _Budget:
                 "refusing to extract it"
             )
 
-    def declare(self, member: str, size: int, compressed: int | None) -> None:
+    def declare(self, member: str, size: int, compressed: int | None) -> str | None:
+        """Why this member must be refused (it alone breaks a limit), else None; a refused
+        member is left out and the rest of the archive is still extracted."""
         lim = self.limits
         if size > lim.max_file_bytes:
-            raise ArchiveError(
-                f"member {member!r} of archive {self.name} is {_human(size)}, over the "
-                f"per-file limit of {_human(lim.max_file_bytes)}"
-            )
+            return f"{_human(size)}, over the per-file limit of {_human(lim.max_file_bytes)}"
         if compressed and size > lim.ratio_min_bytes and size / compressed > lim.max_ratio:
-            raise ArchiveError(
-                f"member {member!r} of archive {self.name} expands {size / compressed:.0f}x "
-                f"(limit {lim.max_ratio:.0f}x); refusing a likely zip bomb"
-            )
-        self.declared += size
-        self._check_total(self.declared, "would expand to")
+            return (f"expands {size / compressed:.0f}x (limit {lim.max_ratio:.0f}x); "
+                    "a likely zip bomb")
+        total = self.declared + size
+        if total > lim.max_total_bytes:
+            return (f"the archive would expand to more than {_human(lim.max_total_bytes)}; "
+                    "members after this one that fit are still extracted")
+        if total > lim.ratio_min_bytes and total / self.archive_size > lim.max_ratio:
+            return (f"the archive would expand {total / self.archive_size:.0f}x its size "
+                    f"(limit {lim.max_ratio:.0f}x); a likely zip bomb")
+        self.declared = total
+        return None
 
     def wrote(self, member: str, file_bytes: int, chunk: int) -> None:
-        """Account for `chunk` more bytes about to be written (`file_bytes` for this member)."""
+        """Account for `chunk` more bytes about to be written (`file_bytes` for this member);
+        headers can lie, so real bytes are checked again."""
         if file_bytes > self.limits.max_file_bytes:
-            raise ArchiveError(
-                f"member {member!r} of archive {self.name} is larger than the per-file limit "
-                f"of {_human(self.limits.max_file_bytes)}"
-            )
+            raise _MemberRefused(
+                f"larger than the per-file limit of {_human(self.limits.max_file_bytes)}")
         self.written += chunk
         self._check_total(self.written, "expanded to")
 
@@ -363,11 +371,15 @@ def _write_entry(
         raise ArchiveError(
             f"could not extract {entry.name!r} from {archive.name}: {_reason(exc)}"
         ) from exc
-    with os.fdopen(fd, "wb") as out:
-        with _reading(archive):
-            src = open_member(entry)
-        with src:
-            _copy(src, out, entry, budget, archive)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            with _reading(archive):
+                src = open_member(entry)
+            with src:
+                _copy(src, out, entry, budget, archive)
+    except _MemberRefused as refused:
+        target.unlink(missing_ok=True)
+        return str(refused)
     return None
 
 

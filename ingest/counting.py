@@ -8,10 +8,13 @@ change counts one file.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import multiprocessing
 import os
+import signal
 import sqlite3
+import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import replace
@@ -97,8 +100,23 @@ class TokenCache:
 _worker_tokenizer: Tokenizer | None = None
 
 
-def _init_worker(spec: str) -> None:
+def _die_with_parent(parent: int) -> None:
+    """A worker must not outlive its ingest: a `kill -9` of the parent leaves no orphans.
+    Linux's PR_SET_PDEATHSIG does it; elsewhere the executor's own shutdown is all there is."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+
+def _init_worker(spec: str, parent: int) -> None:
     global _worker_tokenizer
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and SIGTERM
     _worker_tokenizer = load_tokenizer(spec)
 
 
@@ -130,7 +148,7 @@ class Counter:
         methods = multiprocessing.get_all_start_methods()
         ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         return ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
-                                   initargs=(self.tokenizer.spec,))
+                                   initargs=(self.tokenizer.spec, os.getpid()))
 
     def _submit(self, items: list[tuple[object, str]]) -> None:
         if self._pool is None:

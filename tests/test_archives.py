@@ -18,6 +18,7 @@ from ingest.archives import (
     _Budget,
     _copy,
     _Entry,
+    _MemberRefused,
     extract_archive,
     is_archive,
 )
@@ -249,27 +250,25 @@ def test_file_and_folder_name_conflict_is_refused(tmp_path: Path) -> None:
 # --- bombs and limits -------------------------------------------------------------------------
 
 
-def test_zip_bomb_is_refused_before_extraction(tmp_path: Path) -> None:
-    archive = make_zip(tmp_path / "bomb.zip", {"zeros.bin": bytes(50 * 1024**2)})
+def test_zip_bomb_member_is_refused_and_the_rest_kept(tmp_path: Path) -> None:
+    members = {"a.txt": b"keep me", "zeros.bin": bytes(50 * 1024**2), "b.txt": b"me too"}
+    archive = make_zip(tmp_path / "bomb.zip", members)
     assert archive.stat().st_size < 1024**2
     dest = tmp_path / "out"
-    with pytest.raises(ArchiveError, match="zip bomb"):
-        extract_archive(archive, dest)
-    assert not dest.exists()
-
-    existing = tmp_path / "existing"
-    existing.mkdir()
-    with pytest.raises(ArchiveError):
-        extract_archive(archive, existing)
-    assert existing.is_dir() and list(existing.iterdir()) == []
+    result = extract_archive(archive, dest)
+    assert [name for name, _ in result.refused] == ["zeros.bin"]
+    assert "zip bomb" in result.refused[0][1]
+    assert sorted(p.name for p in dest.iterdir()) == ["a.txt", "b.txt"]
+    assert (dest / "a.txt").read_bytes() == b"keep me"
 
 
-def test_targz_bomb_is_refused_before_extraction(tmp_path: Path) -> None:
+def test_targz_bomb_member_is_refused_and_the_rest_kept(tmp_path: Path) -> None:
     archive = make_tar(tmp_path / "bomb.tar.gz", {"a.txt": b"a", "zeros.bin": bytes(50 * 1024**2)})
     dest = tmp_path / "out"
-    with pytest.raises(ArchiveError, match="zip bomb"):
-        extract_archive(archive, dest)
-    assert not dest.exists()
+    result = extract_archive(archive, dest)
+    assert [name for name, _ in result.refused] == ["zeros.bin"]
+    assert "zip bomb" in result.refused[0][1]
+    assert [p.name for p in dest.iterdir()] == ["a.txt"]
 
 
 def test_small_compressible_files_are_not_bombs(tmp_path: Path) -> None:
@@ -279,13 +278,16 @@ def test_small_compressible_files_are_not_bombs(tmp_path: Path) -> None:
 
 
 def test_total_size_cap(tmp_path: Path) -> None:
-    archive = make_zip(tmp_path / "big.zip", {"a.txt": b"a" * 600, "b.txt": b"b" * 600})
+    archive = make_zip(tmp_path / "big.zip", {"a.txt": b"a" * 600, "b.txt": b"b" * 600,
+                                              "c.txt": b"c" * 300})
     dest = tmp_path / "out"
-    with pytest.raises(ArchiveError, match="uncompressed"):
-        extract_archive(archive, dest, ArchiveLimits(max_total_bytes=1000))
-    assert not dest.exists()
+    result = extract_archive(archive, dest, ArchiveLimits(max_total_bytes=1000))
+    assert [name for name, _ in result.refused] == ["b.txt"]  # c.txt still fits
+    assert "more than" in result.refused[0][1]
+    assert sorted(p.name for p in dest.iterdir()) == ["a.txt", "c.txt"]
     # The same archive fits under a larger cap.
-    assert extract_archive(archive, dest, ArchiveLimits(max_total_bytes=1200)).refused == []
+    assert extract_archive(archive, tmp_path / "out2",
+                           ArchiveLimits(max_total_bytes=1500)).refused == []
 
 
 def test_member_count_cap(tmp_path: Path) -> None:
@@ -300,21 +302,16 @@ def test_member_count_cap(tmp_path: Path) -> None:
         assert not dest.exists()
 
 
-def test_tar_file_size_cap_cleans_up(tmp_path: Path) -> None:
+def test_tar_file_size_cap_refuses_the_member(tmp_path: Path) -> None:
     archive = make_tar(
         tmp_path / "big.tar.gz", {"small.txt": b"small", "big.bin": os.urandom(10_000)}
     )
     limits = ArchiveLimits(max_file_bytes=4096)
     dest = tmp_path / "out"
-    with pytest.raises(ArchiveError, match="per-file limit"):
-        extract_archive(archive, dest, limits)
-    assert not dest.exists()
-
-    existing = tmp_path / "existing"
-    existing.mkdir()
-    with pytest.raises(ArchiveError):
-        extract_archive(archive, existing, limits)
-    assert list(existing.iterdir()) == []
+    result = extract_archive(archive, dest, limits)
+    assert [name for name, _ in result.refused] == ["big.bin"]
+    assert "per-file limit" in result.refused[0][1]
+    assert [p.name for p in dest.iterdir()] == ["small.txt"]
 
 
 def test_streaming_caps_count_real_bytes(tmp_path: Path) -> None:
@@ -325,7 +322,7 @@ def test_streaming_caps_count_real_bytes(tmp_path: Path) -> None:
     out_path = tmp_path / "member.bin"
     entry = _Entry("member.bin", ("member.bin",), False, 10, zipfile.ZipInfo("member.bin"))
     budget = _Budget(ArchiveLimits(max_file_bytes=4096), "lying.zip", 1)
-    with open(out_path, "wb") as out, pytest.raises(ArchiveError, match="per-file limit"):
+    with open(out_path, "wb") as out, pytest.raises(_MemberRefused, match="per-file limit"):
         _copy(io.BytesIO(bytes(3 * 1024**2)), out, entry, budget, tmp_path / "lying.zip")
     assert out_path.stat().st_size == 0  # refused before the oversized chunk was written
 

@@ -116,7 +116,9 @@ def test_hostile_zip_is_contained(tmp_path):
                "--corpus", "b", "--json")
     assert proc.returncode == 0, proc.stderr
     files = {f["path"]: f for f in json.loads(proc.stdout)["files"]}
-    assert files["bomb.zip"]["status"] == "error"
+    # the bomb member is refused on its own; the rest of every archive is kept
+    assert files["bomb.zip/zeros.txt"]["status"] == "skipped"
+    assert "zip bomb" in files["bomb.zip/zeros.txt"]["reason"]
     assert files["upload.zip/proj/main.py"]["status"] == "added"
 
 
@@ -130,7 +132,7 @@ def test_bad_files_get_a_status_and_the_run_finishes(tmp_path):
     (d / "corrupt.pdf").write_bytes(b"%PDF-1.4\n%%EOF")
     (d / "ok.md").write_text("fine\n")
     proc = run("ingest", str(d), "--corpus", "m", "--json")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 3, proc.stderr  # stored, but some files could not be read
     files = {f["path"]: f for f in json.loads(proc.stdout)["files"]}
     assert files["ok.md"]["status"] == "added"
     assert "invalid-utf8" in files["latin1.txt"]["flags"]

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.database import lock_key, session_scope
 from app.models import Corpus, Segment, Source, Symbol
+from app.services.ingest_options import with_workdir
 from app.services.reports import FileRow, IngestReport
 from app.services.tokencache import token_cache
 from app.settings import get_settings
@@ -67,7 +68,7 @@ def ingest(inputs: list[Path], corpus: str, tokenizer: str | None = None,
     segments nor re-counted; the database changes in one transaction, or not at all."""
     started = time.perf_counter()
     name = check_name(corpus)
-    options = options or PipelineOptions()
+    options = with_workdir(options or PipelineOptions())
     for attempt in range(3):
         with session_scope(_url(url)) as session:
             existing = session.scalar(select(Corpus).where(Corpus.name == name))
@@ -108,6 +109,7 @@ def _apply(name: str, tok: Tokenizer, result: PipelineResult, refused: list[File
             row = Corpus(name=name, tokenizer=tok.spec)
             session.add(row)
             session.flush()
+        same_tokenizer = row.tokenizer == tok.spec
         row.tokenizer = tok.spec
         previous = {s.path: s for s in session.scalars(
             select(Source).where(Source.corpus_id == row.id))}
@@ -141,7 +143,11 @@ def _apply(name: str, tok: Tokenizer, result: PipelineResult, refused: list[File
                 "language": doc.language, "sha256": doc.sha256, "bytes": doc.size,
                 "tokens": doc.tokens, "status": "ok", "skip_reason": None,
                 "position": position, "flags": doc.flags, "meta": doc.metadata})
-            status = "changed" if doc.path in previous else "added"
+            before = previous.get(doc.path)
+            # the same bytes written by a concurrent ingest of this corpus are not a change
+            status = ("added" if before is None else "unchanged"
+                      if before.sha256 == doc.sha256 and before.status == "ok" and same_tokenizer
+                      else "changed")
             files.append(FileRow(doc.path, status, doc.tokens, doc.size, "", tuple(doc.flags)))
         for sk in result.skipped:
             source_rows.append({
@@ -149,7 +155,10 @@ def _apply(name: str, tok: Tokenizer, result: PipelineResult, refused: list[File
                 "language": None, "sha256": sk.sha256, "bytes": sk.size, "tokens": 0,
                 "status": sk.status, "skip_reason": sk.reason, "position": 0, "flags": [],
                 "meta": {}})
-            files.append(FileRow(sk.path, sk.status, 0, sk.size, sk.reason))
+            before = previous.get(sk.path)
+            # a source that was in the corpus and is skipped now has left it
+            status = "removed" if before is not None and before.status == "ok" else sk.status
+            files.append(FileRow(sk.path, status, 0, sk.size, sk.reason))
         ids: dict[str, int] = {}
         if source_rows:
             returned = session.execute(

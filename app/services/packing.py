@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from app.services.ingest_options import with_workdir
 from app.settings import get_settings
 from ingest.counting import count_documents
 from ingest.pack import Format, Packer, PackResult, TocPosition, stable_order
@@ -75,9 +77,10 @@ def pack(target: list[str], tokenizer: str | None = None, budget: int | None = N
             docs = count_documents(docs, tok, token_cache(tok.fingerprint))
         name, source = target[0], f"corpus {target[0]}"
     else:
-        tok = load_tokenizer(tokenizer or get_settings().tokenizer)
         paths = [Path(t) for t in target]
-        base = options or PipelineOptions()
+        check_outputs(paths, out, manifest)
+        tok = load_tokenizer(tokenizer or get_settings().tokenizer)
+        base = with_workdir(options or PipelineOptions())
         options = PipelineOptions(base.collect, replace(
             base.process, segments=False, symbols=False, injections=False), base.workers)
         kwargs = {"progress": progress} if progress else {}
@@ -101,11 +104,40 @@ def pack(target: list[str], tokenizer: str | None = None, budget: int | None = N
     return PackOutcome(planned, skipped, source, out)
 
 
+def check_outputs(inputs: list[Path], out: str | None, manifest: str | None) -> None:
+    """Refuse an output that would overwrite an input, or land inside an input folder (the
+    next pack of that folder would then include the previous output)."""
+    outputs = {flag: Path(value).expanduser().resolve() for flag, value in
+               (("--out", out), ("--manifest", manifest)) if value not in (None, "-")}
+    if len(set(outputs.values())) < len(outputs):
+        raise IngestError("--out and --manifest are the same file: give two different paths")
+    for flag, target in outputs.items():
+        for given in inputs:
+            source = given.expanduser().resolve()
+            if target == source:
+                raise IngestError(f"refusing to write {flag} {target}: it is an input of "
+                                  "this pack and would be overwritten")
+            if source.is_dir() and target.is_relative_to(source):
+                raise IngestError(f"refusing to write {flag} {target}: it lies inside the "
+                                  f"input folder {source}, so the next pack would include it")
+
+
+def _discard(tmp: Path) -> None:
+    with contextlib.suppress(OSError):
+        tmp.unlink(missing_ok=True)
+
+
 def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise IngestError(f"--manifest is a folder: {path}")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        _discard(tmp)
+        raise IngestError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _write(packer: Packer, planned: PackResult, out: str | None) -> None:
@@ -116,12 +148,15 @@ def _write(packer: Packer, planned: PackResult, out: str | None) -> None:
     path = Path(out)  # type: ignore[arg-type]
     if path.is_dir():
         raise IngestError(f"--out is a folder: {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "w", encoding="utf-8", buffering=1 << 20) as fh:
             packer.write(planned, fh)
         tmp.replace(path)
+    except OSError as exc:
+        _discard(tmp)
+        raise IngestError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         raise
