@@ -47,7 +47,7 @@ def _bytes(text: str) -> int:
         size = units[unit]
     except (ValueError, KeyError):
         raise IngestError(f"not a size: {text!r} (use e.g. 500KB, 10MB)") from None
-    if not math.isfinite(value) or value < 0:
+    if not math.isfinite(value * size) or value < 0:
         raise IngestError(f"not a size: {text!r} (sizes are 0 or more; 0 means no limit)")
     return int(value * size)
 
