@@ -39,6 +39,7 @@ ARCHIVE_SUFFIXES: tuple[str, ...] = (
 )
 
 _CHUNK = 1024 * 1024
+MAX_DEPTH = 128  # folders per member path; real trees stay far below, recursion would not
 _MAX_TAR_HEADER_BYTES = 1024 * 1024  # pax / GNU long-name headers are read into memory
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
@@ -151,6 +152,8 @@ def _member_parts(name: str) -> tuple[tuple[str, ...], str | None]:
     parts = tuple(p for p in norm.split("/") if p not in ("", "."))
     if ".." in parts:
         return (), "path traversal ('..') outside the destination"
+    if len(parts) > MAX_DEPTH:
+        return (), f"nested deeper than {MAX_DEPTH} folders"
     return parts, None
 
 

@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +104,32 @@ def _git_files(folder: Path) -> list[str] | None:
     return sorted(set(names))
 
 
+def _tree(folder: Path, onerror: Callable[[OSError], None]
+          ) -> Iterator[tuple[str, str, list[str], list[str]]]:
+    """os.walk without recursion (3.11's recurses per level, so a folder 1,500 levels deep, easy
+    to put in an archive, is a RecursionError): (path, "rel/" prefix, dirs, files), top-down,
+    and the caller may prune `dirs` in place as with os.walk."""
+    stack: list[tuple[str, str]] = [(str(folder), "")]
+    while stack:
+        dirpath, rel_dir = stack.pop()
+        dirs: list[str] = []
+        files: list[str] = []
+        try:
+            with os.scandir(dirpath) as entries:
+                for entry in entries:
+                    try:
+                        is_dir = entry.is_dir()
+                    except OSError:
+                        is_dir = False
+                    (dirs if is_dir else files).append(entry.name)
+        except OSError as exc:
+            onerror(exc)
+            continue
+        yield dirpath, rel_dir, dirs, files
+        for d in sorted(dirs, reverse=True):
+            stack.append((os.path.join(dirpath, d), rel_dir + d + "/"))
+
+
 def _walk(folder: Path, options: CollectOptions, vendored: list[str],
           left_out: list[tuple[str, str, str]]) -> Iterator[str]:
     """Relative posix paths under folder, honouring .gitignore files at every level; vendored
@@ -116,9 +142,7 @@ def _walk(folder: Path, options: CollectOptions, vendored: list[str],
         rel = os.path.relpath(exc.filename or folder, folder).replace(os.sep, "/")
         left_out.append((rel + "/", "error", f"unreadable folder: {exc.strerror or exc}"))
 
-    for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable, followlinks=False):
-        rel_dir = os.path.relpath(dirpath, folder).replace(os.sep, "/")
-        rel_dir = "" if rel_dir == "." else rel_dir + "/"
+    for dirpath, rel_dir, dirnames, filenames in _tree(folder, unreadable):
         specs = [(p, s) for p, s in specs if rel_dir.startswith(p)]
         if options.gitignore and ".gitignore" in filenames:
             try:

@@ -282,3 +282,31 @@ def test_a_killed_ingests_folder_is_swept_at_the_next_start(tmp_path):
     done = run("ingest", str(small), "-c", "small", SCOUTLENS_HOME=str(home))
     assert done.returncode == 0, done.stderr
     assert not work.exists()
+
+
+def test_trees_deeper_than_the_recursion_limit(tmp_path):
+    """1,500 nested folders (3.11's os.walk and pathlib.mkdir recurse per level)."""
+    archive = tmp_path / "deep.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("a/" * 1500 + "x.txt", "deep\n")
+        zf.writestr("top.txt", "top\n")
+    proc = run("ingest", str(archive), "-c", "deep", "--json")
+    assert proc.returncode in (0, 3) and "Traceback" not in proc.stderr, proc.stderr[-500:]
+    files = {f["path"]: f for f in json.loads(proc.stdout)["files"]}
+    assert files["top.txt"]["status"] == "added"
+    assert any(f["status"] in ("skipped", "error") and f["path"].endswith("x.txt")
+               for f in files.values())
+
+    folder = tmp_path / "local"
+    (folder / "top.txt").parent.mkdir()
+    (folder / "top.txt").write_text("top\n")
+    deep = str(folder)
+    for _ in range(1200):
+        deep = os.path.join(deep, "a")
+        os.mkdir(deep)
+    with open(os.path.join(deep, "x.txt"), "w") as fh:
+        fh.write("deep\n")
+    proc = run("ingest", str(folder), "-c", "local", "--json")
+    assert proc.returncode in (0, 3) and "Traceback" not in proc.stderr, proc.stderr[-500:]
+    files = {f["path"]: f for f in json.loads(proc.stdout)["files"]}
+    assert files["top.txt"]["status"] == "added" and len(files) == 2
