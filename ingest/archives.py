@@ -5,7 +5,8 @@ Every member is checked before anything is written: unsafe names (absolute, driv
 compression-ratio caps are checked on the declared sizes first and again on the bytes actually
 written, and a member that breaks one is refused on its own (the rest is extracted, as 7-Zip
 and bsdtar skip a bad member); only too many members refuses the whole archive. Only regular
-files (0o644, subject to the umask) and directories are created. On any failure the destination is left as it was found.
+files (0o644, subject to the umask) and directories are created. On any failure the
+destination is left as it was found.
 """
 
 from __future__ import annotations
