@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
+from ingest.documents import KEPT_SECRETS
 from ingest.types import IngestError
 
 app = typer.Typer(help="Long-context retrieval and document analysis around Llama 4 Scout.",
@@ -28,8 +29,11 @@ out = Console()
 #: `ingest` stored what it could, but some files could not be read (1 is a failed command)
 EXIT_PARTIAL = 3
 RULES = ("binary", "lockfiles", "generated", "vendored", "gitignore", "size")
+#: `--keep secrets` keeps credentials' values in the text (they are flagged either way)
+KEEPABLE = (*RULES, "secrets")
 KeepOpt = Annotated[list[str] | None, typer.Option(
-    "--keep", help=f"switch a noise rule off (repeatable): {', '.join(RULES)}")]
+    "--keep", help=f"switch a noise rule off, or keep secrets' values unredacted (repeatable): "
+                   f"{', '.join(KEEPABLE)}")]
 TokenizerOpt = Annotated[str | None, typer.Option(
     "--tokenizer", "-t", help="cl100k | o200k | llama4:PATH | hf:DIR | embedded")]
 MaxSizeOpt = Annotated[str, typer.Option("--max-file-size", help="skip larger files, e.g. 10MB")]
@@ -61,10 +65,10 @@ def _options(keep: list[str] | None, max_file_size: str, ocr: bool = True,
     from ingest.pipeline import PipelineOptions
 
     keep = [k.strip() for item in keep or [] for k in item.split(",") if k.strip()]
-    unknown = set(keep) - set(RULES)
+    unknown = set(keep) - set(KEEPABLE)
     if unknown:
         raise IngestError(f"unknown rule for --keep: {', '.join(sorted(unknown))} "
-                          f"(rules: {', '.join(RULES)})")
+                          f"(rules: {', '.join(KEEPABLE)})")
     size = 0 if "size" in keep else _bytes(max_file_size)
     noise = NoiseFilter(FilterOptions(
         binary="binary" not in keep, lockfiles="lockfiles" not in keep,
@@ -79,6 +83,7 @@ def _options(keep: list[str] | None, max_file_size: str, ocr: bool = True,
         CollectOptions(gitignore="gitignore" not in keep,
                        skip_vendored_dirs="vendored" not in keep),
         ProcessOptions(ocr=ocr, noise=noise, video=VideoOptions(fps=fps, max_frames=max_frames),
+                       redact_secrets="secrets" not in keep,
                        vision=spec.startswith("llama4:"),  # Llama 4 reads the frames
                        frames_dir=get_settings().frames_dir),
         get_settings().workers)
@@ -144,6 +149,13 @@ def ingest(
     for path, what in report.injections:
         console.print(f"[yellow]flagged[/] {path}: text that tries to instruct a model: {what}")
     s = data["summary"]
+    if s["secrets"]:
+        kept = sum(1 for f in report.files if KEPT_SECRETS in f.flags)
+        console.print(f"[yellow]{s['secrets']} secret{'' if s['secrets'] == 1 else 's'}[/] in "
+                      f"{s['secret_files']} file{'' if s['secret_files'] == 1 else 's'} "
+                      + ("(their values are redacted in the corpus; flags `secret:` above)"
+                         if not kept else f"({kept} file{'' if kept == 1 else 's'} kept "
+                         "unredacted with --keep secrets)"))
     console.print(
         f"[bold]{report.corpus}[/]: {s['added']} added, {s['changed']} changed, "
         f"{s['unchanged']} unchanged, {s['removed']} removed, {s['skipped']} skipped, "

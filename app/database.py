@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 MIGRATIONS = Path(__file__).parent / "migrations"
 HEAD_REVISION = "0003"  # keep equal to the newest file in migrations/versions (a test checks)
 CONNECT_TIMEOUT_S = 10
+BUSY_TIMEOUT_MS = 30_000  # how long a SQLite writer queues for the write lock
 _MIGRATION_LOCK = 0x5C0_0715  # PostgreSQL advisory lock key held while migrating
 
 _engines: dict[str, Engine] = {}
@@ -33,9 +35,29 @@ class DatabaseError(Exception):
     """The database cannot be used (bad URL, server down, locked): a one-line message."""
 
 
+_RESTORE = "restore it from a backup (README: Backups) or move it away to start empty"
+#: (words in the driver's message, what to do): the first match names the way out
+_HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("malformed", "not a database", "encrypted"), _RESTORE),
+    (("readonly", "read-only", "permission denied"),
+     "make the file and its folder writable (SQLite also writes FILE-wal and FILE-shm there)"),
+    (("database is locked", "table is locked"),
+     f"another process held its write lock for over {BUSY_TIMEOUT_MS // 1000} s; try again "
+     "when that process (an ingest?) is done"),
+    (("unable to open",), "check that its folder exists and is writable"),
+    (("disk is full", "disk i/o"), "check the disk (free space, errors)"),
+    (("password authentication", "authentication failed", "no password supplied"),
+     "check the user and password in SCOUTLENS_DATABASE_URL"),
+    (("does not exist",), "create it or fix the name in SCOUTLENS_DATABASE_URL"),
+    (("connection refused", "connection failed", "could not connect", "timeout expired",
+      "could not translate host", "server closed the connection"),
+     "is the PostgreSQL server running at that address? (SCOUTLENS_DATABASE_URL)"),
+)
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA busy_timeout=30000")  # first: switching to WAL may wait for a lock
+    cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_MS)}")  # first: WAL may wait for a lock
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
@@ -63,6 +85,71 @@ def _why(error: BaseException) -> str:
     return lines[0] if lines else type(orig).__name__
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names (`file:` URIs too); None when in memory or not SQLite."""
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    db = parsed.database or ""
+    if str(parsed.query.get("uri", "")).lower() in ("true", "1") and db.startswith("file:"):
+        if parsed.query.get("mode") == "memory":
+            return None
+        db = urllib.parse.unquote(db.removeprefix("file:").split("?", 1)[0])
+    if db in ("", ":memory:"):
+        return None
+    return Path(db).expanduser()
+
+
+def describe(url: str, error: BaseException) -> str:
+    """One line: which database (the file, or the URL without its password), the driver's
+    reason, and the way out."""
+    why = _why(error)
+    file = sqlite_file(url)
+    where = str(file) if file else redact(url)
+    low = why.lower()
+    hint = next((h for words, h in _HINTS if any(w in low for w in words)), "")
+    return f"cannot use the database {where}: {why}" + (f"; {hint}" if hint else "")
+
+
+def _environmental(error: BaseException) -> bool:
+    """Errors of the database itself (down, locked, damaged, read-only), not of the code:
+    IntegrityError, ProgrammingError and DataError stay tracebacks (they are bugs)."""
+    return (isinstance(error, exc.OperationalError | exc.InterfaceError | exc.InternalError)
+            or type(error) is exc.DatabaseError)  # SQLite: malformed, not a database
+
+
+def check_user_url(url: str, home: Path) -> str:
+    """The URL a user configured, refused when it would lose or scatter data: an in-memory
+    SQLite database (every command would start empty and report success), or a file in a
+    folder that does not exist outside SCOUTLENS_HOME (a typo would create a tree of folders).
+    Inside SCOUTLENS_HOME the folder is created."""
+    url = normalize_url(url)
+    try:
+        backend = make_url(url).get_backend_name()
+    except exc.ArgumentError:
+        return url  # get_engine says what is wrong with it
+    if backend != "sqlite":
+        return url
+    file = sqlite_file(url)
+    if file is None:
+        raise DatabaseError(f"SCOUTLENS_DATABASE_URL={url} is an in-memory database: "
+                            "nothing would be kept after the command; use sqlite:///PATH, or "
+                            "leave it unset for SCOUTLENS_HOME/scoutlens.db")
+    parent = file.absolute().parent
+    if not parent.is_dir():
+        if not parent.resolve().is_relative_to(home.resolve()):
+            raise DatabaseError(f"cannot use the database {file}: its folder {parent} does not "
+                                "exist (create it, or fix SCOUTLENS_DATABASE_URL)")
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DatabaseError(f"cannot use the database {file}: {e}") from None
+    return url
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Run Alembic migrations up to `revision` (a no-op when the schema is there already)."""
     from alembic import command
@@ -70,11 +157,17 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":  # one migrator at a time; DDL is transactional
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    try:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":  # one migrator at a time; DDL is transactional
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    except exc.DBAPIError as e:
+        if not _environmental(e):
+            raise
+        raise DatabaseError(describe(engine.url.render_as_string(hide_password=False), e)) \
+            from None
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -111,17 +204,21 @@ def _create(url: str) -> Engine:
     lock = nullcontext()
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-        if parsed.database and parsed.database != ":memory:":
-            db = Path(parsed.database).expanduser()
-            db.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite_file(url)
+        if db is not None:
+            if not db.absolute().parent.is_dir():  # never a silent tree of new folders
+                raise DatabaseError(f"cannot use the database {db}: its folder "
+                                    f"{db.absolute().parent} does not exist (create it first)")
             lock = _file_lock(db.with_name(db.name + ".migrate-lock"))
     try:
         with lock:
             if current_revision(engine) != HEAD_REVISION:
                 upgrade(engine)
-    except exc.DBAPIError as e:
+    except (exc.DBAPIError, OSError, DatabaseError) as e:
         engine.dispose()
-        raise DatabaseError(f"cannot use the database {redact(url)}: {_why(e)}") from None
+        if isinstance(e, DatabaseError):
+            raise
+        raise DatabaseError(describe(url, e)) from None
     return engine
 
 
@@ -180,9 +277,8 @@ def session_scope(url: str) -> Iterator[Session]:
     except BaseException as e:
         with suppress(exc.DBAPIError):  # the connection is gone: nothing to roll back
             session.rollback()
-        if isinstance(e, exc.OperationalError | exc.InterfaceError):
-            raise DatabaseError(f"database error on {redact(normalize_url(url))}: "
-                                f"{_why(e)}") from e
+        if isinstance(e, exc.DBAPIError) and _environmental(e):
+            raise DatabaseError(describe(normalize_url(url), e)) from e
         raise
     finally:
         session.close()

@@ -38,14 +38,19 @@ class Settings(BaseSettings):
 
     @property
     def db_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.home_dir / 'scoutlens.db'}"
+        """The database the services use. A configured URL is checked first (app.database,
+        imported only then): in-memory SQLite, or a new folder outside `home`, is refused."""
+        if not self.database_url:
+            return f"sqlite:///{self.home_dir / 'scoutlens.db'}"
+        from app.database import check_user_url
+
+        return check_user_url(self.database_url, self.home_dir)
 
     @property
     def cache_dir(self) -> Path:
         path = self.home_dir / "cache"
         path.mkdir(parents=True, exist_ok=True)
         return path
-
 
     @property
     def frames_dir(self) -> Path:

@@ -2,24 +2,40 @@
 
 Kind by extension: PDFs page by page, notebooks cell by cell, everything else as text split into
 line-numbered segments, with tree-sitter symbols for code.
+
+Every kind goes through the same two checks before anything is counted or stored: credentials
+(`ingest.secrets`; values redacted unless `redact_secrets` is off) and prompt injection
+(`ingest.injection`). Their flags say where, the way a citation would: `L<line>` for text, code
+and notebooks (the line of the document's text; for a notebook its percent-format text),
+`p<page>` for PDFs, `@HH:MM:SS` for video (a frame's OCR text or a subtitle cue), as in
+`secret:L12:aws-access-key`, `secret:p3:github-token`, `injection:@00:01:23: <matched text>`.
+A secret flag never holds the value; its kind is the part after the last colon.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
-from ingest import textsplit
+from ingest import secrets, textsplit
 from ingest.filters import NoiseFilter
 from ingest.injection import find_injections
 from ingest.languages import is_code, language_for
 from ingest.notebooks import read_notebook
 from ingest.symbols import extract_symbols
-from ingest.types import Candidate, Document, IngestError, Skipped
-from ingest.video import VIDEO_SUFFIXES, VideoOptions, read_video
+from ingest.types import Candidate, Document, IngestError, Segment, Skipped
+from ingest.video import VIDEO_SUFFIXES, VideoOptions, read_video, timestamp
 from ingest.video import segments as video_segments
+
+MAX_SECRET_FLAGS = 100  # per document; every value is redacted all the same
+#: a document whose secrets were found and kept (`--keep secrets`): re-ingesting with redaction
+#: on reads it again, as it does a redacted one when secrets are to be kept
+KEPT_SECRETS = "secrets:kept"
+MAX_INJECTION_FLAGS = 20
 
 
 @dataclass(frozen=True)
@@ -27,6 +43,7 @@ class ProcessOptions:
     segments: bool = True  # split into retrieval-sized windows (else one segment per file)
     symbols: bool = True  # run tree-sitter on code
     injections: bool = True  # scan for text written to steer a model
+    redact_secrets: bool = True  # replace credentials by [REDACTED:<kind>] (flagged either way)
     ocr: bool = True
     max_pdf_pages: int = 5_000
     noise: NoiseFilter = field(default_factory=NoiseFilter)
@@ -67,6 +84,48 @@ class VerdictMemo(Protocol):
     def put_verdict(self, key: str, reason: str) -> None: ...
 
 
+def _check(text: str, path: str, options: ProcessOptions, flags: list[str],
+           where: Callable[[int], str]) -> str:
+    """Secret and injection flags for one piece of text (`where` turns its line into a
+    location); returns the text to keep: redacted unless options say otherwise."""
+    found = secrets.scan(text, path)
+    if found.findings:
+        room = MAX_SECRET_FLAGS - sum(f.startswith("secret:") for f in flags)
+        new = dict.fromkeys(f"secret:{where(f.line)}:{f.kind}" for f in found.findings)
+        flags.extend([f for f in new if f not in flags][:max(room, 0)])
+        if options.redact_secrets:
+            text = found.text
+        elif KEPT_SECRETS not in flags:
+            flags.append(KEPT_SECRETS)
+    if options.injections:
+        left = MAX_INJECTION_FLAGS - sum(f.startswith("injection:") for f in flags)
+        if left > 0:
+            for line, snippet in find_injections(text, left):
+                flags.append(f"injection:{where(line)}: {snippet}")
+    return text
+
+
+def _where(seg: Segment, offset: int, line: int) -> str:
+    """A flag's location: the page, the time, or the line in the document's text."""
+    if seg.span_kind == "page":
+        return f"p{seg.start}"
+    if seg.span_kind == "time":
+        return "@" + timestamp(seg.start / 1000)[:-4]
+    return f"L{offset + line}"
+
+
+def _check_segments(segments: list[Segment], path: str, options: ProcessOptions,
+                    flags: list[str]) -> list[Segment]:
+    """_check for each page, cell or video segment."""
+    out: list[Segment] = []
+    offset = 0  # lines before this segment in the document's text
+    for seg in segments:
+        text = _check(seg.text, path, options, flags, partial(_where, seg, offset))
+        offset += seg.text.count("\n")
+        out.append(seg if text == seg.text else replace(seg, text=text))
+    return out
+
+
 def process(candidate: Candidate, data: bytes, options: ProcessOptions,
             sha: str | None = None, memo: VerdictMemo | None = None) -> Document | Skipped:
     """Turn bytes into a Document; noise that the filter removes becomes a Skipped. With a
@@ -83,8 +142,10 @@ def process(candidate: Candidate, data: bytes, options: ProcessOptions,
             pdf = read_pdf(data, ocr=options.ocr, max_pages=options.max_pdf_pages)
         except IngestError as exc:
             return Skipped(path, root, size, "error", str(exc), sha)
-        return Document(path, root, "pdf", None, sha, size, list(pdf.segments),
-                        metadata=dict(pdf.metadata), flags=list(pdf.flags))
+        flags = list(pdf.flags)
+        pages = _check_segments(list(pdf.segments), path, options, flags)
+        return Document(path, root, "pdf", None, sha, size, pages,
+                        metadata=dict(pdf.metadata), flags=flags)
 
     if "." + suffix in VIDEO_SUFFIXES:
         try:
@@ -95,9 +156,9 @@ def process(candidate: Candidate, data: bytes, options: ProcessOptions,
             return Skipped(path, root, size, "error", str(exc), sha)
         meta = {**video.metadata, "frames": str(len(video.frames)),
                 "subtitles": str(len(video.cues)), "decoded": str(video.decoded)}
-        return Document(path, root, "video", None, sha, size,
-                        video_segments(video, options.vision), metadata=meta,
-                        flags=list(video.flags))
+        flags = list(video.flags)
+        parts = _check_segments(video_segments(video, options.vision), path, options, flags)
+        return Document(path, root, "video", None, sha, size, parts, metadata=meta, flags=flags)
 
     if memo is not None:
         vkey = f"{sha}|{options.noise.options!r}"
@@ -122,17 +183,17 @@ def process(candidate: Candidate, data: bytes, options: ProcessOptions,
             segments, nb_language = read_notebook(text)
         except IngestError as exc:
             return Skipped(path, root, size, "error", str(exc), sha)
-        doc = Document(path, root, "notebook", nb_language or "python", sha, size, segments,
-                       flags=flags)
-    else:
-        segments = textsplit.windows(text) if options.segments else textsplit.whole(text)
-        kind = "code" if is_code(language) else "text"
-        doc = Document(path, root, kind, language, sha, size, segments, flags=flags,
-                       content_key=f"{sha}|{'windows' if options.segments else 'whole'}")
-        if kind == "code" and options.symbols:
-            doc.symbols = extract_symbols(text, language)
-    if options.injections:
-        body = doc.text
-        for line, snippet in find_injections(body):
-            doc.flags.append(f"injection:L{line}: {snippet}")
+        segments = _check_segments(segments, path, options, flags)
+        return Document(path, root, "notebook", nb_language or "python", sha, size, segments,
+                        flags=flags)
+    kept = _check(text, path, options, flags, lambda line: f"L{line}")
+    # redaction keeps every newline, so the windows (and symbols' lines) are the original ones;
+    # counts cached under the content key must not mix redacted and kept texts
+    split = "windows" if options.segments else "whole"
+    key = f"{sha}|{split}" + ("|redacted" if kept != text else "")
+    segments = textsplit.windows(kept) if options.segments else textsplit.whole(kept)
+    kind = "code" if is_code(language) else "text"
+    doc = Document(path, root, kind, language, sha, size, segments, flags=flags, content_key=key)
+    if kind == "code" and options.symbols:
+        doc.symbols = extract_symbols(kept, language)
     return doc

@@ -1,8 +1,17 @@
-"""Flag text written to steer a model ("ignore previous instructions ..."): shown, not obeyed."""
+"""Flag text written to steer a model ("ignore previous instructions ..."): shown, not obeyed.
+
+Matching runs on a normalized copy of each line, so hiding the words does not hide the match:
+invisible characters (zero-width space/joiners, word joiner, BOM, soft hyphen, bidi controls)
+are dropped, NFKC folds fullwidth and mathematical letters, and a small confusables map turns
+Cyrillic/Greek look-alikes into Latin. The copy keeps the line structure, so line numbers are
+those of the original text. Fake turn markers count too: `SYSTEM:`/`system:` opening a line,
+`### System`, chat-template tokens (`<|system|>`, `<|im_start|>`, ...), `[INST]`, `<<SYS>>`.
+"""
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 PATTERNS = re.compile(
     r"ignore\s+(?:all\s+|any\s+)?(?:the\s+)?(?:previous|prior|above|earlier|preceding)\s+"
@@ -12,17 +21,74 @@ PATTERNS = re.compile(
     r"|you\s+are\s+now\s+(?:in\s+)?(?:developer|dan|jailbreak|unrestricted)"
     r"|new\s+instructions\s*:"
     r"|(?:reveal|print|show)\s+(?:your|the)\s+system\s+prompt"
-    r"|<\|(?:im_start|begin_of_text|header_start|eot|system)\|>",
+    r"|<\|(?:im_start|im_end|begin_of_text|header_start|header_end|start_header_id"
+    r"|end_header_id|eot_id|eot|system|user|assistant)\|>"
+    r"|(?-i:\[/?INST\]|<</?SYS>>)",
     re.IGNORECASE,
 )
 
+# fake turns at a line start (after any opening markup, e.g. a video's `<subtitle t=...>`):
+# `SYSTEM:` and `system:` unless a lone name follows (an annotation: `system: List[str]`; and
+# numpydoc's `system : type` has a space), `System:` (bug templates: "System: Linux") only when
+# it goes on to address the model
+TURNS = re.compile(
+    r"^(?:[ \t>*-]|<[a-zA-Z][^<>\n]*>)*"
+    r"(?P<turn>(?:SYSTEM[ \t]*|system):(?![ \t]*[A-Za-z_][\w.]*(?:\[.*\])?[ \t]*(?:=.*)?$)"
+    r"|System[ \t]*:[ \t]*(?i:you\b|ignore\b|disregard\b"
+    r"|forget\b|from now on\b|new instructions\b|override\b))",
+    re.MULTILINE,
+)
+# a heading that opens a system turn: `### System`, `## System prompt` (not "### System setup")
+_HEADING = re.compile(r"^[ \t]*#{1,6}[ \t]*system(?:[ \t]+(?:prompt|message|instructions?))?"
+                      r"[ \t]*:?[ \t]*$", re.MULTILINE | re.IGNORECASE)
+
+_INVISIBLE = dict.fromkeys(
+    [0x00AD, 0x034F, 0x061C, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180E, 0x200B, 0x200C, 0x200D,
+     0x200E, 0x200F, 0x202A, 0x202B, 0x202C, 0x202D, 0x202E, 0x2060, 0x2061, 0x2062, 0x2063,
+     0x2064, 0x2066, 0x2067, 0x2068, 0x2069, 0x3164, 0xFEFF, 0xFFA0])
+# letters that look Latin but are not (NFKC keeps them): Cyrillic, Greek, a few Latin oddities
+_CONFUSABLES = str.maketrans(
+    "аеорсухіјѕԁԛԝһӏвкмнтАВЕКМНОРСТХІЈЅУ"  # Cyrillic
+    "αοιρτυχνκεΑΒΕΖΗΙΚΜΝΟΡΤΥΧ"  # Greek
+    "ıɑ",
+    "aeopcyxijsdqwhlbkmhtABEKMHOPCTXIJSY"
+    "aoiptuxvkeABEZHIKMNOPTYX"
+    "ia",
+)
+
+
+def normalize(text: str) -> str:
+    """The text as a reader sees it: invisible characters dropped, NFKC, look-alikes to Latin.
+    Line by line, so the result has the same number of lines."""
+    if text.isascii():
+        return text
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if not line.isascii():
+            line = unicodedata.normalize("NFKC", line.translate(_INVISIBLE))
+            lines[i] = line.translate(_CONFUSABLES).replace("\n", " ")
+    return "\n".join(lines)
+
 
 def find_injections(text: str, limit: int = 20) -> list[tuple[int, str]]:
-    """(line number, matched text) for passages that look like instructions to a model."""
+    """(line number, matched text) for passages that look like instructions to a model. The
+    matched text is the normalized one; "(obfuscated)" is added when the original differs."""
+    seen = normalize(text)
+    matches = sorted((*PATTERNS.finditer(seen), *TURNS.finditer(seen), *_HEADING.finditer(seen)),
+                     key=lambda m: m.start())
+    original = text.split("\n") if seen is not text else []
     hits: list[tuple[int, str]] = []
-    for match in PATTERNS.finditer(text):
-        line = text.count("\n", 0, match.start()) + 1
-        hits.append((line, match.group(0)[:80]))
+    last = -1
+    for match in matches:
+        if match.start() < last:
+            continue
+        last = match.end()
+        line = seen.count("\n", 0, match.start()) + 1
+        text_hit = match.group("turn") if match.re is TURNS else match.group(0)
+        snippet = " ".join(text_hit.split())[:80]
+        if original and text_hit not in original[line - 1]:
+            snippet += " (obfuscated)"
+        hits.append((line, snippet))
         if len(hits) >= limit:
             break
     return hits

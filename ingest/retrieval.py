@@ -8,6 +8,7 @@ is the packer" finds `ingest/pack.py`. The index is saved next to the database
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -71,15 +72,20 @@ class SegmentIndex:
             if self.ids:
                 self._retriever.save(tmp, show_progress=False)
             (tmp / "segments.json").write_text(json.dumps(self.ids))
-            if folder.exists():
-                shutil.rmtree(folder, ignore_errors=True)
-            try:
-                os.rename(tmp, folder)
-            except OSError:
-                # Another process saved the same index at the same moment (both asked about a
-                # corpus whose index was missing): the index is deterministic, theirs serves.
-                if not (folder / "segments.json").exists():
-                    raise
+            # Never delete inside the live folder (a writer saving the same index at the same
+            # moment could be renaming its own into place): move what is there aside in one
+            # rename, then put ours in place; whoever renames last wins, each whole.
+            for _ in range(20):
+                try:
+                    os.rename(tmp, folder)
+                    return
+                except OSError:
+                    aside = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
+                    with contextlib.suppress(FileNotFoundError):
+                        os.rename(folder, aside)
+                    shutil.rmtree(aside, ignore_errors=True)
+            if not (folder / "segments.json").exists():
+                raise OSError(f"cannot save the retrieval index in {folder}")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

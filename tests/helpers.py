@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tarfile
+import zipfile
 from pathlib import Path
 
 
@@ -77,3 +79,41 @@ def make_pdf(path: Path, pages: list[str], password: str | None = None) -> Path:
     else:
         doc.save(str(path))
     return path
+
+
+def evil_repo(root: Path, marker: Path) -> Path:
+    """A real repository whose .git/config runs `touch marker` from fsmonitor, a pager, an
+    external diff and a post-index-change hook."""
+    repo = root / "r"
+    repo.mkdir(parents=True)
+    (repo / "a.txt").write_text("hi\n")
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "-c", "user.email=a@b", "-c", "user.name=x", "commit", "-qm", "i")
+    cmd = f"touch {marker}; echo"
+    git(repo, "config", "core.fsmonitor", cmd)
+    git(repo, "config", "core.pager", cmd)
+    git(repo, "config", "diff.external", cmd)
+    hooks = repo / ".git" / "hooks"
+    for hook in ("post-index-change", "post-checkout", "pre-commit"):
+        (hooks / hook).write_text(f"#!/bin/sh\ntouch {marker}\n")
+        (hooks / hook).chmod(0o755)
+    git(repo, "config", "core.hooksPath", str(hooks))
+    (repo / "b.txt").write_text("untracked\n")
+    return repo
+
+
+def zip_tree(folder: Path, out: Path) -> Path:
+    with zipfile.ZipFile(out, "w") as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(folder).as_posix())
+    return out
+
+
+def tar_tree(folder: Path, out: Path) -> Path:
+    with tarfile.open(out, "w:gz") as tf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                tf.add(path, path.relative_to(folder).as_posix())
+    return out

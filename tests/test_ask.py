@@ -149,3 +149,168 @@ def test_cli_json_and_errors(tmp_path, model_dir):
                            "http://127.0.0.1:9/v1"], capture_output=True, text=True, cwd=ROOT,
                           env=env, timeout=120)
     assert down.returncode == 1 and "cannot reach" in down.stderr
+
+
+class FakeBackend:
+    """A backend without a model: a fixed answer, and a hook run while it "generates"."""
+
+    name, model, window = "fake", "fake", 100_000
+
+    def __init__(self, during=None, finish: str = "stop"):
+        self.during, self.finish, self.requests = during, finish, []
+
+    def count(self, text: str) -> int:
+        return len(text) // 4 + 1
+
+    def stream(self, request):
+        from engine.types import Completion, Stream, Usage
+
+        self.requests.append(request)
+        text = "The vault code is 7291 [S1]."
+
+        def deltas():
+            if self.during:
+                self.during()
+            yield text
+
+        return Stream(deltas(), lambda: Completion(text, Usage(10, 0, 5), finish_reason=self.finish,
+                                                   model="fake", backend="fake"))
+
+
+def _version(name: str) -> str:
+    from app.services.corpora import show_corpus
+
+    return show_corpus(name)[0].version_hash
+
+
+def _stored_versions() -> list[str]:
+    from sqlalchemy import select
+
+    from app.database import session_scope
+    from app.models import Question
+    from app.settings import get_settings
+
+    with session_scope(get_settings().db_url) as s:
+        return list(s.scalars(select(Question.corpus_version).order_by(Question.id)))
+
+
+@pytest.mark.parametrize("mode", ["full", "retrieval"])
+def test_an_ingest_during_the_answer_does_not_relabel_it(tmp_path, mode):
+    """The stored answer carries the version its context was read from, not the one an ingest
+    landing while the model was generating left behind."""
+    from app.services.corpora import ingest
+
+    repo = make_repo(tmp_path / "repo")
+    ingest([repo], "repo")
+    before = _version("repo")
+
+    def change():
+        (repo / "NOTES.md").write_text("# Notes\n\nThe vault code is now 1111.\n")
+        ingest([repo], "repo")
+
+    r = ask(str(repo), "What is the vault code?", FakeBackend(change), mode=mode)
+    after = _version("repo")
+    assert after != before
+    assert _stored_versions() == [before]
+    assert r.corpus_version == before == history("repo")[0].corpus_version
+
+
+def test_an_ingest_between_the_corpus_row_and_its_text_is_the_version_read(tmp_path,
+                                                                           monkeypatch):
+    """Full mode reads the corpus's row, then its text: the version stored is the text's."""
+    from app.services import ask as service
+    from app.services.corpora import ingest
+
+    repo = make_repo(tmp_path / "repo")
+    ingest([repo], "repo")
+    read = service._documents
+    landed = []
+
+    def late(name):
+        if not landed:
+            (repo / "NOTES.md").write_text("# Notes\n\nThe vault code is now 1111.\n")
+            ingest([repo], "repo")
+            landed.append(True)
+        return read(name)
+
+    monkeypatch.setattr(service, "_documents", late)
+    backend = FakeBackend()
+    monkeypatch.chdir(tmp_path)
+    r = ask("repo", "What is the vault code?", backend, mode="full")
+    assert landed and "1111" in backend.requests[0].prefix
+    assert _stored_versions() == [_version("repo")]
+    assert r.corpus_version == _version("repo") == history("repo")[0].corpus_version
+
+
+def test_a_stored_corpus_wins_over_a_folder_of_that_name(tmp_path, monkeypatch):
+    """`ask small` with a folder ./small: the stored corpus, said so; the folder is neither
+    merged in nor, when empty, a failure."""
+    from app.services.ask import resolve_corpus
+    from app.services.corpora import ingest, show_corpus
+
+    ingest([make_repo(tmp_path / "src")], "small")
+    files = [f.path for f in show_corpus("small")[1]]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "small").mkdir()
+    notes: list[str] = []
+    assert resolve_corpus("small", note=notes.append) == "small"  # empty ./small: no failure
+    (tmp_path / "small" / "stray.txt").write_text("not meant for the corpus\n")
+    r = ask("small", "What is the vault code?", FakeBackend(), note=notes.append)
+    assert r.corpus == "small" and [f.path for f in show_corpus("small")[1]] == files
+    assert notes and all("stored corpus 'small'" in n and "--path" in n for n in notes)
+    # a path is a path when it looks like one, or with --path: then it is ingested, said so
+    notes.clear()
+    assert resolve_corpus("./small", note=notes.append) == "small"
+    assert "stray.txt" in [f.path for f in show_corpus("small")[1]]
+    assert notes == ["ingesting small into corpus 'small'"]
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "a.md").write_text("other text\n")
+    with pytest.raises(IngestError, match=r"no such corpus or path: other .*\./other exists"):
+        resolve_corpus("other")
+    assert resolve_corpus("other", as_path=True) == "other"
+    with pytest.raises(IngestError, match="no such file or folder"):
+        resolve_corpus("./missing")
+
+
+def test_cli_ask_path_ingests_a_bare_folder_name(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.md").write_text("The vault code is 7291.\n")
+    env = {**os.environ, "COLUMNS": "200", "SCOUTLENS_HOME": str(tmp_path / "home"),
+           "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "app.cli", "ask", "notes", "q?", "--endpoint",
+           "http://127.0.0.1:9/v1"]
+    bare = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=120)
+    assert bare.returncode == 1 and "--path" in bare.stderr and "Traceback" not in bare.stderr
+    by_path = subprocess.run(cmd + ["--path"], capture_output=True, text=True, cwd=tmp_path,
+                             env=env, timeout=120)
+    assert "ingesting notes into corpus 'notes'" in by_path.stderr, by_path.stderr
+    assert "cannot reach" in by_path.stderr and "Traceback" not in by_path.stderr
+
+
+def test_history_shows_incomplete_answers_and_escapes_control_characters(tmp_path):
+    from app.services.ask import AskResult, _store
+    from engine.types import Completion, Usage
+
+    hostile = "hi\x1b[31mRED\x1b[0m\rOVER\x07\x9b2J\u202eevil [bold]x[/bold]"
+    for finish in ("stop", "incomplete"):
+        comp = Completion(hostile, Usage(1, 0, 1), finish_reason=finish, model="m",
+                          backend="openai")
+        _store(AskResult(hostile, "full", [], comp, "c", 0, 0, finish, 1), hostile)
+    env = {**os.environ, "COLUMNS": "250"}
+    shown = subprocess.run([sys.executable, "-m", "app.cli", "history"], capture_output=True,
+                           text=True, cwd=ROOT, env=env, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    table = shown.stdout
+    for raw in ("\x1b", "\r", "\x07", "\x9b", "\u202e"):
+        assert raw not in table
+    assert "\\x1b[31mRED" in table and "\\r" in table and "[bold]x" in table
+    assert "incomplete" in table and "stop" in table
+    as_json = subprocess.run([sys.executable, "-m", "app.cli", "history", "--json"],
+                             capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    for raw in ("\x1b", "\r", "\x9b", "\u202e"):
+        assert raw not in as_json.stdout
+    rows = json.loads(as_json.stdout)
+    assert {(r["finish_reason"], r["incomplete"]) for r in rows} == {("stop", False),
+                                                                   ("incomplete", True)}
+    assert all(r["question"] == hostile == r["answer"] for r in rows)

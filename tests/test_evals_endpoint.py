@@ -17,12 +17,15 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from app.services import evals
+from engine.types import EngineError
+from evals.servertok import ServerTokenizer, probe
 from ingest.tokenizers import load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +56,18 @@ class Reader(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         server = self.server
+        raw = getattr(server, "raw", {}).get(self.path)
+        if raw == "HANG":  # accept, then never answer
+            time.sleep(2)
+            return None
+        if raw is not None:  # a scripted body, 200 and application/json, whatever it holds
+            data = raw.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return None
         if self.path == "/tokenize":
             ids = server.tok.encode(body["prompt"])
             return self._json({"tokens": ids, "count": len(ids), "max_model_len": 8192})
@@ -206,3 +221,69 @@ def test_compare_writes_a_diff_heatmap(tmp_path):
     assert png[:4] == b"\x89PNG" and len(png) > 5000
     page = (tmp_path / "cmp" / "compare.html").read_text()
     assert "data:image/png;base64" in page and "-1.000" in page and "sign test" in page
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/tokenize", "{not json"),
+    ("/tokenize", "[1, 2, 3]"),
+    ("/tokenize", "{}"),
+    ("/tokenize", '{"tokens": "abc"}'),
+    ("/tokenize", '{"tokens": [1, "two", 3]}'),
+    ("/tokenize", '{"tokens": [1, -2]}'),
+    ("/tokenize", "[" * 50_000),
+    ("/detokenize", '{"prompt": 5}'),
+    ("/detokenize", "<html>proxy page</html>"),
+])
+def test_garbage_from_the_servers_tokenizer_is_a_one_line_error(reader, path, body):
+    reader.raw = {path: body}
+    root = f"http://127.0.0.1:{reader.server_address[1]}"
+    tok = ServerTokenizer(root, "reader")
+    with pytest.raises(EngineError) as info:
+        tok.decode(tok.encode("The grass is green."))
+    message = str(info.value)
+    assert path in message and "\n" not in message
+    assert probe(root, "reader") is None  # the probe turns it down: lengths fall back, warned
+
+
+def test_a_tokenizer_that_hangs_costs_the_probe_seconds(reader):
+    reader.raw = {"/tokenize": "HANG"}
+    root = f"http://127.0.0.1:{reader.server_address[1]}"
+    t0 = time.monotonic()
+    assert probe(root, "reader", timeout=0.3) is None
+    assert time.monotonic() - t0 < 2
+
+
+def test_report_without_out_writes_under_scoutlens_home_and_says_where(tmp_path):
+    _run("r/../1", [1.0, 0.0, 1.0])
+    here = tmp_path / "cwd"
+    here.mkdir()
+    env = {**os.environ, "COLUMNS": "250"}
+    done = subprocess.run([sys.executable, "-m", "app.cli", "eval", "report", "r/../1"],
+                          capture_output=True, text=True, cwd=here, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert list(here.iterdir()) == []  # nothing in the current folder
+    folder = Path(env["SCOUTLENS_HOME"]) / "reports" / "eval-r_.._1"
+    assert (folder / "report.html").is_file() and (folder / "niah.png").is_file()
+    assert f"report written to {folder / 'report.html'}" in done.stdout
+
+
+def test_a_dry_run_warns_about_lengths_beyond_the_served_window(reader):
+    url = f"http://127.0.0.1:{reader.server_address[1]}/v1"  # max_model_len 8192
+    done = cli("eval", "run", "--endpoint", url, "--lengths", "4k,8k,16k,1k", "--depths", "50",
+               "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert "4 requests" in done.stdout and "no prompt sent" in done.stdout
+    warnings = [line for line in done.stderr.splitlines() if "warning" in line]
+    assert warnings == [
+        "warning: length 8,192 does not fit the model's window of 8,192 tokens with 32 answer "
+        "tokens reserved: the run would refuse it",
+        "warning: length 16,384 does not fit the model's window of 8,192 tokens with 32 answer "
+        "tokens reserved: the run would refuse it"]
+    assert reader.prompts == []  # only the model list was asked
+    down = cli("eval", "run", "--endpoint", "http://127.0.0.1:9/v1", "--lengths", "1k",
+               "--dry-run")
+    assert down.returncode == 0, down.stderr
+    assert "the model's window is unknown (cannot reach" in down.stderr
+    bad = cli("eval", "run", "--endpoint", "http://[::1", "--lengths", "1k", "--dry-run")
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().startswith("error: not an http(s) endpoint URL: 'http://[::1'")

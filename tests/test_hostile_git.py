@@ -7,57 +7,16 @@ import json
 import os
 import subprocess
 import sys
-import tarfile
-import zipfile
-from pathlib import Path
 
-from helpers import git
+from helpers import evil_repo, git, tar_tree, zip_tree
 
 from ingest.collect import collect
 
 
-def _evil_repo(root: Path, marker: Path) -> Path:
-    """A real repository whose .git/config runs `touch marker` from fsmonitor, a pager, an
-    external diff and a post-index-change hook."""
-    repo = root / "r"
-    repo.mkdir(parents=True)
-    (repo / "a.txt").write_text("hi\n")
-    git(repo, "init", "-q")
-    git(repo, "add", ".")
-    git(repo, "-c", "user.email=a@b", "-c", "user.name=x", "commit", "-qm", "i")
-    cmd = f"touch {marker}; echo"
-    git(repo, "config", "core.fsmonitor", cmd)
-    git(repo, "config", "core.pager", cmd)
-    git(repo, "config", "diff.external", cmd)
-    hooks = repo / ".git" / "hooks"
-    for hook in ("post-index-change", "post-checkout", "pre-commit"):
-        (hooks / hook).write_text(f"#!/bin/sh\ntouch {marker}\n")
-        (hooks / hook).chmod(0o755)
-    git(repo, "config", "core.hooksPath", str(hooks))
-    (repo / "b.txt").write_text("untracked\n")
-    return repo
-
-
-def _zip_tree(folder: Path, out: Path) -> Path:
-    with zipfile.ZipFile(out, "w") as zf:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                zf.write(path, path.relative_to(folder).as_posix())
-    return out
-
-
-def _tar_tree(folder: Path, out: Path) -> Path:
-    with tarfile.open(out, "w:gz") as tf:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                tf.add(path, path.relative_to(folder).as_posix())
-    return out
-
-
-def test_the_evil_repo_really_runs_its_command_under_plain_git(tmp_path):
+def test_theevil_repo_really_runs_its_command_under_plain_git(tmp_path):
     """The fixture is live: a plain `git ls-files` in it runs the planted command."""
     marker = tmp_path / "PWNED"
-    repo = _evil_repo(tmp_path, marker)
+    repo = evil_repo(tmp_path, marker)
     subprocess.run(["git", "-C", str(repo), "ls-files", "-co", "--exclude-standard"],
                    capture_output=True, check=True)
     assert marker.exists()
@@ -70,8 +29,8 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_zip_and_tar_with_a_git_folder_run_nothing(tmp_path):
     marker = tmp_path / "PWNED"
-    repo = _evil_repo(tmp_path / "src", marker)
-    archives = [_zip_tree(repo, tmp_path / "evil.zip"), _tar_tree(repo, tmp_path / "evil.tgz")]
+    repo = evil_repo(tmp_path / "src", marker)
+    archives = [zip_tree(repo, tmp_path / "evil.zip"), tar_tree(repo, tmp_path / "evil.tgz")]
     for archive in archives:
         proc = _cli("ingest", str(archive), "--corpus", archive.name, "--json")
         assert proc.returncode == 0, proc.stderr
@@ -86,8 +45,8 @@ def test_zip_and_tar_with_a_git_folder_run_nothing(tmp_path):
 def test_archive_extracted_inside_a_repository_is_not_listed_by_it(tmp_path, monkeypatch):
     """Extraction into a folder that itself lies in a git work tree: still no git."""
     marker = tmp_path / "PWNED"
-    outer = _evil_repo(tmp_path / "outer", marker)
-    archive = _zip_tree(_evil_repo(tmp_path / "src", marker), tmp_path / "evil.zip")
+    outer = evil_repo(tmp_path / "outer", marker)
+    archive = zip_tree(evil_repo(tmp_path / "src", marker), tmp_path / "evil.zip")
     from ingest.collect import CollectOptions
 
     with collect([archive], CollectOptions(workdir=outer / "work")) as found:
@@ -97,7 +56,7 @@ def test_archive_extracted_inside_a_repository_is_not_listed_by_it(tmp_path, mon
 
 def test_local_repository_with_executing_config_is_listed_without_running_it(tmp_path):
     marker = tmp_path / "PWNED"
-    repo = _evil_repo(tmp_path, marker)
+    repo = evil_repo(tmp_path, marker)
     (repo / ".gitignore").write_text("ignored.txt\n")
     (repo / "ignored.txt").write_text("x\n")
     with collect([repo]) as found:

@@ -46,7 +46,7 @@ class Reply:
     prompt_tokens: int = 30
     cached_tokens: int = 16
     status: int = 200
-    body: str | dict = ""  # the error body when status != 200
+    body: str | dict = ""  # the error body when status != 200 (or a raw non-streamed answer)
     headers: dict = field(default_factory=dict)
     delay_s: float = 0.0  # silence before the status line
     gap_s: float = 0.01  # between deltas
@@ -55,6 +55,11 @@ class Reply:
     stall_after: int | None = None  # after this many deltas: go silent for stall_s
     stall_s: float = 0.0
     error_event: str | None = None  # a `data: {"error": ...}` event after the deltas
+    # hostile servers (tests/test_stream_hostile.py)
+    raw: tuple[bytes, ...] = ()  # sent verbatim after the deltas, then the body ends
+    pings_after: int | None = None  # after this many deltas: only `: ping` comments, forever
+    ping_s: float = 0.05
+    endless: bool = False  # after the deltas: one more delta every gap_s until the client leaves
 
 
 @dataclass
@@ -67,8 +72,12 @@ class Seen:
 
 
 class FakeOpenAI:
-    def __init__(self, max_model_len: int | None = 4096, tokenize: bool = True):
+    def __init__(self, max_model_len: int | None = 4096, tokenize: bool = True,
+                 tokenize_body: str | None = None, models_body: str | None = None):
         self.max_model_len, self.tokenize = max_model_len, tokenize
+        # raw bodies (200, application/json) instead of the real answers, for hostile tests
+        self.tokenize_body, self.models_body = tokenize_body, models_body
+        self.events_sent = 0  # SSE data events written, over all streams
         self.replies: deque[Reply] = deque()
         self.seen: list[Seen] = []
         self.errors: list[BaseException] = []
@@ -146,6 +155,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path != "/v1/models":
             self._json(404, {"detail": "Not Found"})
             return
+        if self.fake.models_body is not None:
+            self._json(200, self.fake.models_body)
+            return
         model = {"id": MODEL, "object": "model", "created": 1700000000, "owned_by": "tests"}
         if self.fake.max_model_len:
             model["max_model_len"] = self.fake.max_model_len
@@ -155,7 +167,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
         self.fake.record(Seen("POST", self.path, body, self._headers(), time.monotonic()))
-        if self.path == "/tokenize" and self.fake.tokenize:
+        if self.path == "/tokenize" and self.fake.tokenize_body is not None:
+            self._json(200, self.fake.tokenize_body)
+        elif self.path == "/tokenize" and self.fake.tokenize:
             text = body.get("prompt") or " ".join(m["content"] for m in body.get("messages", []))
             words = text.split()
             self._json(200, {"count": len(words), "max_model_len": self.fake.max_model_len,
@@ -173,6 +187,9 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.status != 200:
             self._json(reply.status, reply.body or {"error": {"message": "scripted failure"}},
                        reply.headers)
+            return
+        if not body.get("stream") and reply.body:  # a raw non-streamed answer
+            self._json(200, reply.body)
             return
         if not body.get("stream"):
             self._json(200, {**self._base(chat=False), "choices": [
@@ -198,8 +215,23 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if i == reply.stall_after and self.fake.stop.wait(reply.stall_s):
                 return
+            if i == reply.pings_after:
+                self._pings(reply)
+                return
             self._event(self._delta(chat, piece, None))
             time.sleep(reply.gap_s)
+        if reply.pings_after is not None:
+            self._pings(reply)
+            return
+        while reply.endless and not self.fake.stop.is_set():
+            self._event(self._delta(chat, "tok ", None))
+            time.sleep(reply.gap_s)
+        if reply.raw:
+            for data in reply.raw:
+                self._chunk(data)
+                time.sleep(reply.gap_s)
+            self._chunk(b"")
+            return
         if reply.die_after is not None:
             self.close_connection = True
             return
@@ -232,8 +264,13 @@ class _Handler(BaseHTTPRequestHandler):
                 "total_tokens": reply.prompt_tokens + n,
                 "prompt_tokens_details": {"cached_tokens": reply.cached_tokens}}
 
+    def _pings(self, reply: Reply) -> None:
+        while not self.fake.stop.wait(reply.ping_s):
+            self._chunk(b": ping\n\n")
+
     def _event(self, payload: dict) -> None:
         self._chunk(b"data: " + json.dumps(payload).encode() + b"\n\n")
+        self.fake.events_sent += 1
 
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")

@@ -69,6 +69,8 @@ def test_upload_a_pdf_ask_and_see_the_cited_page(tmp_path, ui_server):
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(120_000)
+        requested: list[str] = []
+        page.on("request", lambda r: requested.append(r.url))
         page.goto(ui_server)
         page.get_by_label("Name of the new corpus").fill("harbour")
         page.get_by_label("Name of the new corpus").press("Enter")
@@ -89,8 +91,14 @@ def test_upload_a_pdf_ask_and_see_the_cited_page(tmp_path, ui_server):
         expect(cited.first).to_be_visible()
         expect(cited.first.locator("img").first).to_be_visible()  # the page, drawn
         page.screenshot(path=str(shot), full_page=True)
+        icon = page.locator("link[rel='shortcut icon']").get_attribute("href") or ""
         browser.close()
     assert shot.stat().st_size > 20_000
+    # nothing is fetched from anywhere but the UI's own server (no CDN fonts or favicons)
+    elsewhere = [u for u in requested
+                 if not u.startswith((ui_server, "data:", "blob:", "ws://127.0.0.1"))]
+    assert not elsewhere, elsewhere
+    assert not icon.startswith(("http://", "https://")) or icon.startswith(ui_server), icon
     keep = os.environ.get("SCOUTLENS_SCREENSHOTS")
     if keep:
         shutil.copy(shot, Path(keep) / "ask.png")

@@ -372,3 +372,27 @@ def test_a_database_failure_after_the_answer_is_a_message(tmp_path, model_env, m
     assert not at.exception
     assert "could not be answered (DatabaseError" in at.error[0].value
     assert history("vault") == []
+
+
+def test_an_uploaded_archive_with_an_executing_git_config_runs_nothing(tmp_path,
+                                                                     scoutlens_home):
+    """The issue's attack through the browser: a zipped repository whose .git/config (fsmonitor,
+    pager, external diff, hooks) runs a command. The upload is a plain folder: nothing runs, the
+    files are stored and `.git/` is reported, not read."""
+    from helpers import evil_repo, zip_tree
+
+    marker = tmp_path / "PWNED"
+    archive = zip_tree(evil_repo(tmp_path / "src", marker), tmp_path / "evil.zip")
+    at = page("corpora").run()
+    at.text_input(key="new_corpus_name").set_value("evil").run()
+    at.file_uploader[0].set_value(("evil.zip", archive.read_bytes(), "application/zip")).run()
+    at.button[0].click().run()
+    settle(at, lambda a: bool(a.success) or any("failed" in e.value for e in a.error))
+    assert not at.error, at.error[0].value
+    assert not marker.exists()
+    from app.services.corpora import show_corpus
+
+    _, files = show_corpus("evil")
+    ok = {f.path.rsplit("/", 1)[-1] for f in files if f.status == "ok"}
+    assert {"a.txt", "b.txt"} <= ok
+    assert not any("/.git/" in f"/{f.path}" and f.status == "ok" for f in files)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from contextlib import nullcontext
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console(stderr=True)
@@ -18,7 +20,8 @@ out = Console()
 def register(app: typer.Typer) -> None:
     @app.command()
     def ask(
-        target: Annotated[str, typer.Argument(help="a stored corpus name, or a path to ingest")],
+        target: Annotated[str, typer.Argument(
+            help="a stored corpus name, or a path to ingest (./x, /x, ~/x, a/b or --path)")],
         question: Annotated[str, typer.Argument(help="the question")],
         mode: Annotated[str, typer.Option(help="auto | full | retrieval")] = "auto",
         backend: Annotated[str | None, typer.Option(help="embedded | openai")] = None,
@@ -28,6 +31,8 @@ def register(app: typer.Typer) -> None:
         cont: Annotated[bool, typer.Option("--continue", help="follow up on the last "
                                            "conversation over this corpus")] = False,
         as_json: Annotated[bool, typer.Option("--json")] = False,
+        as_path: Annotated[bool, typer.Option("--path", help="TARGET is a path to ingest, even "
+                                              "a bare name like `docs`")] = False,
     ) -> None:
         """Answer QUESTION from TARGET, citing sources that are checked against the context."""
         from app.progress import pipeline_progress
@@ -48,7 +53,8 @@ def register(app: typer.Typer) -> None:
 
         with pipeline_progress(console, not as_json) as progress:
             result = run(target, question, engine, mode=mode, max_tokens=max_tokens,  # type: ignore[arg-type]
-                         continue_last=cont, on_delta=delta, note=note, progress=progress)
+                         continue_last=cont, on_delta=delta, note=note, progress=progress,
+                         as_path=as_path)
         if as_json:
             print(json.dumps(result.to_json(), ensure_ascii=False))
             return
@@ -71,20 +77,44 @@ def register(app: typer.Typer) -> None:
 
         rows = rows_of(corpus, limit)
         if as_json:
-            print(json.dumps([asdict(r) for r in rows], ensure_ascii=False))
+            print(_json_safe(json.dumps([{**asdict(r), "incomplete": r.incomplete}
+                                         for r in rows], ensure_ascii=False)))
             return
-        table = Table(title="history" + (f" of {corpus}" if corpus else ""))
-        for col in ("when", "corpus", "turn", "question", "answer", "mode", "ttft"):
+        table = Table(title="history" + (f" of {_plain(corpus)}" if corpus else ""))
+        for col in ("when", "corpus", "turn", "question", "answer", "mode", "finish", "ttft"):
             table.add_column(col)
         for r in rows:
-            table.add_row(r.created_at, r.corpus, str(r.turn), _short(r.question, 50),
-                          _short(r.answer, 60), r.mode, f"{r.timings.get('ttft_s', 0):.2f}s")
+            finish = "[red]incomplete[/]" if r.incomplete else escape(_plain(r.finish_reason))
+            table.add_row(r.created_at, _cell(r.corpus, 40), str(r.turn), _cell(r.question, 50),
+                          _cell(r.answer, 60), _cell(r.mode, 12), finish,
+                          f"{r.timings.get('ttft_s', 0):.2f}s")
         out.print(table)
+
+
+#: C0/C1 controls (ESC starts terminal sequences, CR overwrites the line) and bidi overrides
+#: (they reorder what is shown): stored text is data, never terminal instructions
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _plain(text: str) -> str:
+    """Control characters as visible escapes (\\x1b, \\r, \\u202e)."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def _json_safe(text: str) -> str:
+    """JSON escapes what it must (below U+0020); DEL, C1 and bidi controls as \\uXXXX too."""
+    return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _short(text: str, n: int) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= n else flat[: n - 1] + "…"
+
+
+def _cell(text: str, n: int) -> str:
+    """One table cell: one line (line breaks and tabs as spaces, every other control escaped: a
+    lone CR is shown as \\r, not obeyed), and no rich markup read from the text."""
+    return escape(_short(_plain(re.sub(r"(?:\r\n|[\n\t])+", " ", text)), n))
 
 
 def _print_sources(result) -> None:

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -99,10 +100,18 @@ def register(app: typer.Typer) -> None:
             console.print(f"resuming run {target.run_id} with its stored grid")
             config = stored
         if dry_run:
-            plan = evals.dry_run(config)
+            window, unknown = evals.target_window(target.backend, target.endpoint, target.model)
+            plan = evals.dry_run(config, window=window)
             out.print(f"{plan['requests']} requests, {plan['prompt_tokens']:,} prompt tokens "
                       f"({', '.join(f'{t}: {n}' for t, n in plan['per_task'].items())}); "
-                      "nothing sent")
+                      "no prompt sent")
+            for n in plan["too_long"]:
+                console.print(f"[yellow]warning[/]: length {n:,} does not fit the model's "
+                              f"window of {window:,} tokens with {config.max_tokens} answer "
+                              "tokens reserved: the run would refuse it", soft_wrap=True)
+            if unknown:
+                console.print(f"[yellow]warning[/]: {escape(unknown)}: lengths not checked "
+                              "against it", soft_wrap=True)
             return
         engine = make_backend(target.backend, endpoint=target.endpoint, model=target.model)
         gen, config = evals.generator_for(config, engine, target.tokenizer,
@@ -142,7 +151,9 @@ def register(app: typer.Typer) -> None:
 
     @eval_app.command("report")
     def report_cmd(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False,
-                   out_dir: Annotated[Path | None, typer.Option("--out")] = None) -> None:
+                   out_dir: Annotated[Path | None, typer.Option(
+                       "--out", help="the report's folder [default: SCOUTLENS_HOME/reports/"
+                                     "eval-RUN]")] = None) -> None:
         """Scores per cell with latency and cached tokens, effective length, heatmap and
         score-vs-length PNGs and an HTML report."""
         from app.services import evals
@@ -169,9 +180,10 @@ def register(app: typer.Typer) -> None:
                               f"{row['median_ttft_s']:.3f}", f"{row['median_total_s']:.3f}",
                               f"{row['cached_share']:.0%}")
         out.print(table)
-        page = _write_report(run_id, out_dir or Path(f"eval-{run_id}"))
+        page = _write_report(run_id, out_dir or evals.report_dir(run_id))
         out.print(f"run {run_id}: mean {(s.mean or 0):.3f}, effective length "
-                  f"{effective_length(cells):,} tokens; report in {page}")
+                  f"{effective_length(cells):,} tokens; report written to {page}",
+                  soft_wrap=True)
 
     @eval_app.command("compare")
     def compare_cmd(run_a: str, run_b: str,

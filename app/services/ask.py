@@ -10,6 +10,7 @@ the conversation, then the question.
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Callable
@@ -49,6 +50,7 @@ class AskResult:
     turn: int
     injections: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    corpus_version: str = ""  # of the context the answer was built from (stored with it)
 
     @property
     def share(self) -> float:
@@ -80,6 +82,7 @@ class Context:
     sources: list[ContextSource]
     mode: str
     docs: list[Document]
+    version: str = ""  # the corpus version these sources were read from
 
 
 def _check_question(question: str) -> str:
@@ -92,23 +95,39 @@ def _check_question(question: str) -> str:
     return q
 
 
+def looks_like_path(target: str) -> bool:
+    """`./x`, `../x`, `/x`, `~`, `.` or anything with a separator: a bare word is a name."""
+    seps = [c for c in (os.sep, os.altsep) if c]
+    return target in (".", "..") or target.startswith("~") or any(c in target for c in seps)
+
+
 def resolve_corpus(target: str, progress=None, note: Callable[[str], None] | None = None,
-                   corpus_only: bool = False) -> str:
-    """A stored corpus name as is; a path is ingested (incrementally) into a corpus named after
-    it; anything else is a clear error. `corpus_only` (the web UI): never a path, so a corpus
-    named like a folder of the server's working directory cannot pull that folder in."""
+                   corpus_only: bool = False, as_path: bool = False) -> str:
+    """The corpus to ask. A bare word is a stored corpus name, even when the working directory
+    has a folder of that name (which would otherwise be merged in silently); a path is a path
+    only when it looks like one, or with `as_path` (`--path`): it is ingested (incrementally)
+    into a corpus named after it. `corpus_only` (the web UI): never a path, so a corpus named
+    like a folder of the server's working directory cannot pull that folder in. `note` is told
+    which of the two was used."""
     from app.services.corpora import corpus_exists, ingest
 
     if corpus_only:
         if not corpus_exists(target):
             raise IngestError(f"no such corpus: {target}")
         return target
-    path = Path(target).expanduser()
-    if not path.exists() and corpus_exists(target):
-        return target
-    if not path.exists():
+    if not as_path and not looks_like_path(target):
+        here = Path(target).exists()
+        if corpus_exists(target):
+            if note:
+                note(f"using the stored corpus {target!r}" + (
+                    f" (not ./{target}: pass ./{target} or --path to ingest it)" if here else ""))
+            return target
+        hint = f"; ./{target} exists: pass ./{target} or --path to ingest it" if here else ""
         raise IngestError(f"no such corpus or path: {target} (scoutlens corpora list shows the "
-                          "corpora)")
+                          f"corpora){hint}")
+    path = Path(target).expanduser()
+    if not path.exists():
+        raise IngestError(f"no such corpus or path: {target} (no such file or folder)")
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", path.resolve().name).strip("-.") or "corpus"
     if note:
         note(f"ingesting {path} into corpus {name!r}")
@@ -145,6 +164,20 @@ def _documents(name: str) -> list[Document]:
     from app.services.corpora import load_documents
 
     return load_documents(name, symbols=True)[1]
+
+
+def _version_of(docs: list[Document], spec: str) -> str:
+    """The version an ingest gives exactly these sources (read in one transaction), so a
+    context's version holds even if an ingest landed between reading the corpus's row and
+    its text."""
+    from app.services.corpora import _version_hash
+
+    return _version_hash([(d.path, d.sha256) for d in docs], load_tokenizer(spec).fingerprint)
+
+
+def _current_version(name: str) -> str | None:
+    with session_scope(get_settings().db_url) as session:
+        return session.scalar(select(Corpus.version_hash).where(Corpus.name == name))
 
 
 def _sources(plan: PackResult) -> list[ContextSource]:
@@ -241,7 +274,20 @@ def _piece(doc: Document, rows: list) -> Document:
 
 def build_context(name: str, question: str, mode: Mode, backend: Backend,
                   max_tokens: int, window: int | None = None) -> tuple[Context, int, int]:
-    """(context, corpus tokens, budget in model tokens) for a question over a stored corpus."""
+    """(context, corpus tokens, budget in model tokens) for a question over a stored corpus;
+    the context carries the corpus version it was read from. Retrieval reads the corpus in
+    several transactions: an ingest landing in between means building it again."""
+    for _ in range(3):
+        ctx, corpus_tokens, budget = _build_context(name, question, mode, backend, max_tokens,
+                                                    window)
+        if ctx.mode == "full" or _current_version(name) == ctx.version:
+            return ctx, corpus_tokens, budget
+    raise EngineError(f"corpus {name} changed three times while its context was being built; "
+                      "ask again when the ingest is done")
+
+
+def _build_context(name: str, question: str, mode: Mode, backend: Backend,
+                   max_tokens: int, window: int | None) -> tuple[Context, int, int]:
     info = _corpus_info(name)
     spec, version = info.spec, info.version
     if not info.sources:
@@ -253,7 +299,8 @@ def build_context(name: str, question: str, mode: Mode, backend: Backend,
         raise EngineError(f"the model's window ({window:,} tokens) leaves no room for context "
                           f"after {max_tokens:,} answer tokens; lower --max-tokens")
     if mode in ("auto", "full") and corpus_tokens <= budget * 3:
-        ctx = _pack(_documents(name), spec, name, "full")
+        docs = _documents(name)
+        ctx = replace(_pack(docs, spec, name, "full"), version=_version_of(docs, spec))
         model_tokens = backend.count(ctx.packed)
         if model_tokens <= budget:
             return ctx, corpus_tokens, budget
@@ -266,7 +313,7 @@ def build_context(name: str, question: str, mode: Mode, backend: Backend,
                           f"window leaves {budget:,} for context: use --mode retrieval")
     fill = min(1.0, max(0.1, get_settings().retrieval_fill))
     ctx = _retrieve(name, version, info.sources, question, spec, int(budget * fill), backend)
-    return ctx, corpus_tokens, budget
+    return replace(ctx, version=version), corpus_tokens, budget
 
 
 def _history(conversation: str) -> list[tuple[str, str]]:
@@ -287,11 +334,11 @@ def _last_conversation(name: str) -> str | None:
 def ask(target: str, question: str, backend: Backend, mode: Mode = "auto",
         max_tokens: int = 512, continue_last: bool = False, conversation: str | None = None,
         on_delta: Callable[[str], None] | None = None, note: Callable[[str], None] | None = None,
-        progress=None, corpus_only: bool = False) -> AskResult:
+        progress=None, corpus_only: bool = False, as_path: bool = False) -> AskResult:
     question = _check_question(question)
     if mode not in ("auto", "full", "retrieval"):
         raise EngineError(f"unknown mode {mode!r}: auto | full | retrieval")
-    name = resolve_corpus(target, progress, note, corpus_only)
+    name = resolve_corpus(target, progress, note, corpus_only, as_path)
     if continue_last and conversation is None:
         conversation = _last_conversation(name)
     turns = _history(conversation) if conversation else []
@@ -322,7 +369,7 @@ def ask(target: str, question: str, backend: Backend, mode: Mode = "auto",
     injections = [f"{d.path}: {f.removeprefix('injection:')}" for d in ctx.docs
                   for f in d.flags if f.startswith("injection:")]
     result = AskResult(answer, ctx.mode, sources, completion, name, corpus_tokens, in_context,
-                       conversation, len(turns) + 1, injections)
+                       conversation, len(turns) + 1, injections, corpus_version=ctx.version)
     _store(result, question)
     return result
 
@@ -336,9 +383,9 @@ def _store(result: AskResult, question: str) -> None:
     c = result.completion
     with session_scope(get_settings().db_url) as session:
         row = session.scalar(select(Corpus).where(Corpus.name == result.corpus))
-        session.add(Question(
+        session.add(Question(  # the version answered from, not the one stored now
             corpus_id=row.id if row else None, corpus_name=result.corpus,
-            corpus_version=row.version_hash if row else "", conversation=result.conversation,
+            corpus_version=result.corpus_version, conversation=result.conversation,
             turn=result.turn, question=_text(question), answer=_text(result.answer),
             mode=result.mode,
             in_context_tokens=result.in_context_tokens, corpus_tokens=result.corpus_tokens,
@@ -364,6 +411,12 @@ class HistoryRow:
     usage: dict
     timings: dict
     sources: list
+    finish_reason: str = "stop"  # stop | length | incomplete (the stream broke off)
+    corpus_version: str = ""
+
+    @property
+    def incomplete(self) -> bool:
+        return self.finish_reason == "incomplete"
 
 
 def history(corpus: str | None = None, limit: int = 50) -> list[HistoryRow]:
@@ -374,4 +427,5 @@ def history(corpus: str | None = None, limit: int = 50) -> list[HistoryRow]:
         return [HistoryRow(r.id, r.created_at.isoformat(timespec="seconds"), r.corpus_name,
                            r.conversation, r.turn, r.question, r.answer, r.mode, r.backend,
                            r.model, dict(r.usage or {}), dict(r.timings or {}),
-                           list(r.sources or [])) for r in session.scalars(q)]
+                           list(r.sources or []), r.finish_reason or "stop", r.corpus_version)
+                for r in session.scalars(q)]

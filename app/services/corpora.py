@@ -17,6 +17,7 @@ from app.services.ingest_options import with_workdir
 from app.services.reports import FileRow, IngestReport
 from app.services.tokencache import token_cache
 from app.settings import get_settings
+from ingest.documents import KEPT_SECRETS
 from ingest.pipeline import PipelineOptions, PipelineResult, Progress, run_pipeline
 from ingest.tokenizers import Tokenizer, load_tokenizer
 from ingest.types import Document, IngestError
@@ -61,6 +62,13 @@ def _version_hash(pairs: list[tuple[str, str]], tokenizer_fp: str) -> str:
     return h.hexdigest()
 
 
+def _secrets_differ(flags: list[str], redact: bool) -> bool:
+    """Whether a stored source's text holds its secrets the other way than `redact` asks."""
+    if not any(f.startswith("secret:") for f in flags):
+        return False
+    return redact == (KEPT_SECRETS in flags)
+
+
 def ingest(inputs: list[Path], corpus: str, tokenizer: str | None = None,
            options: PipelineOptions | None = None, prune: bool = True,
            progress: Progress | None = None, url: str | None = None) -> IngestReport:
@@ -76,9 +84,12 @@ def ingest(inputs: list[Path], corpus: str, tokenizer: str | None = None,
             tok = load_tokenizer(spec)
             known: dict[str, str] = {}
             if existing is not None and existing.tokenizer == tok.spec:
-                known = dict(session.execute(
-                    select(Source.path, Source.sha256)
-                    .where(Source.corpus_id == existing.id, Source.status == "ok")).all())
+                redact = options.process.redact_secrets
+                # a file holding secrets is read again when they are now to be kept or redacted
+                known = {path: sha for path, sha, flags in session.execute(
+                    select(Source.path, Source.sha256, Source.flags)
+                    .where(Source.corpus_id == existing.id, Source.status == "ok"))
+                    if not _secrets_differ(flags or [], redact)}
 
         kwargs = {"progress": progress} if progress else {}
         result = run_pipeline(inputs, tok, options, known, token_cache(tok.fingerprint), **kwargs)

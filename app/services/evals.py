@@ -5,9 +5,11 @@ what is done, retries what failed, and never duplicates or loses a finished cell
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from sqlalchemy import delete, select
 
@@ -18,6 +20,9 @@ from engine.types import Backend, EngineError
 from evals.report import CellScore
 from evals.runner import EvalConfig, check_window, plan_cells, run_cells
 from evals.tasks import Generator, score_text
+
+WINDOW_RESERVE = 64  # evals.runner.check_window's default reserve
+BUNDLED_MODEL = "smollm2-135m-instruct"  # its folder under SCOUTLENS_HOME/models
 
 
 def _url() -> str:
@@ -59,12 +64,65 @@ def fingerprint_diff(run_a: str, run_b: str) -> dict[str, tuple]:
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 
 
-def dry_run(config: EvalConfig, gen: Generator | None = None) -> dict:
-    """Requests and prompt tokens, counted from the grid alone: nothing is sent or loaded."""
+def dry_run(config: EvalConfig, gen: Generator | None = None,
+            window: int | None = None) -> dict:
+    """Requests and prompt tokens, counted from the grid alone: no prompt is sent, no model
+    loaded. With the target's `window`, `too_long` lists the lengths the real run would refuse."""
     cells = plan_cells(config)
     return {"requests": len(cells), "prompt_tokens": sum(c.length for c in cells),
             "per_task": {t: sum(c.task == t for c in cells) for t in config.tasks},
-            "cells": [c.key for c in cells[:20]]}
+            "cells": [c.key for c in cells[:20]], "window": window,
+            "too_long": too_long(config, window)}
+
+
+def too_long(config: EvalConfig, window: int | None) -> list[int]:
+    """Lengths that do not fit `window` with the answer reserved (check_window's rule)."""
+    if window is None:
+        return []
+    return sorted({n for n in config.lengths if n + config.max_tokens + WINDOW_RESERVE > window})
+
+
+def target_window(backend: str | None, endpoint: str | None,
+                  model: str | None) -> tuple[int | None, str]:
+    """The window of the model a run would use, for a dry run: the served max_model_len (one
+    GET /v1/models, nothing else sent) or the model folder's config.json (nothing loaded).
+    (None, why) when it cannot be known; a URL or backend that is wrong is an EngineError, as
+    in a real run."""
+    from engine.arch import model_window
+    from engine.factory import BACKENDS
+
+    s = get_settings()
+    endpoint = endpoint or s.endpoint
+    backend = backend or ("openai" if endpoint else s.backend)
+    if backend not in BACKENDS:
+        raise EngineError(f"unknown backend {backend!r}: {' | '.join(BACKENDS)}")
+    if backend == "openai":
+        if not endpoint:
+            raise EngineError("the openai backend needs --endpoint URL (or SCOUTLENS_ENDPOINT)")
+        from engine.openai_backend import OpenAIBackend
+
+        server = OpenAIBackend(endpoint, model=model or None, max_retries=0,
+                               connect_timeout=3.0, info_timeout=5.0)
+        try:
+            window = server.window
+        except EngineError as exc:
+            return None, f"the model's window is unknown ({exc})"
+        return window, "" if window else f"{server.base_url} does not say its model's window"
+    folder = model or s.model
+    if folder:
+        window = model_window(folder)
+        return window, "" if window else f"the window of {folder} is unknown (no config.json)"
+    from engine.vllm_flags import CPU_WINDOW
+
+    # the bundled model, converted or not yet (engine.embedded_model.default_model_dir)
+    return model_window(s.home_dir / "models" / BUNDLED_MODEL) or CPU_WINDOW, ""
+
+
+def report_dir(run_id: str) -> Path:
+    """Where `eval report` writes without --out: SCOUTLENS_HOME/reports/eval-RUN, never the
+    current folder; the run id is made a plain folder name (no `/`, no leading dots)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", run_id).lstrip(".") or "run"
+    return get_settings().home_dir / "reports" / f"eval-{safe}"
 
 
 def stored_config(run_id: str) -> EvalConfig | None:

@@ -34,13 +34,22 @@ class IngestReport:
         return [(f.path, fl.removeprefix("injection:")) for f in self.files for fl in f.flags
                 if fl.startswith("injection:")]
 
+    @property
+    def secrets(self) -> int:
+        """Credentials found in the corpus's files (one flag each; values redacted unless kept)."""
+        return sum(fl.startswith("secret:") for f in self.files if f.status != "removed"
+                   for fl in f.flags)
+
     def to_json(self) -> dict:
         return {
             "corpus": self.corpus, "tokenizer": self.tokenizer, "created": self.created,
             "total_tokens": self.total_tokens, "version_hash": self.version_hash,
             "seconds": round(self.seconds, 3), "notes": self.notes,
-            "summary": {s: self.count(s) for s in
-                        ("added", "changed", "unchanged", "removed", "skipped", "error")},
+            "summary": {**{s: self.count(s) for s in
+                           ("added", "changed", "unchanged", "removed", "skipped", "error")},
+                        "secrets": self.secrets,
+                        "secret_files": sum(1 for f in self.files if f.status != "removed"
+                                            and any(fl.startswith("secret:") for fl in f.flags))},
             "files": [{"path": f.path, "status": f.status, "tokens": f.tokens,
                        "bytes": f.bytes, "reason": f.reason, "flags": list(f.flags)}
                       for f in self.files],

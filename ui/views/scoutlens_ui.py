@@ -9,7 +9,10 @@ import streamlit as st
 
 HERE = Path(__file__).parent
 
-st.set_page_config(page_title="scoutlens", page_icon=":material/travel_explore:", layout="wide")
+# The favicon ships with the package: a `:material/...` page icon is fetched from Google's CDN by
+# every browser that opens the page (the page icons below use the font bundled in Streamlit).
+ICON = HERE.parent / "icon.svg"
+st.set_page_config(page_title="scoutlens", page_icon=str(ICON), layout="wide")
 pages = [
     st.Page(HERE / "corpora_page.py", title="Corpora", icon=":material/library_books:",
             default=True),
