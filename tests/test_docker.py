@@ -152,7 +152,7 @@ def test_missing_settings_are_named(files, env, missing):
 
 def _makefile_recipe() -> list[str]:
     text = (ROOT / "Makefile").read_text()
-    body = text.split("$(STAMP): pyproject.toml\n", 1)[1]
+    body = text.split("$(STAMP): pyproject.toml $(LOCK) $(MODEL_LOCK)\n", 1)[1]
     lines = []
     for line in body.splitlines():
         if not line.startswith("\t"):
@@ -160,8 +160,10 @@ def _makefile_recipe() -> list[str]:
         cmd = line.strip()
         if cmd and not cmd.startswith("#"):
             lines.append(cmd)
+    pip_version = re.search(r"^PIP_VERSION := (\S+)$", text, re.M).group(1)
     subs = {"$(BIN)": ".venv/bin", "$(VENV)": ".venv", "$(PYTHON)": "python3",
-            "$(STAMP)": ".venv/.installed"}
+            "$(STAMP)": ".venv/.installed", "$(LOCK)": "requirements.lock",
+            "$(MODEL_LOCK)": "requirements-model.lock", "$(PIP_VERSION)": pip_version}
     return [re.sub(r"\$\(\w+\)", lambda m: subs[m.group(0)], cmd) for cmd in lines]
 
 
@@ -177,6 +179,9 @@ def test_dockerfile_installs_exactly_what_the_makefile_does():
     pip = [c for c in make if " -m pip install " in c]
     assert len(pip) == 4 and pip == [c for c in docker if " -m pip install " in c]
     assert docker == make
+    # every install is from a lock with hashes, or the project itself without dependencies
+    assert all("--require-hashes" in c or c.endswith("--no-deps --no-build-isolation -e .")
+               or re.search(r'"pip==[\d.]+"$', c) for c in pip), pip
     text = (DOCKER / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim$", text, re.M)
     assert '"ui", "--host", "0.0.0.0"' in text  # serve the UI beyond the container
