@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import json
-import math
 import os
 import signal
 import sys
@@ -16,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
+from app.services.ingest_options import KEEPABLE
 from ingest.documents import KEPT_SECRETS
 from ingest.types import IngestError
 
@@ -28,9 +28,6 @@ out = Console()
 
 #: `ingest` stored what it could, but some files could not be read (1 is a failed command)
 EXIT_PARTIAL = 3
-RULES = ("binary", "lockfiles", "generated", "vendored", "gitignore", "size")
-#: `--keep secrets` keeps credentials' values in the text (they are flagged either way)
-KEEPABLE = (*RULES, "secrets")
 KeepOpt = Annotated[list[str] | None, typer.Option(
     "--keep", help=f"switch a noise rule off, or keep secrets' values unredacted (repeatable): "
                    f"{', '.join(KEEPABLE)}")]
@@ -41,52 +38,11 @@ FpsOpt = Annotated[float, typer.Option("--fps", help="video: candidate frames pe
 MaxFramesOpt = Annotated[int, typer.Option("--max-frames", help="video: frames kept at most")]
 
 
-def _bytes(text: str) -> int:
-    units = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
-    t = text.strip().upper()
-    num = t.rstrip("KMGB")
-    unit = t[len(num):]
-    try:
-        value = float(num)
-        size = units[unit]
-    except (ValueError, KeyError):
-        raise IngestError(f"not a size: {text!r} (use e.g. 500KB, 10MB)") from None
-    if not math.isfinite(value * size) or value < 0:
-        raise IngestError(f"not a size: {text!r} (sizes are 0 or more; 0 means no limit)")
-    return int(value * size)
+def _options(keep: list[str] | None, max_file_size: str, ocr: bool = True, fps: float = 1.0,
+             max_frames: int = 120):
+    from app.services.ingest_options import ingest_options
 
-
-def _options(keep: list[str] | None, max_file_size: str, ocr: bool = True,
-             tokenizer: str | None = None, fps: float = 1.0, max_frames: int = 120):
-    from app.settings import get_settings
-    from ingest.collect import CollectOptions
-    from ingest.documents import ProcessOptions
-    from ingest.filters import FilterOptions, NoiseFilter
-    from ingest.pipeline import PipelineOptions
-
-    keep = [k.strip() for item in keep or [] for k in item.split(",") if k.strip()]
-    unknown = set(keep) - set(KEEPABLE)
-    if unknown:
-        raise IngestError(f"unknown rule for --keep: {', '.join(sorted(unknown))} "
-                          f"(rules: {', '.join(KEEPABLE)})")
-    size = 0 if "size" in keep else _bytes(max_file_size)
-    noise = NoiseFilter(FilterOptions(
-        binary="binary" not in keep, lockfiles="lockfiles" not in keep,
-        generated="generated" not in keep, vendored="vendored" not in keep,
-        max_file_bytes=size))
-    from ingest.video import VideoOptions
-
-    if fps <= 0 or max_frames < 1:
-        raise IngestError("--fps must be positive and --max-frames at least 1")
-    spec = tokenizer or get_settings().tokenizer
-    return PipelineOptions(
-        CollectOptions(gitignore="gitignore" not in keep,
-                       skip_vendored_dirs="vendored" not in keep),
-        ProcessOptions(ocr=ocr, noise=noise, video=VideoOptions(fps=fps, max_frames=max_frames),
-                       redact_secrets="secrets" not in keep,
-                       vision=spec.startswith("llama4:"),  # Llama 4 reads the frames
-                       frames_dir=get_settings().frames_dir),
-        get_settings().workers)
+    return ingest_options(keep or [], max_file_size, ocr, fps, max_frames)
 
 
 def _progress(enabled: bool = True):
@@ -124,7 +80,7 @@ def ingest(
 
     with _progress(not as_json) as progress:
         report = run(paths, corpus, tokenizer,
-                     _options(keep, max_file_size, ocr, tokenizer, fps, max_frames), prune,
+                     _options(keep, max_file_size, ocr, fps, max_frames), prune,
                      progress)
     if as_json:
         out.print_json(json.dumps(report.to_json()))
@@ -196,7 +152,7 @@ def pack(
     limit = parse_budget(budget) if budget else None
     with _progress() as progress:
         outcome = run(target, tokenizer, limit, fmt, fit, out_file, manifest, toc,  # type: ignore[arg-type]
-                      _options(keep, max_file_size, True, tokenizer, fps, max_frames), progress,
+                      _options(keep, max_file_size, True, fps, max_frames), progress,
                       lambda msg: console.print(f"[dim]{msg}"))
     r = outcome.result
     for item in r.reduced:

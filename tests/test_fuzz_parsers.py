@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.cli import _bytes
+from app.services.ingest_options import parse_size
 from ingest.archives import ArchiveError, _member_parts, extract_archive
 from ingest.collect import shown_name
 from ingest.pack import parse_budget
@@ -46,7 +46,7 @@ def test_budget_is_positive_or_refused(text):
 @given(sizes)
 def test_size_is_non_negative_or_refused(text):
     try:
-        value = _bytes(text)
+        value = parse_size(text)
     except IngestError as exc:
         _one_line(exc)
     else:
@@ -54,9 +54,9 @@ def test_size_is_non_negative_or_refused(text):
 
 
 def test_sizes_known_answers():
-    assert _bytes("10MB") == 10 * 1024**2
-    assert _bytes("0") == 0
-    assert _bytes(" 1.5kb ") == 1536
+    assert parse_size("10MB") == 10 * 1024**2
+    assert parse_size("0") == 0
+    assert parse_size(" 1.5kb ") == 1536
     assert parse_budget("128k") == 131072 and parse_budget("10M") == 10 * 1024**2
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import av
 import numpy as np
-import pymupdf
 import pytest
+from helpers import make_video
 
 from app.services.citations import ContextSource, verify
 from ingest.documents import ProcessOptions, process
@@ -27,30 +27,6 @@ from ingest.video import (
 ROOT = Path(__file__).resolve().parents[1]
 SLIDES = ["Quarterly review", "Revenue grew 12 percent", "The launch date is 14 March",
           "Questions"]
-
-
-def slide(text: str, w: int = 640, h: int = 360) -> np.ndarray:
-    doc = pymupdf.open()
-    page = doc.new_page(width=w / 2, height=h / 2)
-    page.insert_text((20, 60), text, fontsize=16)
-    pix = page.get_pixmap(dpi=144)
-    arr = np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.width, pix.n)
-    return arr[:h, :w, :3].copy()
-
-
-def make_video(path: Path, texts: list[str], seconds_each: float = 10, fps: int = 5) -> Path:
-    frames = [slide(t) for t in texts]
-    with av.open(str(path), "w") as out:
-        s = out.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt = 640, 360, "yuv420p"
-        s.options = {"preset": "ultrafast"}
-        for img in frames:
-            for _ in range(int(seconds_each * fps)):
-                for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                    out.mux(p)
-        for p in s.encode():
-            out.mux(p)
-    return path
 
 
 def make_audio(path: Path) -> Path:

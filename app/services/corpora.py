@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.database import lock_key, session_scope
 from app.models import Corpus, Segment, Source, Symbol
-from app.services.ingest_options import with_workdir
+from app.services.ingest_options import for_corpus
 from app.services.reports import FileRow, IngestReport
 from app.services.tokencache import token_cache
 from app.settings import get_settings
@@ -76,12 +76,13 @@ def ingest(inputs: list[Path], corpus: str, tokenizer: str | None = None,
     segments nor re-counted; the database changes in one transaction, or not at all."""
     started = time.perf_counter()
     name = check_name(corpus)
-    options = with_workdir(options or PipelineOptions())
+    given = options
     for attempt in range(3):
         with session_scope(_url(url)) as session:
             existing = session.scalar(select(Corpus).where(Corpus.name == name))
             spec = tokenizer or (existing.tokenizer if existing else get_settings().tokenizer)
             tok = load_tokenizer(spec)
+            options = for_corpus(given, tok.spec)
             known: dict[str, str] = {}
             if existing is not None and existing.tokenizer == tok.spec:
                 redact = options.process.redact_secrets

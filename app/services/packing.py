@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from app.services.ingest_options import with_workdir
+from app.services.ingest_options import for_corpus
 from app.settings import get_settings
 from ingest.counting import count_documents
 from ingest.pack import Format, Packer, PackResult, TocPosition, stable_order
@@ -80,7 +80,7 @@ def pack(target: list[str], tokenizer: str | None = None, budget: int | None = N
         paths = [Path(t) for t in target]
         check_outputs(paths, out, manifest)
         tok = load_tokenizer(tokenizer or get_settings().tokenizer)
-        base = with_workdir(options or PipelineOptions())
+        base = for_corpus(options, tok.spec)
         options = PipelineOptions(base.collect, replace(
             base.process, segments=False, symbols=False, injections=False), base.workers)
         kwargs = {"progress": progress} if progress else {}
