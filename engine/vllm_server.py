@@ -171,16 +171,21 @@ class ManagedServer:
         return self.process is not None and self.process.poll() is None
 
     def wait_healthy(self, timeout: float = 600.0, interval: float = 0.5,
-                     tick: Callable[[float], None] | None = None) -> dict:
+                     tick: Callable[[float], None] | None = None,
+                     ceiling: float = 4 * 3600.0) -> dict:
         """Wait until `/health` answers 200 and `/v1/models` lists a model; returns the first
-        model's entry. Raises EngineError, with the log's tail, if the process ends or `timeout`
-        seconds pass. `tick(elapsed_s)` is called on every poll (for a spinner)."""
+        model's entry. The wait follows the server's own progress, not a constant: it fails
+        (EngineError with the log's tail) when the process ends, when its log has not grown for
+        `timeout` seconds (stuck), or after `ceiling` seconds in all. A busy machine makes
+        vLLM's start slower, never silent. `tick(elapsed_s)` is called on every poll."""
         if self.process is None:
             raise EngineError("the server was not started")
-        t0 = time.monotonic()
+        t0 = last = time.monotonic()
+        offset = self._log_size()
         with httpx.Client(timeout=httpx.Timeout(5.0, connect=1.0)) as client:
             while True:
-                elapsed = time.monotonic() - t0
+                now = time.monotonic()
+                elapsed = now - t0
                 if tick is not None:
                     tick(elapsed)
                 code = self.process.poll()
@@ -190,10 +195,38 @@ class ManagedServer:
                 model = self._ready(client)
                 if model is not None:
                     return model
-                if elapsed > timeout:
+                offset, progressed = self._log_progress(offset)
+                if progressed:
+                    last = now
+                if now - last > timeout or elapsed > ceiling:
+                    why = (f"its log was silent for {now - last:.0f} s" if now - last > timeout
+                           else f"the limit is {ceiling:.0f} s")
                     raise EngineError(self.failure_message(
-                        f"the vLLM server was not ready after {timeout:.0f} s"))
+                        f"the vLLM server was not ready after {elapsed:.0f} s ({why})"))
                 time.sleep(interval)
+
+    def _log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size if self.log_path else 0
+        except OSError:
+            return 0
+
+    def _log_progress(self, offset: int) -> tuple[int, bool]:
+        """(new offset, whether the log gained lines other than the access lines of our own
+        polls): a server answering `/health` with 503 while it loads logs each poll."""
+        if self.log_path is None:
+            return offset, False
+        try:
+            with self.log_path.open("rb") as fh:
+                fh.seek(offset)
+                data = fh.read(1 << 20)
+        except OSError:
+            return offset, False
+        lines = data.split(b"\n")
+        done = data.rfind(b"\n") + 1  # a line still being written is read next time
+        return offset + done, any(
+            line.strip() and b"/health" not in line and b"/v1/models" not in line
+            for line in lines[:-1])
 
     def _ready(self, client: httpx.Client) -> dict | None:
         try:

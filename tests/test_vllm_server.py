@@ -31,6 +31,7 @@ p.add_argument("--delay", type=float, default=0.0)
 p.add_argument("--ignore-term", action="store_true")
 p.add_argument("--exit-now", action="store_true")
 p.add_argument("--pids")
+p.add_argument("--chatty", action="store_true")
 a = p.parse_args()
 if a.exit_now:
     for i in range(40):
@@ -47,6 +48,15 @@ if a.ignore_term:
 else:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 t0 = time.monotonic()
+if a.chatty:  # a start that makes progress: a log line every 0.2 s until ready
+    import threading
+    def talk():
+        i = 0
+        while time.monotonic() - t0 < a.delay:
+            print(f"warming up {i}", flush=True)
+            i += 1
+            time.sleep(0.2)
+    threading.Thread(target=talk, daemon=True).start()
 
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
@@ -158,9 +168,19 @@ def test_a_server_that_exits_fails_with_its_log_tail(fake_vllm, tmp_path):
 
 def test_a_server_never_ready_times_out(fake_vllm, tmp_path):
     server = _server(fake_vllm, tmp_path, "--delay", "60")
-    with server, pytest.raises(EngineError, match="not ready after 1 s"):
+    with server, pytest.raises(EngineError, match=r"not ready after 1 s \(its log was silent"):
         server.wait_healthy(timeout=1, interval=0.1)
     assert not server.running()
+
+
+def test_a_slow_start_that_makes_progress_is_waited_for(fake_vllm, tmp_path):
+    """The wait follows the log: 3 s of warm-up lines outlast a 1 s stall limit; the 503
+    answers to our own polls are logged too but are not progress (the test above)."""
+    server = _server(fake_vllm, tmp_path, "--delay", "3", "--chatty")
+    with server:
+        t0 = time.monotonic()
+        assert server.wait_healthy(timeout=1, interval=0.1)["id"] == "fake-model"
+        assert time.monotonic() - t0 >= 2.9
 
 
 def test_port_in_use_is_a_clear_error(fake_vllm, tmp_path):

@@ -102,7 +102,8 @@ def register(app: typer.Typer) -> None:
         port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
         host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
         ready_timeout: Annotated[float, typer.Option(
-            "--ready-timeout", min=1, help="seconds to wait for the server to be ready")] = 900,
+            "--ready-timeout", min=1, help="seconds the starting server may go without writing "
+            "to its log before it counts as stuck")] = 900,
         dry_run: Annotated[bool, typer.Option(
             "--dry-run", help="print the command (environment and arguments) and exit")] = False,
     ) -> None:
