@@ -60,7 +60,7 @@ def make_video() -> Path:
 
 
 def main() -> None:
-    from ingest.pdf import tesseract_available
+    from ingest.ocr import tesseract_available
     from ingest.video import VideoOptions, read_video
 
     ap = argparse.ArgumentParser()

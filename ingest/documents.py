@@ -27,8 +27,8 @@ from ingest.injection import find_injections
 from ingest.languages import is_code, language_for
 from ingest.notebooks import read_notebook
 from ingest.symbols import extract_symbols
-from ingest.types import Candidate, Document, IngestError, Segment, Skipped
-from ingest.video import VIDEO_SUFFIXES, VideoOptions, read_video, timestamp
+from ingest.types import Candidate, Document, IngestError, Segment, Skipped, timestamp
+from ingest.video import VIDEO_SUFFIXES, VideoOptions, read_video
 from ingest.video import segments as video_segments
 
 MAX_SECRET_FLAGS = 100  # per document; every value is redacted all the same

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import functools
-import shutil
 from dataclasses import dataclass, field
 
 import pymupdf
 
+from ingest.ocr import tesseract_available
 from ingest.types import IngestError, Segment
 
 _METADATA_KEYS = ("title", "author", "subject", "creator", "producer", "creationDate", "format")
@@ -25,20 +24,6 @@ class PdfResult:
     segments: list[Segment]
     metadata: dict[str, str] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
-
-
-@functools.cache
-def tesseract_available() -> bool:
-    """True if PyMuPDF can OCR: a tesseract binary is on PATH and its tessdata is found."""
-    if shutil.which("tesseract") is None:
-        return False
-    get_tessdata = getattr(pymupdf, "get_tessdata", None)
-    if get_tessdata is None:
-        return False
-    try:
-        return bool(get_tessdata())
-    except Exception:
-        return False
 
 
 def _clean(text: str) -> str:

@@ -48,8 +48,6 @@ class Segment:
         if self.span_kind == "page":
             return f"p.{self.start}"
         if self.span_kind == "time":
-            from ingest.video import timestamp
-
             return "@" + timestamp(self.start / 1000)[:-4]
         return f"cell {self.start}"
 
@@ -104,3 +102,12 @@ class Skipped:
 
 class IngestError(Exception):
     """A user-facing error: the message is shown as is, without a traceback."""
+
+
+def timestamp(t: float) -> str:
+    """`HH:MM:SS.mmm` for `t` seconds: how a time span is written in packs and citations."""
+    ms = int(round(t * 1000))
+    h, rest = divmod(ms, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    s, ms = divmod(rest, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"

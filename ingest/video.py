@@ -18,7 +18,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest.types import IngestError, Segment
+from ingest.ocr import tesseract_available
+from ingest.types import IngestError, Segment, timestamp
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".webm", ".mov", ".m4v", ".avi"})
 TILE = 336
@@ -66,14 +67,6 @@ class VideoResult:
     metadata: dict[str, str] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
     decoded: int = 0  # frames decoded (for the report and the benchmark)
-
-
-def timestamp(t: float) -> str:
-    ms = int(round(t * 1000))
-    h, rest = divmod(ms, 3_600_000)
-    m, rest = divmod(rest, 60_000)
-    s, ms = divmod(rest, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
 
 
 # --- Llama 4 image tokens ------------------------------------------------------------------------
@@ -262,8 +255,6 @@ def _save_jpeg(frame, grid: tuple[int, int], folder: Path, t: float) -> str:
 
 
 def _can_ocr() -> bool:
-    from ingest.pdf import tesseract_available
-
     return tesseract_available()
 
 

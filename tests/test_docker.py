@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from engine.planner import plan
+from engine.vllm_flags import launch_for_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
@@ -110,14 +111,14 @@ def test_base_is_app_and_postgres():
 def test_vllm_variant_serves_the_plan(variant):
     cfg = resolved("compose.yaml", variant, POSTGRES_PASSWORD="s3cret",
                    SCOUTLENS_WEIGHTS=WEIGHTS)
-    p = plan("scout", model="/models/scout", host="0.0.0.0", port=8000, served_name=SERVED,
-             **VARIANTS[variant])
+    p = plan("scout", model="/models/scout", **VARIANTS[variant])
+    launch = launch_for_plan(p, port=8000, host="0.0.0.0", served_name=SERVED)
     assert p.fits
     vllm = cfg["services"]["vllm"]
     assert vllm["image"].startswith("vllm/vllm-openai:")
     assert vllm["entrypoint"] == ["python3", "-m", "vllm.entrypoints.openai.api_server"]
-    assert [str(a) for a in vllm["command"]] == p.launch.argv
-    assert _env(vllm) == {**p.launch.env, "HF_HUB_OFFLINE": "1"}
+    assert [str(a) for a in vllm["command"]] == launch.argv
+    assert _env(vllm) == {**launch.env, "HF_HUB_OFFLINE": "1"}
     devices = vllm["deploy"]["resources"]["reservations"]["devices"]
     assert devices == [{"driver": "nvidia", "count": p.gpus.count, "capabilities": ["gpu"]}]
     assert (WEIGHTS, "/models/scout", True) in _mounts(vllm)  # read-only

@@ -7,7 +7,8 @@ from pathlib import Path
 import pymupdf
 import pytest
 
-from ingest.pdf import PdfError, PdfResult, read_pdf, tesseract_available
+from ingest.ocr import tesseract_available
+from ingest.pdf import PdfError, PdfResult, read_pdf
 from ingest.types import IngestError
 
 LIBTASN1_PDF = Path("/usr/share/doc/libtasn1-doc/libtasn1.pdf")

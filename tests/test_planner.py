@@ -12,18 +12,11 @@ from pathlib import Path
 import pytest
 
 from engine.arch import MAVERICK, SCOUT, load_arch
-from engine.planner import (
-    GIB,
-    KIB,
-    GpuSpec,
-    parse_context,
-    plan,
-    prefill_flops,
-    size,
-    weight_bytes,
-)
+from engine.gpus import GIB, GpuSpec
+from engine.planner import parse_context, plan
+from engine.sizing import KIB, prefill_flops, size, weight_bytes
 from engine.types import EngineError
-from engine.vllm_flags import HYBRID_ENV, vllm_args, vllm_launch
+from engine.vllm_flags import HYBRID_ENV, launch_for_plan, vllm_args, vllm_launch
 
 M = 1_000_000  # scout.md's "1.6M tokens" and "1M ~ 44 s" are decimal millions
 
@@ -293,8 +286,8 @@ def flag(argv: list[str], name: str) -> str:
 
 
 def test_vllm_args_for_a_single_node_plan():
-    p = plan("scout", "8xH100", "bf16", "fp8", True, parse_context("10M"), port=8123)
-    argv, env = p.launch.argv, p.launch.env
+    p = plan("scout", "8xH100", "bf16", "fp8", True, parse_context("10M"))
+    argv, env = launch_for_plan(p, port=8123).argv, launch_for_plan(p, port=8123).env
     assert flag(argv, "--model") == "meta-llama/Llama-4-Scout-17B-16E-Instruct"
     assert flag(argv, "--tensor-parallel-size") == "8" and "--pipeline-parallel-size" not in argv
     assert flag(argv, "--kv-cache-dtype") == "fp8"
@@ -313,9 +306,9 @@ def test_vllm_args_for_a_single_node_plan():
 
 def test_vllm_args_hybrid_off_bf16_one_gpu():
     p = plan("scout", "1xH100", "int4", "bf16", False, 32768, gpu_memory_utilization=0.95)
-    argv = p.launch.argv
+    argv = launch_for_plan(p).argv
     assert flag(argv, "--tensor-parallel-size") == "1" and "--kv-cache-dtype" not in argv
-    assert "--disable-hybrid-kv-cache-manager" in argv and p.launch.env == {}
+    assert "--disable-hybrid-kv-cache-manager" in argv and launch_for_plan(p).env == {}
     assert flag(argv, "--model").endswith("quantized.w4a16")
     assert flag(argv, "--gpu-memory-utilization") == "0.95"
 
@@ -323,22 +316,23 @@ def test_vllm_args_hybrid_off_bf16_one_gpu():
 def test_plain_models_get_no_llama4_flags(tmp_path):
     folder = write_config(tmp_path / "llama-8b", LLAMA31_8B)
     p = plan(str(folder), "1xH100", "fp8", "bf16", None, 65536)
-    argv = p.launch.argv
+    argv = launch_for_plan(p).argv
     assert "--limit-mm-per-prompt" not in argv and "--disable-hybrid-kv-cache-manager" not in argv
-    assert p.launch.env == {} and flag(argv, "--model") == str(folder)
+    assert launch_for_plan(p).env == {} and flag(argv, "--model") == str(folder)
     assert flag(argv, "--quantization") == "fp8"  # a bf16 folder, quantized at load
 
 
 def test_multi_node_plans_print_the_ray_launch():
     p = plan("scout", "2x8xH100", "bf16", "bf16", True, parse_context("10M"))
-    assert p.fits and p.launch.multi_node and p.launch.nodes == 2
-    argv = p.launch.argv
+    launch = launch_for_plan(p)
+    assert p.fits and launch.multi_node and launch.nodes == 2
+    argv = launch.argv
     assert flag(argv, "--tensor-parallel-size") == "8"
     assert flag(argv, "--pipeline-parallel-size") == "2"
     assert flag(argv, "--distributed-executor-backend") == "ray"
-    assert p.launch.ray[0].startswith("ray start --head")
-    assert p.launch.ray[1].startswith("ray start --address=") and ":6379" in p.launch.ray[1]
-    assert p.launch.serve_command().split()[1:4] == [
+    assert launch.ray[0].startswith("ray start --head")
+    assert launch.ray[1].startswith("ray start --address=") and ":6379" in launch.ray[1]
+    assert launch.serve_command().split()[1:4] == [
         "vllm", "serve", "meta-llama/Llama-4-Scout-17B-16E-Instruct"]
 
 

@@ -13,15 +13,14 @@ from helpers import make_video
 
 from app.services.citations import ContextSource, verify
 from ingest.documents import ProcessOptions, process
-from ingest.pdf import tesseract_available
-from ingest.types import Candidate, Document, Skipped
+from ingest.ocr import tesseract_available
+from ingest.types import Candidate, Document, Skipped, timestamp
 from ingest.video import (
     VideoOptions,
     image_tokens,
     parse_subtitles,
     read_video,
     tile_grid,
-    timestamp,
 )
 
 ROOT = Path(__file__).resolve().parents[1]

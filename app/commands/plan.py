@@ -1,7 +1,8 @@
 """`scoutlens plan`: will a context fit on these GPUs, what a cold prefill costs, which vLLM flags.
 
-All arithmetic lives in engine.planner (memory and FLOPs model, documented there); this module
-parses options and prints: a rich table, or with --json the plan as JSON only.
+All arithmetic lives in engine.planner and engine.sizing (memory and FLOPs model, documented
+there), the flags in engine.vllm_flags; this module parses options and prints: a rich table, or
+with --json the plan (and its vLLM launch) as JSON only.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ def _hybrid(value: str) -> bool | None:
     return None if v == "auto" else v == "on"
 
 
-def _print(p) -> None:
+def _print(p, port: int) -> None:
+    from engine.vllm_flags import launch_for_plan
+
     table = Table(title=f"plan: {p.arch.name} on {p.gpus}", show_header=False)
     table.add_column("figure", style="bold")
     table.add_column("value")
@@ -45,7 +48,7 @@ def _print(p) -> None:
                 out.print(f"  [cyan]{s['change']}[/]  (KV for {most})")
         else:
             out.print("nothing within reach fits: shorten the context")
-    launch = p.launch
+    launch = launch_for_plan(p, port)
     out.print("[bold]vLLM[/]" + (" (multi-node, Ray)" if launch.multi_node else "")
               + ("" if p.fits else " [red](would refuse this --max-model-len)[/]") + ":")
     for cmd in launch.ray:
@@ -94,8 +97,10 @@ def register(app: typer.Typer) -> None:
         p = make_plan(model, gpus, weights, kv_dtype, _hybrid(hybrid_kv),
                       parse_context(context) if context is not None else None,
                       gpu_memory_utilization=gpu_util, overhead_gib_per_gpu=overhead, mfu=mfu,
-                      max_num_batched_tokens=batched, new_tokens=new_tokens, port=port)
+                      max_num_batched_tokens=batched, new_tokens=new_tokens)
         if as_json:
-            out.print_json(json.dumps(p.to_json()))
+            from engine.vllm_flags import launch_for_plan
+
+            out.print_json(json.dumps({**p.to_json(), "vllm": launch_for_plan(p, port).to_json()}))
             return
-        _print(p)
+        _print(p, port)

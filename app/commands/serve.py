@@ -108,7 +108,8 @@ def register(app: typer.Typer) -> None:
             "--dry-run", help="print the command (environment and arguments) and exit")] = False,
     ) -> None:
         """Start the vLLM OpenAI-compatible server with the planner's flags; Ctrl-C stops it."""
-        from engine.planner import GpuSpec, parse_context
+        from engine.gpus import GpuSpec
+        from engine.planner import parse_context
         from engine.vllm_flags import API_MODULE, vllm_launch
         from engine.vllm_server import ManagedServer, find_vllm_python
 

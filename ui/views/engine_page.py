@@ -8,6 +8,7 @@ import streamlit as st
 from app.services.viewing import cache_figures
 from engine.planner import parse_context, plan
 from engine.types import EngineError
+from engine.vllm_flags import launch_for_plan
 from ingest.types import IngestError
 from ui.common import prefs
 from ui.engine_access import shared
@@ -68,6 +69,6 @@ if go:
         st.table({"figure": [r[0] for r in p.rows()], "value": [r[1] for r in p.rows()]})
         for s in p.suggestions:
             st.write(f"would fit with **{s['change']}**")
-        st.code(p.launch.serve_command(), language="bash")
+        st.code(launch_for_plan(p).serve_command(), language="bash")
     except (EngineError, IngestError, ValueError) as exc:
         st.error(str(exc))
