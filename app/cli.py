@@ -232,7 +232,7 @@ def ui(port: Annotated[int, typer.Option(help="port")] = 8501,
     """Start the web UI (Streamlit): corpora, ask, evals, engine, settings."""
     import importlib.util
 
-    from ui.prefs import MAX_UPLOAD_MB
+    from app.settings import MAX_UPLOAD_MB
 
     spec = importlib.util.find_spec("ui.views.scoutlens_ui")
     assert spec is not None and spec.origin is not None

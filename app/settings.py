@@ -8,6 +8,10 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: the largest upload the web UI takes per file (MB); Streamlit's own ceiling is set to it when
+#: `scoutlens ui` starts the server, the limit chosen in the UI's Settings stays under it
+MAX_UPLOAD_MB = 2048
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SCOUTLENS_", extra="ignore")

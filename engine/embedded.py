@@ -15,7 +15,7 @@ from engine.types import Completion, CompletionRequest, PromptTooLong, Stream, T
 class EmbeddedBackend:
     name = "embedded"
 
-    def __init__(self, model: str | None = None, *, dtype: str = "bfloat16",
+    def __init__(self, model: str | Path, *, dtype: str = "bfloat16",
                  prefill_chunk: int = 1024, kv_block: int = 16, kv_dir: Path | None = None,
                  kv_memory_bytes: int = 2 << 30, kv_disk_bytes: int = 20 << 30,
                  reuse: bool = True, threads: int = 0,

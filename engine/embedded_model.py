@@ -31,13 +31,6 @@ class LoadedModel:
     dtype: str
 
 
-def default_model_dir() -> Path:
-    from app.settings import get_settings
-    from engine.convert import ensure_safetensors_model
-
-    return ensure_safetensors_model(get_settings().home_dir / "models" / "smollm2-135m-instruct")
-
-
 def model_key(folder: Path, dtype: str) -> str:
     """Identity of a model folder: its config and its weight files' sizes and times, plus dtype."""
     h = hashlib.sha256(dtype.encode())
@@ -50,15 +43,15 @@ def model_key(folder: Path, dtype: str) -> str:
     return h.hexdigest()
 
 
-def load_model(model: str | None = None, dtype: str = "bfloat16", threads: int = 0) -> LoadedModel:
-    """`model`: None for the bundled default, else a local Hugging Face causal-LM folder."""
+def load_model(model: str | Path, dtype: str = "bfloat16", threads: int = 0) -> LoadedModel:
+    """`model`: a local Hugging Face causal-LM folder (the services convert the bundled one)."""
     try:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:
         raise EngineError(f"the embedded backend needs torch and transformers ({exc.name} is "
                           "missing): pip install -e '.[embedded]'") from None
-    folder = default_model_dir() if model is None else Path(model).expanduser()
+    folder = Path(model).expanduser()
     if not folder.is_dir():
         raise EngineError(f"model folder not found: {folder}")
     if not (folder / "config.json").is_file():

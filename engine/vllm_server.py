@@ -117,18 +117,12 @@ class ManagedServer:
     """
 
     argv: Sequence[str]
+    log_path: Path  # kept after the server stops: what went wrong is read there
     env: dict[str, str] = field(default_factory=dict)
     port: int = 8000
     host: str = "127.0.0.1"
     python: Path | None = None
-    log_path: Path | None = None
     process: subprocess.Popen | None = field(default=None, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.log_path is None:
-            from app.settings import get_settings
-
-            self.log_path = get_settings().home_dir / "logs" / f"vllm-{self.port}.log"
 
     @property
     def url(self) -> str:

@@ -113,11 +113,11 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _init_worker(spec: str, parent: int) -> None:
+def _init_worker(spec: str, cache_dir: Path | None, parent: int) -> None:
     global _worker_tokenizer
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and SIGTERM
-    _worker_tokenizer = load_tokenizer(spec)
+    _worker_tokenizer = load_tokenizer(spec, cache_dir)
 
 
 def _count_batch(texts: list[str]) -> list[int]:
@@ -148,7 +148,8 @@ class Counter:
         methods = multiprocessing.get_all_start_methods()
         ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         return ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
-                                   initargs=(self.tokenizer.spec, os.getpid()))
+                                   initargs=(self.tokenizer.spec, self.tokenizer.cache_dir,
+                                             os.getpid()))
 
     def _submit(self, items: list[tuple[object, str]]) -> None:
         if self._pool is None:

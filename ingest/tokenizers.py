@@ -13,6 +13,7 @@ import base64
 import gzip
 import hashlib
 import importlib.util
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from functools import cache, cached_property
@@ -58,10 +59,13 @@ Parallelism = Literal["threads", "processes"]
 
 
 class Tokenizer(ABC):
-    """Counts and encodes text; `spec` rebuilds it in another process, `fingerprint` keys caches."""
+    """Counts and encodes text; `spec` (with `cache_dir`) rebuilds it in another process,
+    `fingerprint` keys caches."""
 
     spec: str
     name: str
+    #: where a tokenizer converted from another format is kept (the embedded model's GGUF)
+    cache_dir: Path | None = None
     #: how count() parallelises: "threads" when it releases the GIL, else "processes"
     parallelism: Parallelism = "threads"
 
@@ -266,8 +270,10 @@ def _embedded_tokenizer_json(cache_dir: Path) -> Path:
 
 
 @cache
-def load_tokenizer(spec: str) -> Tokenizer:
-    """Build a tokenizer from its spec; an unknown or broken spec raises IngestError."""
+def load_tokenizer(spec: str, cache_dir: Path | None = None) -> Tokenizer:
+    """Build a tokenizer from its spec; an unknown or broken spec raises IngestError.
+    `cache_dir` keeps what must be converted once (the embedded model's tokenizer, from its
+    GGUF); without it that goes to the system's temporary folder."""
     spec = spec.strip()
     if spec in ("cl100k", "cl100k_base"):
         return OpenAITokenizer("cl100k")
@@ -278,10 +284,11 @@ def load_tokenizer(spec: str) -> Tokenizer:
     if spec.startswith("hf:"):
         return _hf_from_dir(spec, Path(spec.removeprefix("hf:")))
     if spec == "embedded":
-        from app.settings import get_settings
-
-        path = _embedded_tokenizer_json(get_settings().cache_dir)
-        return HFTokenizer("embedded", path, "embedded (SmolLM2-135M-Instruct)")
+        folder = cache_dir or Path(tempfile.gettempdir()) / "scoutlens-cache"
+        tok = HFTokenizer("embedded", _embedded_tokenizer_json(folder),
+                          "embedded (SmolLM2-135M-Instruct)")
+        tok.cache_dir = folder
+        return tok
     raise IngestError(
         f"unknown tokenizer {spec!r}: use cl100k, o200k, llama4:PATH, hf:DIR or embedded"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import tarfile
@@ -145,3 +146,34 @@ def make_video(path: Path, texts: list[str], seconds_each: float = 10, fps: int 
         for p in s.encode():
             out.mux(p)
     return path
+
+
+WORDS = ["river", "harbour", "lantern", "meadow", "copper", "thistle", "granite", "willow",
+         "ember", "falcon", "orchard", "quarry", "beacon", "saddle", "timber"]
+
+
+def prose(i: int, n: int = 60) -> str:
+    return " ".join(WORDS[(i * 7 + k * 3) % len(WORDS)] for k in range(n)) + "."
+
+
+def make_code_repo(root: Path, files: int = 16) -> Path:
+    repo = root / "repo"
+    (repo / "pkg").mkdir(parents=True)
+    for i in range(files):
+        body = "\n\n".join(
+            f"def step_{i}_{k}(value):\n    \"\"\"{prose(i + k, 12)}\"\"\"\n"
+            f"    return value * {k + 2} + {i}\n" for k in range(4))
+        (repo / "pkg" / f"mod_{i:02d}.py").write_text(f'"""Module {i}."""\n\nimport math\n\n\n'
+                                                      f"{body}\n")
+    return repo
+
+
+MERGES = [b"he", b"ll", b"llo", b"hello", b" w", b"or", b"ld", b" wor", b" world"]
+
+
+def write_rank_file(path: Path, merges: list[bytes] = MERGES) -> list[bytes]:
+    """A small tiktoken rank file shaped like Llama 4's tokenizer.model: bytes, then merges."""
+    tokens = [bytes([i]) for i in range(256)] + merges
+    lines = [f"{base64.b64encode(t).decode()} {rank}" for rank, t in enumerate(tokens)]
+    path.write_text("\n".join(lines) + "\n")
+    return tokens

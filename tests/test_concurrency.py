@@ -1,31 +1,28 @@
 """Many users on one database (a SQLite file, then PostgreSQL): concurrent ingests and asks from
 threads and from processes lose no write and never fail with "database is locked".
 
-The model is a stand-in (FakeOpenAI from test_openai_backend, a real HTTP server on loopback that
+The model is a stand-in (FakeOpenAI from tests/fakes.py, a real HTTP server on loopback that
 streams a fixed answer): what is under test is the app's services and the database, not a model.
-The load part is benchmarks/bench_load.py itself, bounded (a few dozen asks).
+The load part is the benchmark's own driver (tests/loadgen.py), bounded (a few dozen asks).
 """
 
 from __future__ import annotations
 
-import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
 import pytest
+from fakes import FakeOpenAI
+from loadgen import ingest_inputs, make_inputs, one_ask, run_load
 from sqlalchemy import func, select
-from test_openai_backend import FakeOpenAI
 
 from app.database import session_scope
 from app.models import Question, Source
 from app.services import corpora
 from app.services.ask import history
 from app.settings import get_settings
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from bench_load import ingest_inputs, make_inputs, one_ask, run_load  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("db_url")
 

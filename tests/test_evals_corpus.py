@@ -5,19 +5,14 @@ in the prompt, inside the unit the depth asked for, and the length is exact."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
-from helpers import make_pdf
-from test_video import make_video
+from helpers import WORDS, make_code_repo, make_pdf, make_video, prose
 
 from app.services.corpora import ingest, load_documents
 from evals.corpus import render
 from evals.tasks import Generator
 from ingest.tokenizers import load_tokenizer
-
-WORDS = ["river", "harbour", "lantern", "meadow", "copper", "thistle", "granite", "willow",
-         "ember", "falcon", "orchard", "quarry", "beacon", "saddle", "timber"]
 
 
 @pytest.fixture(scope="module")
@@ -30,27 +25,11 @@ def gen_for(tok, corpus: str) -> Generator:
     return Generator(tok.encode, tok.decode, render(corpus, docs))
 
 
-def prose(i: int, n: int = 60) -> str:
-    return " ".join(WORDS[(i * 7 + k * 3) % len(WORDS)] for k in range(n)) + "."
-
-
 def enclosing(context: str, at: int) -> str:
     """The `<source ...>` open tag the offset `at` sits inside."""
     start = context.rindex("<source ", 0, at)
     assert context.find("</source>", start, at) == -1, "the needle is outside any source"
     return context[start:context.index(">", start) + 1]
-
-
-def make_code_repo(root: Path, files: int = 16) -> Path:
-    repo = root / "repo"
-    (repo / "pkg").mkdir(parents=True)
-    for i in range(files):
-        body = "\n\n".join(
-            f"def step_{i}_{k}(value):\n    \"\"\"{prose(i + k, 12)}\"\"\"\n"
-            f"    return value * {k + 2} + {i}\n" for k in range(4))
-        (repo / "pkg" / f"mod_{i:02d}.py").write_text(f'"""Module {i}."""\n\nimport math\n\n\n'
-                                                      f"{body}\n")
-    return repo
 
 
 @pytest.mark.parametrize("depth", [0.0, 0.5, 1.0])

@@ -168,8 +168,7 @@ def test_a_suite_against_an_endpoint_counts_lengths_with_its_tokenize(reader, tm
 
 
 def test_a_corpus_haystack_with_modality_needles(reader, tmp_path):
-    from helpers import make_pdf
-    from test_evals_corpus import make_code_repo, prose
+    from helpers import make_code_repo, make_pdf, prose
 
     from app.services.corpora import ingest
 

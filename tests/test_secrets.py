@@ -144,7 +144,7 @@ def test_notebook_cell_secret_is_flagged_by_line_of_the_notebook_text():
 
 
 def test_video_subtitles_are_scanned_and_flagged_by_time(tmp_path):
-    from test_video import make_video
+    from helpers import make_video
 
     video = make_video(tmp_path / "demo.mp4", ["Setup"], seconds_each=2)
     (tmp_path / "demo.srt").write_text(

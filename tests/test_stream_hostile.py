@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 import pytest
+from fakes import MODEL, FakeOpenAI, Reply
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_openai_backend import MODEL, FakeOpenAI, Reply
 
 from engine.openai_backend import OpenAIBackend, SSEParser, api_base, parse_chunk
 from engine.types import CompletionRequest, EngineError, Usage

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import gzip
 import hashlib
 import json
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import tiktoken
+from helpers import MERGES, write_rank_file
 
 from app.settings import get_settings
 from ingest.tokenizers import (
@@ -115,16 +115,6 @@ def test_unknown_spec_raises():
 
 
 # --- llama4:PATH --------------------------------------------------------------------------------
-
-MERGES = [b"he", b"ll", b"llo", b"hello", b" w", b"or", b"ld", b" wor", b" world"]
-
-
-def write_rank_file(path: Path, merges: list[bytes] = MERGES) -> list[bytes]:
-    tokens = [bytes([i]) for i in range(256)] + merges
-    lines = [f"{base64.b64encode(t).decode()} {rank}" for rank, t in enumerate(tokens)]
-    path.write_text("\n".join(lines) + "\n")
-    return tokens
-
 
 def test_llama4_encode_decode_and_special_layout(tmp_path):
     path = tmp_path / "tokenizer.model"
@@ -302,8 +292,11 @@ def use_home(monkeypatch, home: Path) -> Path:
 
 
 def test_embedded_converts_once_and_counts(monkeypatch, embedded_home):
+    """The services hand the tokenizer its cache folder: SCOUTLENS_HOME/cache/tokenizers."""
+    from app.services.tokencache import tokenizer
+
     cache = use_home(monkeypatch, embedded_home)
-    tok = load_tokenizer("embedded")
+    tok = tokenizer("embedded")
     files = sorted(cache.glob("embedded-*.json"))
     assert len(files) == 1
     assert not list(cache.glob("*.tmp"))

@@ -147,7 +147,7 @@ def test_local_path_errors_are_messages(tmp_path):
 
 def test_video_frame_at_a_cited_time_is_that_moment(tmp_path):
     import numpy as np
-    from test_video import make_video, slide
+    from helpers import make_video, slide
 
     from ui.render import video_frame_png
 

@@ -112,7 +112,7 @@ def test_bad_videos_get_a_clear_per_file_status(tmp_path, talk):
 
 
 def test_pack_shows_words_with_times_and_llama4_counts_images(tmp_path, talk):
-    from test_tokenizers import write_rank_file  # the small rank file the tokenizer tests build
+    from helpers import write_rank_file
 
     env_home = {"SCOUTLENS_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
     text = subprocess.run([sys.executable, "-m", "app.cli", "pack", str(talk), "-t", "cl100k",
@@ -169,7 +169,7 @@ def test_ask_over_a_recording_cites_a_time(tmp_path, talk, model_dir):
 def test_vision_requests_carry_each_frame_as_an_image_part(tmp_path, talk):
     import base64
 
-    from test_openai_backend import FakeOpenAI
+    from fakes import FakeOpenAI
 
     from engine.images import content_parts
     from engine.openai_backend import OpenAIBackend

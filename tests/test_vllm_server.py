@@ -194,8 +194,9 @@ def test_port_in_use_is_a_clear_error(fake_vllm, tmp_path):
 
 
 def test_default_log_lives_under_home(scoutlens_home):
-    server = ManagedServer(["--port", "8123"], port=8123)
-    assert server.log_path == scoutlens_home / "logs" / "vllm-8123.log"
+    from app.commands.serve import log_path
+
+    assert log_path(8123) == scoutlens_home / "logs" / "vllm-8123.log"
 
 
 def test_find_vllm_python_prefers_the_environment_variable(monkeypatch, tmp_path):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from engine.factory import make_backend
+from app.services.backends import make_backend
 from engine.types import Backend, CompletionRequest, Stream
 from ui.prefs import Prefs
 

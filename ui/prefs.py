@@ -9,11 +9,9 @@ import threading
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from app.settings import get_settings
-from engine.factory import BACKENDS
+from app.services.backends import BACKENDS
+from app.settings import MAX_UPLOAD_MB, get_settings
 from engine.types import EngineError
-
-MAX_UPLOAD_MB = 2048  # Streamlit's own ceiling is set to match when the server starts
 
 
 @dataclass(frozen=True)

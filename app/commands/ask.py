@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         """Answer QUESTION from TARGET, citing sources that are checked against the context."""
         from app.progress import pipeline_progress
         from app.services.ask import ask as run
-        from engine.factory import make_backend
+        from app.services.backends import make_backend
 
         def note(text: str) -> None:
             if not as_json:

@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
         """Complete a prompt; the text streams to stdout, usage and timings to stderr."""
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-        from engine.factory import make_backend
+        from app.services.backends import make_backend
 
         prompt = _read(prompt_file, "prompt file")
         prefix = _read(prefix_file, "prefix file")

@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run (or resume) an eval grid; every cell is stored as it finishes."""
         from app.services import evals
-        from engine.factory import make_backend
+        from app.services.backends import make_backend
         from evals import suite as suites
 
         loaded = suites.load(suite) if suite is not None else None

@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from app.services.backends import BUNDLED_MODEL as BUNDLED_NAME
 from engine.types import EngineError
 
 console = Console(stderr=True)
@@ -26,7 +27,6 @@ out = Console()
 WEIGHTS = ("bf16", "fp8", "int4")
 KV_DTYPES = ("bf16", "fp8")
 HYBRID = {"auto": None, "on": True, "off": False}
-BUNDLED_NAME = "smollm2-135m-instruct"
 BUNDLED_WINDOW = 8192
 
 
@@ -34,6 +34,13 @@ def bundled_model_dir() -> Path:
     from app.settings import get_settings
 
     return get_settings().home_dir / "models" / BUNDLED_NAME
+
+
+def log_path(port: int) -> Path:
+    """Where a managed vLLM server on `port` logs: SCOUTLENS_HOME/logs, kept after it stops."""
+    from app.settings import get_settings
+
+    return get_settings().home_dir / "logs" / f"vllm-{port}.log"
 
 
 def _choice(value: str, allowed, option: str) -> str:
@@ -149,7 +156,8 @@ def register(app: typer.Typer) -> None:
                           soft_wrap=True, markup=False, highlight=False)
                 return
             argv = list(launch.argv)
-            server = ManagedServer(argv, env=dict(launch.env), port=port, host=host)
+            server = ManagedServer(argv, log_path(port), env=dict(launch.env), port=port,
+                                   host=host)
             console.print(f"vLLM log: {server.log_path}")
             try:
                 server.start()

@@ -24,10 +24,10 @@ from app.database import session_scope
 from app.models import Corpus, Question
 from app.services.citations import ContextSource, SourceRef, matched_evidence, verify
 from app.services.prompting import corpus_request
+from app.services.tokencache import tokenizer as tokenizer_for
 from app.settings import get_settings
 from engine.types import Backend, Completion, EngineError
 from ingest.pack import Packer, PackResult
-from ingest.tokenizers import load_tokenizer
 from ingest.types import Document, IngestError
 from ingest.types import Segment as SegmentData
 
@@ -172,7 +172,7 @@ def _version_of(docs: list[Document], spec: str) -> str:
     its text."""
     from app.services.corpora import _version_hash
 
-    return _version_hash([(d.path, d.sha256) for d in docs], load_tokenizer(spec).fingerprint)
+    return _version_hash([(d.path, d.sha256) for d in docs], tokenizer_for(spec).fingerprint)
 
 
 def _current_version(name: str) -> str | None:
@@ -196,7 +196,7 @@ def _sources(plan: PackResult) -> list[ContextSource]:
 
 
 def _pack(docs: list[Document], spec: str, name: str, mode: str) -> Context:
-    tok = load_tokenizer(spec)
+    tok = tokenizer_for(spec)
     packer = Packer(tok, "xml", name, toc="top", outline=mode == "full")
     plan = packer.plan(docs)
     import io
@@ -224,7 +224,7 @@ def _retrieve(name: str, version: str, docs: list[Document], question: str, spec
     rows = {r.id: r for r in fetch_segments(name, order)}
     # model tokens per corpus token, measured on a sample of what would go in
     sample = "".join(rows[i].text for i in order[:20] if i in rows)[:20_000] or "x"
-    ratio = max(0.5, backend.count(sample) / max(1, load_tokenizer(spec).count(sample)))
+    ratio = max(0.5, backend.count(sample) / max(1, tokenizer_for(spec).count(sample)))
     chosen: list[int] = []
     spent = 0
     limit = int(budget_model_tokens / ratio * 0.92)  # wrappers and the manifest take the rest

@@ -16,10 +16,11 @@ from app.models import Corpus, Segment, Source, Symbol
 from app.services.ingest_options import for_corpus
 from app.services.reports import FileRow, IngestReport
 from app.services.tokencache import token_cache
+from app.services.tokencache import tokenizer as tokenizer_for
 from app.settings import get_settings
 from ingest.documents import KEPT_SECRETS
 from ingest.pipeline import PipelineOptions, PipelineResult, Progress, run_pipeline
-from ingest.tokenizers import Tokenizer, load_tokenizer
+from ingest.tokenizers import Tokenizer
 from ingest.types import Document, IngestError
 from ingest.types import Segment as SegmentData
 from ingest.types import Symbol as SymbolData
@@ -81,7 +82,7 @@ def ingest(inputs: list[Path], corpus: str, tokenizer: str | None = None,
         with session_scope(_url(url)) as session:
             existing = session.scalar(select(Corpus).where(Corpus.name == name))
             spec = tokenizer or (existing.tokenizer if existing else get_settings().tokenizer)
-            tok = load_tokenizer(spec)
+            tok = tokenizer_for(spec)
             options = for_corpus(given, tok.spec)
             known: dict[str, str] = {}
             if existing is not None and existing.tokenizer == tok.spec:

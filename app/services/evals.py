@@ -22,7 +22,6 @@ from evals.runner import EvalConfig, check_window, plan_cells, run_cells
 from evals.tasks import Generator, score_text
 
 WINDOW_RESERVE = 64  # evals.runner.check_window's default reserve
-BUNDLED_MODEL = "smollm2-135m-instruct"  # its folder under SCOUTLENS_HOME/models
 
 
 def _url() -> str:
@@ -88,8 +87,8 @@ def target_window(backend: str | None, endpoint: str | None,
     GET /v1/models, nothing else sent) or the model folder's config.json (nothing loaded).
     (None, why) when it cannot be known; a URL or backend that is wrong is an EngineError, as
     in a real run."""
+    from app.services.backends import BACKENDS, BUNDLED_MODEL
     from engine.arch import model_window
-    from engine.factory import BACKENDS
 
     s = get_settings()
     endpoint = endpoint or s.endpoint
@@ -114,7 +113,7 @@ def target_window(backend: str | None, endpoint: str | None,
         return window, "" if window else f"the window of {folder} is unknown (no config.json)"
     from engine.vllm_flags import CPU_WINDOW
 
-    # the bundled model, converted or not yet (engine.embedded_model.default_model_dir)
+    # the bundled model, converted or not yet (app.services.backends.bundled_model_dir)
     return model_window(s.home_dir / "models" / BUNDLED_MODEL) or CPU_WINDOW, ""
 
 
@@ -152,8 +151,8 @@ def generator_for(config: EvalConfig, backend: Backend, tokenizer: str | None = 
     `/tokenize` when the backend is an endpoint that has one, else by `tokenizer` (default: the
     embedded model's, or cl100k for an endpoint); the haystack generated or a stored corpus.
     The config comes back with the tokenizer that counted its lengths."""
+    from app.services.tokencache import tokenizer as load_tokenizer
     from evals.haystack import KINDS
-    from ingest.tokenizers import load_tokenizer
 
     spec = tokenizer or config.tokenizer or ""
     if spec.startswith("model:"):  # a resumed run counted with its model's own tokenizer

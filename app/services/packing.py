@@ -12,11 +12,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from app.services.ingest_options import for_corpus
+from app.services.tokencache import tokenizer as tokenizer_for
 from app.settings import get_settings
 from ingest.counting import count_documents
 from ingest.pack import Format, Packer, PackResult, TocPosition, stable_order
 from ingest.pipeline import PipelineOptions, Progress, run_pipeline
-from ingest.tokenizers import load_tokenizer
 from ingest.types import Document, IngestError, Skipped
 
 
@@ -72,14 +72,14 @@ def pack(target: list[str], tokenizer: str | None = None, budget: int | None = N
         from app.services.corpora import load_documents
 
         stored_spec, docs = load_documents(target[0], symbols=fit)
-        tok = load_tokenizer(tokenizer or stored_spec)
+        tok = tokenizer_for(tokenizer or stored_spec)
         if tok.spec != stored_spec:  # counts are per tokenizer: recount (cached)
             docs = count_documents(docs, tok, token_cache(tok.fingerprint))
         name, source = target[0], f"corpus {target[0]}"
     else:
         paths = [Path(t) for t in target]
         check_outputs(paths, out, manifest)
-        tok = load_tokenizer(tokenizer or get_settings().tokenizer)
+        tok = tokenizer_for(tokenizer or get_settings().tokenizer)
         base = for_corpus(options, tok.spec)
         options = PipelineOptions(base.collect, replace(
             base.process, segments=False, symbols=False, injections=False), base.workers)

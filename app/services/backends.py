@@ -1,20 +1,29 @@
-"""Pick and build a backend from explicit choices, falling back to settings."""
+"""Build a backend from explicit choices, falling back to settings: the one place that turns
+configuration into an engine (the engine package itself reads no settings)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from app.settings import get_settings
 from engine.types import Backend, EngineError
 
 BACKENDS = ("embedded", "openai")
+BUNDLED_MODEL = "smollm2-135m-instruct"  # the bundled model's folder under SCOUTLENS_HOME/models
+
+
+def bundled_model_dir() -> str:
+    """The bundled model as a safetensors folder under SCOUTLENS_HOME/models (converted from
+    its GGUF on first use)."""
+    from engine.convert import ensure_safetensors_model
+
+    return str(ensure_safetensors_model(get_settings().home_dir / "models" / BUNDLED_MODEL))
 
 
 def make_backend(backend: str | None = None, *, endpoint: str | None = None,
                  model: str | None = None, prefill_chunk: int | None = None,
                  reuse: bool = True,
                  progress: Callable[[int, int], None] | None = None) -> Backend:
-    from app.settings import get_settings
-
     s = get_settings()
     endpoint = endpoint or s.endpoint
     if backend is None:  # an endpoint, given or configured, means: talk to that server
@@ -29,7 +38,7 @@ def make_backend(backend: str | None = None, *, endpoint: str | None = None,
         return OpenAIBackend(endpoint, model=model or None)
     from engine.embedded import EmbeddedBackend
 
-    return EmbeddedBackend(model or s.model, dtype=s.dtype,
+    return EmbeddedBackend(model or s.model or bundled_model_dir(), dtype=s.dtype,
                            prefill_chunk=prefill_chunk or s.prefill_chunk, kv_block=s.kv_block,
                            kv_dir=s.kv_dir, kv_memory_bytes=int(s.kv_memory_gb * 2**30),
                            kv_disk_bytes=int(s.kv_disk_gb * 2**30), reuse=reuse,
