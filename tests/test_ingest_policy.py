@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from helpers import make_video
 from streamlit.testing.v1 import AppTest
 
@@ -18,6 +19,7 @@ from app.services.corpora import load_documents
 from app.settings import get_settings
 
 UI = Path(__file__).parent.parent / "ui" / "views" / "corpora_page.py"
+pytestmark = pytest.mark.integration  # the CLI, the UI in AppTest and a video, end to end
 
 
 def _llama4_rank_file(path: Path) -> Path:

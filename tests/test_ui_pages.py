@@ -14,6 +14,9 @@ from app.services.ask import history
 from app.services.corpora import ingest, list_corpora
 from ui import prefs as prefs_store
 
+# the whole app in Streamlit's AppTest, background jobs and all (end to end, not unit)
+pytestmark = pytest.mark.integration
+
 VIEWS = Path(__file__).resolve().parent.parent / "ui" / "views"
 FACT_PAGES = ["Introduction. This report covers the harbour project.",
               "Findings. The bridge inspection date is 14 March 2031.",
