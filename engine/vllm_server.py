@@ -207,7 +207,9 @@ class ManagedServer:
 
     def _log_progress(self, offset: int) -> tuple[int, bool]:
         """(new offset, whether the log gained lines other than the access lines of our own
-        polls): a server answering `/health` with 503 while it loads logs each poll."""
+        polls): a server answering `/health` with 503 while it loads logs each poll. Progress
+        bars (weight shards, CUDA graphs) redraw with `\r` and count as lines too; a piece of
+        over 1 MiB without any line end counts as progress as it is."""
         if self.log_path is None:
             return offset, False
         try:
@@ -216,11 +218,13 @@ class ManagedServer:
                 data = fh.read(1 << 20)
         except OSError:
             return offset, False
-        lines = data.split(b"\n")
-        done = data.rfind(b"\n") + 1  # a line still being written is read next time
+        if len(data) == 1 << 20 and b"\n" not in data and b"\r" not in data:
+            return offset + len(data), True
+        done = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1  # a line being written: next time
+        lines = data[:done].replace(b"\r", b"\n").split(b"\n")
         return offset + done, any(
             line.strip() and b"/health" not in line and b"/v1/models" not in line
-            for line in lines[:-1])
+            for line in lines)
 
     def _ready(self, client: httpx.Client) -> dict | None:
         try:

@@ -23,14 +23,21 @@ def _modules() -> dict[str, Path]:
 
 def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
     """Project modules `path` imports, anywhere in it (`from a.b import c` counts a.b.c when
-    that is a module, else a.b)."""
+    that is a module, else a.b; relative imports are resolved against the module's package;
+    `importlib.import_module("a.b")` with a literal name counts too)."""
     found = set()
+    package = path.relative_to(ROOT).parent.parts
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules
-                     else node.module for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and (node.module or node.level):
+            base = ".".join(package[:len(package) - node.level + 1]) if node.level else ""
+            module = ".".join(p for p in (base, node.module or "") if p)
+            names = [f"{module}.{a.name}" if f"{module}.{a.name}" in modules
+                     else module for a in node.names]
+        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "import_module"
+              and node.args and isinstance(node.args[0], ast.Constant)):
+            names = [str(node.args[0].value)]
         else:
             continue
         found |= {n for n in names if n.split(".")[0] in LAYERS}

@@ -267,3 +267,31 @@ def test_the_cli_counts_redacts_and_keeps_secrets_on_request(tmp_path):
     assert not any(v in direct.read_text() for v in VALUES)
     assert _cli("pack", str(root), "-o", str(direct), "--keep", "secrets").returncode == 0
     assert AWS in direct.read_text()
+
+
+def test_switching_secret_handling_rewrites_rows_and_the_retrieval_index(tmp_path):
+    """The same bytes read again to keep (then redact) their secrets are reported `changed`,
+    and the retrieval index of the (unchanged) version is rebuilt: it must point at the new
+    rows. A corpus removed and created again under its name gets a fresh index too."""
+    from app.services.corpora import ingest, remove_corpus
+    from app.services.ingest_options import ingest_options
+    from app.services.index import fetch_segments, load_index
+
+    root = _tree(tmp_path / "proj", FILES)
+
+    def hits_resolve(report) -> bool:
+        index = load_index("proj", report.version_hash)
+        ids = [h.segment for h in index.search("GITHUB_TOKEN region", k=10)]
+        return bool(ids) and {r.id for r in fetch_segments("proj", ids)} == set(ids)
+
+    first = ingest([root], "proj")
+    kept = ingest([root], "proj", options=ingest_options(["secrets"]))
+    assert kept.version_hash == first.version_hash  # same bytes, same version
+    status = {f.path: f.status for f in kept.files}
+    assert status["settings.py"] == status[".env"] == "changed"
+    assert hits_resolve(kept)
+    again = ingest([root], "proj")
+    assert {f.path: f.status for f in again.files}["settings.py"] == "changed"
+    assert hits_resolve(again)
+    remove_corpus("proj")
+    assert hits_resolve(ingest([root], "proj"))

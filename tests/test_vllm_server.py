@@ -369,3 +369,19 @@ def test_real_conversion_matches_the_gguf_model(tmp_path, monkeypatch):
     t0 = time.monotonic()
     assert convert.ensure_safetensors_model(dest) == folder
     assert time.monotonic() - t0 < 5
+
+
+def test_progress_bars_redrawn_with_cr_are_progress(tmp_path):
+    """tqdm bars (weight shards, CUDA graphs) write `\\r` and no newline until they end."""
+    log = tmp_path / "vllm.log"
+    log.write_bytes(b"")
+    server = ManagedServer([], log)
+    offset, moved = server._log_progress(0)
+    assert (offset, moved) == (0, False)
+    log.write_bytes(b"Loading safetensors shards:  10%|#   | 1/10\r")
+    offset, moved = server._log_progress(offset)
+    assert moved and offset == log.stat().st_size
+    with log.open("ab") as fh:
+        fh.write(b'INFO:     127.0.0.1:5000 - "GET /health HTTP/1.1" 503\n')
+    offset, moved = server._log_progress(offset)
+    assert not moved  # our own polls are not progress

@@ -100,19 +100,23 @@ def ingest(inputs: list[Path], corpus: str, tokenizer: str | None = None,
         refused = _portable(result, tok)
 
         try:
-            report = _apply(name, tok, result, refused, prune, url)
+            report = _apply(name, tok, result, refused, prune, url,
+                            options.process.redact_secrets)
             break
         except _ChangedMeanwhile as exc:
             if attempt == 2:
                 raise IngestError(f"corpus {name!r} kept changing during the ingest "
                                   f"({', '.join(exc.paths[:3])}); run it again") from None
-    _index(name, report, url, progress)
+    # rows rewritten under the same version (secrets now kept or redacted, a re-created
+    # corpus) have new segment ids: the index of that version must be built again
+    _index(name, report, url, progress, rebuild=bool(result.documents) or bool(
+        report.count("removed")))
     report.seconds = time.perf_counter() - started
     return report
 
 
 def _apply(name: str, tok: Tokenizer, result: PipelineResult, refused: list[FileRow],
-           prune: bool, url: str | None) -> IngestReport:
+           prune: bool, url: str | None, redact: bool = True) -> IngestReport:
     """Write one pipeline result in one transaction, as the corpus's only writer."""
     with session_scope(_url(url)) as session:
         lock_key(session, f"corpus:{name}")  # one writer per corpus; others wait, then apply
@@ -127,7 +131,8 @@ def _apply(name: str, tok: Tokenizer, result: PipelineResult, refused: list[File
         previous = {s.path: s for s in session.scalars(
             select(Source).where(Source.corpus_id == row.id))}
         stale = [p for p, sha in result.unchanged.items() if p not in previous
-                 or previous[p].sha256 != sha or previous[p].status != "ok"]
+                 or previous[p].sha256 != sha or previous[p].status != "ok"
+                 or _secrets_differ(previous[p].flags or [], redact)]
         if stale:  # another writer changed them after we read them: read them again
             raise _ChangedMeanwhile(stale)
         files: list[FileRow] = list(refused)
@@ -138,7 +143,8 @@ def _apply(name: str, tok: Tokenizer, result: PipelineResult, refused: list[File
         roots = set(result.roots)
         gone = [s for p, s in previous.items() if prune and p not in seen and s.root in roots]
         for src in gone:
-            files.append(FileRow(src.path, "removed", 0, src.bytes))
+            if src.status == "ok":  # a file that was skipped all along never was in the corpus
+                files.append(FileRow(src.path, "removed", 0, src.bytes))
         replaced = [previous[p].id for p in
                     [d.path for d in result.documents] + [s.path for s in result.skipped]
                     if p in previous] + [s.id for s in gone]
@@ -157,10 +163,11 @@ def _apply(name: str, tok: Tokenizer, result: PipelineResult, refused: list[File
                 "tokens": doc.tokens, "status": "ok", "skip_reason": None,
                 "position": position, "flags": doc.flags, "meta": doc.metadata})
             before = previous.get(doc.path)
-            # the same bytes written by a concurrent ingest of this corpus are not a change
+            # the same bytes written by a concurrent ingest of this corpus are not a change;
+            # the same bytes read again to keep or redact their secrets are
             status = ("added" if before is None else "unchanged"
                       if before.sha256 == doc.sha256 and before.status == "ok" and same_tokenizer
-                      else "changed")
+                      and not _secrets_differ(before.flags or [], redact) else "changed")
             files.append(FileRow(doc.path, status, doc.tokens, doc.size, "", tuple(doc.flags)))
         for sk in result.skipped:
             source_rows.append({
@@ -195,11 +202,12 @@ def _apply(name: str, tok: Tokenizer, result: PipelineResult, refused: list[File
     return report
 
 
-def _index(name: str, report: IngestReport, url: str | None, progress: Progress | None) -> None:
+def _index(name: str, report: IngestReport, url: str | None, progress: Progress | None,
+           rebuild: bool = False) -> None:
     """The retrieval index of this version, built once here so questions only load it."""
     from app.services.index import build_index, index_dir
 
-    if (index_dir(name, report.version_hash) / "segments.json").exists():
+    if not rebuild and (index_dir(name, report.version_hash) / "segments.json").exists():
         return
     if progress:
         progress("index", 0, 1, "building the retrieval index")
@@ -315,7 +323,10 @@ def remove_corpus(name: str, url: str | None = None) -> CorpusSummary:
         row = _get(session, name)
         summary = _summary(session, row)
         session.execute(delete(Corpus).where(Corpus.id == row.id))
-        return summary
+    from app.services.index import remove_indexes
+
+    remove_indexes(name)  # a corpus created again under this name must not find them
+    return summary
 
 
 def load_documents(name: str, symbols: bool = False,

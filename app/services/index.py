@@ -61,6 +61,10 @@ def build_index(name: str, url: str | None = None,
     return folder
 
 
+def remove_indexes(name: str) -> None:
+    shutil.rmtree(get_settings().home_dir / "indexes" / name, ignore_errors=True)
+
+
 def load_index(name: str, version: str, url: str | None = None) -> SegmentIndex:
     folder = index_dir(name, version)
     index = SegmentIndex.load(folder)
@@ -82,7 +86,8 @@ def fetch_segments(name: str, ids: list[int], url: str | None = None) -> list[Se
                     select(Segment.id, Segment.source_id, Source.path, Source.kind,
                            Source.position, Segment.span_kind, Segment.start, Segment.end,
                            Segment.tokens, Segment.text, Source.flags)
-                    .join(Source).where(Segment.id.in_(ids[i:i + 500]))):
+                    .join(Source).join(Corpus, Corpus.id == Source.corpus_id)
+                    .where(Corpus.name == name, Segment.id.in_(ids[i:i + 500]))):
                 out.append(SegmentRow(*r[:10], tuple(r[10] or ())))
     return out
 
