@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from helpers import make_pdf
 
-from app.services.ask import ask, history
+from app.services.ask import ask
+from app.services.history import history
 from engine.embedded import EmbeddedBackend
 from engine.types import EngineError
 from ingest.types import IngestError
@@ -218,7 +219,7 @@ def test_an_ingest_during_the_answer_does_not_relabel_it(tmp_path, mode):
 def test_an_ingest_between_the_corpus_row_and_its_text_is_the_version_read(tmp_path,
                                                                            monkeypatch):
     """Full mode reads the corpus's row, then its text: the version stored is the text's."""
-    from app.services import ask as service
+    from app.services import context as service
     from app.services.corpora import ingest
 
     repo = make_repo(tmp_path / "repo")

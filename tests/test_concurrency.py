@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from app.database import session_scope
 from app.models import Question, Source
 from app.services import corpora
-from app.services.ask import history
+from app.services.history import history
 from app.settings import get_settings
 
 pytestmark = pytest.mark.usefixtures("db_url")

@@ -27,7 +27,7 @@ from app.database import (
 )
 from app.models import Question, Segment, Source
 from app.services import corpora
-from app.services.ask import history
+from app.services.history import history
 from app.settings import get_settings
 
 ROOT = Path(__file__).resolve().parents[1]

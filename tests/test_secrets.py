@@ -274,8 +274,8 @@ def test_switching_secret_handling_rewrites_rows_and_the_retrieval_index(tmp_pat
     and the retrieval index of the (unchanged) version is rebuilt: it must point at the new
     rows. A corpus removed and created again under its name gets a fresh index too."""
     from app.services.corpora import ingest, remove_corpus
-    from app.services.ingest_options import ingest_options
     from app.services.index import fetch_segments, load_index
+    from app.services.ingest_options import ingest_options
 
     root = _tree(tmp_path / "proj", FILES)
 

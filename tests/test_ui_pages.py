@@ -10,8 +10,8 @@ import pytest
 from helpers import make_pdf, make_repo
 from streamlit.testing.v1 import AppTest
 
-from app.services.ask import history
 from app.services.corpora import ingest, list_corpora
+from app.services.history import history
 from ui import prefs as prefs_store
 
 # the whole app in Streamlit's AppTest, background jobs and all (end to end, not unit)

@@ -73,7 +73,7 @@ def register(app: typer.Typer) -> None:
         """Questions asked and their answers, newest first."""
         from dataclasses import asdict
 
-        from app.services.ask import history as rows_of
+        from app.services.history import history as rows_of
 
         rows = rows_of(corpus, limit)
         if as_json:

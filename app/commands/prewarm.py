@@ -40,7 +40,8 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Prefill CORPUS on a server in growing stages, so later questions start warm."""
-        from app.services.ask import build_context, resolve_corpus
+        from app.services.ask import resolve_corpus
+        from app.services.context import build_context
         from app.services.prompting import corpus_request
         from app.settings import get_settings
         from engine.openai_backend import OpenAIBackend

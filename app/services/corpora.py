@@ -56,7 +56,7 @@ def check_name(name: str) -> str:
     return name
 
 
-def _version_hash(pairs: list[tuple[str, str]], tokenizer_fp: str) -> str:
+def version_of_sources(pairs: list[tuple[str, str]], tokenizer_fp: str) -> str:
     h = hashlib.sha256(tokenizer_fp.encode())
     for path, sha in sorted(pairs):
         h.update(f"\0{path}\0{sha}".encode())
@@ -194,7 +194,7 @@ def _apply(name: str, tok: Tokenizer, result: PipelineResult, refused: list[File
         session.flush()
         ok = session.execute(select(Source.path, Source.sha256, Source.tokens).where(
             Source.corpus_id == row.id, Source.status == "ok")).all()
-        row.version_hash = _version_hash([(p, s) for p, s, _ in ok], tok.fingerprint)
+        row.version_hash = version_of_sources([(p, s) for p, s, _ in ok], tok.fingerprint)
         total = sum(t for _, _, t in ok)
         files.sort(key=lambda f: f.path)
         report = IngestReport(name, tok.spec, created, files, total, row.version_hash,
@@ -353,3 +353,32 @@ def load_documents(name: str, symbols: bool = False,
                          segs[s.id], syms[s.id], dict(s.meta or {}), list(s.flags or []),
                          s.tokens) for s in sources]
         return row.tokenizer, docs
+
+
+@dataclass(frozen=True)
+class CorpusInfo:
+    spec: str  # tokenizer the corpus was counted with
+    version: str
+    tokens: int
+    sources: list[Document]  # metadata only: path, kind, language, flags (no segments)
+
+
+def corpus_info(name: str) -> CorpusInfo:
+    """What deciding full vs retrieval needs, without reading the corpus's text."""
+    with session_scope(get_settings().db_url) as session:
+        row = session.scalar(select(Corpus).where(Corpus.name == name))
+        if row is None:
+            raise IngestError(f"no such corpus: {name}")
+        srcs = session.execute(select(
+            Source.path, Source.root, Source.kind, Source.language, Source.sha256, Source.bytes,
+            Source.flags, Source.tokens).where(Source.corpus_id == row.id, Source.status == "ok")
+            .order_by(Source.position)).all()
+        docs = [Document(p, r, k, lang, sha or "", size, [], flags=list(fl or []), tokens=t)
+                for p, r, k, lang, sha, size, fl, t in srcs]
+        return CorpusInfo(row.tokenizer, row.version_hash, sum(d.tokens for d in docs), docs)
+
+
+def corpus_version(name: str) -> str | None:
+    """The stored version of corpus `name` now (None when there is none)."""
+    with session_scope(get_settings().db_url) as session:
+        return session.scalar(select(Corpus.version_hash).where(Corpus.name == name))

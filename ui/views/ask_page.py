@@ -8,7 +8,8 @@ import logging
 
 import streamlit as st
 
-from app.services.ask import ask, history
+from app.services.ask import ask
+from app.services.history import history
 from engine.types import EngineError
 from ingest.types import IngestError
 from ui.common import pick_corpus, prefs

@@ -1,0 +1,181 @@
+"""The context of a question: the whole corpus when it fits the model's window less a reserve
+for the answer (packed exactly as `scoutlens pack` would, so it is byte-identical from one
+question to the next and its KV cache is reused), else the segments retrieval selects (bm25s
+plus symbol and path matches), packed in corpus order. Used by ask, and by prewarm (which must
+send the very prefix ask will)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from app.services.citations import ContextSource
+from app.services.corpora import corpus_info, corpus_version, load_documents, version_of_sources
+from app.services.tokencache import tokenizer as tokenizer_for
+from app.settings import get_settings
+from engine.types import Backend, EngineError
+from ingest.pack import Packer, PackResult
+from ingest.types import Document
+from ingest.types import Segment as SegmentData
+
+Mode = Literal["auto", "full", "retrieval"]
+TEMPLATE_RESERVE = 384  # instructions, chat template, question framing
+IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
+
+
+@dataclass
+class Context:
+    packed: str
+    plan: PackResult
+    sources: list[ContextSource]
+    mode: str
+    docs: list[Document]
+    version: str = ""  # the corpus version these sources were read from
+
+
+def _documents(name: str) -> list[Document]:
+    return load_documents(name, symbols=True)[1]
+
+
+def _version_of(docs: list[Document], spec: str) -> str:
+    """The version an ingest gives exactly these sources (read in one transaction), so a
+    context's version holds even if an ingest landed between reading the corpus's row and
+    its text."""
+    return version_of_sources([(d.path, d.sha256) for d in docs], tokenizer_for(spec).fingerprint)
+
+
+def _sources(plan: PackResult) -> list[ContextSource]:
+    out = []
+    for b in plan.blocks:
+        a = b.attrs
+        start = end = page = None
+        if "lines" in a:
+            s, _, e = a["lines"].partition("-")
+            start, end = int(s), int(e or s)
+        if "page" in a:
+            page = int(a["page"])
+        kind = "video" if a.get("media") == "video" else "pdf" if page else "text"
+        out.append(ContextSource(b.id, b.path, kind, b.text, start, end, page, a.get("t")))
+    return out
+
+
+def _pack(docs: list[Document], spec: str, name: str, mode: str) -> Context:
+    tok = tokenizer_for(spec)
+    packer = Packer(tok, "xml", name, toc="top", outline=mode == "full")
+    plan = packer.plan(docs)
+    import io
+
+    buf = io.StringIO()
+    packer.write(plan, buf)
+    return Context(buf.getvalue(), plan, _sources(plan), mode, docs)
+
+
+def _retrieve(name: str, version: str, docs: list[Document], question: str, spec: str,
+              budget_model_tokens: int, backend: Backend) -> Context:
+    """Segments by relevance until the budget is spent, then packed in corpus order."""
+    from app.services.index import fetch_segments, load_index, path_segments, symbol_segments
+
+    index = load_index(name, version)
+    wanted = set(IDENT.findall(question))
+    # a question naming a file (or its stem) brings in its start; a symbol, its definition
+    lowered = question.lower()
+    named = [d.path for d in docs if d.path.rsplit("/", 1)[-1].lower() in lowered
+             or d.path.rsplit("/", 1)[-1].split(".")[0] in wanted][:3]
+    ranked = (symbol_segments(name, wanted) + path_segments(name, named)
+              + [h.segment for h in index.search(question, k=400)])
+    seen: set[int] = set()
+    order = [i for i in ranked if not (i in seen or seen.add(i))]
+    rows = {r.id: r for r in fetch_segments(name, order)}
+    # model tokens per corpus token, measured on a sample of what would go in
+    sample = "".join(rows[i].text for i in order[:20] if i in rows)[:20_000] or "x"
+    ratio = max(0.5, backend.count(sample) / max(1, tokenizer_for(spec).count(sample)))
+    chosen: list[int] = []
+    spent = 0
+    limit = int(budget_model_tokens / ratio * 0.92)  # wrappers and the manifest take the rest
+    for sid in order:
+        r = rows.get(sid)
+        if r is None:
+            continue
+        cost = r.tokens + 24
+        if spent + cost > limit:
+            continue
+        chosen.append(sid)
+        spent += cost
+    picked = [rows[i] for i in chosen]
+    if not picked:
+        raise EngineError(f"retrieval found nothing in {name} for this question; try other "
+                          "words, or --mode full with a model whose window fits the corpus")
+    # group by source, contiguous runs of segments become one block each, in corpus order
+    by_source: dict[str, list] = {}
+    for r in picked:
+        by_source.setdefault(r.path, []).append(r)
+    doc_of = {d.path: d for d in docs}
+    pieces: list[Document] = []
+    for path in sorted(by_source, key=lambda p: by_source[p][0].position):
+        segs = sorted(by_source[path], key=lambda r: r.start)
+        run: list = []
+        for r in segs + [None]:
+            if r is not None and run and (r.span_kind != "lines" or r.start > run[-1].end + 1):
+                pieces.append(_piece(doc_of[path], run))
+                run = []
+            if r is not None:
+                run.append(r)
+        if run:
+            pieces.append(_piece(doc_of[path], run))
+    ctx = _pack(pieces, spec, name, "retrieval")
+    # exact check under the model's tokenizer; trim from the least relevant end if over
+    while backend.count(ctx.packed) > budget_model_tokens and len(pieces) > 1:
+        pieces = pieces[:-1]
+        ctx = _pack(pieces, spec, name, "retrieval")
+    return ctx
+
+
+def _piece(doc: Document, rows: list) -> Document:
+    segs = [SegmentData(i, r.text, r.span_kind, r.start, r.end, r.tokens)
+            for i, r in enumerate(rows)]
+    return replace(doc, segments=segs, tokens=sum(s.tokens for s in segs))
+
+
+def build_context(name: str, question: str, mode: Mode, backend: Backend,
+                  max_tokens: int, window: int | None = None) -> tuple[Context, int, int]:
+    """(context, corpus tokens, budget in model tokens) for a question over a stored corpus;
+    the context carries the corpus version it was read from. Retrieval reads the corpus in
+    several transactions: an ingest landing in between means building it again."""
+    for _ in range(3):
+        ctx, corpus_tokens, budget = _build_context(name, question, mode, backend, max_tokens,
+                                                    window)
+        if ctx.mode == "full" or corpus_version(name) == ctx.version:
+            return ctx, corpus_tokens, budget
+    raise EngineError(f"corpus {name} changed three times while its context was being built; "
+                      "ask again when the ingest is done")
+
+
+def _build_context(name: str, question: str, mode: Mode, backend: Backend,
+                   max_tokens: int, window: int | None) -> tuple[Context, int, int]:
+    info = corpus_info(name)
+    spec, version = info.spec, info.version
+    if not info.sources:
+        raise EngineError(f"corpus {name} has no readable sources (scoutlens corpora show {name})")
+    corpus_tokens = info.tokens
+    window = window or backend.window or get_settings().default_window
+    budget = window - max_tokens - TEMPLATE_RESERVE - backend.count(question)
+    if budget <= 0:
+        raise EngineError(f"the model's window ({window:,} tokens) leaves no room for context "
+                          f"after {max_tokens:,} answer tokens; lower --max-tokens")
+    if mode in ("auto", "full") and corpus_tokens <= budget * 3:
+        docs = _documents(name)
+        ctx = replace(_pack(docs, spec, name, "full"), version=_version_of(docs, spec))
+        model_tokens = backend.count(ctx.packed)
+        if model_tokens <= budget:
+            return ctx, corpus_tokens, budget
+        if mode == "full":
+            raise EngineError(f"the corpus is {model_tokens:,} tokens but the model's window "
+                              f"leaves {budget:,} for context (window {window:,}, "
+                              f"{max_tokens:,} reserved for the answer): use --mode retrieval")
+    elif mode == "full":
+        raise EngineError(f"the corpus is {corpus_tokens:,} tokens ({spec}) but the model's "
+                          f"window leaves {budget:,} for context: use --mode retrieval")
+    fill = min(1.0, max(0.1, get_settings().retrieval_fill))
+    ctx = _retrieve(name, version, info.sources, question, spec, int(budget * fill), backend)
+    return replace(ctx, version=version), corpus_tokens, budget

@@ -1,0 +1,62 @@
+"""Stored questions and answers: a conversation's earlier turns, the last conversation over a
+corpus, and the history listing (`scoutlens history`, the UI's Ask page)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from app.database import session_scope
+from app.models import Question
+from app.settings import get_settings
+
+
+def conversation_turns(conversation: str) -> list[tuple[str, str]]:
+    with session_scope(get_settings().db_url) as session:
+        return [(q.question, q.answer) for q in session.scalars(
+            select(Question).where(Question.conversation == conversation)
+            .order_by(Question.turn))]
+
+
+def last_conversation(name: str) -> str | None:
+    with session_scope(get_settings().db_url) as session:
+        q = session.scalars(select(Question).where(Question.corpus_name == name)
+                            .order_by(Question.created_at.desc(), Question.id.desc())
+                            .limit(1)).first()
+        return q.conversation if q else None
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    id: int
+    created_at: str
+    corpus: str
+    conversation: str
+    turn: int
+    question: str
+    answer: str
+    mode: str
+    backend: str
+    model: str
+    usage: dict
+    timings: dict
+    sources: list
+    finish_reason: str = "stop"  # stop | length | incomplete (the stream broke off)
+    corpus_version: str = ""
+
+    @property
+    def incomplete(self) -> bool:
+        return self.finish_reason == "incomplete"
+
+
+def history(corpus: str | None = None, limit: int = 50) -> list[HistoryRow]:
+    with session_scope(get_settings().db_url) as session:
+        q = select(Question).order_by(Question.created_at.desc(), Question.id.desc()).limit(limit)
+        if corpus:
+            q = q.where(Question.corpus_name == corpus)
+        return [HistoryRow(r.id, r.created_at.isoformat(timespec="seconds"), r.corpus_name,
+                           r.conversation, r.turn, r.question, r.answer, r.mode, r.backend,
+                           r.model, dict(r.usage or {}), dict(r.timings or {}),
+                           list(r.sources or []), r.finish_reason or "stop", r.corpus_version)
+                for r in session.scalars(q)]
