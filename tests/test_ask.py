@@ -315,3 +315,48 @@ def test_history_shows_incomplete_answers_and_escapes_control_characters(tmp_pat
     assert {(r["finish_reason"], r["incomplete"]) for r in rows} == {("stop", False),
                                                                    ("incomplete", True)}
     assert all(r["question"] == hostile == r["answer"] for r in rows)
+
+
+def test_the_cli_reads_the_question_from_stdin_and_follows_up_like_llm(tmp_path):
+    """llm's habits: the question piped in (or `-`), `-c` continues the last conversation,
+    `--cid ID` a given one, `-e`/`-m` choose the server and model."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from fakes import FakeOpenAI
+
+    from app.services.corpora import ingest
+
+    (tmp_path / "notes.md").write_text("# Notes\n\nThe vault code is 7291.\n")
+    ingest([tmp_path / "notes.md"], "notes")
+    env = {**os.environ, "COLUMNS": "200"}
+
+    def cli(*args: str, stdin: str = "") -> dict:
+        proc = subprocess.run([sys.executable, "-m", "app.cli", "ask", *args], input=stdin,
+                              capture_output=True, text=True, timeout=120, env=env)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    server = FakeOpenAI().start()
+    try:
+        first = cli("notes", "-e", server.url, "-m", "fake-model", "--json",
+                    stdin="What is the vault code?\n")
+        asked = server.completions[-1].body["messages"][-1]["content"]
+        assert "What is the vault code?" in asked
+        follow = cli("notes", "-", "-c", "-e", server.url, "--json", stdin="And why?")
+        assert follow["conversation"] == first["conversation"] and follow["turn"] == 2
+        assert "Earlier question: What is the vault code?" in \
+            server.completions[-1].body["messages"][-1]["content"]
+        again = cli("notes", "Once more?", "--cid", first["conversation"], "-e", server.url,
+                    "--json")
+        assert again["conversation"] == first["conversation"] and again["turn"] == 3
+        fresh = cli("notes", "A new topic?", "-e", server.url, "--json")
+        assert fresh["conversation"] != first["conversation"] and fresh["turn"] == 1
+    finally:
+        server.close()
+    empty = subprocess.run([sys.executable, "-m", "app.cli", "ask", "notes"], input="",
+                           capture_output=True, text=True, timeout=120, env=env)
+    assert empty.returncode == 1 and "Traceback" not in empty.stderr
+    assert "the question is empty" in empty.stderr

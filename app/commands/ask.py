@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from app.commands.options import BackendOpt, EndpointOpt, JsonOpt, ModelOpt
+
 console = Console(stderr=True)
 out = Console()
 
@@ -22,22 +24,37 @@ def register(app: typer.Typer) -> None:
     def ask(
         target: Annotated[str, typer.Argument(
             help="a stored corpus name, or a path to ingest (./x, /x, ~/x, a/b or --path)")],
-        question: Annotated[str, typer.Argument(help="the question")],
+        question: Annotated[str | None, typer.Argument(
+            help="the question; `-` or left out: read it from stdin")] = None,
         mode: Annotated[str, typer.Option(help="auto | full | retrieval")] = "auto",
-        backend: Annotated[str | None, typer.Option(help="embedded | openai")] = None,
-        endpoint: Annotated[str | None, typer.Option(help="OpenAI-compatible server URL")] = None,
-        model: Annotated[str | None, typer.Option(help="model folder or served name")] = None,
+        backend: BackendOpt = None,
+        endpoint: EndpointOpt = None,
+        model: ModelOpt = None,
         max_tokens: Annotated[int, typer.Option("--max-tokens", min=1)] = 384,
-        cont: Annotated[bool, typer.Option("--continue", help="follow up on the last "
+        cont: Annotated[bool, typer.Option("--continue", "-c", help="follow up on the last "
                                            "conversation over this corpus")] = False,
-        as_json: Annotated[bool, typer.Option("--json")] = False,
+        conversation: Annotated[str | None, typer.Option(
+            "--conversation", "--cid", help="follow up on this conversation (ids: scoutlens "
+            "history)")] = None,
+        as_json: JsonOpt = False,
         as_path: Annotated[bool, typer.Option("--path", help="TARGET is a path to ingest, even "
                                               "a bare name like `docs`")] = False,
     ) -> None:
-        """Answer QUESTION from TARGET, citing sources that are checked against the context."""
+        """Answer QUESTION from TARGET, citing sources that are checked against the context.
+
+        \b
+        Examples:
+          scoutlens ask myrepo "Where is the retry limit decided?"
+          scoutlens ask ./docs "What changed in 2.0?"        (a path: ingested first)
+          scoutlens ask myrepo -c "And where is it tested?"   (a follow-up)
+          echo "What does load_config return?" | scoutlens ask myrepo
+          scoutlens ask myrepo "Summarise" -e http://127.0.0.1:8000/v1 -m scout --json
+        """
         from app.progress import pipeline_progress
         from app.services.ask import ask as run
         from app.services.backends import make_backend
+
+        asked = _question(question)
 
         def note(text: str) -> None:
             if not as_json:
@@ -52,9 +69,9 @@ def register(app: typer.Typer) -> None:
                 sys.stdout.flush()
 
         with pipeline_progress(console, not as_json) as progress:
-            result = run(target, question, engine, mode=mode, max_tokens=max_tokens,  # type: ignore[arg-type]
-                         continue_last=cont, on_delta=delta, note=note, progress=progress,
-                         as_path=as_path)
+            result = run(target, asked, engine, mode=mode, max_tokens=max_tokens,  # type: ignore[arg-type]
+                         continue_last=cont, conversation=conversation, on_delta=delta,
+                         note=note, progress=progress, as_path=as_path)
         if as_json:
             print(json.dumps(result.to_json(), ensure_ascii=False))
             return
@@ -81,11 +98,13 @@ def register(app: typer.Typer) -> None:
                                          for r in rows], ensure_ascii=False)))
             return
         table = Table(title="history" + (f" of {_plain(corpus)}" if corpus else ""))
-        for col in ("when", "corpus", "turn", "question", "answer", "mode", "finish", "ttft"):
+        for col in ("when", "corpus", "conversation", "turn", "question", "answer", "mode",
+                    "finish", "ttft"):
             table.add_column(col)
         for r in rows:
             finish = "[red]incomplete[/]" if r.incomplete else escape(_plain(r.finish_reason))
-            table.add_row(r.created_at, _cell(r.corpus, 40), str(r.turn), _cell(r.question, 50),
+            table.add_row(r.created_at, _cell(r.corpus, 40), _cell(r.conversation, 12),
+                          str(r.turn), _cell(r.question, 50),
                           _cell(r.answer, 60), _cell(r.mode, 12), finish,
                           f"{r.timings.get('ttft_s', 0):.2f}s")
         out.print(table)
@@ -94,6 +113,16 @@ def register(app: typer.Typer) -> None:
 #: C0/C1 controls (ESC starts terminal sequences, CR overwrites the line) and bidi overrides
 #: (they reorder what is shown): stored text is data, never terminal instructions
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _question(question: str | None) -> str:
+    """The question from the argument, or from stdin for `-` or none (as llm reads prompts)."""
+    if question is not None and question != "-":
+        return question
+    if sys.stdin is None or sys.stdin.isatty():
+        raise typer.BadParameter("give a QUESTION, or pipe one in (`echo ... | scoutlens ask "
+                                 "CORPUS`)", param_hint="QUESTION")
+    return sys.stdin.read()
 
 
 def _plain(text: str) -> str:

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from app.commands.options import BackendOpt, EndpointOpt, ModelOpt
 from engine.types import CompletionRequest, EngineError
 
 console = Console(stderr=True)
@@ -39,10 +40,9 @@ def register(app: typer.Typer) -> None:
         prefix_file: Annotated[Path | None, typer.Option(
             "--prefix-file", help="a reusable prefix (a packed corpus) sent before the prompt")
         ] = None,
-        backend: Annotated[str | None, typer.Option(help="embedded | openai")] = None,
-        endpoint: Annotated[str | None, typer.Option(help="OpenAI-compatible server URL")] = None,
-        model: Annotated[str | None, typer.Option(
-            help="model folder (embedded) or served model name (openai)")] = None,
+        backend: BackendOpt = None,
+        endpoint: EndpointOpt = None,
+        model: ModelOpt = None,
         max_tokens: Annotated[int, typer.Option("--max-tokens", min=1)] = 256,
         temperature: Annotated[float, typer.Option(min=0.0)] = 0.0,
         system: Annotated[str | None, typer.Option(help="system message")] = None,

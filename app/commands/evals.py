@@ -21,6 +21,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from app.commands.options import BackendOpt, EndpointOpt, ModelOpt
+
 console = Console(stderr=True)
 out = Console()
 
@@ -71,9 +73,9 @@ def register(app: typer.Typer) -> None:
             help="prose | filler | an ingested corpus's name [default: prose]")] = None,
         max_tokens: Annotated[int | None, typer.Option(
             "--max-tokens", help="answer tokens [default: 32]")] = None,
-        backend: Annotated[str | None, typer.Option(help="embedded | openai")] = None,
-        endpoint: Annotated[str | None, typer.Option()] = None,
-        model: Annotated[str | None, typer.Option()] = None,
+        backend: BackendOpt = None,
+        endpoint: EndpointOpt = None,
+        model: ModelOpt = None,
         concurrency: Annotated[int | None, typer.Option(
             help="requests in flight to an endpoint [default: 4]")] = None,
         run_id: Annotated[str | None, typer.Option("--run-id", help="resume this run")] = None,

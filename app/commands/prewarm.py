@@ -17,6 +17,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from app.commands.options import ModelOpt
+
 console = Console(stderr=True)
 out = Console()
 
@@ -31,8 +33,10 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def prewarm(
         corpus: Annotated[str, typer.Argument(help="a stored corpus name or a path")],
-        endpoint: Annotated[str, typer.Option(help="OpenAI-compatible server URL")],
-        model: Annotated[str | None, typer.Option(help="served model name")] = None,
+        endpoint: Annotated[str, typer.Option(
+            "--endpoint", "-e", help="OpenAI-compatible server URL, e.g. "
+            "http://127.0.0.1:8000/v1")],
+        model: ModelOpt = None,
         stage: Annotated[str, typer.Option(help="tokens added per stage, e.g. 256k")] = "256k",
         max_tokens: Annotated[int, typer.Option("--max-tokens", help="answer tokens that later "
                                                 "questions reserve (as ask)")] = 384,
