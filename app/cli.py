@@ -15,6 +15,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
+from app.commands import ask as ask_cmd
+from app.commands import cache as cache_cmd
+from app.commands import complete as complete_cmd
+from app.commands import evals as evals_cmd
+from app.commands import plan as plan_cmd
+from app.commands import prewarm as prewarm_cmd
+from app.commands import serve as serve_cmd
 from ingest.types import IngestError
 
 app = typer.Typer(help="Long-context retrieval and document analysis around Llama 4 Scout.",
@@ -265,14 +272,16 @@ def version() -> None:
     out.print(f"scoutlens {__version__}")
 
 
-def _register_commands() -> None:
-    """Engine, eval and UI commands live in app/commands/, one module each."""
-    from app.commands import register_all
-
-    register_all(app)
-
-
-_register_commands()
+# Engine, eval and history commands live in app/commands/, one module each (their heavy imports
+# happen inside the commands, so `scoutlens --help` stays fast)
+app.command()(complete_cmd.complete)
+app.add_typer(cache_cmd.cache_app, name="cache")
+app.command()(plan_cmd.plan)
+app.add_typer(serve_cmd.serve_app, name="serve")
+app.command()(prewarm_cmd.prewarm)
+app.command()(ask_cmd.ask)
+app.command()(ask_cmd.history)
+app.add_typer(evals_cmd.eval_app, name="eval")
 
 
 _fast_exit = False

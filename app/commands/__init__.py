@@ -1,18 +1,6 @@
-"""Sub-commands beyond ingest/pack/corpora, one module each; every module exposes `register(app)`.
+"""Sub-commands beyond ingest/pack/corpora/ui, one module per command group, each a plain
+function (or a Typer group) that app/cli.py registers by name.
 
-Modules are imported lazily inside each command body where they pull heavy packages (torch,
-openai), so `scoutlens --help` stays fast.
+Modules import what they need lazily inside each command body where it pulls heavy packages
+(torch, the ingest pipeline), so `scoutlens --help` stays fast.
 """
-
-from __future__ import annotations
-
-import importlib
-
-import typer
-
-MODULES = ("complete", "cache", "plan", "serve", "prewarm", "ask", "evals")
-
-
-def register_all(app: typer.Typer) -> None:
-    for name in MODULES:
-        importlib.import_module(f"app.commands.{name}").register(app)

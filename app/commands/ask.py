@@ -19,95 +19,92 @@ console = Console(stderr=True)
 out = Console()
 
 
-def register(app: typer.Typer) -> None:
-    @app.command()
-    def ask(
-        target: Annotated[str, typer.Argument(
-            help="a stored corpus name, or a path to ingest (./x, /x, ~/x, a/b or --path)")],
-        question: Annotated[str | None, typer.Argument(
-            help="the question; `-` or left out: read it from stdin")] = None,
-        mode: Annotated[str, typer.Option(help="auto | full | retrieval")] = "auto",
-        backend: BackendOpt = None,
-        endpoint: EndpointOpt = None,
-        model: ModelOpt = None,
-        max_tokens: Annotated[int, typer.Option("--max-tokens", min=1)] = 384,
-        cont: Annotated[bool, typer.Option("--continue", "-c", help="follow up on the last "
-                                           "conversation over this corpus")] = False,
-        conversation: Annotated[str | None, typer.Option(
-            "--conversation", "--cid", help="follow up on this conversation (ids: scoutlens "
-            "history)")] = None,
-        as_json: JsonOpt = False,
-        as_path: Annotated[bool, typer.Option("--path", help="TARGET is a path to ingest, even "
-                                              "a bare name like `docs`")] = False,
-    ) -> None:
-        """Answer QUESTION from TARGET, citing sources that are checked against the context.
+def ask(
+    target: Annotated[str, typer.Argument(
+        help="a stored corpus name, or a path to ingest (./x, /x, ~/x, a/b or --path)")],
+    question: Annotated[str | None, typer.Argument(
+        help="the question; `-` or left out: read it from stdin")] = None,
+    mode: Annotated[str, typer.Option(help="auto | full | retrieval")] = "auto",
+    backend: BackendOpt = None,
+    endpoint: EndpointOpt = None,
+    model: ModelOpt = None,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1)] = 384,
+    cont: Annotated[bool, typer.Option("--continue", "-c", help="follow up on the last "
+                                       "conversation over this corpus")] = False,
+    conversation: Annotated[str | None, typer.Option(
+        "--conversation", "--cid", help="follow up on this conversation (ids: scoutlens "
+        "history)")] = None,
+    as_json: JsonOpt = False,
+    as_path: Annotated[bool, typer.Option("--path", help="TARGET is a path to ingest, even "
+                                          "a bare name like `docs`")] = False,
+) -> None:
+    """Answer QUESTION from TARGET, citing sources that are checked against the context.
 
-        \b
-        Examples:
-          scoutlens ask myrepo "Where is the retry limit decided?"
-          scoutlens ask ./docs "What changed in 2.0?"        (a path: ingested first)
-          scoutlens ask myrepo -c "And where is it tested?"   (a follow-up)
-          echo "What does load_config return?" | scoutlens ask myrepo
-          scoutlens ask myrepo "Summarise" -e http://127.0.0.1:8000/v1 -m scout --json
-        """
-        from app.progress import pipeline_progress
-        from app.services.ask import ask as run
-        from app.services.backends import make_backend
+    \b
+    Examples:
+      scoutlens ask myrepo "Where is the retry limit decided?"
+      scoutlens ask ./docs "What changed in 2.0?"        (a path: ingested first)
+      scoutlens ask myrepo -c "And where is it tested?"   (a follow-up)
+      echo "What does load_config return?" | scoutlens ask myrepo
+      scoutlens ask myrepo "Summarise" -e http://127.0.0.1:8000/v1 -m scout --json
+    """
+    from app.progress import pipeline_progress
+    from app.services.ask import ask as run
+    from app.services.backends import make_backend
 
-        asked = _question(question)
+    asked = _question(question)
 
-        def note(text: str) -> None:
-            if not as_json:
-                console.print(f"[dim]{text}[/]")
+    def note(text: str) -> None:
+        if not as_json:
+            console.print(f"[dim]{text}[/]")
 
-        with console.status("loading the model") if not as_json else nullcontext():
-            engine = make_backend(backend, endpoint=endpoint, model=model)
+    with console.status("loading the model") if not as_json else nullcontext():
+        engine = make_backend(backend, endpoint=endpoint, model=model)
 
-        def delta(text: str) -> None:
-            if not as_json:
-                sys.stdout.write(text)
-                sys.stdout.flush()
+    def delta(text: str) -> None:
+        if not as_json:
+            sys.stdout.write(text)
+            sys.stdout.flush()
 
-        with pipeline_progress(console, not as_json) as progress:
-            result = run(target, asked, engine, mode=mode, max_tokens=max_tokens,  # type: ignore[arg-type]
-                         continue_last=cont, conversation=conversation, on_delta=delta,
-                         note=note, progress=progress, as_path=as_path)
-        if as_json:
-            print(json.dumps(result.to_json(), ensure_ascii=False))
-            return
-        sys.stdout.write("\n")
-        _print_sources(result)
-        if result.completion.incomplete:
-            console.print(f"[yellow]incomplete answer[/]: {result.completion.error}")
-            raise typer.Exit(2)
+    with pipeline_progress(console, not as_json) as progress:
+        result = run(target, asked, engine, mode=mode, max_tokens=max_tokens,  # type: ignore[arg-type]
+                     continue_last=cont, conversation=conversation, on_delta=delta,
+                     note=note, progress=progress, as_path=as_path)
+    if as_json:
+        print(json.dumps(result.to_json(), ensure_ascii=False))
+        return
+    sys.stdout.write("\n")
+    _print_sources(result)
+    if result.completion.incomplete:
+        console.print(f"[yellow]incomplete answer[/]: {result.completion.error}")
+        raise typer.Exit(2)
 
-    @app.command()
-    def history(
-        corpus: Annotated[str | None, typer.Argument(help="only this corpus")] = None,
-        limit: Annotated[int, typer.Option(min=1)] = 20,
-        as_json: Annotated[bool, typer.Option("--json")] = False,
-    ) -> None:
-        """Questions asked and their answers, newest first."""
-        from dataclasses import asdict
+def history(
+    corpus: Annotated[str | None, typer.Argument(help="only this corpus")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Questions asked and their answers, newest first."""
+    from dataclasses import asdict
 
-        from app.services.history import history as rows_of
+    from app.services.history import history as rows_of
 
-        rows = rows_of(corpus, limit)
-        if as_json:
-            print(_json_safe(json.dumps([{**asdict(r), "incomplete": r.incomplete}
-                                         for r in rows], ensure_ascii=False)))
-            return
-        table = Table(title="history" + (f" of {_plain(corpus)}" if corpus else ""))
-        for col in ("when", "corpus", "conversation", "turn", "question", "answer", "mode",
-                    "finish", "ttft"):
-            table.add_column(col)
-        for r in rows:
-            finish = "[red]incomplete[/]" if r.incomplete else escape(_plain(r.finish_reason))
-            table.add_row(r.created_at, _cell(r.corpus, 40), _cell(r.conversation, 12),
-                          str(r.turn), _cell(r.question, 50),
-                          _cell(r.answer, 60), _cell(r.mode, 12), finish,
-                          f"{r.timings.get('ttft_s', 0):.2f}s")
-        out.print(table)
+    rows = rows_of(corpus, limit)
+    if as_json:
+        print(_json_safe(json.dumps([{**asdict(r), "incomplete": r.incomplete}
+                                     for r in rows], ensure_ascii=False)))
+        return
+    table = Table(title="history" + (f" of {_plain(corpus)}" if corpus else ""))
+    for col in ("when", "corpus", "conversation", "turn", "question", "answer", "mode",
+                "finish", "ttft"):
+        table.add_column(col)
+    for r in rows:
+        finish = "[red]incomplete[/]" if r.incomplete else escape(_plain(r.finish_reason))
+        table.add_row(r.created_at, _cell(r.corpus, 40), _cell(r.conversation, 12),
+                      str(r.turn), _cell(r.question, 50),
+                      _cell(r.answer, 60), _cell(r.mode, 12), finish,
+                      f"{r.timings.get('ttft_s', 0):.2f}s")
+    out.print(table)
 
 
 #: C0/C1 controls (ESC starts terminal sequences, CR overwrites the line) and bidi overrides

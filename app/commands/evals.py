@@ -50,204 +50,202 @@ def _write_report(run_id: str, folder: Path) -> Path:
     return folder / "report.html"
 
 
-def register(app: typer.Typer) -> None:
-    eval_app = typer.Typer(help="Long-context evals: NIAH and RULER-style.", no_args_is_help=True)
-    app.add_typer(eval_app, name="eval")
+eval_app = typer.Typer(help="Long-context evals: NIAH and RULER-style.", no_args_is_help=True)
 
-    @eval_app.command("run")
-    def run_cmd(
-        suite: Annotated[Path | None, typer.Argument(
-            help="a suite YAML file (tasks, lengths, depths, target); flags override it")]
-        = None,
-        task: Annotated[str | None, typer.Option(
-            help="comma-separated: niah, ruler (its 8 tasks), single, multikey, multivalue, "
-                 "multiquery, vt, cwe, fwe, qa; code, pdf, video need --haystack CORPUS "
-                 "[default: niah]")] = None,
-        lengths: Annotated[str | None, typer.Option(
-            help="e.g. 1k,4k,32k,128k,1M [default: 1k,2k,4k]")] = None,
-        depths: Annotated[str | None, typer.Option(
-            help="percent, e.g. 0,25,50,75,100 [default: those]")] = None,
-        samples: Annotated[int | None, typer.Option(help="per cell [default: 1]")] = None,
-        seed: Annotated[int | None, typer.Option(help="[default: 0]")] = None,
-        haystack: Annotated[str | None, typer.Option(
-            help="prose | filler | an ingested corpus's name [default: prose]")] = None,
-        max_tokens: Annotated[int | None, typer.Option(
-            "--max-tokens", help="answer tokens [default: 32]")] = None,
-        backend: BackendOpt = None,
-        endpoint: EndpointOpt = None,
-        model: ModelOpt = None,
-        concurrency: Annotated[int | None, typer.Option(
-            help="requests in flight to an endpoint [default: 4]")] = None,
-        run_id: Annotated[str | None, typer.Option("--run-id", help="resume this run")] = None,
-        out_dir: Annotated[Path | None, typer.Option(
-            "--out", help="write the report (HTML, PNGs) here when the run ends")] = None,
-        dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
-        tokenizer: Annotated[str | None, typer.Option(
-            "-t", "--tokenizer", help="counts lengths [default: the server's /tokenize, or "
-                                      "the embedded model's]")] = None,
-    ) -> None:
-        """Run (or resume) an eval grid; every cell is stored as it finishes."""
-        from app.services import evals
-        from app.services.backends import make_backend
-        from evals import suite as suites
+@eval_app.command("run")
+def run_cmd(
+    suite: Annotated[Path | None, typer.Argument(
+        help="a suite YAML file (tasks, lengths, depths, target); flags override it")]
+    = None,
+    task: Annotated[str | None, typer.Option(
+        help="comma-separated: niah, ruler (its 8 tasks), single, multikey, multivalue, "
+             "multiquery, vt, cwe, fwe, qa; code, pdf, video need --haystack CORPUS "
+             "[default: niah]")] = None,
+    lengths: Annotated[str | None, typer.Option(
+        help="e.g. 1k,4k,32k,128k,1M [default: 1k,2k,4k]")] = None,
+    depths: Annotated[str | None, typer.Option(
+        help="percent, e.g. 0,25,50,75,100 [default: those]")] = None,
+    samples: Annotated[int | None, typer.Option(help="per cell [default: 1]")] = None,
+    seed: Annotated[int | None, typer.Option(help="[default: 0]")] = None,
+    haystack: Annotated[str | None, typer.Option(
+        help="prose | filler | an ingested corpus's name [default: prose]")] = None,
+    max_tokens: Annotated[int | None, typer.Option(
+        "--max-tokens", help="answer tokens [default: 32]")] = None,
+    backend: BackendOpt = None,
+    endpoint: EndpointOpt = None,
+    model: ModelOpt = None,
+    concurrency: Annotated[int | None, typer.Option(
+        help="requests in flight to an endpoint [default: 4]")] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="resume this run")] = None,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="write the report (HTML, PNGs) here when the run ends")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+    tokenizer: Annotated[str | None, typer.Option(
+        "-t", "--tokenizer", help="counts lengths [default: the server's /tokenize, or "
+                                  "the embedded model's]")] = None,
+) -> None:
+    """Run (or resume) an eval grid; every cell is stored as it finishes."""
+    from app.services import evals
+    from app.services.backends import make_backend
+    from evals import suite as suites
 
-        loaded = suites.load(suite) if suite is not None else None
-        flags = {"tasks": _split(task), "lengths": _split(lengths), "depths": _split(depths),
-                 "samples": samples, "seed": seed, "haystack": haystack,
-                 "max_tokens": max_tokens, "backend": backend, "endpoint": endpoint,
-                 "model": model, "concurrency": concurrency, "tokenizer": tokenizer,
-                 "run_id": run_id, "out": str(out_dir) if out_dir else None}
-        config, target = suites.resolve(loaded, flags)
-        if target.run_id and (stored := evals.stored_config(target.run_id)) is not None:
-            console.print(f"resuming run {target.run_id} with its stored grid")
-            config = stored
-        if dry_run:
-            window, unknown = evals.target_window(target.backend, target.endpoint, target.model)
-            plan = evals.dry_run(config, window=window)
-            out.print(f"{plan['requests']} requests, {plan['prompt_tokens']:,} prompt tokens "
-                      f"({', '.join(f'{t}: {n}' for t, n in plan['per_task'].items())}); "
-                      "no prompt sent")
-            for n in plan["too_long"]:
-                console.print(f"[yellow]warning[/]: length {n:,} does not fit the model's "
-                              f"window of {window:,} tokens with {config.max_tokens} answer "
-                              "tokens reserved: the run would refuse it", soft_wrap=True)
-            if unknown:
-                console.print(f"[yellow]warning[/]: {escape(unknown)}: lengths not checked "
-                              "against it", soft_wrap=True)
-            return
-        engine = make_backend(target.backend, endpoint=target.endpoint, model=target.model)
-        gen, config = evals.generator_for(config, engine, target.tokenizer,
-                                          lambda msg: console.print(f"[yellow]warning[/]: {msg}"))
-        console.print(f"[dim]lengths counted with {config.tokenizer}; haystack "
-                      f"{config.haystack}")
-        columns = (TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TimeRemainingColumn())
-        with Progress(*columns, console=console) as bar:
-            t = bar.add_task("cells", total=None)
-            done = evals.run(config, engine, gen, target.run_id,
-                             lambda d, n: bar.update(t, completed=d, total=n))
-        s = evals.summary(done)
-        out.print(f"run {done}: {s.done} cells done, {s.failed} failed, mean score "
-                  f"{(s.mean or 0):.3f} (scoutlens eval report {done})")
-        if target.out:
-            page = _write_report(done, Path(target.out))
-            out.print(f"report in {page}")
+    loaded = suites.load(suite) if suite is not None else None
+    flags = {"tasks": _split(task), "lengths": _split(lengths), "depths": _split(depths),
+             "samples": samples, "seed": seed, "haystack": haystack,
+             "max_tokens": max_tokens, "backend": backend, "endpoint": endpoint,
+             "model": model, "concurrency": concurrency, "tokenizer": tokenizer,
+             "run_id": run_id, "out": str(out_dir) if out_dir else None}
+    config, target = suites.resolve(loaded, flags)
+    if target.run_id and (stored := evals.stored_config(target.run_id)) is not None:
+        console.print(f"resuming run {target.run_id} with its stored grid")
+        config = stored
+    if dry_run:
+        window, unknown = evals.target_window(target.backend, target.endpoint, target.model)
+        plan = evals.dry_run(config, window=window)
+        out.print(f"{plan['requests']} requests, {plan['prompt_tokens']:,} prompt tokens "
+                  f"({', '.join(f'{t}: {n}' for t, n in plan['per_task'].items())}); "
+                  "no prompt sent")
+        for n in plan["too_long"]:
+            console.print(f"[yellow]warning[/]: length {n:,} does not fit the model's "
+                          f"window of {window:,} tokens with {config.max_tokens} answer "
+                          "tokens reserved: the run would refuse it", soft_wrap=True)
+        if unknown:
+            console.print(f"[yellow]warning[/]: {escape(unknown)}: lengths not checked "
+                          "against it", soft_wrap=True)
+        return
+    engine = make_backend(target.backend, endpoint=target.endpoint, model=target.model)
+    gen, config = evals.generator_for(config, engine, target.tokenizer,
+                                      lambda msg: console.print(f"[yellow]warning[/]: {msg}"))
+    console.print(f"[dim]lengths counted with {config.tokenizer}; haystack "
+                  f"{config.haystack}")
+    columns = (TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=console) as bar:
+        t = bar.add_task("cells", total=None)
+        done = evals.run(config, engine, gen, target.run_id,
+                         lambda d, n: bar.update(t, completed=d, total=n))
+    s = evals.summary(done)
+    out.print(f"run {done}: {s.done} cells done, {s.failed} failed, mean score "
+              f"{(s.mean or 0):.3f} (scoutlens eval report {done})")
+    if target.out:
+        page = _write_report(done, Path(target.out))
+        out.print(f"report in {page}")
 
-    @eval_app.command("list")
-    def list_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-        """Eval runs, newest first."""
-        from app.services import evals
+@eval_app.command("list")
+def list_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Eval runs, newest first."""
+    from app.services import evals
 
-        runs = evals.list_runs()
-        if as_json:
-            print(json.dumps([asdict(r) for r in runs]))
-            return
-        table = Table(title="eval runs")
-        for col in ("run", "created", "status", "cells", "failed", "mean", "model"):
-            table.add_column(col)
-        for r in runs:
-            table.add_row(r.run_id, r.created_at, r.status, str(r.cells), str(r.failed),
-                          f"{r.mean:.3f}" if r.mean is not None else "-",
-                          str(r.fingerprint.get("model", "")))
-        out.print(table)
+    runs = evals.list_runs()
+    if as_json:
+        print(json.dumps([asdict(r) for r in runs]))
+        return
+    table = Table(title="eval runs")
+    for col in ("run", "created", "status", "cells", "failed", "mean", "model"):
+        table.add_column(col)
+    for r in runs:
+        table.add_row(r.run_id, r.created_at, r.status, str(r.cells), str(r.failed),
+                      f"{r.mean:.3f}" if r.mean is not None else "-",
+                      str(r.fingerprint.get("model", "")))
+    out.print(table)
 
-    @eval_app.command("report")
-    def report_cmd(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False,
-                   out_dir: Annotated[Path | None, typer.Option(
-                       "--out", help="the report's folder [default: SCOUTLENS_HOME/reports/"
-                                     "eval-RUN]")] = None) -> None:
-        """Scores per cell with latency and cached tokens, effective length, heatmap and
-        score-vs-length PNGs and an HTML report."""
-        from app.services import evals
-        from evals.report import effective_length, length_table
+@eval_app.command("report")
+def report_cmd(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False,
+               out_dir: Annotated[Path | None, typer.Option(
+                   "--out", help="the report's folder [default: SCOUTLENS_HOME/reports/"
+                                 "eval-RUN]")] = None) -> None:
+    """Scores per cell with latency and cached tokens, effective length, heatmap and
+    score-vs-length PNGs and an HTML report."""
+    from app.services import evals
+    from evals.report import effective_length, length_table
 
-        cells = evals.cells_of(run_id)
-        s = evals.summary(run_id)
-        if as_json:
-            print(json.dumps({"run_id": run_id, "status": s.status, "mean": s.mean,
-                              "effective_length": effective_length(cells),
-                              "fingerprint": s.fingerprint, "config": s.config,
-                              "lengths": {t: length_table(cells, t)
-                                          for t in sorted({c.task for c in cells})},
-                              "cells": [asdict(c) for c in cells]}))
-            return
-        table = Table(title=f"eval {run_id}")
-        for col in ("task", "length", "score (95% CI)", "cells", "failed", "median TTFT s",
-                    "median latency s", "cached"):
-            table.add_column(col, justify="right")
-        for t in sorted({c.task for c in cells}):
-            for row in length_table(cells, t):
-                table.add_row(t, f"{row['length']:,}", f"{row['mean']:.3f} ± {row['ci']:.3f}",
-                              str(row["cells"]), str(row["failed"]),
-                              f"{row['median_ttft_s']:.3f}", f"{row['median_total_s']:.3f}",
-                              f"{row['cached_share']:.0%}")
-        out.print(table)
-        page = _write_report(run_id, out_dir or evals.report_dir(run_id))
-        out.print(f"run {run_id}: mean {(s.mean or 0):.3f}, effective length "
-                  f"{effective_length(cells):,} tokens; report written to {page}",
-                  soft_wrap=True)
+    cells = evals.cells_of(run_id)
+    s = evals.summary(run_id)
+    if as_json:
+        print(json.dumps({"run_id": run_id, "status": s.status, "mean": s.mean,
+                          "effective_length": effective_length(cells),
+                          "fingerprint": s.fingerprint, "config": s.config,
+                          "lengths": {t: length_table(cells, t)
+                                      for t in sorted({c.task for c in cells})},
+                          "cells": [asdict(c) for c in cells]}))
+        return
+    table = Table(title=f"eval {run_id}")
+    for col in ("task", "length", "score (95% CI)", "cells", "failed", "median TTFT s",
+                "median latency s", "cached"):
+        table.add_column(col, justify="right")
+    for t in sorted({c.task for c in cells}):
+        for row in length_table(cells, t):
+            table.add_row(t, f"{row['length']:,}", f"{row['mean']:.3f} ± {row['ci']:.3f}",
+                          str(row["cells"]), str(row["failed"]),
+                          f"{row['median_ttft_s']:.3f}", f"{row['median_total_s']:.3f}",
+                          f"{row['cached_share']:.0%}")
+    out.print(table)
+    page = _write_report(run_id, out_dir or evals.report_dir(run_id))
+    out.print(f"run {run_id}: mean {(s.mean or 0):.3f}, effective length "
+              f"{effective_length(cells):,} tokens; report written to {page}",
+              soft_wrap=True)
 
-    @eval_app.command("compare")
-    def compare_cmd(run_a: str, run_b: str,
-                    fail_on_regression: Annotated[float | None, typer.Option(
-                        "--fail-on-regression", help="exit 1 on a significant drop of more "
-                        "than this many points")] = None,
-                    out_dir: Annotated[Path | None, typer.Option(
-                        "--out", help="write diff heatmaps and compare.html here")] = None,
-                    as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-        """Per-cell deltas B - A, a sign test, a diff heatmap, and a non-zero exit on a
-        significant regression."""
-        from app.services import evals
-        from engine.types import EngineError
-        from evals.report import compare, compare_html, grid_png
+@eval_app.command("compare")
+def compare_cmd(run_a: str, run_b: str,
+                fail_on_regression: Annotated[float | None, typer.Option(
+                    "--fail-on-regression", help="exit 1 on a significant drop of more "
+                    "than this many points")] = None,
+                out_dir: Annotated[Path | None, typer.Option(
+                    "--out", help="write diff heatmaps and compare.html here")] = None,
+                as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Per-cell deltas B - A, a sign test, a diff heatmap, and a non-zero exit on a
+    significant regression."""
+    from app.services import evals
+    from engine.types import EngineError
+    from evals.report import compare, compare_html, grid_png
 
-        differ = evals.fingerprint_diff(run_a, run_b)
-        if differ:
-            what = ", ".join(f"{k}: {x} vs {y}" for k, (x, y) in sorted(differ.items()))
-            console.print(f"[yellow]warning[/]: the runs used different endpoints ({what} "
-                          "differ)")
-        c = compare(evals.cells_of(run_a), evals.cells_of(run_b))
-        report = {"mean_delta": c.mean_delta, "p_value": c.p_value, "worse": c.worse,
-                  "better": c.better, "cells": len(c.deltas),
-                  "deltas": [{"task": t, "length": n, "depth": d, "delta": v}
-                             for (t, n, d), v in sorted(c.deltas.items())]}
-        if out_dir is not None:
-            try:
-                out_dir.mkdir(parents=True, exist_ok=True)
-                for task in sorted({t for t, _, _ in c.deltas}):
-                    (out_dir / f"diff-{task}.png").write_bytes(grid_png(
-                        c.deltas, task, f"{task}: {run_b} - {run_a}", diff=True))
-                (out_dir / "compare.html").write_text(compare_html(run_a, run_b, c, differ))
-            except OSError as exc:
-                raise EngineError(f"cannot write the comparison to {out_dir}: "
-                                  f"{exc.strerror}") from None
-        if as_json:
-            print(json.dumps(report))
-        else:
-            out.print(f"{len(c.deltas)} cells: mean delta {c.mean_delta:+.3f}, {c.worse} worse, "
-                      f"{c.better} better, sign test p = {c.p_value:.3g}"
-                      + (f"; diff heatmaps in {out_dir}/compare.html" if out_dir else ""))
-        if fail_on_regression is not None and c.regression(fail_on_regression):
-            console.print(f"[red]regression[/]: {c.mean_delta * 100:+.1f} points (p = "
-                          f"{c.p_value:.3g})")
-            raise typer.Exit(1)
+    differ = evals.fingerprint_diff(run_a, run_b)
+    if differ:
+        what = ", ".join(f"{k}: {x} vs {y}" for k, (x, y) in sorted(differ.items()))
+        console.print(f"[yellow]warning[/]: the runs used different endpoints ({what} "
+                      "differ)")
+    c = compare(evals.cells_of(run_a), evals.cells_of(run_b))
+    report = {"mean_delta": c.mean_delta, "p_value": c.p_value, "worse": c.worse,
+              "better": c.better, "cells": len(c.deltas),
+              "deltas": [{"task": t, "length": n, "depth": d, "delta": v}
+                         for (t, n, d), v in sorted(c.deltas.items())]}
+    if out_dir is not None:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for task in sorted({t for t, _, _ in c.deltas}):
+                (out_dir / f"diff-{task}.png").write_bytes(grid_png(
+                    c.deltas, task, f"{task}: {run_b} - {run_a}", diff=True))
+            (out_dir / "compare.html").write_text(compare_html(run_a, run_b, c, differ))
+        except OSError as exc:
+            raise EngineError(f"cannot write the comparison to {out_dir}: "
+                              f"{exc.strerror}") from None
+    if as_json:
+        print(json.dumps(report))
+    else:
+        out.print(f"{len(c.deltas)} cells: mean delta {c.mean_delta:+.3f}, {c.worse} worse, "
+                  f"{c.better} better, sign test p = {c.p_value:.3g}"
+                  + (f"; diff heatmaps in {out_dir}/compare.html" if out_dir else ""))
+    if fail_on_regression is not None and c.regression(fail_on_regression):
+        console.print(f"[red]regression[/]: {c.mean_delta * 100:+.1f} points (p = "
+                      f"{c.p_value:.3g})")
+        raise typer.Exit(1)
 
-    @eval_app.command("rescore")
-    def rescore_cmd(run_id: str,
-                    metric: Annotated[str | None, typer.Option(
-                        help="all (share of expected answers) | part (any one) [default: each "
-                             "cell's own]")] = None,
-                    as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-        """Score a run's stored responses again, without calling the model."""
-        from app.services import evals
+@eval_app.command("rescore")
+def rescore_cmd(run_id: str,
+                metric: Annotated[str | None, typer.Option(
+                    help="all (share of expected answers) | part (any one) [default: each "
+                         "cell's own]")] = None,
+                as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Score a run's stored responses again, without calling the model."""
+    from app.services import evals
 
-        r = evals.rescore(run_id, metric)
-        if as_json:
-            print(json.dumps(asdict(r)))
-            return
+    r = evals.rescore(run_id, metric)
+    if as_json:
+        print(json.dumps(asdict(r)))
+        return
 
-        def fmt(v: float | None) -> str:
-            return f"{v:.3f}" if v is not None else "-"
+    def fmt(v: float | None) -> str:
+        return f"{v:.3f}" if v is not None else "-"
 
-        out.print(f"run {run_id}: {r.cells} cells re-scored{f' with {metric}' if metric else ''}"
-                  f", {r.changed} changed; mean {fmt(r.before)} -> {fmt(r.after)}")
+    out.print(f"run {run_id}: {r.cells} cells re-scored{f' with {metric}' if metric else ''}"
+              f", {r.changed} changed; mean {fmt(r.before)} -> {fmt(r.after)}")

@@ -58,49 +58,47 @@ def _print(p, port: int) -> None:
         out.print(f"[dim]- {note}[/]", highlight=False)
 
 
-def register(app: typer.Typer) -> None:
-    @app.command()
-    def plan(
-        model: Annotated[str, typer.Option(
-            help="scout | maverick | a local model folder with config.json")] = "scout",
-        gpus: Annotated[str, typer.Option(
-            help="1xH100 | 8xH100 | 8xH200 | NODESx8xH100 (multi-node) | cpu")] = "8xH100",
-        weights: Annotated[str, typer.Option(help="bf16 | fp8 | int4")] = "bf16",
-        kv_dtype: Annotated[str, typer.Option("--kv-dtype", help="bf16 | fp8")] = "bf16",
-        hybrid_kv: Annotated[str, typer.Option(
-            "--hybrid-kv", help="vLLM's hybrid KV cache manager: on | off | auto (auto: on "
-                                "only when the context needs it)")] = "auto",
-        context: Annotated[str | None, typer.Option(
-            help="tokens for one request: 131072, 256k, 1M, 10M (k = 1,024, M = 1,048,576); "
-                 "default: the most that fits")] = None,
-        gpu_util: Annotated[float, typer.Option(
-            "--gpu-util", help="vLLM --gpu-memory-utilization (0.95 is common on one GPU)")]
-        = 0.90,
-        overhead: Annotated[float, typer.Option(
-            "--overhead", help="GiB per GPU outside weights and KV (activations, CUDA graphs, "
-                               "NCCL); ~6 on a single GPU")] = 10.0,
-        mfu: Annotated[float, typer.Option(help="fraction of bf16 dense peak a prefill reaches")]
-        = 0.45,
-        batched: Annotated[int, typer.Option(
-            "--max-batched-tokens", help="vLLM --max-num-batched-tokens (prefill chunk)")] = 8192,
-        new_tokens: Annotated[int, typer.Option(
-            "--new-tokens", help="new prompt tokens of a warm follow-up")] = 1000,
-        port: Annotated[int, typer.Option(help="port in the printed command")] = 8000,
-        as_json: Annotated[bool, typer.Option("--json", help="print the plan as JSON only")]
-        = False,
-    ) -> None:
-        """Size a model on GPUs: weights and KV per GPU, the longest context, whether yours fits
-        (and what would make it fit), cold prefill and warm follow-up times, the vLLM command."""
-        from engine.planner import parse_context
-        from engine.planner import plan as make_plan
+def plan(
+    model: Annotated[str, typer.Option(
+        help="scout | maverick | a local model folder with config.json")] = "scout",
+    gpus: Annotated[str, typer.Option(
+        help="1xH100 | 8xH100 | 8xH200 | NODESx8xH100 (multi-node) | cpu")] = "8xH100",
+    weights: Annotated[str, typer.Option(help="bf16 | fp8 | int4")] = "bf16",
+    kv_dtype: Annotated[str, typer.Option("--kv-dtype", help="bf16 | fp8")] = "bf16",
+    hybrid_kv: Annotated[str, typer.Option(
+        "--hybrid-kv", help="vLLM's hybrid KV cache manager: on | off | auto (auto: on "
+                            "only when the context needs it)")] = "auto",
+    context: Annotated[str | None, typer.Option(
+        help="tokens for one request: 131072, 256k, 1M, 10M (k = 1,024, M = 1,048,576); "
+             "default: the most that fits")] = None,
+    gpu_util: Annotated[float, typer.Option(
+        "--gpu-util", help="vLLM --gpu-memory-utilization (0.95 is common on one GPU)")]
+    = 0.90,
+    overhead: Annotated[float, typer.Option(
+        "--overhead", help="GiB per GPU outside weights and KV (activations, CUDA graphs, "
+                           "NCCL); ~6 on a single GPU")] = 10.0,
+    mfu: Annotated[float, typer.Option(help="fraction of bf16 dense peak a prefill reaches")]
+    = 0.45,
+    batched: Annotated[int, typer.Option(
+        "--max-batched-tokens", help="vLLM --max-num-batched-tokens (prefill chunk)")] = 8192,
+    new_tokens: Annotated[int, typer.Option(
+        "--new-tokens", help="new prompt tokens of a warm follow-up")] = 1000,
+    port: Annotated[int, typer.Option(help="port in the printed command")] = 8000,
+    as_json: Annotated[bool, typer.Option("--json", help="print the plan as JSON only")]
+    = False,
+) -> None:
+    """Size a model on GPUs: weights and KV per GPU, the longest context, whether yours fits
+    (and what would make it fit), cold prefill and warm follow-up times, the vLLM command."""
+    from engine.planner import parse_context
+    from engine.planner import plan as make_plan
 
-        p = make_plan(model, gpus, weights, kv_dtype, _hybrid(hybrid_kv),
-                      parse_context(context) if context is not None else None,
-                      gpu_memory_utilization=gpu_util, overhead_gib_per_gpu=overhead, mfu=mfu,
-                      max_num_batched_tokens=batched, new_tokens=new_tokens)
-        if as_json:
-            from engine.vllm_flags import launch_for_plan
+    p = make_plan(model, gpus, weights, kv_dtype, _hybrid(hybrid_kv),
+                  parse_context(context) if context is not None else None,
+                  gpu_memory_utilization=gpu_util, overhead_gib_per_gpu=overhead, mfu=mfu,
+                  max_num_batched_tokens=batched, new_tokens=new_tokens)
+    if as_json:
+        from engine.vllm_flags import launch_for_plan
 
-            out.print_json(json.dumps({**p.to_json(), "vllm": launch_for_plan(p, port).to_json()}))
-            return
-        _print(p, port)
+        out.print_json(json.dumps({**p.to_json(), "vllm": launch_for_plan(p, port).to_json()}))
+        return
+    _print(p, port)

@@ -29,56 +29,54 @@ class TokensPerSecond(ProgressColumn):
         return Text(f"{speed:,.0f} tok/s" if speed else "- tok/s", style="cyan")
 
 
-def register(app: typer.Typer) -> None:
-    @app.command()
-    def prewarm(
-        corpus: Annotated[str, typer.Argument(help="a stored corpus name or a path")],
-        endpoint: Annotated[str, typer.Option(
-            "--endpoint", "-e", help="OpenAI-compatible server URL, e.g. "
-            "http://127.0.0.1:8000/v1")],
-        model: ModelOpt = None,
-        stage: Annotated[str, typer.Option(help="tokens added per stage, e.g. 256k")] = "256k",
-        max_tokens: Annotated[int, typer.Option("--max-tokens", help="answer tokens that later "
-                                                "questions reserve (as ask)")] = 384,
-        restart: Annotated[bool, typer.Option(help="ignore an earlier interrupted run")] = False,
-        as_json: Annotated[bool, typer.Option("--json")] = False,
-    ) -> None:
-        """Prefill CORPUS on a server in growing stages, so later questions start warm."""
-        from app.services.ask import resolve_corpus
-        from app.services.context import build_context
-        from app.services.prompting import corpus_request
-        from app.settings import get_settings
-        from engine.openai_backend import OpenAIBackend
-        from engine.prewarm import prewarm as run
-        from ingest.pack import parse_budget
+def prewarm(
+    corpus: Annotated[str, typer.Argument(help="a stored corpus name or a path")],
+    endpoint: Annotated[str, typer.Option(
+        "--endpoint", "-e", help="OpenAI-compatible server URL, e.g. "
+        "http://127.0.0.1:8000/v1")],
+    model: ModelOpt = None,
+    stage: Annotated[str, typer.Option(help="tokens added per stage, e.g. 256k")] = "256k",
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="answer tokens that later "
+                                            "questions reserve (as ask)")] = 384,
+    restart: Annotated[bool, typer.Option(help="ignore an earlier interrupted run")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Prefill CORPUS on a server in growing stages, so later questions start warm."""
+    from app.services.ask import resolve_corpus
+    from app.services.context import build_context
+    from app.services.prompting import corpus_request
+    from app.settings import get_settings
+    from engine.openai_backend import OpenAIBackend
+    from engine.prewarm import prewarm as run
+    from ingest.pack import parse_budget
 
-        step = parse_budget(stage)
-        backend = OpenAIBackend(endpoint, model=model)
-        # the very prefix `scoutlens ask` will send in full mode, so its questions hit the cache
-        name = resolve_corpus(corpus, note=console.print)
-        with console.status("packing the corpus"):
-            ctx, _, _ = build_context(name, "", "full", backend, max_tokens=max_tokens)
-        request = corpus_request(ctx.packed)
-        columns = (TextColumn("prewarm"), BarColumn(), TextColumn("{task.completed:,}/"
-                   "{task.total:,} tokens"), TokensPerSecond(), TimeElapsedColumn(),
-                   TimeRemainingColumn())
-        with Progress(*columns, console=console, disable=as_json) as bar:
-            task = bar.add_task("prewarm", total=None)
+    step = parse_budget(stage)
+    backend = OpenAIBackend(endpoint, model=model)
+    # the very prefix `scoutlens ask` will send in full mode, so its questions hit the cache
+    name = resolve_corpus(corpus, note=console.print)
+    with console.status("packing the corpus"):
+        ctx, _, _ = build_context(name, "", "full", backend, max_tokens=max_tokens)
+    request = corpus_request(ctx.packed)
+    columns = (TextColumn("prewarm"), BarColumn(), TextColumn("{task.completed:,}/"
+               "{task.total:,} tokens"), TokensPerSecond(), TimeElapsedColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=console, disable=as_json) as bar:
+        task = bar.add_task("prewarm", total=None)
 
-            def progress(done: int, total: int) -> None:
-                if bar.tasks[0].total is None:  # the first call: where a resumed run starts
-                    bar.reset(task, total=total, completed=done)
-                else:
-                    bar.update(task, completed=done)
+        def progress(done: int, total: int) -> None:
+            if bar.tasks[0].total is None:  # the first call: where a resumed run starts
+                bar.reset(task, total=total, completed=done)
+            else:
+                bar.update(task, completed=done)
 
-            report = run(backend, request, step, get_settings().cache_dir / "prewarm", progress,
-                         restart=restart)
-        if as_json:
-            print(json.dumps(report.to_json()))
-            return
-        unit = "tokens" if report.mode == "tokens" else "characters"
-        resumed = f", resumed at {report.resumed_from:,}" if report.resumed_from else ""
-        last = report.stages[-1] if report.stages else None
-        out.print(f"prewarmed {report.total:,} {unit} on {report.endpoint} ({report.model}) in "
-                  f"{len(report.stages)} stages, {report.seconds:.1f}s{resumed}"
-                  + (f"; last stage found {last.cached:,} tokens cached" if last else ""))
+        report = run(backend, request, step, get_settings().cache_dir / "prewarm", progress,
+                     restart=restart)
+    if as_json:
+        print(json.dumps(report.to_json()))
+        return
+    unit = "tokens" if report.mode == "tokens" else "characters"
+    resumed = f", resumed at {report.resumed_from:,}" if report.resumed_from else ""
+    last = report.stages[-1] if report.stages else None
+    out.print(f"prewarmed {report.total:,} {unit} on {report.endpoint} ({report.model}) in "
+              f"{len(report.stages)} stages, {report.seconds:.1f}s{resumed}"
+              + (f"; last stage found {last.cached:,} tokens cached" if last else ""))

@@ -86,95 +86,93 @@ def _default_gpus() -> str:
                       "(or --gpus cpu)")
 
 
-def register(app: typer.Typer) -> None:
-    serve_app = typer.Typer(help="Start model servers.", no_args_is_help=True)
-    app.add_typer(serve_app, name="serve")
+serve_app = typer.Typer(help="Start model servers.", no_args_is_help=True)
 
-    @serve_app.command("vllm")
-    def vllm(
-        model: Annotated[str | None, typer.Option(
-            help="model folder or Hugging Face id (default: Llama 4 Scout; on --gpus cpu the "
-                 "bundled SmolLM2-135M-Instruct)")] = None,
-        gpus: Annotated[str | None, typer.Option(
-            help="1xH100 | 8xH100 | 8xH200 | 2x8xH100 (nodes x GPUs) | cpu (default: cpu on a "
-                 "machine without GPUs)")]
-        = None,
-        weights: Annotated[str, typer.Option(help="bf16 | fp8 | int4")] = "bf16",
-        kv_dtype: Annotated[str, typer.Option("--kv-dtype", help="bf16 | fp8")] = "bf16",
-        hybrid_kv: Annotated[str, typer.Option(
-            "--hybrid-kv", help="vLLM's hybrid KV manager for Llama 4: auto | on | off")]
-        = "auto",
-        context: Annotated[str | None, typer.Option(
-            help="max model length: 8192, 256k, 10M (default: what the plan allows)")] = None,
-        port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
-        host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-        ready_timeout: Annotated[float, typer.Option(
-            "--ready-timeout", min=1, help="seconds the starting server may go without writing "
-            "to its log before it counts as stuck")] = 900,
-        dry_run: Annotated[bool, typer.Option(
-            "--dry-run", help="print the command (environment and arguments) and exit")] = False,
-    ) -> None:
-        """Start the vLLM OpenAI-compatible server with the planner's flags; Ctrl-C stops it."""
-        from engine.gpus import GpuSpec
-        from engine.planner import parse_context
-        from engine.vllm_flags import API_MODULE, vllm_launch
-        from engine.vllm_server import ManagedServer, find_vllm_python
+@serve_app.command("vllm")
+def vllm(
+    model: Annotated[str | None, typer.Option(
+        help="model folder or Hugging Face id (default: Llama 4 Scout; on --gpus cpu the "
+             "bundled SmolLM2-135M-Instruct)")] = None,
+    gpus: Annotated[str | None, typer.Option(
+        help="1xH100 | 8xH100 | 8xH200 | 2x8xH100 (nodes x GPUs) | cpu (default: cpu on a "
+             "machine without GPUs)")]
+    = None,
+    weights: Annotated[str, typer.Option(help="bf16 | fp8 | int4")] = "bf16",
+    kv_dtype: Annotated[str, typer.Option("--kv-dtype", help="bf16 | fp8")] = "bf16",
+    hybrid_kv: Annotated[str, typer.Option(
+        "--hybrid-kv", help="vLLM's hybrid KV manager for Llama 4: auto | on | off")]
+    = "auto",
+    context: Annotated[str | None, typer.Option(
+        help="max model length: 8192, 256k, 10M (default: what the plan allows)")] = None,
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    ready_timeout: Annotated[float, typer.Option(
+        "--ready-timeout", min=1, help="seconds the starting server may go without writing "
+        "to its log before it counts as stuck")] = 900,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="print the command (environment and arguments) and exit")] = False,
+) -> None:
+    """Start the vLLM OpenAI-compatible server with the planner's flags; Ctrl-C stops it."""
+    from engine.gpus import GpuSpec
+    from engine.planner import parse_context
+    from engine.vllm_flags import API_MODULE, vllm_launch
+    from engine.vllm_server import ManagedServer, find_vllm_python
 
-        spec = GpuSpec.parse(gpus or _default_gpus())
-        w = _choice(weights, WEIGHTS, "--weights")
-        kv = _choice(kv_dtype, KV_DTYPES, "--kv-dtype")
-        hybrid = HYBRID[_choice(hybrid_kv, tuple(HYBRID), "--hybrid-kv")]
-        ctx = parse_context(context) if context is not None else None
-        served_name = None
-        with _sigterm_interrupts():
-            if spec.is_cpu and model is None:  # the bundled model, converted once
-                if ctx is not None and ctx > BUNDLED_WINDOW:
-                    raise EngineError(f"--context {ctx:,} exceeds the bundled model's window "
-                                      f"of {BUNDLED_WINDOW:,} tokens")
-                ctx = ctx or BUNDLED_WINDOW
-                target = bundled_model_dir()
-                model = str(target if dry_run else _convert(target))
-                served_name = BUNDLED_NAME
-            elif model is not None and Path(model).expanduser().is_dir():
-                model = str(Path(model).expanduser().resolve())
-            launch = vllm_launch(model=model, gpus=spec, weights=w, kv_dtype=kv, context=ctx,
-                                 port=port, host=host, hybrid_kv=hybrid, served_name=served_name)
-            for note in launch.notes:
-                console.print(note, style="dim", markup=False, highlight=False)
-            if dry_run or launch.multi_node:
-                try:
-                    python = str(find_vllm_python())
-                except EngineError:
-                    python = "python"
-                if launch.multi_node:
-                    console.print(f"[yellow]this plan spans {launch.nodes} nodes[/]: start Ray "
-                                  "and the server as below (scoutlens starts single-node "
-                                  "servers only)")
-                    for line in launch.ray:
-                        out.print(f"# {line}", markup=False, highlight=False, soft_wrap=True)
-                out.print(shell_line([python, "-m", API_MODULE, *launch.argv], launch.env),
-                          soft_wrap=True, markup=False, highlight=False)
-                return
-            argv = list(launch.argv)
-            server = ManagedServer(argv, log_path(port), env=dict(launch.env), port=port,
-                                   host=host)
-            console.print(f"vLLM log: {server.log_path}")
+    spec = GpuSpec.parse(gpus or _default_gpus())
+    w = _choice(weights, WEIGHTS, "--weights")
+    kv = _choice(kv_dtype, KV_DTYPES, "--kv-dtype")
+    hybrid = HYBRID[_choice(hybrid_kv, tuple(HYBRID), "--hybrid-kv")]
+    ctx = parse_context(context) if context is not None else None
+    served_name = None
+    with _sigterm_interrupts():
+        if spec.is_cpu and model is None:  # the bundled model, converted once
+            if ctx is not None and ctx > BUNDLED_WINDOW:
+                raise EngineError(f"--context {ctx:,} exceeds the bundled model's window "
+                                  f"of {BUNDLED_WINDOW:,} tokens")
+            ctx = ctx or BUNDLED_WINDOW
+            target = bundled_model_dir()
+            model = str(target if dry_run else _convert(target))
+            served_name = BUNDLED_NAME
+        elif model is not None and Path(model).expanduser().is_dir():
+            model = str(Path(model).expanduser().resolve())
+        launch = vllm_launch(model=model, gpus=spec, weights=w, kv_dtype=kv, context=ctx,
+                             port=port, host=host, hybrid_kv=hybrid, served_name=served_name)
+        for note in launch.notes:
+            console.print(note, style="dim", markup=False, highlight=False)
+        if dry_run or launch.multi_node:
             try:
-                server.start()
-                info = _wait(server, ready_timeout)
-                name = info.get("id", "?")
-                out.print(f"endpoint: {server.endpoint}", markup=False, highlight=False)
-                out.print(f"model: {name}", markup=False, highlight=False)
-                console.print("[green]ready[/]: Ctrl-C stops the server")
-                while server.running():
-                    time.sleep(0.5)
-                raise EngineError(server.failure_message("the vLLM server stopped by itself"))
-            except KeyboardInterrupt:
-                console.print("stopping the vLLM server ...")
-            finally:
-                with _signals_ignored():  # a second Ctrl-C must not leave workers behind
-                    code = server.stop()
-            console.print(f"vLLM server stopped (exit code {code})")
+                python = str(find_vllm_python())
+            except EngineError:
+                python = "python"
+            if launch.multi_node:
+                console.print(f"[yellow]this plan spans {launch.nodes} nodes[/]: start Ray "
+                              "and the server as below (scoutlens starts single-node "
+                              "servers only)")
+                for line in launch.ray:
+                    out.print(f"# {line}", markup=False, highlight=False, soft_wrap=True)
+            out.print(shell_line([python, "-m", API_MODULE, *launch.argv], launch.env),
+                      soft_wrap=True, markup=False, highlight=False)
+            return
+        argv = list(launch.argv)
+        server = ManagedServer(argv, log_path(port), env=dict(launch.env), port=port,
+                               host=host)
+        console.print(f"vLLM log: {server.log_path}")
+        try:
+            server.start()
+            info = _wait(server, ready_timeout)
+            name = info.get("id", "?")
+            out.print(f"endpoint: {server.endpoint}", markup=False, highlight=False)
+            out.print(f"model: {name}", markup=False, highlight=False)
+            console.print("[green]ready[/]: Ctrl-C stops the server")
+            while server.running():
+                time.sleep(0.5)
+            raise EngineError(server.failure_message("the vLLM server stopped by itself"))
+        except KeyboardInterrupt:
+            console.print("stopping the vLLM server ...")
+        finally:
+            with _signals_ignored():  # a second Ctrl-C must not leave workers behind
+                code = server.stop()
+        console.print(f"vLLM server stopped (exit code {code})")
 
 
 def _convert(target: Path) -> Path:
