@@ -150,7 +150,7 @@ def test_pack_to_stdout_and_markdown(tmp_path):
 
 
 def test_keep_help_names_every_keepable_rule():
-    from app.cli import KEEP_HELP
+    from app.commands.options import KEEP_HELP
     from app.services.ingest_options import KEEPABLE
 
     assert KEEP_HELP.split(", ") == list(KEEPABLE)

@@ -1,0 +1,153 @@
+"""`scoutlens ingest` and `scoutlens corpora list|show|rm`: what is stored, and getting it there."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+from app.commands.options import (
+    FpsOpt,
+    KeepOpt,
+    MaxFramesOpt,
+    MaxSizeOpt,
+    TokenizerOpt,
+    pipeline_options,
+)
+from app.progress import pipeline_progress
+
+console = Console(stderr=True)
+out = Console()
+corpora_app = typer.Typer(help="Stored corpora.", no_args_is_help=True)
+
+#: `ingest` stored what it could, but some files could not be read (1 is a failed command)
+EXIT_PARTIAL = 3
+
+
+def _print_tree(title: str, tree: dict[str, int]) -> None:
+    root = Tree(f"[bold]{title}")
+    nodes: dict[str, Tree] = {}
+    for folder, tokens in tree.items():
+        parent = folder.rstrip("/").rsplit("/", 1)[0] + "/" if "/" in folder.rstrip("/") else ""
+        node = nodes.get(parent, root).add(f"{folder}  [cyan]{tokens:,}[/] tokens")
+        nodes[folder] = node
+    console.print(root)
+
+
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="folders, repositories, files, archives")],
+    corpus: Annotated[str, typer.Option("--corpus", "-c", help="corpus name")],
+    tokenizer: TokenizerOpt = None,
+    keep: KeepOpt = None,
+    max_file_size: MaxSizeOpt = "10MB",
+    ocr: Annotated[bool, typer.Option(help="OCR PDF pages with no text layer")] = True,
+    fps: FpsOpt = 1.0,
+    max_frames: MaxFramesOpt = 120,
+    prune: Annotated[bool, typer.Option(help="forget files no longer under an input")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    all_files: Annotated[bool, typer.Option("--all", help="list unchanged files too")] = False,
+) -> None:
+    """Ingest PATHS into a corpus (incremental: unchanged files are not re-read)."""
+    from app.services.corpora import ingest as run
+
+    with pipeline_progress(console, not as_json) as progress:
+        report = run(paths, corpus, tokenizer,
+                     pipeline_options(keep, max_file_size, ocr, fps, max_frames), prune,
+                     progress)
+    if as_json:
+        out.print_json(json.dumps(report.to_json()))
+        if report.count("error"):
+            raise typer.Exit(EXIT_PARTIAL)
+        return
+    table = Table(title=f"corpus {report.corpus} ({report.tokenizer})", show_lines=False)
+    for col in ("path", "status", "tokens", "reason / flags"):
+        table.add_column(col, justify="right" if col == "tokens" else "left")
+    style = {"added": "green", "changed": "yellow", "removed": "red", "error": "red",
+             "skipped": "dim", "unchanged": "dim"}
+    shown = [f for f in report.files if all_files or f.status != "unchanged"]
+    for f in shown[:500]:
+        extra = f.reason or ", ".join(f.flags)
+        table.add_row(f.path, f"[{style.get(f.status, '')}]{f.status}", f"{f.tokens:,}", extra)
+    if shown:
+        console.print(table)
+    if len(shown) > 500:
+        console.print(f"... {len(shown) - 500} more rows (use --json for all)")
+    data = report.to_json()
+    _print_tree(f"{report.total_tokens:,} tokens", data["tree"])
+    for path, what in report.injections:
+        console.print(f"[yellow]flagged[/] {path}: text that tries to instruct a model: {what}")
+    s = data["summary"]
+    if s["secrets"]:
+        from ingest.documents import KEPT_SECRETS
+
+        kept = sum(1 for f in report.files if KEPT_SECRETS in f.flags)
+        console.print(f"[yellow]{s['secrets']} secret{'' if s['secrets'] == 1 else 's'}[/] in "
+                      f"{s['secret_files']} file{'' if s['secret_files'] == 1 else 's'} "
+                      + ("(their values are redacted in the corpus; flags `secret:` above)"
+                         if not kept else f"({kept} file{'' if kept == 1 else 's'} kept "
+                         "unredacted with --keep secrets)"))
+    console.print(
+        f"[bold]{report.corpus}[/]: {s['added']} added, {s['changed']} changed, "
+        f"{s['unchanged']} unchanged, {s['removed']} removed, {s['skipped']} skipped, "
+        f"{s['error']} errors; {report.total_tokens:,} tokens in {report.seconds:.2f} s")
+    if s["error"]:
+        console.print(f"[red]{s['error']} file{'' if s['error'] == 1 else 's'} could not be "
+                      f"read[/] (listed above); exit code {EXIT_PARTIAL}")
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+@corpora_app.command("list")
+def corpora_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List stored corpora."""
+    from app.services.corpora import list_corpora
+
+    rows = list_corpora()
+    if as_json:
+        out.print_json(json.dumps([r.__dict__ for r in rows]))
+        return
+    if not rows:
+        console.print("no corpora yet: scoutlens ingest PATH --corpus NAME")
+        return
+    table = Table()
+    for col in ("name", "sources", "skipped", "tokens", "tokenizer", "updated"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r.name, str(r.sources), str(r.skipped), f"{r.tokens:,}", r.tokenizer,
+                      r.updated_at)
+    out.print(table)
+
+
+@corpora_app.command("show")
+def corpora_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show a corpus: its sources with status and token counts, and a token tree."""
+    from app.services.corpora import show_corpus
+    from app.services.reports import token_tree
+
+    summary, files = show_corpus(name)
+    tree = token_tree([(f.path, f.tokens) for f in files if f.status == "ok"])
+    if as_json:
+        out.print_json(json.dumps({**summary.__dict__, "tree": tree, "files": [
+            {"path": f.path, "status": f.status, "tokens": f.tokens, "bytes": f.bytes,
+             "reason": f.reason, "flags": list(f.flags)} for f in files]}))
+        return
+    table = Table(title=f"{summary.name}: {summary.sources} sources, {summary.tokens:,} tokens")
+    for col in ("path", "status", "tokens", "reason / flags"):
+        table.add_column(col)
+    for f in files:
+        table.add_row(f.path, f.status, f"{f.tokens:,}", f.reason or ", ".join(f.flags))
+    out.print(table)
+    _print_tree(f"{summary.tokens:,} tokens ({summary.tokenizer})", tree)
+
+
+@corpora_app.command("rm")
+def corpora_rm(name: str) -> None:
+    """Delete a corpus and everything stored for it."""
+    from app.services.corpora import remove_corpus
+
+    summary = remove_corpus(name)
+    console.print(f"removed corpus {summary.name} ({summary.sources} sources)")
