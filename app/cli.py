@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 
 import typer
 from rich.console import Console
@@ -49,17 +50,34 @@ def _error(exc: BaseException) -> None:
     console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
 
 
+def stop_handler(stopped_by: list[int]):
+    """A handler for SIGTERM and SIGINT that stops the command as Ctrl-C does (temp folders
+    removed, the database transaction rolled back). A KeyboardInterrupt raised while a finalizer
+    (`__del__`, e.g. a ZipFile's, run by the garbage collector) is on the stack is printed and
+    dropped by Python, and the command would run on to its end: then the signal is sent again
+    a moment later, when the finalizer is done."""
+
+    def handler(signum, frame) -> None:
+        stopped_by.append(signum)
+        f = frame
+        while f is not None:
+            if f.f_code.co_name == "__del__":
+                threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+                return
+            f = f.f_back
+        raise KeyboardInterrupt
+
+    return handler
+
+
 def main() -> None:
     """Entry point: user mistakes print a clear message and exit 1, never a traceback."""
     from engine.types import EngineError
 
     stopped_by: list[int] = []
-
-    def terminate(signum, frame):  # SIGTERM cleans up as Ctrl-C does (temp folders, rollback)
-        stopped_by.append(signum)
-        raise KeyboardInterrupt
-
+    terminate = stop_handler(stopped_by)
     signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGINT, terminate)
     try:
         try:
             app()

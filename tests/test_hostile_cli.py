@@ -326,3 +326,26 @@ def _remove_chain(top: str) -> None:
             if not os.path.isdir(os.path.join(folder, name)):
                 os.unlink(os.path.join(folder, name))
         os.rmdir(folder)
+
+
+def test_a_signal_landing_in_a_finalizer_is_sent_again(monkeypatch):
+    """A KeyboardInterrupt raised inside `__del__` is dropped by Python (a SIGTERM during an
+    archive ingest once hit a ZipFile's finalizer and the ingest ran on to the end): the
+    handler sees the finalizer on the stack and re-sends the signal instead."""
+    from app.cli import stop_handler
+
+    sent: list[int] = []
+    monkeypatch.setattr(os, "kill", lambda pid, sig: sent.append(sig))
+    stopped: list[int] = []
+    handler = stop_handler(stopped)
+
+    class Finalized:
+        def __del__(self):
+            handler(signal.SIGTERM, sys._getframe())
+
+    obj = Finalized()
+    del obj  # the handler runs inside __del__: no exception, a second signal is scheduled
+    time.sleep(0.3)
+    assert sent == [signal.SIGTERM] and stopped == [signal.SIGTERM]
+    with pytest.raises(KeyboardInterrupt):  # anywhere else: stop now
+        handler(signal.SIGTERM, sys._getframe())
