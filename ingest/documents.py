@@ -105,6 +105,23 @@ def _check(text: str, path: str, options: ProcessOptions, flags: list[str],
     return text
 
 
+def _check_text(text: str, path: str, options: ProcessOptions, flags: list[str],
+                memo: VerdictMemo | None, sha: str) -> str:
+    """_check for a text or code file, remembering the common outcome (nothing found) per
+    content and rules: a re-pack or re-ingest then scans only files it has not seen (the scan
+    costs ~2 s on the standard library; a lookup next to nothing)."""
+    if memo is None:
+        return _check(text, path, options, flags, lambda line: f"L{line}")
+    key = f"checks|{sha}|{secrets.rules_key(path)}|{options.injections}"
+    if memo.verdict(key) == "clean":
+        return text
+    found = len(flags)
+    kept = _check(text, path, options, flags, lambda line: f"L{line}")
+    if len(flags) == found:
+        memo.put_verdict(key, "clean")
+    return kept
+
+
 def _where(seg: Segment, offset: int, line: int) -> str:
     """A flag's location: the page, the time, or the line in the document's text."""
     if seg.span_kind == "page":
@@ -186,7 +203,7 @@ def process(candidate: Candidate, data: bytes, options: ProcessOptions,
         segments = _check_segments(segments, path, options, flags)
         return Document(path, root, "notebook", nb_language or "python", sha, size, segments,
                         flags=flags)
-    kept = _check(text, path, options, flags, lambda line: f"L{line}")
+    kept = _check_text(text, path, options, flags, memo, sha)
     # redaction keeps every newline, so the windows (and symbols' lines) are the original ones;
     # counts cached under the content key must not mix redacted and kept texts
     split = "windows" if options.segments else "whole"

@@ -141,6 +141,19 @@ def _plugins() -> list[tuple[BasePlugin, str, tuple[_Anchor, ...]]]:
     return [(cls(), kind_of(cls), anchors) for cls, anchors in _ANCHORS]
 
 
+#: changes whenever what scan() finds could change (plugins, anchors, filters): cached
+#: "nothing found" verdicts (ingest.documents) are keyed by it
+SCAN_VERSION = "detect-secrets-1.5.0/1"
+
+
+def rules_key(filename: str) -> str:
+    """Which rules scan() applies to a file of this name (the keyword plugin's patterns differ
+    by file type), for caching its outcome per content."""
+    name = PurePosixPath(filename).name.lower()
+    kind = "config" if _CONFIG_NAMES.search(name) else str(determine_file_type(name))
+    return f"{SCAN_VERSION}|{kind}"
+
+
 def _keyword_regexes(filename: str) -> dict[re.Pattern[str], int]:
     """The keyword plugin's patterns for this file type; `.env` files count as config."""
     name = PurePosixPath(filename).name.lower()

@@ -295,3 +295,39 @@ def test_switching_secret_handling_rewrites_rows_and_the_retrieval_index(tmp_pat
     assert hits_resolve(again)
     remove_corpus("proj")
     assert hits_resolve(ingest([root], "proj"))
+
+
+def test_a_clean_file_is_scanned_once_per_content_a_secret_every_time(monkeypatch):
+    """The "nothing found" outcome is remembered by content and rules (a re-pack of the
+    standard library would otherwise scan 31 MB again); files with findings are always scanned,
+    so their redaction never comes from a cache."""
+
+    class Memo:
+        def __init__(self):
+            self.data: dict[str, str] = {}
+
+        def verdict(self, key):
+            return self.data.get(key)
+
+        def put_verdict(self, key, reason):
+            self.data[key] = reason
+
+    memo, calls = Memo(), []
+    real = secrets.scan
+    monkeypatch.setattr(secrets, "scan", lambda text, name: calls.append(name) or real(text, name))
+    clean, dirty = b"def f():\n    return 1\n", FILES["settings.py"].encode()
+
+    def run(name: str, data: bytes) -> Document:
+        doc = process(Candidate(name, Path("/x") / name, "/x", len(data)), data,
+                      ProcessOptions(), memo=memo)
+        assert isinstance(doc, Document)
+        return doc
+
+    first, second = run("a.py", clean), run("a.py", clean)
+    assert calls == ["a.py"] and first.text == second.text == clean.decode()
+    run("a.env", clean)  # other rules (a config file): scanned under their own key
+    assert calls == ["a.py", "a.env"]
+    for _ in range(2):
+        doc = run("settings.py", dirty)
+        assert AWS not in doc.text and "secret:L5:aws-access-key" in doc.flags
+    assert calls.count("settings.py") == 2
