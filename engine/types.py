@@ -10,8 +10,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
+from common.errors import UserError
 
-class EngineError(Exception):
+
+class EngineError(UserError):
     """A user-facing engine failure (bad prompt size, endpoint down, missing model)."""
 
 

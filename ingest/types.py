@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from common.errors import UserError
+
 SpanKind = Literal["lines", "page", "cell", "time"]
 SourceKind = Literal["code", "text", "pdf", "notebook", "video"]
 Status = Literal["ok", "skipped", "error"]
@@ -100,7 +102,7 @@ class Skipped:
     sha256: str | None = None
 
 
-class IngestError(Exception):
+class IngestError(UserError):
     """A user-facing error: the message is shown as is, without a traceback."""
 
 
