@@ -21,7 +21,7 @@ from app.commands import plan as plan_cmd
 from app.commands import prewarm as prewarm_cmd
 from app.commands import serve as serve_cmd
 from app.commands import ui as ui_cmd
-from ingest.types import IngestError
+from common.errors import UserError
 
 app = typer.Typer(help="Long-context retrieval and document analysis around Llama 4 Scout.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -71,9 +71,10 @@ def stop_handler(stopped_by: list[int]):
 
 
 def main() -> None:
-    """Entry point: user mistakes print a clear message and exit 1, never a traceback."""
-    from engine.types import EngineError
-
+    """Entry point: user mistakes print a clear message and exit 1, never a traceback. They are
+    all UserErrors (common.errors), the database's included: catching the one class needs no
+    import of app.database (and SQLAlchemy, 0.2 s), which would slow every command, `pack` of a
+    folder included."""
     stopped_by: list[int] = []
     terminate = stop_handler(stopped_by)
     signal.signal(signal.SIGTERM, terminate)
@@ -89,15 +90,7 @@ def main() -> None:
             if done.code == 130:  # typer's answer to a KeyboardInterrupt
                 raise KeyboardInterrupt from None
             raise
-    except (IngestError, EngineError) as exc:
-        _error(exc)
-        sys.exit(1)
-    except Exception as exc:
-        # A database error means app.database was loaded; importing it (and SQLAlchemy, 0.2 s)
-        # up front would slow every command, `pack` of a folder included.
-        db = sys.modules.get("app.database")
-        if db is None or not isinstance(exc, db.DatabaseError):
-            raise
+    except UserError as exc:  # ingest, engine and database errors alike
         _error(exc)
         sys.exit(1)
     except KeyboardInterrupt:

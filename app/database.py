@@ -20,6 +20,8 @@ from sqlalchemy import Engine, create_engine, event, exc, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from common.errors import UserError
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 HEAD_REVISION = "0003"  # keep equal to the newest file in migrations/versions (a test checks)
 CONNECT_TIMEOUT_S = 10
@@ -31,7 +33,7 @@ _makers: dict[str, sessionmaker] = {}
 _lock = threading.Lock()
 
 
-class DatabaseError(Exception):
+class DatabaseError(UserError):
     """The database cannot be used (bad URL, server down, locked): a one-line message."""
 
 

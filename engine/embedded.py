@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from engine.embedded_model import LoadedModel, encode_request, load_model
+from engine.embedded_model import LoadedModel, LoadedTokenizer, encode_request, load_model
 from engine.generate import decode, prefill, save_blocks
 from engine.kvcache import PrefixCache
 from engine.types import Completion, CompletionRequest, PromptTooLong, Stream, Timings, Usage
@@ -14,6 +14,8 @@ from engine.types import Completion, CompletionRequest, PromptTooLong, Stream, T
 
 class EmbeddedBackend:
     name = "embedded"
+    vision = False  # a causal LM: it reads a frame's words, not its picture
+    concurrent = False  # one KV buffer: callers take turns
 
     def __init__(self, model: str | Path, *, dtype: str = "bfloat16",
                  prefill_chunk: int = 1024, kv_block: int = 16, kv_dir: Path | None = None,
@@ -21,6 +23,7 @@ class EmbeddedBackend:
                  reuse: bool = True, threads: int = 0,
                  progress: Callable[[int, int], None] | None = None):
         self.lm: LoadedModel = load_model(model, dtype=dtype, threads=threads)
+        self._tokenizer = LoadedTokenizer(self.lm)
         self.prefill_chunk = max(1, prefill_chunk)
         self.progress = progress
         self.prefix_cache = PrefixCache(self.lm.key, kv_block, kv_dir, kv_memory_bytes,
@@ -34,9 +37,12 @@ class EmbeddedBackend:
     def window(self) -> int:
         return self.lm.window
 
-    def count(self, text: str) -> int:
-        return len(self.lm.tokenizer(text, add_special_tokens=False,
-                                     split_special_tokens=True)["input_ids"]) if text else 0
+    def tokenizer(self) -> LoadedTokenizer:
+        return self._tokenizer
+
+    def describe(self) -> dict:
+        return {"backend": self.name, "model": self.model, "window": self.window,
+                "dtype": self.lm.dtype}
 
     def encode(self, request: CompletionRequest) -> list[int]:
         return encode_request(self.lm, request)[0]

@@ -12,10 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.types import CompletionRequest, EngineError
+from engine.types import CompletionRequest, EngineError, ModelTokenizer, PromptCount
 
 PLACEHOLDER = "\x00SCOUTLENS-CONTENT\x00"
 
@@ -125,3 +126,30 @@ def encode_request(lm: LoadedModel, request: CompletionRequest) -> tuple[list[in
         raise EngineError(f"{lm.name}'s chat template dropped the user message")
     prefix = _special(tok, head) + _plain(tok, request.prefix)
     return prefix + _plain(tok, request.prompt) + _special(tok, tail), len(prefix)
+
+
+class LoadedTokenizer(ModelTokenizer):
+    """The loaded model's own tokenizer: exact for any model folder; a request is counted by
+    encoding it exactly as the backend will (this model sees no pictures, only frames' words)."""
+
+    def __init__(self, lm: LoadedModel):
+        self._lm = lm
+        self.spec, self.name = f"model:{lm.name}", f"{lm.name} (the loaded model's tokenizer)"
+
+    @property
+    def fingerprint(self) -> str:  # type: ignore[override]
+        return f"model-{self._lm.key[:16]}"
+
+    def encode(self, text: str) -> list[int]:
+        return _plain(self._lm.tokenizer, text)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._lm.tokenizer.decode(list(ids))  # type: ignore[attr-defined]
+
+    def count_request(self, request: CompletionRequest) -> PromptCount:
+        return PromptCount(len(encode_request(self._lm, request)[0]))
+
+    def chat_ids(self, content: str, system: str | None = None) -> list[int] | None:
+        ids, prefix = encode_request(self._lm, CompletionRequest(prompt="", prefix=content,
+                                                                 system=system))
+        return ids[:prefix]

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from common.files import atomic_open
+
 MAGIC = b"SLKV0001"
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -137,16 +139,12 @@ class DiskTier:
         with contextlib.suppress(OSError):
             if path.stat().st_size == 12 + len(head) + len(payload):
                 return True  # already there (a same-size corrupt file is caught when read)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as fh:
-                fh.write(MAGIC + struct.pack("<I", len(head)) + head + payload)
-            os.replace(tmp, path)
+            with atomic_open(path, "wb") as fh:
+                fh.write(MAGIC + struct.pack("<I", len(head)) + head)
+                fh.write(payload)
             return True
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
             warnings.warn(f"KV cache not saved to disk ({exc.strerror or exc}); answers are "
                           "unaffected, the next process will prefill again", stacklevel=2)
             return False

@@ -17,228 +17,44 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import json
 import random
 import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from engine.images import content_parts
+from engine.server_tokenizer import EstimateTokenizer, ServerTokenizer, probe
 from engine.types import (
     Completion,
     CompletionRequest,
     EngineError,
+    ModelTokenizer,
     PromptTooLong,
     Stream,
     Timings,
     Usage,
 )
+from engine.wire import (
+    MAX_COUNT,
+    SSEParser,
+    api_base,
+    one_line,
+    parse_chunk,
+    parse_json,
+    parse_usage,
+    read_body,
+)
+from ingest.tokenizers import load_tokenizer
 
 CHARS_PER_TOKEN = 4  # to size timeouts before the exact count is known
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
-MAX_EVENT_BYTES = 1 << 20  # one SSE line or event; a real chunk is a few hundred bytes
-MAX_COUNT = 2**31 - 1  # token counts are stored in 32-bit integer columns
 MAX_ERROR_BODY = 64 << 10
 MAX_ANSWER_BYTES = 16 << 20  # a model list, a one-token completion
-HINT = "(e.g. http://127.0.0.1:8000/v1)"
-
-
-def api_base(endpoint: str) -> str:
-    """`http://host:port`, `.../v1` or `.../v1/` -> `http://host:port/v1`; anything that is not
-    a usable http(s) URL is a one-line EngineError here, before any request is built."""
-    text = endpoint.strip() if isinstance(endpoint, str) else ""
-    shown = repr(text[:200])
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018 (raises ValueError on a port that is not a number in range)
-    except ValueError as exc:
-        raise EngineError(f"not an http(s) endpoint URL: {shown} ({exc}) {HINT}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise EngineError(f"not an http(s) endpoint URL: {shown} {HINT}")
-    if any(c.isspace() or not c.isprintable() for c in text):
-        raise EngineError(f"not an http(s) endpoint URL: {shown} (it holds spaces or control "
-                          f"characters) {HINT}")
-    path = parts.path.rstrip("/")
-    if not path.endswith("/v1"):
-        path += "/v1"
-    base = urlunsplit((parts.scheme, parts.netloc, path, "", ""))
-    try:
-        httpx.URL(base)
-    except (httpx.InvalidURL, ValueError) as exc:
-        raise EngineError(f"not an http(s) endpoint URL: {shown} ({exc}) {HINT}") from None
-    return base
-
-
-# --- reading what a server sends ----------------------------------------------------------------
-
-
-def one_line(value: object, limit: int = 300) -> str:
-    """Server text for a message: one line, printable, at most `limit` characters."""
-    text = value if isinstance(value, str) else repr(value)
-    text = " ".join("".join(c if c.isprintable() else " " for c in text[: limit * 4]).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-class SSEParser:
-    """Server-sent events from bytes split anywhere: `feed` returns the data of each complete
-    event. Comments (`: ping` keep-alives) and other fields are dropped but counted; a line or
-    event over `max_bytes` is an EngineError, so a server cannot make the client buffer without
-    end. Lines end with CRLF, LF or CR, as the SSE specification allows."""
-
-    def __init__(self, max_bytes: int = MAX_EVENT_BYTES):
-        self.max_bytes = max_bytes
-        self.comments = 0
-        self._buf = b""
-        self._data: list[str] | None = None
-        self._size = 0
-
-    def feed(self, data: bytes) -> list[str]:
-        buf, out, pos = self._buf + data, [], 0
-        while True:
-            cut = _eol(buf, pos)
-            if cut is None:
-                break
-            end, nxt = cut
-            if buf[end:end + 1] == b"\r" and nxt == len(buf):
-                break  # a CR at the very end may be half of a CRLF: wait for the next byte
-            self._line(buf[pos:end], out)
-            pos = nxt
-        self._buf = buf[pos:]
-        if len(self._buf) > self.max_bytes:
-            raise EngineError(f"a stream line is over {self.max_bytes:,} bytes")
-        return out
-
-    def close(self) -> list[str]:
-        """At the end of the body: an event the server did not end with a blank line counts."""
-        out: list[str] = []
-        if self._buf:
-            self._line(self._buf.rstrip(b"\r"), out)
-            self._buf = b""
-        self._line(b"", out)
-        return out
-
-    def _line(self, line: bytes, out: list[str]) -> None:
-        if not line:
-            if self._data is not None:
-                out.append("\n".join(self._data))
-            self._data, self._size = None, 0
-            return
-        if line.startswith(b":"):
-            self.comments += 1
-            return
-        name, _, value = line.partition(b":")
-        if name != b"data":
-            return  # event:, id:, retry: change nothing for a completion stream
-        value = value[1:] if value.startswith(b" ") else value
-        self._size += len(value) + 1
-        if self._size > self.max_bytes:
-            raise EngineError(f"a stream event is over {self.max_bytes:,} bytes")
-        self._data = (self._data or []) + [value.decode("utf-8", "replace")]
-
-
-def _eol(buf: bytes, pos: int) -> tuple[int, int] | None:
-    """(end of the line, start of the next) for the first line ending at or after `pos`."""
-    lf, cr = buf.find(b"\n", pos), buf.find(b"\r", pos)
-    if cr < 0 and lf < 0:
-        return None
-    if cr < 0 or (0 <= lf < cr):
-        return lf, lf + 1
-    return cr, cr + 2 if buf[cr + 1:cr + 2] == b"\n" else cr + 1
-
-
-@dataclass(frozen=True)
-class Piece:
-    """What one stream chunk says: its text, a finish reason, usage (the last chunk's)."""
-
-    text: str = ""
-    finish: str | None = None
-    usage: Usage | None = None
-
-
-def parse_json(payload: str | bytes, what: str) -> object:
-    try:
-        return json.loads(payload)
-    except (ValueError, RecursionError):
-        raise EngineError(f"{what} is not JSON: {one_line(payload, 120)}") from None
-
-
-def parse_chunk(payload: str, chat: bool = True) -> Piece:
-    """One SSE data payload of a (chat) completion stream, type-checked field by field."""
-    data = parse_json(payload, "a stream chunk")
-    if not isinstance(data, dict):
-        raise EngineError(f"a stream chunk is not a JSON object: {one_line(payload, 120)}")
-    if data.get("error"):
-        err = data["error"]
-        message = err.get("message") if isinstance(err, dict) else err
-        raise EngineError(f"the server reported an error: {one_line(message or err)}")
-    choices = data.get("choices")
-    if choices is None:
-        choices = []
-    if not isinstance(choices, list):
-        raise EngineError(f"a stream chunk's choices is not a list: {one_line(choices, 80)}")
-    text, finish = [], None
-    for i, choice in enumerate(choices):
-        if not isinstance(choice, dict):
-            raise EngineError(f"a stream chunk's choices[{i}] is not an object")
-        index = choice.get("index")
-        if index is not None and (isinstance(index, bool) or not isinstance(index, int)):
-            raise EngineError(f"a stream chunk's choices[{i}].index is not a number")
-        if index not in (None, 0):
-            continue  # one answer is asked for (n=1): other indexes are not ours
-        if chat:
-            delta = choice.get("delta")
-            if delta is not None and not isinstance(delta, dict):
-                raise EngineError(f"a stream chunk's choices[{i}].delta is not an object")
-            piece, field = (delta or {}).get("content"), "delta.content"
-        else:
-            piece, field = choice.get("text"), "text"
-        if piece is not None and not isinstance(piece, str):
-            raise EngineError(f"a stream chunk's choices[{i}].{field} is not a string")
-        reason = choice.get("finish_reason")
-        if reason is not None and not isinstance(reason, str):
-            raise EngineError(f"a stream chunk's choices[{i}].finish_reason is not a string")
-        text.append(piece or "")
-        if reason:
-            finish = one_line(reason, 20)  # stored in a 20-character column
-    return Piece("".join(text), finish, parse_usage(data.get("usage")))
-
-
-def parse_usage(u: object, where: str = "usage") -> Usage | None:
-    """An OpenAI usage object (cached tokens included when the server reports them)."""
-    if u is None:
-        return None
-    if not isinstance(u, dict):
-        raise EngineError(f"{where} is not an object: {one_line(u, 80)}")
-    details = u.get("prompt_tokens_details")
-    if details is not None and not isinstance(details, dict):
-        raise EngineError(f"{where}.prompt_tokens_details is not an object")
-    return Usage(prompt_tokens=_count(u.get("prompt_tokens"), f"{where}.prompt_tokens"),
-                 cached_tokens=_count((details or {}).get("cached_tokens"),
-                                      f"{where}.prompt_tokens_details.cached_tokens"),
-                 completion_tokens=_count(u.get("completion_tokens"),
-                                          f"{where}.completion_tokens"))
-
-
-def _count(value: object, where: str) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
-        raise EngineError(f"{where} is not a token count: {one_line(value, 40)}")
-    return value
-
-
-def token_ids(value: object, where: str) -> list[int]:
-    """`value` when it is a list of token ids (ints in range), else a one-line EngineError."""
-    if not isinstance(value, list) or not all(
-            type(t) is int and 0 <= t <= MAX_COUNT for t in value):
-        raise EngineError(f"{where} is not a list of token ids: {one_line(value, 80)}")
-    return value
 
 
 # --- time limits of one stream ------------------------------------------------------------------
@@ -316,6 +132,8 @@ class OpenAIBackend:
     `info_timeout`: `/v1/models`, which any live server answers at once."""
 
     name = "openai"
+    vision = True  # frame pictures go as image parts; a text-only model refuses them (HTTP 400)
+    concurrent = True
 
     def __init__(self, endpoint: str, model: str | None = None, api_key: str | None = None,
                  max_retries: int = 4, connect_timeout: float = 10.0, base_timeout: float = 60.0,
@@ -330,7 +148,7 @@ class OpenAIBackend:
         self.min_rate, self.idle_timeout = min_prefill_tokens_per_s, idle_timeout
         self.min_decode_rate, self.slack = min_decode_tokens_per_s, max_tokens_slack
         self.info_timeout = info_timeout
-        self._has_tokenize = True
+        self._tokenizer: ModelTokenizer | None = None
         # one pooled client: building one (and loading the CA bundle) per call costs ~20 ms
         self._http = httpx.Client(
             timeout=httpx.Timeout(base_timeout, connect=connect_timeout),
@@ -369,7 +187,7 @@ class OpenAIBackend:
                     self._pause(attempt, resp, deadline):
                 resp.close()
                 continue
-            text = _read(resp, MAX_ERROR_BODY, truncate=True).decode("utf-8", "replace")
+            text = read_body(resp, MAX_ERROR_BODY, truncate=True).decode("utf-8", "replace")
             raise _StatusError(resp.status_code, text, self.base_url)
         raise AssertionError("unreachable")
 
@@ -386,7 +204,7 @@ class OpenAIBackend:
 
     def _json(self, method: str, path: str, body: dict | None, timeout: float) -> dict:
         where = f"the answer of {self.base_url}{path}"
-        data = parse_json(_read(self._request(method, path, body, timeout), MAX_ANSWER_BYTES),
+        data = parse_json(read_body(self._request(method, path, body, timeout), MAX_ANSWER_BYTES),
                           where)
         if not isinstance(data, dict):
             raise EngineError(f"{where} is not a JSON object: {one_line(data, 80)}")
@@ -429,56 +247,26 @@ class OpenAIBackend:
                 return int(m["max_model_len"])
         return None
 
-    def _tokenize(self, body: dict, chars: int) -> dict | None:
-        """The server's `/tokenize` answer, or None when it has none (then it is not asked
-        again, nor after a timeout: a count must not wait out a dead endpoint every time)."""
-        if not self._has_tokenize:
-            return None
-        url = f"{self.server_root}/tokenize"
+    def tokenizer(self) -> ModelTokenizer:
+        """The server's own `/tokenize` when it has one (exact counts, images included), else a
+        cl100k estimate that says it is one. Asked once per backend, with a short wait."""
+        if self._tokenizer is None:
+            server = ServerTokenizer(self.server_root, self.model, self._http,
+                                     lambda chars: self._timeout(chars).read)
+            self._tokenizer = server if probe(server, self.info_timeout) else \
+                EstimateTokenizer(load_tokenizer("cl100k"), self.model)
+        return self._tokenizer
+
+    def describe(self) -> dict:
+        """Backend, model, window, and the server's version where it says it (vLLM, SGLang)."""
+        out: dict = {"backend": self.name, "model": self.model, "window": self.window}
         try:
-            resp = self._http.send(self._http.build_request(
-                "POST", url, json={"model": self.model, **body}, timeout=self._timeout(chars)),
-                stream=True)
-        except httpx.TimeoutException:
-            self._has_tokenize = False
-            return None
-        except httpx.HTTPError:
-            return None
-        if resp.status_code in (404, 405, 501) or "html" in resp.headers.get("content-type", ""):
-            resp.close()
-            self._has_tokenize = False  # none here (or a proxy's catch-all page)
-            return None
-        if resp.status_code != 200:
-            resp.close()
-            return None
-        content = _read(resp, 16 * chars + (1 << 20))  # ids of `chars` characters, as JSON
-        data = parse_json(content, f"the answer of {url}")
-        if not isinstance(data, dict):
-            raise EngineError(f"the answer of {url} is not a JSON object: {one_line(data, 80)}")
-        return data
-
-    def count(self, text: str) -> int:
-        """Exact tokens from the server's `/tokenize` (vLLM, SGLang); else a local estimate."""
-        if not text:
-            return 0
-        data = self._tokenize({"prompt": text, "add_special_tokens": False}, len(text))
-        where = f"{self.server_root}/tokenize"
-        if data is not None and "count" in data:
-            return _count(data["count"], f"{where}: count")
-        if data is not None and "tokens" in data:
-            return len(token_ids(data["tokens"], f"{where}: tokens"))
-        return max(1, len(text) // CHARS_PER_TOKEN)
-
-    def tokenize_chat(self, content: str, system: str | None = None) -> list[int] | None:
-        """The served model's token ids for a user turn (chat template applied, no generation
-        prompt), or None when the server has no `/tokenize`."""
-        messages = [{"role": "system", "content": system}] if system else []
-        messages.append({"role": "user", "content": content})
-        data = self._tokenize({"messages": messages, "add_generation_prompt": False},
-                              len(content))
-        if data is None or data.get("tokens") is None:
-            return None
-        return token_ids(data["tokens"], f"{self.server_root}/tokenize: tokens")
+            resp = self._http.get(f"{self.server_root}/version", timeout=5)
+            if resp.status_code == 200 and isinstance(resp.json(), dict):
+                out["server_version"] = one_line(resp.json().get("version", ""), 80)
+        except (httpx.HTTPError, ValueError):
+            pass
+        return out
 
     def prefill_ids(self, ids: list[int]) -> Usage:
         """Send token ids to `/v1/completions` for one token: fills the server's prefix cache."""
@@ -505,9 +293,9 @@ class OpenAIBackend:
                        "t0": time.perf_counter(), "first": None, "end": None}
         chars = len(request.prefix) + len(request.prompt)
         if self.window and chars // (CHARS_PER_TOKEN * 2) > self.window:
-            exact = self.count(request.prefix + request.prompt)
-            if exact + request.max_tokens > self.window:
-                raise PromptTooLong(exact, self.window, request.max_tokens)
+            need = self.tokenizer().count_request(request).tokens
+            if need + request.max_tokens > self.window:
+                raise PromptTooLong(need, self.window, request.max_tokens)
         return Stream(self._deltas(request, state, chars), lambda: self._finish(state))
 
     def _body(self, request: CompletionRequest) -> tuple[str, dict]:
@@ -523,8 +311,6 @@ class OpenAIBackend:
             messages.append({"role": "system", "content": request.system})
         content: str | list[dict] = request.prefix + request.prompt
         if request.images_root:
-            from engine.images import content_parts
-
             content = content_parts(content, Path(request.images_root)) or content
         messages.append({"role": "user", "content": content})
         return "/chat/completions", {**body, "messages": messages}
@@ -535,7 +321,7 @@ class OpenAIBackend:
             return self._request("POST", path, body, first, deadline, sse=True)
         except _StatusError as exc:
             if exc.status == 400 and self.window and _too_long(exc.body):
-                raise PromptTooLong(self.count(request.prefix + request.prompt), self.window,
+                raise PromptTooLong(self.tokenizer().count_request(request).tokens, self.window,
                                     request.max_tokens) from None
             raise
 
@@ -632,27 +418,6 @@ class _StatusError(EngineError):
 
 def _prefixed(base_url: str, message: str) -> str:
     return message if base_url in message else f"{base_url}: {message}"
-
-
-def _read(resp: httpx.Response, cap: int, truncate: bool = False) -> bytes:
-    """A body of at most `cap` bytes (a server cannot make us hold more): cut there with
-    `truncate`, else over it is an EngineError."""
-    data = b""
-    try:
-        for raw in resp.iter_bytes():
-            data += raw
-            if len(data) > cap:
-                if truncate:
-                    return data[:cap]
-                raise EngineError(f"{resp.request.url} sent an answer over {cap:,} bytes")
-    except (httpx.HTTPError, httpx.StreamError) as exc:
-        if truncate:
-            return data
-        raise EngineError(f"the answer of {resp.request.url} broke off: "
-                          f"{one_line(str(exc) or type(exc).__name__)}") from None
-    finally:
-        resp.close()
-    return data
 
 
 def _retry_after(resp: httpx.Response) -> float | None:

@@ -11,10 +11,10 @@ k = 1,024 and M = 1,048,576 (Scout's 10M window is 10,485,760 tokens).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from typing import Any
 
+from common.units import parse_tokens
 from engine.arch import ModelArch, load_arch
 from engine.gpus import GIB, GPU_KINDS, MAX_PER_NODE, GpuSpec
 from engine.sizing import (
@@ -34,19 +34,9 @@ from engine.types import EngineError
 
 def parse_context(text: str | int) -> int:
     """"10M" | "1M" | "256k" | "131072" -> tokens, with k = 1,024 and M = 1,048,576 (context
-    windows are binary: Scout's "10M" is 10,485,760)."""
-    if isinstance(text, int) and not isinstance(text, bool):
-        value = float(text)
-    else:
-        s = str(text).strip().replace(",", "").replace("_", "")
-        m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kKmM]?)", s)
-        if not m:
-            raise EngineError(f"--context: not a token count: {text!r} (use e.g. 131072, 256k, "
-                              "1M, 10M; k = 1,024, M = 1,048,576)")
-        value = float(m.group(1)) * {"": 1, "k": 1024, "m": 1024**2}[m.group(2).lower()]
-    if value < 1:
-        raise EngineError(f"--context must be at least 1 token, not {text!r}")
-    return int(value)
+    windows are binary: Scout's "10M" is 10,485,760); common.units' rules, refused with an
+    EngineError that names --context."""
+    return parse_tokens(text, "token count for --context", error=EngineError)
 
 
 def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:

@@ -15,14 +15,15 @@ ends (about 4 characters a token) and sent as chat requests.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from common.files import atomic_write_text
 from engine.openai_backend import OpenAIBackend
 from engine.types import CompletionRequest, EngineError
 
@@ -80,13 +81,8 @@ class StateFile:
             return 0
 
     def save(self, done: int) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"done": done}))
-            tmp.replace(self.path)
-        except OSError:
-            pass  # only the ability to resume is lost
+        with contextlib.suppress(OSError):  # only the ability to resume is lost
+            atomic_write_text(self.path, json.dumps({"done": done}))
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -98,7 +94,7 @@ def prewarm(backend: OpenAIBackend, request: CompletionRequest, stage: int, stat
     """Send `request.prefix` in growing stages; returns what each stage cost and hit."""
     if not request.prefix:
         raise EngineError("nothing to prewarm: the corpus is empty")
-    ids = backend.tokenize_chat(request.prefix, request.system)
+    ids = backend.tokenizer().chat_ids(request.prefix, request.system)
     if ids is not None:
         mode, total = "tokens", max(0, len(ids) - TAIL_MARGIN)
         content_key = hashlib.sha256(json.dumps(ids).encode()).hexdigest()

@@ -6,11 +6,13 @@ CLI, the ask service and the evals can treat an in-process model and a vLLM serv
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 from common.errors import UserError
+from ingest.tokenizers import Tokenizer
 
 
 class EngineError(UserError):
@@ -18,13 +20,21 @@ class EngineError(UserError):
 
 
 class PromptTooLong(EngineError):
-    def __init__(self, prompt_tokens: int, window: int, max_tokens: int = 0):
-        self.prompt_tokens, self.window, self.max_tokens = prompt_tokens, window, max_tokens
-        need = f"{prompt_tokens:,} prompt tokens"
+    """The request (text, template and images) and the answer do not fit the window."""
+
+    def __init__(self, prompt: int | PromptCount, window: int, max_tokens: int = 0,
+                 hint: str = "pack with a smaller --budget, or use a model with a longer window"):
+        count = prompt if isinstance(prompt, PromptCount) else PromptCount(prompt)
+        self.count, self.prompt_tokens = count, count.tokens
+        self.window, self.max_tokens = window, max_tokens
+        need = f"{count.tokens:,} prompt tokens"
+        if count.images:
+            need += (f" ({count.image_tokens:,} of them for {count.images} "
+                     f"image{'s' if count.images > 1 else ''})")
         if max_tokens:
             need += f" + {max_tokens:,} to generate"
-        super().__init__(f"the prompt does not fit the model's window: {need} > {window:,} tokens "
-                         "(pack with a smaller --budget, or use a model with a longer window)")
+        super().__init__(f"the prompt does not fit the model's window: {need} > {window:,} "
+                         f"tokens ({hint})")
 
 
 @dataclass(frozen=True)
@@ -105,17 +115,54 @@ class Stream:
         return self.result
 
 
-class Backend(Protocol):
-    name: str
-    model: str
+@dataclass(frozen=True)
+class PromptCount:
+    """What one request costs the model's window before it generates: chat template, text and
+    the images it carries (each counted as the server bills it)."""
 
-    def count(self, text: str) -> int:
-        """Exact prompt tokens of `text` under the served model's tokenizer."""
-        ...
+    tokens: int
+    images: int = 0
+    image_tokens: int = 0
+    exact: bool = True  # False: estimated (the server cannot tokenize), so callers keep a margin
+
+
+class ModelTokenizer(Tokenizer):
+    """The tokenizer of the model a backend runs: text like any Tokenizer, plus the cost of a
+    whole request. `exact` is False when the counts are only an estimate."""
+
+    exact: bool = True
+
+    @abstractmethod
+    def count_request(self, request: CompletionRequest) -> PromptCount: ...
+
+    def chat_ids(self, content: str, system: str | None = None) -> list[int] | None:
+        """The token ids of a user turn (chat template, no generation prompt), when known."""
+        return None
+
+
+class Backend(Protocol):
+    """What callers may ask of any backend; they never look at its name or its internals."""
+
+    name: str
+    #: sends the pictures of `<frame image=...>` tags (CompletionRequest.images_root) as images
+    vision: bool
+    #: serves several requests at once (an endpoint); False: callers take turns (one KV buffer)
+    concurrent: bool
 
     @property
-    def window(self) -> int:
-        """The model's context window in tokens."""
+    def model(self) -> str: ...
+
+    @property
+    def window(self) -> int | None:
+        """The model's context window in tokens, when known."""
+        ...
+
+    def tokenizer(self) -> ModelTokenizer:
+        """The served model's tokenizer (built once)."""
+        ...
+
+    def describe(self) -> dict:
+        """What identifies the model and server (evals compare runs by it)."""
         ...
 
     def stream(self, request: CompletionRequest) -> Stream: ...

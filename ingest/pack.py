@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, TextIO
 
+from common.units import parse_tokens
 from ingest.symbols import extract_symbols, has_grammar, outline
 from ingest.tokenizers import Tokenizer
 from ingest.types import Document, IngestError
@@ -80,14 +81,9 @@ class PackResult:
 
 
 def parse_budget(text: str) -> int:
-    """'10M', '128k', '8192' -> tokens (k = 1,024 and M = 1,048,576, as context windows go)."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*", text or "")
-    if not m:
-        raise IngestError(f"not a token budget: {text!r} (use e.g. 8192, 128k, 10M)")
-    value = float(m.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024}[m.group(2).lower()]
-    if value < 1:
-        raise IngestError(f"budget must be positive: {text!r}")
-    return int(value)
+    """'10M', '128k', '8192' -> tokens (k = 1,024 and M = 1,048,576, as context windows go);
+    common.units' rules, refused with an IngestError."""
+    return parse_tokens(text, "token budget", error=IngestError)
 
 
 def stable_order(docs: list[Document], previous: list[tuple[str, str]]) -> list[Document]:

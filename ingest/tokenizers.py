@@ -20,6 +20,7 @@ from functools import cache, cached_property
 from pathlib import Path
 from typing import Literal
 
+from common.files import atomic_write_text
 from ingest.types import IngestError
 
 O200K_PATTERN = "|".join(
@@ -262,10 +263,7 @@ def _embedded_tokenizer_json(cache_dir: Path) -> Path:
         from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(tok.backend_tokenizer.to_str())
-        tmp.replace(target)
+        atomic_write_text(target, tok.backend_tokenizer.to_str())
     return target
 
 

@@ -1,7 +1,8 @@
 """A stand-in OpenAI-compatible server for tests: `FakeOpenAI` is a real `ThreadingHTTPServer` on
 127.0.0.1 that speaks enough of the OpenAI API (`GET /v1/models`, `POST /tokenize`, streamed
 `POST /v1/chat/completions` and `/v1/completions` as chunked SSE in the real chunk format) and
-plays a queue of scripted `Reply`s, one per completion request.
+plays a queue of scripted `Reply`s, one per completion request. `ScriptedBackend` is a Backend
+with no server at all, counting with `ToyTokenizer` (a token per character).
 
 Why a stand-in: a real server (vLLM) cannot be made to answer 429 with Retry-After, fail with 500
 every time, stall past the read timeout, refuse a prompt, or die half-way through a stream on
@@ -18,6 +19,15 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from engine.types import (
+    Completion,
+    CompletionRequest,
+    ModelTokenizer,
+    PromptCount,
+    Stream,
+    Usage,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "fake-model"
@@ -265,3 +275,59 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+
+
+# --- a backend without a model -------------------------------------------------------------------
+
+
+class ToyTokenizer(ModelTokenizer):
+    """One token per character (its code point): exact, decodes back what it encoded, and every
+    count can be checked by hand. A request adds TEMPLATE tokens per chat turn."""
+
+    TEMPLATE = 4
+    spec, name = "toy", "toy (a token per character)"
+
+    def encode(self, text: str) -> list[int]:
+        return [ord(c) for c in text]
+
+    def decode(self, ids) -> str:
+        return "".join(chr(i) for i in ids)
+
+    def count_request(self, request: CompletionRequest) -> PromptCount:
+        turns = 2 if request.system else 1
+        return PromptCount(len(request.system or "") + len(request.prefix + request.prompt)
+                           + self.TEMPLATE * turns)
+
+
+class ScriptedBackend:
+    """A Backend without a model: answers `reply` (in `pieces` deltas), runs `during()` while it
+    "generates", and keeps every request it was sent."""
+
+    name, model = "scripted", "scripted"
+    vision = False
+
+    def __init__(self, reply: str = "The vault code is 7291 [S1].", during=None,
+                 finish: str = "stop", window: int | None = 100_000, concurrent: bool = True):
+        self.reply, self.during, self.finish = reply, during, finish
+        self.window, self.concurrent = window, concurrent
+        self.requests: list[CompletionRequest] = []
+        self._tokenizer = ToyTokenizer()
+
+    def tokenizer(self) -> ToyTokenizer:
+        return self._tokenizer
+
+    def describe(self) -> dict:
+        return {"backend": self.name, "model": self.model, "window": self.window}
+
+    def stream(self, request: CompletionRequest) -> Stream:
+        self.requests.append(request)
+        prompt = self._tokenizer.count_request(request).tokens
+
+        def deltas():
+            if self.during:
+                self.during()
+            yield self.reply
+
+        return Stream(deltas(), lambda: Completion(
+            self.reply, Usage(prompt, 0, len(self.reply)), finish_reason=self.finish,
+            model=self.model, backend=self.name))

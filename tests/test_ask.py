@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fakes import ScriptedBackend
 from helpers import make_pdf
 
 from app.services.ask import ask
@@ -152,31 +153,6 @@ def test_cli_json_and_errors(tmp_path, model_dir):
     assert down.returncode == 1 and "cannot reach" in down.stderr
 
 
-class FakeBackend:
-    """A backend without a model: a fixed answer, and a hook run while it "generates"."""
-
-    name, model, window = "fake", "fake", 100_000
-
-    def __init__(self, during=None, finish: str = "stop"):
-        self.during, self.finish, self.requests = during, finish, []
-
-    def count(self, text: str) -> int:
-        return len(text) // 4 + 1
-
-    def stream(self, request):
-        from engine.types import Completion, Stream, Usage
-
-        self.requests.append(request)
-        text = "The vault code is 7291 [S1]."
-
-        def deltas():
-            if self.during:
-                self.during()
-            yield text
-
-        return Stream(deltas(), lambda: Completion(text, Usage(10, 0, 5), finish_reason=self.finish,
-                                                   model="fake", backend="fake"))
-
 
 def _version(name: str) -> str:
     from app.services.corpora import show_corpus
@@ -209,7 +185,7 @@ def test_an_ingest_during_the_answer_does_not_relabel_it(tmp_path, mode):
         (repo / "NOTES.md").write_text("# Notes\n\nThe vault code is now 1111.\n")
         ingest([repo], "repo")
 
-    r = ask(str(repo), "What is the vault code?", FakeBackend(change), mode=mode)
+    r = ask(str(repo), "What is the vault code?", ScriptedBackend(during=change), mode=mode)
     after = _version("repo")
     assert after != before
     assert _stored_versions() == [before]
@@ -235,7 +211,7 @@ def test_an_ingest_between_the_corpus_row_and_its_text_is_the_version_read(tmp_p
         return read(name)
 
     monkeypatch.setattr(service, "_documents", late)
-    backend = FakeBackend()
+    backend = ScriptedBackend()
     monkeypatch.chdir(tmp_path)
     r = ask("repo", "What is the vault code?", backend, mode="full")
     assert landed and "1111" in backend.requests[0].prefix
@@ -256,7 +232,7 @@ def test_a_stored_corpus_wins_over_a_folder_of_that_name(tmp_path, monkeypatch):
     notes: list[str] = []
     assert resolve_corpus("small", note=notes.append) == "small"  # empty ./small: no failure
     (tmp_path / "small" / "stray.txt").write_text("not meant for the corpus\n")
-    r = ask("small", "What is the vault code?", FakeBackend(), note=notes.append)
+    r = ask("small", "What is the vault code?", ScriptedBackend(), note=notes.append)
     assert r.corpus == "small" and [f.path for f in show_corpus("small")[1]] == files
     assert notes and all("stored corpus 'small'" in n and "--path" in n for n in notes)
     # a path is a path when it looks like one, or with --path: then it is ingested, said so

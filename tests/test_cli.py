@@ -154,3 +154,25 @@ def test_keep_help_names_every_keepable_rule():
     from app.services.ingest_options import KEEPABLE
 
     assert KEEP_HELP.split(", ") == list(KEEPABLE)
+
+
+def test_ingest_takes_the_corpus_as_ask_and_pack_do(tmp_path):
+    """`ingest NAME PATH...` (a bare first word is the corpus), `ingest PATH` (named after the
+    path) and `ingest PATH -c NAME` (every argument a path) store the same way."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# A\n\nalpha\n")
+    (tmp_path / "b.txt").write_text("bravo\n")
+    named = run("ingest", "notes", str(docs), str(tmp_path / "b.txt"), "--json")
+    assert named.returncode == 0, named.stderr
+    assert json.loads(named.stdout)["corpus"] == "notes"
+    assert {f["path"] for f in json.loads(named.stdout)["files"]} == {"docs/a.md", "b.txt"}
+    by_path = run("ingest", "./docs", "--json", cwd=tmp_path)
+    assert by_path.returncode == 0 and json.loads(by_path.stdout)["corpus"] == "docs"
+    flagged = run("ingest", str(docs), str(tmp_path / "b.txt"), "-c", "flagged", "--json")
+    assert flagged.returncode == 0 and json.loads(flagged.stdout)["corpus"] == "flagged"
+    missing = run("ingest", "notes", str(tmp_path / "nope"))
+    assert missing.returncode == 1 and "nope" in missing.stderr
+    no_traceback(missing)
+    listed = {c["name"] for c in json.loads(run("corpora", "list", "--json").stdout)}
+    assert listed == {"notes", "docs", "flagged"}

@@ -217,7 +217,8 @@ def test_cli_errors_are_messages_not_tracebacks(model_dir, tmp_path):
 def test_a_full_disk_is_a_warning_and_the_answer_still_comes(model_dir, corpus, tmp_path):
     """A real ENOSPC: the first block's temporary file is a link to /dev/full."""
     import errno
-    import os
+
+    from common.files import temp_path
 
     kv = tmp_path / "kv"
     b = backend(model_dir, kv)
@@ -225,7 +226,7 @@ def test_a_full_disk_is_a_warning_and_the_answer_still_comes(model_dir, corpus, 
     first_key = b.prefix_cache.keys(b.encode(req))[0]
     target = b.prefix_cache.disk._path(first_key)
     target.parent.mkdir(parents=True)
-    tmp = target.with_suffix(f".tmp{os.getpid()}")
+    tmp = temp_path(target)  # the name this thread's write of the block goes to first
     tmp.symlink_to("/dev/full")
     with pytest.raises(OSError) as err, open("/dev/full", "wb") as full:
         full.write(b"x")

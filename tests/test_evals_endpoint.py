@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from app.services import evals
+from engine.server_tokenizer import ServerTokenizer, probe
 from engine.types import EngineError
-from evals.servertok import ServerTokenizer, probe
 from ingest.tokenizers import load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -241,14 +241,15 @@ def test_garbage_from_the_servers_tokenizer_is_a_one_line_error(reader, path, bo
         tok.decode(tok.encode("The grass is green."))
     message = str(info.value)
     assert path in message and "\n" not in message
-    assert probe(root, "reader") is None  # the probe turns it down: lengths fall back, warned
+    # the probe turns it down: lengths fall back, warned
+    assert not probe(ServerTokenizer(root, "reader"), roundtrip=True)
 
 
 def test_a_tokenizer_that_hangs_costs_the_probe_seconds(reader):
     reader.raw = {"/tokenize": "HANG"}
     root = f"http://127.0.0.1:{reader.server_address[1]}"
     t0 = time.monotonic()
-    assert probe(root, "reader", timeout=0.3) is None
+    assert not probe(ServerTokenizer(root, "reader"), timeout=0.3)
     assert time.monotonic() - t0 < 2
 
 

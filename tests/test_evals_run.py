@@ -32,9 +32,8 @@ def backend(model_dir):
 
 
 def gen_for(backend) -> Generator:
-    tok = backend.lm.tokenizer
-    return Generator(lambda t: tok(t, add_special_tokens=False)["input_ids"],
-                     lambda ids: tok.decode(ids))
+    tok = backend.tokenizer()
+    return Generator(tok.encode, tok.decode)
 
 
 def test_niah_on_the_embedded_model_stores_every_cell(backend, tmp_path):

@@ -280,22 +280,33 @@ def test_a_prompt_far_over_the_window_is_refused_before_sending(server):
 
 def test_count_uses_the_servers_tokenize(server):
     backend = _backend(server)
+    tok = backend.tokenizer()
     text = "a b c d e f g h"  # 8 words; the local estimate would say 15 // 4 = 3
-    assert backend.count(text) == 8
-    (post,) = server.posts("/tokenize")
+    assert tok.exact and tok.count(text) == 8
+    post = server.posts("/tokenize")[-1]
     assert post.body == {"model": MODEL, "prompt": text, "add_special_tokens": False}
     assert backend.window == 4096
-    assert backend.tokenize_chat("x y z", system="s") == [100, 101, 102, 103]
+    assert tok.chat_ids("x y z", system="s") == [100, 101, 102, 103]
     assert server.posts("/tokenize")[-1].body["messages"] == [
         {"role": "system", "content": "s"}, {"role": "user", "content": "x y z"}]
+    # a whole request: the chat template applied by the server, with the generation prompt
+    cost = tok.count_request(CompletionRequest(prompt="Question: why", prefix="a b c\n\n",
+                                               system="s"))
+    assert (cost.tokens, cost.images, cost.exact) == (6, 0, True)
+    assert server.posts("/tokenize")[-1].body["add_generation_prompt"] is True
 
 
-def test_count_falls_back_to_an_estimate_without_tokenize(server):
+def test_without_tokenize_counts_are_an_estimate_that_says_so(server):
+    from ingest.tokenizers import load_tokenizer
+
     server.tokenize = False
-    backend = _backend(server)
-    assert backend.count("a b c d e f g h") == 15 // 4
-    assert backend.count("") == 0
-    assert backend.tokenize_chat("x y z") is None
+    tok = _backend(server).tokenizer()
+    assert not tok.exact
+    assert tok.count("a b c d e f g h") == load_tokenizer("cl100k").count("a b c d e f g h")
+    assert tok.count("") == 0
+    assert tok.chat_ids("x y z") is None
+    cost = tok.count_request(CompletionRequest(prompt="q", system="be brief"))
+    assert not cost.exact and cost.tokens > 1  # the template's turns are estimated too
 
 
 @pytest.mark.parametrize("endpoint, base", [

@@ -25,8 +25,9 @@ from fakes import MODEL, FakeOpenAI, Reply
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.openai_backend import OpenAIBackend, SSEParser, api_base, parse_chunk
+from engine.openai_backend import OpenAIBackend
 from engine.types import CompletionRequest, EngineError, Usage
+from engine.wire import SSEParser, api_base, parse_chunk
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -227,24 +228,30 @@ def test_odd_but_valid_sse_framing_still_reads(server):
 
 
 @pytest.mark.parametrize("body", ["{not json", "[1, 2]", '{"count": "seven"}', '{"count": -1}',
-                                  '{"tokens": [1, "two"]}', '{"count": true}'])
-def test_garbage_from_tokenize_is_a_one_line_engine_error(body):
+                                  '{"tokens": [1, "two"]}', '{"count": true}',
+                                  '{"tokens": [1, 2, null]}'])
+def test_garbage_from_tokenize_is_refused_and_counts_say_they_are_estimates(body):
+    """A `/tokenize` that answers garbage is not believed: the probe turns it down, and
+    counts come from the local estimate, marked inexact (so ask keeps a margin)."""
     fake = FakeOpenAI(tokenize_body=body).start()
     try:
-        backend = _backend(fake.url)
-        with pytest.raises(EngineError) as info:
-            backend.count("a b c")
-        assert "/tokenize" in _one_line_error(info)
+        tok = _backend(fake.url).tokenizer()
+        assert not tok.exact
+        assert tok.count("a b c") == 3 and tok.chat_ids("x y") is None
     finally:
         fake.close()
 
 
-def test_tokenize_chat_with_wrong_token_types_is_an_engine_error():
-    fake = FakeOpenAI(tokenize_body='{"tokens": [1, 2, null]}').start()
+@pytest.mark.parametrize("body", ["{not json", '{"tokens": [1, "two"]}', '{"count": -1}'])
+def test_garbage_from_a_tokenize_that_probed_well_is_a_one_line_error(body):
+    from engine.server_tokenizer import ServerTokenizer
+
+    fake = FakeOpenAI(tokenize_body=body).start()
     try:
+        tok = ServerTokenizer(fake.url.removesuffix("/v1"), "m")
         with pytest.raises(EngineError) as info:
-            _backend(fake.url).tokenize_chat("x y")
-        assert "token ids" in _one_line_error(info)
+            tok.count_request(CompletionRequest(prompt="a b c"))
+        assert "/tokenize" in _one_line_error(info)
     finally:
         fake.close()
 

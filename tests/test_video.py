@@ -216,3 +216,71 @@ def test_huge_media_is_refused_by_size_before_it_is_read():
     assert noise.by_path("talk.mp4", 6000).startswith("too-large")
     assert noise.by_path("scan.pdf", 6000).startswith("too-large")
     assert NoiseFilter().by_path("film.mkv", 3 * 1024**3).startswith("too-large")
+
+
+def test_ask_counts_the_pictures_a_vision_request_carries(tmp_path, talk, monkeypatch,
+                                                         scoutlens_home):
+    """A video corpus whose words fit the window but whose pictures do not is not sent whole:
+    the request is counted with each frame's image tokens (as the server bills them), so ask
+    takes the frames that fit, and the request sent stays within the window."""
+    import re
+
+    from fakes import FakeOpenAI
+    from helpers import write_rank_file
+
+    from app.services.ask import ask
+    from app.services.corpora import ingest
+    from app.settings import get_settings
+    from engine.openai_backend import OpenAIBackend
+
+    spec = f"llama4:{tmp_path / 'tokenizer.model'}"
+    write_rank_file(tmp_path / "tokenizer.model")
+    monkeypatch.setenv("SCOUTLENS_TOKENIZER", spec)
+    get_settings.cache_clear()
+    folder = tmp_path / "talks"
+    folder.mkdir()
+    (folder / "talk.mp4").write_bytes(talk.read_bytes())
+    ingest([folder], "talks", tokenizer=spec)
+    window = 2_600
+    server = FakeOpenAI(max_model_len=window).start()
+    try:
+        r = ask("talks", "What is the launch date?", OpenAIBackend(server.url, max_retries=0),
+                max_tokens=64)
+        content = server.completions[-1].body["messages"][-1]["content"]
+    finally:
+        server.close()
+    assert isinstance(content, list)  # pictures were sent, as image parts
+    sent = [p for p in content if p["type"] == "image_url"]
+    tags = "".join(p["text"] for p in content if p["type"] == "text")
+    costs = [int(c) for c in re.findall(r'<frame\b[^>]*image_tokens="(\d+)"[^>]*image="', tags)]
+    assert 0 < len(sent) == len(costs) < 4  # four frames are in the corpus: not all fit
+    words = len(tags.split())  # the fake server counts a word a token
+    assert words + sum(costs) + len(costs) + 64 <= window
+    assert r.mode == "retrieval"
+
+
+def test_a_request_count_includes_its_pictures(tmp_path, talk):
+    from fakes import FakeOpenAI
+
+    from engine.openai_backend import OpenAIBackend
+    from engine.types import CompletionRequest, PromptTooLong
+
+    frames_dir = tmp_path / "frames"
+    text = _process(talk, vision=True, frames_dir=frames_dir).text
+    request = CompletionRequest(prompt="q", prefix=text, images_root=str(frames_dir))
+    per_image = image_tokens(2, 2) + 1  # the tile cost and the seam where the text is split
+    server = FakeOpenAI(max_model_len=100_000).start()
+    try:
+        for exact in (True, False):  # the server's /tokenize, then a local estimate
+            server.tokenize = exact
+            tok = OpenAIBackend(server.url, max_retries=0).tokenizer()
+            with_images = tok.count_request(request)
+            without = tok.count_request(CompletionRequest(prompt="q", prefix=text))
+            assert (with_images.images, with_images.image_tokens) == (4, 4 * per_image)
+            assert with_images.tokens == without.tokens + 4 * per_image
+            assert tok.exact is exact and with_images.exact is exact
+    finally:
+        server.close()
+    message = str(PromptTooLong(with_images, 2_000, 64))
+    assert f"{with_images.tokens:,} prompt tokens ({4 * per_image:,} of them for 4 images)" \
+        in message

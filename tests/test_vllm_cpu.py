@@ -129,7 +129,7 @@ def test_serve_vllm_cpu_two_questions_reuse_the_prefix(tmp_path, scoutlens_home)
             "ready_s": round(ready_s, 1),
             "conversion_s": stages.get("converted the bundled model"),
             "vllm_ready_s": stages.get("vLLM ready"),
-            "corpus_tokens": backend.count(text),
+            "corpus_tokens": backend.tokenizer().count(text),
             "prompt_tokens": [a.usage.prompt_tokens for a in answers],
             "cached_tokens": [a.usage.cached_tokens for a in answers],
             "ttft_s": [round(a.timings.ttft_s, 3) for a in answers],

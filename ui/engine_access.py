@@ -26,7 +26,7 @@ class Shared:
         """The backend, to one caller at a time when it is the in-process model (one KV
         buffer); a server takes concurrent requests, so its callers never queue here.
         `on_wait()` is called when the model is busy (another question, an eval run)."""
-        if self.backend.name != "embedded":
+        if self.backend.concurrent:
             yield self.backend
             return
         if not self.lock.acquire(blocking=False):

@@ -12,8 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.types import EngineError
-from ingest.types import IngestError
+from common.errors import UserError
 
 log = logging.getLogger("scoutlens.ui")
 
@@ -55,7 +54,7 @@ def start(kind: str, label: str, work: Callable[[Job], Any]) -> Job:
     def target() -> None:
         try:
             job.result = work(job)
-        except (IngestError, EngineError) as exc:
+        except UserError as exc:  # ingest, engine or database: the message says it all
             job.error = str(exc)
         except Exception as exc:  # noqa: BLE001 - shown as a message, logged in full
             log.exception("job %s (%s) failed", job.id, label)

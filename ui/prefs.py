@@ -4,13 +4,12 @@ the data folder so they survive restarts; environment settings are the defaults.
 from __future__ import annotations
 
 import json
-import os
-import threading
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from app.services.backends import BACKENDS
 from app.settings import MAX_UPLOAD_MB, get_settings
+from common.files import atomic_write_text
 from engine.types import EngineError
 
 
@@ -61,9 +60,5 @@ def load() -> Prefs:
 
 def save(prefs: Prefs) -> Prefs:
     prefs = prefs.validated()
-    path = _path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer
-    tmp.write_text(json.dumps(asdict(prefs), indent=2))
-    os.replace(tmp, path)  # never a half-written file
+    atomic_write_text(_path(), json.dumps(asdict(prefs), indent=2))  # never half-written
     return prefs

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -40,8 +39,11 @@ def _print_tree(title: str, tree: dict[str, int]) -> None:
 
 
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="folders, repositories, files, archives")],
-    corpus: Annotated[str, typer.Option("--corpus", "-c", help="corpus name")],
+    target: Annotated[list[str], typer.Argument(
+        help="CORPUS PATH...: a corpus name, then folders, repositories, files, archives; or "
+        "just PATH... (the corpus is named after the first path)", metavar="[CORPUS] PATH...")],
+    corpus: Annotated[str | None, typer.Option(
+        "--corpus", "-c", help="corpus name (then every argument is a path)")] = None,
     tokenizer: TokenizerOpt = None,
     keep: KeepOpt = None,
     max_file_size: MaxSizeOpt = "10MB",
@@ -52,8 +54,20 @@ def ingest(
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
     all_files: Annotated[bool, typer.Option("--all", help="list unchanged files too")] = False,
 ) -> None:
-    """Ingest PATHS into a corpus (incremental: unchanged files are not re-read)."""
+    """Ingest paths into a corpus (incremental: unchanged files are not re-read).
+
+    Examples:
+
+        scoutlens ingest myrepo ~/src/myrepo       # a corpus name, then what goes in
+
+        scoutlens ingest docs ./manuals ./slides.pdf
+
+        scoutlens ingest ./notes                   # corpus "notes"
+    """
     from app.services.corpora import ingest as run
+    from app.services.corpora import ingest_target
+
+    corpus, paths = ingest_target(target, corpus)
 
     with pipeline_progress(console, not as_json) as progress:
         report = run(paths, corpus, tokenizer,

@@ -44,7 +44,6 @@ def prewarm(
     """Prefill CORPUS on a server in growing stages, so later questions start warm."""
     from app.services.ask import resolve_corpus
     from app.services.context import build_context
-    from app.services.prompting import corpus_request
     from app.settings import get_settings
     from engine.openai_backend import OpenAIBackend
     from engine.prewarm import prewarm as run
@@ -55,8 +54,8 @@ def prewarm(
     # the very prefix `scoutlens ask` will send in full mode, so its questions hit the cache
     name = resolve_corpus(corpus, note=console.print)
     with console.status("packing the corpus"):
-        ctx, _, _ = build_context(name, "", "full", backend, max_tokens=max_tokens)
-    request = corpus_request(ctx.packed)
+        request = build_context(name, "", "full", backend, max_tokens=max_tokens).request
+    assert request is not None
     columns = (TextColumn("prewarm"), BarColumn(), TextColumn("{task.completed:,}/"
                "{task.total:,} tokens"), TokensPerSecond(), TimeElapsedColumn(),
                TimeRemainingColumn())

@@ -8,11 +8,9 @@ verify citations, store the answer (listed by app.services.history).
 
 from __future__ import annotations
 
-import os
-import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select
@@ -22,7 +20,6 @@ from app.models import Corpus, Question
 from app.services.citations import SourceRef, matched_evidence, verify
 from app.services.context import Mode, build_context
 from app.services.history import conversation_turns, last_conversation
-from app.services.prompting import corpus_request
 from app.settings import get_settings
 from engine.types import Backend, Completion, EngineError
 from ingest.types import IngestError
@@ -78,12 +75,6 @@ def _check_question(question: str) -> str:
     return q
 
 
-def looks_like_path(target: str) -> bool:
-    """`./x`, `../x`, `/x`, `~`, `.` or anything with a separator: a bare word is a name."""
-    seps = [c for c in (os.sep, os.altsep) if c]
-    return target in (".", "..") or target.startswith("~") or any(c in target for c in seps)
-
-
 def resolve_corpus(target: str, progress=None, note: Callable[[str], None] | None = None,
                    corpus_only: bool = False, as_path: bool = False) -> str:
     """The corpus to ask. A bare word is a stored corpus name, even when the working directory
@@ -92,7 +83,7 @@ def resolve_corpus(target: str, progress=None, note: Callable[[str], None] | Non
     into a corpus named after it. `corpus_only` (the web UI): never a path, so a corpus named
     like a folder of the server's working directory cannot pull that folder in. `note` is told
     which of the two was used."""
-    from app.services.corpora import corpus_exists, ingest
+    from app.services.corpora import corpus_exists, corpus_name_for, ingest, looks_like_path
 
     if corpus_only:
         if not corpus_exists(target):
@@ -111,7 +102,7 @@ def resolve_corpus(target: str, progress=None, note: Callable[[str], None] | Non
     path = Path(target).expanduser()
     if not path.exists():
         raise IngestError(f"no such corpus or path: {target} (no such file or folder)")
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", path.resolve().name).strip("-.") or "corpus"
+    name = corpus_name_for(path)
     if note:
         note(f"ingesting {path} into corpus {name!r}")
     ingest([path], name, progress=progress)
@@ -131,12 +122,9 @@ def ask(target: str, question: str, backend: Backend, mode: Mode = "auto",
     turns = conversation_turns(conversation) if conversation else []
     conversation = conversation or uuid.uuid4().hex[:12]
     earlier = "".join(f"Earlier question: {q}\nEarlier answer: {a}\n\n" for q, a in turns)
-    ctx, corpus_tokens, _ = build_context(name, earlier + question, mode, backend, max_tokens)
-    request = corpus_request(ctx.packed, question, max_tokens)
-    if backend.name == "openai" and ' image="' in ctx.packed:  # frames go as pictures
-        request = replace(request, images_root=str(get_settings().frames_dir))
-    if earlier:
-        request = replace(request, prompt=earlier + request.prompt)
+    ctx = build_context(name, question, mode, backend, max_tokens, turns=earlier)
+    request = ctx.request
+    assert request is not None
     stream = backend.stream(request)
     deltas = iter(stream)
     try:
@@ -155,7 +143,7 @@ def ask(target: str, question: str, backend: Backend, mode: Mode = "auto",
     in_context = sum(b.tokens for b in ctx.plan.blocks)
     injections = [f"{d.path}: {f.removeprefix('injection:')}" for d in ctx.docs
                   for f in d.flags if f.startswith("injection:")]
-    result = AskResult(answer, ctx.mode, sources, completion, name, corpus_tokens, in_context,
+    result = AskResult(answer, ctx.mode, sources, completion, name, ctx.corpus_tokens, in_context,
                        conversation, len(turns) + 1, injections, corpus_version=ctx.version)
     _store(result, question)
     return result

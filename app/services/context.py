@@ -7,20 +7,30 @@ send the very prefix ask will)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from app.services.citations import ContextSource
 from app.services.corpora import corpus_info, corpus_version, load_documents, version_of_sources
+from app.services.prompting import corpus_request
 from app.services.tokencache import tokenizer as tokenizer_for
 from app.settings import get_settings
-from engine.types import Backend, EngineError
+from engine.types import (
+    Backend,
+    CompletionRequest,
+    EngineError,
+    ModelTokenizer,
+    PromptCount,
+    PromptTooLong,
+)
 from ingest.pack import Packer, PackResult
 from ingest.types import Document
 from ingest.types import Segment as SegmentData
 
 Mode = Literal["auto", "full", "retrieval"]
 TEMPLATE_RESERVE = 384  # instructions, chat template, question framing
+ESTIMATE_MARGIN = 0.1  # kept free when the backend's counts are only an estimate
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
 
 
@@ -32,6 +42,12 @@ class Context:
     mode: str
     docs: list[Document]
     version: str = ""  # the corpus version these sources were read from
+    corpus_tokens: int = 0  # the whole corpus, in its own tokenizer's tokens
+    budget: int = 0  # model tokens the window leaves for the context
+    #: what will be sent (corpus prefix, earlier turns, the question; pictures when the
+    #: backend shows them) and what it costs the window, counted once, images included
+    request: CompletionRequest | None = None
+    cost: PromptCount | None = None
 
 
 def _documents(name: str) -> list[Document]:
@@ -72,8 +88,11 @@ def _pack(docs: list[Document], spec: str, name: str, mode: str) -> Context:
 
 
 def _retrieve(name: str, version: str, docs: list[Document], question: str, spec: str,
-              budget_model_tokens: int, backend: Backend) -> Context:
-    """Segments by relevance until the budget is spent, then packed in corpus order."""
+              budget_model_tokens: int, tok: ModelTokenizer,
+              fits: Callable[[Context], Context | None]) -> Context:
+    """Segments by relevance until the budget is spent, then packed in corpus order; while the
+    request does not fit (`fits` gives the context with its request, or None), the least
+    relevant piece goes."""
     from app.services.index import fetch_segments, load_index, path_segments, symbol_segments
 
     index = load_index(name, version)
@@ -86,10 +105,11 @@ def _retrieve(name: str, version: str, docs: list[Document], question: str, spec
               + [h.segment for h in index.search(question, k=400)])
     seen: set[int] = set()
     order = [i for i in ranked if not (i in seen or seen.add(i))]
+    rank = {sid: i for i, sid in enumerate(order)}
     rows = {r.id: r for r in fetch_segments(name, order)}
     # model tokens per corpus token, measured on a sample of what would go in
     sample = "".join(rows[i].text for i in order[:20] if i in rows)[:20_000] or "x"
-    ratio = max(0.5, backend.count(sample) / max(1, tokenizer_for(spec).count(sample)))
+    ratio = max(0.5, tok.count(sample) / max(1, tokenizer_for(spec).count(sample)))
     chosen: list[int] = []
     spent = 0
     limit = int(budget_model_tokens / ratio * 0.92)  # wrappers and the manifest take the rest
@@ -111,24 +131,27 @@ def _retrieve(name: str, version: str, docs: list[Document], question: str, spec
     for r in picked:
         by_source.setdefault(r.path, []).append(r)
     doc_of = {d.path: d for d in docs}
-    pieces: list[Document] = []
+    pieces: list[tuple[int, Document]] = []  # (best rank among its segments, the piece)
     for path in sorted(by_source, key=lambda p: by_source[p][0].position):
         segs = sorted(by_source[path], key=lambda r: r.start)
         run: list = []
         for r in segs + [None]:
             if r is not None and run and (r.span_kind != "lines" or r.start > run[-1].end + 1):
-                pieces.append(_piece(doc_of[path], run))
+                pieces.append((min(rank[x.id] for x in run), _piece(doc_of[path], run)))
                 run = []
             if r is not None:
                 run.append(r)
         if run:
-            pieces.append(_piece(doc_of[path], run))
-    ctx = _pack(pieces, spec, name, "retrieval")
-    # exact check under the model's tokenizer; trim from the least relevant end if over
-    while backend.count(ctx.packed) > budget_model_tokens and len(pieces) > 1:
-        pieces = pieces[:-1]
-        ctx = _pack(pieces, spec, name, "retrieval")
-    return ctx
+            pieces.append((min(rank[x.id] for x in run), _piece(doc_of[path], run)))
+    while True:
+        ctx = _pack([d for _, d in pieces], spec, name, "retrieval")
+        done = fits(ctx)
+        if done is not None:
+            return done
+        if len(pieces) == 1:
+            return ctx  # the caller says how far over it is
+        worst = max(range(len(pieces)), key=lambda i: pieces[i][0])
+        del pieces[worst]  # the least relevant piece, wherever it sits in the corpus
 
 
 def _piece(doc: Document, rows: list) -> Document:
@@ -137,45 +160,74 @@ def _piece(doc: Document, rows: list) -> Document:
     return replace(doc, segments=segs, tokens=sum(s.tokens for s in segs))
 
 
-def build_context(name: str, question: str, mode: Mode, backend: Backend,
-                  max_tokens: int, window: int | None = None) -> tuple[Context, int, int]:
-    """(context, corpus tokens, budget in model tokens) for a question over a stored corpus;
-    the context carries the corpus version it was read from. Retrieval reads the corpus in
-    several transactions: an ingest landing in between means building it again."""
+def build_context(name: str, question: str, mode: Mode, backend: Backend, max_tokens: int,
+                  window: int | None = None, turns: str = "") -> Context:
+    """The context for a question over a stored corpus, with the request that will be sent and
+    its cost (text, template and the pictures a vision backend sends, counted as the server
+    counts them) checked against the window. `turns`: earlier questions and answers of the
+    conversation, sent before the question. The context carries the corpus version it was read
+    from; retrieval reads the corpus in several transactions, so an ingest landing in between
+    means building it again."""
     for _ in range(3):
-        ctx, corpus_tokens, budget = _build_context(name, question, mode, backend, max_tokens,
-                                                    window)
+        ctx = _build_context(name, question, mode, backend, max_tokens, window, turns)
         if ctx.mode == "full" or corpus_version(name) == ctx.version:
-            return ctx, corpus_tokens, budget
+            return ctx
     raise EngineError(f"corpus {name} changed three times while its context was being built; "
                       "ask again when the ingest is done")
 
 
-def _build_context(name: str, question: str, mode: Mode, backend: Backend,
-                   max_tokens: int, window: int | None) -> tuple[Context, int, int]:
+def _request(packed: str, question: str, turns: str, max_tokens: int,
+             images_root: str | None) -> CompletionRequest:
+    request = corpus_request(packed, question, max_tokens)
+    if images_root and ' image="' in packed:  # frames go as pictures
+        request = replace(request, images_root=images_root)
+    return replace(request, prompt=turns + request.prompt) if turns else request
+
+
+def _build_context(name: str, question: str, mode: Mode, backend: Backend, max_tokens: int,
+                   window: int | None, turns: str) -> Context:
     info = corpus_info(name)
     spec, version = info.spec, info.version
     if not info.sources:
         raise EngineError(f"corpus {name} has no readable sources (scoutlens corpora show {name})")
     corpus_tokens = info.tokens
     window = window or backend.window or get_settings().default_window
-    budget = window - max_tokens - TEMPLATE_RESERVE - backend.count(question)
+    tok = backend.tokenizer()
+    images_root = str(get_settings().frames_dir) if backend.vision else None
+    budget = window - max_tokens - TEMPLATE_RESERVE - tok.count(turns + question)
     if budget <= 0:
         raise EngineError(f"the model's window ({window:,} tokens) leaves no room for context "
                           f"after {max_tokens:,} answer tokens; lower --max-tokens")
+
+    def fits(ctx: Context) -> Context | None:
+        request = _request(ctx.packed, question, turns, max_tokens, images_root)
+        cost = tok.count_request(request)
+        ctx = replace(ctx, corpus_tokens=corpus_tokens, budget=budget, request=request,
+                      cost=cost)
+        need = cost.tokens if cost.exact else int(cost.tokens * (1 + ESTIMATE_MARGIN))
+        return ctx if need + max_tokens <= window else None
+
     if mode in ("auto", "full") and corpus_tokens <= budget * 3:
         docs = _documents(name)
-        ctx = replace(_pack(docs, spec, name, "full"), version=_version_of(docs, spec))
-        model_tokens = backend.count(ctx.packed)
-        if model_tokens <= budget:
-            return ctx, corpus_tokens, budget
+        full = replace(_pack(docs, spec, name, "full"), version=_version_of(docs, spec))
+        ctx = fits(full)
+        if ctx is not None:
+            return ctx
         if mode == "full":
-            raise EngineError(f"the corpus is {model_tokens:,} tokens but the model's window "
-                              f"leaves {budget:,} for context (window {window:,}, "
-                              f"{max_tokens:,} reserved for the answer): use --mode retrieval")
+            raise PromptTooLong(_cost(tok, full, question, turns, max_tokens, images_root),
+                                window, max_tokens, hint="use --mode retrieval")
     elif mode == "full":
         raise EngineError(f"the corpus is {corpus_tokens:,} tokens ({spec}) but the model's "
                           f"window leaves {budget:,} for context: use --mode retrieval")
     fill = min(1.0, max(0.1, get_settings().retrieval_fill))
-    ctx = _retrieve(name, version, info.sources, question, spec, int(budget * fill), backend)
-    return replace(ctx, version=version), corpus_tokens, budget
+    ctx = _retrieve(name, version, info.sources, turns + question, spec, int(budget * fill),
+                    tok, fits)
+    if ctx.request is None:
+        raise PromptTooLong(_cost(tok, ctx, question, turns, max_tokens, images_root), window,
+                            max_tokens, hint="ask with a lower --max-tokens")
+    return replace(ctx, version=version)
+
+
+def _cost(tok: ModelTokenizer, ctx: Context, question: str, turns: str, max_tokens: int,
+          images_root: str | None) -> PromptCount:
+    return tok.count_request(_request(ctx.packed, question, turns, max_tokens, images_root))

@@ -20,6 +20,7 @@ from engine.types import Backend, EngineError
 from evals.report import CellScore
 from evals.runner import EvalConfig, check_window, plan_cells, run_cells
 from evals.tasks import Generator, score_text
+from ingest.tokenizers import Tokenizer
 
 WINDOW_RESERVE = 64  # evals.runner.check_window's default reserve
 
@@ -43,18 +44,7 @@ class RunSummary:
 
 def fingerprint(backend: Backend) -> dict:
     """What identifies the endpoint: compare warns when two runs differ in any of these."""
-    out = {"backend": backend.name, "model": backend.model, "window": backend.window}
-    root = getattr(backend, "server_root", None)
-    if root:  # vLLM and SGLang say their version; a server without it is simply not asked
-        import httpx
-
-        try:
-            resp = httpx.get(f"{root}/version", timeout=5)
-            if resp.status_code == 200 and isinstance(resp.json(), dict):
-                out["server_version"] = str(resp.json().get("version", ""))
-        except (httpx.HTTPError, ValueError):
-            pass
-    return out
+    return backend.describe()
 
 
 def fingerprint_diff(run_a: str, run_b: str) -> dict[str, tuple]:
@@ -131,18 +121,17 @@ def stored_config(run_id: str) -> EvalConfig | None:
         return EvalConfig.from_json(dict(row.config)) if row is not None else None
 
 
-class _ModelTokenizer:
-    """The embedded backend's own tokenizer, so lengths are exact for any model it loads."""
+ROUNDTRIP = "The grass is green. 1234567"
 
-    def __init__(self, backend: Backend):
-        self._tok = backend.lm.tokenizer  # type: ignore[attr-defined]
-        self.spec = f"model:{backend.model}"
 
-    def encode(self, text: str) -> list[int]:
-        return self._tok(text, add_special_tokens=False)["input_ids"]
-
-    def decode(self, ids: list[int]) -> str:
-        return self._tok.decode(ids)
+def _own_tokenizer(backend: Backend) -> Tokenizer | None:
+    """The backend's tokenizer when it is exact and decodes back what it encodes (a haystack
+    is cut by token ids), else None."""
+    tok = backend.tokenizer()
+    try:
+        return tok if tok.exact and tok.decode(tok.encode(ROUNDTRIP)) == ROUNDTRIP else None
+    except EngineError:
+        return None
 
 
 def generator_for(config: EvalConfig, backend: Backend, tokenizer: str | None = None,
@@ -155,21 +144,14 @@ def generator_for(config: EvalConfig, backend: Backend, tokenizer: str | None = 
     from evals.haystack import KINDS
 
     spec = tokenizer or config.tokenizer or ""
-    if spec.startswith("model:"):  # a resumed run counted with its model's own tokenizer
+    if spec.startswith(("model:", "server:")):  # a resumed run counted with the backend's own
         spec = ""
-    tok = None
-    if (not spec or spec.startswith("server:")) and backend.name == "openai":
-        from evals.servertok import probe
-
-        tok = probe(backend.server_root, backend.model)  # type: ignore[attr-defined]
-        if tok is None and warn:
-            warn("the server has no /tokenize and /detokenize: lengths are counted with "
-                 "cl100k, approximate for this model (--tokenizer to choose)")
-    if tok is None and not spec and backend.name == "embedded":
-        tok = _ModelTokenizer(backend)  # whatever model folder it runs, count with its own
+    tok = _own_tokenizer(backend) if not spec else None
+    if tok is None and not spec and warn:
+        warn("the server has no /tokenize and /detokenize: lengths are counted with "
+             "cl100k, approximate for this model (--tokenizer to choose)")
     if tok is None:
-        spec = "" if spec.startswith("server:") else spec
-        tok = load_tokenizer(spec or ("embedded" if backend.name == "embedded" else "cl100k"))
+        tok = load_tokenizer(spec or "cl100k")
     haystack = config.haystack
     if haystack not in KINDS:
         from app.services.corpora import load_documents
@@ -215,7 +197,7 @@ def run(config: EvalConfig, backend: Backend, gen: Generator, run_id: str | None
     total, finished = len(done) + len(cells), len(done)
     if progress:
         progress(finished, total)
-    concurrency = config.concurrency if backend.name != "embedded" else 1
+    concurrency = config.concurrency if backend.concurrent else 1
     try:
         for r in run_cells(cells, backend, gen, config, concurrency):
             with session_scope(_url()) as s:

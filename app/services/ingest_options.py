@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from app.settings import get_settings
+from common import units
 from ingest.collect import CollectOptions
 from ingest.documents import ProcessOptions
 from ingest.filters import FilterOptions, NoiseFilter
@@ -25,19 +26,9 @@ DEFAULT_MAX_FILE_SIZE = "10MB"
 
 
 def parse_size(text: str) -> int:
-    """Bytes from `500KB`, `10MB`, `1.5GB` or a plain number; 0 means no limit."""
-    units = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
-    t = text.strip().upper()
-    num = t.rstrip("KMGB")
-    unit = t[len(num):]
-    try:
-        value = float(num)
-        size = units[unit]
-    except (ValueError, KeyError):
-        raise IngestError(f"not a size: {text!r} (use e.g. 500KB, 10MB)") from None
-    if not math.isfinite(value * size) or value < 0:
-        raise IngestError(f"not a size: {text!r} (sizes are 0 or more; 0 means no limit)")
-    return int(value * size)
+    """Bytes from `500KB`, `10MB`, `1.5GB` or a plain number; 0 means no limit. common.units'
+    rules, refused with an IngestError."""
+    return units.parse_size(text, error=IngestError)
 
 
 def ingest_options(keep: Iterable[str] = (), max_file_size: str = DEFAULT_MAX_FILE_SIZE,

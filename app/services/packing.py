@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -14,6 +13,7 @@ from pathlib import Path
 from app.services.ingest_options import for_corpus
 from app.services.tokencache import tokenizer as tokenizer_for
 from app.settings import get_settings
+from common.files import atomic_open, atomic_write_text
 from ingest.counting import count_documents
 from ingest.pack import Format, Packer, PackResult, TocPosition, stable_order
 from ingest.pipeline import PipelineOptions, Progress, run_pipeline
@@ -41,13 +41,8 @@ def _previous_order(path: Path) -> list[tuple[str, str]]:
 
 
 def _save_order(path: Path, docs: list[Document]) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps([[d.path, d.sha256] for d in docs]))
-        tmp.replace(path)
-    except OSError:
-        pass  # only the order's stability across re-packs is lost
+    with contextlib.suppress(OSError):  # only the order's stability across re-packs is lost
+        atomic_write_text(path, json.dumps([[d.path, d.sha256] for d in docs]))
 
 
 def _is_corpus(name: str) -> bool:
@@ -122,21 +117,12 @@ def check_outputs(inputs: list[Path], out: str | None, manifest: str | None) -> 
                                   f"input folder {source}, so the next pack would include it")
 
 
-def _discard(tmp: Path) -> None:
-    with contextlib.suppress(OSError):
-        tmp.unlink(missing_ok=True)
-
-
 def _atomic_write(path: Path, text: str) -> None:
     if path.is_dir():
         raise IngestError(f"--manifest is a folder: {path}")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        atomic_write_text(path, text)
     except OSError as exc:
-        _discard(tmp)
         raise IngestError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
@@ -148,15 +134,8 @@ def _write(packer: Packer, planned: PackResult, out: str | None) -> None:
     path = Path(out)  # type: ignore[arg-type]
     if path.is_dir():
         raise IngestError(f"--out is a folder: {path}")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8", buffering=1 << 20) as fh:
+        with atomic_open(path, "w", buffering=1 << 20) as fh:
             packer.write(planned, fh)
-        tmp.replace(path)
     except OSError as exc:
-        _discard(tmp)
         raise IngestError(f"cannot write {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        _discard(tmp)
-        raise

@@ -10,8 +10,7 @@ import streamlit as st
 
 from app.services.ask import ask
 from app.services.history import history
-from engine.types import EngineError
-from ingest.types import IngestError
+from common.errors import UserError
 from ui.common import pick_corpus, prefs
 from ui.engine_access import shared
 from ui.render import safe_answer, safe_text
@@ -81,7 +80,7 @@ if question:
                     result = ask(corpus, question, backend, mode=mode,
                                  conversation=conversation, on_delta=on_delta,
                                  corpus_only=True)
-            except (IngestError, EngineError) as exc:
+            except UserError as exc:
                 box.empty()
                 st.error(str(exc))
                 st.stop()

@@ -27,10 +27,12 @@ if st.button("Check health"):
         with st.spinner("contacting the backend…"):
             backend = shared(settings).backend
             window = backend.window
-            n = backend.count("health check")
+            tok = backend.tokenizer()
+            n = tok.count("health check")
+        how = "exact" if tok.exact else "an estimate: the server cannot tokenize"
         st.success(f"healthy: model {backend.model}, window "
                    f"{f'{window:,}' if window else 'unknown'} tokens, tokenizer answers ({n} "
-                   "tokens for 'health check')")
+                   f"tokens for 'health check', {how})")
     except EngineError as exc:
         st.error(f"unhealthy: {exc}")
 

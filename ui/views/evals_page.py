@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app.services import evals as eval_service
+from common.errors import UserError
 from engine.types import EngineError
 from evals.report import (
     compare,
@@ -19,7 +20,6 @@ from evals.report import (
 from evals.runner import EvalConfig
 from evals.suite import resolve
 from evals.tasks import ALL_TASKS
-from ingest.types import IngestError
 from ui import jobs
 from ui.common import corpus_names, job_outcome, job_progress, prefs
 from ui.engine_access import TakingTurns, shared
@@ -71,7 +71,7 @@ with run_tab:
                 return eval_service.run(counted, TakingTurns(engine), gen, progress=job.count)
 
             st.session_state["eval_job"] = jobs.start("eval", "eval run", work)
-        except (EngineError, IngestError) as exc:
+        except UserError as exc:
             st.error(str(exc))
     job = st.session_state.get("eval_job")
     if job is not None:
