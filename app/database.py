@@ -28,7 +28,7 @@ CONNECT_TIMEOUT_S = 10
 BUSY_TIMEOUT_MS = 30_000  # how long a SQLite writer queues for the write lock
 _MIGRATION_LOCK = 0x5C0_0715  # PostgreSQL advisory lock key held while migrating
 
-_engines: dict[str, Engine] = {}
+_dbs: dict[str, Engine] = {}
 _makers: dict[str, sessionmaker] = {}
 _lock = threading.Lock()
 
@@ -132,7 +132,7 @@ def check_user_url(url: str, home: Path) -> str:
     try:
         backend = make_url(url).get_backend_name()
     except exc.ArgumentError:
-        return url  # get_engine says what is wrong with it
+        return url  # get_db says what is wrong with it
     if backend != "sqlite":
         return url
     file = sqlite_file(url)
@@ -224,28 +224,28 @@ def _create(url: str) -> Engine:
     return engine
 
 
-def get_engine(url: str) -> Engine:
+def get_db(url: str) -> Engine:
     """The engine for URL (one per URL and process), with the schema at head."""
     url = normalize_url(url)
     with _lock:
-        engine = _engines.get(url)
+        engine = _dbs.get(url)
         if engine is None:
-            engine = _engines[url] = _create(url)
+            engine = _dbs[url] = _create(url)
         return engine
 
 
-def dispose_engine(url: str) -> None:
+def dispose_db(url: str) -> None:
     """Close the pooled connections of URL's engine, if one was made (tests, forks)."""
     url = normalize_url(url)
     with _lock:
-        engine = _engines.pop(url, None)
+        engine = _dbs.pop(url, None)
         _makers.pop(url, None)
     if engine is not None:
         engine.dispose()
 
 
 def _maker(url: str) -> sessionmaker:
-    engine = get_engine(url)
+    engine = get_db(url)
     url = normalize_url(url)
     with _lock:
         maker = _makers.get(url)

@@ -52,9 +52,9 @@ class Source(Base):
     meta: Mapped[dict] = mapped_column(JSON, default=dict)
 
     corpus: Mapped[Corpus] = relationship(back_populates="sources")
-    segments: Mapped[list[Segment]] = relationship(
+    segments: Mapped[list[StoredSegment]] = relationship(
         back_populates="source", cascade="all, delete-orphan", passive_deletes=True,
-        order_by="Segment.order",
+        order_by="StoredSegment.order",
     )
     symbols: Mapped[list[Symbol]] = relationship(
         back_populates="source", cascade="all, delete-orphan", passive_deletes=True,
@@ -62,7 +62,7 @@ class Source(Base):
     )
 
 
-class Segment(Base):
+class StoredSegment(Base):
     __tablename__ = "segments"
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -46,14 +46,14 @@ def pg_server():
 @pytest.fixture
 def pg_url(pg_server, monkeypatch):
     """A fresh, empty PostgreSQL database, set as SCOUTLENS_DATABASE_URL; dropped afterwards."""
-    from app.database import dispose_engine
+    from app.database import dispose_db
 
     name = f"t_{uuid.uuid4().hex[:16]}"
     url = pg_server.create_db(name)
     monkeypatch.setenv("SCOUTLENS_DATABASE_URL", url)
     get_settings.cache_clear()
     yield url
-    dispose_engine(url)
+    dispose_db(url)
     pg_server.drop_db(name)
 
 

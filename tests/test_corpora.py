@@ -9,8 +9,8 @@ import pytest
 from helpers import make_pdf, make_repo
 from sqlalchemy import func, select
 
-from app.database import HEAD_REVISION, MIGRATIONS, get_engine, session_scope
-from app.models import Corpus, Segment, Source, Symbol
+from app.database import HEAD_REVISION, MIGRATIONS, get_db, session_scope
+from app.models import Corpus, Source, StoredSegment, Symbol
 from app.services import corpora
 from app.settings import get_settings
 from ingest.types import IngestError
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("db_url")
 def _counts() -> dict[str, int]:
     with session_scope(get_settings().db_url) as s:
         return {m.__tablename__: s.scalar(select(func.count()).select_from(m))
-                for m in (Corpus, Source, Segment, Symbol)}
+                for m in (Corpus, Source, StoredSegment, Symbol)}
 
 
 def test_migration_head_matches_newest_file():
@@ -30,7 +30,7 @@ def test_migration_head_matches_newest_file():
 
 
 def test_database_created_on_first_use_with_alembic(scoutlens_home, db_url):
-    engine = get_engine(get_settings().db_url)
+    engine = get_db(get_settings().db_url)
     with engine.connect() as conn:
         version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
     assert version == HEAD_REVISION

@@ -19,13 +19,13 @@ from app.database import (
     HEAD_REVISION,
     DatabaseError,
     current_revision,
-    dispose_engine,
-    get_engine,
+    dispose_db,
+    get_db,
     normalize_url,
     session_scope,
     upgrade,
 )
-from app.models import Question, Segment, Source
+from app.models import Question, Source, StoredSegment
 from app.services import corpora
 from app.services.history import history
 from app.settings import get_settings
@@ -80,7 +80,7 @@ def _fill_previous_release(url: str) -> dict[str, int]:
 def test_upgrade_from_the_previous_release_keeps_every_row(db_url):
     before = _fill_previous_release(db_url)
     assert before == {"corpora": 2, "sources": 6, "segments": 6, "symbols": 6, "questions": 4}
-    engine = get_engine(db_url)  # what the app does on first use: upgrade to head
+    engine = get_db(db_url)  # what the app does on first use: upgrade to head
     assert current_revision(engine) == HEAD_REVISION
     meta = MetaData()
     meta.reflect(engine)
@@ -160,7 +160,7 @@ def test_concurrent_ingests_of_one_corpus_both_apply(tmp_path, db_url, monkeypat
         [f"a{i}.txt" for i in range(40)] + [f"b{i}.txt" for i in range(40)])
     with session_scope(get_settings().db_url) as s:
         assert s.scalar(select(func.count()).select_from(Source)) == 81
-        assert s.scalar(select(func.count()).select_from(Segment)) == 81
+        assert s.scalar(select(func.count()).select_from(StoredSegment)) == 81
 
 
 def _closed_port() -> int:
@@ -178,13 +178,13 @@ def test_libpq_urls_use_psycopg():
 def test_unreachable_or_bad_database_is_a_clear_error(monkeypatch):
     url = f"postgresql://scout:hunter2@127.0.0.1:{_closed_port()}/scoutlens"
     with pytest.raises(DatabaseError, match="cannot use the database") as err:
-        get_engine(url)
+        get_db(url)
     assert "hunter2" not in str(err.value) and "***" in str(err.value)
     with pytest.raises(DatabaseError, match="not a usable database URL"):
-        get_engine("mysql://u:p@127.0.0.1/db")  # no driver installed for it
+        get_db("mysql://u:p@127.0.0.1/db")  # no driver installed for it
     with pytest.raises(DatabaseError, match="not a usable database URL"):
-        get_engine("not a url")
-    dispose_engine(url)
+        get_db("not a url")
+    dispose_db(url)
 
 
 @pytest.mark.parametrize("url", ["postgresql://scout:hunter2@127.0.0.1:{port}/scoutlens",

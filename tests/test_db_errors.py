@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from app import database
-from app.database import DatabaseError, dispose_engine, get_engine, session_scope
+from app.database import DatabaseError, dispose_db, get_db, session_scope
 from app.services import corpora
 from app.settings import get_settings
 
@@ -181,8 +181,8 @@ def test_the_service_api_still_takes_an_in_memory_url():
     """Tests and tools that pass a URL themselves may use memory; only the setting refuses."""
     url = "sqlite://"
     try:
-        get_engine(url)
+        get_db(url)
         with session_scope(url) as s:
             assert s.connection().exec_driver_sql("SELECT 1").scalar() == 1
     finally:
-        dispose_engine(url)
+        dispose_db(url)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from app.services import evals
+from app.services import eval_runs
 from engine.server_tokenizer import ServerTokenizer, probe
 from engine.types import EngineError
 from ingest.tokenizers import load_tokenizer
@@ -138,13 +138,13 @@ def test_a_suite_against_an_endpoint_counts_lengths_with_its_tokenize(reader, tm
     assert len(reader.prompts) == 8  # niah 2 lengths x 3 depths + multivalue 2 lengths
     assert sorted(len(p) for p in reader.prompts) == [1024] * 4 + [2048] * 4
     assert load_tokenizer("cl100k").count(tok.decode(reader.prompts[0])) != 1024
-    cells = {(c.task, c.length, c.depth): c for c in evals.cells_of("ci")}
+    cells = {(c.task, c.length, c.depth): c for c in eval_runs.cells_of("ci")}
     assert all(c.score == 1.0 for (t, *_), c in cells.items() if t == "niah")
     assert all(c.score == 0.25 for (t, *_), c in cells.items() if t == "multivalue")
     # depths of one length share the haystack up to the needle; 2k reuses 1k's haystack
     assert cells[("niah", 1024, 0.5)].cached_tokens >= 480
     assert cells[("niah", 2048, 1.0)].cached_tokens >= 960
-    assert evals.summary("ci").fingerprint["server_version"] == "reader-1"
+    assert eval_runs.summary("ci").fingerprint["server_version"] == "reader-1"
 
     report = json.loads(cli("eval", "report", "ci", "--json").stdout)
     assert {"ttft_s", "total_s", "cached_tokens", "prompt_tokens"} <= set(report["cells"][0])
@@ -162,7 +162,7 @@ def test_a_suite_against_an_endpoint_counts_lengths_with_its_tokenize(reader, tm
     r = json.loads(again.stdout)
     assert (r["cells"], r["changed"], r["before"], r["after"]) == (8, 2, 0.8125, 1.0)
     assert len(reader.prompts) == sent  # the model was not asked again
-    assert {c.score for c in evals.cells_of("ci")} == {1.0}
+    assert {c.score for c in eval_runs.cells_of("ci")} == {1.0}
     bad = cli("eval", "rescore", "ci", "--metric", "some")
     assert bad.returncode == 1 and "unknown metric" in bad.stderr
 
@@ -183,7 +183,7 @@ def test_a_corpus_haystack_with_modality_needles(reader, tmp_path):
     # exact, or short by a token or two where a code file's indentation is one BPE token with
     # its newline (a cut cannot land in between); never over
     assert len(sizes) == 6 and all(2046 <= n <= 2048 for n in sizes) and sizes.count(2048) >= 4
-    assert all(c.score == 1.0 for c in evals.cells_of("mine"))
+    assert all(c.score == 1.0 for c in eval_runs.cells_of("mine"))
     text = reader.tok.decode(reader.prompts[0])
     assert '<source id="S1" path="manual.pdf" page="1">' in text
     missing = cli("eval", "run", "--endpoint", url, "--haystack", "nope", "--lengths", "1k")

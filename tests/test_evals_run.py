@@ -15,7 +15,7 @@ import pytest
 
 from app.database import session_scope
 from app.models import EvalCell, EvalRun
-from app.services import evals
+from app.services import eval_runs
 from app.settings import get_settings
 from engine.embedded import EmbeddedBackend
 from engine.openai_backend import OpenAIBackend
@@ -38,10 +38,10 @@ def gen_for(backend) -> Generator:
 
 def test_niah_on_the_embedded_model_stores_every_cell(backend, tmp_path):
     config = EvalConfig(("niah",), (1024, 2048, 4096), (0.0, 0.5, 1.0), samples=1)
-    run_id = evals.run(config, backend, gen_for(backend), "t1")
-    s = evals.summary(run_id)
+    run_id = eval_runs.run(config, backend, gen_for(backend), "t1")
+    s = eval_runs.summary(run_id)
     assert (s.cells, s.done, s.failed, s.status) == (9, 9, 0, "done")
-    cells = evals.cells_of(run_id)
+    cells = eval_runs.cells_of(run_id)
     assert {(c.length, c.depth) for c in cells} == {(n, d) for n in (1024, 2048, 4096)
                                                      for d in (0.0, 0.5, 1.0)}
     assert all(abs(c.prompt_tokens - c.length) < 80 for c in cells)  # + the chat template
@@ -64,7 +64,7 @@ def test_niah_on_the_embedded_model_stores_every_cell(backend, tmp_path):
 def test_lengths_over_the_window_are_refused_before_sending(backend):
     config = EvalConfig(("niah",), (4096, 16384))
     with pytest.raises(EngineError, match="8,192"):
-        evals.run(config, backend, gen_for(backend), "too-long")
+        eval_runs.run(config, backend, gen_for(backend), "too-long")
     with session_scope(get_settings().db_url) as s:
         assert s.query(EvalRun).count() == 0
 
@@ -73,11 +73,11 @@ def test_an_endpoint_down_marks_cells_failed_and_a_rerun_retries_them(backend):
     down = OpenAIBackend("http://127.0.0.1:9/v1", model="m", max_retries=0)
     down._models = [{"id": "m", "max_model_len": 8192}]  # no server to ask: stated here
     config = EvalConfig(("niah",), (1024,), (0.5,), samples=2)
-    run_id = evals.run(config, down, gen_for(backend), "down")
-    s = evals.summary(run_id)
+    run_id = eval_runs.run(config, down, gen_for(backend), "down")
+    s = eval_runs.summary(run_id)
     assert (s.failed, s.done, s.status) == (2, 0, "failed-cells")
-    evals.run(config, backend, gen_for(backend), "down")  # resumed where it failed
-    s = evals.summary(run_id)
+    eval_runs.run(config, backend, gen_for(backend), "down")  # resumed where it failed
+    s = eval_runs.summary(run_id)
     assert (s.cells, s.failed, s.done, s.status) == (2, 0, 2, "done")
 
 
@@ -100,7 +100,7 @@ def test_a_killed_run_resumes_without_duplicates(tmp_path, model_dir):
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    before = evals.summary("kill-me").cells
+    before = eval_runs.summary("kill-me").cells
     assert 2 <= before < 6
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -142,8 +142,8 @@ def test_compare_gates_on_a_significant_regression():
 
 def test_a_length_or_depth_given_twice_is_one_cell(backend):
     config = EvalConfig(("niah", "niah"), (1024, 1024), (0.5, 0.5), samples=1)
-    run_id = evals.run(config, backend, gen_for(backend))
-    cells = evals.cells_of(run_id)
+    run_id = eval_runs.run(config, backend, gen_for(backend))
+    cells = eval_runs.cells_of(run_id)
     assert [(c.task, c.length, c.depth) for c in cells] == [("niah", 1024, 0.5)]
 
 
@@ -163,9 +163,9 @@ def test_a_crash_mid_run_marks_it_interrupted_and_it_resumes(backend):
 
     config = EvalConfig(("niah",), (1024,), (0.0, 1.0), samples=1)
     with pytest.raises(RuntimeError, match="worker died"):
-        evals.run(config, CrashesOnSecondCell(backend), gen_for(backend), run_id="crashy")
-    s = evals.summary("crashy")
+        eval_runs.run(config, CrashesOnSecondCell(backend), gen_for(backend), run_id="crashy")
+    s = eval_runs.summary("crashy")
     assert s.status == "interrupted" and s.done == 1
-    evals.run(config, backend, gen_for(backend), run_id="crashy")
-    s = evals.summary("crashy")
+    eval_runs.run(config, backend, gen_for(backend), run_id="crashy")
+    s = eval_runs.summary("crashy")
     assert s.status == "done" and s.done == 2 and s.cells == 2

@@ -168,7 +168,7 @@ def test_the_in_process_model_takes_one_caller_at_a_time_a_server_many():
 
     from fakes import ScriptedBackend
 
-    from ui.engine_access import Shared
+    from ui.shared_backend import Shared
 
     model = Shared(ScriptedBackend(concurrent=False), threading.Lock())  # one KV buffer
     waited, order = [], []
@@ -197,7 +197,7 @@ def test_a_long_job_takes_the_model_per_request(model_dir):
 
     from engine.embedded import EmbeddedBackend
     from engine.types import CompletionRequest
-    from ui.engine_access import Shared, TakingTurns
+    from ui.shared_backend import Shared, TakingTurns
 
     shared = Shared(EmbeddedBackend(str(model_dir), kv_dir=None), threading.Lock())
     job = TakingTurns(shared)

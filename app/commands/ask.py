@@ -59,7 +59,7 @@ def ask(
             console.print(f"[dim]{text}[/]")
 
     with console.status("loading the model") if not as_json else nullcontext():
-        engine = make_backend(backend, endpoint=endpoint, model=model)
+        chosen = make_backend(backend, endpoint=endpoint, model=model)
 
     def delta(text: str) -> None:
         if not as_json:
@@ -67,7 +67,7 @@ def ask(
             sys.stdout.flush()
 
     with pipeline_progress(console, not as_json) as progress:
-        result = run(target, asked, engine, mode=mode, max_tokens=max_tokens,  # type: ignore[arg-type]
+        result = run(target, asked, chosen, mode=mode, max_tokens=max_tokens,  # type: ignore[arg-type]
                      continue_last=cont, conversation=conversation, on_delta=delta,
                      note=note, progress=progress, as_path=as_path)
     if as_json:

@@ -72,10 +72,10 @@ def complete(
 
     with console.status("loading the model", spinner="dots") if not as_json \
             else nullcontext():
-        engine = make_backend(backend, endpoint=endpoint, model=model,
+        chosen = make_backend(backend, endpoint=endpoint, model=model,
                               prefill_chunk=prefill_chunk, reuse=not no_cache,
                               progress=progress)
-    stream = engine.stream(request)
+    stream = chosen.stream(request)
     with bar:
         for delta in stream:
             if bar.live.is_started:

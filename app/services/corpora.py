@@ -13,7 +13,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from app.database import lock_key, session_scope
-from app.models import Corpus, Segment, Source, Symbol
+from app.models import Corpus, Source, StoredSegment, Symbol
 from app.services.ingest_options import for_corpus
 from app.services.reports import FileRow, IngestReport
 from app.services.tokencache import token_cache
@@ -261,7 +261,7 @@ def _insert_children(session: Session, docs: list[Document], ids: dict[str, int]
                         "start_line": y.start_line, "end_line": y.end_line,
                         "signature": y.signature, "parent": y.parent} for y in doc.symbols)
     if segments:
-        session.execute(insert(Segment), segments)
+        session.execute(insert(StoredSegment), segments)
     if symbols:
         session.execute(insert(Symbol), symbols)
 
@@ -339,10 +339,11 @@ def load_documents(name: str, symbols: bool = False,
             Source.corpus_id == row.id, Source.status == "ok").order_by(Source.position)).all()
         segs: dict[int, list[SegmentData]] = {s.id: [] for s in sources}
         for sid, order, kind, start, end, tokens, text in session.execute(
-                select(Segment.source_id, Segment.order, Segment.span_kind, Segment.start,
-                       Segment.end, Segment.tokens, Segment.text)
+                select(StoredSegment.source_id, StoredSegment.order, StoredSegment.span_kind,
+                       StoredSegment.start, StoredSegment.end, StoredSegment.tokens,
+                       StoredSegment.text)
                 .join(Source).where(Source.corpus_id == row.id, Source.status == "ok")
-                .order_by(Segment.source_id, Segment.order)):
+                .order_by(StoredSegment.source_id, StoredSegment.order)):
             segs[sid].append(SegmentData(order, text, kind, start, end, tokens))
         syms: dict[int, list[SymbolData]] = {s.id: [] for s in sources}
         if symbols:

@@ -10,14 +10,14 @@ from pathlib import Path
 from sqlalchemy import select
 
 from app.database import session_scope
-from app.models import Corpus, Segment, Source, Symbol
+from app.models import Corpus, Source, StoredSegment, Symbol
 from app.settings import get_settings
 from ingest.retrieval import SegmentIndex
 from ingest.types import IngestError
 
 
 @dataclass(frozen=True)
-class SegmentRow:
+class LocatedSegment:
     id: int
     source_id: int
     path: str
@@ -48,9 +48,9 @@ def build_index(name: str, url: str | None = None,
             raise IngestError(f"no such corpus: {name}")
         version = row.version_hash
         rows = session.execute(
-            select(Segment.id, Source.path, Segment.text).join(Source)
+            select(StoredSegment.id, Source.path, StoredSegment.text).join(Source)
             .where(Source.corpus_id == row.id, Source.status == "ok")
-            .order_by(Source.position, Segment.order)).all()
+            .order_by(Source.position, StoredSegment.order)).all()
     folder = index_dir(name, version)
     if note:
         note(f"indexing {len(rows):,} segments for retrieval")
@@ -76,19 +76,20 @@ def load_index(name: str, version: str, url: str | None = None) -> SegmentIndex:
     return index
 
 
-def fetch_segments(name: str, ids: list[int], url: str | None = None) -> list[SegmentRow]:
+def fetch_segments(name: str, ids: list[int], url: str | None = None) -> list[LocatedSegment]:
     if not ids:
         return []
-    out: list[SegmentRow] = []
+    out: list[LocatedSegment] = []
     with session_scope(_url(url)) as session:
         for i in range(0, len(ids), 500):
             for r in session.execute(
-                    select(Segment.id, Segment.source_id, Source.path, Source.kind,
-                           Source.position, Segment.span_kind, Segment.start, Segment.end,
-                           Segment.tokens, Segment.text, Source.flags)
+                    select(StoredSegment.id, StoredSegment.source_id, Source.path, Source.kind,
+                           Source.position, StoredSegment.span_kind, StoredSegment.start,
+                           StoredSegment.end, StoredSegment.tokens, StoredSegment.text,
+                           Source.flags)
                     .join(Source).join(Corpus, Corpus.id == Source.corpus_id)
-                    .where(Corpus.name == name, Segment.id.in_(ids[i:i + 500]))):
-                out.append(SegmentRow(*r[:10], tuple(r[10] or ())))
+                    .where(Corpus.name == name, StoredSegment.id.in_(ids[i:i + 500]))):
+                out.append(LocatedSegment(*r[:10], tuple(r[10] or ())))
     return out
 
 
@@ -106,9 +107,9 @@ def symbol_segments(name: str, names: set[str], url: str | None = None) -> list[
             .join(Source).where(Source.corpus_id == corpus.id)) if sym.lower() in lowered]
         found: list[int] = []
         for sid, a, b in defs[:50]:
-            found += session.scalars(select(Segment.id).where(
-                Segment.source_id == sid, Segment.start <= b, Segment.end >= a)
-                .order_by(Segment.order).limit(3)).all()
+            found += session.scalars(select(StoredSegment.id).where(
+                StoredSegment.source_id == sid, StoredSegment.start <= b, StoredSegment.end >= a)
+                .order_by(StoredSegment.order).limit(3)).all()
         return found
 
 
@@ -122,7 +123,7 @@ def path_segments(name: str, paths: list[str], url: str | None = None) -> list[i
             return []
         found: list[int] = []
         for path in paths:
-            found += session.scalars(select(Segment.id).join(Source).where(
+            found += session.scalars(select(StoredSegment.id).join(Source).where(
                 Source.corpus_id == corpus.id, Source.path == path)
-                .order_by(Segment.order).limit(2)).all()
+                .order_by(StoredSegment.order).limit(2)).all()
         return found

@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from app.database import session_scope
-from app.models import Corpus, Question, Segment, Source
+from app.models import Corpus, Question, Source, StoredSegment
 from app.services.corpora import CorpusNotFound
 from app.settings import get_settings
 from engine.kvcache import usage_by_model
@@ -69,7 +69,8 @@ def source_view(corpus: str, path: str) -> SourceView:
         if row is None:
             raise CorpusNotFound(f"{path!r} is not a source of corpus {corpus!r}")
         parts = [SourcePart(s.span_kind, s.start, s.end, s.text) for s in session.scalars(
-            select(Segment).where(Segment.source_id == row.id).order_by(Segment.order))]
+            select(StoredSegment).where(StoredSegment.source_id == row.id)
+            .order_by(StoredSegment.order))]
         return SourceView(corpus, row.path, row.kind, original_file(row.root, row.path), parts)
 
 

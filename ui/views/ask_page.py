@@ -12,8 +12,8 @@ from app.services.ask import ask
 from app.services.history import history
 from common.errors import UserError
 from ui.common import pick_corpus, prefs
-from ui.engine_access import shared
 from ui.render import safe_answer, safe_text
+from ui.shared_backend import shared
 from ui.sources_panel import show_sources
 
 st.header("Ask")
@@ -70,13 +70,13 @@ if question:
                 box.markdown(safe_answer("".join(streamed)) + " ▌")
 
             try:
-                engine = shared(settings)
+                model = shared(settings)
 
                 def busy() -> None:
                     box.info("The model is answering another question or running an eval; "
                              "yours is next.")
 
-                with st.spinner("reading the corpus…"), engine.turn(busy) as backend:
+                with st.spinner("reading the corpus…"), model.turn(busy) as backend:
                     result = ask(corpus, question, backend, mode=mode,
                                  conversation=conversation, on_delta=on_delta,
                                  corpus_only=True)

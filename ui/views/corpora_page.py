@@ -107,7 +107,7 @@ if corpus and corpus in corpus_names():
     window = SCOUT_WINDOW
     if which == "model in use":
         try:
-            from ui.engine_access import shared
+            from ui.shared_backend import shared
 
             window = shared(settings).backend.window or SCOUT_WINDOW
         except Exception as exc:  # noqa: BLE001 - the picture still draws against Scout

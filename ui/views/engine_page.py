@@ -11,7 +11,7 @@ from engine.types import EngineError
 from engine.vllm_flags import launch_for_plan
 from ingest.types import IngestError
 from ui.common import prefs
-from ui.engine_access import shared
+from ui.shared_backend import shared
 
 st.header("Engine")
 settings = prefs()

@@ -8,7 +8,7 @@ import streamlit as st
 from engine.types import EngineError
 from ui import prefs as prefs_store
 from ui.common import shared_server
-from ui.engine_access import forget
+from ui.shared_backend import forget
 
 st.header("Settings")
 current = prefs_store.load()

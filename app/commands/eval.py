@@ -32,12 +32,12 @@ def _split(text: str | None) -> list[str] | None:
 
 
 def _write_report(run_id: str, folder: Path) -> Path:
-    from app.services import evals
+    from app.services import eval_runs
     from engine.types import EngineError
     from evals.report import curve_png, heatmap_png, html_report
 
-    cells = evals.cells_of(run_id)
-    s = evals.summary(run_id)
+    cells = eval_runs.cells_of(run_id)
+    s = eval_runs.summary(run_id)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         for task in sorted({c.task for c in cells}):
@@ -85,7 +85,7 @@ def run_cmd(
                                   "the embedded model's]")] = None,
 ) -> None:
     """Run (or resume) an eval grid; every cell is stored as it finishes."""
-    from app.services import evals
+    from app.services import eval_runs
     from app.services.backends import make_backend
     from evals import suite as suites
 
@@ -96,12 +96,12 @@ def run_cmd(
              "model": model, "concurrency": concurrency, "tokenizer": tokenizer,
              "run_id": run_id, "out": str(out_dir) if out_dir else None}
     config, target = suites.resolve(loaded, flags)
-    if target.run_id and (stored := evals.stored_config(target.run_id)) is not None:
+    if target.run_id and (stored := eval_runs.stored_config(target.run_id)) is not None:
         console.print(f"resuming run {target.run_id} with its stored grid")
         config = stored
     if dry_run:
-        window, unknown = evals.target_window(target.backend, target.endpoint, target.model)
-        plan = evals.dry_run(config, window=window)
+        window, unknown = eval_runs.target_window(target.backend, target.endpoint, target.model)
+        plan = eval_runs.dry_run(config, window=window)
         out.print(f"{plan['requests']} requests, {plan['prompt_tokens']:,} prompt tokens "
                   f"({', '.join(f'{t}: {n}' for t, n in plan['per_task'].items())}); "
                   "no prompt sent")
@@ -113,8 +113,8 @@ def run_cmd(
             console.print(f"[yellow]warning[/]: {escape(unknown)}: lengths not checked "
                           "against it", soft_wrap=True)
         return
-    engine = make_backend(target.backend, endpoint=target.endpoint, model=target.model)
-    gen, config = evals.generator_for(config, engine, target.tokenizer,
+    chosen = make_backend(target.backend, endpoint=target.endpoint, model=target.model)
+    gen, config = eval_runs.generator_for(config, chosen, target.tokenizer,
                                       lambda msg: console.print(f"[yellow]warning[/]: {msg}"))
     console.print(f"[dim]lengths counted with {config.tokenizer}; haystack "
                   f"{config.haystack}")
@@ -122,9 +122,9 @@ def run_cmd(
                TimeRemainingColumn())
     with Progress(*columns, console=console) as bar:
         t = bar.add_task("cells", total=None)
-        done = evals.run(config, engine, gen, target.run_id,
+        done = eval_runs.run(config, chosen, gen, target.run_id,
                          lambda d, n: bar.update(t, completed=d, total=n))
-    s = evals.summary(done)
+    s = eval_runs.summary(done)
     out.print(f"run {done}: {s.done} cells done, {s.failed} failed, mean score "
               f"{(s.mean or 0):.3f} (scoutlens eval report {done})")
     if target.out:
@@ -134,9 +134,9 @@ def run_cmd(
 @eval_app.command("list")
 def list_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Eval runs, newest first."""
-    from app.services import evals
+    from app.services import eval_runs
 
-    runs = evals.list_runs()
+    runs = eval_runs.list_runs()
     if as_json:
         print(json.dumps([asdict(r) for r in runs]))
         return
@@ -156,11 +156,11 @@ def report_cmd(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = F
                                  "eval-RUN]")] = None) -> None:
     """Scores per cell with latency and cached tokens, effective length, heatmap and
     score-vs-length PNGs and an HTML report."""
-    from app.services import evals
+    from app.services import eval_runs
     from evals.report import effective_length, length_table
 
-    cells = evals.cells_of(run_id)
-    s = evals.summary(run_id)
+    cells = eval_runs.cells_of(run_id)
+    s = eval_runs.summary(run_id)
     if as_json:
         print(json.dumps({"run_id": run_id, "status": s.status, "mean": s.mean,
                           "effective_length": effective_length(cells),
@@ -180,7 +180,7 @@ def report_cmd(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = F
                           f"{row['median_ttft_s']:.3f}", f"{row['median_total_s']:.3f}",
                           f"{row['cached_share']:.0%}")
     out.print(table)
-    page = _write_report(run_id, out_dir or evals.report_dir(run_id))
+    page = _write_report(run_id, out_dir or eval_runs.report_dir(run_id))
     out.print(f"run {run_id}: mean {(s.mean or 0):.3f}, effective length "
               f"{effective_length(cells):,} tokens; report written to {page}",
               soft_wrap=True)
@@ -195,16 +195,16 @@ def compare_cmd(run_a: str, run_b: str,
                 as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Per-cell deltas B - A, a sign test, a diff heatmap, and a non-zero exit on a
     significant regression."""
-    from app.services import evals
+    from app.services import eval_runs
     from engine.types import EngineError
     from evals.report import compare, compare_html, grid_png
 
-    differ = evals.fingerprint_diff(run_a, run_b)
+    differ = eval_runs.fingerprint_diff(run_a, run_b)
     if differ:
         what = ", ".join(f"{k}: {x} vs {y}" for k, (x, y) in sorted(differ.items()))
         console.print(f"[yellow]warning[/]: the runs used different endpoints ({what} "
                       "differ)")
-    c = compare(evals.cells_of(run_a), evals.cells_of(run_b))
+    c = compare(eval_runs.cells_of(run_a), eval_runs.cells_of(run_b))
     report = {"mean_delta": c.mean_delta, "p_value": c.p_value, "worse": c.worse,
               "better": c.better, "cells": len(c.deltas),
               "deltas": [{"task": t, "length": n, "depth": d, "delta": v}
@@ -237,9 +237,9 @@ def rescore_cmd(run_id: str,
                          "cell's own]")] = None,
                 as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Score a run's stored responses again, without calling the model."""
-    from app.services import evals
+    from app.services import eval_runs
 
-    r = evals.rescore(run_id, metric)
+    r = eval_runs.rescore(run_id, metric)
     if as_json:
         print(json.dumps(asdict(r)))
         return
