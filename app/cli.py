@@ -19,6 +19,7 @@ from app.commands import eval as eval_cmd
 from app.commands import pack as pack_cmd
 from app.commands import plan as plan_cmd
 from app.commands import prewarm as prewarm_cmd
+from app.commands import search as search_cmd
 from app.commands import serve as serve_cmd
 from app.commands import ui as ui_cmd
 from common.errors import UserError
@@ -39,6 +40,7 @@ app.command()(plan_cmd.plan)
 app.add_typer(serve_cmd.serve_app, name="serve")
 app.command()(prewarm_cmd.prewarm)
 app.command()(ask_cmd.ask)
+app.command()(search_cmd.search)
 app.command()(ask_cmd.history)
 app.add_typer(eval_cmd.eval_app, name="eval")
 

@@ -118,6 +118,8 @@ class Question(Base):
     usage: Mapped[dict] = mapped_column(JSON, default=dict)
     timings: Mapped[dict] = mapped_column(JSON, default=dict)
     finish_reason: Mapped[str] = mapped_column(String(20), default="stop")
+    #: what went into the context (Context.to_json without its text); None before 0004
+    context: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
 
 class EvalRun(Base):

@@ -9,7 +9,15 @@ from pathlib import Path
 from engine.embedded_model import LoadedModel, LoadedTokenizer, encode_request, load_model
 from engine.generate import decode, prefill, save_blocks
 from engine.kvcache import PrefixCache
-from engine.types import Completion, CompletionRequest, PromptTooLong, Stream, Timings, Usage
+from engine.types import (
+    Completion,
+    CompletionRequest,
+    EngineError,
+    PromptTooLong,
+    Stream,
+    Timings,
+    Usage,
+)
 
 
 class EmbeddedBackend:
@@ -21,13 +29,13 @@ class EmbeddedBackend:
                  prefill_chunk: int = 1024, kv_block: int = 16, kv_dir: Path | None = None,
                  kv_memory_bytes: int = 2 << 30, kv_disk_bytes: int = 20 << 30,
                  reuse: bool = True, threads: int = 0,
-                 progress: Callable[[int, int], None] | None = None):
-        self.lm: LoadedModel = load_model(model, dtype=dtype, threads=threads)
+                 progress: Callable[[int, int], None] | None = None, weights: bool = True):
+        self.lm: LoadedModel = load_model(model, dtype=dtype, threads=threads, weights=weights)
         self._tokenizer = LoadedTokenizer(self.lm)
         self.prefill_chunk = max(1, prefill_chunk)
         self.progress = progress
         self.prefix_cache = PrefixCache(self.lm.key, kv_block, kv_dir, kv_memory_bytes,
-                                        kv_disk_bytes) if reuse else None
+                                        kv_disk_bytes) if reuse and weights else None
 
     @property
     def model(self) -> str:
@@ -48,6 +56,8 @@ class EmbeddedBackend:
         return encode_request(self.lm, request)[0]
 
     def stream(self, request: CompletionRequest) -> Stream:
+        if self.lm.model is None:
+            raise EngineError("the model was loaded without its weights (for counting only)")
         ids, _ = encode_request(self.lm, request)
         if len(ids) + request.max_tokens > self.window:
             raise PromptTooLong(len(ids), self.window, request.max_tokens)

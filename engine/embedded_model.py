@@ -44,8 +44,11 @@ def model_key(folder: Path, dtype: str) -> str:
     return h.hexdigest()
 
 
-def load_model(model: str | Path, dtype: str = "bfloat16", threads: int = 0) -> LoadedModel:
-    """`model`: a local Hugging Face causal-LM folder (the services convert the bundled one)."""
+def load_model(model: str | Path, dtype: str = "bfloat16", threads: int = 0,
+               weights: bool = True) -> LoadedModel:
+    """`model`: a local Hugging Face causal-LM folder (the services convert the bundled one).
+    Without `weights` only the tokenizer and config are read: enough to count and plan a
+    request (`ask --dry-run`), in a fraction of the time and memory."""
     try:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -76,14 +79,19 @@ def load_model(model: str | Path, dtype: str = "bfloat16", threads: int = 0) -> 
             tok = PreTrainedTokenizerFast.from_pretrained(folder)
         else:
             tok = AutoTokenizer.from_pretrained(folder)
-        lm = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype)
+        lm = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype) if weights else None
     except (OSError, ValueError, KeyError) as exc:
         raise EngineError(f"cannot load the model in {folder}: {exc}") from None
-    lm.eval()
-    cfg = lm.config
-    window = int(getattr(cfg, "max_position_embeddings", 0) or 2048)
+    if lm is not None:
+        lm.eval()
+        window = int(getattr(lm.config, "max_position_embeddings", 0) or 2048)
+    else:
+        from engine.arch import model_window
+
+        window = model_window(folder) or 2048
     eos = set()
-    for source in (getattr(lm.generation_config, "eos_token_id", None), tok.eos_token_id):
+    generation = getattr(lm, "generation_config", None)
+    for source in (getattr(generation, "eos_token_id", None), tok.eos_token_id):
         if isinstance(source, int):
             eos.add(source)
         elif source:

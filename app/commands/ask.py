@@ -37,6 +37,10 @@ def ask(
     as_json: JsonOpt = False,
     as_path: Annotated[bool, typer.Option("--path", help="TARGET is a path to ingest, even "
                                           "a bare name like `docs`")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="show what would be sent (mode, "
+                                          "sources and spans, token counts; the context text "
+                                          "with --json) and stop: nothing generated or "
+                                          "stored")] = False,
 ) -> None:
     """Answer QUESTION from TARGET, citing sources that are checked against the context.
 
@@ -47,9 +51,11 @@ def ask(
       scoutlens ask myrepo -c "And where is it tested?"   (a follow-up)
       echo "What does load_config return?" | scoutlens ask myrepo
       scoutlens ask myrepo "Summarise" -e http://127.0.0.1:8000/v1 -m scout --json
+      scoutlens ask myrepo "Where is X decided?" --dry-run --json   (the exact context)
     """
     from app.progress import pipeline_progress
     from app.services.ask import ask as run
+    from app.services.ask import prepare
     from app.services.backends import make_backend
 
     asked = _question(question)
@@ -59,7 +65,14 @@ def ask(
             console.print(f"[dim]{text}[/]")
 
     with console.status("loading the model") if not as_json else nullcontext():
-        chosen = make_backend(backend, endpoint=endpoint, model=model)
+        chosen = make_backend(backend, endpoint=endpoint, model=model, weights=not dry_run)
+    if dry_run:
+        with pipeline_progress(console, not as_json) as progress:
+            ready = prepare(target, asked, chosen, mode=mode, max_tokens=max_tokens,  # type: ignore[arg-type]
+                            continue_last=cont, conversation=conversation, note=note,
+                            progress=progress, as_path=as_path)
+        _print_plan(ready, max_tokens, as_json)
+        return
 
     def delta(text: str) -> None:
         if not as_json:
@@ -78,6 +91,33 @@ def ask(
     if result.completion.incomplete:
         console.print(f"[yellow]incomplete answer[/]: {result.completion.error}")
         raise typer.Exit(2)
+
+def _print_plan(ready, max_tokens: int, as_json: bool) -> None:
+    ctx = ready.context
+    if as_json:
+        print(json.dumps({"corpus": ready.corpus, "question": ready.question,
+                          "max_tokens": max_tokens, **ctx.to_json(with_text=True)},
+                         ensure_ascii=False))
+        return
+    data = ctx.to_json()
+    images = f" ({data['image_tokens']:,} of them for {data['images']} images)" \
+        if data["images"] else ""
+    estimate = "" if data["exact"] else " (an estimate: the server cannot tokenize)"
+    out.print(f"[bold]{data['mode']}[/] mode over {escape(ready.corpus)}: "
+              f"{data['prompt_tokens']:,} prompt tokens{images}{estimate} + {max_tokens:,} to "
+              f"generate; corpus {data['corpus_tokens']:,} tokens")
+    table = Table(title="what would go in (nothing generated or stored)")
+    for col in ("id", "source", "where", "tokens", "found by"):
+        table.add_column(col, justify="right" if col == "tokens" else "left")
+    signals: dict[str, str] = {}
+    for h in data["hits"]:
+        signals.setdefault(h["path"], ", ".join(sorted(h["signals"])))
+    for src in data["sources"]:
+        where = next((f"{k} {src[k]}" for k in ("lines", "page", "t") if k in src), "")
+        table.add_row(src["id"], _cell(src["path"], 70), where, f"{src['tokens']:,}",
+                      signals.get(src["path"], ""))
+    out.print(table)
+
 
 def history(
     corpus: Annotated[str | None, typer.Argument(help="only this corpus")] = None,

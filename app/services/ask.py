@@ -18,7 +18,7 @@ from sqlalchemy import select
 from app.database import session_scope
 from app.models import Corpus, Question
 from app.services.citations import SourceRef, matched_evidence, verify
-from app.services.context import Mode, build_context
+from app.services.context import Context, Mode, build_context
 from app.services.history import conversation_turns, last_conversation
 from app.settings import get_settings
 from engine.types import Backend, Completion, EngineError
@@ -41,6 +41,7 @@ class AskResult:
     injections: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     corpus_version: str = ""  # of the context the answer was built from (stored with it)
+    context: dict = field(default_factory=dict)  # what went in (Context.to_json, no text)
 
     @property
     def share(self) -> float:
@@ -62,6 +63,7 @@ class AskResult:
             "conversation": self.conversation, "turn": self.turn,
             "finish_reason": c.finish_reason, "incomplete": c.incomplete,
             "injections": self.injections, "backend": c.backend, "model": c.model,
+            "context": self.context,
         }
 
 
@@ -109,20 +111,49 @@ def resolve_corpus(target: str, progress=None, note: Callable[[str], None] | Non
     return name
 
 
-def ask(target: str, question: str, backend: Backend, mode: Mode = "auto",
-        max_tokens: int = 512, continue_last: bool = False, conversation: str | None = None,
-        on_delta: Callable[[str], None] | None = None, note: Callable[[str], None] | None = None,
-        progress=None, corpus_only: bool = False, as_path: bool = False) -> AskResult:
+@dataclass
+class Prepared:
+    """A question made ready to send: the corpus, the conversation it continues, the context."""
+
+    corpus: str
+    question: str
+    conversation: str
+    turns: list[tuple[str, str]]
+    context: Context
+
+
+def prepare(target: str, question: str, backend: Backend, mode: Mode = "auto",
+            max_tokens: int = 512, continue_last: bool = False, conversation: str | None = None,
+            note: Callable[[str], None] | None = None, progress=None, corpus_only: bool = False,
+            as_path: bool = False) -> Prepared:
+    """Everything ask does before it generates: the context and the exact request (what
+    `ask --dry-run` shows, and what ask then sends)."""
     question = _check_question(question)
     if mode not in ("auto", "full", "retrieval"):
         raise EngineError(f"unknown mode {mode!r}: auto | full | retrieval")
     name = resolve_corpus(target, progress, note, corpus_only, as_path)
     if continue_last and conversation is None:
         conversation = last_conversation(name)
-    turns = conversation_turns(conversation) if conversation else []
-    conversation = conversation or uuid.uuid4().hex[:12]
+    turns = conversation_turns(conversation, name) if conversation else []
+    if conversation and not turns:
+        raise EngineError(f"no such conversation: {conversation} (scoutlens history {name} "
+                          "lists them; leave out --conversation to start one)")
     earlier = "".join(f"Earlier question: {q}\nEarlier answer: {a}\n\n" for q, a in turns)
     ctx = build_context(name, question, mode, backend, max_tokens, turns=earlier)
+    if note:
+        for text in ctx.notes:
+            note(text)
+    return Prepared(name, question, conversation or uuid.uuid4().hex[:12], turns, ctx)
+
+
+def ask(target: str, question: str, backend: Backend, mode: Mode = "auto",
+        max_tokens: int = 512, continue_last: bool = False, conversation: str | None = None,
+        on_delta: Callable[[str], None] | None = None, note: Callable[[str], None] | None = None,
+        progress=None, corpus_only: bool = False, as_path: bool = False) -> AskResult:
+    p = prepare(target, question, backend, mode, max_tokens, continue_last, conversation, note,
+                progress, corpus_only, as_path)
+    name, question, conversation, turns, ctx = (p.corpus, p.question, p.conversation, p.turns,
+                                                p.context)
     request = ctx.request
     assert request is not None
     stream = backend.stream(request)
@@ -144,7 +175,8 @@ def ask(target: str, question: str, backend: Backend, mode: Mode = "auto",
     injections = [f"{d.path}: {f.removeprefix('injection:')}" for d in ctx.docs
                   for f in d.flags if f.startswith("injection:")]
     result = AskResult(answer, ctx.mode, sources, completion, name, ctx.corpus_tokens, in_context,
-                       conversation, len(turns) + 1, injections, corpus_version=ctx.version)
+                       conversation, len(turns) + 1, injections, corpus_version=ctx.version,
+                       context=ctx.to_json())
     _store(result, question)
     return result
 
@@ -168,4 +200,4 @@ def _store(result: AskResult, question: str) -> None:
             usage=result.to_json()["usage"], timings={
                 "ttft_s": c.timings.ttft_s, "prefill_s": c.timings.prefill_s,
                 "decode_s": c.timings.decode_s, "total_s": c.timings.total_s},
-            finish_reason=c.finish_reason))
+            finish_reason=c.finish_reason, context=result.context))

@@ -22,8 +22,11 @@ def bundled_model_dir() -> str:
 
 def make_backend(backend: str | None = None, *, endpoint: str | None = None,
                  model: str | None = None, prefill_chunk: int | None = None,
-                 reuse: bool = True,
-                 progress: Callable[[int, int], None] | None = None) -> Backend:
+                 reuse: bool = True, progress: Callable[[int, int], None] | None = None,
+                 weights: bool = True) -> Backend:
+    """The backend chosen, else the configured one. Without `weights` the embedded model is
+    only its tokenizer and config (to count and plan: `--dry-run`); an endpoint loads nothing
+    either way."""
     s = get_settings()
     endpoint = endpoint or s.endpoint
     if backend is None:  # an endpoint, given or configured, means: talk to that server
@@ -42,4 +45,4 @@ def make_backend(backend: str | None = None, *, endpoint: str | None = None,
                            prefill_chunk=prefill_chunk or s.prefill_chunk, kv_block=s.kv_block,
                            kv_dir=s.kv_dir, kv_memory_bytes=int(s.kv_memory_gb * 2**30),
                            kv_disk_bytes=int(s.kv_disk_gb * 2**30), reuse=reuse,
-                           progress=progress)
+                           progress=progress, weights=weights)

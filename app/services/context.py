@@ -6,14 +6,14 @@ send the very prefix ask will)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from app.services.citations import ContextSource
 from app.services.corpora import corpus_info, corpus_version, load_documents, version_of_sources
 from app.services.prompting import corpus_request
+from app.services.search import SIGNALS, SearchHit
 from app.services.tokencache import tokenizer as tokenizer_for
 from app.settings import get_settings
 from engine.types import (
@@ -30,8 +30,8 @@ from ingest.types import Segment as SegmentData
 
 Mode = Literal["auto", "full", "retrieval"]
 TEMPLATE_RESERVE = 384  # instructions, chat template, question framing
+RETRIEVAL_CANDIDATES = 400  # fused hits considered for the budget
 ESTIMATE_MARGIN = 0.1  # kept free when the backend's counts are only an estimate
-IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
 
 
 @dataclass
@@ -48,6 +48,26 @@ class Context:
     #: backend shows them) and what it costs the window, counted once, images included
     request: CompletionRequest | None = None
     cost: PromptCount | None = None
+    #: retrieval: the ranked hits that went in (best first), with the signals that found them
+    hits: list[SearchHit] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the user should know (index rebuilt)
+
+    def to_json(self, with_text: bool = False) -> dict:
+        """What went in: mode, sources with their spans and tokens, the request's cost; with
+        `with_text`, the context text as `context`."""
+        cost = self.cost or PromptCount(0)
+        out = {"mode": self.mode, "corpus_version": self.version,
+               "corpus_tokens": self.corpus_tokens, "budget": self.budget,
+               "prompt_tokens": cost.tokens, "images": cost.images,
+               "image_tokens": cost.image_tokens, "exact": cost.exact,
+               "sources": [{"id": b.id, "path": b.path, **b.attrs, "tokens": b.tokens}
+                           for b in self.plan.blocks],
+               "hits": [h.to_json() for h in self.hits], "notes": self.notes}
+        if with_text:
+            out["context"] = self.packed
+            if self.request is not None:
+                out["system"], out["prompt"] = self.request.system, self.request.prompt
+        return out
 
 
 def _documents(name: str) -> list[Document]:
@@ -89,24 +109,19 @@ def _pack(docs: list[Document], spec: str, name: str, mode: str) -> Context:
 
 def _retrieve(name: str, version: str, docs: list[Document], question: str, spec: str,
               budget_model_tokens: int, tok: ModelTokenizer,
-              fits: Callable[[Context], Context | None]) -> Context:
+              fits: Callable[[Context], Context | None], signals: tuple[str, ...],
+              notes: list[str]) -> Context:
     """Segments by relevance until the budget is spent, then packed in corpus order; while the
     request does not fit (`fits` gives the context with its request, or None), the least
     relevant piece goes."""
-    from app.services.index import fetch_segments, load_index, path_segments, symbol_segments
+    from app.services.search import search
 
-    index = load_index(name, version)
-    wanted = set(IDENT.findall(question))
-    # a question naming a file (or its stem) brings in its start; a symbol, its definition
-    lowered = question.lower()
-    named = [d.path for d in docs if d.path.rsplit("/", 1)[-1].lower() in lowered
-             or d.path.rsplit("/", 1)[-1].split(".")[0] in wanted][:3]
-    ranked = (symbol_segments(name, wanted) + path_segments(name, named)
-              + [h.segment for h in index.search(question, k=400)])
-    seen: set[int] = set()
-    order = [i for i in ranked if not (i in seen or seen.add(i))]
+    ranking = search(name, question, k=RETRIEVAL_CANDIDATES, version=version, signals=signals)
+    notes.extend(ranking.notes)
+    order = [h.segment.id for h in ranking.hits]
     rank = {sid: i for i, sid in enumerate(order)}
-    rows = {r.id: r for r in fetch_segments(name, order)}
+    rows = {h.segment.id: h.segment for h in ranking.hits}
+    found = {h.segment.id: h for h in ranking.hits}
     # model tokens per corpus token, measured on a sample of what would go in
     sample = "".join(rows[i].text for i in order[:20] if i in rows)[:20_000] or "x"
     ratio = max(0.5, tok.count(sample) / max(1, tokenizer_for(spec).count(sample)))
@@ -123,6 +138,7 @@ def _retrieve(name: str, version: str, docs: list[Document], question: str, spec
         chosen.append(sid)
         spent += cost
     picked = [rows[i] for i in chosen]
+    hits = [found[i] for i in chosen]
     if not picked:
         raise EngineError(f"retrieval found nothing in {name} for this question; try other "
                           "words, or --mode full with a model whose window fits the corpus")
@@ -145,6 +161,9 @@ def _retrieve(name: str, version: str, docs: list[Document], question: str, spec
             pieces.append((min(rank[x.id] for x in run), _piece(doc_of[path], run)))
     while True:
         ctx = _pack([d for _, d in pieces], spec, name, "retrieval")
+        kept = {(d.path, s.start) for _, d in pieces for s in d.segments}
+        ctx = replace(ctx, hits=[h for h in hits if (h.segment.path, h.segment.start) in kept],
+                      notes=notes)
         done = fits(ctx)
         if done is not None:
             return done
@@ -161,7 +180,8 @@ def _piece(doc: Document, rows: list) -> Document:
 
 
 def build_context(name: str, question: str, mode: Mode, backend: Backend, max_tokens: int,
-                  window: int | None = None, turns: str = "") -> Context:
+                  window: int | None = None, turns: str = "",
+                  signals: tuple[str, ...] = SIGNALS) -> Context:
     """The context for a question over a stored corpus, with the request that will be sent and
     its cost (text, template and the pictures a vision backend sends, counted as the server
     counts them) checked against the window. `turns`: earlier questions and answers of the
@@ -169,7 +189,7 @@ def build_context(name: str, question: str, mode: Mode, backend: Backend, max_to
     from; retrieval reads the corpus in several transactions, so an ingest landing in between
     means building it again."""
     for _ in range(3):
-        ctx = _build_context(name, question, mode, backend, max_tokens, window, turns)
+        ctx = _build_context(name, question, mode, backend, max_tokens, window, turns, signals)
         if ctx.mode == "full" or corpus_version(name) == ctx.version:
             return ctx
     raise EngineError(f"corpus {name} changed three times while its context was being built; "
@@ -185,7 +205,7 @@ def _request(packed: str, question: str, turns: str, max_tokens: int,
 
 
 def _build_context(name: str, question: str, mode: Mode, backend: Backend, max_tokens: int,
-                   window: int | None, turns: str) -> Context:
+                   window: int | None, turns: str, signals: tuple[str, ...]) -> Context:
     info = corpus_info(name)
     spec, version = info.spec, info.version
     if not info.sources:
@@ -221,7 +241,7 @@ def _build_context(name: str, question: str, mode: Mode, backend: Backend, max_t
                           f"window leaves {budget:,} for context: use --mode retrieval")
     fill = min(1.0, max(0.1, get_settings().retrieval_fill))
     ctx = _retrieve(name, version, info.sources, turns + question, spec, int(budget * fill),
-                    tok, fits)
+                    tok, fits, signals, [])
     if ctx.request is None:
         raise PromptTooLong(_cost(tok, ctx, question, turns, max_tokens, images_root), window,
                             max_tokens, hint="ask with a lower --max-tokens")

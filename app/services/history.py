@@ -12,11 +12,14 @@ from app.models import Question
 from app.settings import get_settings
 
 
-def conversation_turns(conversation: str) -> list[tuple[str, str]]:
+def conversation_turns(conversation: str, corpus: str | None = None) -> list[tuple[str, str]]:
+    """(question, answer) of each turn so far; with `corpus`, only a conversation over it."""
+    where = [Question.conversation == conversation]
+    if corpus is not None:
+        where.append(Question.corpus_name == corpus)
     with session_scope(get_settings().db_url) as session:
         return [(q.question, q.answer) for q in session.scalars(
-            select(Question).where(Question.conversation == conversation)
-            .order_by(Question.turn))]
+            select(Question).where(*where).order_by(Question.turn))]
 
 
 def last_conversation(name: str) -> str | None:
@@ -44,6 +47,7 @@ class HistoryRow:
     sources: list
     finish_reason: str = "stop"  # stop | length | incomplete (the stream broke off)
     corpus_version: str = ""
+    context: dict | None = None  # what went in (None for answers stored before it was kept)
 
     @property
     def incomplete(self) -> bool:
@@ -58,5 +62,6 @@ def history(corpus: str | None = None, limit: int = 50) -> list[HistoryRow]:
         return [HistoryRow(r.id, r.created_at.isoformat(timespec="seconds"), r.corpus_name,
                            r.conversation, r.turn, r.question, r.answer, r.mode, r.backend,
                            r.model, dict(r.usage or {}), dict(r.timings or {}),
-                           list(r.sources or []), r.finish_reason or "stop", r.corpus_version)
+                           list(r.sources or []), r.finish_reason or "stop", r.corpus_version,
+                           dict(r.context) if r.context else None)
                 for r in session.scalars(q)]

@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from app.database import session_scope
-from app.models import Corpus, Source, StoredSegment, Symbol
+from app.models import Corpus, Source, StoredSegment
 from app.settings import get_settings
 from ingest.retrieval import SegmentIndex
 from ingest.types import IngestError
@@ -65,10 +65,17 @@ def remove_indexes(name: str) -> None:
     shutil.rmtree(get_settings().home_dir / "indexes" / name, ignore_errors=True)
 
 
-def load_index(name: str, version: str, url: str | None = None) -> SegmentIndex:
+def load_index(name: str, version: str, url: str | None = None,
+               note: Callable[[str], None] | None = None) -> SegmentIndex:
+    """The corpus's index for `version`; one missing (another machine ingested it, or it was
+    deleted), damaged or of an older format is rebuilt from the database first."""
     folder = index_dir(name, version)
     index = SegmentIndex.load(folder)
-    if index is None:  # never built, or damaged: build it now
+    if index is None:
+        if note:
+            why = "of an older format or damaged" if (folder / "segments.json").exists() \
+                else "missing"
+            note(f"the retrieval index of {name} was {why}: rebuilt it from the database")
         build_index(name, url)
         index = SegmentIndex.load(folder)
     if index is None:
@@ -91,39 +98,3 @@ def fetch_segments(name: str, ids: list[int], url: str | None = None) -> list[Lo
                     .where(Corpus.name == name, StoredSegment.id.in_(ids[i:i + 500]))):
                 out.append(LocatedSegment(*r[:10], tuple(r[10] or ())))
     return out
-
-
-def symbol_segments(name: str, names: set[str], url: str | None = None) -> list[int]:
-    """Segments that hold the definitions of symbols with these names (case-insensitive)."""
-    if not names:
-        return []
-    lowered = {n.lower() for n in names}
-    with session_scope(_url(url)) as session:
-        corpus = session.scalar(select(Corpus).where(Corpus.name == name))
-        if corpus is None:
-            return []
-        defs = [(sid, a, b) for sid, sym, a, b in session.execute(
-            select(Symbol.source_id, Symbol.name, Symbol.start_line, Symbol.end_line)
-            .join(Source).where(Source.corpus_id == corpus.id)) if sym.lower() in lowered]
-        found: list[int] = []
-        for sid, a, b in defs[:50]:
-            found += session.scalars(select(StoredSegment.id).where(
-                StoredSegment.source_id == sid, StoredSegment.start <= b, StoredSegment.end >= a)
-                .order_by(StoredSegment.order).limit(3)).all()
-        return found
-
-
-def path_segments(name: str, paths: list[str], url: str | None = None) -> list[int]:
-    """The first segments of these files."""
-    if not paths:
-        return []
-    with session_scope(_url(url)) as session:
-        corpus = session.scalar(select(Corpus).where(Corpus.name == name))
-        if corpus is None:
-            return []
-        found: list[int] = []
-        for path in paths:
-            found += session.scalars(select(StoredSegment.id).join(Source).where(
-                Source.corpus_id == corpus.id, Source.path == path)
-                .order_by(StoredSegment.order).limit(2)).all()
-        return found

@@ -12,6 +12,7 @@ from app.services.ask import ask
 from app.services.history import history
 from common.errors import UserError
 from ui.common import pick_corpus, prefs
+from ui.context_view import show_context
 from ui.render import safe_answer, safe_text
 from ui.shared_backend import shared
 from ui.sources_panel import show_sources
@@ -55,6 +56,7 @@ with left:
             st.markdown(safe_answer(r.answer))
             st.caption(_meta(r.mode, r.usage, r.timings, r.backend, r.model))
             show_sources(corpus, r.sources)
+            show_context(r.context, f"q{r.id}")
 
 question = st.chat_input(f"Ask about {corpus}")
 if question:
@@ -104,6 +106,7 @@ if question:
                            "(ignored as instructions): "
                            + safe_text("; ".join(result.injections[:5])))
             show_sources(corpus, data["sources"])
+            show_context(result.context, "new")
 
 with st.expander(f"Past questions about {corpus} ({len(rows)})"):
     for r in rows:

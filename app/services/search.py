@@ -1,0 +1,211 @@
+"""Ranked retrieval over a stored corpus: several signals, each a ranked list, fused into one.
+
+Signals (each says which segments it found, best first):
+- `symbol`: definitions of identifiers the question names, rarest first. An identifier that is
+  defined once in 86M tokens (`get_best_fit`) outranks everything; code-looking names
+  (`snake_case`, `camelCase`, `ALL_CAPS`, digits) match in any case and come first, a
+  capitalised word (`Packer`) matches as written, and plain lower-case words (`value`, `file`)
+  are not looked up as symbols at all.
+- `path`: among what the other signals found, segments in the files the question names
+  (`pack.py`, `pack`, `email.base64mime`) or in rare folders it names (`... in the openai
+  package` -> `openai/`), then those files' first segments.
+- `bm25`: bm25s over code-aware terms (ingest.retrieval), whole snake_case identifiers included.
+Reciprocal rank fusion (`RRF_K`) sums 1 / (k + rank) over the lists, so no signal's raw scores
+need calibrating against another's, and a segment several signals agree on rises.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+
+from app.database import session_scope
+from app.models import Corpus, Source, StoredSegment, Symbol
+from app.services.index import LocatedSegment, fetch_segments, load_index
+from app.settings import get_settings
+from ingest.retrieval import STOP, query_terms
+
+SIGNALS = ("symbol", "path", "bm25")
+RRF_K = 60
+IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
+CODE_LIKE = re.compile(r"_|[a-z][A-Z]|[A-Z]{2,}|\d")
+DOTTED = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+\b")
+INITIAL = ".:;?!\"'(`"  # a capital after these starts a sentence or quote, not a name
+PLACES = r"(?:module|package|file|folder|directory|library|crate|namespace)"
+PATH_HITS = 12  # segments the path signal ranks (more would crowd out the others' best)
+MAX_DEFINITIONS = 20  # a name defined more often than this says nothing about where to look
+PER_NAME = 6  # definitions taken per name (the rarest names first)
+CANDIDATES = 400  # BM25 hits considered
+
+
+@dataclass
+class SearchHit:
+    segment: LocatedSegment
+    score: float
+    #: signal -> 1-based rank of this segment in that signal's list
+    signals: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        s = self.segment
+        where = ({"lines": [s.start, s.end]} if s.span_kind == "lines" else
+                 {"page": s.start} if s.span_kind == "page" else
+                 {s.span_kind: [s.start, s.end]})
+        return {"path": s.path, **where, "score": round(self.score, 6),
+                "signals": self.signals, "tokens": s.tokens, "segment": s.id}
+
+
+@dataclass
+class Ranking:
+    hits: list[SearchHit]
+    notes: list[str] = field(default_factory=list)
+
+
+def _corpus_id(name: str) -> int | None:
+    with session_scope(get_settings().db_url) as session:
+        return session.scalar(select(Corpus.id).where(Corpus.name == name))
+
+
+def _asked_words(question: str) -> set[str]:
+    """Identifier-like words of the question, without sentence-initial capitals (`Return the
+    length...` asks about returning, not about a class `Return`) and without the parts of a
+    dotted module name (`test.test_float` names a file; see `_modules`)."""
+    out = set()
+    dotted = {p for m in DOTTED.finditer(question) for p in m.group().split(".")}
+    for m in IDENT.finditer(question):
+        w = m.group()
+        if w.lower() in STOP or w in dotted:
+            continue
+        before = question[:m.start()].rstrip()
+        if w[0].isupper() and not CODE_LIKE.search(w) and (not before or before[-1] in INITIAL):
+            continue
+        out.add(w)
+    return out
+
+
+def _modules(question: str) -> set[str]:
+    """Paths that dotted module names in the question stand for (`email.base64mime` ->
+    `email/base64mime.py`, `email/base64mime/__init__.py`)."""
+    out = set()
+    for m in DOTTED.finditer(question):
+        base = m.group().replace(".", "/")
+        out |= {f"{base}.py", f"{base}/__init__.py"}
+    return out
+
+
+def symbol_ranking(corpus_id: int, question: str) -> list[int]:
+    """Segments holding definitions of the names in `question`, the rarest names first."""
+    words = _asked_words(question)
+    # a code-looking name matches in any case; a capitalised word (`Packer`) only as written;
+    # a plain lower-case word (`value`, `file`, `piece`) is left to BM25: as a symbol it would
+    # pull in whatever happens to be named like an ordinary word
+    variants = {v for w in words if CODE_LIKE.search(w)
+                for v in (w, w.lower(), w.upper(), w.capitalize())}
+    variants |= {w for w in words if not CODE_LIKE.search(w) and w[0].isupper()}
+    if not variants:
+        return []
+    with session_scope(get_settings().db_url) as session:
+        defs = session.execute(
+            select(Symbol.name, Symbol.source_id, Symbol.start_line, Symbol.end_line)
+            .join(Source).where(Source.corpus_id == corpus_id, Symbol.name.in_(variants))
+            .order_by(Source.position, Symbol.start_line)).all()
+        by_name: dict[str, list[tuple[int, int, int]]] = {}
+        for sym, sid, a, b in defs:
+            by_name.setdefault(sym.lower(), []).append((sid, a, b))
+        asked = {w.lower(): w for w in words}
+
+        def key(name: str) -> tuple[bool, int]:  # code-looking names first, then the rarest
+            return (not CODE_LIKE.search(asked.get(name, name)), len(by_name[name]))
+
+        found: list[int] = []
+        for name in sorted(by_name, key=key):
+            places = by_name[name]
+            if len(places) > MAX_DEFINITIONS:
+                continue
+            for sid, a, b in places[:PER_NAME]:
+                found += session.scalars(select(StoredSegment.id).where(
+                    StoredSegment.source_id == sid, StoredSegment.start <= b,
+                    StoredSegment.end >= a).order_by(StoredSegment.order).limit(2)).all()
+        return found
+
+
+def named_sources(corpus_id: int, question: str) -> tuple[list[int], set[str]]:
+    """(first segments of the files the question names, the folders it names). A file is named
+    by its file name (`pack.py`), a dotted module (`email.base64mime`) or its stem called a
+    module or file (`the pack module`); a folder by a word called a package or folder that is
+    one of its path's parts and holds few of the corpus's files (`openai` in site-packages)."""
+    lowered = question.lower()
+    # a word names a file or folder only when the question says so (`the tarfile module`, `in
+    # the openai package`): `a random int` is not about random.py, nor is a class ConfigParser
+    # about configparser.py
+    words = {w.lower() for w in _asked_words(question)
+             if re.search(
+                 rf"\b(?:{re.escape(w.lower())}\s+{PLACES}|{PLACES}\s+{re.escape(w.lower())})\b",
+                 lowered)}
+    modules = _modules(question)
+    with session_scope(get_settings().db_url) as session:
+        paths = session.execute(select(Source.id, Source.path).where(
+            Source.corpus_id == corpus_id, Source.status == "ok")
+            .order_by(Source.position)).all()
+        named = [sid for sid, path in paths
+                 if (base := path.rsplit("/", 1)[-1]).lower() in lowered and "." in base
+                 or base.split(".")[0].lower() in words or path in modules][:5]
+        folders: dict[str, int] = {}
+        for _, path in paths:
+            for part in path.lower().split("/")[:-1]:
+                if part in words:
+                    folders[part] = folders.get(part, 0) + 1
+        rare = {f for f, n in folders.items() if n <= max(3, len(paths) // 50)}
+        found: list[int] = []
+        for sid in named:
+            found += session.scalars(select(StoredSegment.id).where(
+                StoredSegment.source_id == sid).order_by(StoredSegment.order).limit(2)).all()
+        return found, rare
+
+
+def search(name: str, query: str, k: int = 20, version: str | None = None,
+           signals: tuple[str, ...] = SIGNALS) -> Ranking:
+    """The fused ranking of corpus `name` for `query`: up to `k` hits, best first, each with the
+    signals that found it. `version` is the corpus version whose index to use (default: the
+    stored one)."""
+    from app.services.corpora import corpus_version
+
+    notes: list[str] = []
+    corpus_id = _corpus_id(name)
+    version = version or corpus_version(name)
+    if corpus_id is None or version is None:
+        from ingest.types import IngestError
+
+        raise IngestError(f"no such corpus: {name} (scoutlens corpora list shows the corpora)")
+    if not query_terms(query) and not IDENT.findall(query):
+        notes.append("the query has only common words: nothing to search for")
+        return Ranking([], notes)
+    lists: dict[str, list[int]] = {}
+    if "symbol" in signals:
+        lists["symbol"] = symbol_ranking(corpus_id, query)
+    if "bm25" in signals:
+        lists["bm25"] = [h.segment for h in load_index(name, version, note=notes.append)
+                         .search(query, k=max(k, CANDIDATES))]
+    named, folders = named_sources(corpus_id, query) if "path" in signals else ([], set())
+    pool = list(dict.fromkeys(named + [i for ids in lists.values() for i in ids]))
+    rows = {r.id: r for r in fetch_segments(name, pool)}
+    if "path" in signals:
+        # what the other signals found inside the named files and folders, in their order,
+        # then the named files' first segments
+        named_paths = {rows[i].path for i in named if i in rows}
+        found = [i for ids in lists.values() for i in ids]
+        inside = [i for i in dict.fromkeys(found) if i in rows and (
+            rows[i].path in named_paths or folders & set(rows[i].path.lower().split("/")[:-1]))]
+        lists["path"] = list(dict.fromkeys(inside[:PATH_HITS] + named))
+    fused: dict[int, SearchHit] = {}
+    for signal, ids in lists.items():
+        for rank, sid in enumerate(dict.fromkeys(ids), 1):
+            if sid not in rows:
+                continue
+            hit = fused.setdefault(sid, SearchHit(rows[sid], 0.0))
+            hit.score += 1.0 / (RRF_K + rank)
+            hit.signals[signal] = rank
+    hits = sorted(fused.values(), key=lambda h: (-h.score, h.segment.position, h.segment.start))
+    return Ranking(hits[:k], notes)
+
