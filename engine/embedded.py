@@ -7,8 +7,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from engine.embedded_model import LoadedModel, LoadedTokenizer, encode_request, load_model
-from engine.generate import decode, prefill, save_blocks
-from engine.kvcache import PrefixCache
 from engine.types import (
     Completion,
     CompletionRequest,
@@ -34,8 +32,12 @@ class EmbeddedBackend:
         self._tokenizer = LoadedTokenizer(self.lm)
         self.prefill_chunk = max(1, prefill_chunk)
         self.progress = progress
-        self.prefix_cache = PrefixCache(self.lm.key, kv_block, kv_dir, kv_memory_bytes,
-                                        kv_disk_bytes) if reuse and weights else None
+        self.prefix_cache = None
+        if reuse and weights:
+            from engine.kvcache import PrefixCache  # torch: only with the weights
+
+            self.prefix_cache = PrefixCache(self.lm.key, kv_block, kv_dir, kv_memory_bytes,
+                                            kv_disk_bytes)
 
     @property
     def model(self) -> str:
@@ -66,6 +68,8 @@ class EmbeddedBackend:
         return Stream(self._run(ids, request, state), lambda: self._finish(ids, state))
 
     def _run(self, ids: list[int], request: CompletionRequest, state: dict) -> Iterator[str]:
+        from engine.generate import decode, prefill, save_blocks  # torch: only to generate
+
         tok = self.lm.tokenizer
         result = prefill(self.lm.model, ids, self.prefill_chunk, self.prefix_cache, self.progress,
                          capacity=len(ids) + request.max_tokens)

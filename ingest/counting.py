@@ -100,7 +100,7 @@ class TokenCache:
 _worker_tokenizer: Tokenizer | None = None
 
 
-def _die_with_parent(parent: int) -> None:
+def die_with_parent(parent: int) -> None:
     """A worker must not outlive its ingest: a `kill -9` of the parent leaves no orphans.
     Linux's PR_SET_PDEATHSIG does it; elsewhere the executor's own shutdown is all there is."""
     if sys.platform.startswith("linux"):
@@ -115,7 +115,7 @@ def _die_with_parent(parent: int) -> None:
 
 def _init_worker(spec: str, cache_dir: Path | None, parent: int) -> None:
     global _worker_tokenizer
-    _die_with_parent(parent)
+    die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and SIGTERM
     _worker_tokenizer = load_tokenizer(spec, cache_dir)
 

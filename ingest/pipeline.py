@@ -1,5 +1,8 @@
 """The ingest pipeline: collect -> filter -> read -> process -> count, as one pass.
 
+Reading and processing (hashing, parsing, secret and injection checks) run in worker processes
+once there are enough files, results taken back in order; counting runs in its own pool.
+
 Files whose sha256 matches what the caller already has (`known`) are reported unchanged and
 neither re-segmented nor re-counted: that is what makes re-ingesting incremental.
 """
@@ -7,15 +10,20 @@ neither re-segmented nor re-counted: that is what makes re-ingesting incremental
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import os
+import signal
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ingest.collect import CollectOptions, collect
-from ingest.counting import TokenCache, count_documents
+from ingest.counting import TokenCache, count_documents, default_workers, die_with_parent
 from ingest.documents import ProcessOptions, process, read_bytes
 from ingest.tokenizers import Tokenizer
-from ingest.types import Document, Skipped
+from ingest.types import Candidate, Document, Skipped
 
 #: progress(stage, done, total, detail): stage is "collect", "read" or "count"
 Progress = Callable[[str, int, int, str], None]
@@ -42,13 +50,106 @@ def _noop(stage: str, done: int, total: int, detail: str) -> None:
     pass
 
 
+#: at least this many files before reading moves to worker processes (a pool costs ~0.2 s)
+PARALLEL_FILES = 200
+WINDOW_PER_WORKER = 32  # files in flight per worker: bounds what waits in memory
+
+
+@dataclass
+class _Read:
+    """What reading one candidate gave: a document, a skip, or "unchanged" (its sha256)."""
+
+    index: int
+    document: Document | None = None
+    skipped: Skipped | None = None
+    unchanged: str | None = None
+    noise: str | None = None  # the path rule that matched but is switched off
+    verdicts: dict[str, str] = field(default_factory=dict)  # new content verdicts to remember
+
+
+class _Memo:
+    """Content verdicts read from the cache, new ones kept to hand back to the parent (a
+    worker never writes the cache: the parent does, once)."""
+
+    def __init__(self, cache: TokenCache | None):
+        self._cache, self.new = cache, {}
+
+    def verdict(self, key: str) -> str | None:
+        return self.new.get(key) or (self._cache.verdict(key) if self._cache else None)
+
+    def put_verdict(self, key: str, reason: str) -> None:
+        self.new[key] = reason
+
+
+def _read_one(i: int, cand: Candidate, options: ProcessOptions, known_sha: str | None,
+              memo: _Memo) -> _Read:
+    noise = options.noise
+    reason = noise.by_path(cand.path, cand.size)
+    if reason is not None and noise.enabled(reason):
+        return _Read(i, skipped=Skipped(cand.path, cand.root, cand.size, "skipped", reason))
+    data = read_bytes(cand)
+    if isinstance(data, Skipped):
+        return _Read(i, skipped=data)
+    sha = hashlib.sha256(data).hexdigest()
+    if known_sha == sha:
+        return _Read(i, unchanged=sha)
+    memo.new = {}
+    result = process(cand, data, options, sha, memo)
+    if isinstance(result, Skipped):
+        return _Read(i, skipped=result, verdicts=memo.new)
+    return _Read(i, document=result, noise=reason, verdicts=memo.new)
+
+
+_worker: tuple[ProcessOptions, _Memo] | None = None
+
+
+def _init_reader(options: ProcessOptions, cache: tuple[Path, str] | None, parent: int) -> None:
+    global _worker
+    die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and SIGTERM
+    _worker = (options, _Memo(TokenCache(*cache) if cache else None))
+
+
+def _read_in_worker(job: tuple[int, Candidate, str | None]) -> _Read:
+    assert _worker is not None
+    options, memo = _worker
+    return _read_one(job[0], job[1], options, job[2], memo)
+
+
+def _read_all(candidates: list[Candidate], options: ProcessOptions, known: dict[str, str],
+              cache: TokenCache | None, workers: int) -> Iterator[_Read]:
+    """Every candidate read and processed, in order: in worker processes (both cores busy:
+    parsing, secret scanning and hashing are CPU work) when there are enough files, with a
+    bounded number in flight so finished work never piles up in memory."""
+    jobs = ((i, c, known.get(c.path)) for i, c in enumerate(candidates))
+    if workers <= 1 or len(candidates) < PARALLEL_FILES:
+        memo = _Memo(cache)
+        for i, cand, sha in jobs:
+            yield _read_one(i, cand, options, sha, memo)
+        return
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    where = (cache.path, cache.fingerprint) if cache is not None else None
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_reader,
+                               initargs=(options, where, os.getpid()))
+    try:
+        pending: deque[Future] = deque()
+        for job in jobs:
+            pending.append(pool.submit(_read_in_worker, job))
+            if len(pending) >= workers * WINDOW_PER_WORKER:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
 def run_pipeline(inputs: list[Path], tokenizer: Tokenizer, options: PipelineOptions,
                  known: dict[str, str] | None = None, cache: TokenCache | None = None,
                  progress: Progress = _noop) -> PipelineResult:
     known = known or {}
     skipped: list[Skipped] = []
     unchanged: dict[str, str] = {}
-    noise = options.process.noise
     with collect(inputs, options.collect) as found:
         candidates = found.candidates
         skipped.extend(found.skipped)
@@ -56,28 +157,23 @@ def run_pipeline(inputs: list[Path], tokenizer: Tokenizer, options: PipelineOpti
         progress("collect", total, total, f"{total} files")
 
         def documents() -> Iterator[Document]:
-            for i, cand in enumerate(candidates, start=1):
-                progress("read", i, total, cand.path)
-                reason = noise.by_path(cand.path, cand.size)
-                if reason is not None and noise.enabled(reason):
-                    skipped.append(Skipped(cand.path, cand.root, cand.size, "skipped", reason))
-                    continue
-                data = read_bytes(cand)
-                if isinstance(data, Skipped):
-                    skipped.append(data)
-                    continue
-                sha = hashlib.sha256(data).hexdigest()
-                if known.get(cand.path) == sha:
-                    unchanged[cand.path] = sha
-                    continue
-                result = process(cand, data, options.process, sha, cache)
-                if isinstance(result, Skipped):
-                    skipped.append(result)
-                    continue
-                if reason is not None:  # noise by path, but that rule is switched off
-                    result.flags.append(f"noise:{reason}")
-                result.flags.extend(cand.flags)
-                yield result
+            workers = options.workers or default_workers()
+            for done, read in enumerate(_read_all(candidates, options.process, known, cache,
+                                                  workers), start=1):
+                cand = candidates[read.index]
+                progress("read", done, total, cand.path)
+                if cache is not None:
+                    for key, reason in read.verdicts.items():
+                        cache.put_verdict(key, reason)
+                if read.skipped is not None:
+                    skipped.append(read.skipped)
+                elif read.unchanged is not None:
+                    unchanged[cand.path] = read.unchanged
+                elif read.document is not None:
+                    if read.noise is not None:  # noise by path, but that rule is switched off
+                        read.document.flags.append(f"noise:{read.noise}")
+                    read.document.flags.extend(cand.flags)
+                    yield read.document
 
         docs = count_documents(documents(), tokenizer, cache, options.workers)
         progress("count", total, total, f"{sum(d.tokens for d in docs):,} tokens")

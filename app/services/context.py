@@ -11,7 +11,13 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from app.services.citations import ContextSource
-from app.services.corpora import corpus_info, corpus_version, load_documents, version_of_sources
+from app.services.corpora import (
+    corpus_info,
+    corpus_version,
+    load_documents,
+    source_documents,
+    version_of_sources,
+)
 from app.services.prompting import corpus_request
 from app.services.search import SIGNALS, SearchHit
 from app.services.tokencache import tokenizer as tokenizer_for
@@ -107,7 +113,7 @@ def _pack(docs: list[Document], spec: str, name: str, mode: str) -> Context:
     return Context(buf.getvalue(), plan, _sources(plan), mode, docs)
 
 
-def _retrieve(name: str, version: str, docs: list[Document], question: str, spec: str,
+def _retrieve(name: str, version: str, question: str, spec: str,
               budget_model_tokens: int, tok: ModelTokenizer,
               fits: Callable[[Context], Context | None], signals: tuple[str, ...],
               notes: list[str]) -> Context:
@@ -146,9 +152,11 @@ def _retrieve(name: str, version: str, docs: list[Document], question: str, spec
     by_source: dict[str, list] = {}
     for r in picked:
         by_source.setdefault(r.path, []).append(r)
-    doc_of = {d.path: d for d in docs}
+    doc_of = source_documents(name, sorted(by_source))
     pieces: list[tuple[int, Document]] = []  # (best rank among its segments, the piece)
     for path in sorted(by_source, key=lambda p: by_source[p][0].position):
+        if path not in doc_of:
+            continue  # re-ingested away meanwhile: the version check makes it build again
         segs = sorted(by_source[path], key=lambda r: r.start)
         run: list = []
         for r in segs + [None]:
@@ -240,7 +248,7 @@ def _build_context(name: str, question: str, mode: Mode, backend: Backend, max_t
         raise EngineError(f"the corpus is {corpus_tokens:,} tokens ({spec}) but the model's "
                           f"window leaves {budget:,} for context: use --mode retrieval")
     fill = min(1.0, max(0.1, get_settings().retrieval_fill))
-    ctx = _retrieve(name, version, info.sources, turns + question, spec, int(budget * fill),
+    ctx = _retrieve(name, version, turns + question, spec, int(budget * fill),
                     tok, fits, signals, [])
     if ctx.request is None:
         raise PromptTooLong(_cost(tok, ctx, question, turns, max_tokens, images_root), window,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import time
 from dataclasses import dataclass, replace
@@ -362,47 +361,36 @@ class CorpusInfo:
     spec: str  # tokenizer the corpus was counted with
     version: str
     tokens: int
-    sources: list[Document]  # metadata only: path, kind, language, flags (no segments)
-
-
-def looks_like_path(target: str) -> bool:
-    """`./x`, `../x`, `/x`, `~`, `.` or anything with a separator: a bare word is a name."""
-    seps = [c for c in (os.sep, os.altsep) if c]
-    return target in (".", "..") or target.startswith("~") or any(c in target for c in seps)
-
-
-def corpus_name_for(path: Path) -> str:
-    """The corpus a path is ingested into when no name is given: its folder or file name."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", path.resolve().name).strip("-.") or "corpus"
-
-
-def ingest_target(args: list[str], corpus: str | None = None) -> tuple[str, list[Path]]:
-    """(corpus, paths) from `ingest`'s arguments, read as `ask` and `pack` read theirs: with
-    `corpus` given every argument is a path; else a first argument that is a bare word (no
-    separator, not `.`/`~`) followed by paths is the corpus name; else all are paths and the
-    corpus is named after the first."""
-    if not args:
-        raise IngestError("nothing to ingest: give a corpus name and paths (scoutlens ingest "
-                          "NAME PATH...)")
-    if corpus is None and len(args) > 1 and not looks_like_path(args[0]):
-        corpus, args = args[0], args[1:]
-    paths = [Path(a).expanduser() for a in args]
-    return corpus or corpus_name_for(paths[0]), paths
+    sources: int  # readable sources
 
 
 def corpus_info(name: str) -> CorpusInfo:
-    """What deciding full vs retrieval needs, without reading the corpus's text."""
+    """What deciding full vs retrieval needs, in one aggregate query (reading 22k sources'
+    metadata took 0.7 s of a question over a 77M-token corpus)."""
     with session_scope(get_settings().db_url) as session:
         row = session.scalar(select(Corpus).where(Corpus.name == name))
         if row is None:
             raise IngestError(f"no such corpus: {name}")
-        srcs = session.execute(select(
-            Source.path, Source.root, Source.kind, Source.language, Source.sha256, Source.bytes,
-            Source.flags, Source.tokens).where(Source.corpus_id == row.id, Source.status == "ok")
-            .order_by(Source.position)).all()
-        docs = [Document(p, r, k, lang, sha or "", size, [], flags=list(fl or []), tokens=t)
-                for p, r, k, lang, sha, size, fl, t in srcs]
-        return CorpusInfo(row.tokenizer, row.version_hash, sum(d.tokens for d in docs), docs)
+        count, tokens = session.execute(
+            select(func.count(), func.coalesce(func.sum(Source.tokens), 0))
+            .where(Source.corpus_id == row.id, Source.status == "ok")).one()
+        return CorpusInfo(row.tokenizer, row.version_hash, int(tokens), int(count))
+
+
+def source_documents(name: str, paths: list[str]) -> dict[str, Document]:
+    """Metadata of these sources of corpus `name` (path, kind, language, flags; no text)."""
+    out: dict[str, Document] = {}
+    with session_scope(get_settings().db_url) as session:
+        cid = session.scalar(select(Corpus.id).where(Corpus.name == name))
+        for i in range(0, len(paths), 500):
+            for p, r, k, lang, sha, size, fl, t in session.execute(select(
+                    Source.path, Source.root, Source.kind, Source.language, Source.sha256,
+                    Source.bytes, Source.flags, Source.tokens).where(
+                    Source.corpus_id == cid, Source.path.in_(paths[i:i + 500]),
+                    Source.status == "ok")):
+                out[p] = Document(p, r, k, lang, sha or "", size, [], flags=list(fl or []),
+                                  tokens=t)
+    return out
 
 
 def corpus_version(name: str) -> str | None:
