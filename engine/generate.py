@@ -48,7 +48,7 @@ def prefill(model, ids: list[int], chunk: int, prefix_cache: PrefixCache | None 
     logits = None
     while done < len(ids):
         piece = torch.tensor([ids[done:done + chunk]], dtype=torch.long)
-        out = model(input_ids=piece, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        out = model(input_ids=piece, cache=cache, use_cache=True, logits_to_keep=1)
         logits = out.logits[0, -1].float()
         done += piece.shape[1]
         if progress:
@@ -85,5 +85,5 @@ def decode(model, result: PrefillResult, max_tokens: int, eos_ids: frozenset[int
         if token in eos_ids:
             return
         yield token
-        out = model(input_ids=torch.tensor([[token]]), past_key_values=cache, use_cache=True)
+        out = model(input_ids=torch.tensor([[token]]), cache=cache, use_cache=True)
         logits = out.logits[0, -1].float()

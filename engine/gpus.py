@@ -27,6 +27,8 @@ GPU_KINDS: dict[str, GpuKind] = {
     "H200": GpuKind("H200", 141, 139.8, 4.8, 989.0),  # HBM3e, same compute as H100
 }
 MAX_PER_NODE = 8
+#: vLLM --max-num-batched-tokens (the prefill chunk) unless chosen: GPUs, and the CPU build
+BATCHED_TOKENS = {"gpu": 8192, "cpu": 2048}
 
 
 @dataclass(frozen=True)

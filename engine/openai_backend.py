@@ -139,7 +139,7 @@ class OpenAIBackend:
                  max_retries: int = 4, connect_timeout: float = 10.0, base_timeout: float = 60.0,
                  min_prefill_tokens_per_s: float = 200.0, idle_timeout: float = 60.0,
                  min_decode_tokens_per_s: float = 2.0, max_tokens_slack: float = 2.0,
-                 info_timeout: float = 20.0):
+                 info_timeout: float = 20.0, max_images: int | None = None):
         self.base_url = api_base(endpoint)
         self.server_root = self.base_url[: -len("/v1")]
         self._model = model
@@ -148,6 +148,7 @@ class OpenAIBackend:
         self.min_rate, self.idle_timeout = min_prefill_tokens_per_s, idle_timeout
         self.min_decode_rate, self.slack = min_decode_tokens_per_s, max_tokens_slack
         self.info_timeout = info_timeout
+        self.max_images = max_images  # the server's images per prompt (None: no limit known)
         self._tokenizer: ModelTokenizer | None = None
         # one pooled client: building one (and loading the CA bundle) per call costs ~20 ms
         self._http = httpx.Client(
@@ -252,9 +253,9 @@ class OpenAIBackend:
         cl100k estimate that says it is one. Asked once per backend, with a short wait."""
         if self._tokenizer is None:
             server = ServerTokenizer(self.server_root, self.model, self._http,
-                                     lambda chars: self._timeout(chars).read)
+                                     lambda chars: self._timeout(chars).read, self.max_images)
             self._tokenizer = server if probe(server, self.info_timeout) else \
-                EstimateTokenizer(load_tokenizer("cl100k"), self.model)
+                EstimateTokenizer(load_tokenizer("cl100k"), self.model, self.max_images)
         return self._tokenizer
 
     def describe(self) -> dict:
@@ -311,7 +312,8 @@ class OpenAIBackend:
             messages.append({"role": "system", "content": request.system})
         content: str | list[dict] = request.prefix + request.prompt
         if request.images_root:
-            content = content_parts(content, Path(request.images_root)) or content
+            content = content_parts(content, Path(request.images_root),
+                                    self.max_images) or content
         messages.append({"role": "user", "content": content})
         return "/chat/completions", {**body, "messages": messages}
 

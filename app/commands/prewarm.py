@@ -43,6 +43,7 @@ def prewarm(
 ) -> None:
     """Prefill CORPUS on a server in growing stages, so later questions start warm."""
     from app.services.ask import resolve_corpus
+    from app.services.backends import make_backend
     from app.services.context import build_context
     from app.settings import get_settings
     from engine.openai_backend import OpenAIBackend
@@ -50,7 +51,8 @@ def prewarm(
     from ingest.pack import parse_budget
 
     step = parse_budget(stage)
-    backend = OpenAIBackend(endpoint, model=model)
+    backend = make_backend("openai", endpoint=endpoint, model=model)  # as ask would
+    assert isinstance(backend, OpenAIBackend)
     # the very prefix `scoutlens ask` will send in full mode, so its questions hit the cache
     name = resolve_corpus(corpus, note=console.print)
     with console.status("packing the corpus"):

@@ -38,7 +38,7 @@ def make_backend(backend: str | None = None, *, endpoint: str | None = None,
             raise EngineError("the openai backend needs --endpoint URL (or SCOUTLENS_ENDPOINT)")
         from engine.openai_backend import OpenAIBackend
 
-        return OpenAIBackend(endpoint, model=model or None)
+        return OpenAIBackend(endpoint, model=model or None, max_images=s.max_images)
     from engine.embedded import EmbeddedBackend
 
     return EmbeddedBackend(model or s.model or bundled_model_dir(), dtype=s.dtype,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import time
 from dataclasses import dataclass, replace
@@ -354,6 +355,31 @@ def load_documents(name: str, symbols: bool = False,
                          segs[s.id], syms[s.id], dict(s.meta or {}), list(s.flags or []),
                          s.tokens) for s in sources]
         return row.tokenizer, docs
+
+
+def looks_like_path(target: str) -> bool:
+    """`./x`, `../x`, `/x`, `~`, `.` or anything with a separator: a bare word is a name."""
+    seps = [c for c in (os.sep, os.altsep) if c]
+    return target in (".", "..") or target.startswith("~") or any(c in target for c in seps)
+
+
+def corpus_name_for(path: Path) -> str:
+    """The corpus a path is ingested into when no name is given: its folder or file name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", path.resolve().name).strip("-.") or "corpus"
+
+
+def ingest_target(args: list[str], corpus: str | None = None) -> tuple[str, list[Path]]:
+    """(corpus, paths) from `ingest`'s arguments, read as `ask` and `pack` read theirs: with
+    `corpus` given every argument is a path; else a first argument that is a bare word (no
+    separator, not `.`/`~`) followed by paths is the corpus name; else all are paths and the
+    corpus is named after the first."""
+    if not args:
+        raise IngestError("nothing to ingest: give a corpus name and paths (scoutlens ingest "
+                          "NAME PATH...)")
+    if corpus is None and len(args) > 1 and not looks_like_path(args[0]):
+        corpus, args = args[0], args[1:]
+    paths = [Path(a).expanduser() for a in args]
+    return corpus or corpus_name_for(paths[0]), paths
 
 
 @dataclass(frozen=True)

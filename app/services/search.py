@@ -178,7 +178,7 @@ def search(name: str, query: str, k: int = 20, version: str | None = None,
         from ingest.types import IngestError
 
         raise IngestError(f"no such corpus: {name} (scoutlens corpora list shows the corpora)")
-    if not query_terms(query) and not IDENT.findall(query):
+    if not query_terms(query) and not _asked_words(query):
         notes.append("the query has only common words: nothing to search for")
         return Ranking([], notes)
     lists: dict[str, list[int]] = {}

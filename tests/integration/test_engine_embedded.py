@@ -1,4 +1,5 @@
-"""The embedded backend on the real bundled model: chunked prefill, KV reuse, faults."""
+"""The embedded backend on the real bundled model: chunked prefill, KV reuse, faults. The KV
+cache's block keys alone: tests/unit/test_kvcache.py."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ import torch
 from engine.embedded import EmbeddedBackend
 from engine.embedded_model import encode_request
 from engine.generate import prefill
-from engine.kvcache import MAGIC, PrefixCache, block_hashes
+from engine.kvcache import MAGIC, PrefixCache
 from engine.types import CompletionRequest, PromptTooLong
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUESTION = "\n\nQuestion: What is the vault code? Answer with the number only."
 
 
@@ -140,17 +141,6 @@ def test_corrupt_and_foreign_cache_entries_are_ignored_and_replaced(model_dir, c
     foreign.disk.dir = b.prefix_cache.disk.dir  # same folder, other identity in the headers
     assert foreign.lookup(keys[:3]) == []
     assert not by_key[keys[0]].exists()  # a foreign or corrupt entry is dropped, to be rewritten
-
-
-def test_block_keys_chain_over_the_whole_prefix():
-    ids = list(range(100))
-    keys = block_hashes("m", ids, 16)
-    assert len(keys) == 6  # full blocks only
-    changed = block_hashes("m", [999, *ids[1:]], 16)
-    assert all(a != b for a, b in zip(keys, changed, strict=True))  # a change early moves all
-    tail_changed = block_hashes("m", ids[:40] + [7] * 60, 16)
-    assert tail_changed[:2] == keys[:2] and tail_changed[2] != keys[2]
-    assert block_hashes("other-model", ids, 16)[0] != keys[0]
 
 
 def test_unwritable_cache_dir_warns_and_still_answers(model_dir, corpus, tmp_path):

@@ -21,7 +21,7 @@ import yaml
 from engine.planner import plan
 from engine.vllm_flags import launch_for_plan
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 WEIGHTS = "/srv/models/scout"
 SERVED = "llama-4-scout"

@@ -1,11 +1,12 @@
 """A database that cannot be used is one line naming it and the way out, from every command:
-damaged or foreign files, read-only files and folders, a lock held past the timeout, a
-PostgreSQL server that refuses; and a configured URL that would lose or scatter data is refused."""
+damaged or foreign files, read-only files and folders, a lock held past the timeout; and a
+configured URL that would lose or scatter data is refused. A PostgreSQL server that refuses:
+tests/integration/test_db_errors.py."""
 
 from __future__ import annotations
 
 import os
-import socket
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from app.database import DatabaseError, dispose_db, get_db, session_scope
 from app.services import corpora
 from app.settings import get_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOWN = "http://127.0.0.1:9/v1"  # `ask` reaches the database before it needs the server
 
 
@@ -49,16 +50,25 @@ def _folder(root: Path) -> Path:
     return root
 
 
-@pytest.fixture
-def stored(tmp_path):
-    """A real database, written by `scoutlens ingest`, checkpointed so the file holds it all."""
-    home, folder = tmp_path / "h", _folder(tmp_path / "docs")
+@pytest.fixture(scope="module")
+def stored_once(tmp_path_factory):
+    """A real database, written by `scoutlens ingest`, checkpointed so the file holds it all;
+    once per module (tests damage copies of it)."""
+    root = tmp_path_factory.mktemp("stored")
+    home, folder = root / "h", _folder(root / "docs")
     done = _cli("ingest", str(folder), "--corpus", "small", home=home)
     assert done.returncode == 0, done.stderr
-    db = home / "scoutlens.db"
-    with sqlite3.connect(db) as conn:
+    with sqlite3.connect(home / "scoutlens.db") as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    return home, folder, db
+    return home, folder
+
+
+@pytest.fixture
+def stored(stored_once, tmp_path):
+    """This test's own copy of that data folder (home, the ingested folder, the database)."""
+    template, folder = stored_once
+    home = shutil.copytree(template, tmp_path / "h")
+    return home, folder, home / "scoutlens.db"
 
 
 def _damage_sources_table(db: Path) -> None:
@@ -133,26 +143,6 @@ def test_a_lock_held_past_the_timeout_is_a_database_error(tmp_path, monkeypatch)
     message = str(err.value)
     assert "\n" not in message and "database is locked" in message and "try again" in message
     assert str(get_settings().home_dir / "scoutlens.db") in message
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_postgresql_down_or_refusing_is_one_line(pg_server, tmp_path):
-    home = tmp_path / "h"
-    down = f"postgresql://scout:hunter2@127.0.0.1:{_closed_port()}/db"
-    line = _one_line(_cli("corpora", "list", home=home, url=down), "server running")
-    assert "hunter2" not in line
-    wrong = f"postgresql://postgres:not-the-password@127.0.0.1:{pg_server.port}/postgres"
-    line = _one_line(_cli("corpora", "list", home=home, url=wrong), "password authentication",
-                     "check the user and password")
-    assert "not-the-password" not in line
-    missing = pg_server.url("no_such_db_here")
-    _one_line(_cli("ingest", str(_folder(tmp_path / "d")), "-c", "x", home=home, url=missing),
-              "does not exist", "SCOUTLENS_DATABASE_URL")
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:",

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from evals.suite import FIELDS, Suite, SuiteError, load, parse_yaml, resolve, validate
 from evals.tasks import RULER
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -1,4 +1,5 @@
-"""Video ingestion on videos made here with PyAV: scene sampling, OCR, subtitles, costs, faults."""
+"""Video ingestion on videos made here with PyAV: scene sampling, OCR, subtitles, costs, faults.
+Asked on the embedded model: tests/integration/test_video.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from helpers import make_video
+from helpers import TALK_SLIDES, make_talk, make_video
 
 from app.services.citations import ContextSource, verify
 from ingest.documents import ProcessOptions, process
@@ -23,9 +24,7 @@ from ingest.video import (
     tile_grid,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-SLIDES = ["Quarterly review", "Revenue grew 12 percent", "The launch date is 14 March",
-          "Questions"]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def make_audio(path: Path) -> Path:
@@ -43,12 +42,7 @@ def make_audio(path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def talk(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("video")
-    path = make_video(folder / "talk.mp4", SLIDES)
-    (folder / "talk.srt").write_text("1\n00:00:05,000 --> 00:00:07,500\nWelcome to the review."
-                                     "\n\n2\n00:00:21,000 --> 00:00:23,000\nNote the <i>launch"
-                                     "</i> date.\n")
-    return path
+    return make_talk(tmp_path_factory.mktemp("video"))
 
 
 def test_llama4_image_token_costs():
@@ -67,7 +61,7 @@ def test_scene_changes_are_kept_with_times_text_and_costs(talk):
     assert result.decoded >= 190 and round(result.duration) == 40
     assert all(f.grid == (2, 2) and f.image_tokens == 727 for f in result.frames)
     if tesseract_available():
-        assert [f.text for f in result.frames] == SLIDES
+        assert [f.text for f in result.frames] == TALK_SLIDES
     else:
         assert any(fl.startswith("no-ocr") for fl in result.flags)
     assert [(c.start, c.text) for c in result.cues] == [(5.0, "Welcome to the review."),
@@ -147,23 +141,6 @@ def test_video_citations_by_time(talk):
     bad = [r for r in refs if r.t == "00:05:00"]
     assert good and good[0].verified and good[0].label() == "talk.mp4 @ 00:00:20"
     assert bad and not bad[0].verified and "no frame" in bad[0].why
-
-
-def test_ask_over_a_recording_cites_a_time(tmp_path, talk, model_dir):
-    from app.services.ask import ask
-    from engine.embedded import EmbeddedBackend
-
-    folder = tmp_path / "talks"
-    folder.mkdir()
-    (folder / "talk.mp4").write_bytes(talk.read_bytes())
-    backend = EmbeddedBackend(str(model_dir), kv_dir=None)
-    r = ask(str(folder), "What is the launch date?", backend, max_tokens=24)
-    assert r.mode == "full"
-    timed = [s for s in r.sources if s.path == "talk.mp4" and s.t]
-    assert timed, r.sources
-    if tesseract_available():  # the date is only on the slide: OCR is what makes it findable
-        assert "14 March" in r.answer or "March 14" in r.answer
-        assert timed[0].t == "00:00:20"
 
 
 def test_vision_requests_carry_each_frame_as_an_image_part(tmp_path, talk):

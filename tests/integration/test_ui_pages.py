@@ -14,10 +14,7 @@ from app.services.corpora import ingest, list_corpora
 from app.services.history import history
 from ui import prefs as prefs_store
 
-# the whole app in Streamlit's AppTest, background jobs and all (end to end, not unit)
-pytestmark = pytest.mark.integration
-
-VIEWS = Path(__file__).resolve().parent.parent / "ui" / "views"
+VIEWS = Path(__file__).resolve().parents[2] / "ui" / "views"
 FACT_PAGES = ["Introduction. This report covers the harbour project.",
               "Findings. The bridge inspection date is 14 March 2031.",
               "Appendix. Tables follow."]

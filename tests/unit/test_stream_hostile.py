@@ -29,7 +29,7 @@ from engine.openai_backend import OpenAIBackend
 from engine.types import CompletionRequest, EngineError, Usage
 from engine.wire import SSEParser, api_base, parse_chunk
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from helpers import make_video
 from streamlit.testing.v1 import AppTest
 
@@ -18,8 +17,7 @@ from app.services.ask import resolve_corpus
 from app.services.corpora import load_documents
 from app.settings import get_settings
 
-UI = Path(__file__).parent.parent / "ui" / "views" / "corpora_page.py"
-pytestmark = pytest.mark.integration  # the CLI, the UI in AppTest and a video, end to end
+UI = Path(__file__).resolve().parents[2] / "ui" / "views" / "corpora_page.py"
 
 
 def _llama4_rank_file(path: Path) -> Path:

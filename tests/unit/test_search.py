@@ -1,0 +1,81 @@
+"""Ranked retrieval on a corpus shaped like the one that broke it: many files defining ordinary
+names (`value`, `file`, `get`) in corpus order before the one rare definition a question asks
+for; `scoutlens search` and `ask --dry-run` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fakes import ScriptedBackend
+from helpers import make_site_corpus as _corpus
+
+from app.services.ask import prepare
+from app.services.context import build_context
+from app.services.corpora import ingest
+from app.services.history import history
+from app.services.search import search
+from common.errors import UserError
+
+
+@pytest.fixture
+def corpus(tmp_path) -> str:
+    ingest([_corpus(tmp_path / "site")], "site")
+    return "site"
+
+
+def test_a_rare_definition_outranks_ordinary_names_defined_everywhere(corpus):
+    hits = search(corpus, "In which file is the function get_best_fit defined?", k=5).hits
+    assert hits[0].segment.path.endswith("vision/image_processing.py")
+    assert "symbol" in hits[0].signals and hits[0].signals["symbol"] == 1
+    constant = search(corpus, "What is the value of DEFAULT_MAX_RETRIES in the zzz_client "
+                      "package?", k=5).hits
+    assert constant[0].segment.path == "zzz_client/_constants.py"
+    assert {"bm25", "path"} <= set(constant[0].signals)
+
+
+def test_the_context_holds_the_answer_where_bm25_alone_may_not(corpus):
+    """On an 8K-token budget the fused ranking puts both places in the context; the pieces are
+    laid out in corpus order and the context says which signals found each."""
+    backend = ScriptedBackend(window=2048)
+    for question, path in [
+            ("In which file is the function get_best_fit defined?",
+             "zzz_client/models/vision/image_processing.py"),
+            ("What is the value of DEFAULT_MAX_RETRIES in the zzz_client package?",
+             "zzz_client/_constants.py")]:
+        ctx = build_context(corpus, question, "retrieval", backend, 256)
+        data = ctx.to_json()
+        assert path in [s["path"] for s in data["sources"]], data["sources"]
+        assert data["prompt_tokens"] + 256 <= 2048  # counted as the toy tokenizer counts
+        assert data["prompt_tokens"] == backend.tokenizer().count_request(ctx.request).tokens
+        positions = [s["path"] for s in data["sources"]]
+        assert positions == sorted(positions)  # corpus order (paths sort as the corpus does)
+        assert all(h["signals"] for h in data["hits"])
+
+
+def test_only_common_words_and_a_missing_corpus_say_why(corpus):
+    empty = search(corpus, "what is the of and")
+    assert empty.hits == [] and "only common words" in empty.notes[0]
+    with pytest.raises(UserError, match="no such corpus"):
+        search("nope", "get_best_fit")
+
+
+def test_an_index_of_an_older_format_is_rebuilt_with_a_note(corpus):
+    from app.services.corpora import corpus_version
+    from app.services.index import index_dir
+
+    folder = index_dir(corpus, corpus_version(corpus))
+    (folder / "segments.json").write_text(json.dumps([1, 2, 3]))  # format 1: a bare id list
+    ranking = search(corpus, "get_best_fit")
+    assert ranking.hits and "older format" in ranking.notes[0]
+    assert json.loads((folder / "segments.json").read_text())["format"] >= 2
+
+
+def test_dry_run_sends_nothing_and_stores_nothing(corpus):
+    backend = ScriptedBackend(window=2048)
+    ready = prepare(corpus, "In which file is the function get_best_fit defined?", backend,
+                    max_tokens=256)
+    assert backend.requests == [] and history(corpus) == []
+    assert "def get_best_fit(" in ready.context.to_json(with_text=True)["context"]
+    with pytest.raises(UserError, match="no such conversation"):
+        prepare(corpus, "and then?", backend, conversation="nope")
