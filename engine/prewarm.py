@@ -9,8 +9,10 @@ anything the server has meanwhile evicted is recomputed, never skipped.
 
 Token-exact stages need the server's `/tokenize` (vLLM, SGLang): the chat-templated corpus is
 tokenized once and stages are sent as token ids to `/v1/completions`, whose blocks are the ones a
-later chat request over the same corpus hits. Without `/tokenize`, stages are cut as text at line
-ends (about 4 characters a token) and sent as chat requests.
+later chat request over the same corpus hits. Without `/tokenize`, or when the request carries
+pictures (a video corpus for a vision model: token ids cannot carry images), stages are cut as
+text at line ends (about 4 characters a token) and sent as the chat request ask sends, pictures
+included, so ask's request finds them cached.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from common.files import atomic_write_text
 from engine.openai_backend import OpenAIBackend
 from engine.types import CompletionRequest, EngineError
 
-BLOCK = 16  # vLLM's prefix-cache block: stage ends are multiples of it
+#: stage ends are multiples of it: vLLM's GPU prefix-cache block is 16 tokens, vLLM-CPU's 128
+#: (cached counts there come in multiples of 128); 128 is a multiple of both
+BLOCK = 128
 TAIL_MARGIN = 32  # chat-template tokens after the user content, never part of the prefix
 
 
@@ -57,10 +61,10 @@ class PrewarmReport:
         return d
 
 
-def stage_ends(total: int, stage: int, start: int = 0) -> list[int]:
+def stage_ends(total: int, stage: int, start: int = 0, block: int = BLOCK) -> list[int]:
     """Block-aligned cut points after `start`, ending at the last full block of `total`."""
-    stage = max(BLOCK, stage // BLOCK * BLOCK)
-    last = total // BLOCK * BLOCK
+    stage = max(block, stage // block * block)
+    last = total // block * block
     ends = list(range((start // stage + 1) * stage, last, stage))
     if last > start and (not ends or ends[-1] != last):
         ends.append(last)
@@ -94,7 +98,8 @@ def prewarm(backend: OpenAIBackend, request: CompletionRequest, stage: int, stat
     """Send `request.prefix` in growing stages; returns what each stage cost and hit."""
     if not request.prefix:
         raise EngineError("nothing to prewarm: the corpus is empty")
-    ids = backend.tokenizer().chat_ids(request.prefix, request.system)
+    pictures = bool(request.images_root) and ' image="' in request.prefix
+    ids = None if pictures else backend.tokenizer().chat_ids(request.prefix, request.system)
     if ids is not None:
         mode, total = "tokens", max(0, len(ids) - TAIL_MARGIN)
         content_key = hashlib.sha256(json.dumps(ids).encode()).hexdigest()
@@ -141,7 +146,7 @@ def _send_tokens(backend: OpenAIBackend, ids: list[int]) -> int:
 
 def _send_text(backend: OpenAIBackend, request: CompletionRequest, end: int) -> int:
     part = CompletionRequest(prompt="", prefix=request.prefix[:end], system=request.system,
-                             max_tokens=1)
+                             max_tokens=1, images_root=request.images_root)
     result = backend.stream(part).collect()
     if result.incomplete:
         raise EngineError(f"prewarm stage broke off: {result.error}")

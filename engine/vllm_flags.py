@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 
 API_MODULE = "vllm.entrypoints.openai.api_server"
 HYBRID_ENV = "VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE"
+#: Llama 4's attention temperature tuning: transformers (and so the embedded engine) always
+#: applies it, vLLM only when max_model_len > 32K; asking for it keeps the two engines' answers
+#: equal at any window (with a tiny Llama 4 they split at token 13 without it)
+LLAMA4_GENERATION = '{"attn_temperature_tuning": true}'
 LLAMA4_IMAGES = 5  # Meta tested up to 5 images per prompt (vLLM 0.32 takes 999 unless told)
 RAY_PORT = 6379
 CPU_WINDOW = 8192  # when a CPU model's window cannot be read (the bundled SmolLM2's)
@@ -79,6 +83,7 @@ def build_launch(*, model: str, port: int, host: str = "127.0.0.1", tensor_paral
                  pipeline_parallel: int = 1, max_model_len: int, kv_dtype: str = "bf16",
                  hybrid_kv: bool | None = None, chunked_local: bool = False,
                  mixed_attention: bool = False, images: int | None = None,
+                 llama4: bool = False,
                  gpu_memory_utilization: float = 0.90, max_num_batched_tokens: int = 8192,
                  quantization: str | None = None,
                  served_name: str | None = None) -> VllmLaunch:
@@ -102,6 +107,8 @@ def build_launch(*, model: str, port: int, host: str = "127.0.0.1", tensor_paral
              "--gpu-memory-utilization", f"{gpu_memory_utilization:g}"]
     if images:
         argv += ["--limit-mm-per-prompt", f'{{"image": {images}}}']
+    if llama4:
+        argv += ["--override-generation-config", LLAMA4_GENERATION]
     if mixed_attention and hybrid_kv is True and chunked_local:
         env[HYBRID_ENV] = "1"
         notes.append(f"{HYBRID_ENV}=1: keeps vLLM's hybrid KV manager on for chunked local "
@@ -162,7 +169,7 @@ def launch_for_plan(p: Plan, port: int = 8000, host: str = "127.0.0.1",
         max_model_len=p.max_model_len, kv_dtype=p.kv_dtype, hybrid_kv=p.hybrid_kv,
         chunked_local=bool(p.arch.attention_chunk_size), mixed_attention=p.arch.mixed_attention,
         images=LLAMA4_IMAGES if p.arch.family == "llama4" else None,
-        gpu_memory_utilization=p.gpu_memory_utilization,
+        llama4=p.arch.family == "llama4", gpu_memory_utilization=p.gpu_memory_utilization,
         max_num_batched_tokens=p.max_num_batched_tokens, quantization=quantization,
         served_name=served_name)
     launch.notes[:0] = notes
@@ -189,8 +196,9 @@ def cpu_launch(model: str, port: int, host: str = "127.0.0.1", window: int = CPU
     space = f"{kv_cache_gib:g}"
     env = {"VLLM_CPU_KVCACHE_SPACE": space}
     notes = [f"CPU: {space} GiB KV cache (VLLM_CPU_KVCACHE_SPACE)"]
-    if images:
-        argv += ["--limit-mm-per-prompt", f'{{"image": {images}}}']
+    if images:  # a Llama 4 (the only family given an image limit here)
+        argv += ["--limit-mm-per-prompt", f'{{"image": {images}}}',
+                 "--override-generation-config", LLAMA4_GENERATION]
     if mixed_attention and hybrid_kv is False:
         argv.append("--disable-hybrid-kv-cache-manager")
         notes.append("hybrid KV manager off (vLLM logs a latency-regression warning)")

@@ -422,6 +422,9 @@ def test_the_cpu_plan_states_what_the_cpu_command_does(tmp_path):
     assert "--disable-hybrid-kv-cache-manager" not in launch.argv
     assert int(flag(launch.argv, "--max-num-batched-tokens")) == p.max_num_batched_tokens == 2048
     assert flag(launch.argv, "--limit-mm-per-prompt") == '{"image": 5}'
+    # attention temperature tuning as transformers (the embedded engine) applies it
+    assert json.loads(flag(launch.argv, "--override-generation-config")) == {
+        "attn_temperature_tuning": True}
     off = plan(str(folder), "cpu", hybrid_kv=False, cpu_kv_cache_gib=8,
                max_num_batched_tokens=4096)
     off_launch = launch_for_plan(off, 8123)
@@ -433,3 +436,6 @@ def test_the_cpu_plan_states_what_the_cpu_command_does(tmp_path):
     assert flag(served.argv, "--max-num-batched-tokens") == "2048"
     gpu = launch_for_plan(plan(str(folder), "1xH100", weights="int4", context=32768), 8123)
     assert flag(gpu.argv, "--max-num-batched-tokens") == "8192"  # GPUs keep 8,192
+    assert "--override-generation-config" in gpu.argv
+    llama = launch_for_plan(plan(str(write_config(tmp_path / "l8", LLAMA31_8B)), "1xH100"), 1)
+    assert "--override-generation-config" not in llama.argv  # Llama 4 only
