@@ -27,7 +27,10 @@ from evals.haystack import KINDS, place, source_text
 TASKS = ("niah", "single", "multikey", "multivalue", "multiquery", "vt", "cwe", "fwe", "qa")
 RULER = TASKS[1:]
 MODAL_TASKS = ("code", "pdf", "video")  # needles by modality, in a corpus haystack
-ALL_TASKS = TASKS + MODAL_TASKS
+#: the pipeline's own recall: needles planted in a stored corpus, scored by whether retrieval
+#: puts them in the context (no model answers; app.services.retrieval_eval runs them)
+PIPELINE_TASKS = ("retrieval",)
+ALL_TASKS = TASKS + MODAL_TASKS + PIPELINE_TASKS
 _WORDS = ["amber", "basil", "cobalt", "dune", "ember", "fjord", "garnet", "harbor", "indigo",
           "juniper", "kestrel", "lagoon", "meadow", "nectar", "onyx", "prairie", "quartz",
           "raven", "saffron", "tundra", "umber", "violet", "willow", "xenon", "yarrow", "zephyr"]
@@ -75,6 +78,16 @@ def expand_tasks(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
             if t not in out:
                 out.append(t)
     return tuple(out)
+
+
+def planted_needle(seed: int) -> tuple[str, str, str]:
+    """(needle sentence, question, answer) of a retrieval cell: a fact worded as documents word
+    facts, asked as a user would ask it."""
+    rng = random.Random(seed)
+    key = f"{rng.choice(_WORDS)} {rng.choice(_WORDS)}"
+    value = str(rng.randrange(100_000, 999_999))
+    return (f"The access code for the {key} vault is {value}.",
+            f"What is the access code for the {key} vault?", value)
 
 
 class Generator:

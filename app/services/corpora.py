@@ -116,6 +116,17 @@ def ingest(inputs: list[Path], corpus: str, tokenizer: str | None = None,
     return report
 
 
+def store_documents(name: str, tokenizer: str, docs: list[Document],
+                    url: str | None = None) -> IngestReport:
+    """Store documents made elsewhere (an eval's copy of a corpus with needles planted in it)
+    as a corpus of their own, written and indexed for retrieval as an ingest writes them."""
+    tok = tokenizer_for(tokenizer)
+    result = PipelineResult(docs, [], {}, [], sorted({d.root for d in docs}), len(docs))
+    report = _apply(check_name(name), tok, result, [], False, url)
+    _index(name, report, url, None, rebuild=True)
+    return report
+
+
 def _apply(name: str, tok: Tokenizer, result: PipelineResult, refused: list[FileRow],
            prune: bool, url: str | None, redact: bool = True) -> IngestReport:
     """Write one pipeline result in one transaction, as the corpus's only writer."""

@@ -9,17 +9,20 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from itertools import chain
 from pathlib import Path
 
 from sqlalchemy import delete, select
 
 from app.database import session_scope
 from app.models import EvalCell, EvalRun
+from app.services.retrieval_eval import retrieval_cells
 from app.settings import get_settings
 from engine.types import Backend, EngineError
+from evals.haystack import KINDS
 from evals.report import CellScore
 from evals.runner import EvalConfig, check_window, plan_cells, run_cells
-from evals.tasks import Generator, score_text
+from evals.tasks import PIPELINE_TASKS, Generator, score_text
 from ingest.tokenizers import Tokenizer
 
 WINDOW_RESERVE = 64  # evals.runner.check_window's default reserve
@@ -153,6 +156,8 @@ def generator_for(config: EvalConfig, backend: Backend, tokenizer: str | None = 
     if tok is None:
         tok = load_tokenizer(spec or "cl100k")
     haystack = config.haystack
+    if all(t in PIPELINE_TASKS for t in config.tasks):
+        haystack = "prose"  # nothing generated: retrieval cells plant in the corpus itself
     if haystack not in KINDS:
         from app.services.corpora import load_documents
         from evals.corpus import render
@@ -170,6 +175,11 @@ def preflight(config: EvalConfig, gen: Generator) -> None:
     """One sample per task at the shortest length, so a task that cannot be built (too short,
     no PDF page in the corpus) is refused before anything is sent."""
     for task in config.tasks:
+        if task in PIPELINE_TASKS:  # needs a stored corpus: checked when it loads it
+            if config.haystack in KINDS:
+                raise EngineError(f"the {task} task plants needles in a stored corpus: use "
+                                  "--haystack CORPUS (scoutlens corpora list)")
+            continue
         try:
             gen.sample(task, min(config.lengths), config.depths[0], seed=config.seed)
         except ValueError as exc:
@@ -199,7 +209,13 @@ def run(config: EvalConfig, backend: Backend, gen: Generator, run_id: str | None
         progress(finished, total)
     concurrency = config.concurrency if backend.concurrent else 1
     try:
-        for r in run_cells(cells, backend, gen, config, concurrency):
+        model_cells = [c for c in cells if c.task not in PIPELINE_TASKS]
+        pipeline_cells = [c for c in cells if c.task in PIPELINE_TASKS]
+        results = chain(run_cells(model_cells, backend, gen, config, concurrency),
+                        retrieval_cells(pipeline_cells, config, backend,
+                                        config.haystack.removeprefix("corpus:"))
+                        if pipeline_cells else iter(()))
+        for r in results:
             with session_scope(_url()) as s:
                 s.add(EvalCell(run_id=run_id, task=r.cell.task, length=r.cell.length,
                                depth=r.cell.depth, sample=r.cell.sample,
