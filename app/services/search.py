@@ -25,6 +25,7 @@ from app.database import session_scope
 from app.models import Corpus, Source, StoredSegment, Symbol
 from app.services.index import LocatedSegment, fetch_segments, load_index
 from app.settings import get_settings
+from common.errors import UserError
 from ingest.retrieval import STOP, query_terms
 
 SIGNALS = ("symbol", "path", "bm25")
@@ -38,6 +39,8 @@ PATH_HITS = 12  # segments the path signal ranks (more would crowd out the other
 MAX_DEFINITIONS = 20  # a name defined more often than this says nothing about where to look
 PER_NAME = 6  # definitions taken per name (the rarest names first)
 CANDIDATES = 400  # BM25 hits considered
+MAX_QUERY_CHARS = 4_000  # as a question to ask
+MAX_NAMES = 64  # identifiers of one question looked up as symbols (bounds the SQL IN list)
 
 
 @dataclass
@@ -100,9 +103,10 @@ def symbol_ranking(corpus_id: int, question: str) -> list[int]:
     # a code-looking name matches in any case; a capitalised word (`Packer`) only as written;
     # a plain lower-case word (`value`, `file`, `piece`) is left to BM25: as a symbol it would
     # pull in whatever happens to be named like an ordinary word
-    variants = {v for w in words if CODE_LIKE.search(w)
+    names = sorted(words, key=lambda w: (not CODE_LIKE.search(w), -len(w)))[:MAX_NAMES]
+    variants = {v for w in names if CODE_LIKE.search(w)
                 for v in (w, w.lower(), w.upper(), w.capitalize())}
-    variants |= {w for w in words if not CODE_LIKE.search(w) and w[0].isupper()}
+    variants |= {w for w in names if not CODE_LIKE.search(w) and w[0].isupper()}
     if not variants:
         return []
     with session_scope(get_settings().db_url) as session:
@@ -172,6 +176,9 @@ def search(name: str, query: str, k: int = 20, version: str | None = None,
     from app.services.corpora import corpus_version
 
     notes: list[str] = []
+    if len(query) > MAX_QUERY_CHARS:
+        raise UserError(f"the query is {len(query):,} characters; the limit is "
+                        f"{MAX_QUERY_CHARS:,}")
     corpus_id = _corpus_id(name)
     version = version or corpus_version(name)
     if corpus_id is None or version is None:

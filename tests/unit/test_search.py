@@ -79,3 +79,13 @@ def test_dry_run_sends_nothing_and_stores_nothing(corpus):
     assert "def get_best_fit(" in ready.context.to_json(with_text=True)["context"]
     with pytest.raises(UserError, match="no such conversation"):
         prepare(corpus, "and then?", backend, conversation="nope")
+
+
+def test_a_huge_or_hostile_query_is_refused_or_bounded(corpus):
+    with pytest.raises(UserError, match="the limit is 4,000"):
+        search(corpus, "get_best_fit " * 400)
+    # 3,900 characters of distinct identifiers: looked up in bounded batches, still ranked
+    many = " ".join(f"name_{i}" for i in range(500))[:3_900] + " get_best_fit"
+    assert search(corpus, many, k=3).hits
+    search(corpus, "<script>'; DROP TABLE segments; -- \x00 \u202e", k=3)  # data, not SQL
+    assert search(corpus, "get_best_fit", k=1).hits[0].segment.path.endswith("processing.py")
