@@ -10,6 +10,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,9 @@ def stored_once(tmp_path_factory):
     home, folder = root / "h", _folder(root / "docs")
     done = _cli("ingest", str(folder), "--corpus", "small", home=home)
     assert done.returncode == 0, done.stderr
-    with sqlite3.connect(home / "scoutlens.db") as conn:
+    # closed here, not whenever it is collected: closing removes the -wal file, which must not
+    # happen while a test copies the folder
+    with closing(sqlite3.connect(home / "scoutlens.db")) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return home, folder
 

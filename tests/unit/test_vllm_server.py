@@ -20,8 +20,9 @@ from engine.types import EngineError
 from engine.vllm_server import ManagedServer, find_vllm_python, free_port, port_open
 
 # A stand-in for `python -m vllm.entrypoints.openai.api_server`: answers /health and /v1/models
-# only after --delay seconds, forks a child into its process group (as vLLM forks its engine
-# core), and can ignore SIGTERM or exit at once.
+# only after --delay seconds, with --child forks a child that ignores SIGTERM into its process
+# group (as vLLM forks its engine core; stopping it then costs the wait for leftovers), and can
+# ignore SIGTERM or exit at once.
 FAKE_SERVER = '''
 import argparse, http.server, json, os, signal, subprocess, sys, time
 
@@ -33,6 +34,7 @@ p.add_argument("--ignore-term", action="store_true")
 p.add_argument("--exit-now", action="store_true")
 p.add_argument("--pids")
 p.add_argument("--chatty", action="store_true")
+p.add_argument("--child", action="store_true")
 a = p.parse_args()
 if a.exit_now:
     for i in range(40):
@@ -41,9 +43,9 @@ if a.exit_now:
     sys.exit(3)
 child = subprocess.Popen([sys.executable, "-c",
                           "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-                          "time.sleep(600)"])
+                          "time.sleep(600)"]) if a.child else None
 with open(a.pids, "w") as f:
-    json.dump({"server": os.getpid(), "child": child.pid}, f)
+    json.dump({"server": os.getpid(), "child": child and child.pid}, f)
 if a.ignore_term:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 else:
@@ -119,7 +121,7 @@ def wait_gone(pid: int, timeout: float = 10.0) -> bool:
 
 
 def test_wait_healthy_waits_then_stop_ends_the_process_group(fake_vllm, tmp_path):
-    server = _server(fake_vllm, tmp_path, "--delay", "1.5")
+    server = _server(fake_vllm, tmp_path, "--delay", "1.5", "--child")
     ticks: list[float] = []
     with server:
         t0 = time.monotonic()
@@ -143,7 +145,7 @@ def test_wait_healthy_waits_then_stop_ends_the_process_group(fake_vllm, tmp_path
 
 
 def test_stop_kills_a_server_that_ignores_sigterm(fake_vllm, tmp_path):
-    server = _server(fake_vllm, tmp_path, "--ignore-term")
+    server = _server(fake_vllm, tmp_path, "--ignore-term", "--child")
     server.start()
     try:
         server.wait_healthy(timeout=30, interval=0.1)
