@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
+import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -12,6 +14,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pymupdf
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def git(repo: Path, *args: str) -> str:
@@ -259,4 +263,33 @@ def make_site_corpus(root: Path, packages: int = 40) -> Path:
     (root / "zzz_client" / "_constants.py").write_text(
         '"""Constants of the client."""\n\n' + "# tuning notes\n" * 20
         + "DEFAULT_MAX_RETRIES = 2\nINITIAL_RETRY_DELAY = 0.5\n")
+    return root
+
+
+def db_cli(*args: str, home: Path, url: str | None = None, cwd: Path | None = None):
+    """`scoutlens ARGS` in its own home, on the database `url` (default: SQLite there)."""
+    env = {**os.environ, "COLUMNS": "200", "SCOUTLENS_HOME": str(home)}
+    env.pop("SCOUTLENS_DATABASE_URL", None)
+    if url is not None:
+        env["SCOUTLENS_DATABASE_URL"] = url
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True,
+                          text=True, env=env, timeout=120, cwd=cwd or REPO)
+
+
+def one_line_error(proc, *words: str) -> str:
+    """The one `error:` line a failed command printed (exit 1, no traceback), holding WORDS."""
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [ln for ln in proc.stderr.strip().splitlines()
+             if not ln.startswith("using the stored corpus")]  # `ask` says what it asks
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
+
+
+def hello_folder(root: Path) -> Path:
+    root.mkdir(parents=True)
+    for i in range(6):
+        (root / f"f{i}.txt").write_text(f"file {i} says hello\n" * 200)
     return root
