@@ -55,10 +55,10 @@ def ask(
     """
     from app.progress import pipeline_progress
     from app.services.ask import ask as run
-    from app.services.ask import prepare
+    from app.services.ask import check_question, prepare
     from app.services.backends import make_backend
 
-    asked = _question(question)
+    asked = check_question(_question(question))  # before loading any model
 
     def note(text: str) -> None:
         if not as_json:

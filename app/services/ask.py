@@ -67,7 +67,7 @@ class AskResult:
         }
 
 
-def _check_question(question: str) -> str:
+def check_question(question: str) -> str:
     q = question.strip()
     if not q:
         raise EngineError("the question is empty")
@@ -128,7 +128,7 @@ def prepare(target: str, question: str, backend: Backend, mode: Mode = "auto",
             as_path: bool = False) -> Prepared:
     """Everything ask does before it generates: the context and the exact request (what
     `ask --dry-run` shows, and what ask then sends)."""
-    question = _check_question(question)
+    question = check_question(question)
     if mode not in ("auto", "full", "retrieval"):
         raise EngineError(f"unknown mode {mode!r}: auto | full | retrieval")
     name = resolve_corpus(target, progress, note, corpus_only, as_path)
