@@ -17,6 +17,7 @@ from typing import Any
 from common.units import parse_tokens
 from engine.arch import ModelArch, load_arch
 from engine.gpus import BATCHED_TOKENS, GIB, GPU_KINDS, MAX_PER_NODE, GpuSpec
+from engine.offload import KvOffload
 from engine.sizing import (
     DEFAULT_OVERHEAD_GIB,
     DEFAULT_UTIL,
@@ -73,6 +74,7 @@ class Plan:
     notes: list[str]
     model_id: str
     cpu_kv_cache_gib: float = 2.0
+    offload: KvOffload | None = None
 
     @property
     def tp(self) -> int:
@@ -115,6 +117,8 @@ class Plan:
             "fits": self.fits, "max_model_len": self.max_model_len, "reasons": self.reasons,
             "suggestions": self.suggestions,
             "prefill": self.prefill.to_json(), "warm": self.warm.to_json(),
+            "offload": (self.offload.figures(s.kv_bytes_per_token_all)
+                        if self.offload else None),
             "notes": self.notes,
         }
 
@@ -141,6 +145,7 @@ class Plan:
                                                   else f" ({gib(s.pool_bytes_per_gpu)} per GPU)")),
             ("max tokens of KV", "unbounded (all layers windowed)" if s.max_tokens is None
              else f"{s.max_tokens:,}"),
+            *([("KV offload", self._offload_row())] if self.offload else []),
             ("model window", f"{a.max_position_embeddings:,}"),
             ("max model len", f"{self.max_model_len:,}"),
         ]
@@ -153,6 +158,14 @@ class Plan:
             t = "n/a on CPU" if c.seconds is None else _duration(c.seconds)
             rows.append((label, f"{what}: {c.flops:.3g} FLOPs, {t}"))
         return rows
+
+
+    def _offload_row(self) -> str:
+        assert self.offload is not None
+        f = self.offload.figures(self.sizing.kv_bytes_per_token_all)
+        row = (f"{f['host_gib']:g} GiB host memory = {f['host_tokens']:,} tokens; "
+               f"{f['gib_per_million_tokens']:,.1f} GiB per 1M tokens")
+        return row + (f"; files in {f['folder']} (survive a restart)" if f["folder"] else "")
 
 
 def _duration(seconds: float) -> str:
@@ -215,7 +228,8 @@ def plan(arch: ModelArch | str, gpus: GpuSpec | str, weights: str = "bf16",
          gpu_memory_utilization: float = DEFAULT_UTIL,
          overhead_gib_per_gpu: float = DEFAULT_OVERHEAD_GIB, mfu: float = 0.45,
          max_num_batched_tokens: int | None = None, new_tokens: int = 1000,
-         cpu_kv_cache_gib: float = 2.0, model: str | None = None) -> Plan:
+         cpu_kv_cache_gib: float = 2.0, model: str | None = None,
+         offload: KvOffload | None = None) -> Plan:
     """Size `arch` on `gpus` for one request of `context` tokens.
 
     hybrid_kv: vLLM's hybrid KV cache manager on/off; None = auto: on GPUs off when the context
@@ -225,7 +239,8 @@ def plan(arch: ModelArch | str, gpus: GpuSpec | str, weights: str = "bf16",
     max_num_batched_tokens None: 8192 on GPUs, 2048 on CPU (engine.gpus.BATCHED_TOKENS).
     context None: plan for what fits (max_model_len = min(KV capacity, the model's
     window)). `model` is the --model for the vLLM command (default: the preset's checkpoint for
-    `weights`, or the folder the arch was loaded from). Raises EngineError on bad input.
+    `weights`, or the folder the arch was loaded from). `offload`: where evicted prefix KV goes
+    (host memory, files; GPUs only). Raises EngineError on bad input.
     """
     if isinstance(arch, str):
         model = model or (arch if arch.strip().lower() not in ("scout", "maverick") else None)
@@ -243,6 +258,8 @@ def plan(arch: ModelArch | str, gpus: GpuSpec | str, weights: str = "bf16",
         raise EngineError("overhead must be >= 0, batched and new tokens >= 1")
     if context is not None and context < 1:
         raise EngineError(f"--context must be at least 1 token, not {context}")
+    if offload is not None and spec.is_cpu:
+        KvOffload.from_options(offload.gib, offload.folder, cpu=True)  # raises: GPUs only
     tp = 1 if spec.is_cpu else spec.per_node
     if arch.q_heads % tp or (arch.kv_heads % tp and tp % arch.kv_heads):
         ok = [n for n in range(1, MAX_PER_NODE + 1) if not arch.q_heads % n
@@ -308,8 +325,10 @@ def plan(arch: ModelArch | str, gpus: GpuSpec | str, weights: str = "bf16",
                      "time estimate (no CPU peak in the model)")
     notes.append("estimates: vLLM measures the real KV pool at start-up and refuses a "
                  "--max-model-len it cannot hold")
+    if offload is not None:
+        notes += offload.notes(s.kv_bytes_per_token_all)
     model_id = model or arch.hf_id(weights) or arch.name
     return Plan(arch, spec, weights, kv_dtype, hybrid_kv, source, context,
                 gpu_memory_utilization, overhead_gib_per_gpu, mfu, max_num_batched_tokens, s, fits,
                 max_model_len, reasons, suggestions, prefill, warm, notes, model_id,
-                cpu_kv_cache_gib)
+                cpu_kv_cache_gib, offload)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.gpus import BATCHED_TOKENS
+from engine.offload import KvOffload
 from engine.types import EngineError
 
 if TYPE_CHECKING:
@@ -86,7 +87,8 @@ def build_launch(*, model: str, port: int, host: str = "127.0.0.1", tensor_paral
                  llama4: bool = False,
                  gpu_memory_utilization: float = 0.90, max_num_batched_tokens: int = 8192,
                  quantization: str | None = None,
-                 served_name: str | None = None) -> VllmLaunch:
+                 served_name: str | None = None,
+                 offload: KvOffload | None = None) -> VllmLaunch:
     """A GPU launch from explicit fields. hybrid_kv None leaves vLLM's default; it only
     matters for models mixing global and local (chunked / sliding) attention layers."""
     argv = ["--model", model, "--host", host, "--port", str(port),
@@ -115,6 +117,8 @@ def build_launch(*, model: str, port: int, host: str = "127.0.0.1", tensor_paral
                      "attention (some versions switch it off by default)")
     elif mixed_attention and hybrid_kv is False:
         argv.append("--disable-hybrid-kv-cache-manager")
+    if offload is not None:
+        argv += offload.argv()
     if served_name:
         argv += ["--served-model-name", served_name]
     ray: list[str] = []
@@ -171,7 +175,7 @@ def launch_for_plan(p: Plan, port: int = 8000, host: str = "127.0.0.1",
         images=LLAMA4_IMAGES if p.arch.family == "llama4" else None,
         llama4=p.arch.family == "llama4", gpu_memory_utilization=p.gpu_memory_utilization,
         max_num_batched_tokens=p.max_num_batched_tokens, quantization=quantization,
-        served_name=served_name)
+        served_name=served_name, offload=p.offload)
     launch.notes[:0] = notes
     return launch
 
@@ -216,14 +220,16 @@ def vllm_launch(*, model: str | None, gpus: str | GpuSpec, weights: str = "bf16"
                 gpu_memory_utilization: float | None = None,
                 overhead_gib_per_gpu: float | None = None,
                 max_num_batched_tokens: int | None = None, cpu_kv_cache_gib: float = 2,
-                served_name: str | None = None) -> VllmLaunch:
+                served_name: str | None = None,
+                offload: KvOffload | None = None) -> VllmLaunch:
     """The launch `scoutlens serve vllm` runs (or prints).
 
     model: a local folder, a Hub id, "scout"/"maverick", or None (Llama 4 Scout's checkpoint for
     `weights`; on CPU a model is required). gpus: "1xH100" | "8xH100" | "8xH200" | "2x8xH100" |
     "cpu". context: --max-model-len; None = what the plan allows (GPU) or the model's window
-    (CPU). hybrid_kv None = auto (see engine.planner.plan). Raises EngineError when the context
-    does not fit, with what would make it fit.
+    (CPU). hybrid_kv None = auto (see engine.planner.plan). offload: host-memory and file
+    tiers for evicted prefix KV (GPUs only). Raises EngineError when the context does not fit,
+    with what would make it fit.
     """
     from engine.arch import PRESETS, SCOUT, load_arch, model_window, preset_for_id
     from engine.gpus import GpuSpec
@@ -232,6 +238,8 @@ def vllm_launch(*, model: str | None, gpus: str | GpuSpec, weights: str = "bf16"
 
     spec = GpuSpec.parse(gpus) if isinstance(gpus, str) else gpus
     if spec.is_cpu:
+        if offload is not None:
+            KvOffload.from_options(offload.gib, offload.folder, cpu=True)  # raises: GPUs only
         if not model:
             raise EngineError("--gpus cpu needs a model folder (--model DIR)")
         own = model_window(model)
@@ -275,14 +283,14 @@ def vllm_launch(*, model: str | None, gpus: str | GpuSpec, weights: str = "bf16"
                               max_model_len=context, kv_dtype=kv_dtype,
                               gpu_memory_utilization=util,
                               max_num_batched_tokens=max_num_batched_tokens or
-                              BATCHED_TOKENS["gpu"], served_name=served_name)
+                              BATCHED_TOKENS["gpu"], served_name=served_name, offload=offload)
         launch.notes.insert(0, f"no architecture known for {model}: flags without a capacity "
                                "check")
         return launch
     p = plan(arch, spec, weights, kv_dtype, hybrid_kv, context, gpu_memory_utilization=util,
              overhead_gib_per_gpu=(DEFAULT_OVERHEAD_GIB if overhead_gib_per_gpu is None
                                    else overhead_gib_per_gpu),
-             max_num_batched_tokens=max_num_batched_tokens, model=model_id)
+             max_num_batched_tokens=max_num_batched_tokens, model=model_id, offload=offload)
     if not p.fits:
         why = "; ".join(p.reasons) or "it does not fit"
         fixes = ", ".join(f"{s['change']}" for s in p.suggestions)
@@ -294,4 +302,6 @@ def vllm_launch(*, model: str | None, gpus: str | GpuSpec, weights: str = "bf16"
                         + ("any length" if p.max_kv_tokens is None
                            else f"{p.max_kv_tokens:,} tokens")
                         + f" ({p.notes[0]})")
+    if offload is not None:
+        launch.notes += offload.notes(p.sizing.kv_bytes_per_token_all)
     return launch

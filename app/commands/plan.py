@@ -84,19 +84,29 @@ def plan(
         "8192 on GPUs, 2048 on CPU")] = None,
     new_tokens: Annotated[int, typer.Option(
         "--new-tokens", help="new prompt tokens of a warm follow-up")] = 1000,
+    offload_gb: Annotated[float | None, typer.Option(
+        "--offload-gb", help="GiB of host memory for evicted prefix KV (vLLM's native KV "
+        "offloading; GPUs only)")] = None,
+    offload_dir: Annotated[str | None, typer.Option(
+        "--offload-dir", help="folder for prefix KV files behind the host memory (survive a "
+        "restart; needs --offload-gb)")] = None,
     port: Annotated[int, typer.Option(help="port in the printed command")] = 8000,
     as_json: Annotated[bool, typer.Option("--json", help="print the plan as JSON only")]
     = False,
 ) -> None:
     """Size a model on GPUs: weights and KV per GPU, the longest context, whether yours fits
     (and what would make it fit), cold prefill and warm follow-up times, the vLLM command."""
+    from engine.gpus import GpuSpec
+    from engine.offload import KvOffload
     from engine.planner import parse_context
     from engine.planner import plan as make_plan
 
     p = make_plan(model, gpus, weights, kv_dtype, _hybrid(hybrid_kv),
                   parse_context(context) if context is not None else None,
                   gpu_memory_utilization=gpu_util, overhead_gib_per_gpu=overhead, mfu=mfu,
-                  max_num_batched_tokens=batched, new_tokens=new_tokens)
+                  max_num_batched_tokens=batched, new_tokens=new_tokens,
+                  offload=KvOffload.from_options(offload_gb, offload_dir,
+                                                 cpu=GpuSpec.parse(gpus).is_cpu))
     if as_json:
         from engine.vllm_flags import launch_for_plan
 

@@ -109,11 +109,18 @@ def vllm(
     ready_timeout: Annotated[float, typer.Option(
         "--ready-timeout", min=1, help="seconds the starting server may go without writing "
         "to its log before it counts as stuck")] = 900,
+    offload_gb: Annotated[float | None, typer.Option(
+        "--offload-gb", help="GiB of host memory for evicted prefix KV (vLLM's native KV "
+        "offloading; GPUs only)")] = None,
+    offload_dir: Annotated[str | None, typer.Option(
+        "--offload-dir", help="folder for prefix KV files behind the host memory; they "
+        "survive a restart (GPUs only; needs --offload-gb)")] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="print the command (environment and arguments) and exit")] = False,
 ) -> None:
     """Start the vLLM OpenAI-compatible server with the planner's flags; Ctrl-C stops it."""
     from engine.gpus import GpuSpec
+    from engine.offload import KvOffload
     from engine.planner import parse_context
     from engine.vllm_flags import API_MODULE, vllm_launch
     from engine.vllm_server import ManagedServer, find_vllm_python
@@ -123,6 +130,7 @@ def vllm(
     kv = _choice(kv_dtype, KV_DTYPES, "--kv-dtype")
     hybrid = HYBRID[_choice(hybrid_kv, tuple(HYBRID), "--hybrid-kv")]
     ctx = parse_context(context) if context is not None else None
+    offload = KvOffload.from_options(offload_gb, offload_dir, cpu=spec.is_cpu)
     served_name = None
     with _sigterm_interrupts():
         if spec.is_cpu and model is None:  # the bundled model, converted once
@@ -136,7 +144,8 @@ def vllm(
         elif model is not None and Path(model).expanduser().is_dir():
             model = str(Path(model).expanduser().resolve())
         launch = vllm_launch(model=model, gpus=spec, weights=w, kv_dtype=kv, context=ctx,
-                             port=port, host=host, hybrid_kv=hybrid, served_name=served_name)
+                             port=port, host=host, hybrid_kv=hybrid, served_name=served_name,
+                             offload=offload)
         for note in launch.notes:
             console.print(note, style="dim", markup=False, highlight=False)
         if dry_run or launch.multi_node:

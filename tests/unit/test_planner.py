@@ -439,3 +439,48 @@ def test_the_cpu_plan_states_what_the_cpu_command_does(tmp_path):
     assert "--override-generation-config" in gpu.argv
     llama = launch_for_plan(plan(str(write_config(tmp_path / "l8", LLAMA31_8B)), "1xH100"), 1)
     assert "--override-generation-config" not in llama.argv  # Llama 4 only
+
+
+def test_kv_offload_sizes_host_memory_and_files_and_is_in_the_command():
+    """Scout's bf16 KV is 192 KiB per token over all 48 layers, so 192 GiB per 1M tokens: a
+    10M-token corpus needs ~1.9 TiB of host memory or disk to survive an eviction. Host memory
+    alone is vLLM's native offloading; with a folder, the file tier behind it with reproducible
+    block hashes (what lets a restart find the files again)."""
+    from engine.offload import KvOffload
+
+    host = KvOffload.from_options(1500, None)
+    p = plan("scout", "8xH200", context=parse_context("10M"), offload=host)
+    figures = p.to_json()["offload"]
+    assert figures["gib_per_million_tokens"] == 192.0
+    assert figures["host_tokens"] == 1500 * GIB // (192 * KIB)
+    assert figures["survives_restart"] is False
+    argv = launch_for_plan(p).argv
+    assert flag(argv, "--kv-offloading-backend") == "native"
+    assert flag(argv, "--kv-offloading-size") == "1500"
+    assert "--kv-transfer-config" not in argv
+    assert any(label == "KV offload" for label, _ in p.rows())
+
+    disk = KvOffload.from_options(64, "/mnt/kv")
+    launch = vllm_launch(model=None, gpus="8xH100", kv_dtype="fp8", context=parse_context("1M"),
+                         offload=disk)
+    config = json.loads(flag(launch.argv, "--kv-transfer-config"))
+    extra = config["kv_connector_extra_config"]
+    assert config["kv_connector"] == "OffloadingConnector"
+    assert extra["cpu_bytes_to_use"] == 64 * GIB
+    assert extra["secondary_tiers"] == [{"type": "fs", "root_dir": "/mnt/kv"}]
+    assert flag(launch.argv, "--prefix-caching-hash-algo") == "sha256_cbor"
+    assert "--kv-offloading-size" not in launch.argv
+    assert any("survive a restart" in n for n in launch.notes)
+    assert plan("scout", "8xH100", kv_dtype="fp8", offload=disk).to_json()["offload"][
+        "gib_per_million_tokens"] == 96.0
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--gpus", "cpu", "--model", "scout", "--offload-gb", "8"), "needs CUDA GPUs"),
+    (("--offload-dir", "/tmp/kv"), "--offload-dir needs --offload-gb"),
+    (("--offload-gb", "0"), "more than 0 GiB"),
+])
+def test_kv_offload_bad_input_is_one_line(args, message):
+    proc = run(*args)
+    assert proc.returncode == 1
+    assert message in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
