@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     kv_disk_gb: float = Field(default=20.0, description="on-disk KV cache budget, GB")
     retrieval_fill: float = Field(default=0.75, description="share of the context budget that "
                                   "retrieval fills (the rest is room for follow-up turns)")
+    dense: bool = Field(default=False, description="dense retrieval: sentence vectors "
+                        "(all-MiniLM-L6-v2 on CPU) built at ingest and fused with BM25, "
+                        "symbols and paths; off by default: on benchmarks/bench_dense.py it "
+                        "finds more PDF answers but fewer code ones, and a question pays "
+                        "the model's load")
     default_window: int = Field(default=131072, description="window of a server that does not "
                                 "say its own (tokens)")
     max_images: int = Field(default=5, ge=0, description="video frames sent as pictures per "

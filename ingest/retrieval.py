@@ -6,6 +6,8 @@ BM25 then rewards: in 86M tokens `default_max_retries` occurs in a handful of se
 `default`, `max` and `retries` occur everywhere. A segment's path counts as part of its text, so
 "where is the packer" finds `ingest/pack.py`. The index is saved next to the database
 (numpy arrays, loaded memory-mapped), so a question pays only for loading and searching it.
+Sentence vectors (ingest.embeddings), when built, are saved with it: float16, one row per id,
+with the model's name, so vectors of another model or recipe are never compared with a query.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import re
 import shutil
 import tempfile
 from array import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 WORDS = re.compile(r"[a-z]{2,}|[0-9]+")  # on lower-cased text: words and snake_case parts
 HUMPS = re.compile(r"[a-z0-9][A-Z][a-z]+")  # inner camelCase parts, with the character before
@@ -27,6 +30,9 @@ HUMPS = re.compile(r"[a-z0-9][A-Z][a-z]+")  # inner camelCase parts, with the ch
 COMPOUND = re.compile(r"\b_*[A-Za-z][A-Za-z0-9]*(?:_+[A-Za-z0-9]+)+\b")
 #: bumped when what `terms` yields changes: an index of another format is rebuilt
 FORMAT = 2
+VECTORS = "vectors.npy"
+EMBED_CHUNK = 512  # segments embedded at a time while streaming (bounds memory)
+DENSE_FLOOR = 0.1  # cosine below which a segment is not a dense hit (unrelated text)
 _STOPWORDS = """a an and are as at be but by for from has have he her his i if in into is it
 its me my not of on or our she so that the their them then there these they this to was we were
 what when where which who why will with you your how does do did can could should would about"""
@@ -52,32 +58,103 @@ class Hit:
     score: float
 
 
-class SegmentIndex:
-    """bm25s over (segment id, path, text); `search` returns the caller's ids."""
+class Embeds(Protocol):
+    """What builds vectors (ingest.embeddings.Embedder): a name and L2-normalised rows."""
 
-    def __init__(self, retriever, ids: list[int]):
+    name: str
+
+    def embed(self, texts: list[str]) -> Any: ...
+
+
+class _Vectors:
+    """Segments' digests embedded EMBED_CHUNK at a time as they stream in."""
+
+    def __init__(self, embedder: Embeds, progress: Callable[[int], None] | None):
+        self.embedder, self.progress = embedder, progress
+        self.pending: list[str] = []
+        self.parts: list[Any] = []
+        self.done = 0
+
+    def add(self, path: str, text: str) -> None:
+        from ingest.embeddings import digest
+
+        self.pending.append(digest(path, text))
+        if len(self.pending) >= EMBED_CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        import numpy as np
+
+        if self.pending:
+            self.parts.append(np.asarray(self.embedder.embed(self.pending), dtype=np.float16))
+            self.done += len(self.pending)
+            self.pending = []
+            if self.progress:
+                self.progress(self.done)
+
+    def finish(self, dim: int):
+        import numpy as np
+
+        self.flush()
+        return np.concatenate(self.parts) if self.parts else np.zeros((0, dim), np.float16)
+
+
+def embed_segments(segments: Iterable[tuple[int, str, str]], embedder: Embeds,
+                   progress: Callable[[int], None] | None = None, dim: int = 384):
+    """(ids, float16 vectors) of (segment id, path, text) rows, embedded as they stream in."""
+    out = _Vectors(embedder, progress)
+    ids = []
+    for sid, path, text in segments:
+        ids.append(sid)
+        out.add(path, text)
+    return ids, out.finish(dim)
+
+
+class SegmentIndex:
+    """bm25s over (segment id, path, text), and optionally their sentence vectors; `search` and
+    `dense_search` return the caller's ids."""
+
+    def __init__(self, retriever, ids: list[int], vectors=None, vectors_model: str | None = None,
+                 vectors_problem: str | None = None):
         self._retriever = retriever
         self.ids = ids
+        self.vectors = vectors  # float16 (len(ids), dim), memory-mapped when loaded
+        self.vectors_model = vectors_model
+        #: why vectors asked for at load are not there: "missing", "of another model ..."
+        self.vectors_problem = vectors_problem
 
     @classmethod
-    def build(cls, segments: Iterable[tuple[int, str, str]]) -> SegmentIndex:
+    def build(cls, segments: Iterable[tuple[int, str, str]], embedder: Embeds | None = None,
+              progress: Callable[[int], None] | None = None) -> SegmentIndex:
         """Index (segment id, path, text) rows as they stream in: each segment's terms become
         4-byte ids at once (a list of Python strings per segment took ~3 GB at 77M tokens),
-        so memory grows with the corpus's terms, not with its text."""
+        so memory grows with the corpus's terms, not with its text. With `embedder`, each
+        segment's digest is embedded too, EMBED_CHUNK at a time (`progress(segments done)`)."""
         import bm25s
 
         ids: list[int] = []
         corpus: list[array] = []
         vocab: dict[str, int] = {}
+        vectors = _Vectors(embedder, progress) if embedder is not None else None
         for sid, path, text in segments:
             ids.append(sid)
             corpus.append(array("I", [vocab.setdefault(t, len(vocab))
                                       for t in terms(path) + terms(text)]))
+            if vectors is not None:
+                vectors.add(path, text)
         retriever = bm25s.BM25()
         if corpus:
             vocab.setdefault("", len(vocab))  # bm25s scores term-less queries against it
             retriever.index((corpus, vocab), create_empty_token=False, show_progress=False)
-        return cls(retriever, ids)
+        if vectors is None or embedder is None:
+            return cls(retriever, ids)
+        return cls(retriever, ids, vectors.finish(getattr(embedder, "dim", 384)), embedder.name)
+
+    def with_vectors(self, vectors, model: str) -> SegmentIndex:
+        """This index with `vectors` (one row per id, in `ids` order) of `model`."""
+        if len(vectors) != len(self.ids):
+            raise ValueError(f"{len(vectors)} vectors for {len(self.ids)} segments")
+        return SegmentIndex(self._retriever, self.ids, vectors, model)
 
     def save(self, folder: Path) -> None:
         """Write atomically: a half-written index is never loaded."""
@@ -86,7 +163,14 @@ class SegmentIndex:
         try:
             if self.ids:
                 self._retriever.save(tmp, show_progress=False)
-            (tmp / "segments.json").write_text(json.dumps({"format": FORMAT, "ids": self.ids}))
+            meta: dict = {"format": FORMAT, "ids": self.ids}
+            if self.vectors is not None and self.vectors_model:
+                import numpy as np
+
+                np.save(tmp / VECTORS, np.asarray(self.vectors, dtype=np.float16))
+                meta["vectors"] = {"model": self.vectors_model, "dtype": "float16",
+                                   "rows": len(self.vectors), "dim": int(self.vectors.shape[1])}
+            (tmp / "segments.json").write_text(json.dumps(meta))
             # Never delete inside the live folder (a writer saving the same index at the same
             # moment could be renaming its own into place): move what is there aside in one
             # rename, then put ours in place; whoever renames last wins, each whole.
@@ -105,7 +189,10 @@ class SegmentIndex:
             shutil.rmtree(tmp, ignore_errors=True)
 
     @classmethod
-    def load(cls, folder: Path) -> SegmentIndex | None:
+    def load(cls, folder: Path, vectors_model: str | None = None) -> SegmentIndex | None:
+        """The saved index, or None (missing, damaged, of another format: the caller rebuilds
+        it). With `vectors_model`, its vectors too when they are that model's and whole;
+        otherwise `vectors_problem` says why not (the lexical index is still good)."""
         import bm25s
 
         try:
@@ -116,7 +203,28 @@ class SegmentIndex:
             retriever = bm25s.BM25.load(folder, mmap=True, show_progress=False) if ids else None
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        return cls(retriever, ids)
+        index = cls(retriever, ids)
+        if vectors_model:
+            index.vectors, index.vectors_problem = _load_vectors(folder, meta, vectors_model,
+                                                                 len(ids))
+            index.vectors_model = vectors_model if index.vectors is not None else None
+        return index
+
+    def dense_search(self, query_vector, k: int = 100, floor: float = DENSE_FLOOR) -> list[Hit]:
+        """Segments by cosine similarity to an L2-normalised query vector, best first (those
+        under `floor` left out); scanned in slices so a memory-mapped index stays on disk."""
+        import numpy as np
+
+        if self.vectors is None or not self.ids:
+            return []
+        q = np.asarray(query_vector, dtype=np.float32).reshape(-1)
+        scores = np.empty(len(self.ids), dtype=np.float32)
+        for i in range(0, len(self.ids), 65_536):
+            scores[i:i + 65_536] = np.asarray(self.vectors[i:i + 65_536], np.float32) @ q
+        k = min(k, len(self.ids))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [Hit(self.ids[int(t)], float(scores[t])) for t in top if scores[t] >= floor]
 
     def search(self, query: str, k: int = 100) -> list[Hit]:
         q = query_terms(query)
@@ -130,3 +238,23 @@ class SegmentIndex:
         docs, scores = self._retriever.retrieve([q], k=k, show_progress=False, n_threads=1)
         return [Hit(self.ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0], strict=True)
                 if s > 0]
+
+
+def _load_vectors(folder: Path, meta: dict, model: str, rows: int) -> tuple[Any, str | None]:
+    """(the vectors memory-mapped, None) when they are `model`'s and fit the ids, else
+    (None, why not)."""
+    import numpy as np
+
+    info = meta.get("vectors")
+    if not isinstance(info, dict):
+        return None, "missing"
+    if info.get("model") != model:
+        return None, f"of another model or recipe ({str(info.get('model'))[:60]})"
+    try:
+        vectors = np.load(folder / VECTORS, mmap_mode="r")
+    except (OSError, ValueError):
+        return None, "damaged (unreadable)"
+    if vectors.dtype != np.float16 or vectors.ndim != 2 or vectors.shape[0] != rows \
+            or vectors.shape[1] != info.get("dim"):
+        return None, f"damaged (shape {vectors.shape}, {vectors.dtype}; {rows} segments)"
+    return vectors, None

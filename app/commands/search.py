@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Annotated
 
 import typer
@@ -16,23 +18,49 @@ console = Console(stderr=True)
 out = Console()
 
 
+@contextmanager
+def _lazy_progress(enabled: bool) -> Iterator:
+    """A progress(stage, done, total, detail) whose bar (app.progress's) appears only once
+    something long reports, such as embedding a corpus: a plain search shows none."""
+    from app.progress import pipeline_progress
+
+    with ExitStack() as stack:
+        bar = []
+
+        def update(stage: str, done: int, total: int, detail: str) -> None:
+            if not bar:
+                bar.append(stack.enter_context(pipeline_progress(console, enabled)))
+            if bar[0] is not None:
+                bar[0](stage, done, total, detail)
+
+        yield update
+
+
 def search(
     corpus: Annotated[str, typer.Argument(help="a stored corpus name")],
     query: Annotated[str, typer.Argument(help="words, identifiers, file names, a question")],
     k: Annotated[int, typer.Option("--k", "-k", min=1, max=1000, help="hits to show")] = 20,
     as_json: JsonOpt = False,
+    build_vectors: Annotated[bool, typer.Option(
+        "--build-vectors", help="with SCOUTLENS_DENSE on: embed the corpus's segments now if "
+        "its index lacks their sentence vectors (once; ~1 min per 1,000 segments on two "
+        "cores)")] = False,
 ) -> None:
     """The fused ranking of CORPUS for QUERY: each hit's path, lines or page, score, and the
-    signals that found it (symbol definitions, file names and paths, BM25).
+    signals that found it (symbol definitions, file names and paths, BM25, and sentence
+    vectors when SCOUTLENS_DENSE is on).
 
     \b
     Examples:
       scoutlens search myrepo get_best_fit
       scoutlens search myrepo "where is the retry limit decided" -k 5 --json
+      SCOUTLENS_DENSE=1 scoutlens search mypdfs "how are invoices approved" --build-vectors
     """
     from app.services.search import search as run
 
-    ranking = run(corpus, query, k=k)
+    with _lazy_progress(not as_json) as progress:
+        ranking = run(corpus, query, k=k, build_vectors=build_vectors or None,
+                      progress=progress)
     if as_json:
         print(json.dumps({"corpus": corpus, "query": query, "notes": ranking.notes,
                           "hits": [h.to_json() for h in ranking.hits]}, ensure_ascii=False))

@@ -1,19 +1,38 @@
-"""A corpus's retrieval index: built once per corpus version (at ingest), loaded per question."""
+"""A corpus's retrieval index: built once per corpus version (at ingest), loaded per question.
+
+With SCOUTLENS_DENSE on, the index carries sentence vectors too: embedded at ingest (the cost
+belongs there: 2,100-4,300 word pieces/s on two cores, ~3.4 min per 1M corpus tokens), or, for a
+corpus ingested before dense was turned on, at its first question when that takes under
+BUILD_ON_USE_S; a larger corpus answers without the dense signal, with a note naming the command
+that builds its vectors once.
+"""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
 from app.database import session_scope
 from app.models import Corpus, Source, StoredSegment
 from app.settings import get_settings
-from ingest.retrieval import SegmentIndex
+from ingest.retrieval import SegmentIndex, embed_segments
 from ingest.types import IngestError
+
+if TYPE_CHECKING:
+    from ingest.embeddings import Embedder
+
+Note = Callable[[str], None]
+#: the ingest pipeline's progress(stage, done, total, detail), as app.progress shows it
+Progress = Callable[[str, int, int, str], None]
+PIECES_PER_S = 2_500  # all-MiniLM-L6-v2, 2 cores: 2,100 busy (bench_dense), 4,300 idle
+PIECES_PER_SEGMENT = 250  # a segment's digest, mean (bench_dense: 252; cap 256)
+BUILD_ON_USE_S = 60.0  # missing vectors are built at a question when estimated under this
 
 
 @dataclass(frozen=True)
@@ -39,9 +58,68 @@ def index_dir(name: str, version: str) -> Path:
     return get_settings().home_dir / "indexes" / name / version[:16]
 
 
-def build_index(name: str, url: str | None = None,
-                note: Callable[[str], None] | None = None) -> Path:
-    """Index every segment of the corpus's current version (older versions are removed)."""
+def models_dir() -> Path:
+    return get_settings().home_dir / "models"
+
+
+def embedder(note: Note | None = None) -> Embedder | None:
+    """The sentence-embedding model (extracted under SCOUTLENS_HOME/models once, loaded once
+    per process), or None with a one-line note saying why the dense signal is off."""
+    from ingest.embeddings import EmbeddingUnavailable, load
+
+    try:
+        return load(models_dir())
+    except EmbeddingUnavailable as exc:
+        if note:
+            note(f"dense retrieval skipped: {exc}; BM25, symbols and paths answer alone")
+        return None
+
+
+def vectors_model() -> str | None:
+    """The name vectors of the installed model are stored under; None when it is missing."""
+    from ingest.embeddings import EmbeddingUnavailable, model_name
+
+    try:
+        return model_name()
+    except EmbeddingUnavailable:
+        return None
+
+
+def embed_estimate(segments: int) -> str:
+    """How long embedding `segments` segments takes on CPU, in words."""
+    seconds = segments * PIECES_PER_SEGMENT / PIECES_PER_S
+    return f"~{seconds:.0f} s" if seconds < 120 else f"~{seconds / 60:.0f} min"
+
+
+def _segment_rows(session, corpus_id: int):
+    """(segment id, path, text) of the corpus, in corpus order, streamed in batches: the
+    corpus's text is never in memory at once."""
+    return session.execute(
+        select(StoredSegment.id, Source.path, StoredSegment.text).join(Source)
+        .where(Source.corpus_id == corpus_id, Source.status == "ok")
+        .order_by(Source.position, StoredSegment.order)
+        .execution_options(yield_per=2000))
+
+
+def _count(session, corpus_id: int) -> int:
+    from sqlalchemy import func
+
+    return session.scalar(select(func.count(StoredSegment.id)).join(Source).where(
+        Source.corpus_id == corpus_id, Source.status == "ok")) or 0
+
+
+def _embed_progress(progress: Progress | None, total: int) -> Callable[[int], None] | None:
+    if progress is None:
+        return None
+    return lambda done: progress("embed", done, total, "sentence vectors for dense retrieval")
+
+
+def build_index(name: str, url: str | None = None, note: Note | None = None,
+                progress: Progress | None = None, dense: bool | None = None) -> Path:
+    """Index every segment of the corpus's current version (older versions are removed); with
+    `dense` (default: the setting) their sentence vectors too."""
+    dense = get_settings().dense if dense is None else dense
+    model = embedder(note) if dense else None
     with session_scope(_url(url)) as session:
         row = session.scalar(select(Corpus).where(Corpus.name == name))
         if row is None:
@@ -50,13 +128,15 @@ def build_index(name: str, url: str | None = None,
         folder = index_dir(name, version)
         if note:
             note("indexing the corpus's segments for retrieval")
-        # streamed in batches: the corpus's text is never in memory at once
-        rows = session.execute(
-            select(StoredSegment.id, Source.path, StoredSegment.text).join(Source)
-            .where(Source.corpus_id == row.id, Source.status == "ok")
-            .order_by(Source.position, StoredSegment.order)
-            .execution_options(yield_per=2000))
-        index = SegmentIndex.build(tuple(r) for r in rows)
+        step = None
+        if model is not None:
+            total = _count(session, row.id)
+            step = _embed_progress(progress, total)
+            if note:
+                note(f"embedding {total:,} segments for dense retrieval "
+                     f"({embed_estimate(total)} on CPU)")
+        index = SegmentIndex.build((tuple(r) for r in _segment_rows(session, row.id)), model,
+                                   step)
     index.save(folder)
     for old in folder.parent.iterdir():
         if old != folder and not old.name.startswith("."):
@@ -68,21 +148,75 @@ def remove_indexes(name: str) -> None:
     shutil.rmtree(get_settings().home_dir / "indexes" / name, ignore_errors=True)
 
 
-def load_index(name: str, version: str, url: str | None = None,
-               note: Callable[[str], None] | None = None) -> SegmentIndex:
+def load_index(name: str, version: str, url: str | None = None, note: Note | None = None,
+               dense: bool = False, build_vectors: bool | None = None,
+               progress: Progress | None = None) -> SegmentIndex:
     """The corpus's index for `version`; one missing (another machine ingested it, or it was
-    deleted), damaged or of an older format is rebuilt from the database first."""
+    deleted), damaged or of an older format is rebuilt from the database first. With `dense`,
+    its vectors too when they are the installed model's; missing or another model's, they are
+    built now when `build_vectors` (None: when that is quick, see BUILD_ON_USE_S), else the
+    index comes without them and a note says how to build them."""
     folder = index_dir(name, version)
-    index = SegmentIndex.load(folder)
+    model = vectors_model() if dense else None
+    index = SegmentIndex.load(folder, model)
     if index is None:
         if note:
             why = "of an older format or damaged" if (folder / "segments.json").exists() \
                 else "missing"
             note(f"the retrieval index of {name} was {why}: rebuilt it from the database")
-        build_index(name, url)
-        index = SegmentIndex.load(folder)
+        build_index(name, url, dense=False)  # vectors follow below, by the same rule as ever
+        index = SegmentIndex.load(folder, model)
     if index is None:
         raise IngestError(f"cannot build the retrieval index for {name}")
+    if model and index.vectors is None:
+        index = _add_vectors(name, folder, index, url, note, build_vectors, progress)
+    return index
+
+
+def vectors_missing(name: str, version: str) -> bool:
+    """Whether the index of `version` lacks vectors of the installed model (cheap: reads
+    segments.json only), e.g. for an ingest to build them when dense retrieval is on."""
+    try:
+        meta = json.loads((index_dir(name, version) / "segments.json").read_text())
+        return (meta.get("vectors") or {}).get("model") != vectors_model()
+    except (OSError, ValueError, AttributeError):
+        return True
+
+
+def _add_vectors(name: str, folder: Path, index: SegmentIndex, url: str | None,
+                 note: Note | None, build: bool | None,
+                 progress: Progress | None) -> SegmentIndex:
+    """The index with its segments' vectors embedded and saved with it, or as it is (a note
+    says why, and how to build them)."""
+    note = note or (lambda _: None)
+    n = len(index.ids)
+    estimate = embed_estimate(n)
+    problem = index.vectors_problem or "missing"
+    if build is False or (build is None
+                          and n * PIECES_PER_SEGMENT / PIECES_PER_S > BUILD_ON_USE_S):
+        note(f"dense retrieval skipped: the sentence vectors of {name} are {problem} "
+             f"({n:,} segments, {estimate} to embed on CPU); build them once with "
+             f"`scoutlens search {name} WORDS --build-vectors`")
+        return index
+    model = embedder(note)
+    if model is None:
+        return index
+    note(f"the sentence vectors of {name} were {problem}: embedding {n:,} segments "
+         f"({estimate} on CPU), once")
+    with session_scope(_url(url)) as session:
+        corpus = session.scalar(select(Corpus.id).where(Corpus.name == name))
+        if corpus is None:
+            return index
+        ids, vectors = embed_segments((tuple(r) for r in _segment_rows(session, corpus)),
+                                      model, _embed_progress(progress, n), model.dim)
+    if ids != index.ids:  # re-ingested meanwhile: the next question builds the new version's
+        note(f"dense retrieval skipped: corpus {name} changed while it was being embedded")
+        return index
+    index = index.with_vectors(vectors, model.name)
+    try:
+        index.save(folder)
+    except OSError as exc:
+        note(f"the sentence vectors of {name} could not be saved ({exc}); used this once")
     return index
 
 

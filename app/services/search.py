@@ -10,6 +10,9 @@ Signals (each says which segments it found, best first):
   (`pack.py`, `pack`, `email.base64mime`) or in rare folders it names (`... in the openai
   package` -> `openai/`), then those files' first segments.
 - `bm25`: bm25s over code-aware terms (ingest.retrieval), whole snake_case identifiers included.
+- `dense` (only with SCOUTLENS_DENSE on): the question embedded with all-MiniLM-L6-v2, segments
+  by cosine similarity to it; finds the place a natural-language question paraphrases without
+  sharing its words. When the model cannot load, the others answer alone, with a note.
 Reciprocal rank fusion (`RRF_K`) sums 1 / (k + rank) over the lists, so no signal's raw scores
 need calibrating against another's, and a segment several signals agree on rises.
 """
@@ -23,12 +26,12 @@ from sqlalchemy import select
 
 from app.database import session_scope
 from app.models import Corpus, Source, StoredSegment, Symbol
-from app.services.index import LocatedSegment, fetch_segments, load_index
+from app.services.index import LocatedSegment, Progress, embedder, fetch_segments, load_index
 from app.settings import get_settings
 from common.errors import UserError
 from ingest.retrieval import STOP, query_terms
 
-SIGNALS = ("symbol", "path", "bm25")
+SIGNALS = ("symbol", "path", "bm25", "dense")  # dense only where the setting turns it on
 RRF_K = 60
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
 CODE_LIKE = re.compile(r"_|[a-z][A-Z]|[A-Z]{2,}|\d")
@@ -41,6 +44,11 @@ PER_NAME = 6  # definitions taken per name (the rarest names first)
 CANDIDATES = 400  # BM25 hits considered
 MAX_QUERY_CHARS = 4_000  # as a question to ask
 MAX_NAMES = 64  # identifiers of one question looked up as symbols (bounds the SQL IN list)
+#: RRF weight per signal (1 when absent). Dense at half weight: at full weight its neighbours
+#: displaced identifier answers (bench_dense.py: 84% of all questions at 1.0, 86% at 0.5 or 0.3)
+WEIGHTS = {"dense": 0.5}
+DENSE_HITS = CANDIDATES  # segments the dense signal ranks
+DENSE_QUERY_CHARS = 1_200  # the query's tail that is embedded (a follow-up's latest question)
 
 
 @dataclass
@@ -169,10 +177,12 @@ def named_sources(corpus_id: int, question: str) -> tuple[list[int], set[str]]:
 
 
 def search(name: str, query: str, k: int = 20, version: str | None = None,
-           signals: tuple[str, ...] = SIGNALS) -> Ranking:
+           signals: tuple[str, ...] = SIGNALS, build_vectors: bool | None = None,
+           progress: Progress | None = None) -> Ranking:
     """The fused ranking of corpus `name` for `query`: up to `k` hits, best first, each with the
     signals that found it. `version` is the corpus version whose index to use (default: the
-    stored one)."""
+    stored one). With dense retrieval on, vectors the index lacks are built when
+    `build_vectors` (None: when quick; see app.services.index), reporting to `progress`."""
     from app.services.corpora import corpus_version
 
     notes: list[str] = []
@@ -185,15 +195,29 @@ def search(name: str, query: str, k: int = 20, version: str | None = None,
         from ingest.types import IngestError
 
         raise IngestError(f"no such corpus: {name} (scoutlens corpora list shows the corpora)")
+    dense = "dense" in signals and get_settings().dense
     if not query_terms(query) and not _asked_words(query):
-        notes.append("the query has only common words: nothing to search for")
-        return Ranking([], notes)
+        if not any(c.isalpha() and not c.isascii() for c in query):
+            notes.append("the query has only common words: nothing to search for")
+            return Ranking([], notes)
+        if not dense:
+            notes.append("the query has no Latin-script words, which is all the lexical index "
+                         "reads: ask in English (or turn on SCOUTLENS_DENSE)")
+            return Ranking([], notes)
+        notes.append("the query has no Latin-script words: only the dense signal reads it, "
+                     "and its model (all-MiniLM-L6-v2) knows English")
     lists: dict[str, list[int]] = {}
     if "symbol" in signals:
         lists["symbol"] = symbol_ranking(corpus_id, query)
-    if "bm25" in signals:
-        lists["bm25"] = [h.segment for h in load_index(name, version, note=notes.append)
-                         .search(query, k=max(k, CANDIDATES))]
+    model = embedder(notes.append) if dense else None
+    if "bm25" in signals or model is not None:
+        index = load_index(name, version, note=notes.append, dense=model is not None,
+                           build_vectors=build_vectors, progress=progress)
+        if "bm25" in signals:
+            lists["bm25"] = [h.segment for h in index.search(query, k=max(k, CANDIDATES))]
+        if model is not None and index.vectors is not None:
+            vector = model.embed([query[-DENSE_QUERY_CHARS:]])[0]
+            lists["dense"] = [h.segment for h in index.dense_search(vector, DENSE_HITS)]
     named, folders = named_sources(corpus_id, query) if "path" in signals else ([], set())
     pool = list(dict.fromkeys(named + [i for ids in lists.values() for i in ids]))
     rows = {r.id: r for r in fetch_segments(name, pool)}
@@ -211,7 +235,7 @@ def search(name: str, query: str, k: int = 20, version: str | None = None,
             if sid not in rows:
                 continue
             hit = fused.setdefault(sid, SearchHit(rows[sid], 0.0))
-            hit.score += 1.0 / (RRF_K + rank)
+            hit.score += WEIGHTS.get(signal, 1.0) / (RRF_K + rank)
             hit.signals[signal] = rank
     hits = sorted(fused.values(), key=lambda h: (-h.score, h.segment.position, h.segment.start))
     return Ranking(hits[:k], notes)
