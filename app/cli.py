@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -22,6 +23,8 @@ from app.commands import prewarm as prewarm_cmd
 from app.commands import search as search_cmd
 from app.commands import serve as serve_cmd
 from app.commands import ui as ui_cmd
+from app.commands import users as users_cmd
+from app.commands.acting import act_as
 from common.errors import UserError
 
 app = typer.Typer(help="Long-context retrieval and document analysis around Llama 4 Scout.",
@@ -43,6 +46,16 @@ app.command()(ask_cmd.ask)
 app.command()(search_cmd.search)
 app.command()(ask_cmd.history)
 app.add_typer(eval_cmd.eval_app, name="eval")
+app.add_typer(users_cmd.users_app, name="users")
+app.command()(users_cmd.audit)
+
+
+@app.callback()
+def _everyone(as_user: Annotated[str | None, typer.Option(
+        "--as", metavar="USER", help="act as this person (with the groups of their last "
+        "sign-in): see what they see, share on their behalf; default: the operator, who sees "
+        "everything")] = None) -> None:
+    act_as(as_user)
 
 
 def _error(exc: BaseException) -> None:

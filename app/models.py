@@ -25,6 +25,12 @@ class Corpus(Base):
     updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
     version_hash: Mapped[str] = mapped_column(String(64), default="")
     tokenizer: Mapped[str] = mapped_column(String(500), default="cl100k")
+    #: who may see it (app.services.access): its owner, and as shared (private | groups |
+    #: everyone, with `shared_groups` for groups)
+    owner: Mapped[str] = mapped_column(String(200), default="admin", server_default="admin")
+    visibility: Mapped[str] = mapped_column(String(10), default="private",
+                                            server_default="private")
+    shared_groups: Mapped[list | None] = mapped_column(JSON, default=list, nullable=True)
 
     sources: Mapped[list[Source]] = relationship(
         back_populates="corpus", cascade="all, delete-orphan", passive_deletes=True,
@@ -120,6 +126,9 @@ class Question(Base):
     finish_reason: Mapped[str] = mapped_column(String(20), default="stop")
     #: what went into the context (Context.to_json without its text); None before 0004
     context: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    #: the person who asked: a conversation is theirs alone
+    owner: Mapped[str] = mapped_column(String(200), default="admin", server_default="admin",
+                                       index=True)
 
 
 class EvalRun(Base):
@@ -133,6 +142,7 @@ class EvalRun(Base):
     config: Mapped[dict] = mapped_column(JSON, default=dict)
     fingerprint: Mapped[dict] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(20), default="running")
+    owner: Mapped[str] = mapped_column(String(200), default="admin", server_default="admin")
 
 
 class EvalCell(Base):
@@ -160,3 +170,30 @@ class EvalCell(Base):
     total_s: Mapped[float] = mapped_column(default=0.0)
     status: Mapped[str] = mapped_column(String(20), default="done")  # done | failed
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class User(Base):
+    """Someone who signed in, with the groups they had at their last sign-in."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    groups: Mapped[list | None] = mapped_column(JSON, default=list, nullable=True)
+    via: Mapped[str] = mapped_column(String(20), default="oidc")  # oidc | header
+    first_seen: Mapped[datetime] = mapped_column(default=_now)
+    last_seen: Mapped[datetime] = mapped_column(default=_now)
+
+
+class AuditEntry(Base):
+    """Who ingested, asked, shared or deleted what, and when."""
+
+    __tablename__ = "audit"
+    __table_args__ = (Index("ix_audit_user_at", "user", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=_now, index=True)
+    user: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(30))
+    target: Mapped[str] = mapped_column(String(500))
+    detail: Mapped[dict | None] = mapped_column(JSON, default=dict, nullable=True)

@@ -22,7 +22,8 @@ def pipeline_progress(console: Console, enabled: bool = True):
 
         def update(stage: str, done: int, total: int, detail: str) -> None:
             label = {"collect": "collecting", "read": "reading", "count": "counting",
-                     "index": "indexing"}.get(stage, stage)
+                     "index": "indexing",
+                     "embed": "embedding"}.get(stage, stage)
             bar.update(task, description=label, completed=done, total=total or None,
                        detail=detail[-50:])
 

@@ -43,6 +43,35 @@ class Settings(BaseSettings):
                             "request, at most (the server's --limit-mm-per-prompt; scoutlens's "
                             "own Llama 4 launch sets 5); the others go as their time and words")
 
+    # --- sign-in for a shared UI (app.services.access has the rules) -------------------------
+    auth: str = Field(default="", description="how people sign in to a shared UI: oidc "
+                      "(OpenID Connect via Streamlit's st.login) | header (a trusted reverse "
+                      "proxy sets the user and groups headers); empty: no sign-in")
+    admin_groups: list[str] = Field(default=["admins"], description="groups whose members see "
+                                    "and change every corpus and eval run")
+    oidc_issuer: str | None = Field(default=None, description="OpenID Connect issuer URL")
+    oidc_client_id: str | None = Field(default=None, description="OIDC client id")
+    oidc_client_secret: str | None = Field(default=None, description="OIDC client secret")
+    oidc_cookie_secret: str | None = Field(default=None, description="secret that signs the "
+                                           "sign-in cookie (random, kept across restarts)")
+    oidc_redirect_uri: str | None = Field(default=None, description="the UI's public URL + "
+                                          "/oauth2callback (default: from --host/--port)")
+    oidc_groups_claim: str = Field(default="groups", description="ID-token claim that lists "
+                                   "the user's groups")
+    oidc_scopes: str = Field(default="openid profile email", description="scopes asked for "
+                             "(some providers send groups only for a `groups` scope)")
+    auth_user_header: str = Field(default="X-Forwarded-User", description="header the proxy "
+                                  "puts the signed-in user in")
+    auth_groups_header: str = Field(default="X-Forwarded-Groups", description="header with the "
+                                    "user's groups, comma-separated")
+    auth_proxy_ips: list[str] = Field(default=[], description="addresses the trusted proxy "
+                                      "connects from (headers from elsewhere are refused)")
+    auth_proxy_secret: str | None = Field(default=None, description="a secret the proxy sends "
+                                          "in auth_secret_header (instead of, or with, the "
+                                          "addresses)")
+    auth_secret_header: str = Field(default="X-Scoutlens-Proxy-Secret",
+                                    description="header that carries auth_proxy_secret")
+
     @property
     def home_dir(self) -> Path:
         path = self.home.expanduser()

@@ -8,6 +8,7 @@ import streamlit as st
 
 from app.services.corpora import list_corpora
 from ui import prefs as prefs_store
+from ui.auth import who
 from ui.jobs import Job
 
 
@@ -22,7 +23,8 @@ def prefs() -> prefs_store.Prefs:
 
 
 def corpus_names() -> list[str]:
-    return [c.name for c in list_corpora()]
+    """The corpora the person on this page may read."""
+    return [c.name for c in list_corpora(who=who())]
 
 
 def pick_corpus(label: str = "Corpus", key: str = "corpus") -> str | None:

@@ -9,6 +9,7 @@ import streamlit as st
 
 from app.services.corpora import CorpusNotFound
 from app.services.viewing import SourceView, source_view
+from ui.auth import who
 from ui.render import code_excerpt_html, marked_text, pdf_page_png, video_frame_png
 
 
@@ -84,7 +85,7 @@ def show_sources(corpus: str, sources: list[dict]) -> None:
         with st.expander(_label(src), expanded=i == 0):
             st.caption(_badge(src))
             try:
-                view = source_view(corpus, src["path"])
+                view = source_view(corpus, src["path"], who=who())
             except (CorpusNotFound, KeyError):
                 st.caption("this source is no longer in the corpus; the quoted text:")
                 st.code(src.get("quote", ""), language=None)

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from app.commands.acting import who
 from app.commands.options import BackendOpt, EndpointOpt, JsonOpt, ModelOpt
 
 console = Console(stderr=True)
@@ -70,7 +71,7 @@ def ask(
         with pipeline_progress(console, not as_json) as progress:
             ready = prepare(target, asked, chosen, mode=mode, max_tokens=max_tokens,  # type: ignore[arg-type]
                             continue_last=cont, conversation=conversation, note=note,
-                            progress=progress, as_path=as_path)
+                            progress=progress, as_path=as_path, who=who())
         _print_plan(ready, max_tokens, as_json)
         return
 
@@ -82,7 +83,7 @@ def ask(
     with pipeline_progress(console, not as_json) as progress:
         result = run(target, asked, chosen, mode=mode, max_tokens=max_tokens,  # type: ignore[arg-type]
                      continue_last=cont, conversation=conversation, on_delta=delta,
-                     note=note, progress=progress, as_path=as_path)
+                     note=note, progress=progress, as_path=as_path, who=who())
     if as_json:
         print(json.dumps(result.to_json(), ensure_ascii=False))
         return
@@ -129,7 +130,7 @@ def history(
 
     from app.services.history import history as rows_of
 
-    rows = rows_of(corpus, limit)
+    rows = rows_of(corpus, limit, who=who())
     if as_json:
         print(_json_safe(json.dumps([{**asdict(r), "incomplete": r.incomplete}
                                      for r in rows], ensure_ascii=False)))

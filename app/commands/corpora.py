@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
+from app.commands.acting import who
 from app.commands.options import (
     FpsOpt,
     KeepOpt,
@@ -72,7 +73,7 @@ def ingest(
     with pipeline_progress(console, not as_json) as progress:
         report = run(paths, corpus, tokenizer,
                      pipeline_options(keep, max_file_size, ocr, fps, max_frames), prune,
-                     progress)
+                     progress, who=who())
     if as_json:
         out.print_json(json.dumps(report.to_json()))
         if report.count("error"):
@@ -120,7 +121,7 @@ def corpora_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
     """List stored corpora."""
     from app.services.corpora import list_corpora
 
-    rows = list_corpora()
+    rows = list_corpora(who=who())
     if as_json:
         out.print_json(json.dumps([r.__dict__ for r in rows]))
         return
@@ -128,11 +129,12 @@ def corpora_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
         console.print("no corpora yet: scoutlens ingest PATH --corpus NAME")
         return
     table = Table()
-    for col in ("name", "sources", "skipped", "tokens", "tokenizer", "updated"):
+    for col in ("name", "sources", "skipped", "tokens", "tokenizer", "owner", "shared with",
+                "updated"):
         table.add_column(col)
     for r in rows:
         table.add_row(r.name, str(r.sources), str(r.skipped), f"{r.tokens:,}", r.tokenizer,
-                      r.updated_at)
+                      r.owner, r.shared, r.updated_at)
     out.print(table)
 
 
@@ -142,7 +144,7 @@ def corpora_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = F
     from app.services.corpora import show_corpus
     from app.services.reports import token_tree
 
-    summary, files = show_corpus(name)
+    summary, files = show_corpus(name, who=who())
     tree = token_tree([(f.path, f.tokens) for f in files if f.status == "ok"])
     if as_json:
         out.print_json(json.dumps({**summary.__dict__, "tree": tree, "files": [
@@ -163,5 +165,37 @@ def corpora_rm(name: str) -> None:
     """Delete a corpus and everything stored for it."""
     from app.services.corpora import remove_corpus
 
-    summary = remove_corpus(name)
+    summary = remove_corpus(name, who=who())
     console.print(f"removed corpus {summary.name} ({summary.sources} sources)")
+
+
+@corpora_app.command("share")
+def corpora_share(
+    name: str,
+    group: Annotated[list[str] | None, typer.Option(
+        "--group", "-g", help="share with the members of this group (repeatable)")] = None,
+    everyone: Annotated[bool, typer.Option(
+        "--everyone", help="share with everyone signed in")] = False,
+    private: Annotated[bool, typer.Option(
+        "--private", help="its owner (and admins) only")] = False,
+) -> None:
+    """Choose who sees a corpus: named groups, everyone signed in, or its owner alone (its
+    owner or an admin only).
+
+    Examples:
+
+        scoutlens corpora share contracts --group legal --group finance
+
+        scoutlens --as alice corpora share notes --everyone
+    """
+    from app.services.corpora import share_corpus
+    from common.errors import UserError
+
+    if sum((bool(group), everyone, private)) != 1:
+        raise UserError("say one of --group G (repeatable), --everyone or --private")
+    visibility = "groups" if group else "everyone" if everyone else "private"
+    s = share_corpus(name, visibility, group, who=who())
+    console.print(f"{s.name}: " + ("private (its owner and admins)" if s.visibility == "private"
+                                   else "shared with everyone signed in"
+                                   if s.visibility == "everyone"
+                                   else f"shared with {', '.join(s.groups)}"))

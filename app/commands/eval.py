@@ -21,6 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from app.commands.acting import who
 from app.commands.options import BackendOpt, EndpointOpt, ModelOpt
 
 console = Console(stderr=True)
@@ -36,8 +37,8 @@ def _write_report(run_id: str, folder: Path) -> Path:
     from engine.types import EngineError
     from evals.report import curve_png, heatmap_png, html_report
 
-    cells = eval_runs.cells_of(run_id)
-    s = eval_runs.summary(run_id)
+    cells = eval_runs.cells_of(run_id, who=who())
+    s = eval_runs.summary(run_id, who=who())
     try:
         folder.mkdir(parents=True, exist_ok=True)
         for task in sorted({c.task for c in cells}):
@@ -96,7 +97,7 @@ def run_cmd(
              "model": model, "concurrency": concurrency, "tokenizer": tokenizer,
              "run_id": run_id, "out": str(out_dir) if out_dir else None}
     config, target = suites.resolve(loaded, flags)
-    if target.run_id and (stored := eval_runs.stored_config(target.run_id)) is not None:
+    if target.run_id and (stored := eval_runs.stored_config(target.run_id, who=who())) is not None:
         console.print(f"resuming run {target.run_id} with its stored grid")
         config = stored
     if dry_run:
@@ -123,8 +124,8 @@ def run_cmd(
     with Progress(*columns, console=console) as bar:
         t = bar.add_task("cells", total=None)
         done = eval_runs.run(config, chosen, gen, target.run_id,
-                         lambda d, n: bar.update(t, completed=d, total=n))
-    s = eval_runs.summary(done)
+                             lambda d, n: bar.update(t, completed=d, total=n), who=who())
+    s = eval_runs.summary(done, who=who())
     out.print(f"run {done}: {s.done} cells done, {s.failed} failed, mean score "
               f"{(s.mean or 0):.3f} (scoutlens eval report {done})")
     if target.out:
@@ -136,7 +137,7 @@ def list_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Eval runs, newest first."""
     from app.services import eval_runs
 
-    runs = eval_runs.list_runs()
+    runs = eval_runs.list_runs(who=who())
     if as_json:
         print(json.dumps([asdict(r) for r in runs]))
         return
@@ -159,8 +160,8 @@ def report_cmd(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = F
     from app.services import eval_runs
     from evals.report import effective_length, length_table
 
-    cells = eval_runs.cells_of(run_id)
-    s = eval_runs.summary(run_id)
+    cells = eval_runs.cells_of(run_id, who=who())
+    s = eval_runs.summary(run_id, who=who())
     if as_json:
         print(json.dumps({"run_id": run_id, "status": s.status, "mean": s.mean,
                           "effective_length": effective_length(cells),
@@ -199,12 +200,13 @@ def compare_cmd(run_a: str, run_b: str,
     from engine.types import EngineError
     from evals.report import compare, compare_html, grid_png
 
-    differ = eval_runs.fingerprint_diff(run_a, run_b)
+    differ = eval_runs.fingerprint_diff(run_a, run_b, who=who())
     if differ:
         what = ", ".join(f"{k}: {x} vs {y}" for k, (x, y) in sorted(differ.items()))
         console.print(f"[yellow]warning[/]: the runs used different endpoints ({what} "
                       "differ)")
-    c = compare(eval_runs.cells_of(run_a), eval_runs.cells_of(run_b))
+    c = compare(eval_runs.cells_of(run_a, who=who()),
+                eval_runs.cells_of(run_b, who=who()))
     report = {"mean_delta": c.mean_delta, "p_value": c.p_value, "worse": c.worse,
               "better": c.better, "cells": len(c.deltas),
               "deltas": [{"task": t, "length": n, "depth": d, "delta": v}
@@ -239,7 +241,7 @@ def rescore_cmd(run_id: str,
     """Score a run's stored responses again, without calling the model."""
     from app.services import eval_runs
 
-    r = eval_runs.rescore(run_id, metric)
+    r = eval_runs.rescore(run_id, metric, who=who())
     if as_json:
         print(json.dumps(asdict(r)))
         return

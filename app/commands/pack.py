@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from app.commands.acting import who
 from app.commands.options import (
     FpsOpt,
     KeepOpt,
@@ -54,7 +55,7 @@ def pack(
     with pipeline_progress(console) as progress:
         outcome = run(target, tokenizer, limit, fmt, fit, out_file, manifest, toc,  # type: ignore[arg-type]
                       pipeline_options(keep, max_file_size, True, fps, max_frames), progress,
-                      lambda msg: console.print(f"[dim]{msg}"))
+                      lambda msg: console.print(f"[dim]{msg}"), who=who())
     r = outcome.result
     for item in r.reduced:
         console.print(f"[yellow]reduced[/] {item['path']}: {item['from']:,} -> {item['to']:,} "

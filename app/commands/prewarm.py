@@ -17,6 +17,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from app.commands.acting import who
 from app.commands.options import ModelOpt
 
 console = Console(stderr=True)
@@ -54,7 +55,7 @@ def prewarm(
     backend = make_backend("openai", endpoint=endpoint, model=model)  # as ask would
     assert isinstance(backend, OpenAIBackend)
     # the very prefix `scoutlens ask` will send in full mode, so its questions hit the cache
-    name = resolve_corpus(corpus, note=console.print)
+    name = resolve_corpus(corpus, note=console.print, who=who())
     with console.status("packing the corpus"):
         request = build_context(name, "", "full", backend, max_tokens=max_tokens).request
     assert request is not None

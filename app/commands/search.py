@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from app.commands.acting import who
 from app.commands.options import JsonOpt
 
 console = Console(stderr=True)
@@ -59,7 +60,7 @@ def search(
     from app.services.search import search as run
 
     with _lazy_progress(not as_json) as progress:
-        ranking = run(corpus, query, k=k, build_vectors=build_vectors or None,
+        ranking = run(corpus, query, k=k, build_vectors=build_vectors or None, who=who(),
                       progress=progress)
     if as_json:
         print(json.dumps({"corpus": corpus, "query": query, "notes": ranking.notes,

@@ -20,11 +20,20 @@ def ui(port: Annotated[int, typer.Option(help="port")] = 8501,
        trusted: Annotated[bool | None, typer.Option(
            "--trusted/--shared", help="trusted: users may ingest folders of this machine and "
            "change the model server; default: trusted on loopback, shared otherwise")]
-       = None) -> None:
-    """Start the web UI (Streamlit): corpora, ask, evals, engine, settings."""
+       = None,
+       no_auth: Annotated[bool, typer.Option(
+           "--no-auth", help="serve a shared UI without sign-in, on purpose (a banner says "
+           "so on every page)")] = False) -> None:
+    """Start the web UI (Streamlit): corpora, ask, evals, engine, settings.
+
+    A shared UI (--host 0.0.0.0, or --shared) needs sign-in: SCOUTLENS_AUTH=oidc (OpenID
+    Connect; SCOUTLENS_OIDC_ISSUER, _CLIENT_ID, _CLIENT_SECRET, _COOKIE_SECRET) or
+    SCOUTLENS_AUTH=header (behind a proxy that signs people in; SCOUTLENS_AUTH_PROXY_SECRET
+    and/or SCOUTLENS_AUTH_PROXY_IPS). See the README's "Teams" section.
+    """
     import importlib.util
 
-    from app.settings import MAX_UPLOAD_MB
+    from app.settings import MAX_UPLOAD_MB, get_settings
 
     spec = importlib.util.find_spec("ui.views.scoutlens_ui")
     assert spec is not None and spec.origin is not None
@@ -39,11 +48,70 @@ def ui(port: Annotated[int, typer.Option(help="port")] = 8501,
             "--client.showErrorDetails", "type"]
     if trusted is None:
         trusted = host in ("127.0.0.1", "localhost", "::1")
+    auth = "local" if trusted else "open" if no_auth else sign_in_mode(get_settings())
+    if auth == "oidc":
+        args += ["--secrets.files", str(oidc_secrets(get_settings(), host, port))]
     os.environ["SCOUTLENS_UI_SHARED"] = "0" if trusted else "1"
+    os.environ["SCOUTLENS_UI_AUTH"] = auth
     console.print(f"scoutlens UI on http://{host}:{port} (Ctrl-C stops it)"
-                  + ("" if trusted else "; shared: no local folders, no model-server changes"))
+                  + ("" if trusted else "; shared: no local folders, no model-server changes")
+                  + {"oidc": "; sign-in: OpenID Connect", "header": "; sign-in: trusted proxy",
+                     "open": "; [yellow]open: no sign-in (--no-auth)[/]"}.get(auth, ""))
     sys.stdout.flush()
     os.execv(sys.executable, args)  # Streamlit gets the signals directly
+
+
+def sign_in_mode(s) -> str:
+    """The sign-in a shared UI uses; refused when none is configured or it is incomplete."""
+    from common.errors import UserError
+
+    mode = (s.auth or "").strip().lower()
+    if mode == "oidc":
+        missing = [f"SCOUTLENS_OIDC_{k.upper()}" for k in
+                   ("issuer", "client_id", "client_secret", "cookie_secret")
+                   if not getattr(s, f"oidc_{k}")]
+        if missing:
+            raise UserError(f"SCOUTLENS_AUTH=oidc needs {', '.join(missing)}")
+        return mode
+    if mode == "header":
+        if not s.auth_proxy_secret and not s.auth_proxy_ips:
+            raise UserError("SCOUTLENS_AUTH=header needs SCOUTLENS_AUTH_PROXY_SECRET (a secret "
+                            "the proxy sends) and/or SCOUTLENS_AUTH_PROXY_IPS (where it connects "
+                            "from): headers are never taken at face value")
+        return mode
+    if mode:
+        raise UserError(f"SCOUTLENS_AUTH must be oidc or header, not {s.auth!r}")
+    raise UserError("a shared UI needs sign-in: set SCOUTLENS_AUTH=oidc (OpenID Connect) or "
+                    "SCOUTLENS_AUTH=header (behind a signing-in proxy), or pass --no-auth to "
+                    "serve it open on purpose")
+
+
+def oidc_secrets(s, host: str, port: int):
+    """Streamlit's st.login reads its provider from a secrets file: written from settings
+    under SCOUTLENS_HOME, readable by this user only."""
+    import json
+
+    from common.errors import UserError
+    from common.files import atomic_write_text
+
+    redirect = s.oidc_redirect_uri
+    if not redirect:
+        if host in ("0.0.0.0", "::"):
+            raise UserError("set SCOUTLENS_OIDC_REDIRECT_URI to the UI's public URL + "
+                            "/oauth2callback (the provider sends people back there)")
+        redirect = f"http://{host}:{port}/oauth2callback"
+    issuer = s.oidc_issuer.rstrip("/")
+    q = json.dumps  # TOML basic strings accept JSON's escapes
+    text = "\n".join([
+        "[auth]", f"redirect_uri = {q(redirect)}", f"cookie_secret = {q(s.oidc_cookie_secret)}",
+        f"client_id = {q(s.oidc_client_id)}", f"client_secret = {q(s.oidc_client_secret)}",
+        f"server_metadata_url = {q(issuer + '/.well-known/openid-configuration')}",
+        f"client_kwargs = {{ scope = {q(s.oidc_scopes)} }}", ""])
+    path = s.home_dir / "ui" / "secrets.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, text)
+    path.chmod(0o600)
+    return path
 
 
 def version() -> None:

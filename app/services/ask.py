@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from app.database import session_scope
 from app.models import Corpus, Question
+from app.services.access import Who, audit, owner_of_new
 from app.services.citations import SourceRef, matched_evidence, verify
 from app.services.context import Context, Mode, build_context
 from app.services.history import conversation_turns, last_conversation
@@ -78,22 +79,22 @@ def check_question(question: str) -> str:
 
 
 def resolve_corpus(target: str, progress=None, note: Callable[[str], None] | None = None,
-                   corpus_only: bool = False, as_path: bool = False) -> str:
+                   corpus_only: bool = False, as_path: bool = False, who: Who = None) -> str:
     """The corpus to ask. A bare word is a stored corpus name, even when the working directory
     has a folder of that name (which would otherwise be merged in silently); a path is a path
     only when it looks like one, or with `as_path` (`--path`): it is ingested (incrementally)
     into a corpus named after it. `corpus_only` (the web UI): never a path, so a corpus named
     like a folder of the server's working directory cannot pull that folder in. `note` is told
-    which of the two was used."""
+    which of the two was used. A corpus `who` may not read is not there."""
     from app.services.corpora import corpus_exists, corpus_name_for, ingest, looks_like_path
 
     if corpus_only:
-        if not corpus_exists(target):
+        if not corpus_exists(target, who=who):
             raise IngestError(f"no such corpus: {target}")
         return target
     if not as_path and not looks_like_path(target):
         here = Path(target).exists()
-        if corpus_exists(target):
+        if corpus_exists(target, who=who):
             if note:
                 note(f"using the stored corpus {target!r}" + (
                     f" (not ./{target}: pass ./{target} or --path to ingest it)" if here else ""))
@@ -107,7 +108,7 @@ def resolve_corpus(target: str, progress=None, note: Callable[[str], None] | Non
     name = corpus_name_for(path)
     if note:
         note(f"ingesting {path} into corpus {name!r}")
-    ingest([path], name, progress=progress)
+    ingest([path], name, progress=progress, who=who)
     return name
 
 
@@ -125,16 +126,16 @@ class Prepared:
 def prepare(target: str, question: str, backend: Backend, mode: Mode = "auto",
             max_tokens: int = 512, continue_last: bool = False, conversation: str | None = None,
             note: Callable[[str], None] | None = None, progress=None, corpus_only: bool = False,
-            as_path: bool = False) -> Prepared:
+            as_path: bool = False, who: Who = None) -> Prepared:
     """Everything ask does before it generates: the context and the exact request (what
     `ask --dry-run` shows, and what ask then sends)."""
     question = check_question(question)
     if mode not in ("auto", "full", "retrieval"):
         raise EngineError(f"unknown mode {mode!r}: auto | full | retrieval")
-    name = resolve_corpus(target, progress, note, corpus_only, as_path)
+    name = resolve_corpus(target, progress, note, corpus_only, as_path, who)
     if continue_last and conversation is None:
-        conversation = last_conversation(name)
-    turns = conversation_turns(conversation, name) if conversation else []
+        conversation = last_conversation(name, who)
+    turns = conversation_turns(conversation, name, who) if conversation else []
     if conversation and not turns:
         raise EngineError(f"no such conversation: {conversation} (scoutlens history {name} "
                           "lists them; leave out --conversation to start one)")
@@ -149,9 +150,12 @@ def prepare(target: str, question: str, backend: Backend, mode: Mode = "auto",
 def ask(target: str, question: str, backend: Backend, mode: Mode = "auto",
         max_tokens: int = 512, continue_last: bool = False, conversation: str | None = None,
         on_delta: Callable[[str], None] | None = None, note: Callable[[str], None] | None = None,
-        progress=None, corpus_only: bool = False, as_path: bool = False) -> AskResult:
+        progress=None, corpus_only: bool = False, as_path: bool = False,
+        who: Who = None) -> AskResult:
+    """Answer `question` over a corpus `who` may read, with verified citations; stored as
+    `who`'s (a conversation is its asker's alone)."""
     p = prepare(target, question, backend, mode, max_tokens, continue_last, conversation, note,
-                progress, corpus_only, as_path)
+                progress, corpus_only, as_path, who)
     name, question, conversation, turns, ctx = (p.corpus, p.question, p.conversation, p.turns,
                                                 p.context)
     request = ctx.request
@@ -177,7 +181,7 @@ def ask(target: str, question: str, backend: Backend, mode: Mode = "auto",
     result = AskResult(answer, ctx.mode, sources, completion, name, ctx.corpus_tokens, in_context,
                        conversation, len(turns) + 1, injections, corpus_version=ctx.version,
                        context=ctx.to_json())
-    _store(result, question)
+    _store(result, question, who)
     return result
 
 
@@ -186,12 +190,14 @@ def _text(value: str) -> str:
     return value.replace("\x00", "\ufffd")
 
 
-def _store(result: AskResult, question: str) -> None:
+def _store(result: AskResult, question: str, who: Who = None) -> None:
     c = result.completion
     with session_scope(get_settings().db_url) as session:
         row = session.scalar(select(Corpus).where(Corpus.name == result.corpus))
+        audit(session, who, "ask", result.corpus, conversation=result.conversation,
+              turn=result.turn, mode=result.mode)
         session.add(Question(  # the version answered from, not the one stored now
-            corpus_id=row.id if row else None, corpus_name=result.corpus,
+            owner=owner_of_new(who), corpus_id=row.id if row else None, corpus_name=result.corpus,
             corpus_version=result.corpus_version, conversation=result.conversation,
             turn=result.turn, question=_text(question), answer=_text(result.answer),
             mode=result.mode,

@@ -14,6 +14,17 @@ from sqlalchemy.orm import Session
 
 from app.database import lock_key, session_scope
 from app.models import Corpus, Source, StoredSegment, Symbol
+from app.services.access import (
+    VISIBILITIES,
+    CorpusNotFound,
+    NotAllowed,
+    Who,
+    audit,
+    can_change,
+    corpus_for,
+    corpus_readable,
+    owner_of_new,
+)
 from app.services.ingest_options import for_corpus
 from app.services.reports import FileRow, IngestReport
 from app.services.tokencache import token_cache
@@ -34,8 +45,7 @@ MAX_SYMBOL = 500
 NUL, REPLACEMENT = "\x00", "\ufffd"  # PostgreSQL text cannot hold NUL
 
 
-class CorpusNotFound(IngestError):
-    pass
+__all__ = ["CorpusNotFound"]  # raised here, defined with the access rules
 
 
 class _ChangedMeanwhile(Exception):
@@ -73,15 +83,18 @@ def _secrets_differ(flags: list[str], redact: bool) -> bool:
 
 def ingest(inputs: list[Path], corpus: str, tokenizer: str | None = None,
            options: PipelineOptions | None = None, prune: bool = True,
-           progress: Progress | None = None, url: str | None = None) -> IngestReport:
-    """Ingest inputs into a corpus. Unchanged files (same path and sha256) are not re-read into
-    segments nor re-counted; the database changes in one transaction, or not at all."""
+           progress: Progress | None = None, url: str | None = None,
+           who: Who = None) -> IngestReport:
+    """Ingest inputs into a corpus (a new one is `who`'s; an existing one only its owner or an
+    admin may change). Unchanged files (same path and sha256) are not re-read into segments
+    nor re-counted; the database changes in one transaction, or not at all."""
     started = time.perf_counter()
     name = check_name(corpus)
     given = options
     for attempt in range(3):
         with session_scope(_url(url)) as session:
             existing = session.scalar(select(Corpus).where(Corpus.name == name))
+            _may_write(existing, name, who)
             spec = tokenizer or (existing.tokenizer if existing else get_settings().tokenizer)
             tok = tokenizer_for(spec)
             options = for_corpus(given, tok.spec)
@@ -102,7 +115,7 @@ def ingest(inputs: list[Path], corpus: str, tokenizer: str | None = None,
 
         try:
             report = _apply(name, tok, result, refused, prune, url,
-                            options.process.redact_secrets)
+                            options.process.redact_secrets, who)
             break
         except _ChangedMeanwhile as exc:
             if attempt == 2:
@@ -117,25 +130,37 @@ def ingest(inputs: list[Path], corpus: str, tokenizer: str | None = None,
 
 
 def store_documents(name: str, tokenizer: str, docs: list[Document],
-                    url: str | None = None) -> IngestReport:
+                    url: str | None = None, who: Who = None) -> IngestReport:
     """Store documents made elsewhere (an eval's copy of a corpus with needles planted in it)
     as a corpus of their own, written and indexed for retrieval as an ingest writes them."""
     tok = tokenizer_for(tokenizer)
     result = PipelineResult(docs, [], {}, [], sorted({d.root for d in docs}), len(docs))
-    report = _apply(check_name(name), tok, result, [], False, url)
+    report = _apply(check_name(name), tok, result, [], False, url, who=who)
     _index(name, report, url, None, rebuild=True)
     return report
 
 
+def _may_write(row: Corpus | None, name: str, who: Who) -> None:
+    """A new corpus may be made by anyone signed in; an existing one changed by its owner or
+    an admin. A name someone cannot see is refused without saying whose it is."""
+    if row is None or can_change(who, row.owner):
+        return
+    if not corpus_readable(who, row):
+        raise NotAllowed(f"the corpus name {name!r} is taken: choose another")
+    raise NotAllowed(f"only the owner of {name!r} ({row.owner}) or an admin may re-ingest it")
+
+
 def _apply(name: str, tok: Tokenizer, result: PipelineResult, refused: list[FileRow],
-           prune: bool, url: str | None, redact: bool = True) -> IngestReport:
+           prune: bool, url: str | None, redact: bool = True, who: Who = None) -> IngestReport:
     """Write one pipeline result in one transaction, as the corpus's only writer."""
     with session_scope(_url(url)) as session:
         lock_key(session, f"corpus:{name}")  # one writer per corpus; others wait, then apply
         row = session.scalar(select(Corpus).where(Corpus.name == name))
+        _may_write(row, name, who)  # again: it may have been made meanwhile
         created = row is None
         if row is None:
-            row = Corpus(name=name, tokenizer=tok.spec)
+            row = Corpus(name=name, tokenizer=tok.spec, owner=owner_of_new(who),
+                         visibility="private", shared_groups=[])
             session.add(row)
             session.flush()
         same_tokenizer = row.tokenizer == tok.spec
@@ -211,20 +236,24 @@ def _apply(name: str, tok: Tokenizer, result: PipelineResult, refused: list[File
         files.sort(key=lambda f: f.path)
         report = IngestReport(name, tok.spec, created, files, total, row.version_hash,
                               result.notes, 0.0)
+        audit(session, who, "ingest", name, created=created, tokens=total,
+              files=len(result.documents), version=row.version_hash[:16])
     return report
 
 
 def _index(name: str, report: IngestReport, url: str | None, progress: Progress | None,
            rebuild: bool = False) -> None:
     """The retrieval index of this version, built once here so questions only load it."""
-    from app.services.index import build_index, index_dir
+    from app.services.index import build_index, index_dir, vectors_missing
 
-    if not rebuild and (index_dir(name, report.version_hash) / "segments.json").exists():
+    built = (index_dir(name, report.version_hash) / "segments.json").exists()
+    if not rebuild and built and not (get_settings().dense
+                                      and vectors_missing(name, report.version_hash)):
         return
     if progress:
         progress("index", 0, 1, "building the retrieval index")
     try:
-        build_index(name, url)
+        build_index(name, url, note=report.notes.append, progress=progress)
     except (OSError, ValueError) as exc:  # asking rebuilds it when needed
         report.notes.append(f"retrieval index not built ({exc}); it is built on first use")
     if progress:
@@ -288,11 +317,21 @@ class CorpusSummary:
     skipped: int
     tokens: int
     bytes: int
+    owner: str = "admin"
+    visibility: str = "private"
+    groups: tuple[str, ...] = ()
+
+    @property
+    def shared(self) -> str:
+        """`private`, `everyone` or the groups it is shared with."""
+        return ", ".join(self.groups) if self.visibility == "groups" else self.visibility
 
 
-def list_corpora(url: str | None = None) -> list[CorpusSummary]:
+def list_corpora(url: str | None = None, who: Who = None) -> list[CorpusSummary]:
+    """The corpora `who` may read, by name."""
     with session_scope(_url(url)) as session:
-        return [_summary(session, c) for c in session.scalars(select(Corpus).order_by(Corpus.name))]
+        return [_summary(session, c) for c in session.scalars(select(Corpus).order_by(Corpus.name))
+                if corpus_readable(who, c)]
 
 
 def _summary(session: Session, c: Corpus) -> CorpusSummary:
@@ -303,26 +342,21 @@ def _summary(session: Session, c: Corpus) -> CorpusSummary:
                                                         Source.status != "ok")) or 0
     return CorpusSummary(c.name, c.created_at.isoformat(timespec="seconds"),
                          c.updated_at.isoformat(timespec="seconds"), c.tokenizer,
-                         c.version_hash, ok[0], skipped, ok[1], ok[2])
+                         c.version_hash, ok[0], skipped, ok[1], ok[2], c.owner, c.visibility,
+                         tuple(c.shared_groups or ()))
 
 
-def _get(session: Session, name: str) -> Corpus:
-    row = session.scalar(select(Corpus).where(Corpus.name == name))
-    if row is None:
-        names = session.scalars(select(Corpus.name).order_by(Corpus.name)).all()
-        hint = f" (corpora: {', '.join(names)})" if names else " (no corpora yet: scoutlens ingest)"
-        raise CorpusNotFound(f"no such corpus: {name!r}{hint}")
-    return row
-
-
-def corpus_exists(name: str, url: str | None = None) -> bool:
+def corpus_exists(name: str, url: str | None = None, who: Who = None) -> bool:
+    """Whether `who` may see a corpus of that name."""
     with session_scope(_url(url)) as session:
-        return session.scalar(select(Corpus.id).where(Corpus.name == name)) is not None
+        row = session.scalar(select(Corpus).where(Corpus.name == name))
+        return row is not None and corpus_readable(who, row)
 
 
-def show_corpus(name: str, url: str | None = None) -> tuple[CorpusSummary, list[FileRow]]:
+def show_corpus(name: str, url: str | None = None,
+                who: Who = None) -> tuple[CorpusSummary, list[FileRow]]:
     with session_scope(_url(url)) as session:
-        row = _get(session, name)
+        row = corpus_for(session, name, who)
         files = [FileRow(s.path, s.status, s.tokens, s.bytes, s.skip_reason or "",
                          tuple(s.flags or ()))
                  for s in session.scalars(select(Source).where(Source.corpus_id == row.id)
@@ -330,22 +364,42 @@ def show_corpus(name: str, url: str | None = None) -> tuple[CorpusSummary, list[
         return _summary(session, row), files
 
 
-def remove_corpus(name: str, url: str | None = None) -> CorpusSummary:
+def remove_corpus(name: str, url: str | None = None, who: Who = None) -> CorpusSummary:
     with session_scope(_url(url)) as session:
-        row = _get(session, name)
+        row = corpus_for(session, name, who, change="delete")
         summary = _summary(session, row)
         session.execute(delete(Corpus).where(Corpus.id == row.id))
+        audit(session, who, "delete", name, tokens=summary.tokens)
     from app.services.index import remove_indexes
 
     remove_indexes(name)  # a corpus created again under this name must not find them
     return summary
 
 
-def load_documents(name: str, symbols: bool = False,
-                   url: str | None = None) -> tuple[str, list[Document]]:
+def share_corpus(name: str, visibility: str, groups: list[str] | None = None,
+                 who: Who = None, url: str | None = None) -> CorpusSummary:
+    """Make corpus `name` private, shared with `groups`, or shared with everyone signed in
+    (its owner or an admin only)."""
+    if visibility not in VISIBILITIES:
+        raise NotAllowed(f"share as one of {' | '.join(VISIBILITIES)}, not {visibility!r}")
+    wanted = sorted({g.strip() for g in groups or () if g and g.strip()})
+    if visibility == "groups" and not wanted:
+        raise NotAllowed("name at least one group to share with")
+    with session_scope(_url(url)) as session:
+        row = corpus_for(session, name, who, change="share")
+        row.visibility = visibility
+        row.shared_groups = wanted if visibility == "groups" else []
+        audit(session, who, "share", name, visibility=visibility,
+              groups=wanted if visibility == "groups" else None)
+        session.flush()
+        return _summary(session, row)
+
+
+def load_documents(name: str, symbols: bool = False, url: str | None = None,
+                   who: Who = None) -> tuple[str, list[Document]]:
     """A corpus's readable sources in pack order (by position), with segments; and its tokenizer."""
     with session_scope(_url(url)) as session:
-        row = _get(session, name)
+        row = corpus_for(session, name, who)
         sources = session.scalars(select(Source).where(
             Source.corpus_id == row.id, Source.status == "ok").order_by(Source.position)).all()
         segs: dict[int, list[SegmentData]] = {s.id: [] for s in sources}

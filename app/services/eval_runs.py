@@ -16,6 +16,7 @@ from sqlalchemy import delete, select
 
 from app.database import session_scope
 from app.models import EvalCell, EvalRun
+from app.services.access import Who, audit, can_change, owner_of_new
 from app.services.retrieval_eval import retrieval_cells
 from app.settings import get_settings
 from engine.types import Backend, EngineError
@@ -50,9 +51,9 @@ def fingerprint(backend: Backend) -> dict:
     return backend.describe()
 
 
-def fingerprint_diff(run_a: str, run_b: str) -> dict[str, tuple]:
+def fingerprint_diff(run_a: str, run_b: str, who: Who = None) -> dict[str, tuple]:
     """What differs between the endpoints of two runs: {field: (A's, B's)}."""
-    a, b = summary(run_a).fingerprint, summary(run_b).fingerprint
+    a, b = summary(run_a, who).fingerprint, summary(run_b, who).fingerprint
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 
 
@@ -117,11 +118,22 @@ def report_dir(run_id: str) -> Path:
     return get_settings().home_dir / "reports" / f"eval-{safe}"
 
 
-def stored_config(run_id: str) -> EvalConfig | None:
-    """The config a run was started with (a resumed run keeps it, whatever the flags say)."""
+def _run_row(s, run_id: str, who: Who) -> EvalRun:
+    """Run `run_id` if `who` may see it (its owner, admins, the operator); else the same
+    "no such eval run" as for one that does not exist."""
+    row = s.scalar(select(EvalRun).where(EvalRun.run_id == run_id))
+    if row is None or not can_change(who, row.owner):
+        raise EngineError(f"no such eval run: {run_id} (scoutlens eval list)")
+    return row
+
+
+def stored_config(run_id: str, who: Who = None) -> EvalConfig | None:
+    """The config a run was started with (a resumed run keeps it, whatever the flags say);
+    None for a new run id. Someone else's run id is refused as not found."""
     with session_scope(_url()) as s:
-        row = s.scalar(select(EvalRun).where(EvalRun.run_id == run_id))
-        return EvalConfig.from_json(dict(row.config)) if row is not None else None
+        if s.scalar(select(EvalRun.id).where(EvalRun.run_id == run_id)) is None:
+            return None
+        return EvalConfig.from_json(dict(_run_row(s, run_id, who).config))
 
 
 ROUNDTRIP = "The grass is green. 1234567"
@@ -187,16 +199,23 @@ def preflight(config: EvalConfig, gen: Generator) -> None:
 
 
 def run(config: EvalConfig, backend: Backend, gen: Generator, run_id: str | None = None,
-        progress: Callable[[int, int], None] | None = None) -> str:
+        progress: Callable[[int, int], None] | None = None, who: Who = None) -> str:
     run_id = run_id or uuid.uuid4().hex[:10]
-    config = stored_config(run_id) or config  # a resumed run keeps its own grid
+    config = stored_config(run_id, who) or config  # a resumed run keeps its own grid
+    if config.haystack.startswith("corpus:"):  # a haystack from a corpus `who` may read
+        from app.services.corpora import CorpusNotFound, corpus_exists
+
+        name = config.haystack.removeprefix("corpus:")
+        if not corpus_exists(name, who=who):
+            raise CorpusNotFound(f"no such corpus: {name!r}")
     check_window(config, backend.window)
     preflight(config, gen)
     with session_scope(_url()) as s:
         row = s.scalar(select(EvalRun).where(EvalRun.run_id == run_id))
         if row is None:
-            s.add(EvalRun(run_id=run_id, config=config.to_json(),
+            s.add(EvalRun(run_id=run_id, config=config.to_json(), owner=owner_of_new(who),
                           fingerprint=fingerprint(backend), status="running"))
+            audit(s, who, "eval", run_id, tasks=list(config.tasks))
         else:
             row.status = "running"
         done = {(c.task, c.length, round(c.depth, 4), c.sample) for c in s.scalars(
@@ -246,10 +265,9 @@ def _text(value: str | None) -> str | None:
     return value.replace("\x00", "\ufffd") if value else value
 
 
-def cells_of(run_id: str) -> list[CellScore]:
+def cells_of(run_id: str, who: Who = None) -> list[CellScore]:
     with session_scope(_url()) as s:
-        if s.scalar(select(EvalRun).where(EvalRun.run_id == run_id)) is None:
-            raise EngineError(f"no such eval run: {run_id} (scoutlens eval list)")
+        _run_row(s, run_id, who)
         return [CellScore(c.task, c.length, c.depth, c.sample, c.score, c.ttft_s,
                           c.cached_tokens, c.total_s, c.prompt_tokens, c.status)
                 for c in s.scalars(select(EvalCell).where(EvalCell.run_id == run_id)
@@ -265,14 +283,13 @@ class Rescored:
     after: float | None
 
 
-def rescore(run_id: str, metric: str | None = None) -> Rescored:
+def rescore(run_id: str, metric: str | None = None, who: Who = None) -> Rescored:
     """Score the stored responses again (with `metric` all|part, or each cell's own) without
     calling the model; failed cells have no response to score and stay as they are."""
     if metric not in (None, "all", "part"):
         raise EngineError(f"unknown metric {metric!r}: all | part")
     with session_scope(_url()) as s:
-        if s.scalar(select(EvalRun).where(EvalRun.run_id == run_id)) is None:
-            raise EngineError(f"no such eval run: {run_id} (scoutlens eval list)")
+        _run_row(s, run_id, who)
         cells = s.scalars(select(EvalCell).where(EvalCell.run_id == run_id,
                                                  EvalCell.status == "done")).all()
         before = [c.score for c in cells if c.score is not None]
@@ -290,11 +307,9 @@ def _mean(values: list) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def summary(run_id: str) -> RunSummary:
+def summary(run_id: str, who: Who = None) -> RunSummary:
     with session_scope(_url()) as s:
-        row = s.scalar(select(EvalRun).where(EvalRun.run_id == run_id))
-        if row is None:
-            raise EngineError(f"no such eval run: {run_id} (scoutlens eval list)")
+        row = _run_row(s, run_id, who)
         cells = s.scalars(select(EvalCell).where(EvalCell.run_id == run_id)).all()
         scores = [c.score for c in cells if c.score is not None]
         return RunSummary(row.run_id, row.created_at.isoformat(timespec="seconds"), row.status,
@@ -304,8 +319,10 @@ def summary(run_id: str) -> RunSummary:
                           dict(row.fingerprint))
 
 
-def list_runs() -> list[RunSummary]:
+def list_runs(who: Who = None) -> list[RunSummary]:
+    """The runs `who` may see (their own; admins and the operator see all), newest first."""
     with session_scope(_url()) as s:
-        ids = s.scalars(select(EvalRun.run_id).order_by(EvalRun.created_at.desc())).all()
-    return [summary(i) for i in ids]
+        rows = s.execute(select(EvalRun.run_id, EvalRun.owner)
+                         .order_by(EvalRun.created_at.desc())).all()
+    return [summary(i, who) for i, owner in rows if can_change(who, owner)]
 

@@ -9,12 +9,20 @@ from sqlalchemy import select
 
 from app.database import session_scope
 from app.models import Question
+from app.services.access import Who
 from app.settings import get_settings
 
 
-def conversation_turns(conversation: str, corpus: str | None = None) -> list[tuple[str, str]]:
-    """(question, answer) of each turn so far; with `corpus`, only a conversation over it."""
-    where = [Question.conversation == conversation]
+def _mine(who: Who) -> list:
+    """Conversations are private to the person who asked (the operator sees all)."""
+    return [] if who is None else [Question.owner == who.name]
+
+
+def conversation_turns(conversation: str, corpus: str | None = None,
+                       who: Who = None) -> list[tuple[str, str]]:
+    """(question, answer) of each turn so far; with `corpus`, only a conversation over it.
+    Someone else's conversation has no turns (it reads as not found)."""
+    where = [Question.conversation == conversation, *_mine(who)]
     if corpus is not None:
         where.append(Question.corpus_name == corpus)
     with session_scope(get_settings().db_url) as session:
@@ -22,9 +30,9 @@ def conversation_turns(conversation: str, corpus: str | None = None) -> list[tup
             select(Question).where(*where).order_by(Question.turn))]
 
 
-def last_conversation(name: str) -> str | None:
+def last_conversation(name: str, who: Who = None) -> str | None:
     with session_scope(get_settings().db_url) as session:
-        q = session.scalars(select(Question).where(Question.corpus_name == name)
+        q = session.scalars(select(Question).where(Question.corpus_name == name, *_mine(who))
                             .order_by(Question.created_at.desc(), Question.id.desc())
                             .limit(1)).first()
         return q.conversation if q else None
@@ -54,9 +62,11 @@ class HistoryRow:
         return self.finish_reason == "incomplete"
 
 
-def history(corpus: str | None = None, limit: int = 50) -> list[HistoryRow]:
+def history(corpus: str | None = None, limit: int = 50, who: Who = None) -> list[HistoryRow]:
+    """The latest answers, newest first: `who`'s own (the operator's view has everyone's)."""
     with session_scope(get_settings().db_url) as session:
-        q = select(Question).order_by(Question.created_at.desc(), Question.id.desc()).limit(limit)
+        q = (select(Question).where(*_mine(who))
+             .order_by(Question.created_at.desc(), Question.id.desc()).limit(limit))
         if corpus:
             q = q.where(Question.corpus_name == corpus)
         return [HistoryRow(r.id, r.created_at.isoformat(timespec="seconds"), r.corpus_name,

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.services.ingest_options import for_corpus
 from app.services.tokencache import tokenizer as tokenizer_for
@@ -18,6 +19,9 @@ from ingest.counting import count_documents
 from ingest.pack import Format, Packer, PackResult, TocPosition, stable_order
 from ingest.pipeline import PipelineOptions, Progress, run_pipeline
 from ingest.types import Document, IngestError, Skipped
+
+if TYPE_CHECKING:  # app.services.access loads SQLAlchemy: only when a corpus is packed
+    from app.services.access import Who
 
 
 @dataclass
@@ -45,17 +49,17 @@ def _save_order(path: Path, docs: list[Document]) -> None:
         atomic_write_text(path, json.dumps([[d.path, d.sha256] for d in docs]))
 
 
-def _is_corpus(name: str) -> bool:
+def _is_corpus(name: str, who: Who) -> bool:
     from app.services.corpora import corpus_exists  # imports SQLAlchemy: only when needed
 
-    return corpus_exists(name)
+    return corpus_exists(name, who=who)
 
 
 def pack(target: list[str], tokenizer: str | None = None, budget: int | None = None,
          fmt: Format = "xml", fit: bool = False, out: str | None = None,
          manifest: str | None = None, toc: TocPosition = "top",
          options: PipelineOptions | None = None, progress: Progress | None = None,
-         note: Callable[[str], None] | None = None) -> PackOutcome:
+         note: Callable[[str], None] | None = None, who: Who = None) -> PackOutcome:
     """Pack a corpus (one name that is a stored corpus) or paths. Output goes to `out` (a file,
     written atomically) or stdout when out is None or "-"."""
     if not target:
@@ -63,10 +67,10 @@ def pack(target: list[str], tokenizer: str | None = None, budget: int | None = N
     from app.services.tokencache import token_cache
 
     skipped: list[Skipped] = []
-    if len(target) == 1 and not Path(target[0]).exists() and _is_corpus(target[0]):
+    if len(target) == 1 and not Path(target[0]).exists() and _is_corpus(target[0], who):
         from app.services.corpora import load_documents
 
-        stored_spec, docs = load_documents(target[0], symbols=fit)
+        stored_spec, docs = load_documents(target[0], symbols=fit, who=who)
         tok = tokenizer_for(tokenizer or stored_spec)
         if tok.spec != stored_spec:  # counts are per tokenizer: recount (cached)
             docs = count_documents(docs, tok, token_cache(tok.fingerprint))

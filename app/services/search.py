@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from app.database import session_scope
 from app.models import Corpus, Source, StoredSegment, Symbol
+from app.services.access import Who
 from app.services.index import LocatedSegment, Progress, embedder, fetch_segments, load_index
 from app.settings import get_settings
 from common.errors import UserError
@@ -178,18 +179,19 @@ def named_sources(corpus_id: int, question: str) -> tuple[list[int], set[str]]:
 
 def search(name: str, query: str, k: int = 20, version: str | None = None,
            signals: tuple[str, ...] = SIGNALS, build_vectors: bool | None = None,
-           progress: Progress | None = None) -> Ranking:
-    """The fused ranking of corpus `name` for `query`: up to `k` hits, best first, each with the
-    signals that found it. `version` is the corpus version whose index to use (default: the
-    stored one). With dense retrieval on, vectors the index lacks are built when
-    `build_vectors` (None: when quick; see app.services.index), reporting to `progress`."""
-    from app.services.corpora import corpus_version
+           progress: Progress | None = None, who: Who = None) -> Ranking:
+    """The fused ranking of corpus `name` (one `who` may read) for `query`: up to `k` hits,
+    best first, each with the signals that found it. `version` is the corpus version whose
+    index to use (default: the stored one). With dense retrieval on, vectors the index lacks
+    are built when `build_vectors` (None: when quick; see app.services.index), reporting to
+    `progress`."""
+    from app.services.corpora import corpus_exists, corpus_version
 
     notes: list[str] = []
     if len(query) > MAX_QUERY_CHARS:
         raise UserError(f"the query is {len(query):,} characters; the limit is "
                         f"{MAX_QUERY_CHARS:,}")
-    corpus_id = _corpus_id(name)
+    corpus_id = _corpus_id(name) if corpus_exists(name, who=who) else None
     version = version or corpus_version(name)
     if corpus_id is None or version is None:
         from ingest.types import IngestError

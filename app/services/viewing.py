@@ -10,8 +10,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from app.database import session_scope
-from app.models import Corpus, Question, Source, StoredSegment
-from app.services.corpora import CorpusNotFound
+from app.models import Question, Source, StoredSegment
+from app.services.access import CorpusNotFound, Who, corpus_for
 from app.settings import get_settings
 from engine.kvcache import usage_by_model
 from ingest.archives import is_archive
@@ -62,10 +62,13 @@ def original_file(root: str, path: str) -> Path | None:
     return None
 
 
-def source_view(corpus: str, path: str) -> SourceView:
+def source_view(corpus: str, path: str, who: Who = None) -> SourceView:
+    """A source's stored text and the original file (page and frame pictures come from it),
+    for a corpus `who` may read; otherwise not found, as for a path that is not there."""
     with session_scope(get_settings().db_url) as session:
-        row = session.scalar(select(Source).join(Corpus).where(
-            Corpus.name == corpus, Source.path == path, Source.status == "ok"))
+        owner = corpus_for(session, corpus, who)
+        row = session.scalar(select(Source).where(
+            Source.corpus_id == owner.id, Source.path == path, Source.status == "ok"))
         if row is None:
             raise CorpusNotFound(f"{path!r} is not a source of corpus {corpus!r}")
         parts = [SourcePart(s.span_kind, s.start, s.end, s.text) for s in session.scalars(

@@ -163,3 +163,45 @@ def test_questions_store_nul_as_replacement(db_url):
     with session_scope(get_settings().db_url) as s:
         q = s.scalars(select(Question)).one()
         assert (q.question, q.answer) == ("que\ufffdstion?", "an\ufffdswer")
+
+
+def test_upgrade_from_the_release_before_sign_in_gives_rows_to_admin(db_url):
+    """A database as the release before sign-in left it (0004, with rows): after the upgrade
+    its corpora, questions and eval runs belong to `admin` and stay private (admins and the
+    operator see them, a signed-in person does not) until shared."""
+    from app.services.access import Principal
+    from app.services.corpora import share_corpus
+    from app.services.eval_runs import list_runs
+
+    engine = create_engine(db_url)
+    try:
+        upgrade(engine, "0004")
+        meta = MetaData()
+        meta.reflect(engine)
+        assert "owner" not in meta.tables["corpora"].c  # really the older schema
+        t = meta.tables
+        now = datetime(2026, 12, 1, 9, 0, 0)
+        with engine.begin() as conn:
+            conn.execute(insert(t["corpora"]).values(
+                id=1, name="before", created_at=now, updated_at=now, version_hash="v",
+                tokenizer="cl100k"))
+            conn.execute(insert(t["questions"]).values(
+                created_at=now, corpus_id=1, corpus_name="before", corpus_version="v",
+                conversation="c1", turn=1, question="old question?", answer="old answer",
+                mode="full", in_context_tokens=1, corpus_tokens=1, sources=[], backend="openai",
+                model="m", usage={}, timings={}, finish_reason="stop", context=None))
+            conn.execute(insert(t["eval_runs"]).values(
+                run_id="old-run", created_at=now, config={}, fingerprint={}, status="done"))
+    finally:
+        engine.dispose()
+    get_db(db_url)  # first use upgrades to head
+    alice = Principal("alice", frozenset({"staff"}))
+    admin = Principal("root", frozenset({"admins"}), admin=True)
+    row = corpora.list_corpora()[0]
+    assert (row.name, row.owner, row.visibility) == ("before", "admin", "private")
+    assert corpora.list_corpora(who=alice) == [] and history(who=alice) == []
+    assert [c.name for c in corpora.list_corpora(who=admin)] == ["before"]
+    assert [r.question for r in history()] == ["old question?"]
+    assert [r.run_id for r in list_runs(who=admin)] == ["old-run"] and list_runs(who=alice) == []
+    share_corpus("before", "everyone")
+    assert [c.name for c in corpora.list_corpora(who=alice)] == ["before"]

@@ -11,6 +11,7 @@ import streamlit as st
 from app.services.ask import ask
 from app.services.history import history
 from common.errors import UserError
+from ui.auth import who
 from ui.common import pick_corpus, prefs
 from ui.context_view import show_context
 from ui.render import safe_answer, safe_text
@@ -35,7 +36,7 @@ if right.button("New conversation"):
     st.query_params.pop("conversation", None)
     st.rerun()
 conversation = st.session_state.get(key) or st.query_params.get("conversation")
-rows = history(corpus, limit=200)
+rows = history(corpus, limit=200, who=who())
 turns = sorted((r for r in rows if conversation and r.conversation == conversation),
                key=lambda r: r.turn)
 
@@ -81,7 +82,7 @@ if question:
                 with st.spinner("reading the corpus…"), model.turn(busy) as backend:
                     result = ask(corpus, question, backend, mode=mode,
                                  conversation=conversation, on_delta=on_delta,
-                                 corpus_only=True)
+                                 corpus_only=True, who=who())
             except UserError as exc:
                 box.empty()
                 st.error(str(exc))

@@ -11,6 +11,7 @@ import streamlit as st
 from app.services.corpora import check_name, ingest, remove_corpus, show_corpus
 from ingest.types import IngestError
 from ui import jobs, uploads
+from ui.auth import who
 from ui.common import corpus_names, job_outcome, job_progress, prefs, shared_server
 from ui.render import window_treemap
 
@@ -32,9 +33,11 @@ else:
 
 
 def _start_ingest(name: str, inputs: list[Path], prune: bool, on_fail=None) -> None:
+    person = who()  # the job's thread has no page session
+
     def work(job: jobs.Job):
         try:
-            return ingest(inputs, name, prune=prune, progress=job.progress)
+            return ingest(inputs, name, prune=prune, progress=job.progress, who=person)
         except BaseException:
             if on_fail:
                 on_fail()
@@ -93,7 +96,7 @@ if job is not None:
             st.caption(note)
 
 if corpus and corpus in corpus_names():
-    summary, files = show_corpus(corpus)
+    summary, files = show_corpus(corpus, who=who())
     st.subheader(corpus)
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Sources", f"{summary.sources:,}")
@@ -144,7 +147,7 @@ if corpus and corpus in corpus_names():
         sure = st.checkbox(f"Yes, delete {corpus} and its stored sources", key="confirm_delete")
         if st.button("Delete", disabled=not sure):
             try:
-                removed = remove_corpus(corpus)
+                removed = remove_corpus(corpus, who=who())
             except IngestError as exc:  # deleted meanwhile in another session
                 st.error(str(exc))
                 st.stop()

@@ -21,6 +21,7 @@ from evals.runner import EvalConfig
 from evals.suite import resolve
 from evals.tasks import ALL_TASKS
 from ui import jobs
+from ui.auth import who
 from ui.common import corpus_names, job_outcome, job_progress, prefs
 from ui.shared_backend import TakingTurns, shared
 
@@ -64,11 +65,13 @@ with run_tab:
         try:
             config = _config(tasks, lengths, depths, int(samples), haystack)
             model = shared(settings)
+            person = who()  # the job's thread has no page session
 
             def work(job: jobs.Job) -> str:
                 job.progress("preparing", 0, 0, "building the haystack")
                 gen, counted = eval_runs.generator_for(config, model.backend)
-                return eval_runs.run(counted, TakingTurns(model), gen, progress=job.count)
+                return eval_runs.run(counted, TakingTurns(model), gen, progress=job.count,
+                                     who=person)
 
             st.session_state["eval_job"] = jobs.start("eval", "eval run", work)
         except UserError as exc:
@@ -80,7 +83,7 @@ with run_tab:
             st.success(f"run {job.result} finished: see Report")
             st.session_state["report_run"] = job.result
 
-runs = eval_runs.list_runs()
+runs = eval_runs.list_runs(who=who())
 labels = {r.run_id: f"{r.run_id} · {r.created_at} · {r.status} · "
                     f"mean {r.mean:.3f}" if r.mean is not None else f"{r.run_id} · {r.status}"
           for r in runs}
@@ -93,8 +96,8 @@ with report_tab:
         wanted = st.session_state.get("report_run")
         run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted in ids else 0,
                               format_func=labels.get)
-        s = eval_runs.summary(run_id)
-        cells = eval_runs.cells_of(run_id)
+        s = eval_runs.summary(run_id, who=who())
+        cells = eval_runs.cells_of(run_id, who=who())
         c1, c2, c3 = st.columns(3)
         c1.metric("Mean score", f"{s.mean:.3f}" if s.mean is not None else "-")
         c2.metric("Effective length", f"{effective_length(cells):,}")
@@ -116,7 +119,8 @@ with report_tab:
         metric = r1.selectbox("Re-score with", ["each cell's own", "all", "part"])
         if r2.button("Re-score stored responses", help="no model call: the stored answers "
                                                       "are scored again"):
-            done = eval_runs.rescore(run_id, None if metric.startswith("each") else metric)
+            done = eval_runs.rescore(run_id, None if metric.startswith("each") else metric,
+                                     who=who())
             st.success(f"re-scored {done.cells} cells, {done.changed} changed: mean "
                        f"{(done.before or 0):.3f} -> {(done.after or 0):.3f}")
         page = html_report(run_id, s.config, cells)
@@ -131,9 +135,9 @@ with compare_tab:
         a = st.selectbox("Baseline (A)", ids, index=1, format_func=labels.get)
         b = st.selectbox("Candidate (B)", ids, index=0, format_func=labels.get)
         points = st.number_input("Regression threshold (points)", 0.0, 100.0, 5.0)
-        ca, cb = eval_runs.cells_of(a), eval_runs.cells_of(b)
+        ca, cb = eval_runs.cells_of(a, who=who()), eval_runs.cells_of(b, who=who())
         result = compare(ca, cb)
-        differs = eval_runs.fingerprint_diff(a, b)
+        differs = eval_runs.fingerprint_diff(a, b, who=who())
         if differs:
             st.warning("The runs used different endpoints: " + "; ".join(
                 f"{k}: {x} vs {y}" for k, (x, y) in differs.items()))

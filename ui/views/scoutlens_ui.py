@@ -7,12 +7,15 @@ from pathlib import Path
 
 import streamlit as st
 
+from ui.auth import sign_in
+
 HERE = Path(__file__).parent
 
 # The favicon ships with the package: a `:material/...` page icon is fetched from Google's CDN by
 # every browser that opens the page (the page icons below use the font bundled in Streamlit).
 ICON = HERE.parent / "icon.svg"
 st.set_page_config(page_title="scoutlens", page_icon=str(ICON), layout="wide")
+sign_in()  # stops here with the sign-in when nobody is signed in
 pages = [
     st.Page(HERE / "corpora_page.py", title="Corpora", icon=":material/library_books:",
             default=True),
