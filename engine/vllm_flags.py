@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from engine.gpus import BATCHED_TOKENS
 from engine.offload import KvOffload
 from engine.types import EngineError
+from engine.vllm_server import CPU_SITE
 
 if TYPE_CHECKING:
     from engine.gpus import GpuSpec
@@ -198,7 +199,9 @@ def cpu_launch(model: str, port: int, host: str = "127.0.0.1", window: int = CPU
             "--enable-chunked-prefill", "--max-num-batched-tokens",
             str(min(max_num_batched_tokens, window)), "--enable-prompt-tokens-details"]
     space = f"{kv_cache_gib:g}"
-    env = {"VLLM_CPU_KVCACHE_SPACE": space}
+    # the site folder that lets vLLM-CPU import torchvision and read Llama 4's images (see
+    # engine/vllm_cpu_site); ManagedServer keeps the user's own PYTHONPATH after it
+    env = {"VLLM_CPU_KVCACHE_SPACE": space, "PYTHONPATH": str(CPU_SITE)}
     notes = [f"CPU: {space} GiB KV cache (VLLM_CPU_KVCACHE_SPACE)"]
     if images:  # a Llama 4 (the only family given an image limit here)
         argv += ["--limit-mm-per-prompt", f'{{"image": {images}}}',

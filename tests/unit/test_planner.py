@@ -17,6 +17,7 @@ from engine.planner import parse_context, plan
 from engine.sizing import KIB, prefill_flops, size, weight_bytes
 from engine.types import EngineError
 from engine.vllm_flags import HYBRID_ENV, launch_for_plan, vllm_args, vllm_launch
+from engine.vllm_server import CPU_SITE
 
 M = 1_000_000  # scout.md's "1.6M tokens" and "1M ~ 44 s" are decimal millions
 
@@ -352,7 +353,8 @@ def test_vllm_launch_entry_point(tmp_path):
 def test_cpu_launch(tmp_path):
     missing = vllm_launch(model=str(tmp_path / "not-yet"), gpus="cpu", port=8123)
     assert flag(missing.argv, "--max-model-len") == "8192"
-    assert missing.env == {"VLLM_CPU_KVCACHE_SPACE": "2"}
+    # vLLM-CPU's site folder (torchvision, Llama 4's images) rides in the printed command too
+    assert missing.env == {"VLLM_CPU_KVCACHE_SPACE": "2", "PYTHONPATH": str(CPU_SITE)}
     assert flag(missing.argv, "--dtype") == "bfloat16" and "--tensor-parallel-size" not in \
         missing.argv
     folder = write_config(tmp_path / "small", {**LLAMA31_8B, "max_position_embeddings": 2048})
