@@ -253,7 +253,8 @@ def _index(name: str, report: IngestReport, url: str | None, progress: Progress 
     if progress:
         progress("index", 0, 1, "building the retrieval index")
     try:
-        build_index(name, url, note=report.notes.append, progress=progress)
+        build_index(name, url, progress=progress, note=lambda text: None if text.startswith(
+            "indexing") else report.notes.append(text))  # the progress bar says that one
     except (OSError, ValueError) as exc:  # asking rebuilds it when needed
         report.notes.append(f"retrieval index not built ({exc}); it is built on first use")
     if progress:

@@ -9,6 +9,7 @@ that builds its vectors once.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from sqlalchemy import select
 from app.database import session_scope
 from app.models import Corpus, Source, StoredSegment
 from app.settings import get_settings
-from ingest.retrieval import SegmentIndex, embed_segments
+from ingest.retrieval import TERM_KEYS, Reusable, SegmentIndex, embed_segments
 from ingest.types import IngestError
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ Progress = Callable[[str, int, int, str], None]
 PIECES_PER_S = 2_500  # all-MiniLM-L6-v2, 2 cores: 2,100 busy (bench_dense), 4,300 idle
 PIECES_PER_SEGMENT = 250  # a segment's digest, mean (bench_dense: 252; cap 256)
 BUILD_ON_USE_S = 60.0  # missing vectors are built at a question when estimated under this
+REUSE_AT_MOST_NEW = 0.5  # an earlier index is reused when at most this share of segments is new
 
 
 @dataclass(frozen=True)
@@ -91,14 +93,30 @@ def embed_estimate(segments: int) -> str:
     return f"~{seconds:.0f} s" if seconds < 120 else f"~{seconds / 60:.0f} min"
 
 
-def _segment_rows(session, corpus_id: int):
-    """(segment id, path, text) of the corpus, in corpus order, streamed in batches: the
-    corpus's text is never in memory at once."""
-    return session.execute(
-        select(StoredSegment.id, Source.path, StoredSegment.text).join(Source)
-        .where(Source.corpus_id == corpus_id, Source.status == "ok")
-        .order_by(Source.position, StoredSegment.order)
-        .execution_options(yield_per=2000))
+KEY_COLUMNS = (Source.path, Source.sha256, Source.flags, StoredSegment.order,
+               StoredSegment.span_kind, StoredSegment.start, StoredSegment.end)
+
+
+def content_key(tokenizer: str, path: str, sha: str | None, flags, order: int, span_kind: str,
+                start: int, end: int) -> int:
+    """What identifies a segment's text across versions of a corpus: its file's bytes (and
+    whether their secrets were kept), the tokenizer that cut it, and its place in the file.
+    Segment ids do not: SQLite hands a deleted row's id to the next insert."""
+    raw = json.dumps([tokenizer, path, sha, sorted(flags or ()), order, span_kind, start, end])
+    return int.from_bytes(hashlib.blake2b(raw.encode(), digest_size=8).digest(), "big",
+                          signed=True)
+
+
+def _segment_rows(session, corpus_id: int, tokenizer: str, keys: list[int]):
+    """(segment id, path, text) of the corpus, in corpus order, streamed in batches (the
+    corpus's text is never in memory at once); each one's content key is appended to `keys`."""
+    for sid, text, *key in session.execute(
+            select(StoredSegment.id, StoredSegment.text, *KEY_COLUMNS).join(Source)
+            .where(Source.corpus_id == corpus_id, Source.status == "ok")
+            .order_by(Source.position, StoredSegment.order)
+            .execution_options(yield_per=2000)):
+        keys.append(content_key(tokenizer, *key))
+        yield sid, key[0], text
 
 
 def _count(session, corpus_id: int) -> int:
@@ -135,13 +153,61 @@ def build_index(name: str, url: str | None = None, note: Note | None = None,
             if note:
                 note(f"embedding {total:,} segments for dense retrieval "
                      f"({embed_estimate(total)} on CPU)")
-        index = SegmentIndex.build((tuple(r) for r in _segment_rows(session, row.id)), model,
-                                   step)
+        keys: list[int] = []
+        reuse = _reusable(folder, model)
+        rows = _rows_reusing(session, row.id, row.tokenizer, reuse, keys) if reuse else None
+        if rows is None:
+            keys.clear()
+            reuse, rows = None, _segment_rows(session, row.id, row.tokenizer, keys)
+        index = SegmentIndex.build(rows, model, step, reuse, keys)
+    if note and index.reused:
+        note(f"kept the terms of {index.reused:,} of {len(index.ids):,} segments from the "
+             "previous version's index")
     index.save(folder)
     for old in folder.parent.iterdir():
         if old != folder and not old.name.startswith("."):
             shutil.rmtree(old, ignore_errors=True)
     return folder
+
+
+def _reusable(folder: Path, model: Embedder | None) -> Reusable | None:
+    """The newest earlier index of this corpus (or this version's own, rebuilt) whose terms,
+    and vectors when dense is on, a new build can keep."""
+    if not folder.parent.is_dir():
+        return None
+    candidates = sorted((p for p in folder.parent.iterdir() if not p.name.startswith(".")
+                         and (p / TERM_KEYS).exists()),
+                        key=lambda p: p.stat().st_mtime, reverse=True)
+    for previous in candidates[:1]:
+        index = SegmentIndex.load(previous)
+        reuse = index.reusable(previous, model.name if model else None) if index else None
+        if reuse is not None and (model is None or reuse.vectors is not None):
+            return reuse
+    return None
+
+
+def _rows_reusing(session, corpus_id: int, tokenizer: str, reuse: Reusable, keys: list[int]):
+    """(id, path, text) rows in corpus order with text None for segments whose content `reuse`
+    has (their keys go to `keys`); None when most segments are new (then streaming them all is
+    cheaper than holding the new ones)."""
+    order: list[int] = []
+    for sid, *key in session.execute(
+            select(StoredSegment.id, *KEY_COLUMNS).join(Source)
+            .where(Source.corpus_id == corpus_id, Source.status == "ok")
+            .order_by(Source.position, StoredSegment.order)):
+        order.append(sid)
+        keys.append(content_key(tokenizer, *key))
+    reuse.match(dict(zip(order, keys, strict=True)))
+    new = [sid for sid in order if sid not in reuse.rows]
+    if len(new) > REUSE_AT_MOST_NEW * len(order):
+        return None
+    texts: dict[int, tuple[str, str]] = {}
+    for i in range(0, len(new), 500):
+        for sid, path, text in session.execute(
+                select(StoredSegment.id, Source.path, StoredSegment.text).join(Source)
+                .where(StoredSegment.id.in_(new[i:i + 500]))):
+            texts[sid] = (path, text)
+    return ((sid, *texts[sid]) if sid in texts else (sid, "", None) for sid in order)
 
 
 def remove_indexes(name: str) -> None:
@@ -204,10 +270,10 @@ def _add_vectors(name: str, folder: Path, index: SegmentIndex, url: str | None,
     note(f"the sentence vectors of {name} were {problem}: embedding {n:,} segments "
          f"({estimate} on CPU), once")
     with session_scope(_url(url)) as session:
-        corpus = session.scalar(select(Corpus.id).where(Corpus.name == name))
+        corpus = session.scalar(select(Corpus).where(Corpus.name == name))
         if corpus is None:
             return index
-        ids, vectors = embed_segments((tuple(r) for r in _segment_rows(session, corpus)),
+        ids, vectors = embed_segments(_segment_rows(session, corpus.id, corpus.tokenizer, []),
                                       model, _embed_progress(progress, n), model.dim)
     if ids != index.ids:  # re-ingested meanwhile: the next question builds the new version's
         note(f"dense retrieval skipped: corpus {name} changed while it was being embedded")

@@ -50,3 +50,66 @@ def test_many_writers_of_the_same_index_at_once_all_succeed(tmp_path):
     index = SegmentIndex.load(folder)
     assert index is not None and index.search("handler_17")[0].segment == 17
     assert [p.name for p in folder.parent.iterdir()] == ["v1"]  # no temporary folder left
+
+
+def test_a_re_ingest_keeps_the_unchanged_segments_terms_and_ranks_as_a_full_build(
+        tmp_path, scoutlens_home):
+    """After a re-ingest that changed one file of many, the index of the new version takes the
+    other files' terms from the previous one (their text is not read again) and answers exactly
+    as an index built from scratch."""
+    from app.services.corpora import corpus_version, ingest
+    from app.services.index import build_index, index_dir, load_index, remove_indexes
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(40):
+        (src / f"mod{i}.py").write_text(
+            f"def handler_{i}(request):\n    '''Serve the {i}th kind of request.'''\n"
+            f"    return respond(request, code={i})\n")
+    ingest([src], "shop")
+    first = corpus_version("shop")
+    (src / "mod7.py").write_text("def refund_order(order):\n    return order.cancel()\n")
+    report = ingest([src], "shop")
+    second = corpus_version("shop")
+    assert second != first and not index_dir("shop", first).exists()  # the old one is gone
+    assert any("kept the terms of 39 of 40 segments" in n for n in report.notes), report.notes
+    kept = load_index("shop", second)
+    queries = ("refund order", "handler_12 request", "serve the 7th kind", "respond code")
+    before = {q: [(h.segment, round(h.score, 4)) for h in kept.search(q)] for q in queries}
+    remove_indexes("shop")  # then built from scratch
+    notes: list[str] = []
+    build_index("shop", note=notes.append)
+    assert not any("kept the terms" in n for n in notes)
+    fresh = load_index("shop", second)
+    for q in queries:
+        assert before[q] == [(h.segment, round(h.score, 4)) for h in fresh.search(q)], q
+    assert kept.search("refund order")[0].segment == fresh.search("refund_order")[0].segment
+
+
+def test_the_reused_terms_are_told_and_a_mostly_new_corpus_is_built_whole(tmp_path,
+                                                                          scoutlens_home):
+    from app.services.corpora import corpus_version, ingest
+    from app.services.index import build_index, fetch_segments, load_index
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(10):
+        (src / f"f{i}.txt").write_text(f"paragraph {i} about topic {i}\n")
+    ingest([src], "notes")
+    # the last file's segment has the highest id: SQLite gives its replacement the same id,
+    # so the terms are matched by content, never by id
+    (src / "f9.txt").write_text("a new paragraph about kites\n")
+    report = ingest([src], "notes")
+    assert report.version_hash == corpus_version("notes")
+    assert any("kept the terms of 9 of 10 segments" in n for n in report.notes), report.notes
+    index = load_index("notes", report.version_hash)
+    [kites] = fetch_segments("notes", [h.segment for h in index.search("kites")])
+    assert kites.path == "f9.txt" and "kites" in kites.text
+    assert kites.id not in {h.segment for h in index.search("topic")}  # the old text's
+    notes: list[str] = []
+    build_index("notes", note=notes.append)  # the same version again: keeps all its terms
+    assert any("kept the terms of 10 of 10 segments" in n for n in notes), notes
+    for i in range(10):
+        (src / f"f{i}.txt").write_text(f"completely different text {i}\n")
+    whole = ingest([src], "notes")  # all new: streamed and built from scratch
+    assert not any("kept the terms" in n for n in whole.notes), whole.notes
