@@ -88,6 +88,19 @@ class Plan:
     def max_kv_tokens(self) -> int | None:
         return self.sizing.max_tokens
 
+    def vllm_logged(self) -> tuple[int, float] | None:
+        """(tokens, concurrency) as vLLM's start-up log states its pool ("KV cache size: N
+        tokens, Maximum concurrency for L tokens per request: Cx"): requests of max model
+        length that fit at once, times that length. It is not the longest single request
+        (`max_kv_tokens`): with the hybrid manager each request also holds its local layers'
+        blocks, so N can be well under it (1,167,110 vs 2,090,624 for a tiny Llama 4 on CPU)."""
+        s, n = self.sizing, self.max_model_len
+        per_request = s.kv_bytes_per_token * n + s.local_bytes_per_request
+        if not n or not per_request or not s.pool_bytes:
+            return None
+        concurrency = s.pool_bytes / per_request
+        return round(concurrency * n), concurrency
+
     def to_json(self) -> dict[str, Any]:
         s, kind = self.sizing, self.gpus.kind
         return {
@@ -113,7 +126,9 @@ class Plan:
                    "bytes_per_token": s.kv_bytes_per_token,
                    "local_bytes_per_request": s.local_bytes_per_request,
                    "pool_bytes_per_gpu": s.pool_bytes_per_gpu, "pool_bytes": s.pool_bytes,
-                   "max_tokens": s.max_tokens},
+                   "max_tokens": s.max_tokens,
+                   "vllm_logged": dict(zip(("tokens", "concurrency"), logged, strict=True))
+                   if (logged := self.vllm_logged()) else None},
             "fits": self.fits, "max_model_len": self.max_model_len, "reasons": self.reasons,
             "suggestions": self.suggestions,
             "prefill": self.prefill.to_json(), "warm": self.warm.to_json(),
@@ -149,6 +164,9 @@ class Plan:
             ("model window", f"{a.max_position_embeddings:,}"),
             ("max model len", f"{self.max_model_len:,}"),
         ]
+        if (logged := self.vllm_logged()) is not None:
+            rows.append(("vLLM will log", f"KV cache size {logged[0]:,} tokens ({logged[1]:,.2f}"
+                         f"x concurrency at {self.max_model_len:,} tokens)"))
         for label, c in (("cold prefill", self.prefill), ("warm follow-up", self.warm)):
             if not c.tokens:
                 rows.append((label, "n/a (no context fits)"))

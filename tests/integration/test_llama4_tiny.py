@@ -395,4 +395,7 @@ def test_the_plan_matches_the_kv_capacity_vllm_reports(served, llama4, scoutlens
     # 2 kv heads x 64 dims x K,V x bf16 = 512 B a layer: 2 global layers, 8 in all
     assert kv["bytes_per_token"] == 2 * 512 and kv["bytes_per_token_all_layers"] == 8 * 512
     assert abs(planned_concurrency * length - tokens) <= 0.01 * tokens, report
+    # and the plan says so itself, in vLLM's own terms
+    assert abs(kv["vllm_logged"]["tokens"] - tokens) <= 0.01 * tokens, report
+    assert abs(kv["vllm_logged"]["concurrency"] - concurrency) <= 0.01 * concurrency, report
     assert abs(kv["max_tokens"] - vllm_longest) <= 0.01 * kv["max_tokens"], report
