@@ -17,6 +17,7 @@ from app.commands import cache as cache_cmd
 from app.commands import complete as complete_cmd
 from app.commands import corpora as corpora_cmd
 from app.commands import eval as eval_cmd
+from app.commands import mcp as mcp_cmd
 from app.commands import pack as pack_cmd
 from app.commands import plan as plan_cmd
 from app.commands import prewarm as prewarm_cmd
@@ -44,6 +45,7 @@ app.add_typer(serve_cmd.serve_app, name="serve")
 app.command()(prewarm_cmd.prewarm)
 app.command()(ask_cmd.ask)
 app.command()(search_cmd.search)
+app.command()(mcp_cmd.mcp)
 app.command()(ask_cmd.history)
 app.add_typer(eval_cmd.eval_app, name="eval")
 app.add_typer(users_cmd.users_app, name="users")

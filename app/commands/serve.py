@@ -205,3 +205,50 @@ def _wait(server, timeout: float) -> dict:
         info = server.wait_healthy(timeout, tick=tick)
     console.print(f"vLLM ready in {time.monotonic() - t0:.0f} s")
     return info
+
+
+@serve_app.command("api")
+def api(
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8700,
+    host: Annotated[str, typer.Option(
+        help="address to listen on; beyond loopback needs SCOUTLENS_AUTH=header (a "
+             "signing-in proxy)")] = "127.0.0.1",
+    shared: Annotated[bool | None, typer.Option(
+        "--shared/--trusted", help="shared: people sign in through the proxy's headers; "
+        "default: trusted on loopback (the operator, or --as USER), shared otherwise")] = None,
+    backend: Annotated[str | None, typer.Option(
+        "--backend", "-b", help="embedded | openai; default: SCOUTLENS_BACKEND")] = None,
+    endpoint: Annotated[str | None, typer.Option(
+        "--endpoint", "-e", help="the model server for --backend openai")] = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", help="embedded: a model folder; openai: the served name")] = None,
+) -> None:
+    """An OpenAI-compatible /v1/chat/completions whose models are corpora (corpus:NAME),
+    answered by `scoutlens ask` with citations; /v1/models lists the corpora.
+
+    \b
+    Example:
+      scoutlens serve api --port 8700
+      client = OpenAI(base_url="http://127.0.0.1:8700/v1", api_key="-")
+      client.chat.completions.create(model="corpus:myrepo", messages=[...], stream=True)
+    """
+    import uvicorn
+
+    from app.api_server import create_app
+    from app.commands.acting import who
+    from app.mcp.runtime import Runtime
+    from app.mcp.signin import needs_sign_in, principal
+
+    sign_in = needs_sign_in(host, shared, "scoutlens serve api")
+    local = who()
+
+    def who_of(request):
+        if not sign_in:
+            return local
+        return principal(request.headers, request.client.host if request.client else None)
+
+    rt = Runtime(shared=sign_in, backend=backend, endpoint=endpoint, model=model)
+    app = create_app(rt, who_of)
+    console.print(f"scoutlens API on http://{host}:{port}/v1 (models: corpus:NAME; Ctrl-C "
+                  "stops it)" + ("; sign-in through the proxy" if sign_in else ""))
+    uvicorn.run(app, host=host, port=port, log_level="warning")

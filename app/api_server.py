@@ -1,0 +1,335 @@
+"""`scoutlens serve api`: an OpenAI-compatible chat endpoint whose models are corpora, so any
+OpenAI client or chat UI can ask one (`model="corpus:myrepo"`), answered by the ask service
+(the same retrieval, context, model and citation checks as `scoutlens ask`).
+
+- `GET /v1/models`: the corpora the caller may read, as `corpus:NAME`.
+- `POST /v1/chat/completions`: the last user message is the question. Earlier turns continue a
+  stored conversation when their questions are exactly that conversation's (the answers come
+  from the store, not from what the client sends back), or the one named by a `conversation`
+  field; otherwise the question is answered on its own, and the response says so in
+  `scoutlens.notes`. System messages are not used (scoutlens has its own instructions).
+  The answer carries its sources in the text and as `choices[0].message.citations` (streamed:
+  in the last chunk's `delta.citations`); `usage` has prompt, completion and cached tokens.
+- Errors are OpenAI-shaped (`{"error": {"message", "type", "param", "code"}}`): 400 for a bad
+  body, 404 for a model that is no corpus, 401 for a shared server's request that did not come
+  through the signing-in proxy.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from app.mcp.runtime import Runtime
+from app.services.access import Who
+from common.errors import UserError
+
+PREFIX = "corpus:"
+MAX_BODY = 1 << 20  # a question is at most 4,000 characters; history rides along
+MAX_TOKENS = 8192
+DEFAULT_MAX_TOKENS = 512
+
+
+class ApiError(UserError):
+    """A request refused with an HTTP status and an OpenAI error type."""
+
+    def __init__(self, status: int, message: str, param: str | None = None,
+                 kind: str = "invalid_request_error", code: str | None = None):
+        super().__init__(message)
+        self.status, self.param, self.kind, self.code = status, param, kind, code
+
+
+@dataclass
+class ChatRequest:
+    corpus: str
+    question: str
+    earlier: list[str] = field(default_factory=list)  # earlier user messages, in order
+    stream: bool = False
+    include_usage: bool = False
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    conversation: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def corpus_of(model: Any) -> str:
+    if not isinstance(model, str) or not model.startswith(PREFIX) or not model[len(PREFIX):]:
+        raise ApiError(404, f"model {model!r} not found: the models are corpora, named "
+                            f"{PREFIX}NAME (GET /v1/models lists them)", "model",
+                       code="model_not_found")
+    return model[len(PREFIX):]
+
+
+def _text(content: Any, where: str) -> str:
+    """A message's text: a string, or a list of text parts (pictures are refused)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(p, dict) for p in content):
+        if any(p.get("type") != "text" or not isinstance(p.get("text"), str) for p in content):
+            raise ApiError(400, f"{where}: only text parts are read", where)
+        return "\n".join(p["text"] for p in content)
+    raise ApiError(400, f"{where}: content must be a string or a list of text parts", where)
+
+
+def _int(body: dict, key: str, low: int, high: int) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ApiError(400, f"{key} must be a whole number from {low} to {high:,}, not "
+                            f"{json.dumps(value)[:40]}", key)
+    return value
+
+
+def parse_chat(body: Any) -> ChatRequest:
+    """The question and options of a chat completion body; ApiError (400/404) with one line."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    corpus = corpus_of(body.get("model"))
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ApiError(400, "messages must be a non-empty list", "messages")
+    turns: list[tuple[str, str]] = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ("system", "developer", "user",
+                                                             "assistant"):
+            raise ApiError(400, f"messages[{i}]: role must be system, developer, user or "
+                                "assistant", f"messages[{i}].role")
+        turns.append((m["role"], _text(m.get("content") or "", f"messages[{i}].content")))
+    if turns[-1][0] != "user":
+        raise ApiError(400, "the last message must be the user's question", "messages")
+    if not turns[-1][1].strip():
+        raise ApiError(400, "the question (the last user message) is empty", "messages")
+    if (body.get("n") or 1) != 1:
+        raise ApiError(400, "n must be 1: one answer per question", "n")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise ApiError(400, "stream must be true or false", "stream")
+    options = body.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise ApiError(400, "stream_options must be an object", "stream_options")
+    limit = (_int(body, "max_completion_tokens", 1, MAX_TOKENS)
+             or _int(body, "max_tokens", 1, MAX_TOKENS) or DEFAULT_MAX_TOKENS)
+    conversation = body.get("conversation")
+    if conversation is not None and not isinstance(conversation, str):
+        raise ApiError(400, "conversation must be a string (an id a response gave)",
+                       "conversation")
+    out = ChatRequest(corpus, turns[-1][1], [t for r, t in turns[:-1] if r == "user"],
+                      stream, bool(options.get("include_usage")), limit, conversation)
+    if any(r in ("system", "developer") for r, _ in turns):
+        out.notes.append("system messages are not used: scoutlens answers with its own "
+                         "instructions (answer from the corpus, cite sources)")
+    return out
+
+
+def continued(corpus: str, earlier: list[str], who: Who) -> str | None:
+    """The stored conversation over `corpus` whose questions are exactly `earlier`, in order
+    (the newest such), or None."""
+    if not earlier:
+        return None
+    from app.services.history import history
+
+    turns: dict[str, dict[int, str]] = {}
+    for row in history(corpus, limit=1000, who=who):
+        turns.setdefault(row.conversation, {})[row.turn] = row.question
+    for conversation, asked in turns.items():  # newest first
+        if [asked.get(i + 1) for i in range(len(asked))] == earlier:
+            return conversation
+    return None
+
+
+def sources_text(result) -> str:
+    """The sources as the answer's last lines (what a plain chat UI shows)."""
+    cited = [s for s in result.sources if s.kind == "cited"]
+    matched = [s for s in result.sources if s.kind == "matched"]
+    lines = []
+    if cited:
+        lines += ["Sources:"] + [f"[{s.id}] {s.label()}" + ("" if s.verified else
+                                 f" (not verified: {s.why})") for s in cited]
+    if matched:
+        lines += ["Matched evidence (spans that best match the answer; not citations):"]
+        lines += [f"[{s.id}] {s.label()}" for s in matched]
+    return ("\n\n" + "\n".join(lines)) if lines else ""
+
+
+def usage_of(result) -> dict:
+    u = result.completion.usage
+    return {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+            "total_tokens": u.prompt_tokens + u.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": u.cached_tokens}}
+
+
+def extra_of(result, notes: list[str]) -> dict:
+    return {"mode": result.mode, "share_of_corpus": round(result.share, 4),
+            "corpus_tokens": result.corpus_tokens, "in_context_tokens": result.in_context_tokens,
+            "conversation": result.conversation, "turn": result.turn, "notes": notes}
+
+
+def _finish(result) -> str:
+    c = result.completion
+    return "length" if c.finish_reason == "length" else "stop"
+
+
+def error_response(exc: ApiError) -> JSONResponse:
+    return JSONResponse({"error": {"message": " ".join(str(exc).split()), "type": exc.kind,
+                                   "param": exc.param, "code": exc.code}}, exc.status)
+
+
+def _as_api_error(exc: UserError) -> ApiError:
+    if isinstance(exc, ApiError):
+        return exc
+    from app.mcp.signin import NotSignedIn
+
+    if isinstance(exc, NotSignedIn):
+        return ApiError(401, str(exc), kind="authentication_error")
+    return ApiError(400, str(exc))
+
+
+def create_app(rt: Runtime, who_of: Callable[[Request], Who]) -> Starlette:
+    """The ASGI app. `who_of(request)` is who asks (blocking: run in a thread; raises
+    NotSignedIn on a shared server)."""
+
+    async def models(request: Request) -> Response:
+        from app.services.corpora import list_corpora
+
+        try:
+            who = await anyio.to_thread.run_sync(who_of, request)
+            rows = await anyio.to_thread.run_sync(lambda: list_corpora(who=who))
+        except UserError as exc:
+            return error_response(_as_api_error(exc))
+        return JSONResponse({"object": "list", "data": [
+            {"id": PREFIX + c.name, "object": "model", "owned_by": c.owner,
+             "created": _epoch(c.created_at)} for c in rows]})
+
+    async def chat(request: Request) -> Response:
+        try:
+            raw = await request.body()
+            if len(raw) > MAX_BODY:
+                raise ApiError(400, f"the body is {len(raw):,} bytes; the limit is "
+                                    f"{MAX_BODY:,}")
+            try:
+                body = json.loads(raw or b"null")
+            except ValueError:
+                raise ApiError(400, "the body is not JSON") from None
+            req = parse_chat(body)
+            who = await anyio.to_thread.run_sync(who_of, request)
+            await anyio.to_thread.run_sync(_prepare, req, who)
+        except UserError as exc:
+            return error_response(_as_api_error(exc))
+        if req.stream:
+            return StreamingResponse(_events(rt, req, who), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
+        try:
+            result = await anyio.to_thread.run_sync(_ask, rt, req, who, None)
+        except UserError as exc:
+            return error_response(_as_api_error(exc))
+        citations = [s.to_json() | {"label": s.label()} for s in result.sources]
+        return JSONResponse({
+            "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
+            "created": int(time.time()), "model": PREFIX + req.corpus,
+            "choices": [{"index": 0, "finish_reason": _finish(result), "message": {
+                "role": "assistant", "content": result.answer + sources_text(result),
+                "citations": citations}}],
+            "usage": usage_of(result), "scoutlens": extra_of(result, req.notes)})
+
+    return Starlette(routes=[Route("/v1/models", models, methods=["GET"]),
+                             Route("/v1/chat/completions", chat, methods=["POST"])])
+
+
+def _epoch(iso: str) -> int:
+    from datetime import datetime
+
+    try:
+        return int(datetime.fromisoformat(iso).timestamp())
+    except ValueError:
+        return 0
+
+
+def _prepare(req: ChatRequest, who: Who) -> None:
+    """Refuse an unknown corpus with a 404 before anything streams; find the conversation the
+    earlier turns continue."""
+    from app.services.ask import check_question
+    from app.services.corpora import corpus_exists
+
+    if not corpus_exists(req.corpus, who=who):
+        raise ApiError(404, f"model {PREFIX + req.corpus!r} not found: no such corpus "
+                            f"{req.corpus!r} (GET /v1/models lists them)", "model",
+                       code="model_not_found")
+    req.question = check_question(req.question)
+    if req.conversation is None and req.earlier:
+        req.conversation = continued(req.corpus, req.earlier, who)
+        if req.conversation is None:
+            req.notes.append("single-turn: the earlier messages are no stored conversation "
+                             "over this corpus, so the question was answered on its own")
+
+
+def _ask(rt: Runtime, req: ChatRequest, who: Who, on_delta: Callable[[str], None] | None):
+    from app.services.ask import ask
+
+    with rt.turn() as backend:
+        return ask(req.corpus, req.question, backend, max_tokens=req.max_tokens,
+                   conversation=req.conversation, on_delta=on_delta, note=req.notes.append,
+                   corpus_only=True, who=who)
+
+
+def _sse(data: dict | str) -> bytes:
+    text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+    return f"data: {text}\n\n".encode()
+
+
+async def _events(rt: Runtime, req: ChatRequest, who: Who) -> AsyncIterator[bytes]:
+    """The answer as chat.completion.chunk events: the role, the text as it is generated, the
+    sources with the finish reason, usage when asked for, then [DONE]. The question runs in a
+    thread of its own, handing deltas over a queue."""
+    deltas: queue.Queue = queue.Queue()
+    done = object()
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["result"] = _ask(rt, req, who, deltas.put)
+        except UserError as exc:
+            outcome["error"] = exc
+        except Exception as exc:  # a bug: said in one line, the stream still ends properly
+            outcome["error"] = ApiError(500, f"internal error: {type(exc).__name__}: "
+                                             f"{(str(exc).splitlines() or [''])[0][:200]}",
+                                        kind="server_error")
+        finally:
+            deltas.put(done)
+
+    threading.Thread(target=work, name="scoutlens-api-ask", daemon=True).start()
+    head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
+            "created": int(time.time()), "model": PREFIX + req.corpus}
+
+    def chunk(delta: dict, finish: str | None = None, **extra: Any) -> bytes:
+        return _sse(head | {"choices": [{"index": 0, "delta": delta,
+                                         "finish_reason": finish}]} | extra)
+
+    yield chunk({"role": "assistant", "content": ""})
+    while (item := await anyio.to_thread.run_sync(deltas.get)) is not done:
+        yield chunk({"content": item})
+    if "error" in outcome:
+        err = _as_api_error(outcome["error"])
+        yield _sse({"error": {"message": " ".join(str(err).split()), "type": err.kind,
+                              "param": err.param, "code": err.code}})
+        yield _sse("[DONE]")
+        return
+    result = outcome["result"]
+    citations = [s.to_json() | {"label": s.label()} for s in result.sources]
+    yield chunk({"content": sources_text(result), "citations": citations}, _finish(result),
+                scoutlens=extra_of(result, req.notes))
+    if req.include_usage:
+        yield _sse(head | {"choices": [], "usage": usage_of(result)})
+    yield _sse("[DONE]")

@@ -1,0 +1,182 @@
+"""The tools: each one calls its service (the same the CLI and the UI call) and shapes the
+outcome as JSON for a client. Synchronous, run in a worker thread by the server; a refusal is
+the service's own UserError, whose one line the client sees as the tool's error."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from app.mcp.runtime import Runtime
+from app.mcp.schemas import (
+    AskArgs,
+    IngestArgs,
+    ListCorporaArgs,
+    PackArgs,
+    ReadSourceArgs,
+    SearchArgs,
+)
+from app.services.access import Who
+from common.errors import UserError
+
+Progress = Callable[[str, int, int, str], None]
+MAX_LINES = 2_000  # lines read_source returns at once
+MAX_INLINE_CHARS = 4_000_000  # packed text returned in the result; larger goes to a file
+LISTED_FILES = 50  # files an ingest result names (the summary counts them all)
+
+
+def _refuse_local(rt: Runtime, what: str) -> None:
+    if rt.shared:
+        raise UserError(f"{what} is off on a shared server (it would read or write the server's "
+                        "own disk); run `scoutlens mcp` on your machine for that")
+
+
+def list_corpora(args: ListCorporaArgs, rt: Runtime, who: Who, progress: Progress) -> dict:
+    from app.services.corpora import list_corpora as rows
+
+    return {"corpora": [{"name": c.name, "sources": c.sources, "skipped": c.skipped,
+                         "tokens": c.tokens, "tokenizer": c.tokenizer, "owner": c.owner,
+                         "shared_with": c.shared, "updated_at": c.updated_at}
+                        for c in rows(who=who)]}
+
+
+def ingest(args: IngestArgs, rt: Runtime, who: Who, progress: Progress) -> dict:
+    _refuse_local(rt, "ingesting a path")
+    from app.services.corpora import corpus_name_for, ingest_target
+    from app.services.corpora import ingest as run
+
+    missing = [p for p in args.paths if not Path(p).expanduser().exists()]
+    if missing:
+        raise UserError(f"no such file or folder: {missing[0]}")
+    # every argument is a path: the corpus is named, or named after the first path
+    corpus, paths = ingest_target(
+        args.paths, args.corpus or corpus_name_for(Path(args.paths[0]).expanduser()))
+    report = run(paths, corpus, args.tokenizer, progress=progress, who=who).to_json()
+    changed = [f for f in report["files"] if f["status"] != "unchanged"]
+    return {key: report[key] for key in ("corpus", "tokenizer", "created", "total_tokens",
+                                         "summary", "notes", "seconds")} | {
+        "files": changed[:LISTED_FILES],
+        **({"files_left_out": len(changed) - LISTED_FILES}
+           if len(changed) > LISTED_FILES else {})}
+
+
+def search(args: SearchArgs, rt: Runtime, who: Who, progress: Progress) -> dict:
+    from app.services.search import search as run
+
+    ranking = run(args.corpus, args.query, k=args.k, who=who, progress=progress)
+    return {"corpus": args.corpus, "query": args.query, "notes": ranking.notes,
+            "hits": [h.to_json() for h in ranking.hits]}
+
+
+def read_source(args: ReadSourceArgs, rt: Runtime, who: Who, progress: Progress) -> dict:
+    from app.services.viewing import source_view
+
+    view = source_view(args.corpus, args.path, who=who)
+    head = {"corpus": args.corpus, "path": view.path, "kind": view.kind}
+    pages = [p.start for p in view.parts if p.kind == "page"]
+    frames = [p for p in view.parts if p.kind == "time"]
+    if args.page is not None or (pages and args.second is None):
+        number = args.page or pages[0]
+        part = view.page(number)
+        if part is None:
+            raise UserError(f"{view.path} has no page {number}" + (
+                f" (pages {pages[0]}-{pages[-1]})" if pages else " (it is not a PDF)"))
+        return head | {"page": number, "pages": len(pages), "text": part.text}
+    if args.second is not None or frames:
+        if not frames:
+            raise UserError(f"{view.path} is not a video: give start_line/end_line")
+        at = (args.second or 0) * 1000
+        part = next((f for f in reversed(frames) if (f.start or 0) <= at), frames[0])
+        return head | {"second": (part.start or 0) / 1000, "frames": len(frames),
+                       "text": part.text}
+    lines = view.lines()
+    if lines and lines[-1] == "":
+        lines.pop()  # the newline that ends the file starts no line
+    start = args.start_line or 1
+    end = args.end_line or start + 199
+    if end < start:
+        raise UserError(f"end_line {end} is before start_line {start}")
+    if start > len(lines):
+        raise UserError(f"{view.path} has {len(lines)} lines; start_line {start} is past its end")
+    end = min(end, len(lines), start + MAX_LINES - 1)
+    width = len(str(end))
+    text = "\n".join(f"{n:>{width}}  {lines[n - 1]}" for n in range(start, end + 1))
+    return head | {"lines": [start, end], "total_lines": len(lines), "text": text}
+
+
+def pack(args: PackArgs, rt: Runtime, who: Who, progress: Progress) -> dict:
+    from app.services.corpora import corpus_exists
+    from app.services.packing import pack as run
+    from app.settings import get_settings
+    from ingest.pack import parse_budget
+
+    budget = parse_budget(args.budget) if args.budget is not None else None
+    if rt.shared:
+        one = args.target[0]
+        if len(args.target) != 1 or not corpus_exists(one, who=who) or Path(one).exists():
+            raise UserError("a shared server packs one stored corpus name (list_corpora shows "
+                            "them); packing the server's paths is off")
+        if args.out:
+            _refuse_local(rt, "writing a file (out)")
+    notes: list[str] = []
+    temp = None
+    out = args.out
+    if out is None:  # the service writes a file or stdout, and stdout is the protocol here
+        folder = get_settings().home_dir / "tmp"
+        folder.mkdir(parents=True, exist_ok=True)
+        temp = out = str(folder / f"mcp-pack-{uuid.uuid4().hex}.txt")
+    try:
+        outcome = run(args.target, args.tokenizer, budget, args.format, args.fit,
+                      str(Path(out).expanduser()), None, progress=progress, note=notes.append,
+                      who=who)
+        r = outcome.result
+        summary: dict[str, Any] = {
+            "source": outcome.source, "tokenizer": r.tokenizer, "total_tokens": r.total_tokens,
+            "budget": r.budget, "format": r.format, "sources": len(r.blocks),
+            "reduced": r.reduced, "dropped": r.dropped, "skipped": len(outcome.skipped),
+            "notes": notes}
+        if temp is None:
+            return summary | {"out": str(Path(out).expanduser().resolve())}
+        size = Path(temp).stat().st_size
+        if size > MAX_INLINE_CHARS:
+            raise UserError(f"the packed text is {size:,} bytes ({r.total_tokens:,} tokens), "
+                            f"too long to return ({MAX_INLINE_CHARS:,} at most): give `out` "
+                            "to write it to a file, or a smaller budget with fit")
+        return summary | {"text": Path(temp).read_text(encoding="utf-8")}
+    finally:
+        if temp is not None:
+            Path(temp).unlink(missing_ok=True)
+
+
+def ask(args: AskArgs, rt: Runtime, who: Who, progress: Progress) -> dict:
+    from app.services.ask import ask as run
+    from app.services.ask import check_question
+
+    question = check_question(args.question)  # before the model loads
+    notes: list[str] = []
+    with rt.turn() as backend:
+        result = run(args.corpus, question, backend, mode=args.mode,
+                     max_tokens=args.max_tokens, conversation=args.conversation,
+                     note=notes.append, progress=progress, corpus_only=rt.shared, who=who)
+    c = result.completion
+    return {
+        "answer": result.answer, "corpus": result.corpus, "mode": result.mode,
+        "citations": [s.to_json() | {"label": s.label()} for s in result.sources
+                      if s.kind == "cited"],
+        "matched_evidence": [s.to_json() | {"label": s.label()} for s in result.sources
+                             if s.kind == "matched"],
+        "corpus_tokens": result.corpus_tokens, "in_context_tokens": result.in_context_tokens,
+        "share_of_corpus": round(result.share, 4),
+        "usage": {"prompt_tokens": c.usage.prompt_tokens, "cached_tokens": c.usage.cached_tokens,
+                  "completion_tokens": c.usage.completion_tokens},
+        "conversation": result.conversation, "turn": result.turn,
+        "finish_reason": c.finish_reason, "incomplete": c.incomplete,
+        "injections": result.injections, "notes": notes, "backend": c.backend, "model": c.model}
+
+
+#: tool name -> its function (the schemas module has the arguments and descriptions)
+HANDLERS: dict[str, Callable[[Any, Runtime, Who, Progress], dict]] = {
+    "list_corpora": list_corpora, "ingest": ingest, "search": search,
+    "read_source": read_source, "pack": pack, "ask": ask}
