@@ -18,6 +18,13 @@ ModelOpt = Annotated[str | None, typer.Option(
     "--model", "-m", help="embedded: a model folder; openai: the served model name; default: "
     "SCOUTLENS_MODEL, else the bundled model or the server's first")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON only")]
+# vLLM's KV offloading (`serve vllm`, `plan`)
+OffloadGbOpt = Annotated[float | None, typer.Option(
+    "--offload-gb", help="GiB of host memory for evicted prefix KV (vLLM's native KV "
+    "offloading; GPUs only)")]
+OffloadDirOpt = Annotated[str | None, typer.Option(
+    "--offload-dir", help="folder for prefix KV files behind the host memory; they survive a "
+    "restart (GPUs only; needs --offload-gb)")]
 
 # the names app.services.ingest_options.KEEPABLE takes (not imported here: it loads the ingest
 # pipeline, ~0.5 s that `--help` and a re-pack should not pay; a test keeps them equal)

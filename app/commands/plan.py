@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from app.commands.options import OffloadDirOpt, OffloadGbOpt
 from engine.types import EngineError
 
 console = Console(stderr=True)
@@ -84,12 +85,8 @@ def plan(
         "8192 on GPUs, 2048 on CPU")] = None,
     new_tokens: Annotated[int, typer.Option(
         "--new-tokens", help="new prompt tokens of a warm follow-up")] = 1000,
-    offload_gb: Annotated[float | None, typer.Option(
-        "--offload-gb", help="GiB of host memory for evicted prefix KV (vLLM's native KV "
-        "offloading; GPUs only)")] = None,
-    offload_dir: Annotated[str | None, typer.Option(
-        "--offload-dir", help="folder for prefix KV files behind the host memory (survive a "
-        "restart; needs --offload-gb)")] = None,
+    offload_gb: OffloadGbOpt = None,
+    offload_dir: OffloadDirOpt = None,
     port: Annotated[int, typer.Option(help="port in the printed command")] = 8000,
     as_json: Annotated[bool, typer.Option("--json", help="print the plan as JSON only")]
     = False,

@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from app.commands.options import BackendOpt, EndpointOpt, ModelOpt, OffloadDirOpt, OffloadGbOpt
 from app.services.backends import BUNDLED_MODEL as BUNDLED_NAME
 from engine.types import EngineError
 
@@ -109,12 +110,8 @@ def vllm(
     ready_timeout: Annotated[float, typer.Option(
         "--ready-timeout", min=1, help="seconds the starting server may go without writing "
         "to its log before it counts as stuck")] = 900,
-    offload_gb: Annotated[float | None, typer.Option(
-        "--offload-gb", help="GiB of host memory for evicted prefix KV (vLLM's native KV "
-        "offloading; GPUs only)")] = None,
-    offload_dir: Annotated[str | None, typer.Option(
-        "--offload-dir", help="folder for prefix KV files behind the host memory; they "
-        "survive a restart (GPUs only; needs --offload-gb)")] = None,
+    offload_gb: OffloadGbOpt = None,
+    offload_dir: OffloadDirOpt = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="print the command (environment and arguments) and exit")] = False,
 ) -> None:
@@ -216,12 +213,9 @@ def api(
     shared: Annotated[bool | None, typer.Option(
         "--shared/--trusted", help="shared: people sign in through the proxy's headers; "
         "default: trusted on loopback (the operator, or --as USER), shared otherwise")] = None,
-    backend: Annotated[str | None, typer.Option(
-        "--backend", "-b", help="embedded | openai; default: SCOUTLENS_BACKEND")] = None,
-    endpoint: Annotated[str | None, typer.Option(
-        "--endpoint", "-e", help="the model server for --backend openai")] = None,
-    model: Annotated[str | None, typer.Option(
-        "--model", "-m", help="embedded: a model folder; openai: the served name")] = None,
+    backend: BackendOpt = None,
+    endpoint: EndpointOpt = None,
+    model: ModelOpt = None,
 ) -> None:
     """An OpenAI-compatible /v1/chat/completions whose models are corpora (corpus:NAME),
     answered by `scoutlens ask` with citations; /v1/models lists the corpora.
