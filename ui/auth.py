@@ -43,7 +43,8 @@ def _from_header() -> tuple[str, list[str]] | None:
     user = (headers.get(s.auth_user_header) or "").strip()
     if not user:
         return None
-    groups = [g.strip() for g in (headers.get(s.auth_groups_header) or "").split(",")]
+    # a proxy may send one header line per group (oauth2-proxy does) or one comma-joined line
+    groups = [g.strip() for line in headers.get_all(s.auth_groups_header) for g in line.split(",")]
     return user, [g for g in groups if g]
 
 

@@ -194,3 +194,60 @@ def test_the_image_command_exists():
     proc = subprocess.run([sys.executable, "-m", "app.cli", "ui", "--help"], capture_output=True,
                           text=True, timeout=120, cwd=ROOT, env={**os.environ, "COLUMNS": "200"})
     assert proc.returncode == 0 and "--host" in proc.stdout and "--port" in proc.stdout
+
+
+OIDC_ENV = dict(POSTGRES_PASSWORD="s3cret", OIDC_ISSUER_URL="https://id.example.org/realms/t",
+                OIDC_CLIENT_ID="scoutlens", OIDC_CLIENT_SECRET="client-s",
+                SCOUTLENS_AUTH_PROXY_SECRET="proxy-s",
+                OAUTH2_PROXY_COOKIE_SECRET="0123456789abcdef0123456789abcdef",
+                SCOUTLENS_PUBLIC_URL="https://scout.example.org")
+
+
+def test_oidc_variant_puts_oauth2_proxy_in_front(tmp_path):
+    """oauth2-proxy (pinned) signs people in and passes user, groups and the shared secret; the
+    app serves a shared UI trusting only that secret. The proxy's config, written by the one-shot
+    container's script, is run here as it would run there."""
+    cfg = resolved("compose.yaml", "compose.oidc.yaml", **OIDC_ENV)
+    assert set(cfg["services"]) == {"app", "postgres", "oauth2-proxy", "oauth2-proxy-config"}
+    env = _app_checks(cfg)
+    app = cfg["services"]["app"]
+    assert app["command"][:3] == ["scoutlens", "ui", "--host"] and "--shared" in app["command"]
+    assert env["SCOUTLENS_AUTH"] == "header" and env["SCOUTLENS_AUTH_PROXY_SECRET"] == "proxy-s"
+    proxy, init = cfg["services"]["oauth2-proxy"], cfg["services"]["oauth2-proxy-config"]
+    assert re.fullmatch(r"quay\.io/oauth2-proxy/oauth2-proxy:v\d+\.\d+\.\d+", proxy["image"])
+    penv = _env(proxy)
+    assert penv["SCOUTLENS_AUTH_PROXY_SECRET"] == "proxy-s"  # the same secret both sides
+    assert penv["OAUTH2_PROXY_REDIRECT_URL"] == "https://scout.example.org/oauth2/callback"
+    assert penv["OAUTH2_PROXY_COOKIE_SECURE"] == "true"
+    assert _depends(proxy)["oauth2-proxy-config"] == "service_completed_successfully"
+    assert ("oauth2-proxy-config", "/etc/oauth2-proxy", True) in _mounts(proxy)
+    assert proxy["command"] == ["--alpha-config=/etc/oauth2-proxy/alpha.yaml"]
+    assert init["image"] == app["image"] and init["entrypoint"] == ["python", "-c"]
+
+    out = tmp_path / "alpha.yaml"
+    ienv = {**_env(init), "ALPHA_CONFIG": str(out), "PATH": os.environ["PATH"]}
+    subprocess.run([sys.executable, "-c", init["command"][0]], env=ienv, check=True,
+                   capture_output=True, timeout=60)
+    assert oct(out.stat().st_mode & 0o777) == "0o400"
+    alpha = yaml.safe_load(out.read_text())
+    assert alpha["upstreamConfig"]["upstreams"] == [
+        {"id": "scoutlens", "path": "/", "uri": "http://app:8501"}]
+    (provider,) = alpha["providers"]
+    assert provider["clientID"] == "scoutlens" and provider["clientSecret"] == "client-s"
+    assert provider["oidcConfig"]["issuerURL"] == "https://id.example.org/realms/t"
+    assert provider["oidcConfig"]["groupsClaim"] == "groups"
+    headers = {h["name"]: h["values"] for h in alpha["injectRequestHeaders"]}
+    assert headers[env["SCOUTLENS_AUTH_USER_HEADER"]] == [{"claim": "email"}]
+    assert headers[env["SCOUTLENS_AUTH_GROUPS_HEADER"]] == [{"claim": "groups"}]
+    assert headers[env["SCOUTLENS_AUTH_SECRET_HEADER"]] == [
+        {"fromEnv": "SCOUTLENS_AUTH_PROXY_SECRET"}]
+    assert not any(h.get("preserveRequestValue") for h in alpha["injectRequestHeaders"])
+
+
+@pytest.mark.parametrize("missing", ["OIDC_ISSUER_URL", "OIDC_CLIENT_SECRET",
+                                     "SCOUTLENS_AUTH_PROXY_SECRET", "SCOUTLENS_PUBLIC_URL",
+                                     "OAUTH2_PROXY_COOKIE_SECRET"])
+def test_oidc_variant_names_missing_settings(missing):
+    env = {k: v for k, v in OIDC_ENV.items() if k != missing}
+    proc = config("compose.yaml", "compose.oidc.yaml", **env)
+    assert proc.returncode != 0 and f"set {missing}" in proc.stderr
