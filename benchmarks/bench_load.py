@@ -9,8 +9,17 @@ fixed answer in ~30 ms), so the figures are the app's and the database's, not a 
 `--endpoint URL` points it at a real server (vLLM) instead. Every answer is then looked up:
 it must be stored exactly once, with the text the caller got, or it counts as lost.
 
+The users dimension (`--users 4`, `--askers 16`; `--users 0` skips it): the askers act as
+signed-in people, asker k as user k mod 4, each user with a private corpus of their own and all
+with one corpus shared with everyone. Each asker asks its own and the shared corpus, and tries
+another user's private corpus (it must be "not found"). Afterwards every user's history may hold
+only their own questions, their corpus list only their corpus and the shared one: any answer or
+history row visible to the wrong user is counted (`wrong`, must be 0). Then what the access
+check adds to an ask: the same ask, one at a time, alternately as a user (`who`) and as the
+operator (`who=None`, no check), medians side by side (target: under 5 ms more).
+
     python benchmarks/bench_load.py [--workers 1,4,16] [--asks 48] [--db sqlite,postgresql]
-        [--processes] [--endpoint URL] [--json FILE]
+        [--users 4] [--askers 16] [--processes] [--endpoint URL] [--json FILE]
 
 PostgreSQL is a throwaway server on loopback (tests/pg.py); nothing leaves the machine.
 """
@@ -20,10 +29,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +44,15 @@ for extra in (ROOT, ROOT / "tests"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
-from loadgen import LoadResult, ingest_inputs, make_inputs, run_load  # noqa: E402
+from loadgen import (  # noqa: E402
+    QUESTION,
+    LoadResult,
+    _backend,
+    ingest_inputs,
+    lost_answers,
+    make_inputs,
+    run_load,
+)
 
 
 def serve_stand_in() -> None:
@@ -58,11 +79,119 @@ def _use_database(db: str, home: Path, pg) -> None:
     get_settings.cache_clear()
 
 
+@dataclass
+class UsersResult:
+    db: str
+    users: int
+    askers: int
+    asks: int
+    ok: int
+    lost: int
+    wrong: int  # answers, history rows or corpora visible to the wrong user
+    refused: int  # asks of another user's private corpus answered "not found" (all must be)
+    seconds: float
+    p50_s: float
+    check_samples: int
+    ask_who_ms: float  # median ask as a signed-in user (access checks on)
+    ask_operator_ms: float  # median of the same ask as the operator (who=None)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def check_ms(self) -> float:
+        return self.ask_who_ms - self.ask_operator_ms
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "check_ms": round(self.check_ms, 2)}
+
+
+def run_users(endpoint: str, inputs: dict[str, Path], db: str, users: int, askers: int,
+              asks: int, samples: int) -> UsersResult:
+    """ASKS asks by ASKERS threads acting as USERS people; then the access check's cost."""
+    from app.services.ask import ask
+    from app.services.corpora import ingest, list_corpora, share_corpus
+    from app.services.history import history
+    from app.services.users import signed_in
+    from ingest.types import IngestError
+
+    tag = uuid.uuid4().hex[:6]
+    people = [signed_in(f"user{u}-{tag}", [f"team{u}-{tag}"], "header") for u in range(users)]
+    private = [f"private{u}-{tag}" for u in range(users)]
+    shared = f"shared-{tag}"
+    for who, name in zip(people, private, strict=True):
+        ingest([inputs["small"]], name, who=who)
+    ingest([inputs["small"]], shared, who=people[0])
+    share_corpus(shared, "everyone", who=people[0])
+
+    def asker(k: int) -> list[tuple[int, str, str | None, float, str, bool]]:
+        """(user, question, answer, seconds, error, refused) of asker K's share of the asks."""
+        u, out = k % users, []
+        for i in range(k, asks, askers):
+            corpus = shared if i // askers % 2 else private[u]
+            q = f"[{tag}-u{u}-{i}] {QUESTION}"
+            started = time.perf_counter()
+            try:
+                a = ask(corpus, q, _backend(endpoint), max_tokens=32, corpus_only=True,
+                        who=people[u]).answer
+                out.append((u, q, a, time.perf_counter() - started, "", False))
+            except Exception as exc:  # noqa: BLE001 - counted and shown
+                out.append((u, q, None, time.perf_counter() - started,
+                            f"{type(exc).__name__}: {exc}", False))
+            other = private[(u + 1) % users]  # someone else's: must not exist for u
+            try:
+                ask(other, f"[{tag}-u{u}-{i}-x] {QUESTION}", _backend(endpoint), max_tokens=8,
+                    corpus_only=True, who=people[u])
+                out.append((u, "", None, 0.0, f"user{u} asked {other}", False))
+            except IngestError as exc:  # worded as for a corpus that does not exist
+                said = str(exc)
+                rest = said.split(other, 1)[-1]  # any corpora it lists: never others' own
+                ok = said.startswith("no such corpus") and other in said and not any(
+                    p in rest for p in private if p != private[u])
+                out.append((u, "", None, 0.0, "" if ok else f"refusal tells: {exc}", ok))
+        return out
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(askers) as pool:
+        done = [row for rows in pool.map(asker, range(askers)) for row in rows]
+    seconds = time.perf_counter() - started
+    answered = [(u, q, a, t) for u, q, a, t, err, _ in done if a is not None]
+    errors = [err for *_, err, _ in done if err]
+    refused = sum(r for *_, r in done)
+
+    wrong = 0
+    for u, who in enumerate(people):
+        rows = history(limit=100_000, who=who)
+        mine = {q for uu, q, _, _ in answered if uu == u}
+        wrong += sum(f"[{tag}-u{u}-" not in r.question for r in rows if tag in r.question)
+        wrong += len(mine - {r.question for r in rows})  # and all of their own are there
+        names = {c.name for c in list_corpora(who=who)}
+        wrong += len(names ^ {private[u], shared})
+
+    # what the access check adds: alternate who / operator on the same ask, one at a time
+    timings: dict[bool, list[float]] = {True: [], False: []}
+    for i in range(samples):
+        for as_user in ((True, False) if i % 2 else (False, True)):
+            t0 = time.perf_counter()
+            ask(private[0], f"[{tag}-check-{i}-{as_user}] {QUESTION}", _backend(endpoint),
+                max_tokens=32, corpus_only=True, who=people[0] if as_user else None)
+            timings[as_user].append(time.perf_counter() - t0)
+    return UsersResult(
+        db, users, askers, len(done) - refused, len(answered),
+        lost_answers({q: a for _, q, a, _ in answered}), wrong, refused, seconds,
+        statistics.median(t for *_, t in answered) if answered else 0.0, samples,
+        statistics.median(timings[True]) * 1000, statistics.median(timings[False]) * 1000,
+        errors)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workers", default="1,4,16", help="parallel askers, comma-separated")
     ap.add_argument("--asks", type=int, default=48, help="asks per run")
     ap.add_argument("--db", default="sqlite,postgresql")
+    ap.add_argument("--users", type=int, default=4, help="people the askers act as (0: skip)")
+    ap.add_argument("--askers", type=int, default=16, help="parallel askers, as --users people")
+    ap.add_argument("--user-asks", type=int, default=64, help="asks in the users run")
+    ap.add_argument("--check-samples", type=int, default=60,
+                    help="asks each way (as a user, as the operator) timing the access check")
     ap.add_argument("--processes", action="store_true", help="workers are processes")
     ap.add_argument("--endpoint", help="a real OpenAI-compatible server instead of the stand-in")
     ap.add_argument("--json", dest="json_out", help="write the results here")
@@ -85,6 +214,7 @@ def main() -> None:
 
         pg = PgServer().start()
     results: list[LoadResult] = []
+    user_results: list[UsersResult] = []
     try:
         with tempfile.TemporaryDirectory(prefix="scoutlens-load-") as tmp:
             inputs = make_inputs(Path(tmp) / "inputs")
@@ -100,6 +230,18 @@ def main() -> None:
                           f"  p95 {r.p95_s * 1000:5.0f} ms", flush=True)
                     for err in sorted(set(r.errors))[:5]:
                         print(f"    error: {err}")
+                if args.users:
+                    u = run_users(endpoint, inputs, db, args.users, args.askers, args.user_asks,
+                                  args.check_samples)
+                    user_results.append(u)
+                    print(f"{db:10} users={u.users} askers={u.askers} asks={u.asks} ok={u.ok} "
+                          f"errors={len(u.errors)} lost={u.lost} wrong={u.wrong} "
+                          f"refused={u.refused}  p50 {u.p50_s * 1000:5.0f} ms", flush=True)
+                    print(f"{db:10} access check: ask as a user {u.ask_who_ms:6.1f} ms, as the "
+                          f"operator {u.ask_operator_ms:6.1f} ms (medians of "
+                          f"{u.check_samples} each): {u.check_ms:+.2f} ms", flush=True)
+                    for err in sorted(set(u.errors))[:5]:
+                        print(f"    error: {err}")
     finally:
         if fake:
             fake.terminate()
@@ -107,8 +249,10 @@ def main() -> None:
         if pg:
             pg.stop()
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps([r.to_json() for r in results], indent=2))
-    if any(r.errors or r.lost for r in results):
+        Path(args.json_out).write_text(json.dumps(
+            [r.to_json() for r in results] + [u.to_json() for u in user_results], indent=2))
+    if any(r.errors or r.lost for r in results) or any(
+            u.errors or u.lost or u.wrong or u.ok < u.asks for u in user_results):
         sys.exit(1)
 
 
