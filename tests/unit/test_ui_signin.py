@@ -139,3 +139,20 @@ def test_oidc_on_all_interfaces_without_redirect_is_refused():
                  oidc_client_secret="s", oidc_cookie_secret="k")
     with pytest.raises(UserError, match="SCOUTLENS_OIDC_REDIRECT_URI"):
         oidc_secrets(s, "0.0.0.0", 8501)
+
+
+def test_open_ui_shows_the_banner_on_every_page(monkeypatch):
+    """`--no-auth` (SCOUTLENS_UI_AUTH=open): every page says so, through the app's navigation."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    views = Path(__file__).resolve().parents[2] / "ui" / "views"
+    monkeypatch.setenv("SCOUTLENS_UI_AUTH", "open")
+    monkeypatch.setenv("SCOUTLENS_UI_SHARED", "1")
+    at = AppTest.from_file(str(views / "scoutlens_ui.py"), default_timeout=60)
+    for name in ("corpora", "ask", "evals", "engine", "settings"):
+        at.switch_page(str(views / f"{name}_page.py")).run()
+        assert not at.exception, (name, at.exception)
+        assert any("Open UI" in w.value for w in at.warning), name
+        assert at.header and at.header[0].value == name.title(), name  # that page ran
