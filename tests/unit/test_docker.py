@@ -105,6 +105,13 @@ def test_base_is_app_and_postgres():
     assert set(cfg["services"]) == {"app", "postgres"}
     env = _app_checks(cfg)
     assert env["SCOUTLENS_ENDPOINT"] == "http://vllm:8000/v1"  # the vLLM service's name
+    # a team's UI signs people in: OIDC unless told otherwise, its settings passed through
+    assert env["SCOUTLENS_AUTH"] == "oidc"
+    assert {"SCOUTLENS_OIDC_ISSUER", "SCOUTLENS_OIDC_CLIENT_ID", "SCOUTLENS_OIDC_CLIENT_SECRET",
+            "SCOUTLENS_OIDC_COOKIE_SECRET", "SCOUTLENS_OIDC_REDIRECT_URI"} <= set(env)
+    signed = _app_checks(resolved("compose.yaml", POSTGRES_PASSWORD="s3cret",
+                                  SCOUTLENS_OIDC_ISSUER="https://id.example.org/realms/t"))
+    assert signed["SCOUTLENS_OIDC_ISSUER"] == "https://id.example.org/realms/t"
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
