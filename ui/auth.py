@@ -11,7 +11,6 @@ Every page asks `who()` and passes it to the services, which do the access check
 
 from __future__ import annotations
 
-import hmac
 import os
 
 import streamlit as st
@@ -30,22 +29,11 @@ def mode() -> str:
 
 def _from_header() -> tuple[str, list[str]] | None:
     """(user, groups) when the request came through the trusted proxy, else None."""
-    s = get_settings()
-    headers = st.context.headers
-    if s.auth_proxy_secret:
-        given = headers.get(s.auth_secret_header) or ""
-        if not hmac.compare_digest(given.encode(), s.auth_proxy_secret.encode()):
-            return None
-    if s.auth_proxy_ips:
-        ip = st.context.ip_address or "127.0.0.1"  # Streamlit says None for loopback
-        if ip not in s.auth_proxy_ips:
-            return None
-    user = (headers.get(s.auth_user_header) or "").strip()
-    if not user:
-        return None
-    # a proxy may send one header line per group (oauth2-proxy does) or one comma-joined line
-    groups = [g.strip() for line in headers.get_all(s.auth_groups_header) for g in line.split(",")]
-    return user, [g for g in groups if g]
+    from app.services.signin import proxy_user
+
+    # Streamlit says None for a loopback peer
+    return proxy_user(st.context.headers.get_all, st.context.ip_address or "127.0.0.1",
+                      get_settings())
 
 
 def _from_oidc() -> tuple[str, list[str]] | None:

@@ -95,6 +95,20 @@ def video_frame_png(file: Path, seconds: float, width: int = 640) -> bytes:
     raise ValueError(f"{file.name} has no frame at {seconds:.1f} s")
 
 
+def inline_png(png: bytes, caption: str = "", width: int = 640) -> str:
+    """A picture as HTML carrying its own bytes (a data: URL). st.image would serve it from
+    /media/<id> to anyone who holds that URL, whoever's session drew it: a drawn page of a
+    private corpus, or a private eval's heatmap, must travel only inside its own page."""
+    import base64
+
+    data = base64.b64encode(png).decode("ascii")
+    cap = f'<figcaption style="font-size:0.85em;opacity:0.7">{html.escape(caption)}</figcaption>' \
+        if caption else ""
+    return (f'<figure style="margin:0"><img src="data:image/png;base64,{data}" '
+            f'style="max-width:100%;width:{int(width)}px" alt="{html.escape(caption)}"/>'
+            f"{cap}</figure>")
+
+
 def marked_text(text: str, passage: str) -> str:
     """Text as escaped HTML with the passage's lines wrapped in <mark> (for pages whose file is
     gone, e.g. inside an archive)."""

@@ -10,7 +10,13 @@ import streamlit as st
 from app.services.corpora import CorpusNotFound
 from app.services.viewing import SourceView, source_view
 from ui.auth import who
-from ui.render import code_excerpt_html, marked_text, pdf_page_png, video_frame_png
+from ui.render import (
+    code_excerpt_html,
+    inline_png,
+    marked_text,
+    pdf_page_png,
+    video_frame_png,
+)
 
 
 def _badge(src: dict) -> str:
@@ -49,8 +55,9 @@ def _pdf(view: SourceView, src: dict) -> None:
     if view.file is not None:
         try:
             png, marks = _page_png(str(view.file), view.file.stat().st_mtime_ns, page, quote)
-            st.image(png, width=640, caption=f"{view.path}, page {page}"
-                     + (f" ({marks} passage marks)" if marks else ""))
+            st.markdown(inline_png(png, f"{view.path}, page {page}"
+                                   + (f" ({marks} passage marks)" if marks else "")),
+                        unsafe_allow_html=True)
             return
         except Exception as exc:  # noqa: BLE001 - a damaged or odd PDF: show its text instead
             st.caption(f"the page cannot be drawn ({exc}); its text:")
@@ -69,9 +76,9 @@ def _video(view: SourceView, src: dict) -> None:
     if view.file is not None:
         try:
             h, m, sec = (int(float(x)) for x in str(src["t"]).split(":"))
-            st.image(_frame_png(str(view.file), view.file.stat().st_mtime_ns,
-                                h * 3600 + m * 60 + sec), width=640,
-                     caption=f"{view.path} @ {src['t']}")
+            png = _frame_png(str(view.file), view.file.stat().st_mtime_ns,
+                             h * 3600 + m * 60 + sec)
+            st.markdown(inline_png(png, f"{view.path} @ {src['t']}"), unsafe_allow_html=True)
         except Exception as exc:  # noqa: BLE001 - a damaged video: the text still shows
             st.caption(f"the frame cannot be shown ({exc})")
     st.markdown(marked_text(src.get("quote", ""), src.get("quote", "")), unsafe_allow_html=True)

@@ -74,10 +74,9 @@ def sign_in_mode(s) -> str:
             raise UserError(f"SCOUTLENS_AUTH=oidc needs {', '.join(missing)}")
         return mode
     if mode == "header":
-        if not s.auth_proxy_secret and not s.auth_proxy_ips:
-            raise UserError("SCOUTLENS_AUTH=header needs SCOUTLENS_AUTH_PROXY_SECRET (a secret "
-                            "the proxy sends) and/or SCOUTLENS_AUTH_PROXY_IPS (where it connects "
-                            "from): headers are never taken at face value")
+        from app.services.signin import check_header_mode
+
+        check_header_mode(s)
         return mode
     if mode:
         raise UserError(f"SCOUTLENS_AUTH must be oidc or header, not {s.auth!r}")

@@ -8,10 +8,10 @@ web UI's trusted-header sign-in, ui/auth.py, for requests that are not a Streaml
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Mapping
 
 from app.services.access import Who
+from app.services.signin import check_header_mode, proxy_user
 from app.settings import get_settings
 from common.errors import UserError
 
@@ -37,28 +37,19 @@ def needs_sign_in(host: str, shared: bool | None, what: str) -> bool:
                         "behind a proxy that signs people in (SCOUTLENS_AUTH_PROXY_SECRET and/or "
                         "SCOUTLENS_AUTH_PROXY_IPS)" + (" (OpenID Connect sign-in is for the web "
                                                       "UI's pages)" if mode == "oidc" else ""))
-    if not s.auth_proxy_secret and not s.auth_proxy_ips:
-        raise UserError("SCOUTLENS_AUTH=header needs SCOUTLENS_AUTH_PROXY_SECRET (a secret the "
-                        "proxy sends) and/or SCOUTLENS_AUTH_PROXY_IPS (where it connects from): "
-                        "headers are never taken at face value")
+    check_header_mode(s)
     return True
 
 
 def from_headers(headers: Mapping[str, str], client_ip: str | None) -> tuple[str, list[str]]:
     """(user, groups) of a request that came through the trusted proxy; NotSignedIn else.
-    `headers` must look names up case-insensitively (Starlette's do)."""
-    s = get_settings()
-    if s.auth_proxy_secret:
-        given = headers.get(s.auth_secret_header) or ""
-        if not hmac.compare_digest(given.encode(), s.auth_proxy_secret.encode()):
-            raise NotSignedIn("not signed in: send requests through the sign-in proxy")
-    if s.auth_proxy_ips and (client_ip or "") not in s.auth_proxy_ips:
+    `headers` must look names up case-insensitively and give every line of a header
+    (Starlette's `getlist` does)."""
+    values = getattr(headers, "getlist", None) or (lambda k: [v] if (v := headers.get(k)) else [])
+    found = proxy_user(values, client_ip, get_settings())
+    if found is None:
         raise NotSignedIn("not signed in: send requests through the sign-in proxy")
-    user = (headers.get(s.auth_user_header) or "").strip()
-    if not user:
-        raise NotSignedIn("not signed in: the sign-in proxy sent no user")
-    groups = [g.strip() for g in (headers.get(s.auth_groups_header) or "").split(",")]
-    return user, [g for g in groups if g]
+    return found
 
 
 def principal(headers: Mapping[str, str], client_ip: str | None) -> Who:

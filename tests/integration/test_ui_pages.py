@@ -51,6 +51,23 @@ def texts(at: AppTest) -> str:
     return "\n".join(str(p) for p in parts)
 
 
+def figures(at: AppTest) -> list[str]:
+    """The captions of the pictures drawn into the page (ui.render.inline_png: PNG bytes in a
+    data: URL, decoded here to be sure they are a picture)."""
+    import base64
+    import html
+    import re
+
+    out = []
+    for m in at.markdown:
+        for data, caption in re.findall(r'src="data:image/png;base64,([^"]+)".*?'
+                                        r'(?:<figcaption[^>]*>(.*?)</figcaption>|</figure>)',
+                                        str(m.value), re.S):
+            assert base64.b64decode(data).startswith(b"\x89PNG")
+            out.append(html.unescape(caption or ""))
+    return out
+
+
 def test_upload_ingest_report_window_picture_and_delete(tmp_path, model_env, scoutlens_home):
     prefs_store.save(prefs_store.Prefs(upload_mb=1))
     pdf = make_pdf(tmp_path / "report.pdf", FACT_PAGES)
@@ -147,7 +164,7 @@ def test_ask_streams_an_answer_with_the_pdf_page_drawn(tmp_path, model_env):
     assert "14 March 2031" in body or "March 14" in body
     assert "mode **full**" in body and "KV cache hit" in body
     assert any(e.label.startswith("[S") and "report.pdf p.2" in e.label for e in at.expander)
-    assert at.get("image"), "the cited page is drawn as an image"
+    assert figures(at), "the cited page is drawn as a picture (inside the page: no /media URL)"
     assert len(history("harbour")) == 1
 
     again = page("ask")  # a reload (same URL): the finished answer is still there, from the DB
@@ -192,10 +209,11 @@ def test_evals_run_report_and_compare(model_env):
         settle(at, lambda a: any("finished" in s.value for s in a.success), 300)
     body = texts(at)
     assert "finished: see Report" in body
-    captions = [i.proto.imgs[0].caption for i in at.get("image")]
+    captions = figures(at)
     assert any("niah (" in c for c in captions), "the heatmap is drawn"
     assert any("change per cell (B - A)" in c for c in captions), "the diff heatmap is drawn"
-    assert len(at.get("image")) >= 3  # + the score-vs-length curve
+    assert len(captions) >= 3  # + the score-vs-length curve
+    assert not at.get("image")  # private runs' pictures never get a /media URL
     assert {m.label for m in at.metric} >= {"Mean score", "Effective length", "Mean change",
                                            "Sign test p"}
     assert {m.label: m.value for m in at.metric}["Cells"] == "2 done, 0 failed"  # 1k x 2 depths

@@ -23,6 +23,7 @@ from evals.tasks import ALL_TASKS
 from ui import jobs
 from ui.auth import who
 from ui.common import corpus_names, job_outcome, job_progress, prefs
+from ui.render import inline_png
 from ui.shared_backend import TakingTurns, shared
 
 st.header("Evals")
@@ -106,10 +107,12 @@ with report_tab:
                    f"{s.fingerprint.get('backend', '?')}")
         scored = [c for c in cells if c.score is not None]
         if scored:
-            st.image(curve_png(scored, f"score vs length ({run_id})"), width=640)
+            st.markdown(inline_png(curve_png(scored, f"score vs length ({run_id})"),
+                                   f"score vs length ({run_id})"), unsafe_allow_html=True)
         for task in sorted({c.task for c in scored}):
-            st.image(heatmap_png(scored, task, f"{task}: score by depth and length"),
-                     caption=f"{task} ({run_id})", width=640)
+            st.markdown(inline_png(heatmap_png(scored, task, f"{task}: score by depth and "
+                                               "length"), f"{task} ({run_id})"),
+                        unsafe_allow_html=True)
         st.dataframe([{"task": c.task, "length": c.length, "depth": c.depth,
                        "sample": c.sample, "score": c.score, "status": c.status,
                        "first token s": round(c.ttft_s, 3), "total s": round(c.total_s, 3),
@@ -146,8 +149,9 @@ with compare_tab:
         c2.metric("Cells worse / better", f"{result.worse} / {result.better}")
         c3.metric("Sign test p", f"{result.p_value:.3g}")
         for task in sorted({t for t, _, _ in result.deltas}):
-            st.image(grid_png(result.deltas, task, f"{task}: {b} - {a}", diff=True),
-                     caption=f"{task}: change per cell (B - A)", width=640)
+            st.markdown(inline_png(grid_png(result.deltas, task, f"{task}: {b} - {a}",
+                                            diff=True), f"{task}: change per cell (B - A)"),
+                        unsafe_allow_html=True)
         if result.regression(points):
             st.error(f"Significant regression of more than {points} points.")
         else:
