@@ -415,3 +415,39 @@ def test_an_uploaded_archive_with_an_executing_git_config_runs_nothing(tmp_path,
     ok = {f.path.rsplit("/", 1)[-1] for f in files if f.status == "ok"}
     assert {"a.txt", "b.txt"} <= ok
     assert not any("/.git/" in f"/{f.path}" and f.status == "ok" for f in files)
+
+
+def test_the_owner_shares_from_the_corpora_page_and_a_reader_cannot_delete(
+        tmp_path, scoutlens_home, monkeypatch):
+    """Signed in (as the trusted-proxy mode sets up a session): the owner picks who may read
+    the corpus; the person it is shared with sees it, with neither delete nor sharing."""
+    from app.services.access import Principal
+
+    src = tmp_path / "a"
+    src.mkdir()
+    (src / "notes.txt").write_text("The vault code is 7291.\n")
+    alice, bob = Principal("alice"), Principal("bob", frozenset({"team-b"}))
+    ingest([src], "vault", who=alice)
+    monkeypatch.setenv("SCOUTLENS_UI_AUTH", "header")
+
+    def as_person(who: Principal) -> AppTest:
+        at = page("corpora")
+        at.session_state["signed_in_as"] = who
+        at.session_state["active_corpus"] = "vault"
+        at.run()
+        assert not at.exception, at.exception
+        return at
+
+    assert [c.name for c in list_corpora(who=bob)] == []
+    at = as_person(bob)  # not even in his list
+    assert "vault" not in at.selectbox[0].options
+    at = as_person(alice)
+    at.radio(key="share_mode").set_value("groups").run()
+    at.text_input(key="share_groups").set_value("team-b, ").run()
+    next(b for b in at.button if b.label == "Save sharing").click().run()
+    assert not at.exception and not at.error
+    [shared] = list_corpora(who=bob)
+    assert (shared.name, shared.visibility, shared.groups) == ("vault", "groups", ("team-b",))
+    at = as_person(bob)
+    assert "Shared with you by alice" in texts(at)
+    assert not any(b.label in ("Delete", "Save sharing") for b in at.button)

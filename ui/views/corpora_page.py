@@ -8,7 +8,15 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.services.corpora import check_name, ingest, remove_corpus, show_corpus
+from app.services.access import can_change
+from app.services.corpora import (
+    check_name,
+    ingest,
+    remove_corpus,
+    share_corpus,
+    show_corpus,
+)
+from common.errors import UserError
 from ingest.types import IngestError
 from ui import jobs, uploads
 from ui.auth import who
@@ -143,16 +151,35 @@ if corpus and corpus in corpus_names():
                       for f in files if f.status == "ok"], width="stretch",
                      hide_index=True)
 
-    with st.expander("Delete this corpus"):
-        sure = st.checkbox(f"Yes, delete {corpus} and its stored sources", key="confirm_delete")
-        if st.button("Delete", disabled=not sure):
-            try:
-                removed = remove_corpus(corpus, who=who())
-            except IngestError as exc:  # deleted meanwhile in another session
-                st.error(str(exc))
-                st.stop()
-            uploads.remove_corpus_files(corpus)
-            st.session_state.pop("active_corpus", None)
-            st.session_state.pop("ingest_job", None)
-            st.toast(f"deleted {removed.name} ({removed.sources} sources)")
-            st.rerun()
+    if not can_change(who(), summary.owner):  # shared with this person: theirs to read only
+        st.caption(f"Shared with you by {summary.owner}: only they or an admin may change or "
+                   "delete it.")
+    else:
+        with st.expander(f"Sharing: {summary.shared}"):
+            choices = {"private": "Only me (and admins)", "groups": "Members of groups",
+                       "everyone": "Everyone signed in"}
+            pick = st.radio("Who may read it", list(choices), format_func=choices.get,
+                            index=list(choices).index(summary.visibility), key="share_mode")
+            named = st.text_input("Groups (comma-separated)", ", ".join(summary.groups),
+                                  disabled=pick != "groups", key="share_groups")
+            if st.button("Save sharing"):
+                try:
+                    shared = share_corpus(corpus, pick, named.split(","), who=who())
+                except UserError as exc:
+                    st.error(str(exc))
+                else:
+                    st.toast(f"{shared.name}: shared with {shared.shared}")
+                    st.rerun()
+        with st.expander("Delete this corpus"):
+            sure = st.checkbox(f"Yes, delete {corpus} and its stored sources", key="confirm_delete")
+            if st.button("Delete", disabled=not sure):
+                try:
+                    removed = remove_corpus(corpus, who=who())
+                except UserError as exc:  # deleted meanwhile in another session, or not theirs
+                    st.error(str(exc))
+                    st.stop()
+                uploads.remove_corpus_files(corpus)
+                st.session_state.pop("active_corpus", None)
+                st.session_state.pop("ingest_job", None)
+                st.toast(f"deleted {removed.name} ({removed.sources} sources)")
+                st.rerun()
