@@ -197,13 +197,56 @@ def _as_api_error(exc: UserError) -> ApiError:
     return ApiError(400, str(exc))
 
 
-def create_app(rt: Runtime, who_of: Callable[[Request], Who]) -> Starlette:
+class ClientGone(Exception):
+    """The client of a streamed answer went away: generation stops (nothing is stored)."""
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
+
+
+def _host_ok(request: Request) -> bool:
+    """A loopback server answers only requests addressed to loopback: a web page whose name
+    an attacker re-points at 127.0.0.1 (DNS rebinding) sends its own name as Host."""
+    host = request.headers.get("host", "")
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return name.lower() in LOOPBACK_HOSTS
+
+
+async def _body(request: Request) -> bytes:
+    """The request body, refused past MAX_BODY before it is all read (a client cannot make
+    the server hold a body of any size), and only as JSON (a web page can send text/plain
+    without asking first)."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise ApiError(415, "send the body as JSON (Content-Type: application/json)")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise ApiError(413, f"the body is {int(declared):,} bytes; the limit is {MAX_BODY:,}")
+    raw = bytearray()
+    async for part in request.stream():
+        raw += part
+        if len(raw) > MAX_BODY:
+            raise ApiError(413, f"the body is over the limit of {MAX_BODY:,} bytes")
+    return bytes(raw)
+
+
+def create_app(rt: Runtime, who_of: Callable[[Request], Who],
+               loopback_only: bool = True) -> Starlette:
     """The ASGI app. `who_of(request)` is who asks (blocking: run in a thread; raises
-    NotSignedIn on a shared server)."""
+    NotSignedIn on a shared server); the person is settled before the body is read.
+    `loopback_only`: refuse requests addressed to any other host name."""
+
+    def refused(request: Request) -> Response | None:
+        if loopback_only and not _host_ok(request):
+            return error_response(ApiError(421, "invalid Host header: this server answers "
+                                                "requests to 127.0.0.1 or localhost only"))
+        return None
 
     async def models(request: Request) -> Response:
         from app.services.corpora import list_corpora
 
+        if (no := refused(request)) is not None:
+            return no
         try:
             who = await anyio.to_thread.run_sync(who_of, request)
             rows = await anyio.to_thread.run_sync(lambda: list_corpora(who=who))
@@ -214,17 +257,16 @@ def create_app(rt: Runtime, who_of: Callable[[Request], Who]) -> Starlette:
              "created": _epoch(c.created_at)} for c in rows]})
 
     async def chat(request: Request) -> Response:
+        if (no := refused(request)) is not None:
+            return no
         try:
-            raw = await request.body()
-            if len(raw) > MAX_BODY:
-                raise ApiError(400, f"the body is {len(raw):,} bytes; the limit is "
-                                    f"{MAX_BODY:,}")
+            who = await anyio.to_thread.run_sync(who_of, request)
+            raw = await _body(request)
             try:
                 body = json.loads(raw or b"null")
             except ValueError:
                 raise ApiError(400, "the body is not JSON") from None
             req = parse_chat(body)
-            who = await anyio.to_thread.run_sync(who_of, request)
             await anyio.to_thread.run_sync(_prepare, req, who)
         except UserError as exc:
             return error_response(_as_api_error(exc))
@@ -296,10 +338,18 @@ async def _events(rt: Runtime, req: ChatRequest, who: Who) -> AsyncIterator[byte
     deltas: queue.Queue = queue.Queue()
     done = object()
     outcome: dict[str, Any] = {}
+    gone = threading.Event()
+
+    def hand_over(delta: str) -> None:
+        if gone.is_set():  # the client left: stop generating, store nothing
+            raise ClientGone
+        deltas.put(delta)
 
     def work() -> None:
         try:
-            outcome["result"] = _ask(rt, req, who, deltas.put)
+            outcome["result"] = _ask(rt, req, who, hand_over)
+        except ClientGone:
+            pass
         except UserError as exc:
             outcome["error"] = exc
         except Exception as exc:  # a bug: said in one line, the stream still ends properly
@@ -317,9 +367,13 @@ async def _events(rt: Runtime, req: ChatRequest, who: Who) -> AsyncIterator[byte
         return _sse(head | {"choices": [{"index": 0, "delta": delta,
                                          "finish_reason": finish}]} | extra)
 
-    yield chunk({"role": "assistant", "content": ""})
-    while (item := await anyio.to_thread.run_sync(deltas.get)) is not done:
-        yield chunk({"content": item})
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        while (item := await anyio.to_thread.run_sync(deltas.get)) is not done:
+            yield chunk({"content": item})
+    except BaseException:  # cancelled: the client disconnected (or the server stops)
+        gone.set()
+        raise
     if "error" in outcome:
         err = _as_api_error(outcome["error"])
         yield _sse({"error": {"message": " ".join(str(err).split()), "type": err.kind,

@@ -72,8 +72,13 @@ def sign_in() -> None:
     known = st.session_state.get(_KEY)
     if known is None or known.name != user or known.groups != frozenset(groups):
         from app.services.users import signed_in
+        from common.errors import UserError
 
-        st.session_state[_KEY] = signed_in(user, groups, m)
+        try:
+            st.session_state[_KEY] = signed_in(user, groups, m)
+        except UserError as exc:  # e.g. the reserved name
+            st.error(f"Sign-in refused: {exc}")
+            st.stop()
     with st.sidebar:
         p = st.session_state[_KEY]
         st.caption(f"Signed in as **{p.name}**" + (" (admin)" if p.admin else "")

@@ -115,8 +115,9 @@ def run_cmd(
                           "against it", soft_wrap=True)
         return
     chosen = make_backend(target.backend, endpoint=target.endpoint, model=target.model)
-    gen, config = eval_runs.generator_for(config, chosen, target.tokenizer,
-                                      lambda msg: console.print(f"[yellow]warning[/]: {msg}"))
+    gen, config = eval_runs.generator_for(
+        config, chosen, target.tokenizer,
+        lambda msg: console.print(f"[yellow]warning[/]: {msg}"), who=who())
     console.print(f"[dim]lengths counted with {config.tokenizer}; haystack "
                   f"{config.haystack}")
     columns = (TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

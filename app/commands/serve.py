@@ -242,7 +242,7 @@ def api(
         return principal(request.headers, request.client.host if request.client else None)
 
     rt = Runtime(shared=sign_in, backend=backend, endpoint=endpoint, model=model)
-    app = create_app(rt, who_of)
+    app = create_app(rt, who_of, loopback_only=not sign_in)
     console.print(f"scoutlens API on http://{host}:{port}/v1 (models: corpus:NAME; Ctrl-C "
                   "stops it)" + ("; sign-in through the proxy" if sign_in else ""))
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -46,8 +46,15 @@ def ui(port: Annotated[int, typer.Option(help="port")] = 8501,
             "--global.developmentMode", "false",
             # an unforeseen error shows its type, never a stack trace (that goes to the log)
             "--client.showErrorDetails", "type"]
-    if trusted is None:
-        trusted = host in ("127.0.0.1", "localhost", "::1")
+    loopback = host in ("127.0.0.1", "localhost", "::1")
+    if trusted and not loopback:
+        from common.errors import UserError
+
+        raise UserError("--trusted lets visitors read this machine's folders and change the "
+                        "model server: it stays on loopback; on a network people sign in "
+                        "(SCOUTLENS_AUTH), or --no-auth serves it open without those")
+    if trusted is None:  # sign-in configured: a proxy on this machine may forward to loopback
+        trusted = loopback and not (get_settings().auth or "").strip()
     auth = "local" if trusted else "open" if no_auth else sign_in_mode(get_settings())
     if auth == "oidc":
         args += ["--secrets.files", str(oidc_secrets(get_settings(), host, port))]

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from app.commands.acting import who
 from common.errors import UserError
 
 console = Console(stderr=True)
@@ -25,7 +26,7 @@ def users_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
     """List who has signed in, with their groups at their last sign-in."""
     from app.services.users import list_users
 
-    rows = list_users()
+    rows = list_users(who=who())
     if as_json:
         out.print_json(json.dumps([r.__dict__ for r in rows]))
         return
@@ -65,7 +66,7 @@ def audit(
     """Who ingested, asked, shared or deleted what, and when (newest first)."""
     from app.services.users import audit_log
 
-    rows = audit_log(user, parse_since(since) if since else None, limit)
+    rows = audit_log(user, parse_since(since) if since else None, limit, who=who())
     if as_json:
         out.print_json(json.dumps([r.__dict__ for r in rows]))
         return

@@ -23,14 +23,19 @@ class NotSignedIn(UserError):
 
 
 def needs_sign_in(host: str, shared: bool | None, what: str) -> bool:
-    """Whether a server `what` on `host` serves a network (then people sign in through the
-    trusted proxy, which must be configured); refused when it would serve one without."""
-    if shared is None:
-        shared = host not in LOOPBACK
-    if not shared:
-        return False
+    """Whether a server `what` on `host` serves people who sign in through the trusted proxy
+    (which must be configured): when it listens beyond loopback, or when SCOUTLENS_AUTH=header
+    is set (a proxy on this machine forwards to loopback); refused when it would serve a
+    network without sign-in, `--trusted` beyond loopback included."""
     s = get_settings()
     mode = (s.auth or "").strip().lower()
+    if shared is False and host not in LOOPBACK:
+        raise UserError(f"{what}: --trusted acts as the operator for whoever connects, so it "
+                        f"stays on loopback; on {host} people sign in (SCOUTLENS_AUTH=header)")
+    if shared is None:
+        shared = host not in LOOPBACK or mode == "header"
+    if not shared:
+        return False
     if mode != "header":
         raise UserError(f"{what} on {host} would serve a network without sign-in: keep it on "
                         "loopback (the default, --host 127.0.0.1), or set SCOUTLENS_AUTH=header "

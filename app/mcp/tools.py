@@ -152,14 +152,16 @@ def pack(args: PackArgs, rt: Runtime, who: Who, progress: Progress) -> dict:
 
 def ask(args: AskArgs, rt: Runtime, who: Who, progress: Progress) -> dict:
     from app.services.ask import ask as run
-    from app.services.ask import check_question
+    from app.services.ask import check_question, resolve_corpus
 
-    question = check_question(args.question)  # before the model loads
+    question = check_question(args.question)  # before the model loads or waits its turn
     notes: list[str] = []
+    # the corpus too (a path is ingested here, once, when the server is local)
+    corpus = resolve_corpus(args.corpus, progress, notes.append, corpus_only=rt.shared, who=who)
     with rt.turn() as backend:
-        result = run(args.corpus, question, backend, mode=args.mode,
+        result = run(corpus, question, backend, mode=args.mode,
                      max_tokens=args.max_tokens, conversation=args.conversation,
-                     note=notes.append, progress=progress, corpus_only=rt.shared, who=who)
+                     note=notes.append, progress=progress, corpus_only=True, who=who)
     c = result.completion
     return {
         "answer": result.answer, "corpus": result.corpus, "mode": result.mode,

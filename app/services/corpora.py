@@ -383,7 +383,9 @@ def share_corpus(name: str, visibility: str, groups: list[str] | None = None,
     (its owner or an admin only)."""
     if visibility not in VISIBILITIES:
         raise NotAllowed(f"share as one of {' | '.join(VISIBILITIES)}, not {visibility!r}")
-    wanted = sorted({g.strip() for g in groups or () if g and g.strip()})
+    # "a,b" names two groups, as a proxy's comma-joined groups header does
+    wanted = sorted({g.strip() for part in groups or () for g in (part or "").split(",")
+                     if g.strip()})
     if visibility == "groups" and not wanted:
         raise NotAllowed("name at least one group to share with")
     with session_scope(_url(url)) as session:

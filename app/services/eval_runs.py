@@ -149,12 +149,24 @@ def _own_tokenizer(backend: Backend) -> Tokenizer | None:
         return None
 
 
+def corpus_haystack(config: EvalConfig) -> str | None:
+    """The stored corpus a config's haystack names (`corpus:NAME` or a bare NAME), or None
+    for a generated one."""
+    from evals.haystack import KINDS
+
+    if config.haystack in KINDS:
+        return None
+    return config.haystack.removeprefix("corpus:")
+
+
 def generator_for(config: EvalConfig, backend: Backend, tokenizer: str | None = None,
-                  warn: Callable[[str], None] | None = None) -> tuple[Generator, EvalConfig]:
+                  warn: Callable[[str], None] | None = None,
+                  who: Who = None) -> tuple[Generator, EvalConfig]:
     """The task generator for a config and its target: lengths counted by the server's own
     `/tokenize` when the backend is an endpoint that has one, else by `tokenizer` (default: the
     embedded model's, or cl100k for an endpoint); the haystack generated or a stored corpus.
-    The config comes back with the tokenizer that counted its lengths."""
+    The config comes back with the tokenizer that counted its lengths. A corpus haystack must
+    be one `who` may read."""
     from app.services.tokencache import tokenizer as load_tokenizer
     from evals.haystack import KINDS
 
@@ -175,7 +187,7 @@ def generator_for(config: EvalConfig, backend: Backend, tokenizer: str | None = 
         from evals.corpus import render
 
         name = haystack.removeprefix("corpus:")
-        _, docs = load_documents(name)
+        _, docs = load_documents(name, who=who)
         try:
             haystack = render(name, docs)
         except ValueError as exc:
@@ -202,10 +214,10 @@ def run(config: EvalConfig, backend: Backend, gen: Generator, run_id: str | None
         progress: Callable[[int, int], None] | None = None, who: Who = None) -> str:
     run_id = run_id or uuid.uuid4().hex[:10]
     config = stored_config(run_id, who) or config  # a resumed run keeps its own grid
-    if config.haystack.startswith("corpus:"):  # a haystack from a corpus `who` may read
+    name = corpus_haystack(config)
+    if name is not None:  # a haystack from a corpus `who` may read (either spelling)
         from app.services.corpora import CorpusNotFound, corpus_exists
 
-        name = config.haystack.removeprefix("corpus:")
         if not corpus_exists(name, who=who):
             raise CorpusNotFound(f"no such corpus: {name!r}")
     check_window(config, backend.window)
@@ -215,7 +227,7 @@ def run(config: EvalConfig, backend: Backend, gen: Generator, run_id: str | None
         if row is None:
             s.add(EvalRun(run_id=run_id, config=config.to_json(), owner=owner_of_new(who),
                           fingerprint=fingerprint(backend), status="running"))
-            audit(s, who, "eval", run_id, tasks=list(config.tasks))
+            audit(s, who, "eval", run_id, tasks=list(config.tasks), haystack=name)
         else:
             row.status = "running"
         done = {(c.task, c.length, round(c.depth, 4), c.sample) for c in s.scalars(
@@ -232,7 +244,7 @@ def run(config: EvalConfig, backend: Backend, gen: Generator, run_id: str | None
         pipeline_cells = [c for c in cells if c.task in PIPELINE_TASKS]
         results = chain(run_cells(model_cells, backend, gen, config, concurrency),
                         retrieval_cells(pipeline_cells, config, backend,
-                                        config.haystack.removeprefix("corpus:"))
+                                        config.haystack.removeprefix("corpus:"), who)
                         if pipeline_cells else iter(()))
         for r in results:
             with session_scope(_url()) as s:
@@ -290,6 +302,7 @@ def rescore(run_id: str, metric: str | None = None, who: Who = None) -> Rescored
         raise EngineError(f"unknown metric {metric!r}: all | part")
     with session_scope(_url()) as s:
         _run_row(s, run_id, who)
+        audit(s, who, "rescore", run_id, metric=metric)
         cells = s.scalars(select(EvalCell).where(EvalCell.run_id == run_id,
                                                  EvalCell.status == "done")).all()
         before = [c.score for c in cells if c.score is not None]

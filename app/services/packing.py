@@ -71,6 +71,8 @@ def pack(target: list[str], tokenizer: str | None = None, budget: int | None = N
         from app.services.corpora import load_documents
 
         stored_spec, docs = load_documents(target[0], symbols=fit, who=who)
+        # the folders it was ingested from: an output there joins the corpus at its next ingest
+        check_outputs(sorted({Path(d.root) for d in docs if d.root}), out, manifest)
         tok = tokenizer_for(tokenizer or stored_spec)
         if tok.spec != stored_spec:  # counts are per tokenizer: recount (cached)
             docs = count_documents(docs, tok, token_cache(tok.fingerprint))

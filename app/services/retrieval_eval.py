@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from itertools import groupby
 
+from app.services.access import Who
 from app.services.context import build_context
 from app.services.corpora import load_documents, remove_corpus, store_documents
 from app.services.tokencache import tokenizer as tokenizer_for
@@ -62,11 +63,12 @@ def _plant(docs: list[Document], depth: float, needle: str, count) -> list[Docum
 
 
 def retrieval_cells(cells: list[Cell], config: EvalConfig, backend: Backend,
-                    corpus: str) -> Iterator[CellResult]:
-    """One result per cell, in groups of (length, sample): each group's scratch corpus is built,
-    asked once per depth, and removed, even when a cell fails."""
+                    corpus: str, who: Who = None) -> Iterator[CellResult]:
+    """One result per cell, in groups of (length, sample): each group's scratch corpus (made
+    from a corpus `who` may read, and theirs) is built, asked once per depth, and removed,
+    even when a cell fails."""
     try:
-        spec, docs = load_documents(corpus)
+        spec, docs = load_documents(corpus, who=who)
     except IngestError as exc:
         raise EngineError(f"the retrieval task needs a stored corpus as its haystack: {exc}"
                           ) from None
@@ -80,7 +82,7 @@ def retrieval_cells(cells: list[Cell], config: EvalConfig, backend: Backend,
         try:
             for c in group:
                 copy = _plant(copy, max(c.depth, 0.0), needles[c.key][0], count)
-            store_documents(scratch, spec, copy)
+            store_documents(scratch, spec, copy, who=who)
             for c in group:
                 needle, question, answer = needles[c.key]
                 t0 = time.perf_counter()
@@ -105,4 +107,4 @@ def retrieval_cells(cells: list[Cell], config: EvalConfig, backend: Backend,
                 yield CellResult(c, "", (), "all", status="failed", error=str(exc))
         finally:
             with contextlib.suppress(IngestError):  # never stored: nothing to remove
-                remove_corpus(scratch)
+                remove_corpus(scratch, who=who)

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from app.database import session_scope
 from app.models import AuditEntry, User
-from app.services.access import Principal, seen
+from app.services.access import LEGACY_OWNER, NotAllowed, Principal, Who, seen
 from app.settings import get_settings
 from common.errors import UserError
 
@@ -29,6 +29,7 @@ def signed_in(name: str, groups: list[str] | set[str] | tuple[str, ...], via: st
     name = (name or "").strip()
     if not name or len(name) > 200:
         raise UserError("sign-in without a usable user name")
+    _not_reserved(name)
     who = Principal.of(name, {g.strip() for g in groups if g and g.strip()},
                        get_settings().admin_groups)
     with session_scope(get_settings().db_url) as session:
@@ -36,16 +37,31 @@ def signed_in(name: str, groups: list[str] | set[str] | tuple[str, ...], via: st
     return who
 
 
+def _not_reserved(name: str) -> None:
+    if name == LEGACY_OWNER:
+        raise UserError(f"the user name {LEGACY_OWNER!r} is reserved: it owns what the operator "
+                        "(the CLI on the server) and the release before sign-in stored; sign "
+                        "in with another name (admins are members of SCOUTLENS_ADMIN_GROUPS)")
+
+
 def principal_of(name: str) -> Principal:
     """Someone as they were at their last sign-in (`--as USER`); a name never seen acts with
     no groups."""
+    _not_reserved(name)
     with session_scope(get_settings().db_url) as session:
         row = session.scalar(select(User).where(User.name == name))
         groups = list(row.groups or []) if row else []
     return Principal.of(name, groups, get_settings().admin_groups)
 
 
-def list_users() -> list[UserRow]:
+def _admins_only(who: Who, what: str) -> None:
+    if who is not None and not who.admin:
+        raise NotAllowed(f"{what} is for admins (members of SCOUTLENS_ADMIN_GROUPS)")
+
+
+def list_users(who: Who = None) -> list[UserRow]:
+    """Everyone who signed in (admins and the operator only)."""
+    _admins_only(who, "the list of users")
     admin = set(get_settings().admin_groups)
     with session_scope(get_settings().db_url) as session:
         return [UserRow(u.name, tuple(u.groups or ()), bool(set(u.groups or ()) & admin), u.via,
@@ -64,8 +80,10 @@ class AuditRow:
 
 
 def audit_log(user: str | None = None, since: datetime | None = None,
-              limit: int = 200) -> list[AuditRow]:
-    """The latest entries first, of `user` and after `since` when given."""
+              limit: int = 200, who: Who = None) -> list[AuditRow]:
+    """The latest entries first, of `user` and after `since` when given (admins and the
+    operator only)."""
+    _admins_only(who, "the audit log")
     q = select(AuditEntry).order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(limit)
     if user:
         q = q.where(AuditEntry.user == user)

@@ -236,3 +236,59 @@ def test_every_ui_call_of_a_checked_service_says_who_asks():
             if not any(k.arg == "who" for k in node.keywords):
                 missing.append(f"{path.relative_to(REPO)}:{node.lineno} {name}")
     assert calls >= 10 and not missing, missing
+
+
+def test_a_haystack_named_either_way_must_be_readable(tmp_path):
+    """`--haystack NAME` and `--haystack corpus:NAME` read the same corpus: neither hands
+    someone else's private text to an eval (nor lists the corpora in its error)."""
+    ingest([folder(tmp_path / "a", "ZEBRA-4471 is the code.")], "alice-notes", who=ALICE)
+    ingest([folder(tmp_path / "b", "Bob's own text.")], "bob-notes", who=BOB)
+    backend = ScriptedBackend(reply="x")
+    for haystack in ("alice-notes", "corpus:alice-notes"):
+        for tasks in (("niah",), ("retrieval",)):
+            config = EvalConfig(tasks=tasks, lengths=(64,), depths=(0.5,), samples=1,
+                                haystack=haystack)
+            with pytest.raises(CorpusNotFound) as refused:
+                gen, counted = eval_runs.generator_for(config, backend, "cl100k", who=BOB)
+                eval_runs.run(counted, backend, gen, who=BOB)
+            assert "alice" not in str(refused.value).replace("alice-notes", ""), refused.value
+    assert eval_runs.list_runs() == []
+    # the owner's own retrieval eval: its scratch copy is hers in the audit log
+    config = EvalConfig(tasks=("retrieval",), lengths=(64,), depths=(0.5,), samples=1,
+                        haystack="alice-notes")
+    gen, counted = eval_runs.generator_for(config, backend, "cl100k", who=ALICE)
+    eval_runs.run(counted, backend, gen, who=ALICE)
+    log = audit_log()
+    assert {r.user for r in log if r.action in ("ingest", "delete")
+            and r.target.startswith("eval-retrieval-")} == {"alice"}
+    assert next(r for r in log if r.action == "eval").detail["haystack"] == "alice-notes"
+
+
+def test_admin_is_a_reserved_name_and_the_log_is_for_admins(tmp_path):
+    with pytest.raises(Exception, match="reserved"):
+        signed_in("admin", ["admins"], "oidc")
+    from app.services.users import list_users, principal_of
+
+    with pytest.raises(Exception, match="reserved"):
+        principal_of("admin")
+    with pytest.raises(NotAllowed, match="admins"):
+        audit_log(who=BOB)
+    with pytest.raises(NotAllowed, match="admins"):
+        list_users(who=BOB)
+    assert audit_log(who=ROOT) == [] and list_users(who=ROOT) == []
+    # "a,b" names two groups (as a proxy's comma-joined header does), not one called "a,b"
+    ingest([folder(tmp_path / "a")], "split", who=ALICE)
+    assert share_corpus("split", "groups", ["legal,finance", " "], who=ALICE).groups == (
+        "finance", "legal")
+
+
+def test_packing_a_corpus_never_writes_into_the_folders_it_came_from(tmp_path):
+    from app.services.packing import pack
+
+    src = folder(tmp_path / "src")
+    ingest([src], "packme", who=BOB)
+    with pytest.raises(Exception, match="inside the input folder"):
+        pack(["packme"], out=str(src / "packed.xml"), who=BOB)
+    assert not (src / "packed.xml").exists()
+    outcome = pack(["packme"], out=str(tmp_path / "packed.xml"), who=BOB)
+    assert (tmp_path / "packed.xml").exists() and outcome.result.total_tokens > 0

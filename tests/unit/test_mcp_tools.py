@@ -158,7 +158,7 @@ def test_chat_bodies_are_parsed_or_refused_in_one_line():
 def _client(backend) -> TestClient:
     rt = Runtime()
     rt.use(backend)
-    return TestClient(create_app(rt, lambda request: None))
+    return TestClient(create_app(rt, lambda request: None), base_url="http://127.0.0.1:8700")
 
 
 def test_api_answers_with_citations_usage_and_streams(facts):
@@ -206,8 +206,29 @@ def test_api_errors_are_openai_shaped(facts):
     assert r.status_code == 404
     error = r.json()["error"]
     assert error["code"] == "model_not_found" and "no such corpus 'nope'" in error["message"]
-    r = client.post("/v1/chat/completions", content=b"{not json")
+    r = client.post("/v1/chat/completions", content=b"{not json",
+                    headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and r.json()["error"]["message"] == "the body is not JSON"
+    # a web page can POST text/plain without asking first: only JSON is read
+    r = client.post("/v1/chat/completions", content=json.dumps(_body()),
+                    headers={"Content-Type": "text/plain"})
+    assert r.status_code == 415 and "application/json" in r.json()["error"]["message"]
+    # a body over the limit is refused from its declared length, and when it streams past it
+    r = client.post("/v1/chat/completions", content=b"x" * (2 << 20),
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+
+    def chunks():
+        for _ in range(40):
+            yield b" " * 65536
+
+    r = client.post("/v1/chat/completions", content=chunks(),
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and "over the limit" in r.json()["error"]["message"]
+    # a page whose name an attacker points at 127.0.0.1 (DNS rebinding) sends its own Host
+    r = client.get("/v1/models", headers={"Host": "attacker.example:8700"})
+    assert r.status_code == 421 and "Host" in r.json()["error"]["message"]
+    assert client.get("/v1/models", headers={"Host": "localhost:8700"}).status_code == 200
     r = client.post("/v1/chat/completions", json=_body(messages=[
         {"role": "user", "content": "x" * 5000}]))
     assert r.status_code == 400 and "limit is 4,000" in r.json()["error"]["message"]
@@ -220,11 +241,17 @@ def test_beyond_loopback_people_sign_in_through_the_proxy(monkeypatch):
     assert not needs_sign_in("127.0.0.1", None, "serve api")
     with pytest.raises(UserError, match="without sign-in"):
         needs_sign_in("0.0.0.0", None, "serve api")
+    with pytest.raises(UserError, match="--trusted .* stays on loopback"):
+        needs_sign_in("0.0.0.0", False, "serve api")
     monkeypatch.setenv("SCOUTLENS_AUTH", "header")
     monkeypatch.setenv("SCOUTLENS_AUTH_PROXY_SECRET", "s3cret")
     get_settings.cache_clear()
     assert needs_sign_in("0.0.0.0", None, "serve api")
     assert needs_sign_in("127.0.0.1", True, "serve api")  # --shared behind a local proxy
+    # header sign-in configured: a proxy on this machine forwards to loopback, so loopback
+    # serves signed-in people too (never the operator to whoever connects)
+    assert needs_sign_in("127.0.0.1", None, "serve api")
+    assert not needs_sign_in("127.0.0.1", False, "serve api")  # --trusted, on purpose
     good = {"X-Scoutlens-Proxy-Secret": "s3cret", "X-Forwarded-User": "alice",
             "X-Forwarded-Groups": "legal, ,finance"}
     assert from_headers(good, "10.0.0.9") == ("alice", ["legal", "finance"])
@@ -232,3 +259,60 @@ def test_beyond_loopback_people_sign_in_through_the_proxy(monkeypatch):
                 {k: v for k, v in good.items() if k != "X-Forwarded-User"}):
         with pytest.raises(NotSignedIn):
             from_headers(bad, "10.0.0.9")
+
+
+class EndlessBackend(ScriptedBackend):
+    """Generates a word every 10 ms until it is stopped; counts what it produced."""
+
+    def __init__(self):
+        super().__init__()
+        self.produced = 0
+        self.closed = False
+
+    def stream(self, request):
+        import time
+
+        from engine.types import Completion, Stream, Usage
+
+        def deltas():
+            try:
+                for _ in range(10_000):
+                    self.produced += 1
+                    time.sleep(0.01)
+                    yield "word "
+            finally:
+                self.closed = True
+
+        return Stream(deltas(), lambda: Completion("", Usage(1, 0, 1), model="m",
+                                                   backend="scripted"))
+
+
+def test_a_streamed_answer_stops_when_its_client_leaves(facts):
+    """The client goes away after two chunks: the generation is stopped at its next word (it
+    would hold the model for 10,000 words) and nothing is stored."""
+    import time
+
+    import anyio
+
+    from app.api_server import ChatRequest, _events
+    from app.services.history import history
+
+    backend = EndlessBackend()
+    rt = Runtime()
+    rt.use(backend)
+    req = ChatRequest(corpus="facts", question="What is the vault code?", stream=True)
+
+    async def leave_early() -> None:
+        events = _events(rt, req, None)
+        for _ in range(3):  # the role, then two words
+            await events.__anext__()
+        await events.aclose()
+
+    anyio.run(leave_early)
+    deadline = time.time() + 10
+    while not backend.closed and time.time() < deadline:
+        time.sleep(0.05)
+    assert backend.closed and backend.produced < 100, backend.produced
+    assert history("facts") == []  # an answer nobody received is not stored
+    with rt.turn() as again:  # and the model is free for the next question
+        assert again is backend

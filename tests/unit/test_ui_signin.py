@@ -83,6 +83,33 @@ def test_header_with_secret_or_addresses_is_accepted(env, monkeypatch):
     assert sign_in_mode(get_settings()) == "header"
 
 
+def test_trusted_beyond_loopback_is_refused():
+    """--trusted lets visitors read this machine's folders: never for a network."""
+    line = one_line_error(ui("--host", "0.0.0.0", "--trusted", "--port", "1"))
+    assert "--trusted" in line and "loopback" in line
+
+
+def test_sign_in_configured_makes_loopback_shared_too(monkeypatch):
+    """A proxy on this machine forwards to 127.0.0.1: with SCOUTLENS_AUTH set, a loopback UI
+    signs people in instead of serving everyone as the operator."""
+    from app.commands import ui as ui_cmd
+
+    seen: dict[str, str] = {}
+
+    def fake_execv(path, args):
+        seen.update(auth=os.environ["SCOUTLENS_UI_AUTH"], shared=os.environ["SCOUTLENS_UI_SHARED"])
+        raise SystemExit(0)
+
+    monkeypatch.setattr(ui_cmd.os, "execv", fake_execv)
+    monkeypatch.setenv("SCOUTLENS_AUTH", "header")
+    monkeypatch.setenv("SCOUTLENS_AUTH_PROXY_SECRET", "s3cret")
+    get_settings.cache_clear()
+    with pytest.raises(SystemExit):
+        ui_cmd.ui(port=1)
+    assert (seen["auth"], seen["shared"]) == ("header", "1")
+    get_settings.cache_clear()
+
+
 def test_no_auth_flag_and_loopback_need_no_sign_in_settings(monkeypatch):
     """The mode chosen without starting Streamlit: `--no-auth` is open, loopback is local."""
     from app.commands import ui as ui_cmd

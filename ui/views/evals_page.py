@@ -70,7 +70,7 @@ with run_tab:
 
             def work(job: jobs.Job) -> str:
                 job.progress("preparing", 0, 0, "building the haystack")
-                gen, counted = eval_runs.generator_for(config, model.backend)
+                gen, counted = eval_runs.generator_for(config, model.backend, who=person)
                 return eval_runs.run(counted, TakingTurns(model), gen, progress=job.count,
                                      who=person)
 
