@@ -109,6 +109,16 @@ def inline_png(png: bytes, caption: str = "", width: int = 640) -> str:
             f"{cap}</figure>")
 
 
+def download_link(data: str, file_name: str, label: str, mime: str = "text/html") -> str:
+    """A download carrying its own bytes (a data: URL), for the same reason as `inline_png`:
+    st.download_button serves the file from /media/<id> to whoever holds that URL."""
+    import base64
+
+    encoded = base64.b64encode(data.encode("utf-8")).decode("ascii")
+    return (f'<a href="data:{mime};charset=utf-8;base64,{encoded}" '
+            f'download="{html.escape(file_name)}">{html.escape(label)}</a>')
+
+
 def marked_text(text: str, passage: str) -> str:
     """Text as escaped HTML with the passage's lines wrapped in <mark> (for pages whose file is
     gone, e.g. inside an archive)."""

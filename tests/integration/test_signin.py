@@ -173,7 +173,15 @@ def alice_sees_her_eval(page, base: str) -> None:
 
     page.goto(base + "/evals_page")
     page.get_by_role("tab", name="Report").click()
-    expect(page.get_by_role("button", name="Download HTML report")).to_be_visible()
+    report = page.get_by_role("link", name="Download HTML report")
+    expect(report).to_be_visible()
+    # the report travels inside her page: no /media URL anyone else could fetch
+    href = report.get_attribute("href") or ""
+    assert href.startswith("data:text/html;charset=utf-8;base64,"), href[:60]
+    with page.expect_download() as fetched:  # and the browser really downloads it
+        report.click()
+    saved = Path(fetched.value.path()).read_text(encoding="utf-8")
+    assert fetched.value.suggested_filename.endswith(".html") and "<html" in saved.lower()
 
 
 def bob_sees_nothing_of_alices(page, base: str, conversation: str, images: list[str]) -> None:
@@ -201,7 +209,7 @@ def bob_sees_nothing_of_alices(page, base: str, conversation: str, images: list[
     expect(page.get_by_role("heading", name="Evals")).to_be_visible()
     page.get_by_role("tab", name="Report").click()
     expect(page.get_by_text("No eval runs yet.")).to_be_visible()
-    expect(page.get_by_role("button", name="Download HTML report")).to_have_count(0)
+    expect(page.get_by_role("link", name="Download HTML report")).to_have_count(0)
     assert CORPUS not in page.locator("body").inner_text()
 
 

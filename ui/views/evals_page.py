@@ -23,7 +23,7 @@ from evals.tasks import ALL_TASKS
 from ui import jobs
 from ui.auth import who
 from ui.common import corpus_names, job_outcome, job_progress, prefs
-from ui.render import inline_png
+from ui.render import download_link, inline_png
 from ui.shared_backend import TakingTurns, shared
 
 st.header("Evals")
@@ -127,8 +127,8 @@ with report_tab:
             st.success(f"re-scored {done.cells} cells, {done.changed} changed: mean "
                        f"{(done.before or 0):.3f} -> {(done.after or 0):.3f}")
         page = html_report(run_id, s.config, cells)
-        st.download_button("Download HTML report", page, file_name=f"eval-{run_id}.html",
-                           mime="text/html")
+        st.markdown(download_link(page, f"eval-{run_id}.html", "Download HTML report"),
+                    unsafe_allow_html=True)
 
 with compare_tab:
     if len(runs) < 2:
@@ -159,5 +159,5 @@ with compare_tab:
         st.dataframe([{"task": t, "length": n, "depth": d, "B - A": v}
                       for (t, n, d), v in sorted(result.deltas.items())],
                      width="stretch", hide_index=True)
-        st.download_button("Download comparison (HTML)", compare_html(a, b, result, differs),
-                           file_name=f"compare-{a}-{b}.html", mime="text/html")
+        st.markdown(download_link(compare_html(a, b, result, differs), f"compare-{a}-{b}.html",
+                                  "Download comparison (HTML)"), unsafe_allow_html=True)
