@@ -181,7 +181,8 @@ def alice_sees_her_eval(page, base: str) -> None:
     with page.expect_download() as fetched:  # and the browser really downloads it
         report.click()
     saved = Path(fetched.value.path()).read_text(encoding="utf-8")
-    assert fetched.value.suggested_filename.endswith(".html") and "<html" in saved.lower()
+    assert fetched.value.suggested_filename.endswith(".html")
+    assert saved.lower().startswith("<!doctype html") and "<table" in saved
 
 
 def bob_sees_nothing_of_alices(page, base: str, conversation: str, images: list[str]) -> None:
