@@ -293,3 +293,11 @@ def hello_folder(root: Path) -> Path:
     for i in range(6):
         (root / f"f{i}.txt").write_text(f"file {i} says hello\n" * 200)
     return root
+
+
+def wide_cli(*args: str) -> subprocess.CompletedProcess:
+    """`scoutlens ARGS` from the repository root, 250 columns wide (tables unwrapped)."""
+    env = {**os.environ, "COLUMNS": "250"}
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True,
+                          text=True, cwd=Path(__file__).resolve().parents[1], env=env,
+                          timeout=300)

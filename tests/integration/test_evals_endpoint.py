@@ -12,13 +12,11 @@ in benchmarks/bench_evals.py.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from fakes import reader_server
+from helpers import wide_cli as cli
 
 from app.services import eval_runs
 from ingest.tokenizers import load_tokenizer
@@ -30,12 +28,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def reader():
     with reader_server() as server:
         yield server
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "250"}
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True,
-                          text=True, cwd=ROOT, env=env, timeout=300)
 
 
 def test_a_suite_against_an_endpoint_counts_lengths_with_its_tokenize(reader, tmp_path, db_url):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from fakes import reader_server
+from helpers import wide_cli as cli
 
 from app.services import eval_runs
 from engine.server_tokenizer import ServerTokenizer, probe
@@ -33,12 +34,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def reader():
     with reader_server() as server:
         yield server
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "250"}
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True,
-                          text=True, cwd=ROOT, env=env, timeout=300)
 
 
 def test_a_corpus_haystack_with_modality_needles(reader, tmp_path):
