@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+import sys
+from typing import Annotated, TextIO
 
 import typer
 from rich.console import Console
@@ -20,6 +21,7 @@ from app.commands.options import (
     pipeline_options,
 )
 from app.progress import pipeline_progress
+from app.services.reports import IngestReport, file_json
 
 console = Console(stderr=True)
 out = Console()
@@ -37,6 +39,19 @@ def _print_tree(title: str, tree: dict[str, int]) -> None:
         node = nodes.get(parent, root).add(f"{folder}  [cyan]{tokens:,}[/] tokens")
         nodes[folder] = node
     console.print(root)
+
+
+def write_json_report(report: IngestReport, stream: TextIO) -> None:
+    """The ingest report as JSON, written file by file: building it whole (and rich's pretty
+    printer re-parsing it) took 1.4 GB more than the ingest itself over 60,000 files."""
+    head = json.dumps(report.head_json(), ensure_ascii=False, indent=2)
+    stream.write(head[:-2] + ',\n  "tree": ' + json.dumps(report.tree(), ensure_ascii=False)
+                 + ',\n  "files": [')
+    for i, row in enumerate(report.files):
+        stream.write(("\n    " if i == 0 else ",\n    ")
+                     + json.dumps(file_json(row), ensure_ascii=False))
+    stream.write("\n  ]\n}\n" if report.files else "]\n}\n")
+    stream.flush()
 
 
 def ingest(
@@ -75,7 +90,7 @@ def ingest(
                      pipeline_options(keep, max_file_size, ocr, fps, max_frames), prune,
                      progress, who=who())
     if as_json:
-        out.print_json(json.dumps(report.to_json()))
+        write_json_report(report, sys.stdout)
         if report.count("error"):
             raise typer.Exit(EXIT_PARTIAL)
         return

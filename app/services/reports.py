@@ -41,6 +41,15 @@ class IngestReport:
                    for fl in f.flags)
 
     def to_json(self) -> dict:
+        return {**self.head_json(), "files": [file_json(f) for f in self.files],
+                "tree": self.tree()}
+
+    def tree(self) -> dict[str, int]:
+        return token_tree([(f.path, f.tokens) for f in self.files
+                           if f.status in ("added", "changed", "unchanged")])
+
+    def head_json(self) -> dict:
+        """Everything but the files and the tree (`--json` streams the files one by one)."""
         return {
             "corpus": self.corpus, "tokenizer": self.tokenizer, "created": self.created,
             "total_tokens": self.total_tokens, "version_hash": self.version_hash,
@@ -50,12 +59,12 @@ class IngestReport:
                         "secrets": self.secrets,
                         "secret_files": sum(1 for f in self.files if f.status != "removed"
                                             and any(fl.startswith("secret:") for fl in f.flags))},
-            "files": [{"path": f.path, "status": f.status, "tokens": f.tokens,
-                       "bytes": f.bytes, "reason": f.reason, "flags": list(f.flags)}
-                      for f in self.files],
-            "tree": token_tree([(f.path, f.tokens) for f in self.files
-                                if f.status in ("added", "changed", "unchanged")]),
         }
+
+
+def file_json(f: FileRow) -> dict:
+    return {"path": f.path, "status": f.status, "tokens": f.tokens, "bytes": f.bytes,
+            "reason": f.reason, "flags": list(f.flags)}
 
 
 def token_tree(items: list[tuple[str, int]], depth: int = 2) -> dict[str, int]:
