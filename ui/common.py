@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from pathlib import PurePath
 
 import streamlit as st
 
+from app.services.access import Who, manages_server
 from app.services.corpora import list_corpora
 from ui import prefs as prefs_store
 from ui.auth import who
@@ -20,6 +22,20 @@ def shared_server() -> bool:
 
 def prefs() -> prefs_store.Prefs:
     return prefs_store.load()
+
+
+def model_label(p: prefs_store.Prefs, person: Who) -> str:
+    """The chosen model as this person may see it (see `hide_path`)."""
+    return hide_path(p.model or ("the server's" if p.backend == "openai"
+                                 else "bundled default"), person)
+
+
+def hide_path(name: str, person: Who) -> str:
+    """To anyone but the operator or an admin, a model loaded from a folder of the server is
+    named by the folder's name, never its path."""
+    if manages_server(person) or not name.startswith(("/", "~", ".", "\\")):
+        return name
+    return PurePath(name.replace("\\", "/")).name or "a local model"
 
 
 def corpus_names() -> list[str]:

@@ -1,5 +1,6 @@
 """Settings chosen in the web UI (backend, endpoint, model, upload limit), kept in a JSON file in
-the data folder so they survive restarts; environment settings are the defaults."""
+the data folder so they survive restarts; environment settings are the defaults. They apply to
+everyone on the server, so only the operator or an admin saves them (app.services.access)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+from app.services.access import Who, require_manager
 from app.services.backends import BACKENDS
 from app.settings import MAX_UPLOAD_MB, get_settings
 from common.files import atomic_write_text
@@ -58,7 +60,10 @@ def load() -> Prefs:
         return base
 
 
-def save(prefs: Prefs) -> Prefs:
+def save(prefs: Prefs, who: Who = None) -> Prefs:
+    """Validate and store; NotAllowed for anyone but the operator or an admin, whatever the
+    page showed them."""
+    require_manager(who, "change the settings")
     prefs = prefs.validated()
     atomic_write_text(_path(), json.dumps(asdict(prefs), indent=2))  # never half-written
     return prefs

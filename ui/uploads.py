@@ -88,6 +88,15 @@ def remove_corpus_files(corpus: str) -> None:
         shutil.rmtree(folder)
 
 
+def apply_server_limit(limit_mb: int) -> None:
+    """Make Streamlit's own cap the new limit at once: its upload handler reads
+    server.maxUploadSize on every request and refuses a larger body while it arrives (at start,
+    `scoutlens ui` passes the saved limit through ui.launch)."""
+    from streamlit import config
+
+    config.set_option("server.maxUploadSize", int(limit_mb))
+
+
 def check_local_path(text: str) -> Path:
     path = Path(text.strip()).expanduser()
     if not text.strip():

@@ -33,15 +33,15 @@ def ui(port: Annotated[int, typer.Option(help="port")] = 8501,
     """
     import importlib.util
 
-    from app.settings import MAX_UPLOAD_MB, get_settings
+    from app.settings import get_settings
 
     spec = importlib.util.find_spec("ui.views.scoutlens_ui")
     assert spec is not None and spec.origin is not None
-    args = [sys.executable, "-m", "streamlit", "run", spec.origin,
+    # ui.launch runs `streamlit run` with the upload limit saved in Settings as the server's
+    # cap, so an oversized upload is refused while it arrives, never held in memory
+    args = [sys.executable, "-m", "ui.launch", spec.origin,
             "--server.port", str(port), "--server.address", host,
             "--server.headless", "true", "--server.fileWatcherType", "none",
-            # the ceiling; the limit chosen in Settings is enforced per file by the app
-            "--server.maxUploadSize", str(MAX_UPLOAD_MB),
             "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
             "--global.developmentMode", "false",
             # an unforeseen error shows its type, never a stack trace (that goes to the log)

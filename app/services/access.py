@@ -7,7 +7,10 @@ single-user UI), who sees everything. The rules:
   and by members of the groups it is shared with; only its owner or an admin changes it
   (re-ingest, delete, share);
 - a conversation (the stored questions) is its owner's alone;
-- an eval run is readable by its owner and admins.
+- an eval run is readable by its owner and admins;
+- the server's own settings (backend, model, upload limit) and what spans everyone (the KV
+  cache, answer counts and hit rate of all users, server paths) are the operator's and admins';
+  anyone else reads the settings without paths and sees only their own answers' figures.
 A corpus someone may not read is "not found", worded exactly as one that does not exist, so a
 name or id typed into a URL tells nothing. Rows from before sign-in existed belong to `admin`.
 """
@@ -68,6 +71,17 @@ def can_read(who: Who, owner: str, visibility: str, groups: list[str] | None) ->
 
 def can_change(who: Who, owner: str) -> bool:
     return who is None or who.admin or owner == who.name
+
+
+def manages_server(who: Who) -> bool:
+    """May change the shared settings and see the figures of everyone and the server's paths."""
+    return who is None or who.admin
+
+
+def require_manager(who: Who, what: str) -> None:
+    """NotAllowed unless `who` manages the server: the check behind every shared setting."""
+    if not manages_server(who):
+        raise NotAllowed(f"only an admin may {what}: it applies to everyone on this server")
 
 
 def corpus_readable(who: Who, row: Corpus) -> bool:

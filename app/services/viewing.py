@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from app.database import session_scope
 from app.models import Question, Source, StoredSegment
-from app.services.access import CorpusNotFound, Who, corpus_for
+from app.services.access import CorpusNotFound, Who, corpus_for, manages_server
 from app.settings import get_settings
 from engine.kvcache import usage_by_model
 from ingest.archives import is_archive
@@ -94,13 +94,16 @@ class CacheFigures:
         return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
 
 
-def cache_figures() -> CacheFigures:
+def cache_figures(who: Who = None) -> CacheFigures:
+    """The KV cache on disk and the answers' cache use: everyone's for the operator and admins,
+    only their own answers' for anyone else (the page shows them no disk figures nor paths)."""
     s = get_settings()
     models = usage_by_model(s.kv_dir)
     prompt = cached = 0
+    mine = [] if manages_server(who) else [Question.owner == who.name]
     with session_scope(s.db_url) as session:
-        n = session.scalar(select(func.count(Question.id))) or 0
-        for (usage,) in session.execute(select(Question.usage)):
+        n = session.scalar(select(func.count(Question.id)).where(*mine)) or 0
+        for (usage,) in session.execute(select(Question.usage).where(*mine)):
             usage = usage or {}
             prompt += int(usage.get("prompt_tokens") or 0)
             cached += int(usage.get("cached_tokens") or 0)

@@ -60,7 +60,8 @@ with add_files:
     nonce = st.session_state.get("upload_nonce", 0)
     files = st.file_uploader(
         "PDFs, code, text, notebooks, videos, or zip/tar archives of repositories",
-        accept_multiple_files=True, key=f"uploader-{nonce}")
+        accept_multiple_files=True, key=f"uploader-{nonce}",
+        max_upload_size=settings.upload_mb)  # the browser refuses a larger file unsent
     st.caption(f"Upload limit: {settings.upload_mb:,} MB per file (Settings).")
     if st.button("Ingest uploaded files", type="primary", disabled=not files):
         try:
