@@ -19,6 +19,10 @@ class Settings(BaseSettings):
     home: Path = Field(default=Path("~/.scoutlens"), description="data folder")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite")
     tokenizer: str = Field(default="cl100k", description="default tokenizer spec")
+    shared_tokenizers: dict[str, str] = Field(default={}, description="tokenizers the callers "
+                                              "of a shared server may name, name -> spec (e.g. "
+                                              '{"scout": "llama4:/models/tokenizer.model"}); '
+                                              "cl100k, o200k and embedded are always there")
     workers: int = Field(default=0, description="ingest worker processes (reading, parsing, "
                          "counting); 0 = one per core, 1 = all in the calling process")
     # engine

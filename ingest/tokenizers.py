@@ -16,7 +16,7 @@ import importlib.util
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from functools import cache, cached_property
+from functools import cache, cached_property, lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -57,6 +57,12 @@ LLAMA4_NAMED_SPECIAL = {
 }
 
 Parallelism = Literal["threads", "processes"]
+
+#: the largest tokenizer file read, by kind: Llama 4's rank file is 3.6 MB and the largest
+#: published tokenizer.json about 33 MB; a load parses the whole file, so this bounds its memory
+MAX_FILE_BYTES = {"llama4": 16 << 20, "hf": 64 << 20}
+#: tokenizers kept loaded at once (each distinct file given is parsed once while it stays)
+KEPT_LOADED = 8
 
 
 class Tokenizer(ABC):
@@ -162,24 +168,14 @@ class Llama4Tokenizer(Tokenizer):
         path = path.expanduser()
         if not path.is_file():
             raise IngestError(f"llama4 tokenizer file not found: {path}")
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise IngestError(f"cannot read llama4 tokenizer file {path}: {exc}") from exc
+        data = read_tokenizer_file(path, "llama4")
         self.spec = f"llama4:{path.resolve()}"
         self.name = f"llama4 ({path.name})"
         self._digest = hashlib.sha256(data).hexdigest()[:16]
         # Parse the bytes just hashed. tiktoken's load_tiktoken_bpe caches every file it reads
         # under the system temp folder keyed by its *path*, so a file rewritten in place would be
         # served stale (ranks from the old file, fingerprint from the new one).
-        ranks: dict[bytes, int] = {}
-        try:
-            for line in data.splitlines():
-                if line.strip():
-                    token, rank = line.split()
-                    ranks[base64.b64decode(token, validate=True)] = int(rank)
-        except Exception as exc:  # malformed rank file
-            raise IngestError(f"not a tiktoken rank file: {path} ({exc})") from exc
+        ranks = _rank_lines(data, path)
         if not ranks:
             raise IngestError(f"empty tokenizer file: {path}")
         self.special_tokens = llama4_special_tokens(len(ranks))
@@ -199,6 +195,22 @@ class Llama4Tokenizer(Tokenizer):
         return self._enc.decode(list(ids))
 
 
+def _rank_lines(data: bytes, path: Path) -> dict[bytes, int]:
+    """`BASE64 RANK` lines as ranks. A malformed line is named by its number, never its text:
+    the file may be anything (a key file a steered agent names), and the message travels."""
+    ranks: dict[bytes, int] = {}
+    for number, line in enumerate(data.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            token, rank = line.split()
+            ranks[base64.b64decode(token, validate=True)] = int(rank)
+        except Exception:
+            raise IngestError(f"not a tiktoken rank file: {path} (line {number} is not "
+                              "`BASE64 RANK`)") from None
+    return ranks
+
+
 def llama4_special_tokens(num_base: int = LLAMA4_NUM_BASE) -> dict[str, int]:
     """The 2,048 special slots after the base vocabulary; unnamed ones are reserved tokens."""
     offset = num_base - LLAMA4_NUM_BASE
@@ -211,19 +223,40 @@ def llama4_special_tokens(num_base: int = LLAMA4_NUM_BASE) -> dict[str, int]:
     return out
 
 
+def read_tokenizer_file(path: Path, kind: str) -> bytes:
+    """The bytes of a tokenizer file, refused over MAX_FILE_BYTES[kind] before it is read (by
+    its size, and by reading at most one byte more: /proc files say they are empty)."""
+    limit = MAX_FILE_BYTES[kind]
+    too_big = IngestError(f"{kind} tokenizer file {path} is over {limit >> 20} MB: not a "
+                          "tokenizer (a tokenizer file is far smaller)")
+    try:
+        if path.stat().st_size > limit:
+            raise too_big
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise IngestError(f"cannot read {kind} tokenizer file {path}: "
+                          f"{exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise too_big
+    return data
+
+
 class HFTokenizer(Tokenizer):
-    """A local Hugging Face tokenizer (`tokenizer.json`), via the Rust `tokenizers` library."""
+    """A local Hugging Face tokenizer (`tokenizer.json`), via the Rust `tokenizers` library;
+    the file is read once (size-capped), parsed and hashed from the same bytes."""
 
     def __init__(self, spec: str, tokenizer_json: Path, name: str) -> None:
         from tokenizers import Tokenizer as RustTokenizer
 
         self.spec = spec
         self.name = name
+        data = read_tokenizer_file(tokenizer_json, "hf")
         try:
-            self._tok = RustTokenizer.from_file(str(tokenizer_json))
+            self._tok = RustTokenizer.from_str(data.decode("utf-8"))
         except Exception as exc:
             raise IngestError(f"cannot load tokenizer {tokenizer_json}: {exc}") from exc
-        self._digest = hashlib.sha256(tokenizer_json.read_bytes()).hexdigest()[:16]
+        self._digest = hashlib.sha256(data).hexdigest()[:16]
 
     @cached_property
     def fingerprint(self) -> str:
@@ -272,11 +305,12 @@ def _embedded_tokenizer_json(cache_dir: Path) -> Path:
     return target
 
 
-@cache
+@lru_cache(maxsize=KEPT_LOADED)
 def load_tokenizer(spec: str, cache_dir: Path | None = None) -> Tokenizer:
     """Build a tokenizer from its spec; an unknown or broken spec raises IngestError.
     `cache_dir` keeps what must be converted once (the embedded model's tokenizer, from its
-    GGUF); without it that goes to the system's temporary folder."""
+    GGUF); without it that goes to the system's temporary folder. The last KEPT_LOADED stay
+    loaded, so naming many files cannot hold them all in memory."""
     spec = spec.strip()
     if spec in ("cl100k", "cl100k_base"):
         return OpenAITokenizer("cl100k")

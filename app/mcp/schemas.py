@@ -64,20 +64,25 @@ class ReadSourceArgs(Arguments):
 class PackArgs(Arguments):
     target: list[str] = Field(
         min_length=1, max_length=64,
-        description="one stored corpus name, or paths on the server's machine to pack")
+        description="one stored corpus name, or (local server only) paths on the server's "
+                    "machine to pack")
     budget: int | str | None = Field(
         None, description="token budget: 8192, 128k, 1.5M (k = 1,024); over it the pack "
                           "fails unless fit is true. Default: no limit")
     tokenizer: str | None = Field(
         None, description="count tokens as the model that will read it does: cl100k (GPT-4), "
-                          "o200k (GPT-4o and later), llama4:PATH (a Llama 4 tokenizer.model), "
-                          "hf:DIR; default: the corpus's own")
+                          "o200k (GPT-4o and later), embedded; on a local server also "
+                          "llama4:PATH (a Llama 4 tokenizer.model) or hf:DIR, on a shared one "
+                          "a name its operator configured instead (never a path); default: "
+                          "the corpus's own")
     format: Literal["xml", "markdown"] = Field("xml", description="xml | markdown")
     fit: bool = Field(False, description="reduce (code to its outline) or drop the "
                                          "lowest-priority sources until it fits the budget")
     out: str | None = Field(
-        None, description="write the packed text to this file on the server's machine and "
-                          "return only the summary (never inside a packed folder); default: "
+        None, description="local server only: write the packed text to this file on the "
+                          "server's machine and return only the summary: a new file in an "
+                          "existing folder, or a pack scoutlens wrote before (any other "
+                          "existing file is refused; never inside a packed folder); default: "
                           "the text comes back in the result")
 
 

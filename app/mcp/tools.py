@@ -4,6 +4,7 @@ the service's own UserError, whose one line the client sees as the tool's error.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,9 @@ Progress = Callable[[str, int, int, str], None]
 MAX_LINES = 2_000  # lines read_source returns at once
 MAX_INLINE_CHARS = 4_000_000  # packed text returned in the result; larger goes to a file
 LISTED_FILES = 50  # files an ingest result names (the summary counts them all)
+#: tokenizers any caller may name: the bundled ones, no file of the caller's choosing
+BUILT_IN_TOKENIZERS = ("cl100k", "o200k", "embedded", "cl100k_base", "o200k_base")
+log = logging.getLogger("scoutlens.mcp")
 
 
 def _refuse_local(rt: Runtime, what: str) -> None:
@@ -37,7 +41,8 @@ def list_corpora(args: ListCorporaArgs, rt: Runtime, who: Who, progress: Progres
     from app.services.corpora import list_corpora as rows
 
     return {"corpora": [{"name": c.name, "sources": c.sources, "skipped": c.skipped,
-                         "tokens": c.tokens, "tokenizer": c.tokenizer, "owner": c.owner,
+                         "tokens": c.tokens, "tokenizer": shown_tokenizer(c.tokenizer, rt),
+                         "owner": c.owner,
                          "shared_with": c.shared, "updated_at": c.updated_at}
                         for c in rows(who=who)]}
 
@@ -107,47 +112,119 @@ def read_source(args: ReadSourceArgs, rt: Runtime, who: Who, progress: Progress)
 
 
 def pack(args: PackArgs, rt: Runtime, who: Who, progress: Progress) -> dict:
-    from app.services.corpora import corpus_exists
     from app.services.packing import pack as run
     from app.settings import get_settings
     from ingest.pack import parse_budget
 
     budget = parse_budget(args.budget) if args.budget is not None else None
+    spec = tokenizer_spec(args.tokenizer, rt)
     if rt.shared:
-        one = args.target[0]
-        if len(args.target) != 1 or not corpus_exists(one, who=who) or Path(one).exists():
-            raise UserError("a shared server packs one stored corpus name (list_corpora shows "
-                            "them); packing the server's paths is off")
-        if args.out:
-            _refuse_local(rt, "writing a file (out)")
+        _shared_pack_target(args, rt, who)
+        spec = spec or _stored_tokenizer_loads(args.target[0])
+    out = writable_out(args.out) if args.out is not None else None
     notes: list[str] = []
     temp = None
-    out = args.out
     if out is None:  # the service writes a file or stdout, and stdout is the protocol here
         folder = get_settings().home_dir / "tmp"
         folder.mkdir(parents=True, exist_ok=True)
-        temp = out = str(folder / f"mcp-pack-{uuid.uuid4().hex}.txt")
+        temp = folder / f"mcp-pack-{uuid.uuid4().hex}.txt"
     try:
-        outcome = run(args.target, args.tokenizer, budget, args.format, args.fit,
-                      str(Path(out).expanduser()), None, progress=progress, note=notes.append,
-                      who=who)
+        outcome = run(args.target, spec, budget, args.format, args.fit, str(out or temp),
+                      None, progress=progress, note=notes.append, who=who,
+                      corpus_only=rt.shared)
         r = outcome.result
         summary: dict[str, Any] = {
-            "source": outcome.source, "tokenizer": r.tokenizer, "total_tokens": r.total_tokens,
-            "budget": r.budget, "format": r.format, "sources": len(r.blocks),
-            "reduced": r.reduced, "dropped": r.dropped, "skipped": len(outcome.skipped),
-            "notes": notes}
+            "source": outcome.source, "tokenizer": shown_tokenizer(r.tokenizer, rt),
+            "total_tokens": r.total_tokens, "budget": r.budget, "format": r.format,
+            "sources": len(r.blocks), "reduced": r.reduced, "dropped": r.dropped,
+            "skipped": len(outcome.skipped), "notes": notes}
         if temp is None:
-            return summary | {"out": str(Path(out).expanduser().resolve())}
-        size = Path(temp).stat().st_size
+            return summary | {"out": str(out)}
+        size = temp.stat().st_size
         if size > MAX_INLINE_CHARS:
             raise UserError(f"the packed text is {size:,} bytes ({r.total_tokens:,} tokens), "
                             f"too long to return ({MAX_INLINE_CHARS:,} at most): give `out` "
                             "to write it to a file, or a smaller budget with fit")
-        return summary | {"text": Path(temp).read_text(encoding="utf-8")}
+        return summary | {"text": temp.read_text(encoding="utf-8")}
     finally:
         if temp is not None:
-            Path(temp).unlink(missing_ok=True)
+            temp.unlink(missing_ok=True)
+
+
+def _shared_pack_target(args: PackArgs, rt: Runtime, who: Who) -> None:
+    """A shared server packs one corpus the caller may read; the target is never looked up
+    on disk (a stat would tell whether a server path exists), nor is `out` written."""
+    from app.services.corpora import corpus_exists
+
+    if len(args.target) != 1 or not corpus_exists(args.target[0], who=who):
+        raise UserError("a shared server packs one stored corpus name (list_corpora shows "
+                        "them); packing the server's paths is off")
+    if args.out is not None:
+        _refuse_local(rt, "writing a file (out)")
+
+
+def _stored_tokenizer_loads(corpus: str) -> str:
+    """A corpus's own tokenizer spec, loaded here so that a shared caller's refusal never
+    carries the path of the operator's tokenizer file (the server's log does)."""
+    from app.services.corpora import corpus_info
+    from app.services.tokencache import tokenizer as load
+
+    spec = corpus_info(corpus).spec
+    try:
+        load(spec)
+    except UserError as exc:
+        log.warning("corpus %s: tokenizer %s does not load: %s", corpus, spec, exc)
+        raise UserError(f"the tokenizer of corpus {corpus} does not load on this server "
+                        "(the operator's log says why)") from None
+    return spec
+
+
+def tokenizer_spec(given: str | None, rt: Runtime) -> str | None:
+    """The spec a caller's `tokenizer` stands for. A shared server takes a built-in name or
+    one the operator named (settings.shared_tokenizers), judged on the text alone: any other
+    value, a path above all, is one refusal whether or not such a file exists, and nothing is
+    read. The operator's own client may give any spec (the loader caps a file's size)."""
+    if given is None or not rt.shared:
+        return given
+    from app.settings import get_settings
+
+    named = get_settings().shared_tokenizers
+    if given in BUILT_IN_TOKENIZERS:
+        return given
+    if given in named:
+        return named[given]
+    choices = ", ".join(dict.fromkeys([*BUILT_IN_TOKENIZERS[:3], *sorted(named)]))
+    raise UserError(f"tokenizer: a shared server counts with {choices}; a tokenizer file "
+                    "of the server's cannot be named")
+
+
+def shown_tokenizer(spec: str, rt: Runtime) -> str:
+    """A tokenizer as a shared server's caller sees it: its name, never the path of the
+    operator's file (llama4:/models/... shows as the name it is configured under, or llama4)."""
+    if not rt.shared or spec in BUILT_IN_TOKENIZERS:
+        return spec
+    from app.settings import get_settings
+
+    names = {v: k for k, v in get_settings().shared_tokenizers.items()}
+    return names.get(spec) or spec.split(":", 1)[0]
+
+
+def writable_out(given: str) -> Path:
+    """Where the operator's own client may write a pack: a new file in an existing folder, or
+    a file that is a pack scoutlens wrote (a link: the file it points to). Never an unrelated
+    file, which a document could ask an agent to overwrite. The write itself is atomic."""
+    from app.services.packing import is_pack_output
+
+    named = Path(given).expanduser()
+    path = named.resolve()
+    if not path.parent.is_dir():
+        raise UserError(f"out: no folder {path.parent} (give a file in an existing folder)")
+    if path.is_dir():
+        raise UserError(f"out: {path} is a folder (give a file name)")
+    if (named.is_symlink() or path.exists()) and not is_pack_output(path):
+        raise UserError(f"out: refusing to overwrite {path}: it is not a pack scoutlens wrote "
+                        "(give a new file name)")
+    return path
 
 
 def ask(args: AskArgs, rt: Runtime, who: Who, progress: Progress) -> dict:

@@ -16,7 +16,7 @@ from app.services.tokencache import tokenizer as tokenizer_for
 from app.settings import get_settings
 from common.files import atomic_open, atomic_write_text
 from ingest.counting import count_documents
-from ingest.pack import Format, Packer, PackResult, TocPosition, stable_order
+from ingest.pack import Format, Packer, PackResult, Renderer, TocPosition, stable_order
 from ingest.pipeline import PipelineOptions, Progress, run_pipeline
 from ingest.types import Document, IngestError, Skipped
 
@@ -59,15 +59,21 @@ def pack(target: list[str], tokenizer: str | None = None, budget: int | None = N
          fmt: Format = "xml", fit: bool = False, out: str | None = None,
          manifest: str | None = None, toc: TocPosition = "top",
          options: PipelineOptions | None = None, progress: Progress | None = None,
-         note: Callable[[str], None] | None = None, who: Who = None) -> PackOutcome:
+         note: Callable[[str], None] | None = None, who: Who = None,
+         corpus_only: bool = False) -> PackOutcome:
     """Pack a corpus (one name that is a stored corpus) or paths. Output goes to `out` (a file,
-    written atomically) or stdout when out is None or "-"."""
+    written atomically) or stdout when out is None or "-". `corpus_only` (a shared server): the
+    target is one corpus name and nothing on disk is looked at, so a corpus named like a
+    server path neither pulls it in nor tells whether it exists."""
     if not target:
         raise IngestError("nothing to pack: give a corpus name or a path")
     from app.services.tokencache import token_cache
 
     skipped: list[Skipped] = []
-    if len(target) == 1 and not Path(target[0]).exists() and _is_corpus(target[0], who):
+    if corpus_only and (len(target) != 1 or not _is_corpus(target[0], who)):
+        raise IngestError(f"no such corpus: {target[0]} (list_corpora shows them)")
+    if corpus_only or (len(target) == 1 and not Path(target[0]).exists()
+                       and _is_corpus(target[0], who)):
         from app.services.corpora import load_documents
 
         stored_spec, docs = load_documents(target[0], symbols=fit, who=who)
@@ -103,6 +109,28 @@ def pack(target: list[str], tokenizer: str | None = None, budget: int | None = N
         _atomic_write(Path(manifest), json.dumps(
             {"source": source, **planned.manifest_json()}, indent=1) + "\n")
     return PackOutcome(planned, skipped, source, out)
+
+
+def is_pack_output(path: Path) -> bool:
+    """Whether `path` is a regular file that starts with a pack's header (scoutlens wrote it),
+    read no further than the header: what an agent may overwrite with a new pack."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096).decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    return any(_has_header(head, fmt) for fmt in ("xml", "markdown"))
+
+
+def _has_header(head: str, fmt: Format) -> bool:
+    """The header's first line up to the corpus name, then its note lines, as Renderer writes."""
+    first, *rest = Renderer(fmt).header("\0").rstrip("\n").split("\n")
+    lead = first[:first.index("\0")].rstrip('"')
+    lines = head.split("\n")
+    return (len(lines) > len(rest) and lines[0].startswith(lead)
+            and lines[1:1 + len(rest)] == rest)
 
 
 def check_outputs(inputs: list[Path], out: str | None, manifest: str | None) -> None:
