@@ -105,3 +105,9 @@ def test_the_engine_page_shows_an_admin_the_whole_server(answers):
     figures = {m.label: m.value for m in at.metric}
     assert figures["Answers"] == "3" and figures["Hit rate of answers"] == "85.7%"
     assert "10.1.2.3" in shown(at)
+
+
+def test_the_evals_page_names_no_endpoint_to_a_reader(shared_ui):
+    labels = [b.label for b in as_person("evals", BOB).button]
+    assert "Start run against the endpoint" in labels and not any(ENDPOINT in x for x in labels)
+    assert any(ENDPOINT in x for x in (b.label for b in as_person("evals", ROOT).button))

@@ -12,7 +12,7 @@ from app.services.ask import ask
 from app.services.history import history
 from common.errors import UserError
 from ui.auth import who
-from ui.common import pick_corpus, prefs
+from ui.common import hide_path, pick_corpus, prefs
 from ui.context_view import show_context
 from ui.render import safe_answer, safe_text
 from ui.shared_backend import shared
@@ -46,7 +46,7 @@ def _meta(mode_used: str, usage: dict, timings: dict, backend: str, model: str) 
     hit = f"{cached / prompt:.0%}" if prompt else "n/a"
     return (f"mode **{mode_used}** · KV cache hit **{hit}** ({cached:,} of {prompt:,} prompt "
             f"tokens) · first token {timings.get('ttft_s', 0):.2f} s · "
-            f"{timings.get('total_s', 0):.1f} s · {backend}/{model}")
+            f"{timings.get('total_s', 0):.1f} s · {backend}/{hide_path(model, who())}")
 
 
 with left:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app.services import eval_runs
+from app.services.access import manages_server
 from common.errors import UserError
 from engine.types import EngineError
 from evals.report import (
@@ -22,7 +23,7 @@ from evals.suite import resolve
 from evals.tasks import ALL_TASKS
 from ui import jobs
 from ui.auth import who
-from ui.common import corpus_names, job_outcome, job_progress, prefs
+from ui.common import corpus_names, hide_path, job_outcome, job_progress, prefs
 from ui.render import download_link, inline_png
 from ui.shared_backend import TakingTurns, shared
 
@@ -59,8 +60,8 @@ with run_tab:
         haystack = c2.selectbox("Haystack", ["prose", "filler",
                                              *[f"corpus:{n}" for n in corpus_names()]],
                                 help="generated prose, RULER's filler, or one of your corpora")
-        target = (f"endpoint {settings.endpoint}" if settings.backend == "openai"
-                  else "the embedded model")
+        target = ("the embedded model" if settings.backend != "openai" else
+                  f"endpoint {settings.endpoint}" if manages_server(who()) else "the endpoint")
         submitted = st.form_submit_button(f"Start run against {target}", type="primary")
     if submitted:
         try:
@@ -103,7 +104,7 @@ with report_tab:
         c1.metric("Mean score", f"{s.mean:.3f}" if s.mean is not None else "-")
         c2.metric("Effective length", f"{effective_length(cells):,}")
         c3.metric("Cells", f"{s.done} done, {s.failed} failed")
-        st.caption(f"model {s.fingerprint.get('model', '?')} · backend "
+        st.caption(f"model {hide_path(str(s.fingerprint.get('model', '?')), who())} · backend "
                    f"{s.fingerprint.get('backend', '?')}")
         scored = [c for c in cells if c.score is not None]
         if scored:
