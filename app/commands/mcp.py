@@ -22,8 +22,9 @@ def mcp(
         help="http: address to listen on; beyond loopback needs SCOUTLENS_AUTH=header (a "
              "signing-in proxy)")] = "127.0.0.1",
     shared: Annotated[bool | None, typer.Option(
-        "--shared/--trusted", help="shared: no local paths in, no files out, people sign in "
-        "through the proxy; default: trusted over stdio and on loopback")] = None,
+        "--shared/--trusted", help="shared: no local paths in (tokenizers by name: built-in "
+        "or SCOUTLENS_SHARED_TOKENIZERS), no files out, people sign in through the proxy; "
+        "default: trusted over stdio and on loopback")] = None,
     backend: BackendOpt = None,
     endpoint: EndpointOpt = None,
     model: ModelOpt = None,

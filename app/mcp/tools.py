@@ -213,9 +213,16 @@ def writable_out(given: str) -> Path:
     """Where the operator's own client may write a pack: a new file in an existing folder, or
     a file that is a pack scoutlens wrote (a link: the file it points to). Never an unrelated
     file, which a document could ask an agent to overwrite. The write itself is atomic."""
+    try:
+        return _checked_out(Path(given).expanduser())
+    except (OSError, ValueError, RuntimeError) as exc:  # NUL, name too long, links in a loop
+        why = getattr(exc, "strerror", None) or exc
+        raise UserError(f"out: cannot write there: {why}") from None
+
+
+def _checked_out(named: Path) -> Path:
     from app.services.packing import is_pack_output
 
-    named = Path(given).expanduser()
     path = named.resolve()
     if not path.parent.is_dir():
         raise UserError(f"out: no folder {path.parent} (give a file in an existing folder)")

@@ -183,6 +183,11 @@ def test_out_never_overwrites_an_unrelated_file(facts, tmp_path):
     assert "no folder" in _refusal(
         "pack", {"target": ["facts"], "out": str(tmp_path / "new" / "p.xml")}, local)
     assert not (tmp_path / "new").exists()
+    loop = tmp_path / "loop.xml"
+    loop.symlink_to(loop)
+    for out in ("a\0b.xml", str(tmp_path / ("x" * 300)), str(loop)):
+        assert "out: cannot write there" in _refusal(
+            "pack", {"target": ["facts"], "out": out}, local)
 
 
 def test_out_creates_a_pack_and_rewrites_one_scoutlens_wrote(facts, tmp_path):
