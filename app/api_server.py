@@ -12,13 +12,22 @@ OpenAI client or chat UI can ask one (`model="corpus:myrepo"`), answered by the 
   in the last chunk's `delta.citations`); `usage` has prompt, completion and cached tokens.
 - Errors are OpenAI-shaped (`{"error": {"message", "type", "param", "code"}}`): 400 for a bad
   body, 404 for a model that is no corpus, 401 for a shared server's request that did not come
-  through the signing-in proxy.
+  through the signing-in proxy, 503 (with Retry-After) when MAX_IN_FLIGHT questions are already
+  being answered or waiting, or while the server stops.
+
+One slow caller never stalls the rest: no request holds a worker thread while it waits for the
+model. A streamed answer's deltas come over an async channel, a question's model work runs on a
+limiter of its own, and the quick work (who asks, the corpus list, checks before asking) on
+another, so `/v1/models` answers while every question waits. On SIGTERM (`serve`), every
+stream in flight ends at once with a "server is stopping" error event and [DONE], generation
+stops, and the process ends within GRACE_S.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import queue
+import math
 import threading
 import time
 import uuid
@@ -27,6 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -41,6 +52,10 @@ PREFIX = "corpus:"
 MAX_BODY = 1 << 20  # a question is at most 4,000 characters; history rides along
 MAX_TOKENS = 8192
 DEFAULT_MAX_TOKENS = 512
+MAX_IN_FLIGHT = 128  # questions answered or waiting for the model; more are told to retry
+QUICK_THREADS = 8  # threads for the quick work (sign-in, listing, checks), apart from asks
+GRACE_S = 3.0  # after SIGTERM: how long requests that are not streams may take to finish
+RETRY_AFTER_S = 5
 
 
 class ApiError(UserError):
@@ -50,6 +65,10 @@ class ApiError(UserError):
                  kind: str = "invalid_request_error", code: str | None = None):
         super().__init__(message)
         self.status, self.param, self.kind, self.code = status, param, kind, code
+
+    def body(self) -> dict:
+        return {"error": {"message": " ".join(str(self).split()), "type": self.kind,
+                          "param": self.param, "code": self.code}}
 
 
 @dataclass
@@ -183,8 +202,19 @@ def _finish(result) -> str:
 
 
 def error_response(exc: ApiError) -> JSONResponse:
-    return JSONResponse({"error": {"message": " ".join(str(exc).split()), "type": exc.kind,
-                                   "param": exc.param, "code": exc.code}}, exc.status)
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if exc.status == 503 else None
+    return JSONResponse(exc.body(), exc.status, headers=headers)
+
+
+def valid_text(body: Any) -> Any:
+    """The parsed body, refused when a string in it is not Unicode text: JSON may escape a
+    lone surrogate (\\ud800), which no storage or model can take."""
+    try:
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise ApiError(400, "the body holds text that is not valid Unicode (a lone surrogate "
+                            "escape such as \\ud800)") from None
+    return body
 
 
 def _as_api_error(exc: UserError) -> ApiError:
@@ -198,7 +228,76 @@ def _as_api_error(exc: UserError) -> ApiError:
 
 
 class ClientGone(Exception):
-    """The client of a streamed answer went away: generation stops (nothing is stored)."""
+    """The client of a streamed answer went away, or the server stops: generation stops
+    (nothing is stored)."""
+
+
+STOPPING = ApiError(503, "the server is stopping: ask again when it is back",
+                    kind="server_error", code="server_stopping")
+
+
+@dataclass(eq=False)
+class Asking:
+    """One question in flight: `gone` stops its generation at the next delta; `wake` (a
+    stream's) lets its reader know at once."""
+
+    gone: threading.Event = field(default_factory=threading.Event)
+    wake: Callable[[], None] | None = None
+    stopped: bool = False  # by the server stopping, not by its client
+
+    def check(self, delta: str = "") -> None:
+        if self.gone.is_set():
+            raise ClientGone
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.gone.set()
+        if self.wake is not None:
+            self.wake()
+
+
+class InFlight:
+    """The questions being answered or waiting for the model: admitted up to a bound (a 503
+    past it, not an ever longer queue), and stopped together when the server stops. Used on
+    the event loop's thread only."""
+
+    def __init__(self, limit: int = MAX_IN_FLIGHT):
+        self.limit, self.asks, self.stopping = limit, set[Asking](), False
+
+    def admit(self) -> Asking:
+        if self.stopping:
+            raise STOPPING
+        if len(self.asks) >= self.limit:
+            raise ApiError(503, f"the server is busy: {self.limit} questions are being answered "
+                                f"or waiting; ask again in a few seconds", kind="server_error",
+                           code="server_busy")
+        asking = Asking()
+        self.asks.add(asking)
+        return asking
+
+    def release(self, asking: Asking) -> None:
+        self.asks.discard(asking)
+
+    def stop_all(self) -> None:
+        self.stopping = True
+        for asking in list(self.asks):
+            asking.stop()
+
+
+class _Stream(StreamingResponse):
+    """A streamed answer that gives its place back when the response ends, however it ends
+    (its generator may never start when the client left first)."""
+
+    def __init__(self, body: AsyncIterator[bytes], release: Callable[[], None]):
+        super().__init__(body, media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache"})
+        self._release = release
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
 
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
@@ -231,10 +330,17 @@ async def _body(request: Request) -> bytes:
 
 
 def create_app(rt: Runtime, who_of: Callable[[Request], Who],
-               loopback_only: bool = True) -> Starlette:
+               loopback_only: bool = True, max_in_flight: int = MAX_IN_FLIGHT) -> Starlette:
     """The ASGI app. `who_of(request)` is who asks (blocking: run in a thread; raises
     NotSignedIn on a shared server); the person is settled before the body is read.
-    `loopback_only`: refuse requests addressed to any other host name."""
+    `loopback_only`: refuse requests addressed to any other host name. `app.state.in_flight`
+    is what `serve` stops on SIGTERM."""
+    in_flight = InFlight(max_in_flight)
+    quick = anyio.CapacityLimiter(QUICK_THREADS)
+    asks = anyio.CapacityLimiter(max_in_flight)  # never the one that runs out: admission does
+
+    async def run_quick(func: Callable, *args: Any) -> Any:
+        return await anyio.to_thread.run_sync(func, *args, limiter=quick)
 
     def refused(request: Request) -> Response | None:
         if loopback_only and not _host_ok(request):
@@ -248,8 +354,8 @@ def create_app(rt: Runtime, who_of: Callable[[Request], Who],
         if (no := refused(request)) is not None:
             return no
         try:
-            who = await anyio.to_thread.run_sync(who_of, request)
-            rows = await anyio.to_thread.run_sync(lambda: list_corpora(who=who))
+            who = await run_quick(who_of, request)
+            rows = await run_quick(lambda: list_corpora(who=who))
         except UserError as exc:
             return error_response(_as_api_error(exc))
         return JSONResponse({"object": "list", "data": [
@@ -260,23 +366,25 @@ def create_app(rt: Runtime, who_of: Callable[[Request], Who],
         if (no := refused(request)) is not None:
             return no
         try:
-            who = await anyio.to_thread.run_sync(who_of, request)
+            who = await run_quick(who_of, request)
             raw = await _body(request)
             try:
-                body = json.loads(raw or b"null")
+                body = valid_text(json.loads(raw or b"null"))
             except ValueError:
                 raise ApiError(400, "the body is not JSON") from None
             req = parse_chat(body)
-            await anyio.to_thread.run_sync(_prepare, req, who)
+            await run_quick(_prepare, req, who)
+            asking = in_flight.admit()
         except UserError as exc:
             return error_response(_as_api_error(exc))
         if req.stream:
-            return StreamingResponse(_events(rt, req, who), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache"})
+            return _Stream(_events(rt, req, who, asking), lambda: in_flight.release(asking))
         try:
-            result = await anyio.to_thread.run_sync(_ask, rt, req, who, None)
+            result = await _answer(rt, req, who, asking, asks)
         except UserError as exc:
             return error_response(_as_api_error(exc))
+        finally:
+            in_flight.release(asking)
         citations = [s.to_json() | {"label": s.label()} for s in result.sources]
         return JSONResponse({
             "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
@@ -286,8 +394,41 @@ def create_app(rt: Runtime, who_of: Callable[[Request], Who],
                 "citations": citations}}],
             "usage": usage_of(result), "scoutlens": extra_of(result, req.notes)})
 
-    return Starlette(routes=[Route("/v1/models", models, methods=["GET"]),
-                             Route("/v1/chat/completions", chat, methods=["POST"])])
+    app = Starlette(routes=[Route("/v1/models", models, methods=["GET"]),
+                            Route("/v1/chat/completions", chat, methods=["POST"])])
+    app.state.in_flight = in_flight
+    return app
+
+
+async def _answer(rt: Runtime, req: ChatRequest, who: Who, asking: Asking,
+                  limiter: anyio.CapacityLimiter):
+    """A whole answer, from a thread of the asks' limiter; a request cancelled (the server
+    stopping past GRACE_S) leaves the thread to stop at its next delta."""
+    try:
+        return await anyio.to_thread.run_sync(_ask, rt, req, who, asking.check,
+                                              limiter=limiter, abandon_on_cancel=True)
+    except ClientGone:
+        raise STOPPING from None
+    except BaseException:
+        asking.gone.set()
+        raise
+
+
+def serve(app: Starlette, host: str, port: int) -> None:
+    """Run the app until SIGTERM or Ctrl-C: the peer address is the socket's (never
+    X-Forwarded-For's, app.services.signin), and stopping ends the streams in flight at once
+    and any other request within GRACE_S."""
+    import uvicorn
+
+    from app.services.signin import PEER_FROM_SOCKET
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets=None) -> None:
+            app.state.in_flight.stop_all()  # before uvicorn waits for the connections
+            await super().shutdown(sockets)
+
+    Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                          timeout_graceful_shutdown=GRACE_S, **PEER_FROM_SOCKET)).run()
 
 
 def _epoch(iso: str) -> int:
@@ -331,19 +472,28 @@ def _sse(data: dict | str) -> bytes:
     return f"data: {text}\n\n".encode()
 
 
-async def _events(rt: Runtime, req: ChatRequest, who: Who) -> AsyncIterator[bytes]:
+async def _events(rt: Runtime, req: ChatRequest, who: Who,
+                  asking: Asking | None = None) -> AsyncIterator[bytes]:
     """The answer as chat.completion.chunk events: the role, the text as it is generated, the
     sources with the finish reason, usage when asked for, then [DONE]. The question runs in a
-    thread of its own, handing deltas over a queue."""
-    deltas: queue.Queue = queue.Queue()
-    done = object()
+    thread of its own, handing deltas over an async channel: waiting for them holds no
+    thread. The server stopping ends the stream at once with an error event and [DONE]."""
+    asking = asking or Asking()
+    done, stop = object(), object()
+    send, receive = anyio.create_memory_object_stream[Any](math.inf)
+    token = anyio.lowlevel.current_token()
     outcome: dict[str, Any] = {}
-    gone = threading.Event()
+
+    def put(item: Any) -> None:
+        """From the worker thread; ClientGone when the reader is no more."""
+        try:
+            anyio.from_thread.run_sync(send.send_nowait, item, token=token)
+        except Exception:  # the reader closed, or the loop ended
+            raise ClientGone from None
 
     def hand_over(delta: str) -> None:
-        if gone.is_set():  # the client left: stop generating, store nothing
-            raise ClientGone
-        deltas.put(delta)
+        asking.check()  # the client left, or the server stops: stop generating, store nothing
+        put(delta)
 
     def work() -> None:
         try:
@@ -357,9 +507,14 @@ async def _events(rt: Runtime, req: ChatRequest, who: Who) -> AsyncIterator[byte
                                              f"{(str(exc).splitlines() or [''])[0][:200]}",
                                         kind="server_error")
         finally:
-            deltas.put(done)
+            with contextlib.suppress(ClientGone):
+                put(done)
 
-    threading.Thread(target=work, name="scoutlens-api-ask", daemon=True).start()
+    def wake() -> None:
+        with contextlib.suppress(anyio.BrokenResourceError):
+            send.send_nowait(stop)
+
+    asking.wake = wake
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
             "created": int(time.time()), "model": PREFIX + req.corpus}
 
@@ -367,17 +522,24 @@ async def _events(rt: Runtime, req: ChatRequest, who: Who) -> AsyncIterator[byte
         return _sse(head | {"choices": [{"index": 0, "delta": delta,
                                          "finish_reason": finish}]} | extra)
 
-    try:
-        yield chunk({"role": "assistant", "content": ""})
-        while (item := await anyio.to_thread.run_sync(deltas.get)) is not done:
-            yield chunk({"content": item})
-    except BaseException:  # cancelled: the client disconnected (or the server stops)
-        gone.set()
-        raise
+    with receive:
+        if asking.stopped:
+            item = stop
+        else:
+            threading.Thread(target=work, name="scoutlens-api-ask", daemon=True).start()
+            try:
+                yield chunk({"role": "assistant", "content": ""})
+                while (item := await receive.receive()) not in (done, stop):
+                    yield chunk({"content": item})
+            except BaseException:  # cancelled: the client disconnected
+                asking.gone.set()
+                raise
+    if item is stop:
+        yield _sse(STOPPING.body())
+        yield _sse("[DONE]")
+        return
     if "error" in outcome:
-        err = _as_api_error(outcome["error"])
-        yield _sse({"error": {"message": " ".join(str(err).split()), "type": err.kind,
-                              "param": err.param, "code": err.code}})
+        yield _sse(_as_api_error(outcome["error"]).body())
         yield _sse("[DONE]")
         return
     result = outcome["result"]

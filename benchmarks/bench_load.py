@@ -21,6 +21,15 @@ operator (`who=None`, no check), medians side by side (target: under 5 ms more).
     python benchmarks/bench_load.py [--workers 1,4,16] [--asks 48] [--db sqlite,postgresql]
         [--users 4] [--askers 16] [--processes] [--endpoint URL] [--json FILE]
 
+`--api` measures `scoutlens serve api` itself instead (its own process, as an operator starts
+it, on SQLite): the stand-in model is slow (its first token after 20 s, `--first-token`, then a
+token every 0.1 s without end), N slow
+streamed questions are put in flight (`--streams 60`), and then `/v1/models` is timed, as
+another caller sees it (target: under 1 s); then SIGTERM, timed until the process has ended
+(target: within 5 s), counting the streams the server closed properly (ending in [DONE]).
+
+    python benchmarks/bench_load.py --api [--streams 60] [--json FILE]
+
 PostgreSQL is a throwaway server on loopback (tests/pg.py); nothing leaves the machine.
 """
 
@@ -46,24 +55,33 @@ for extra in (ROOT, ROOT / "tests"):
 
 from loadgen import (  # noqa: E402
     QUESTION,
+    ApiServer,
     LoadResult,
     _backend,
     ingest_inputs,
     lost_answers,
     make_inputs,
+    open_streams,
     run_load,
+    sigterm_seconds,
+    timed_get,
 )
 
 
-def serve_stand_in() -> None:
-    """Serve the stand-in model on loopback, print its URL, run until stdin closes."""
+def serve_stand_in(slow_gap_s: float = 0.0, first_token_s: float = 0.0) -> None:
+    """Serve the stand-in model on loopback, print its URL, run until stdin closes. With
+    SLOW_GAP_S, every answer is slow and endless: its first token after FIRST_TOKEN_S (a long
+    prompt on a busy server), then a token per SLOW_GAP_S until the client leaves."""
     import fakes
-    from fakes import FakeOpenAI
+    from fakes import FakeOpenAI, Reply
 
     # TCP_NODELAY as uvicorn (vLLM) sets it: else the stand-in's split writes wait on delayed
     # ACKs (~40 ms) over kept-alive connections, timing the stand-in, not the app
     fakes._Handler.disable_nagle_algorithm = True
     fake = FakeOpenAI(max_model_len=8192).start()
+    if slow_gap_s:
+        fake.next_reply = lambda: Reply(deltas=("tok ",), endless=True, gap_s=slow_gap_s,
+                                        delay_s=first_token_s)
     print(fake.url, flush=True)
     sys.stdin.read()
     fake.close()
@@ -182,6 +200,77 @@ def run_users(endpoint: str, inputs: dict[str, Path], db: str, users: int, asker
         errors)
 
 
+@dataclass
+class ApiLoadResult:
+    streams: int
+    in_flight: int  # streams that had their first event before /v1/models was timed
+    models_idle_s: float  # /v1/models with nothing in flight (median of 5)
+    models_loaded_s: list[float]  # /v1/models with the streams in flight, each try
+    models_status: list[int | None]
+    sigterm_s: float | None  # SIGTERM until the server process ended; None: still running
+    closed_cleanly: int  # streams the server ended with [DONE]
+    cut: int  # streams whose connection ended without [DONE]
+    still_open: int  # streams not ended after the server was gone
+
+    def to_json(self) -> dict:
+        return {"api": True, **asdict(self)}
+
+
+def run_api_load(streams: int, slow_gap_s: float = 0.1,
+                 first_token_s: float = 20.0) -> ApiLoadResult:
+    """`serve api` with STREAMS slow streams in flight: /v1/models' latency, then SIGTERM."""
+    stand_in = subprocess.Popen([sys.executable, __file__, "--serve-stand-in", "--slow-gap",
+                                 str(slow_gap_s), "--first-token", str(first_token_s)],
+                                stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+    endpoint = stand_in.stdout.readline().strip() if stand_in.stdout else ""
+    try:
+        with tempfile.TemporaryDirectory(prefix="scoutlens-api-load-") as tmp:
+            home = Path(tmp) / "home"
+            _use_database("sqlite", home, None)
+            ingest_inputs({"small": make_inputs(Path(tmp) / "inputs")["small"]})
+            server = ApiServer(home, endpoint).wait_ready()
+            try:
+                return _measure_api(server, streams)
+            finally:
+                server.stop()
+    finally:
+        stand_in.terminate()
+        stand_in.wait(10)
+
+
+def _measure_api(server: ApiServer, streams: int) -> ApiLoadResult:
+    idle = statistics.median(timed_get(server.port, "/v1/models")[1] for _ in range(5))
+    flight = open_streams(server.port, streams, "small", wait_s=60)
+    in_flight = sum(bool(s.events) and not s.done.is_set() for s in flight)
+    tries = [timed_get(server.port, "/v1/models", timeout=120) for _ in range(3)]
+    took = sigterm_seconds(server.proc, timeout=60)
+    for s in flight:
+        s.done.wait(10)
+    return ApiLoadResult(
+        streams, in_flight, idle, [t for _, t in tries], [c for c, _ in tries], took,
+        sum(s.closed_cleanly for s in flight),
+        sum(s.done.is_set() and not s.closed_cleanly for s in flight),
+        sum(not s.done.is_set() for s in flight))
+
+
+def report_api(r: ApiLoadResult) -> None:
+    print(f"serve api  streams={r.streams} in flight={r.in_flight}  /v1/models idle "
+          f"{r.models_idle_s * 1000:.0f} ms, with the streams in flight "
+          + ", ".join(f"{t:.2f} s ({c})" for t, c in zip(r.models_loaded_s, r.models_status,
+                                                      strict=True)), flush=True)
+    print("serve api  SIGTERM -> ended in "
+          + (f"{r.sigterm_s:.2f} s" if r.sigterm_s is not None else "(still running after 60 s)")
+          + f"; streams closed with [DONE] {r.closed_cleanly}, cut {r.cut}, still open "
+          f"{r.still_open}", flush=True)
+
+
+def api_ok(r: ApiLoadResult) -> bool:
+    """The targets: every stream in flight, /v1/models under 1 s, ended within 5 s, closed."""
+    return (r.in_flight == r.streams and all(c == 200 for c in r.models_status)
+            and max(r.models_loaded_s) < 1 and r.sigterm_s is not None and r.sigterm_s < 5
+            and r.closed_cleanly == r.streams)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workers", default="1,4,16", help="parallel askers, comma-separated")
@@ -195,11 +284,23 @@ def main() -> None:
     ap.add_argument("--processes", action="store_true", help="workers are processes")
     ap.add_argument("--endpoint", help="a real OpenAI-compatible server instead of the stand-in")
     ap.add_argument("--json", dest="json_out", help="write the results here")
+    ap.add_argument("--api", action="store_true",
+                    help="measure `serve api` with slow streams in flight, then SIGTERM")
+    ap.add_argument("--streams", type=int, default=60, help="--api: slow streams in flight")
     ap.add_argument("--serve-stand-in", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--slow-gap", type=float, default=0.0, help=argparse.SUPPRESS)
+    ap.add_argument("--first-token", type=float, default=20.0,
+                    help="--api: seconds the stand-in model takes to its first token")
     args = ap.parse_args()
     if args.serve_stand_in:
-        serve_stand_in()
+        serve_stand_in(args.slow_gap, args.first_token)
         return
+    if args.api:
+        r = run_api_load(args.streams, first_token_s=args.first_token)
+        report_api(r)
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(r.to_json(), indent=2))
+        sys.exit(0 if api_ok(r) else 1)
     workers = [int(w) for w in args.workers.split(",")]
     dbs = [d.strip() for d in args.db.split(",")]
 

@@ -4,6 +4,7 @@ then looked up (stored exactly once, with the text the caller got, or it counts 
 
 from __future__ import annotations
 
+import json
 import statistics
 import threading
 import time
@@ -129,3 +130,148 @@ def _warm(endpoint: str) -> None:
     import engine.openai_backend  # noqa: F401
 
     _backend(endpoint).window  # noqa: B018 - fetches the served model once
+
+
+# --- `serve api` under slow streams (benchmarks/bench_load.py --api, and the hostile-load test) --
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ApiServer:
+    """`scoutlens serve api` in a process of its own (SCOUTLENS_HOME `home`, the model at
+    `endpoint`), as an operator starts it: its signals, its uvicorn, its sockets."""
+
+    def __init__(self, home: Path, endpoint: str, *args: str, env: dict | None = None,
+                 log: Path | None = None):
+        import os
+        import subprocess
+        import sys
+
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = log or home / "api.log"
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("SCOUTLENS_")}
+        full_env = clean | {"SCOUTLENS_HOME": str(home)} | (env or {})
+        home.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "w") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "serve", "api", "--port", str(self.port),
+                 "--endpoint", endpoint, *args],
+                cwd=Path(__file__).resolve().parents[1], env=full_env, stdout=out, stderr=out)
+
+    def wait_ready(self, timeout: float = 120) -> ApiServer:
+        import http.client
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"serve api exited: {self.log.read_text()[-2000:]}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                conn.request("GET", "/health-probe")
+                conn.getresponse().read()
+                conn.close()
+                return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("serve api did not start listening")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(30)
+
+
+class SlowStream(threading.Thread):
+    """One streamed chat completion over its own connection, read as it comes: `started` once
+    the first event arrived (the question was taken), `done` once the body ended (cleanly or
+    not)."""
+
+    def __init__(self, port: int, corpus: str, question: str, max_tokens: int = 4096,
+                 headers: dict | None = None):
+        super().__init__(daemon=True)
+        self.port, self.headers = port, headers or {}
+        self.body = json.dumps({"model": f"corpus:{corpus}", "stream": True,
+                                "max_tokens": max_tokens,
+                                "messages": [{"role": "user", "content": question}]})
+        self.status: int | None = None
+        self.events: list[str] = []
+        self.error = ""
+        self.started, self.done = threading.Event(), threading.Event()
+
+    def run(self) -> None:
+        import http.client
+
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
+            conn.request("POST", "/v1/chat/completions", self.body,
+                         {"Content-Type": "application/json", **self.headers})
+            resp = conn.getresponse()
+            self.status = resp.status
+            for line in resp:
+                if line.startswith(b"data: "):
+                    self.events.append(line[6:].decode().strip())
+                    self.started.set()
+            conn.close()
+        except Exception as exc:  # noqa: BLE001 - what the client saw, kept for the report
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.started.set()
+            self.done.set()
+
+    @property
+    def closed_cleanly(self) -> bool:
+        """The server ended the body properly: the last event is [DONE]."""
+        return self.done.is_set() and not self.error and self.events[-1:] == ["[DONE]"]
+
+
+def open_streams(port: int, n: int, corpus: str, headers: dict | None = None,
+                 wait_s: float = 60) -> list[SlowStream]:
+    """N streamed questions in flight: started, and waited for (up to WAIT_S) until each was
+    taken (its first event), or ended."""
+    streams = [SlowStream(port, corpus, f"[{i}] {QUESTION}", headers=headers) for i in range(n)]
+    for s in streams:
+        s.start()
+    deadline = time.monotonic() + wait_s
+    for s in streams:
+        s.started.wait(max(0.0, deadline - time.monotonic()))
+    return streams
+
+
+def timed_get(port: int, path: str, timeout: float = 120) -> tuple[int | None, float]:
+    """(status or None on a timeout/error, seconds) of one GET on a fresh connection."""
+    import http.client
+
+    t0 = time.perf_counter()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        resp.read()
+        conn.close()
+        return resp.status, time.perf_counter() - t0
+    except OSError:
+        return None, time.perf_counter() - t0
+
+
+def sigterm_seconds(proc, timeout: float = 60) -> float | None:
+    """Seconds from SIGTERM until the process ended, or None if it still runs after TIMEOUT
+    (then it is killed)."""
+    import signal
+    import subprocess
+
+    t0 = time.perf_counter()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+        return time.perf_counter() - t0
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(30)
+        return None

@@ -27,13 +27,27 @@ def mode() -> str:
     return m if m in MODES else "local"
 
 
+def _peer() -> str | None:
+    """The address of the connection this session came over, as the server's socket saw it
+    (`st.context.ip_address` says None for either loopback, and Streamlit documents it as
+    spoofable: it is read here from the session's client, whose uvicorn `scoutlens ui` starts
+    with X-Forwarded-For ignored)."""
+    from streamlit.runtime.context import _get_client_context
+
+    client = _get_client_context()
+    return getattr(client, "remote_ip", None) if client is not None else None
+
+
 def _from_header() -> tuple[str, list[str]] | None:
     """(user, groups) when the request came through the trusted proxy, else None."""
-    from app.services.signin import proxy_user
+    from app.services.signin import forwarded_for_believed, proxy_user
 
-    # Streamlit says None for a loopback peer
-    return proxy_user(st.context.headers.get_all, st.context.ip_address or "127.0.0.1",
-                      get_settings())
+    s = get_settings()
+    if s.auth_proxy_ips and forwarded_for_believed():
+        st.error("Sign-in by proxy address needs the UI started by `scoutlens ui`: this "
+                 "server would take the address from X-Forwarded-For, which anyone can send.")
+        return None
+    return proxy_user(st.context.headers.get_all, _peer(), s)
 
 
 def _from_oidc() -> tuple[str, list[str]] | None:

@@ -226,9 +226,7 @@ def api(
       client = OpenAI(base_url="http://127.0.0.1:8700/v1", api_key="-")
       client.chat.completions.create(model="corpus:myrepo", messages=[...], stream=True)
     """
-    import uvicorn
-
-    from app.api_server import create_app
+    from app.api_server import create_app, serve
     from app.commands.acting import who
     from app.mcp.runtime import Runtime
     from app.mcp.signin import needs_sign_in, principal
@@ -245,4 +243,4 @@ def api(
     app = create_app(rt, who_of, loopback_only=not sign_in)
     console.print(f"scoutlens API on http://{host}:{port}/v1 (models: corpus:NAME; Ctrl-C "
                   "stops it)" + ("; sign-in through the proxy" if sign_in else ""))
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    serve(app, host, port)

@@ -60,6 +60,9 @@ def ui(port: Annotated[int, typer.Option(help="port")] = 8501,
         args += ["--secrets.files", str(oidc_secrets(get_settings(), host, port))]
     os.environ["SCOUTLENS_UI_SHARED"] = "0" if trusted else "1"
     os.environ["SCOUTLENS_UI_AUTH"] = auth
+    from app.services.signin import NO_FORWARDED_ENV
+
+    os.environ.update(NO_FORWARDED_ENV)  # the peer is the socket's, never X-Forwarded-For's
     console.print(f"scoutlens UI on http://{host}:{port} (Ctrl-C stops it)"
                   + ("" if trusted else "; shared: no local folders, no model-server changes")
                   + {"oidc": "; sign-in: OpenID Connect", "header": "; sign-in: trusted proxy",

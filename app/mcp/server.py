@@ -127,8 +127,12 @@ async def serve_stdio(server: Server) -> None:
 
 def serve_http(server: Server, host: str, port: int) -> None:
     """Streamable HTTP at http://HOST:PORT/mcp (with the SDK's DNS-rebinding protection on
-    loopback)."""
+    loopback). The peer address a sign-in compares is the socket's, never X-Forwarded-For's
+    (app.services.signin)."""
     import uvicorn
 
+    from app.services.signin import PEER_FROM_SOCKET
+
     app = server.streamable_http_app(host=host)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3,
+                **PEER_FROM_SOCKET)
