@@ -12,8 +12,8 @@ OpenAI client or chat UI can ask one (`model="corpus:myrepo"`), answered by the 
   in the last chunk's `delta.citations`); `usage` has prompt, completion and cached tokens.
 - Errors are OpenAI-shaped (`{"error": {"message", "type", "param", "code"}}`): 400 for a bad
   body, 404 for a model that is no corpus, 401 for a shared server's request that did not come
-  through the signing-in proxy, 503 (with Retry-After) when MAX_IN_FLIGHT questions are already
-  being answered or waiting, or while the server stops.
+  through the signing-in proxy, 429 (with Retry-After) when the caller has MAX_PER_PERSON
+  questions being answered or waiting, 503 when the server has MAX_IN_FLIGHT, or while it stops.
 
 One slow caller never stalls the rest: no request holds a worker thread while it waits for the
 model. A streamed answer's deltas come over an async channel, a question's model work runs on a
@@ -53,6 +53,7 @@ MAX_BODY = 1 << 20  # a question is at most 4,000 characters; history rides alon
 MAX_TOKENS = 8192
 DEFAULT_MAX_TOKENS = 512
 MAX_IN_FLIGHT = 128  # questions answered or waiting for the model; more are told to retry
+MAX_PER_PERSON = 64  # of those, one person's (the operator of a loopback server is one person)
 QUICK_THREADS = 8  # threads for the quick work (sign-in, listing, checks), apart from asks
 GRACE_S = 3.0  # after SIGTERM: how long requests that are not streams may take to finish
 RETRY_AFTER_S = 5
@@ -202,7 +203,7 @@ def _finish(result) -> str:
 
 
 def error_response(exc: ApiError) -> JSONResponse:
-    headers = {"Retry-After": str(RETRY_AFTER_S)} if exc.status == 503 else None
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if exc.status in (429, 503) else None
     return JSONResponse(exc.body(), exc.status, headers=headers)
 
 
@@ -241,6 +242,7 @@ class Asking:
     """One question in flight: `gone` stops its generation at the next delta; `wake` (a
     stream's) lets its reader know at once."""
 
+    person: str | None = None
     gone: threading.Event = field(default_factory=threading.Event)
     wake: Callable[[], None] | None = None
     stopped: bool = False  # by the server stopping, not by its client
@@ -258,20 +260,27 @@ class Asking:
 
 class InFlight:
     """The questions being answered or waiting for the model: admitted up to a bound (a 503
-    past it, not an ever longer queue), and stopped together when the server stops. Used on
-    the event loop's thread only."""
+    past it, not an ever longer queue; a 429 past a person's share, so one caller cannot take
+    every place), and stopped together when the server stops. Used on the event loop's thread
+    only."""
 
-    def __init__(self, limit: int = MAX_IN_FLIGHT):
-        self.limit, self.asks, self.stopping = limit, set[Asking](), False
+    def __init__(self, limit: int = MAX_IN_FLIGHT, per_person: int = MAX_PER_PERSON):
+        self.limit, self.per_person = limit, per_person
+        self.asks, self.stopping = set[Asking](), False
 
-    def admit(self) -> Asking:
+    def admit(self, who: Who = None) -> Asking:
+        person = getattr(who, "name", None)
         if self.stopping:
             raise STOPPING
         if len(self.asks) >= self.limit:
             raise ApiError(503, f"the server is busy: {self.limit} questions are being answered "
                                 f"or waiting; ask again in a few seconds", kind="server_error",
                            code="server_busy")
-        asking = Asking()
+        if sum(a.person == person for a in self.asks) >= self.per_person:
+            raise ApiError(429, f"you have {self.per_person} questions being answered or "
+                                "waiting; ask again when one is done", kind="rate_limit_error",
+                           code="too_many_questions")
+        asking = Asking(person)
         self.asks.add(asking)
         return asking
 
@@ -329,13 +338,14 @@ async def _body(request: Request) -> bytes:
     return bytes(raw)
 
 
-def create_app(rt: Runtime, who_of: Callable[[Request], Who],
-               loopback_only: bool = True, max_in_flight: int = MAX_IN_FLIGHT) -> Starlette:
+def create_app(rt: Runtime, who_of: Callable[[Request], Who], loopback_only: bool = True,
+               max_in_flight: int = MAX_IN_FLIGHT,
+               max_per_person: int = MAX_PER_PERSON) -> Starlette:
     """The ASGI app. `who_of(request)` is who asks (blocking: run in a thread; raises
     NotSignedIn on a shared server); the person is settled before the body is read.
     `loopback_only`: refuse requests addressed to any other host name. `app.state.in_flight`
     is what `serve` stops on SIGTERM."""
-    in_flight = InFlight(max_in_flight)
+    in_flight = InFlight(max_in_flight, max_per_person)
     quick = anyio.CapacityLimiter(QUICK_THREADS)
     asks = anyio.CapacityLimiter(max_in_flight)  # never the one that runs out: admission does
 
@@ -374,7 +384,7 @@ def create_app(rt: Runtime, who_of: Callable[[Request], Who],
                 raise ApiError(400, "the body is not JSON") from None
             req = parse_chat(body)
             await run_quick(_prepare, req, who)
-            asking = in_flight.admit()
+            asking = in_flight.admit(who)
         except UserError as exc:
             return error_response(_as_api_error(exc))
         if req.stream:

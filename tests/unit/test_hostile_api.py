@@ -90,6 +90,38 @@ def test_too_many_questions_at_once_are_a_one_line_503(facts):
         assert not app.state.in_flight.asks
 
 
+def test_one_person_cannot_take_every_place(facts):
+    from app.services.access import Principal
+    from app.services.corpora import share_corpus
+
+    share_corpus("facts", "everyone")
+
+    gate = threading.Event()
+    mallory, alice = Principal("mallory"), Principal("alice")
+    rt = Runtime()
+    rt.use(ScriptedBackend(during=gate.wait))
+    app = create_app(rt, lambda request: alice if request.headers.get("x-who") == "alice"
+                     else mallory, max_in_flight=4, max_per_person=2)
+    with TestClient(app, base_url="http://127.0.0.1:8700") as client:
+        hers = [threading.Thread(target=client.post, args=("/v1/chat/completions",),
+                                 kwargs={"json": _ask(f"[{i}] What is the code?")},
+                                 daemon=True) for i in range(2)]
+        for t in hers:
+            t.start()
+        _until(lambda: len(app.state.in_flight.asks) == 2, "mallory's asks are in flight")
+        r = client.post("/v1/chat/completions", json=_ask("[3] What is the code?"))
+        assert r.status_code == 429 and r.json()["error"]["code"] == "too_many_questions"
+        assert r.headers["retry-after"].isdigit()
+        alices = threading.Thread(target=client.post, args=("/v1/chat/completions",),
+                                  kwargs={"json": _ask("And the retry limit?"),
+                                          "headers": {"x-who": "alice"}}, daemon=True)
+        alices.start()
+        _until(lambda: len(app.state.in_flight.asks) == 3, "alice's ask is taken")
+        gate.set()
+        for t in [*hers, alices]:
+            t.join(60)
+
+
 def test_a_stopping_server_ends_streams_with_an_error_event_and_done(facts):
     gate = threading.Event()
     backend = ScriptedBackend(during=gate.wait)
