@@ -13,6 +13,7 @@ import hashlib
 import multiprocessing
 import os
 import signal
+import sys
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -148,6 +149,15 @@ def _read_all(candidates: list[Candidate], options: ProcessOptions, known: dict[
         pool.shutdown(cancel_futures=True)
 
 
+def _share_strings(doc: Document, cand: Candidate) -> None:
+    """A document back from a worker holds its own copy of every string: the root, kind and
+    language are the same few for a million files, so keep one of each."""
+    doc.root = cand.root if doc.root == cand.root else doc.root
+    doc.kind = sys.intern(doc.kind)
+    if doc.language:
+        doc.language = sys.intern(doc.language)
+
+
 def run_pipeline(inputs: list[Path], tokenizer: Tokenizer, options: PipelineOptions,
                  known: dict[str, str] | None = None, cache: TokenCache | None = None,
                  progress: Progress = _noop) -> PipelineResult:
@@ -176,6 +186,7 @@ def run_pipeline(inputs: list[Path], tokenizer: Tokenizer, options: PipelineOpti
                 elif read.unchanged is not None:
                     unchanged[cand.path] = read.unchanged
                 elif read.document is not None:
+                    _share_strings(read.document, cand)
                     if read.noise is not None:  # noise by path, but that rule is switched off
                         read.document.flags.append(f"noise:{read.noise}")
                     read.document.flags.extend(cand.flags)

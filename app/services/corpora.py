@@ -6,10 +6,11 @@ import hashlib
 import os
 import re
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Row, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from app.database import lock_key, session_scope
@@ -43,6 +44,11 @@ NAME_RE = re.compile(r"^[\w][\w .@+-]{0,199}$")
 MAX_PATH = 2000
 MAX_SYMBOL = 500
 NUL, REPLACEMENT = "\x00", "\ufffd"  # PostgreSQL text cannot hold NUL
+#: the one refusal of a name held by a corpus the caller cannot see: it says nothing of whose
+NAME_TAKEN = ("the corpus name {name!r} is taken (corpus names are shared by everyone on this "
+              "server; what a corpus holds and whose it is are not): choose another")
+#: sources written per INSERT batch: what is being written stays small
+WRITE_BATCH = 2000
 
 
 __all__ = ["CorpusNotFound"]  # raised here, defined with the access rules
@@ -68,8 +74,14 @@ def check_name(name: str) -> str:
 
 
 def version_of_sources(pairs: list[tuple[str, str]], tokenizer_fp: str) -> str:
+    return version_of_sorted(sorted(pairs), tokenizer_fp)
+
+
+def version_of_sorted(pairs: Iterable[tuple[str, str]], tokenizer_fp: str) -> str:
+    """The version of (path, sha256) pairs given in path order (a stream: a million sources'
+    pairs are never held at once)."""
     h = hashlib.sha256(tokenizer_fp.encode())
-    for path, sha in sorted(pairs):
+    for path, sha in pairs:
         h.update(f"\0{path}\0{sha}".encode())
     return h.hexdigest()
 
@@ -90,6 +102,7 @@ def ingest(inputs: list[Path], corpus: str, tokenizer: str | None = None,
     nor re-counted; the database changes in one transaction, or not at all."""
     started = time.perf_counter()
     name = check_name(corpus)
+    _refuse_hidden_name(name, who, url)
     given = options
     for attempt in range(3):
         with session_scope(_url(url)) as session:
@@ -146,8 +159,21 @@ def _may_write(row: Corpus | None, name: str, who: Who) -> None:
     if row is None or can_change(who, row.owner):
         return
     if not corpus_readable(who, row):
-        raise NotAllowed(f"the corpus name {name!r} is taken: choose another")
+        raise NotAllowed(NAME_TAKEN.format(name=name))
     raise NotAllowed(f"only the owner of {name!r} ({row.owner}) or an admin may re-ingest it")
+
+
+def _refuse_hidden_name(name: str, who: Who, url: str | None) -> None:
+    """Corpus names are one namespace for the deployment (see README, Security), so a name held
+    by a corpus `who` cannot see is refused; the attempt is audited on its own (the refusal
+    rolls the ingest back), so an admin sees someone trying names."""
+    with session_scope(_url(url)) as session:
+        row = session.scalar(select(Corpus).where(Corpus.name == name))
+        hidden = row is not None and not corpus_readable(who, row)
+    if hidden:
+        with session_scope(_url(url)) as session:
+            audit(session, who, "name-refused", name)
+        raise NotAllowed(NAME_TAKEN.format(name=name))
 
 
 def _apply(name: str, tok: Tokenizer, result: PipelineResult, refused: list[FileRow],
@@ -165,8 +191,7 @@ def _apply(name: str, tok: Tokenizer, result: PipelineResult, refused: list[File
             session.flush()
         same_tokenizer = row.tokenizer == tok.spec
         row.tokenizer = tok.spec
-        previous = {s.path: s for s in session.scalars(
-            select(Source).where(Source.corpus_id == row.id))}
+        previous = _previous(session, row.id)
         stale = [p for p, sha in result.unchanged.items() if p not in previous
                  or previous[p].sha256 != sha or previous[p].status != "ok"
                  or _secrets_differ(previous[p].flags or [], redact)]
@@ -179,6 +204,7 @@ def _apply(name: str, tok: Tokenizer, result: PipelineResult, refused: list[File
             s.path for s in result.skipped}
         roots = set(result.roots)
         gone = [s for p, s in previous.items() if prune and p not in seen and s.root in roots]
+        del seen
         for src in gone:
             if src.status == "ok":  # a file that was skipped all along never was in the corpus
                 files.append(FileRow(src.path, "removed", 0, src.bytes))
@@ -191,14 +217,7 @@ def _apply(name: str, tok: Tokenizer, result: PipelineResult, refused: list[File
         position = (session.scalar(select(func.max(Source.position))
                                    .where(Source.corpus_id == row.id)) or 0)
         docs = sorted(result.documents, key=lambda d: d.path)
-        source_rows = []
         for doc in docs:
-            position += 1
-            source_rows.append({
-                "corpus_id": row.id, "path": doc.path, "root": doc.root, "kind": doc.kind,
-                "language": doc.language, "sha256": doc.sha256, "bytes": doc.size,
-                "tokens": doc.tokens, "status": "ok", "skip_reason": None,
-                "position": position, "flags": doc.flags, "meta": doc.metadata})
             before = previous.get(doc.path)
             # the same bytes written by a concurrent ingest of this corpus are not a change;
             # the same bytes read again to keep or redact their secrets are
@@ -206,33 +225,23 @@ def _apply(name: str, tok: Tokenizer, result: PipelineResult, refused: list[File
                       if before.sha256 == doc.sha256 and before.status == "ok" and same_tokenizer
                       and not _secrets_differ(before.flags or [], redact) else "changed")
             files.append(FileRow(doc.path, status, doc.tokens, doc.size, "", tuple(doc.flags)))
+        for i in range(0, len(docs), WRITE_BATCH):
+            position = _insert_documents(session, row.id, docs[i:i + WRITE_BATCH], position)
         for sk in result.skipped:
-            source_rows.append({
-                "corpus_id": row.id, "path": sk.path, "root": sk.root, "kind": "skipped",
-                "language": None, "sha256": sk.sha256, "bytes": sk.size, "tokens": 0,
-                "status": sk.status, "skip_reason": sk.reason, "position": 0, "flags": [],
-                "meta": {}})
             before = previous.get(sk.path)
             # a source that was in the corpus and is skipped now has left it
             status = "removed" if before is not None and before.status == "ok" else sk.status
             files.append(FileRow(sk.path, status, 0, sk.size, sk.reason))
-        ids: dict[str, int] = {}
-        if source_rows:
-            returned = session.execute(
-                insert(Source).returning(Source.id, Source.path, sort_by_parameter_order=True),
-                source_rows)
-            ids = {path: sid for sid, path in returned}
-        _insert_children(session, docs, ids)
+        for i in range(0, len(result.skipped), WRITE_BATCH):
+            _insert_skipped(session, row.id, result.skipped[i:i + WRITE_BATCH])
 
         for path in sorted(result.unchanged):
             src = previous[path]
             files.append(FileRow(path, "unchanged", src.tokens, src.bytes, "",
                                  tuple(src.flags or ())))
+        del previous, gone, replaced
         session.flush()
-        ok = session.execute(select(Source.path, Source.sha256, Source.tokens).where(
-            Source.corpus_id == row.id, Source.status == "ok")).all()
-        row.version_hash = version_of_sources([(p, s) for p, s, _ in ok], tok.fingerprint)
-        total = sum(t for _, _, t in ok)
+        row.version_hash, total = _version_and_tokens(session, row.id, tok.fingerprint)
         files.sort(key=lambda f: f.path)
         report = IngestReport(name, tok.spec, created, files, total, row.version_hash,
                               result.notes, 0.0)
@@ -289,6 +298,62 @@ def _portable(result: PipelineResult, tok) -> list[FileRow]:
                                    signature=y.signature.replace(NUL, REPLACEMENT))
                            for y in doc.symbols]
     return refused
+
+
+def _previous(session: Session, corpus_id: int) -> dict[str, Row]:
+    """The corpus's sources as plain rows (ORM objects took ~3 KB each: a re-ingest of a
+    million files held them all)."""
+    return {r.path: r for r in session.execute(
+        select(Source.id, Source.path, Source.root, Source.sha256, Source.status, Source.flags,
+               Source.bytes, Source.tokens).where(Source.corpus_id == corpus_id))}
+
+
+def _insert_documents(session: Session, corpus_id: int, docs: list[Document],
+                      position: int) -> int:
+    """One batch of documents with their segments and symbols; returns the last position.
+    Batches keep the rows being written small next to what was read."""
+    rows = []
+    for doc in docs:
+        position += 1
+        rows.append({"corpus_id": corpus_id, "path": doc.path, "root": doc.root,
+                     "kind": doc.kind, "language": doc.language, "sha256": doc.sha256,
+                     "bytes": doc.size, "tokens": doc.tokens, "status": "ok",
+                     "skip_reason": None, "position": position, "flags": doc.flags,
+                     "meta": doc.metadata})
+    if rows:
+        returned = session.execute(
+            insert(Source).returning(Source.id, Source.path, sort_by_parameter_order=True), rows)
+        _insert_children(session, docs, {path: sid for sid, path in returned})
+    return position
+
+
+def _insert_skipped(session: Session, corpus_id: int, skipped: list) -> None:
+    if skipped:
+        session.execute(insert(Source), [{
+            "corpus_id": corpus_id, "path": sk.path, "root": sk.root, "kind": "skipped",
+            "language": None, "sha256": sk.sha256, "bytes": sk.size, "tokens": 0,
+            "status": sk.status, "skip_reason": sk.reason, "position": 0, "flags": [],
+            "meta": {}} for sk in skipped])
+
+
+def _version_and_tokens(session: Session, corpus_id: int, fingerprint: str) -> tuple[str, int]:
+    """The corpus's version and token total, its readable sources streamed in path order
+    (byte order, as Python sorts: PostgreSQL is told to compare as "C")."""
+    path = Source.path
+    if session.get_bind().dialect.name == "postgresql":
+        path = path.collate("C")
+    total = 0
+
+    def pairs() -> Iterator[tuple[str, str]]:
+        nonlocal total
+        for p, sha, tokens in session.execute(
+                select(Source.path, Source.sha256, Source.tokens)
+                .where(Source.corpus_id == corpus_id, Source.status == "ok").order_by(path)
+                .execution_options(yield_per=WRITE_BATCH)):
+            total += tokens
+            yield p, sha
+
+    return version_of_sorted(pairs(), fingerprint), total
 
 
 def _insert_children(session: Session, docs: list[Document], ids: dict[str, int]) -> None:
