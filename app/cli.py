@@ -26,6 +26,7 @@ from app.commands import serve as serve_cmd
 from app.commands import ui as ui_cmd
 from app.commands import users as users_cmd
 from app.commands.acting import act_as
+from app.commands.options import text_arg
 from common.errors import UserError
 
 app = typer.Typer(help="Long-context retrieval and document analysis around Llama 4 Scout.",
@@ -56,7 +57,7 @@ app.command()(users_cmd.audit)
 def _everyone(as_user: Annotated[str | None, typer.Option(
         "--as", metavar="USER", help="act as this person (with the groups of their last "
         "sign-in): see what they see, share on their behalf; default: the operator, who sees "
-        "everything")] = None) -> None:
+        "everything", callback=text_arg)] = None) -> None:
     act_as(as_user)
 
 
@@ -109,7 +110,7 @@ def main() -> None:
             raise
     except UserError as exc:  # ingest, engine and database errors alike
         _error(exc)
-        sys.exit(1)
+        sys.exit(getattr(exc, "exit_code", 1))  # 2: a bad argument (options.NotText)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: nothing was stored half-way")
         sys.exit(128 + (stopped_by[0] if stopped_by else signal.SIGINT))

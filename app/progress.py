@@ -1,5 +1,6 @@
 """The rich progress bar that the ingest pipeline's progress(stage, done, total, detail) feeds,
-shared by the commands that ingest (ingest, pack, ask)."""
+shared by the commands that ingest (ingest, pack, ask). The detail is a file's path, which a
+document controls: it is shown as text, never read as rich markup."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ def pipeline_progress(console: Console, enabled: bool = True):
         yield None
         return
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[detail]}", style="dim"), TimeElapsedColumn(),
+                  TextColumn("{task.fields[detail]}", style="dim", markup=False),
+                  TimeElapsedColumn(),
                   console=console, transient=True) as bar:
         task = bar.add_task("collecting", total=None, detail="")
 

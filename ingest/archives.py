@@ -7,6 +7,11 @@ written, and a member that breaks one is refused on its own (the rest is extract
 and bsdtar skip a bad member); only too many members refuses the whole archive. Only regular
 files (0o644, subject to the umask) and directories are created. On any failure the
 destination is left as it was found.
+
+Each path is reported once: the first member of a name is the one extracted or refused, and a
+later member of the same name (after normalising `./a`, `a//b`, `a\\b`) is skipped and listed
+in `Extracted.duplicates` ("duplicate member name"), so a report never holds two rows for one
+path (two refused links of one name, a file and a FIFO).
 """
 
 from __future__ import annotations
@@ -74,10 +79,12 @@ class ArchiveLimits:
 
 @dataclass(frozen=True)
 class Extracted:
-    """Where the tree was extracted, and the members refused on the way (name, reason)."""
+    """Where the tree was extracted, the members refused on the way (name, reason; each name
+    once), and the later members of a name already seen (skipped: "duplicate member name")."""
 
     root: Path
     refused: list[tuple[str, str]] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
 
 
 class _MemberRefused(Exception):
@@ -139,6 +146,23 @@ class _Entry:
 class _Plan:
     entries: list[_Entry] = field(default_factory=list)
     refused: list[tuple[str, str]] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    #: path (normalised parts, or the raw name of an unsafe one) -> whether it is a folder
+    seen: dict[tuple[str, ...], bool] = field(default_factory=dict)
+
+    def claim(self, name: str, is_dir: bool) -> bool:
+        """True for the first member of a path; a later one is left out, and listed unless it
+        is a folder entry repeating a folder (harmless: tar appends one per update)."""
+        parts, reason = _member_parts(name)
+        key = ("\x00unsafe", name) if reason else parts
+        if not key and is_dir:
+            return True  # `./`: the root itself, never reported
+        if key not in self.seen:
+            self.seen[key] = is_dir
+            return True
+        if not (is_dir and self.seen[key]):
+            self.duplicates.append(name)
+        return False
 
 
 def _member_parts(name: str) -> tuple[tuple[str, ...], str | None]:
@@ -181,6 +205,10 @@ def _scan_zip(zf: zipfile.ZipFile, budget: _Budget) -> _Plan:
     budget.members(len(infos))
     plan = _Plan()
     for info in infos:
+        mode = stat.S_IFMT(info.external_attr >> 16)
+        is_dir = info.is_dir() or mode == stat.S_IFDIR
+        if not plan.claim(info.filename, is_dir):
+            continue
         if info.flag_bits & 0x1:
             raise ArchiveError(
                 f"archive {budget.name} is encrypted (member {info.filename!r}); "
@@ -191,8 +219,6 @@ def _scan_zip(zf: zipfile.ZipFile, budget: _Budget) -> _Plan:
                 f"archive {budget.name} uses an unsupported compression method "
                 f"({info.compress_type}) for member {info.filename!r}"
             )
-        mode = stat.S_IFMT(info.external_attr >> 16)
-        is_dir = info.is_dir() or mode == stat.S_IFDIR
         kind_reason = None if is_dir or mode in (0, stat.S_IFREG) else _special_reason(mode)
         if kind_reason is None and not is_dir:
             kind_reason = budget.declare(info.filename, info.file_size, info.compress_size)
@@ -216,6 +242,8 @@ def _scan_tar(tf: tarfile.TarFile, budget: _Budget) -> _Plan:
     plan = _Plan()
     for count, info in enumerate(tf, start=1):  # reads headers only; data is skipped
         budget.members(count)
+        if not plan.claim(info.name, info.isdir()):
+            continue
         kind_reason = None
         if info.issym():
             kind_reason = "symbolic link (not followed)"
@@ -348,7 +376,7 @@ def _extract(
     except BaseException:
         _clean(dest, created)
         raise
-    return Extracted(root=dest, refused=refused)
+    return Extracted(root=dest, refused=refused, duplicates=list(plan.duplicates))
 
 
 def _write_entry(

@@ -343,6 +343,12 @@ def collect(inputs: list[Path], options: CollectOptions = CollectOptions()
                 for name, reason in extracted.refused:
                     out.skipped.append(Skipped(prefix + shown_name(name)[0], root, 0, "skipped",
                                                f"archive member refused: {reason}"))
+                if extracted.duplicates:  # never a second row for one path
+                    names = ", ".join(shown_name(n)[0] for n in extracted.duplicates[:5])
+                    more = len(extracted.duplicates) - 5
+                    out.notes.append(f"{path.name}: duplicate member name, later member "
+                                     f"skipped: {names}" + (f" and {more:,} more" if more > 0
+                                                            else ""))
                 _collect_folder(extracted.root, prefix, root, options, out, trusted=False)
                 out.notes.append(f"{path.name}: archive extracted safely")
             else:

@@ -23,7 +23,7 @@ from typing import Protocol
 
 from ingest import secrets, textsplit
 from ingest.filters import NoiseFilter
-from ingest.injection import find_injections
+from ingest.injection import CHAT_FORMAT, INJECTION, find_flags
 from ingest.languages import is_code, language_for
 from ingest.notebooks import read_notebook
 from ingest.symbols import extract_symbols
@@ -97,11 +97,14 @@ def _check(text: str, path: str, options: ProcessOptions, flags: list[str],
             text = found.text
         elif KEPT_SECRETS not in flags:
             flags.append(KEPT_SECRETS)
-    if options.injections:
-        left = MAX_INJECTION_FLAGS - sum(f.startswith("injection:") for f in flags)
-        if left > 0:
-            for line, snippet in find_injections(text, left):
-                flags.append(f"injection:{where(line)}: {snippet}")
+    if options.injections:  # `injection:` and, in code, `chat-format:` (informational)
+        room = {kind: MAX_INJECTION_FLAGS - sum(f.startswith(f"{kind}:") for f in flags)
+                for kind in (INJECTION, CHAT_FORMAT)}
+        if max(room.values()) > 0:
+            for kind, line, snippet in find_flags(text, max(room.values()), path):
+                if room[kind] > 0:
+                    room[kind] -= 1
+                    flags.append(f"{kind}:{where(line)}: {snippet}")
     return text
 
 

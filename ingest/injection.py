@@ -6,13 +6,27 @@ are dropped, NFKC folds fullwidth and mathematical letters, and a small confusab
 Cyrillic/Greek look-alikes into Latin. The copy keeps the line structure, so line numbers are
 those of the original text. Fake turn markers count too: `SYSTEM:`/`system:` opening a line,
 `### System`, chat-template tokens (`<|system|>`, `<|im_start|>`, ...), `[INST]`, `<<SYS>>`.
+
+Two kinds of hit. "injection": prose that addresses a model, and turn markers in a document
+(a Markdown file, a PDF, subtitles), where they can only be there to fake a turn. "chat-format":
+the chat-template tokens alone in code or configuration (a tokenizer_config.json's chat
+template, a Jinja template, `B_INST, E_INST = "[INST]", "[/INST]"` in a tokenizer's module):
+a program that handles a chat format, shown for information and not counted as an injection,
+or every chat template of a library would bury the one real attack. Prose instructions in a
+code file (a comment, a docstring) are still injections.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from pathlib import PurePosixPath
 
+#: chat-template special tokens and turn markers
+_CHAT_TOKENS = (r"<\|(?:im_start|im_end|begin_of_text|header_start|header_end|start_header_id"
+                r"|end_header_id|eot_id|eot|system|user|assistant)\|>"
+                r"|(?-i:\[/?INST\]|<</?SYS>>)")
+CHAT_TOKENS = re.compile(_CHAT_TOKENS, re.IGNORECASE)
 PATTERNS = re.compile(
     r"ignore\s+(?:all\s+|any\s+)?(?:the\s+)?(?:previous|prior|above|earlier|preceding)\s+"
     r"(?:instructions|prompts?|directions|rules)"
@@ -21,11 +35,19 @@ PATTERNS = re.compile(
     r"|you\s+are\s+now\s+(?:in\s+)?(?:developer|dan|jailbreak|unrestricted)"
     r"|new\s+instructions\s*:"
     r"|(?:reveal|print|show)\s+(?:your|the)\s+system\s+prompt"
-    r"|<\|(?:im_start|im_end|begin_of_text|header_start|header_end|start_header_id"
-    r"|end_header_id|eot_id|eot|system|user|assistant)\|>"
-    r"|(?-i:\[/?INST\]|<</?SYS>>)",
+    r"|" + _CHAT_TOKENS,
     re.IGNORECASE,
 )
+
+INJECTION = "injection"
+CHAT_FORMAT = "chat-format"
+#: code and configuration: chat-template tokens there are a program handling a chat format
+CODE_SUFFIXES = frozenset({
+    ".py", ".pyi", ".pyx", ".ipynb", ".js", ".mjs", ".cjs", ".ts", ".tsx", ".jsx", ".java",
+    ".kt", ".scala", ".go", ".rs", ".rb", ".php", ".c", ".h", ".cc", ".cpp", ".cxx", ".hpp",
+    ".cs", ".swift", ".m", ".mm", ".lua", ".r", ".jl", ".sh", ".bash", ".zsh", ".ps1", ".pl",
+    ".json", ".yaml", ".yml", ".toml", ".ini", ".cfg", ".jinja", ".jinja2", ".j2", ".tmpl",
+    ".tpl", ".mustache", ".hbs"})
 
 # fake turns at a line start (after any opening markup, e.g. a video's `<subtitle t=...>`):
 # `SYSTEM:` and `system:` unless a lone name follows (an annotation: `system: List[str]`; and
@@ -70,14 +92,23 @@ def normalize(text: str) -> str:
     return "\n".join(lines)
 
 
-def find_injections(text: str, limit: int = 20) -> list[tuple[int, str]]:
-    """(line number, matched text) for passages that look like instructions to a model. The
-    matched text is the normalized one; "(obfuscated)" is added when the original differs."""
+def is_code(path: str) -> bool:
+    """True for code and configuration files (by suffix), where chat tokens are a format."""
+    return PurePosixPath(path.lower()).suffix in CODE_SUFFIXES
+
+
+def find_flags(text: str, limit: int = 20, path: str = "") -> list[tuple[str, int, str]]:
+    """(kind, line number, matched text) for passages that look like instructions to a model
+    ("injection"), or, in a code file (`path`), chat-template tokens ("chat-format", one hit a
+    line). `limit` hits of each kind at most. The matched text is the normalized one;
+    "(obfuscated)" is added when the original differs."""
     seen = normalize(text)
     matches = sorted((*PATTERNS.finditer(seen), *TURNS.finditer(seen), *_HEADING.finditer(seen)),
                      key=lambda m: m.start())
     original = text.split("\n") if seen is not text else []
-    hits: list[tuple[int, str]] = []
+    code = is_code(path)
+    hits: list[tuple[str, int, str]] = []
+    counts = {INJECTION: 0, CHAT_FORMAT: 0}
     last = -1
     for match in matches:
         if match.start() < last:
@@ -85,10 +116,24 @@ def find_injections(text: str, limit: int = 20) -> list[tuple[int, str]]:
         last = match.end()
         line = seen.count("\n", 0, match.start()) + 1
         text_hit = match.group("turn") if match.re is TURNS else match.group(0)
+        kind = (CHAT_FORMAT if code and match.re is PATTERNS
+                and CHAT_TOKENS.fullmatch(text_hit) else INJECTION)
         snippet = " ".join(text_hit.split())[:80]
         if original and text_hit not in original[line - 1]:
             snippet += " (obfuscated)"
-        hits.append((line, snippet))
-        if len(hits) >= limit:
+        if kind == CHAT_FORMAT and hits and hits[-1][:2] == (kind, line):
+            if snippet not in hits[-1][2].split(" "):  # one hit a line: its distinct tokens
+                hits[-1] = (kind, line, f"{hits[-1][2]} {snippet}"[:80])
+            continue
+        if counts[kind] < limit:
+            counts[kind] += 1
+            hits.append((kind, line, snippet))
+        if min(counts.values()) >= limit:
             break
     return hits
+
+
+def find_injections(text: str, limit: int = 20, path: str = "") -> list[tuple[int, str]]:
+    """(line number, matched text) of the "injection" hits of find_flags."""
+    return [(line, snippet) for kind, line, snippet in find_flags(text, limit, path)
+            if kind == INJECTION]

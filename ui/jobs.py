@@ -58,7 +58,8 @@ def start(kind: str, label: str, work: Callable[[Job], Any]) -> Job:
             job.error = str(exc)
         except Exception as exc:  # noqa: BLE001 - shown as a message, logged in full
             log.exception("job %s (%s) failed", job.id, label)
-            job.error = f"unexpected error ({type(exc).__name__}): {exc}"
+            # its text may quote SQL or the server's paths: those stay in the log
+            job.error = f"unexpected error ({type(exc).__name__}); the server's log has the details"
         finally:
             job.ended = time.time()
 

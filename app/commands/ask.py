@@ -3,28 +3,37 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 from contextlib import nullcontext
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from app.commands.acting import who
-from app.commands.options import BackendOpt, EndpointOpt, JsonOpt, ModelOpt
+from app.commands.options import (
+    BackendOpt,
+    EndpointOpt,
+    JsonOpt,
+    ModelOpt,
+    NotText,
+    check_text,
+    text_arg,
+    text_or_path_arg,
+)
+from app.commands.shown import cell, json_safe, shown
 
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, emoji=False)
+out = Console(emoji=False)
 
 
 def ask(
     target: Annotated[str, typer.Argument(
-        help="a stored corpus name, or a path to ingest (./x, /x, ~/x, a/b or --path)")],
+        help="a stored corpus name, or a path to ingest (./x, /x, ~/x, a/b or --path)",
+        callback=text_or_path_arg)],
     question: Annotated[str | None, typer.Argument(
-        help="the question; `-` or left out: read it from stdin")] = None,
+        help="the question; `-` or left out: read it from stdin", callback=text_arg)] = None,
     mode: Annotated[str, typer.Option(help="auto | full | retrieval")] = "auto",
     backend: BackendOpt = None,
     endpoint: EndpointOpt = None,
@@ -34,7 +43,7 @@ def ask(
                                        "conversation over this corpus")] = False,
     conversation: Annotated[str | None, typer.Option(
         "--conversation", "--cid", help="follow up on this conversation (ids: scoutlens "
-        "history)")] = None,
+        "history)", callback=text_arg)] = None,
     as_json: JsonOpt = False,
     as_path: Annotated[bool, typer.Option("--path", help="TARGET is a path to ingest, even "
                                           "a bare name like `docs`")] = False,
@@ -63,7 +72,7 @@ def ask(
 
     def note(text: str) -> None:
         if not as_json:
-            console.print(f"[dim]{text}[/]")
+            console.print(f"[dim]{shown(text)}[/]")
 
     with console.status("loading the model") if not as_json else nullcontext():
         chosen = make_backend(backend, endpoint=endpoint, model=model, weights=not dry_run)
@@ -90,7 +99,7 @@ def ask(
     sys.stdout.write("\n")
     _print_sources(result)
     if result.completion.incomplete:
-        console.print(f"[yellow]incomplete answer[/]: {result.completion.error}")
+        console.print(f"[yellow]incomplete answer[/]: {shown(result.completion.error)}")
         raise typer.Exit(2)
 
 def _print_plan(ready, max_tokens: int, as_json: bool) -> None:
@@ -104,7 +113,7 @@ def _print_plan(ready, max_tokens: int, as_json: bool) -> None:
     images = f" ({data['image_tokens']:,} of them for {data['images']} images)" \
         if data["images"] else ""
     estimate = "" if data["exact"] else " (an estimate: the server cannot tokenize)"
-    out.print(f"[bold]{data['mode']}[/] mode over {escape(ready.corpus)}: "
+    out.print(f"[bold]{data['mode']}[/] mode over {shown(ready.corpus)}: "
               f"{data['prompt_tokens']:,} prompt tokens{images}{estimate} + {max_tokens:,} to "
               f"generate; corpus {data['corpus_tokens']:,} tokens")
     table = Table(title="what would go in (nothing generated or stored)")
@@ -115,13 +124,14 @@ def _print_plan(ready, max_tokens: int, as_json: bool) -> None:
         signals.setdefault(h["path"], ", ".join(sorted(h["signals"])))
     for src in data["sources"]:
         where = next((f"{k} {src[k]}" for k in ("lines", "page", "t") if k in src), "")
-        table.add_row(src["id"], _cell(src["path"], 70), where, f"{src['tokens']:,}",
+        table.add_row(src["id"], cell(src["path"], 70), where, f"{src['tokens']:,}",
                       signals.get(src["path"], ""))
     out.print(table)
 
 
 def history(
-    corpus: Annotated[str | None, typer.Argument(help="only this corpus")] = None,
+    corpus: Annotated[str | None, typer.Argument(help="only this corpus",
+                                                 callback=text_arg)] = None,
     limit: Annotated[int, typer.Option(min=1)] = 20,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -132,25 +142,20 @@ def history(
 
     rows = rows_of(corpus, limit, who=who())
     if as_json:
-        print(_json_safe(json.dumps([{**asdict(r), "incomplete": r.incomplete}
+        print(json_safe(json.dumps([{**asdict(r), "incomplete": r.incomplete}
                                      for r in rows], ensure_ascii=False)))
         return
-    table = Table(title="history" + (f" of {_plain(corpus)}" if corpus else ""))
+    table = Table(title="history" + (f" of {shown(corpus)}" if corpus else ""))
     for col in ("when", "corpus", "conversation", "turn", "question", "answer", "mode",
                 "finish", "ttft"):
         table.add_column(col)
     for r in rows:
-        finish = "[red]incomplete[/]" if r.incomplete else escape(_plain(r.finish_reason))
-        table.add_row(r.created_at, _cell(r.corpus, 40), _cell(r.conversation, 12),
-                      str(r.turn), _cell(r.question, 50),
-                      _cell(r.answer, 60), _cell(r.mode, 12), finish,
+        finish = "[red]incomplete[/]" if r.incomplete else shown(r.finish_reason)
+        table.add_row(r.created_at, cell(r.corpus, 40), cell(r.conversation, 12),
+                      str(r.turn), cell(r.question, 50),
+                      cell(r.answer, 60), cell(r.mode, 12), finish,
                       f"{r.timings.get('ttft_s', 0):.2f}s")
     out.print(table)
-
-
-#: C0/C1 controls (ESC starts terminal sequences, CR overwrites the line) and bidi overrides
-#: (they reorder what is shown): stored text is data, never terminal instructions
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def _question(question: str | None) -> str:
@@ -160,28 +165,12 @@ def _question(question: str | None) -> str:
     if sys.stdin is None or sys.stdin.isatty():
         raise typer.BadParameter("give a QUESTION, or pipe one in (`echo ... | scoutlens ask "
                                  "CORPUS`)", param_hint="QUESTION")
-    return sys.stdin.read()
-
-
-def _plain(text: str) -> str:
-    """Control characters as visible escapes (\\x1b, \\r, \\u202e)."""
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
-
-
-def _json_safe(text: str) -> str:
-    """JSON escapes what it must (below U+0020); DEL, C1 and bidi controls as \\uXXXX too."""
-    return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-
-
-def _short(text: str, n: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= n else flat[: n - 1] + "…"
-
-
-def _cell(text: str, n: int) -> str:
-    """One table cell: one line (line breaks and tabs as spaces, every other control escaped: a
-    lone CR is shown as \\r, not obeyed), and no rich markup read from the text."""
-    return escape(_short(_plain(re.sub(r"(?:\r\n|[\n\t])+", " ", text)), n))
+    if not hasattr(sys.stdin, "buffer"):  # a test's StringIO
+        return check_text(sys.stdin.read(), "question")
+    try:  # the bytes, not the locale's decoding: it may pass bad bytes on, or raise
+        return check_text(sys.stdin.buffer.read().decode("utf-8"), "question")
+    except UnicodeDecodeError:
+        raise NotText("the question is not valid UTF-8 text") from None
 
 
 def _print_sources(result) -> None:
@@ -197,16 +186,16 @@ def _print_sources(result) -> None:
     if cited:
         console.print("[bold]Sources[/]")
         for s in cited:
-            mark = "[green]verified[/]" if s.verified else f"[red]not verified[/]: {s.why}"
-            console.print(f"  [{s.id}] {s.label() or '(unknown)'}  {mark}")
+            mark = "[green]verified[/]" if s.verified else f"[red]not verified[/]: {shown(s.why)}"
+            console.print(f"  \\[{shown(s.id)}] {shown(s.label() or '(unknown)')}  {mark}")
     if matched:
         console.print("[bold]Matched evidence[/] [dim](spans of the context that best match the "
                       "answer; not citations)[/]")
         for s in matched:
-            console.print(f"  [{s.id}] {s.label()}  [dim]{_short(s.quote, 90)}[/]")
+            console.print(f"  \\[{shown(s.id)}] {shown(s.label())}  [dim]{cell(s.quote, 90)}[/]")
     if result.injections:
         console.print("[yellow]Passages in context that read like instructions to a model "
                       "(treated as data):[/]")
         for inj in result.injections[:5]:
-            console.print(f"  {_short(inj, 100)}")
+            console.print(f"  {cell(inj, 100)}")
 

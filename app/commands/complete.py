@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from app.commands.options import BackendOpt, EndpointOpt, ModelOpt
+from app.commands.options import BackendOpt, EndpointOpt, ModelOpt, text_arg
 from engine.types import CompletionRequest, EngineError
 
 console = Console(stderr=True)
@@ -43,7 +43,7 @@ def complete(
     model: ModelOpt = None,
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1)] = 256,
     temperature: Annotated[float, typer.Option(min=0.0)] = 0.0,
-    system: Annotated[str | None, typer.Option(help="system message")] = None,
+    system: Annotated[str | None, typer.Option(help="system message", callback=text_arg)] = None,
     raw: Annotated[bool, typer.Option("--raw", help="no chat template")] = False,
     prefill_chunk: Annotated[int | None, typer.Option(
         "--prefill-chunk", min=1, help="embedded: prefill chunk in tokens")] = None,

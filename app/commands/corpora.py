@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from typing import Annotated, TextIO
 
@@ -19,24 +20,32 @@ from app.commands.options import (
     MaxSizeOpt,
     TokenizerOpt,
     pipeline_options,
+    text_arg,
+    text_or_path_arg,
 )
+from app.commands.shown import cell, shown
 from app.progress import pipeline_progress
 from app.services.reports import IngestReport, file_json
 
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, emoji=False)  # `:name:` in a file name is not an emoji
+out = Console(emoji=False)
 corpora_app = typer.Typer(help="Stored corpora.", no_args_is_help=True)
 
 #: `ingest` stored what it could, but some files could not be read (1 is a failed command)
 EXIT_PARTIAL = 3
+#: flags an ingest sums up at its end, and what each kind means
+FLAG_KINDS = {"injection": "text that tries to instruct a model (kept as data)",
+              "chat-format": "code or configuration handling a chat format (informational)"}
+#: flagged lines an ingest shows; `corpora show NAME --flags` lists them all
+FIRST_FLAGS = 5
 
 
 def _print_tree(title: str, tree: dict[str, int]) -> None:
-    root = Tree(f"[bold]{title}")
+    root = Tree(f"[bold]{shown(title)}")
     nodes: dict[str, Tree] = {}
     for folder, tokens in tree.items():
         parent = folder.rstrip("/").rsplit("/", 1)[0] + "/" if "/" in folder.rstrip("/") else ""
-        node = nodes.get(parent, root).add(f"{folder}  [cyan]{tokens:,}[/] tokens")
+        node = nodes.get(parent, root).add(f"{cell(folder)}  [cyan]{tokens:,}[/] tokens")
         nodes[folder] = node
     console.print(root)
 
@@ -57,9 +66,11 @@ def write_json_report(report: IngestReport, stream: TextIO) -> None:
 def ingest(
     target: Annotated[list[str], typer.Argument(
         help="CORPUS PATH...: a corpus name, then folders, repositories, files, archives; or "
-        "just PATH... (the corpus is named after the first path)", metavar="[CORPUS] PATH...")],
+        "just PATH... (the corpus is named after the first path)", metavar="[CORPUS] PATH...",
+        callback=text_or_path_arg)],
     corpus: Annotated[str | None, typer.Option(
-        "--corpus", "-c", help="corpus name (then every argument is a path)")] = None,
+        "--corpus", "-c", help="corpus name (then every argument is a path)",
+        callback=text_arg)] = None,
     tokenizer: TokenizerOpt = None,
     keep: KeepOpt = None,
     max_file_size: MaxSizeOpt = "10MB",
@@ -94,23 +105,26 @@ def ingest(
         if report.count("error"):
             raise typer.Exit(EXIT_PARTIAL)
         return
-    table = Table(title=f"corpus {report.corpus} ({report.tokenizer})", show_lines=False)
+    table = Table(title=f"corpus {shown(report.corpus)} ({shown(report.tokenizer)})",
+                  show_lines=False)
     for col in ("path", "status", "tokens", "reason / flags"):
         table.add_column(col, justify="right" if col == "tokens" else "left")
     style = {"added": "green", "changed": "yellow", "removed": "red", "error": "red",
              "skipped": "dim", "unchanged": "dim"}
-    shown = [f for f in report.files if all_files or f.status != "unchanged"]
-    for f in shown[:500]:
+    listed = [f for f in report.files if all_files or f.status != "unchanged"]
+    for f in listed[:500]:
         extra = f.reason or ", ".join(f.flags)
-        table.add_row(f.path, f"[{style.get(f.status, '')}]{f.status}", f"{f.tokens:,}", extra)
-    if shown:
+        table.add_row(cell(f.path), f"[{style.get(f.status, '')}]{f.status}", f"{f.tokens:,}",
+                      cell(extra))
+    if listed:
         console.print(table)
-    if len(shown) > 500:
-        console.print(f"... {len(shown) - 500} more rows (use --json for all)")
+    if len(listed) > 500:
+        console.print(f"... {len(listed) - 500} more rows (use --json for all)")
     data = report.to_json()
     _print_tree(f"{report.total_tokens:,} tokens", data["tree"])
-    for path, what in report.injections:
-        console.print(f"[yellow]flagged[/] {path}: text that tries to instruct a model: {what}")
+    for note in report.notes:
+        console.print(f"[dim]{shown(note)}[/]")
+    _print_flag_summary(report.corpus, report.files)
     s = data["summary"]
     if s["secrets"]:
         from ingest.documents import KEPT_SECRETS
@@ -122,13 +136,36 @@ def ingest(
                          if not kept else f"({kept} file{'' if kept == 1 else 's'} kept "
                          "unredacted with --keep secrets)"))
     console.print(
-        f"[bold]{report.corpus}[/]: {s['added']} added, {s['changed']} changed, "
+        f"[bold]{shown(report.corpus)}[/]: {s['added']} added, {s['changed']} changed, "
         f"{s['unchanged']} unchanged, {s['removed']} removed, {s['skipped']} skipped, "
         f"{s['error']} errors; {report.total_tokens:,} tokens in {report.seconds:.2f} s")
     if s["error"]:
         console.print(f"[red]{s['error']} file{'' if s['error'] == 1 else 's'} could not be "
                       f"read[/] (listed above); exit code {EXIT_PARTIAL}")
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def flagged(files, kind: str) -> list[tuple[str, str]]:
+    """(path, where: text) of every `kind:` flag of the files still in the corpus."""
+    prefix = f"{kind}:"
+    return [(f.path, fl.removeprefix(prefix)) for f in files if f.status != "removed"
+            for fl in f.flags if fl.startswith(prefix)]
+
+
+def _print_flag_summary(corpus: str, files) -> None:
+    """Counts by kind, the first few flagged lines, and the command that lists them all: a
+    flag a line would drown a developer's report (every chat template of a library)."""
+    kinds = {kind: flagged(files, kind) for kind in FLAG_KINDS}
+    if not any(kinds.values()):
+        return
+    counts = [f"{len(rows):,} {kind} in {len({p for p, _ in rows}):,} "
+              f"file{'' if len({p for p, _ in rows}) == 1 else 's'}: {FLAG_KINDS[kind]}"
+              for kind, rows in kinds.items() if rows]
+    console.print("[yellow]flagged[/]: " + "; ".join(counts))
+    for path, what in kinds["injection"][:FIRST_FLAGS]:
+        console.print(f"  {cell(path, 80)}: {cell(what, 100)}")
+    console.print(f"  [dim]all of them: scoutlens corpora show {shown(shlex.quote(corpus))} "
+                  "--flags[/]")
 
 
 @corpora_app.command("list")
@@ -154,41 +191,67 @@ def corpora_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
 
 
 @corpora_app.command("show")
-def corpora_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def corpora_show(
+    name: Annotated[str, typer.Argument(callback=text_arg)],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    flags: Annotated[bool, typer.Option(
+        "--flags", help="list every flag (injection, chat-format, secret, ...) by file")] = False,
+) -> None:
     """Show a corpus: its sources with status and token counts, and a token tree."""
     from app.services.corpora import show_corpus
     from app.services.reports import token_tree
 
     summary, files = show_corpus(name, who=who())
+    if flags:
+        _print_flags(files, as_json)
+        return
     tree = token_tree([(f.path, f.tokens) for f in files if f.status == "ok"])
     if as_json:
         out.print_json(json.dumps({**summary.__dict__, "tree": tree, "files": [
             {"path": f.path, "status": f.status, "tokens": f.tokens, "bytes": f.bytes,
              "reason": f.reason, "flags": list(f.flags)} for f in files]}))
         return
-    table = Table(title=f"{summary.name}: {summary.sources} sources, {summary.tokens:,} tokens")
+    table = Table(title=f"{shown(summary.name)}: {summary.sources} sources, "
+                        f"{summary.tokens:,} tokens")
     for col in ("path", "status", "tokens", "reason / flags"):
         table.add_column(col)
     for f in files:
-        table.add_row(f.path, f.status, f"{f.tokens:,}", f.reason or ", ".join(f.flags))
+        table.add_row(cell(f.path), f.status, f"{f.tokens:,}",
+                      cell(f.reason or ", ".join(f.flags)))
     out.print(table)
     _print_tree(f"{summary.tokens:,} tokens ({summary.tokenizer})", tree)
 
 
+def _print_flags(files, as_json: bool) -> None:
+    """Every flag of every source, one row each (`ingest` shows only the first few)."""
+    rows = [(f.path, fl) for f in files for fl in f.flags]
+    if as_json:
+        print(json.dumps([{"path": p, "flag": fl} for p, fl in rows], ensure_ascii=False))
+        return
+    table = Table(title=f"{len(rows):,} flags")
+    for col in ("path", "kind", "where: what"):
+        table.add_column(col)
+    for path, fl in rows:
+        kind, _, what = fl.partition(":")
+        table.add_row(cell(path), cell(kind), cell(what))
+    out.print(table)
+
+
 @corpora_app.command("rm")
-def corpora_rm(name: str) -> None:
+def corpora_rm(name: Annotated[str, typer.Argument(callback=text_arg)]) -> None:
     """Delete a corpus and everything stored for it."""
     from app.services.corpora import remove_corpus
 
     summary = remove_corpus(name, who=who())
-    console.print(f"removed corpus {summary.name} ({summary.sources} sources)")
+    console.print(f"removed corpus {shown(summary.name)} ({summary.sources} sources)")
 
 
 @corpora_app.command("share")
 def corpora_share(
-    name: str,
+    name: Annotated[str, typer.Argument(callback=text_arg)],
     group: Annotated[list[str] | None, typer.Option(
-        "--group", "-g", help="share with the members of this group (repeatable)")] = None,
+        "--group", "-g", help="share with the members of this group (repeatable)",
+        callback=text_arg)] = None,
     everyone: Annotated[bool, typer.Option(
         "--everyone", help="share with everyone signed in")] = False,
     private: Annotated[bool, typer.Option(
@@ -210,7 +273,8 @@ def corpora_share(
         raise UserError("say one of --group G (repeatable), --everyone or --private")
     visibility = "groups" if group else "everyone" if everyone else "private"
     s = share_corpus(name, visibility, group, who=who())
-    console.print(f"{s.name}: " + ("private (its owner and admins)" if s.visibility == "private"
-                                   else "shared with everyone signed in"
-                                   if s.visibility == "everyone"
-                                   else f"shared with {', '.join(s.groups)}"))
+    console.print(f"{shown(s.name)}: " + ("private (its owner and admins)"
+                                          if s.visibility == "private"
+                                          else "shared with everyone signed in"
+                                          if s.visibility == "everyone"
+                                          else f"shared with {shown(', '.join(s.groups))}"))

@@ -22,7 +22,9 @@ from rich.progress import (
 from rich.table import Table
 
 from app.commands.acting import who
-from app.commands.options import BackendOpt, EndpointOpt, ModelOpt
+from app.commands.options import BackendOpt, EndpointOpt, ModelOpt, text_arg
+
+RunId = Annotated[str, typer.Argument(callback=text_arg)]
 
 console = Console(stderr=True)
 out = Console()
@@ -61,7 +63,7 @@ def run_cmd(
     task: Annotated[str | None, typer.Option(
         help="comma-separated: niah, ruler (its 8 tasks), single, multikey, multivalue, "
              "multiquery, vt, cwe, fwe, qa; code, pdf, video need --haystack CORPUS "
-             "[default: niah]")] = None,
+             "[default: niah]", callback=text_arg)] = None,
     lengths: Annotated[str | None, typer.Option(
         help="e.g. 1k,4k,32k,128k,1M [default: 1k,2k,4k]")] = None,
     depths: Annotated[str | None, typer.Option(
@@ -69,7 +71,8 @@ def run_cmd(
     samples: Annotated[int | None, typer.Option(help="per cell [default: 1]")] = None,
     seed: Annotated[int | None, typer.Option(help="[default: 0]")] = None,
     haystack: Annotated[str | None, typer.Option(
-        help="prose | filler | an ingested corpus's name [default: prose]")] = None,
+        help="prose | filler | an ingested corpus's name [default: prose]",
+        callback=text_arg)] = None,
     max_tokens: Annotated[int | None, typer.Option(
         "--max-tokens", help="answer tokens [default: 32]")] = None,
     backend: BackendOpt = None,
@@ -77,7 +80,8 @@ def run_cmd(
     model: ModelOpt = None,
     concurrency: Annotated[int | None, typer.Option(
         help="requests in flight to an endpoint [default: 4]")] = None,
-    run_id: Annotated[str | None, typer.Option("--run-id", help="resume this run")] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="resume this run",
+                                               callback=text_arg)] = None,
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="write the report (HTML, PNGs) here when the run ends")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
@@ -152,7 +156,7 @@ def list_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     out.print(table)
 
 @eval_app.command("report")
-def report_cmd(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False,
+def report_cmd(run_id: RunId, as_json: Annotated[bool, typer.Option("--json")] = False,
                out_dir: Annotated[Path | None, typer.Option(
                    "--out", help="the report's folder [default: SCOUTLENS_HOME/reports/"
                                  "eval-RUN]")] = None) -> None:
@@ -188,7 +192,7 @@ def report_cmd(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = F
               soft_wrap=True)
 
 @eval_app.command("compare")
-def compare_cmd(run_a: str, run_b: str,
+def compare_cmd(run_a: RunId, run_b: RunId,
                 fail_on_regression: Annotated[float | None, typer.Option(
                     "--fail-on-regression", help="exit 1 on a significant drop of more "
                     "than this many points")] = None,
@@ -234,7 +238,7 @@ def compare_cmd(run_a: str, run_b: str,
         raise typer.Exit(1)
 
 @eval_app.command("rescore")
-def rescore_cmd(run_id: str,
+def rescore_cmd(run_id: RunId,
                 metric: Annotated[str | None, typer.Option(
                     help="all (share of expected answers) | part (any one) [default: each "
                          "cell's own]")] = None,

@@ -1,12 +1,18 @@
 """Options several commands share, declared once so their names and help never drift apart
 (the model server: `--backend`, `--endpoint`, `-m/--model`; ingest policy: `--keep`,
-`--max-file-size`, `--fps`, `--max-frames`, `-t/--tokenizer`; `--json`)."""
+`--max-file-size`, `--fps`, `--max-frames`, `-t/--tokenizer`; `--json`), and the one check of
+free text (a question, a query, a name) that every command's arguments go through."""
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Iterable
 from typing import Annotated
 
 import typer
+
+from common.errors import UserError
 
 BackendOpt = Annotated[str | None, typer.Option(
     "--backend", "-b", help="embedded (in-process) | openai (a server); default: openai when an "
@@ -46,3 +52,62 @@ def pipeline_options(keep: list[str] | None, max_file_size: str, ocr: bool = Tru
     from app.services.ingest_options import ingest_options
 
     return ingest_options(keep or [], max_file_size, ocr, fps, max_frames)
+
+
+# --- free text --------------------------------------------------------------------------------
+
+#: what is not UTF-8 text once in Python: bytes a shell passed that are not UTF-8 arrive
+#: surrogate-escaped (U+DC80-U+DCFF), and a lone surrogate cannot be encoded at all; either
+#: would fail deep inside (the database, the tokenizer, a JSON encoder) with a traceback
+_NOT_TEXT = re.compile("[\ud800-\udfff]")
+#: how an argument is named in the message (its parameter name otherwise)
+_WHAT = {"as_user": "user name (--as)", "name": "corpus name", "corpus": "corpus name",
+         "target": "corpus name or path", "conversation": "conversation id", "run_id": "run id",
+         "run_a": "run id", "run_b": "run id", "group": "group name", "user": "user name"}
+
+
+class NotText(UserError):
+    """A free-text argument that is not valid UTF-8 text: exit code 2, as for any bad
+    argument (the CLI's main prints the one line)."""
+
+    exit_code = 2
+
+
+def check_text(value: str, what: str) -> str:
+    """`value` when it is text that can be stored, sent and printed; else NotText."""
+    if _NOT_TEXT.search(value):
+        raise NotText(f"the {what} is not valid UTF-8 text")
+    return value
+
+
+def _values(value: str | Iterable[str] | None) -> Iterable[str]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else value
+
+
+def _what(param: typer.CallbackParam) -> str:
+    name = param.name or "argument"
+    return _WHAT.get(name, name.replace("_", " "))
+
+
+def text_arg(param: typer.CallbackParam, value):
+    """Typer callback for a free-text argument (a question, a query, a name): every command
+    declares its text with it, so one rule refuses what is not UTF-8, before any work."""
+    for item in _values(value):
+        check_text(item, _what(param))
+    return value
+
+
+def text_or_path_arg(param: typer.CallbackParam, value):
+    """Typer callback for "a corpus name or a path": text too, since a path is stored as its
+    root, but a path that exists is told the way round it (names found inside a folder may
+    hold any bytes: they are shown escaped)."""
+    for item in _values(value):
+        if not _NOT_TEXT.search(item):
+            continue
+        if os.path.lexists(os.path.expanduser(item)):
+            raise NotText("the path is not valid UTF-8 text: give the folder it is in instead "
+                          "(names inside a folder may hold any bytes)")
+        raise NotText(f"the {_what(param)} is not valid UTF-8 text")
+    return value

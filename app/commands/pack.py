@@ -16,7 +16,9 @@ from app.commands.options import (
     MaxSizeOpt,
     TokenizerOpt,
     pipeline_options,
+    text_or_path_arg,
 )
+from app.commands.shown import shown
 from app.progress import pipeline_progress
 from ingest.types import IngestError
 
@@ -26,7 +28,8 @@ fast_exit = False
 
 
 def pack(
-    target: Annotated[list[str], typer.Argument(help="a corpus name, or paths")],
+    target: Annotated[list[str], typer.Argument(help="a corpus name, or paths",
+                                                callback=text_or_path_arg)],
     budget: Annotated[str | None, typer.Option(help="token budget: 8192, 128k, 10M")] = None,
     tokenizer: TokenizerOpt = None,
     fmt: Annotated[str, typer.Option("--format", help="xml | markdown")] = "xml",
@@ -55,16 +58,17 @@ def pack(
     with pipeline_progress(console) as progress:
         outcome = run(target, tokenizer, limit, fmt, fit, out_file, manifest, toc,  # type: ignore[arg-type]
                       pipeline_options(keep, max_file_size, True, fps, max_frames), progress,
-                      lambda msg: console.print(f"[dim]{msg}"), who=who())
+                      lambda msg: console.print(f"[dim]{shown(msg)}"), who=who())
     r = outcome.result
     for item in r.reduced:
-        console.print(f"[yellow]reduced[/] {item['path']}: {item['from']:,} -> {item['to']:,} "
-                      f"tokens ({item['how']})")
+        console.print(f"[yellow]reduced[/] {shown(item['path'])}: {item['from']:,} -> "
+                      f"{item['to']:,} tokens ({item['how']})")
     for item in r.dropped:
-        console.print(f"[red]dropped[/] {item['path']}: {item['tokens']:,} tokens ({item['why']})")
+        console.print(f"[red]dropped[/] {shown(item['path'])}: {item['tokens']:,} tokens "
+                      f"({shown(item['why'])})")
     if outcome.skipped:
         console.print(f"[dim]{len(outcome.skipped)} files skipped by the noise filter or unreadable"
                       " (scoutlens ingest lists them)")
-    where = f" -> {out_file}" if out_file not in (None, "-") else ""
+    where = f" -> {shown(out_file)}" if out_file not in (None, "-") else ""
     console.print(f"[bold]{len(r.blocks)}[/] sources, [bold]{r.total_tokens:,}[/] tokens"
-                  + (f" of {r.budget:,}" if r.budget else "") + f" ({r.tokenizer}){where}")
+                  + (f" of {r.budget:,}" if r.budget else "") + f" ({shown(r.tokenizer)}){where}")

@@ -18,7 +18,7 @@ from rich.progress import (
 from rich.text import Text
 
 from app.commands.acting import who
-from app.commands.options import ModelOpt
+from app.commands.options import ModelOpt, text_or_path_arg
 
 console = Console(stderr=True)
 out = Console()
@@ -31,7 +31,8 @@ class TokensPerSecond(ProgressColumn):
 
 
 def prewarm(
-    corpus: Annotated[str, typer.Argument(help="a stored corpus name or a path")],
+    corpus: Annotated[str, typer.Argument(help="a stored corpus name or a path",
+                                          callback=text_or_path_arg)],
     endpoint: Annotated[str, typer.Option(
         "--endpoint", "-e", help="OpenAI-compatible server URL, e.g. "
         "http://127.0.0.1:8000/v1")],
@@ -55,7 +56,8 @@ def prewarm(
     backend = make_backend("openai", endpoint=endpoint, model=model)  # as ask would
     assert isinstance(backend, OpenAIBackend)
     # the very prefix `scoutlens ask` will send in full mode, so its questions hit the cache
-    name = resolve_corpus(corpus, note=console.print, who=who())
+    name = resolve_corpus(corpus, note=lambda text: console.print(text, markup=False),
+                          who=who())
     with console.status("packing the corpus"):
         request = build_context(name, "", "full", backend, max_tokens=max_tokens).request
     assert request is not None

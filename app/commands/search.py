@@ -9,14 +9,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from app.commands.acting import who
-from app.commands.options import JsonOpt
+from app.commands.options import JsonOpt, text_arg
+from app.commands.shown import cell, shown
 
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, emoji=False)
+out = Console(emoji=False)
 
 
 @contextmanager
@@ -38,8 +38,9 @@ def _lazy_progress(enabled: bool) -> Iterator:
 
 
 def search(
-    corpus: Annotated[str, typer.Argument(help="a stored corpus name")],
-    query: Annotated[str, typer.Argument(help="words, identifiers, file names, a question")],
+    corpus: Annotated[str, typer.Argument(help="a stored corpus name", callback=text_arg)],
+    query: Annotated[str, typer.Argument(help="words, identifiers, file names, a question",
+                                         callback=text_arg)],
     k: Annotated[int, typer.Option("--k", "-k", min=1, max=1000, help="hits to show")] = 20,
     as_json: JsonOpt = False,
     build_vectors: Annotated[bool, typer.Option(
@@ -67,11 +68,11 @@ def search(
                           "hits": [h.to_json() for h in ranking.hits]}, ensure_ascii=False))
         return
     for note in ranking.notes:
-        console.print(f"[dim]{escape(note)}[/]")
+        console.print(f"[dim]{shown(note)}[/]")
     if not ranking.hits:
         console.print("[yellow]no hits[/]")
         return
-    table = Table(title=f"{escape(corpus)}: {escape(query[:80])}")
+    table = Table(title=f"{shown(corpus)}: {cell(query, 80)}")
     for col in ("#", "source", "where", "score", "found by"):
         table.add_column(col, justify="right" if col in ("#", "score") else "left")
     for i, h in enumerate(ranking.hits, 1):
@@ -79,5 +80,5 @@ def search(
         where = next((f"{key} {'-'.join(map(str, v)) if isinstance(v, list) else v}"
                       for key in ("lines", "page", "time", "cell") if (v := j.get(key))), "")
         found = ", ".join(f"{s} #{r}" for s, r in sorted(h.signals.items(), key=lambda x: x[1]))
-        table.add_row(str(i), escape(h.segment.path), where, f"{h.score:.4f}", found)
+        table.add_row(str(i), cell(h.segment.path), shown(where), f"{h.score:.4f}", found)
     out.print(table)

@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from app.commands.acting import who
+from app.commands.options import text_arg
+from app.commands.shown import cell, shown
 from common.errors import UserError
 
 console = Console(stderr=True)
@@ -37,7 +39,8 @@ def users_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
     for col in ("user", "groups", "admin", "via", "last seen"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r.name, ", ".join(r.groups), "yes" if r.admin else "", r.via, r.last_seen)
+        table.add_row(cell(r.name), cell(", ".join(r.groups)), "yes" if r.admin else "",
+                      cell(r.via), r.last_seen)
     out.print(table)
 
 
@@ -56,7 +59,8 @@ def parse_since(text: str) -> datetime:
 
 
 def audit(
-    user: Annotated[str | None, typer.Option("--user", help="only this person's entries")]
+    user: Annotated[str | None, typer.Option("--user", help="only this person's entries",
+                                             callback=text_arg)]
     = None,
     since: Annotated[str | None, typer.Option(
         "--since", help="only after: 2026-12-01, 2026-12-01T10:00, or 30m / 12h / 7d")] = None,
@@ -71,12 +75,12 @@ def audit(
         out.print_json(json.dumps([r.__dict__ for r in rows]))
         return
     if not rows:
-        console.print("no audit entries" + (f" for {user}" if user else ""))
+        console.print("no audit entries" + (f" for {shown(user)}" if user else ""))
         return
     table = Table()
     for col in ("when (UTC)", "user", "action", "target", "detail"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r.at, r.user, r.action, r.target,
-                      ", ".join(f"{k}={v}" for k, v in r.detail.items()))
+        table.add_row(r.at, cell(r.user), cell(r.action), cell(r.target),
+                      cell(", ".join(f"{k}={v}" for k, v in r.detail.items())))
     out.print(table)

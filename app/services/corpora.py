@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sqlalchemy import Row, delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.database import lock_key, session_scope
@@ -130,6 +131,10 @@ def ingest(inputs: list[Path], corpus: str, tokenizer: str | None = None,
             report = _apply(name, tok, result, refused, prune, url,
                             options.process.redact_secrets, who)
             break
+        except IntegrityError as exc:  # a bug, not the user's: one line, no SQL, no paths
+            raise IngestError(f"could not store corpus {name!r}: the database refused the "
+                              "ingest as inconsistent; nothing was changed (please report "
+                              "this)") from exc
         except _ChangedMeanwhile as exc:
             if attempt == 2:
                 raise IngestError(f"corpus {name!r} kept changing during the ingest "

@@ -148,7 +148,8 @@ def test_ingest_failure_in_the_background_is_shown_not_raised(tmp_path, monkeypa
     at.text_input[1].set_value(str(repo)).run()
     next(b for b in at.button if b.label == "Ingest folder").click().run()
     settle(at, lambda a: any("failed" in e.value for e in a.error), 60)
-    assert "unexpected error (RuntimeError): disk on fire" in at.error[0].value
+    assert "unexpected error (RuntimeError)" in at.error[0].value
+    assert "disk on fire" not in at.error[0].value  # an exception's text may hold SQL, paths
 
 
 def test_ask_streams_an_answer_with_the_pdf_page_drawn(tmp_path, model_env):

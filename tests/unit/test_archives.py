@@ -6,6 +6,7 @@ import io
 import os
 import stat
 import tarfile
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -485,3 +486,81 @@ def test_is_archive(name: str, expected: bool) -> None:
 def test_is_archive_ignores_folders(tmp_path: Path) -> None:
     (tmp_path / "looks.zip").mkdir()
     assert is_archive(tmp_path / "looks.zip") is False
+
+
+# --- one name, one report row -----------------------------------------------------------------
+
+
+def _tar_link(tf: tarfile.TarFile, name: str, target: str = "/etc/passwd") -> None:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.SYMTYPE
+    info.linkname = target
+    tf.addfile(info)
+
+
+def _tar_fifo(tf: tarfile.TarFile, name: str) -> None:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.FIFOTYPE
+    tf.addfile(info)
+
+
+def test_members_of_one_name_are_reported_once(tmp_path: Path) -> None:
+    """Two refused links of one name, and a file then a FIFO of one name, were two report rows
+    each: the ingest died on the database's uniqueness rule. The first member of a name wins;
+    the later one is listed as a duplicate."""
+    archive = tmp_path / "dup.tar"
+    with tarfile.open(archive, "w") as tf:
+        _tar_link(tf, "evil")
+        _tar_link(tf, "./evil", "/etc/shadow")
+        add_tar_file(tf, "pipe", b"data")
+        _tar_fifo(tf, "pipe")
+        add_tar_file(tf, "ok.txt", b"ok")
+    result = extract_archive(archive, tmp_path / "out")
+    assert result.refused == [("evil", "symbolic link (not followed)")]
+    assert result.duplicates == ["./evil", "pipe"]
+    assert read_tree(tmp_path / "out") == {"pipe": b"data", "ok.txt": b"ok"}
+
+
+def test_a_later_file_of_one_name_does_not_replace_the_first(tmp_path: Path) -> None:
+    archive = tmp_path / "dup.tar"
+    with tarfile.open(archive, "w") as tf:
+        add_tar_file(tf, "a/x.txt", b"first")
+        add_tar_file(tf, "a//x.txt", b"second")
+        _tar_fifo(tf, "b")
+        add_tar_file(tf, "b", b"file after a fifo")
+        _tar_link(tf, "/abs")
+        _tar_link(tf, "/abs")
+    result = extract_archive(archive, tmp_path / "out")
+    assert read_tree(tmp_path / "out") == {"a/x.txt": b"first"}
+    assert [name for name, _ in result.refused] == ["b", "/abs"]
+    assert result.duplicates == ["a//x.txt", "b", "/abs"]
+
+
+def test_zip_members_of_one_name_are_reported_once(tmp_path: Path) -> None:
+    archive = tmp_path / "dup.zip"
+    with warnings.catch_warnings(), zipfile.ZipFile(archive, "w") as zf:
+        warnings.simplefilter("ignore")  # zipfile's "Duplicate name": what is tested here
+        for target in ("/etc/passwd", "/etc/shadow"):
+            info = zipfile.ZipInfo("link")
+            info.create_system = 3
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zf.writestr(info, target)
+        zf.writestr("same.txt", b"one")
+        zf.writestr("same.txt", b"two")
+    result = extract_archive(archive, tmp_path / "out")
+    assert result.refused == [("link", "symbolic link (not followed)")]
+    assert result.duplicates == ["link", "same.txt"]
+    assert read_tree(tmp_path / "out") == {"same.txt": b"one"}
+
+
+def test_repeated_folder_entries_are_not_duplicates(tmp_path: Path) -> None:
+    archive = tmp_path / "dirs.tar"
+    with tarfile.open(archive, "w") as tf:
+        for name in ("d", "./d/", "d"):
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.DIRTYPE
+            tf.addfile(info)
+        add_tar_file(tf, "d/f.txt", b"f")
+    result = extract_archive(archive, tmp_path / "out")
+    assert result.refused == [] and result.duplicates == []
+    assert read_tree(tmp_path / "out") == {"d/f.txt": b"f"}
