@@ -85,10 +85,11 @@ class VerdictMemo(Protocol):
 
 
 def _check(text: str, path: str, options: ProcessOptions, flags: list[str],
-           where: Callable[[int], str]) -> str:
+           where: Callable[[int], str], context: tuple[str, str] = ("", "")) -> str:
     """Secret and injection flags for one piece of text (`where` turns its line into a
-    location); returns the text to keep: redacted unless options say otherwise."""
-    found = secrets.scan(text, path)
+    location; `context` is a PDF page's neighbours, for keys broken by a page break); returns
+    the text to keep: redacted unless options say otherwise."""
+    found = secrets.scan(text, path, *context) if any(context) else secrets.scan(text, path)
     if found.findings:
         room = MAX_SECRET_FLAGS - sum(f.startswith("secret:") for f in flags)
         new = dict.fromkeys(f"secret:{where(f.line)}:{f.kind}" for f in found.findings)
@@ -134,13 +135,32 @@ def _where(seg: Segment, offset: int, line: int) -> str:
     return f"L{offset + line}"
 
 
+def _neighbours(segments: list[Segment], i: int) -> tuple[str, str]:
+    """A PDF page's neighbouring pages (their text as read): a key broken by a page break is
+    found, and redacted, on both."""
+    if segments[i].span_kind != "page":
+        return "", ""
+    return (segments[i - 1].text if i else "",
+            segments[i + 1].text if i + 1 < len(segments) else "")
+
+
+def _check_metadata(meta: dict[str, str], path: str, options: ProcessOptions,
+                    flags: list[str]) -> dict[str, str]:
+    """A PDF's metadata (title, author, subject, keywords) gets its pages' secret check before
+    it is stored: flagged `secret:meta.<key>:<kind>`, redacted unless secrets are kept."""
+    only = replace(options, injections=False)
+    return {key: _check(value, path, only, flags, lambda _line, k=key: f"meta.{k}")
+            for key, value in meta.items()}
+
+
 def _check_segments(segments: list[Segment], path: str, options: ProcessOptions,
                     flags: list[str]) -> list[Segment]:
     """_check for each page, cell or video segment."""
     out: list[Segment] = []
     offset = 0  # lines before this segment in the document's text
-    for seg in segments:
-        text = _check(seg.text, path, options, flags, partial(_where, seg, offset))
+    for i, seg in enumerate(segments):
+        text = _check(seg.text, path, options, flags, partial(_where, seg, offset),
+                      _neighbours(segments, i))
         offset += seg.text.count("\n")
         out.append(seg if text == seg.text else replace(seg, text=text))
     return out
@@ -165,7 +185,7 @@ def process(candidate: Candidate, data: bytes, options: ProcessOptions,
         flags = list(pdf.flags)
         pages = _check_segments(list(pdf.segments), path, options, flags)
         return Document(path, root, "pdf", None, sha, size, pages,
-                        metadata=dict(pdf.metadata), flags=flags)
+                        metadata=_check_metadata(pdf.metadata, path, options, flags), flags=flags)
 
     if "." + suffix in VIDEO_SUFFIXES:
         try:

@@ -1,4 +1,5 @@
-"""PDF reading with PyMuPDF: one segment per page, document metadata and OCR for scanned pages."""
+"""PDF reading with PyMuPDF: one segment per page, document metadata and OCR for scanned pages;
+and where a page's secrets are on its picture, so a drawn page can hide them."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ from dataclasses import dataclass, field
 
 import pymupdf
 
+from ingest import secrets
 from ingest.ocr import tesseract_available
 from ingest.types import IngestError, Segment
 
-_METADATA_KEYS = ("title", "author", "subject", "creator", "producer", "creationDate", "format")
+_METADATA_KEYS = ("title", "author", "subject", "keywords", "creator", "producer", "creationDate",
+                  "format")
 _OCR_DPI = 200
 
 
@@ -30,6 +33,29 @@ def _clean(text: str) -> str:
     """Normalize line endings, strip trailing whitespace and end non-empty text with a newline."""
     text = text.replace("\r\n", "\n").rstrip()
     return text + "\n" if text else ""
+
+
+def page_text(page: pymupdf.Page) -> str:
+    """A page's text layer as ingest stores it (before the secret scan)."""
+    return _clean(page.get_text("text", sort=True))
+
+
+def secret_rects(doc: pymupdf.Document, number: int, filename: str = "page.pdf",
+                 ) -> list[pymupdf.Rect] | None:
+    """Where the secrets of page `number` (1-based) are on the page, found as ingest finds them
+    (the page's text with its neighbours', for keys broken by a page break); None when one of
+    them cannot be located on the page (its picture must not be shown then)."""
+    texts = [page_text(doc.load_page(i)) if 0 <= i < doc.page_count else ""
+             for i in (number - 2, number - 1, number)]
+    found = secrets.scan(texts[1], filename, texts[0], texts[2])
+    page = doc.load_page(number - 1)
+    rects: list[pymupdf.Rect] = []
+    for value in found.values(texts[1]):
+        located = page.search_for(value.strip()) if value.strip() else []
+        if not located:
+            return None
+        rects += located
+    return rects
 
 
 def _ocr_page(page: pymupdf.Page, language: str) -> str | None:
@@ -91,7 +117,7 @@ def read_pdf(
             number = index + 1
             try:
                 page = doc.load_page(index)
-                text = _clean(page.get_text("text", sort=True))
+                text = page_text(page)
             except Exception as exc:
                 raise PdfError(f"corrupt PDF: page {number}: {exc}") from exc
             if not text:

@@ -4,7 +4,13 @@ Detection is Yelp's detect-secrets (1.5.0, offline): its precise plugins only (c
 token formats, private keys, JWTs, basic-auth URLs and the keyword plugin for `password=`-style
 assignments). The high-entropy plugins and the public-IP plugin are left out: on the Python
 standard library they flag ~400 alphabets, digests and test vectors and ~600 documentation IPs,
-none of them secrets.
+none of them secrets. Two rules of scoutlens's own close gaps detect-secrets leaves:
+
+- prose assignments (`password: hunter2`, `**API key:** abc123` in Markdown, plain text, PDF
+  pages, subtitles, metadata), which detect-secrets only sees quoted; a value must look like a
+  credential (placeholders, masks, references and ordinary words are not);
+- keys broken over lines (a wrapped line, a PDF page break): the plugins also see the text with
+  the break taken out, and both parts of a key are redacted.
 
 Running every plugin on every line costs ~130 s for the standard library (~10M tokens), so each
 plugin has a cheap anchor: a regex or a literal that must occur on a line for the plugin to
@@ -14,7 +20,8 @@ patterns, so no finding is lost; `tests/test_secrets.py` checks this against a f
 
 A value is replaced in place by `[REDACTED:<kind>]`; a private key block becomes that many
 `[REDACTED:private-key]` lines: the text keeps its newlines, so line numbers and citations hold.
-Locations in findings are 1-based lines of the scanned text.
+Locations in findings are 1-based lines of the scanned text; `SecretScan.spans` says where each
+redacted piece was, so a picture of the page can hide it too (ingest.pdf).
 """
 
 from __future__ import annotations
@@ -23,8 +30,9 @@ import bisect
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import PurePosixPath
+from typing import NamedTuple
 
 from detect_secrets.filters import heuristic
 from detect_secrets.plugins import keyword as kw
@@ -52,10 +60,20 @@ from detect_secrets.plugins.square_oauth import SquareOAuthDetector
 from detect_secrets.plugins.stripe import StripeDetector
 from detect_secrets.plugins.telegram_token import TelegramBotTokenDetector
 from detect_secrets.plugins.twilio import TwilioKeyDetector
-from detect_secrets.util.filetype import determine_file_type
+from detect_secrets.util.filetype import FileType, determine_file_type
+
+from ingest.languages import is_code, language_for
 
 PRIVATE_KEY = "private-key"
 KEYWORD = "secret-keyword"
+
+
+class ProseKeyword:
+    """`password: hunter2` written as prose or plain settings (Markdown, text, PDF pages,
+    subtitles, metadata): detect-secrets' keyword plugin finds such values only when quoted."""
+
+    secret_type = "Secret Keyword"
+
 
 @dataclass(frozen=True)
 class _Anchor:
@@ -70,6 +88,12 @@ def _raw(src: str) -> _Anchor:
 def _low(src: str) -> _Anchor:
     return _Anchor(re.compile(src), True)
 
+
+# the names of a credential in prose (detect-secrets' list, plus spellings prose uses)
+_PROSE_WORDS = (r"password|passwd|passwort|passphrase|pwd|secret|contrase(?:ñ|n)a"
+                r"|(?:api|auth|access|private|client|service|account|db|database)[ _-]?key"
+                r"|(?:db|database|key)[ _-]?pass"
+                r"|(?:api|auth|access|bearer|refresh|session|secret)[ _-]?token")
 
 # Each anchor is a necessary condition, within one line, of the plugin's own patterns.
 _ANCHORS: list[tuple[type[BasePlugin], tuple[_Anchor, ...]]] = [
@@ -100,6 +124,7 @@ _ANCHORS: list[tuple[type[BasePlugin], tuple[_Anchor, ...]]] = [
     (TwilioKeyDetector, tuple(_raw(r.pattern) for r in TwilioKeyDetector.denylist)),
     # every keyword pattern holds a DENYLIST word (case-insensitive)
     (kw.KeywordDetector, (_low("|".join(kw.DENYLIST)),)),
+    (ProseKeyword, (_low(_PROSE_WORDS),)),  # the name is part of the pattern (prose files only)
 ]
 
 # keyword values that are settings, not secrets ('MODULE_PWD_STATE': 'yes')
@@ -119,39 +144,106 @@ _KEY_BODY = re.compile(r"[A-Za-z0-9+/=]{16,}")
 _MAX_KEY_LINES = 200
 
 
+# prose rule: a name, `:` or `=` (Markdown emphasis and quotes around either), then the value
+_PROSE = re.compile(
+    rf"(?<![\w-])[\w-]*?(?:{_PROSE_WORDS})[\w-]*"
+    r"[*_`\"')\]]*[ \t]*(?P<sep>[:=])[ \t]*[*_`]*[ \t]*[\"'`]?"
+    r"(?P<value>[^\s\"'`=:<>(\[{$%&*#/~.!][^\s\"'`<]*)", re.IGNORECASE)  # `<`: markup after
+_PROSE_NAME = re.compile(_PROSE_WORDS, re.IGNORECASE)
+_MASK = re.compile(r"[*xX•·.#?_-]+")
+_DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+(?::[A-Za-z_][\w.]*)?")  # a.b, a.b:c
+_PLACEHOLDERS = ("your", "example", "placeholder", "redacted", "dummy", "os.environ", "getenv")
+_MIN_PROSE_VALUE = 4
+_MIN_WORD_VALUE = 8  # a value of letters only: "swordfish" at a line's end, not "Unknown"
+
+# keys broken over lines: the characters a token is made of, and the break between two of them
+_TOKEN = "A-Za-z0-9+/=_.:-"
+_SEAM = re.compile(rf"(?<=[{_TOKEN}])\n[ \t]*(?=[{_TOKEN}])")
+_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_.:-")
+_SEAM_AT = re.compile(rf"\n[ \t]*(?=[{_TOKEN}])")
+# in code, only the lines a token plugin's anchor hits start a seam; an AWS key's anchor wants
+# the whole key on its line, so its prefix is looked for on its own (a literal first: ~10 ms on
+# the standard library)
+_AWS_HEAD = re.compile(r"A(?:3T|BIA|CCA|KIA|SIA)[0-9A-Z]*\n")
+_MAX_SEAM_LINES = 8
+# a value found by joining three lines or more must hold a digit, as generated tokens nearly
+# always do: a list of capitalised words, one a line, is not an AWS key ("ASIA", "ASSOCIATES")
+_DIGIT = re.compile(r"\d")
+# token formats a break can hide: a value that is a token of its own, of a bounded shape (npm's
+# `_authToken=.+` would run on into the next lines)
+_SEAM_PLUGINS = frozenset({
+    AWSKeyDetector, AzureStorageKeyDetector, DiscordBotTokenDetector, GitHubTokenDetector,
+    GitLabTokenDetector, JwtTokenDetector, MailchimpDetector, OpenAIDetector,
+    PypiTokenDetector, SendGridDetector, SlackDetector, SquareOAuthDetector, StripeDetector,
+    TelegramBotTokenDetector, TwilioKeyDetector})
+
+
 @dataclass(frozen=True)
 class Finding:
     line: int  # 1-based line of the scanned text
     kind: str  # e.g. "aws-access-key", "github-token", "private-key", "secret-keyword"
 
 
+class Span(NamedTuple):
+    """A redacted piece of the scanned text (never over a newline: a key broken over lines is
+    one piece per line)."""
+
+    start: int
+    end: int
+    kind: str
+
+
 @dataclass(frozen=True)
 class SecretScan:
     findings: tuple[Finding, ...]
     text: str  # the text with each value replaced by [REDACTED:<kind>]; same newlines
+    spans: tuple[Span, ...] = ()  # where the redacted values were in the scanned text
+
+    def values(self, text: str) -> list[str]:
+        """The redacted pieces of `text` (the scanned text), e.g. to find them on a page."""
+        return [text[s.start:s.end] for s in self.spans]
 
 
-def kind_of(plugin: type[BasePlugin]) -> str:
+class _Hit(NamedTuple):
+    start: int
+    end: int
+    kind: str
+    counted: bool  # a finding of its own; False for a key's later lines and pieces
+    group: int  # the pieces of one broken value share it; -1 for a whole value
+
+
+def kind_of(plugin: type) -> str:
     """The flag-friendly name of a plugin's secret type: "AWS Access Key" -> "aws-access-key"."""
     return re.sub(r"[^a-z0-9]+", "-", str(plugin.secret_type).lower()).strip("-")
 
 
 @cache
-def _plugins() -> list[tuple[BasePlugin, str, tuple[_Anchor, ...]]]:
+def _plugins() -> list[tuple[BasePlugin | ProseKeyword, str, tuple[_Anchor, ...]]]:
     return [(cls(), kind_of(cls), anchors) for cls, anchors in _ANCHORS]
 
 
 #: changes whenever what scan() finds could change (plugins, anchors, filters): cached
 #: "nothing found" verdicts (ingest.documents) are keyed by it
-SCAN_VERSION = "detect-secrets-1.5.0/1"
+SCAN_VERSION = "detect-secrets-1.5.0/2"
+
+
+@lru_cache(maxsize=4096)
+def _file_rules(filename: str) -> str:
+    """config (`.env`, YAML, ...: detect-secrets' unquoted patterns), prose (Markdown, text,
+    PDF, subtitles: scoutlens's prose rule and breaks anywhere) or the file's code type."""
+    name = PurePosixPath(filename).name.lower()
+    if _CONFIG_NAMES.search(name):
+        return "config"
+    kind = determine_file_type(name)
+    if kind is FileType.OTHER and not is_code(language_for(filename)):
+        return "prose"
+    return str(kind)
 
 
 def rules_key(filename: str) -> str:
     """Which rules scan() applies to a file of this name (the keyword plugin's patterns differ
     by file type), for caching its outcome per content."""
-    name = PurePosixPath(filename).name.lower()
-    kind = "config" if _CONFIG_NAMES.search(name) else str(determine_file_type(name))
-    return f"{SCAN_VERSION}|{kind}"
+    return f"{SCAN_VERSION}|{_file_rules(filename)}"
 
 
 def _keyword_regexes(filename: str) -> dict[re.Pattern[str], int]:
@@ -163,22 +255,61 @@ def _keyword_regexes(filename: str) -> dict[re.Pattern[str], int]:
                                     kw.QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP)
 
 
-def _filtered(value: str, line: str, plugin: BasePlugin) -> bool:
-    """detect-secrets' default heuristic filters (what its own scans apply), plus setting words."""
+def _placeholder(value: str) -> bool:
+    """`<your password>`, `********`, `os.environ[...]`: a stand-in, not a credential."""
+    v = value.strip().strip("\"'`")
+    low = v.lower()
+    return bool(_MASK.fullmatch(v)) or v.startswith("<") or any(w in low for w in _PLACEHOLDERS)
+
+
+def _filtered(value: str, line: str, plugin: BasePlugin | ProseKeyword) -> bool:
+    """detect-secrets' default heuristic filters (what its own scans apply), plus setting words
+    and placeholders."""
     if heuristic.is_sequential_string(value) or heuristic.is_potential_uuid(value) \
             or heuristic.is_templated_secret(value) or heuristic.is_not_alphanumeric_string(value):
         return True
-    if isinstance(plugin, kw.KeywordDetector):
+    if isinstance(plugin, kw.KeywordDetector | ProseKeyword):
         return (heuristic.is_prefixed_with_dollar_sign(value)
-                or heuristic.is_likely_id_string(value, line, plugin)
+                or heuristic.is_likely_id_string(value, line, None)
                 or heuristic.is_indirect_reference(line)
-                or value.strip().lower() in _NOT_SECRETS)
+                or value.strip().lower() in _NOT_SECRETS
+                or _placeholder(value))
     return False
 
 
-def _spans(plugin: BasePlugin, line: str, filename: str) -> list[tuple[int, int]]:
+def _credential_like(value: str, sep: str, after: str) -> bool:
+    """Whether a prose value reads as a credential: not a word of the sentence, a mask, a
+    reference (`settings.DB_PASSWORD`, `os.environ[...]`, `= user_input` in a notebook's code)
+    or another name (`SecretStr`). Letters alone make a credential only after `:` and at the
+    line's end (`password: swordfish`)."""
+    if len(value) < _MIN_PROSE_VALUE or value.lower() in _NOT_SECRETS or _placeholder(value):
+        return False
+    if any(c in value for c in "([{") or _DOTTED.fullmatch(value):
+        return False
+    if value.replace("_", "").replace("-", "").isalpha():
+        if _PROSE_NAME.search(value) or sep == "=":
+            return False
+        return len(value) >= _MIN_WORD_VALUE and not after.strip(" \t.,;:!?)*_`\"'")
+    return True  # a digit or a sign in it
+
+
+def _prose_spans(line: str, plugin: ProseKeyword) -> list[tuple[int, int]]:
+    found = []
+    for m in _PROSE.finditer(line):
+        raw = m.group("value")
+        value = raw.rstrip(".,;:)]}>*_")
+        start = m.start("value")
+        after = line[start + len(value):]
+        if _credential_like(value, m.group("sep"), after) and not _filtered(value, line, plugin):
+            found.append((start, start + len(value)))
+    return found
+
+
+def _spans(plugin: BasePlugin | ProseKeyword, line: str, filename: str) -> list[tuple[int, int]]:
     """Where this plugin's values are in the line: the plugin yields values, its patterns'
     match groups give their positions."""
+    if isinstance(plugin, ProseKeyword):
+        return _prose_spans(line, plugin) if _file_rules(filename) == "prose" else []
     if isinstance(plugin, kw.KeywordDetector):
         regexes = _keyword_regexes(filename)
         values = set(plugin.analyze_string(line, denylist_regex_to_group=regexes))
@@ -261,80 +392,190 @@ def _key_block(lines: list[str], i: int) -> tuple[int, int] | None:
     return (head.start(), j - 1) if body else None
 
 
-def _redact_key(lines: list[str], i: int, col: int, last: int) -> None:
-    tag = f"[REDACTED:{PRIVATE_KEY}]"
+def _key_hits(lines: list[str], starts: list[int], i: int, col: int, last: int) -> list[_Hit]:
+    """The pieces a key block is redacted as: its header line from the header on, each later
+    line but its indent (a blank line stays blank: segments are cut at blank lines)."""
     if last == i:
         end = _PEM_END.search(lines[i], col)
         stop = end.end() if end else len(re.sub(r"[\"',;)\s]*$", "", lines[i]))
-        lines[i] = lines[i][:col] + tag + lines[i][stop:]
-        return
-    lines[i] = lines[i][:col] + tag
+        return [_Hit(starts[i] + col, starts[i] + stop, PRIVATE_KEY, True, -1)]
+    hits = [_Hit(starts[i] + col, starts[i] + len(lines[i]), PRIVATE_KEY, True, -1)]
     for j in range(i + 1, last + 1):
         line = lines[j]
         if not line.strip():
-            continue  # a blank line stays blank (segments are cut at blank lines)
-        indent = line[: len(line) - len(line.lstrip())]
+            continue
+        indent = len(line) - len(line.lstrip())
         end = _PEM_END.search(line)
-        lines[j] = indent + tag + (line[end.end():] if end and j == last else "")
+        stop = end.end() if end and j == last else len(line)
+        hits.append(_Hit(starts[j] + indent, starts[j] + stop, PRIVATE_KEY, False, -1))
+    return hits
 
 
-def scan(text: str, filename: str = "") -> SecretScan:
-    """Findings (line, kind) in `text` and the text with every value redacted. `filename` picks
-    the keyword plugin's patterns (config files, `.env`, code)."""
+def _seam_after(text: str, starts: list[int], n: int) -> tuple[int, int] | None:
+    """The break that ends line n (the newline and the next line's indent), when a token runs
+    over it."""
+    if n + 1 >= len(starts):
+        return None
+    nl = starts[n + 1] - 1
+    if nl == 0 or text[nl - 1] not in _TOKEN_CHARS:
+        return None
+    m = _SEAM_AT.match(text, nl)
+    return m.span() if m else None
+
+
+def _one_token(text: str, starts: list[int], n: int) -> bool:
+    end = starts[n + 1] - 1 if n + 1 < len(starts) else len(text)
+    line = text[starts[n]:end].strip()
+    return bool(line) and all(c in _TOKEN_CHARS for c in line)
+
+
+def _code_seams(text: str, starts: list[int], lines: set[int]) -> list[tuple[int, int]]:
+    """The breaks around `lines` (a token plugin's anchor hit them) and around an AWS key's
+    prefix, on across lines that are one token each (a key wrapped over several lines)."""
+    lines = lines | {bisect.bisect_right(starts, m.start()) - 1 for m in _AWS_HEAD.finditer(text)}
+    seams: set[tuple[int, int]] = set()
+    for n in lines:
+        k = n  # on down: the key's later parts
+        while k - n < _MAX_SEAM_LINES and (seam := _seam_after(text, starts, k)):
+            seams.add(seam)
+            k += 1
+            if not _one_token(text, starts, k):
+                break
+        k = n  # and up: its earlier parts (an anchor in a key's middle or at its end)
+        while n - k < _MAX_SEAM_LINES and k > 0 and (seam := _seam_after(text, starts, k - 1)):
+            seams.add(seam)
+            k -= 1
+            if not _one_token(text, starts, k):
+                break
+    return sorted(seams)
+
+
+def _seam_hits(text: str, seams: list[tuple[int, int]], filename: str) -> list[_Hit]:
+    """Values the token plugins find once the breaks are taken out and that run over one:
+    each becomes a piece per line, the first of them counted."""
+    if not seams:
+        return []
+    pieces, at, removed, prev = [], [], [0], 0
+    for a, b in seams:
+        pieces.append(text[prev:a])
+        at.append(a - removed[-1])  # where the break is in the joined text
+        removed.append(removed[-1] + b - a)
+        prev = b
+    pieces.append(text[prev:])
+    views = _Views("".join(pieces))
+    joined, starts = views.text, views.starts
+    broken = {bisect.bisect_right(starts, a) - 1 for a in at}  # the joined lines with a break
+    hits: list[_Hit] = []
+    for plugin, kind, anchors in _plugins():
+        if type(plugin) not in _SEAM_PLUGINS:
+            continue
+        for n in sorted(views.lines_hit(anchors) & broken):
+            end = starts[n + 1] - 1 if n + 1 < len(starts) else len(joined)
+            for a, b in _spans(plugin, joined[starts[n]:end], filename):
+                a, b = starts[n] + a, starts[n] + b
+                over = at[bisect.bisect_right(at, a):bisect.bisect_left(at, b)]
+                if not over or (len(over) > 1 and not _DIGIT.search(joined, a, b)):
+                    continue  # not broken (the scan of the lines finds it), or words joined
+                group = len(hits)
+                cuts = [a, *over, b]
+                for k, (p, q) in enumerate(zip(cuts, cuts[1:], strict=False)):
+                    start = p + removed[bisect.bisect_right(at, p)]
+                    stop = q + removed[bisect.bisect_left(at, q)]
+                    hits.append(_Hit(start, stop, kind, k == 0, group))
+    return hits
+
+
+def _hits(text: str, filename: str) -> list[_Hit]:
+    """Every piece to redact in `text`: the plugins line by line, private key blocks (whose lines
+    nothing else claims) and values broken over lines."""
     views = _Views(text)
     starts = views.starts
-    hits: dict[int, list[tuple[int, int, str]]] = {}
+    rules = _file_rules(filename)
+    found: list[_Hit] = []
     keys: dict[int, tuple[int, int]] = {}
     lines: list[str] | None = None
+    token_lines: set[int] = set()  # where a key broken over lines may start or end (code)
     for plugin, kind, anchors in _plugins():
-        for n in sorted(views.lines_hit(anchors)):
+        if isinstance(plugin, ProseKeyword) and rules != "prose":
+            continue
+        hit = views.lines_hit(anchors)
+        if type(plugin) in _SEAM_PLUGINS:
+            token_lines |= hit
+        for n in sorted(hit):
             end = starts[n + 1] - 1 if n + 1 < len(starts) else len(text)
             line = text[starts[n]:end].rstrip()
             if kind == PRIVATE_KEY:
-                if not any(plugin.analyze_string(line)):  # type: ignore[attr-defined]
+                if not any(plugin.analyze_string(line)):  # type: ignore[union-attr]
                     continue
                 lines = lines if lines is not None else text.split("\n")
                 block = _key_block(lines, n)
                 if block is not None:
                     keys[n] = block
                 continue
-            for a, b in _spans(plugin, line, filename):
-                hits.setdefault(n, []).append((a, b, kind))
-    if not hits and not keys:
-        return SecretScan((), text)
-
+            found += [_Hit(starts[n] + a, starts[n] + b, kind, True, -1)
+                      for a, b in _spans(plugin, line, filename)]
+    seams = [m.span() for m in _SEAM.finditer(text)] if rules == "prose" \
+        else _code_seams(text, starts, token_lines)
+    found += _seam_hits(text, seams, filename)
+    if not keys:
+        return found
     lines = lines if lines is not None else text.split("\n")
-    findings: list[Finding] = []
     covered: set[int] = set()
     for n, (col, last) in sorted(keys.items()):
-        if n in covered:
-            continue
-        findings.append(Finding(n + 1, PRIVATE_KEY))
-        covered.update(range(n + 1, last + 1))
-        hits.pop(n, None)  # the key's own line is redacted from the header on
-        _redact_key(lines, n, col, last)
-    for n, spans in hits.items():
-        if n in covered:
-            continue
-        lines[n], kinds = _redact_line(lines[n], spans)
-        findings.extend(Finding(n + 1, k) for k in kinds)
-    findings.sort(key=lambda f: (f.line, f.kind))
-    return SecretScan(tuple(findings), "\n".join(lines))
+        if n not in covered:
+            covered.update(range(n, last + 1))
+            found += _key_hits(lines, starts, n, col, last)
+    return [h for h in found if h.kind == PRIVATE_KEY
+            or bisect.bisect_right(starts, h.start) - 1 not in covered]
 
 
-def _redact_line(line: str, spans: list[tuple[int, int, str]]) -> tuple[str, list[str]]:
-    """Replace each span (the earliest-starting, then longest, wins an overlap)."""
+def _redacted(text: str, hits: list[_Hit]) -> SecretScan:
+    """Replace each hit (the earliest-starting, then longest, wins an overlap); a finding per
+    line and kind of the counted ones."""
     merged: list[list] = []
-    for a, b, kind in sorted(spans, key=lambda s: (s[0], -s[1])):
-        if merged and a < merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], b)
+    for h in sorted(hits, key=lambda h: (h.start, -h.end)):
+        if merged and h.start < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], h.end)
+            if h.counted and not merged[-1][3]:  # a finding names its own kind
+                merged[-1][2:] = [h.kind, True]
             continue
-        merged.append([a, b, kind])
-    out, pos, kinds = [], 0, []
-    for a, b, kind in merged:
-        out += [line[pos:a], f"[REDACTED:{kind}]"]
+        merged.append([h.start, h.end, h.kind, h.counted])
+    starts = _line_starts(text) if merged else [0]
+    out, pos, found = [], 0, set()
+    for a, b, kind, counted in merged:
+        out += [text[pos:a], f"[REDACTED:{kind}]"]
         pos = b
-        if kind not in kinds:
-            kinds.append(kind)
-    out.append(line[pos:])
-    return "".join(out), kinds
+        if counted:
+            found.add(Finding(bisect.bisect_right(starts, a), kind))
+    out.append(text[pos:])
+    findings = tuple(sorted(found, key=lambda f: (f.line, f.kind)))
+    return SecretScan(findings, "".join(out), tuple(Span(a, b, k) for a, b, k, _ in merged))
+
+
+def _within(hits: list[_Hit], lo: int, hi: int) -> list[_Hit]:
+    """The hits inside [lo, hi), moved to start at 0; a broken value whose counted piece lies
+    outside (on a neighbouring page) is counted at its first piece inside."""
+    inside = [h for h in hits if lo <= h.start and h.end <= hi]
+    counted = {h.group for h in inside if h.counted}
+    out = []
+    for h in inside:
+        first = h.group >= 0 and h.group not in counted
+        if first:
+            counted.add(h.group)
+        out.append(h._replace(start=h.start - lo, end=h.end - lo, counted=h.counted or first))
+    return out
+
+
+def scan(text: str, filename: str = "", before: str = "", after: str = "") -> SecretScan:
+    """Findings (line, kind) in `text` and the text with every value redacted. `filename` picks
+    the keyword plugin's patterns (config files, `.env`, code, prose). `before` and `after` are
+    the neighbouring pages of a PDF page: a key broken by the page break is redacted on both."""
+    if not (before.strip() or after.strip()):
+        hits = _hits(text, filename)
+        return _redacted(text, hits) if hits else SecretScan((), text)
+    tail = before.rstrip("\n").rsplit("\n", 1)[-1]
+    head = after.lstrip("\n").split("\n", 1)[0]
+    body = text if not text or text.endswith("\n") else text + "\n"
+    window = f"{tail}\n{body}{head}"
+    hits = _within(_hits(window, filename), len(tail) + 1, len(tail) + 1 + len(text))
+    return _redacted(text, hits) if hits else SecretScan((), text)

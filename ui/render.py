@@ -11,7 +11,14 @@ from pathlib import Path
 import plotly.graph_objects as go
 import pymupdf
 
+from ingest.pdf import secret_rects
+
 MAX_SIDE = 1600
+WITHHELD = "picture withheld: the page holds a redacted secret"
+
+
+class PictureWithheld(ValueError):
+    """A page or frame whose secret cannot be hidden on its picture: its text is shown instead."""
 
 
 def safe_answer(text: str) -> str:
@@ -56,12 +63,32 @@ def _needles(passage: str) -> list[str]:
     return out
 
 
-def pdf_page_png(file: Path, page: int, passage: str = "", zoom: float = 1.5) -> tuple[bytes, int]:
+def _hide_secrets(doc: pymupdf.Document, number: int, name: str, flagged: bool) -> None:
+    """Black out page `number`'s secrets (the in-memory copy's text under them is removed too);
+    PictureWithheld when one cannot be located, or ingest found one the text layer does not
+    show (an OCRed page)."""
+    rects = secret_rects(doc, number, name)
+    if rects is None or (flagged and not rects):
+        raise PictureWithheld(WITHHELD)
+    if rects:
+        p = doc.load_page(number - 1)
+        for rect in rects:
+            p.add_redact_annot(rect + (-1, -1, 1, 1), fill=(0, 0, 0))
+        p.apply_redactions(images=pymupdf.PDF_REDACT_IMAGE_PIXELS,
+                           graphics=pymupdf.PDF_REDACT_LINE_ART_NONE)
+
+
+def pdf_page_png(file: Path, page: int, passage: str = "", zoom: float = 1.5,
+                 flagged: bool = False) -> tuple[bytes, int]:
     """Page `page` (1-based) of a PDF as PNG, with every piece of `passage` found on it
-    highlighted; also how many marks were drawn. The file itself is never changed."""
+    highlighted; also how many marks were drawn. Secrets on the page are drawn as black boxes
+    (`flagged`: ingest found one there); PictureWithheld when that cannot be done. Annotations
+    are not drawn (a note's or a form field's text is not the page text ingest scanned, and
+    one drawn on top would cover the boxes). The file itself is never changed."""
     with pymupdf.open(file) as doc:
         if not 1 <= page <= doc.page_count:
             raise ValueError(f"{file.name} has no page {page}")
+        _hide_secrets(doc, page, file.name, flagged)
         p = doc.load_page(page - 1)
         marks = 0
         for needle in _needles(passage):
@@ -71,7 +98,7 @@ def pdf_page_png(file: Path, page: int, passage: str = "", zoom: float = 1.5) ->
                 marks += 1
         # a huge page (PDF allows 14,400 pt a side) is drawn at most MAX_SIDE pixels a side
         zoom = min(zoom, MAX_SIDE / max(p.rect.width, p.rect.height, 1))
-        pix = p.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), alpha=False)
+        pix = p.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), alpha=False, annots=False)
         return pix.tobytes("png"), marks
 
 

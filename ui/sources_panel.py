@@ -11,6 +11,8 @@ from app.services.corpora import CorpusNotFound
 from app.services.viewing import SourceView, source_view
 from ui.auth import who
 from ui.render import (
+    WITHHELD,
+    PictureWithheld,
     code_excerpt_html,
     inline_png,
     marked_text,
@@ -39,9 +41,10 @@ def _label(src: dict) -> str:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def _page_png(file: str, mtime_ns: int, page: int, quote: str) -> tuple[bytes, int]:
-    """Drawn once per file version, page and passage, not on every rerun of the chat."""
-    return pdf_page_png(Path(file), page, quote)
+def _page_png(file: str, mtime_ns: int, page: int, quote: str, flagged: bool) -> tuple[bytes, int]:
+    """Drawn once per file version, page and passage, not on every rerun of the chat (a page
+    whose secret cannot be hidden raises, and is not cached)."""
+    return pdf_page_png(Path(file), page, quote, flagged=flagged)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -54,11 +57,14 @@ def _pdf(view: SourceView, src: dict) -> None:
     quote = src.get("quote", "")
     if view.file is not None:
         try:
-            png, marks = _page_png(str(view.file), view.file.stat().st_mtime_ns, page, quote)
+            png, marks = _page_png(str(view.file), view.file.stat().st_mtime_ns, page, quote,
+                                   view.page_holds_secret(page))
             st.markdown(inline_png(png, f"{view.path}, page {page}"
                                    + (f" ({marks} passage marks)" if marks else "")),
                         unsafe_allow_html=True)
             return
+        except PictureWithheld:
+            st.caption(f"{WITHHELD}; its text:")
         except Exception as exc:  # noqa: BLE001 - a damaged or odd PDF: show its text instead
             st.caption(f"the page cannot be drawn ({exc}); its text:")
     part = view.page(page)
@@ -76,9 +82,13 @@ def _video(view: SourceView, src: dict) -> None:
     if view.file is not None:
         try:
             h, m, sec = (int(float(x)) for x in str(src["t"]).split(":"))
+            if view.frame_holds_secret(h * 3600 + m * 60 + sec):
+                raise PictureWithheld("picture withheld: the frame shows a redacted secret")
             png = _frame_png(str(view.file), view.file.stat().st_mtime_ns,
                              h * 3600 + m * 60 + sec)
             st.markdown(inline_png(png, f"{view.path} @ {src['t']}"), unsafe_allow_html=True)
+        except PictureWithheld as exc:
+            st.caption(str(exc))
         except Exception as exc:  # noqa: BLE001 - a damaged video: the text still shows
             st.caption(f"the frame cannot be shown ({exc})")
     st.markdown(marked_text(src.get("quote", ""), src.get("quote", "")), unsafe_allow_html=True)

@@ -34,9 +34,27 @@ class SourceView:
     kind: str  # code | text | pdf | notebook | video
     file: Path | None  # the original file, when it is still on disk and not inside an archive
     parts: list[SourcePart]
+    flags: tuple[str, ...] = ()
 
     def page(self, number: int) -> SourcePart | None:
         return next((p for p in self.parts if p.kind == "page" and p.start == number), None)
+
+    def page_holds_secret(self, number: int) -> bool:
+        """Whether ingest found a secret on page `number` (its flag, or its stored text's
+        redaction mark: flags stop at 100 a document): its picture must hide it."""
+        part = self.page(number)
+        return any(f.startswith(f"secret:p{number}:") for f in self.flags) \
+            or (part is not None and "[REDACTED:" in part.text)
+
+    def frame_holds_secret(self, seconds: int) -> bool:
+        """Whether the frame drawn for `seconds` (a citation's whole second) showed a secret
+        (its OCR text was redacted): the kept frame on screen then, or one within that second."""
+        frames = [p for p in self.parts if p.kind == "time" and p.start is not None
+                  and p.text.startswith("<frame")]
+        ms = seconds * 1000
+        shown = [p for p in frames if p.start <= ms][-1:]
+        return any("[REDACTED:" in p.text
+                   for p in shown + [p for p in frames if ms < p.start < ms + 1000])
 
     def lines(self) -> list[str]:
         """The text as lines (line n is index n - 1): segments concatenate back to the file."""
@@ -74,7 +92,8 @@ def source_view(corpus: str, path: str, who: Who = None) -> SourceView:
         parts = [SourcePart(s.span_kind, s.start, s.end, s.text) for s in session.scalars(
             select(StoredSegment).where(StoredSegment.source_id == row.id)
             .order_by(StoredSegment.order))]
-        return SourceView(corpus, row.path, row.kind, original_file(row.root, row.path), parts)
+        return SourceView(corpus, row.path, row.kind, original_file(row.root, row.path), parts,
+                          tuple(row.flags or ()))
 
 
 @dataclass(frozen=True)
