@@ -169,6 +169,8 @@ def run_pipeline(inputs: list[Path], tokenizer: Tokenizer, options: PipelineOpti
         skipped.extend(found.skipped)
         total = len(candidates)
         progress("collect", total, total, f"{total} files")
+        roots = sorted({c.root for c in candidates} | {s.root for s in found.skipped}
+                       | {str(p.expanduser().resolve()) for p in inputs})
 
         def documents() -> Iterator[Document]:
             workers = options.workers or default_workers()
@@ -178,6 +180,8 @@ def run_pipeline(inputs: list[Path], tokenizer: Tokenizer, options: PipelineOpti
 
             for read in _read_all(candidates, options.process, known, cache, workers, starting):
                 cand = candidates[read.index]
+                # read: let it go (a million candidates held to the end took ~0.5 GB)
+                candidates[read.index] = None  # type: ignore[call-overload]
                 if cache is not None:
                     for key, reason in read.verdicts.items():
                         cache.put_verdict(key, reason)
@@ -194,6 +198,4 @@ def run_pipeline(inputs: list[Path], tokenizer: Tokenizer, options: PipelineOpti
 
         docs = count_documents(documents(), tokenizer, cache, options.workers)
         progress("count", total, total, f"{sum(d.tokens for d in docs):,} tokens")
-        roots = sorted({c.root for c in candidates} | {s.root for s in found.skipped}
-                       | {str(p.expanduser().resolve()) for p in inputs})
         return PipelineResult(docs, skipped, unchanged, found.notes, roots, total)
