@@ -269,3 +269,25 @@ def test_a_video_frame_whose_text_held_a_secret_is_not_drawn():
     view = SourceView("c", "talk.mp4", "video", None, parts, ("secret:@00:00:04:github-token",))
     assert [view.frame_holds_secret(s) for s in (0, 3, 4, 6, 8, 9)] == \
         [False, False, True, True, True, False]
+
+
+def test_a_scan_with_an_invisible_text_layer_is_boxed_over_its_pixels(tmp_path):
+    """The usual scanned PDF: the page is a picture, OCR text lies invisibly over its words. The
+    box covers the picture's pixels of the key, not only the invisible text."""
+    line = f"token {GITHUB}"
+    shot = pymupdf.open()
+    shot.new_page().insert_text((72, 100), line, fontsize=14)
+    pix = shot.load_page(0).get_pixmap(dpi=144)
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_image(page.rect, pixmap=pix)
+    page.insert_text((72, 100), line, fontsize=14, render_mode=3)  # invisible, over the pixels
+    path = tmp_path / "scan.pdf"
+    doc.save(path)
+    found = _process(path)
+    assert "secret:p1:github-token" in found.flags
+    png, _ = pdf_page_png(path, 1, flagged=True)
+    (rect,) = _where(path, 1, GITHUB)
+    assert _dark_share(png, rect) > 0.9
+    (word,) = _where(path, 1, "token")
+    assert 0.02 < _dark_share(png, word) < 0.6  # the picture's other words are still drawn
