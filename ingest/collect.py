@@ -53,6 +53,9 @@ _GIT_SAFE_CONFIG = (
     "core.untrackedCache=false", "core.quotepath=off", "diff.external=", "credential.helper=",
     "gpg.program=", "sequence.editor=true", "protocol.allow=never", "submodule.recurse=false",
     "uploadpack.packObjectsHook=",
+    # nor the global excludes file git reads by default (~/.config/git/ignore): a `*` there
+    # made every repository look ignored by itself. The repository's own rules decide.
+    "core.excludesFile=/dev/null",
 )
 # Environment variables through which git could be told to run something or read other config.
 _GIT_ENV_DROP = (

@@ -9,10 +9,17 @@ The shared modules (helpers, fakes, loadgen, pg) are importable from both: pypro
 tests/ on the path (`pythonpath`).
 
 Every test gets its own data folder (SCOUTLENS_HOME) and SQLite database; tests that take
-`db_url` run twice, on that SQLite file and on a fresh database of a real PostgreSQL server."""
+`db_url` run twice, on that SQLite file and on a fresh database of a real PostgreSQL server.
+
+No test may depend on the ones before it: what a test's code changes in the process (environment
+variables, the working folder, the engine of its database) is put back after it, and
+`--order reverse` or `--order shuffle:SEED` runs the tests in another order to check that."""
 
 from __future__ import annotations
 
+import os
+import random
+import sys
 import uuid
 from pathlib import Path
 
@@ -36,6 +43,52 @@ def _folder(path: Path) -> Path | None:
     return None
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--order", default="", metavar="reverse|shuffle:SEED",
+        help="run the tests in reverse, or shuffled with SEED (modules in a random order, the "
+             "tests of each in a random order): every test must pass in any order")
+
+
+def _reordered(items: list[pytest.Item], order: str) -> list[pytest.Item]:
+    """ITEMS in the ORDER asked for; a module's tests stay together, so each module-scoped
+    fixture is still built once. Every xdist worker computes the same order from the seed."""
+    if order == "reverse":
+        return items[::-1]
+    kind, _, seed = order.partition(":")
+    if kind != "shuffle" or not seed.isdigit():
+        raise pytest.UsageError(f"--order {order}: use reverse or shuffle:SEED (SEED a number)")
+    rng = random.Random(int(seed))
+    modules: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        modules.setdefault(str(item.path), []).append(item)
+    groups = list(modules.values())
+    rng.shuffle(groups)
+    for group in groups:
+        rng.shuffle(group)
+    return [item for group in groups for item in group]
+
+
+@pytest.fixture(autouse=True)
+def process_state():
+    """Environment variables that the code under test sets (the `ui` command's, a library's on
+    import) and the working folder are put back after each test: the next test in this worker
+    starts as if it ran first."""
+    environ, cwd = dict(os.environ), os.getcwd()
+    yield
+    for key in set(os.environ) - set(environ):
+        del os.environ[key]
+    for key, value in environ.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
+    try:
+        moved = os.getcwd() != cwd
+    except OSError:  # the folder it moved to is gone
+        moved = True
+    if moved:
+        os.chdir(cwd)
+
+
 @pytest.fixture(autouse=True)
 def scoutlens_home(tmp_path, monkeypatch):
     home = tmp_path / "home"
@@ -43,7 +96,16 @@ def scoutlens_home(tmp_path, monkeypatch):
     monkeypatch.delenv("SCOUTLENS_DATABASE_URL", raising=False)
     get_settings.cache_clear()
     yield home
+    _close_databases()
     get_settings.cache_clear()
+
+
+def _close_databases() -> None:
+    """Close the engines the test opened: they are kept per URL for the life of the process,
+    so each test's would hold its connections, and their files, to the end of the session."""
+    database = sys.modules.get("app.database")
+    for url in list(getattr(database, "_dbs", ())):
+        database.dispose_db(url)
 
 
 @pytest.fixture(scope="session")
@@ -103,9 +165,12 @@ def _needs(item: pytest.Item) -> list[str]:
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by the marks added here
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
     """Mark `integration` every test in tests/integration; a unit test that takes the model or
-    PostgreSQL, or a test outside both folders, is kept to fail at setup, saying why."""
+    PostgreSQL, or a test outside both folders, is kept to fail at setup, saying why. Then the
+    order `--order` asks for."""
+    if order := config.getoption("order"):
+        items[:] = _reordered(items, order)
     for item in items:
         folder = _folder(Path(item.path))
         if folder == INTEGRATION:

@@ -18,9 +18,22 @@ import pymupdf
 REPO = Path(__file__).resolve().parents[1]
 
 
+def git_env() -> dict[str, str]:
+    """This process's environment for a git the tests run: no GIT_* variable inherited from the
+    shell (a hook's GIT_DIR or GIT_INDEX_FILE would send `init` and `add` elsewhere), and no
+    system or global config (a template, an excludes file or safe.directory of this machine's
+    would make the repositories the tests build differ from what collect, which reads neither,
+    sees)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull, GIT_TERMINAL_PROMPT="0")
+    return env
+
+
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True).stdout
+    argv = ["git", "-c", f"core.excludesFile={os.devnull}", "-c", "init.defaultBranch=main",
+            "-C", str(repo), *args]
+    return subprocess.run(argv, check=True, capture_output=True, text=True, env=git_env(),
+                          stdin=subprocess.DEVNULL).stdout
 
 
 def make_repo(root: Path) -> Path:

@@ -8,7 +8,8 @@ import os
 import subprocess
 import sys
 
-from helpers import evil_repo, git, tar_tree, zip_tree
+import pytest
+from helpers import evil_repo, git, git_env, tar_tree, zip_tree
 
 from ingest.collect import collect
 
@@ -18,7 +19,7 @@ def test_theevil_repo_really_runs_its_command_under_plain_git(tmp_path):
     marker = tmp_path / "PWNED"
     repo = evil_repo(tmp_path, marker)
     subprocess.run(["git", "-C", str(repo), "ls-files", "-co", "--exclude-standard"],
-                   capture_output=True, check=True)
+                   capture_output=True, check=True, env=git_env())
     assert marker.exists()
 
 
@@ -83,3 +84,26 @@ def test_git_environment_cannot_smuggle_a_command(tmp_path, monkeypatch):
     with collect([repo]) as found:
         assert [c.path for c in found.candidates] == ["a.txt"]
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("where", ["HOME", "XDG_CONFIG_HOME"])
+def test_a_global_ignore_file_does_not_hide_the_repository(tmp_path, monkeypatch, where):
+    """git reads ~/.config/git/ignore even with no global config; a `*` there (a home folder
+    kept in git) made every repository "ignored by its enclosing repository", walked without
+    git. Like the global config, it is not read: the repository's own rules decide."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / ".gitignore").write_text("*.log\n")
+    (repo / "a.txt").write_text("a\n")
+    (repo / "debug.log").write_text("l\n")
+    git(repo, "init", "-q")
+    git(repo, "add", "-f", "debug.log")  # tracked although ignored: only git lists it
+    home = tmp_path / "home"
+    config = home / ".config" if where == "HOME" else home
+    (config / "git").mkdir(parents=True)
+    (config / "git" / "ignore").write_text("*\n")
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.setenv(where, str(home))
+    with collect([repo]) as found:
+        assert any("git's file list" in n for n in found.notes)
+        assert sorted(c.path for c in found.candidates) == [".gitignore", "a.txt", "debug.log"]
