@@ -141,8 +141,9 @@ def ingest(inputs: list[Path], corpus: str, tokenizer: str | None = None,
                                   f"({', '.join(exc.paths[:3])}); run it again") from None
     # rows rewritten under the same version (secrets now kept or redacted, a re-created
     # corpus) have new segment ids: the index of that version must be built again
-    _index(name, report, url, progress, rebuild=bool(result.documents) or bool(
-        report.count("removed")))
+    rebuild = bool(result.documents) or bool(report.count("removed"))
+    del result, refused  # stored: the documents need not wait in memory for the index build
+    _index(name, report, url, progress, rebuild=rebuild)
     report.seconds = time.perf_counter() - started
     return report
 
