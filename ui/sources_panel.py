@@ -55,7 +55,10 @@ def _frame_png(file: str, mtime_ns: int, seconds: float) -> bytes:
 def _pdf(view: SourceView, src: dict) -> None:
     page = int(src["page"])
     quote = src.get("quote", "")
-    if view.file is not None:
+    if view.file is not None and view.page_unchecked(page):
+        st.caption("picture withheld: the page has no text layer and was not OCRed, so it was "
+                   "never checked for secrets")
+    elif view.file is not None:
         try:
             png, marks = _page_png(str(view.file), view.file.stat().st_mtime_ns, page, quote,
                                    view.page_holds_secret(page))

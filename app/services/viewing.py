@@ -46,6 +46,11 @@ class SourceView:
         return any(f.startswith(f"secret:p{number}:") for f in self.flags) \
             or (part is not None and "[REDACTED:" in part.text)
 
+    def page_unchecked(self, number: int) -> bool:
+        """Whether page `number` had no text layer and was not OCRed: nothing on its picture was
+        checked for secrets, so it is not drawn."""
+        return f"no-text-layer:p{number}" in self.flags
+
     def frame_holds_secret(self, seconds: int) -> bool:
         """Whether the frame drawn for `seconds` (a citation's whole second) showed a secret
         (its OCR text was redacted): the kept frame on screen then, or one within that second."""

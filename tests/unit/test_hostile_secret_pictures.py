@@ -291,3 +291,18 @@ def test_a_scan_with_an_invisible_text_layer_is_boxed_over_its_pixels(tmp_path):
     assert _dark_share(png, rect) > 0.9
     (word,) = _where(path, 1, "token")
     assert 0.02 < _dark_share(png, word) < 0.6  # the picture's other words are still drawn
+
+
+def test_a_page_never_read_is_not_drawn(tmp_path, monkeypatch):
+    """A scanned page ingested without OCR: nothing on it was checked, so no picture of it."""
+    from ui import sources_panel
+
+    path = _pdf(tmp_path / "scan.pdf", [[((72, 72), "placeholder")]])
+    view = SourceView("c", "scan.pdf", "pdf", path, [SourcePart("page", 1, 1, "")],
+                      ("no-text-layer:p1",))
+    shown: list[str] = []
+    monkeypatch.setattr(sources_panel.st, "caption", lambda text: shown.append(f"caption:{text}"))
+    monkeypatch.setattr(sources_panel.st, "markdown", lambda text, **_: shown.append(text))
+    sources_panel._pdf(view, {"page": 1, "quote": ""})
+    assert shown[0].startswith("caption:picture withheld: the page has no text layer")
+    assert "data:image" not in " ".join(shown)
