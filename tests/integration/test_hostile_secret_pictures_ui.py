@@ -60,7 +60,8 @@ def _answer_citing(pages: list[int]) -> None:
 
     with session_scope(get_settings().db_url) as session:
         source = session.scalar(select(Source).where(Source.path == "runbook.pdf"))
-        source.flags = [*source.flags, "ocr:p3", "secret:p3:github-token"]
+        source.flags = [*(f for f in source.flags if f != "no-text-layer:p3"), "ocr:p3",
+                        "secret:p3:github-token"]
         session.add(Question(
             corpus_name="ops", conversation="c-secret", turn=1, question="How to deploy?",
             answer="Use the deploy token [S1] [S2].", mode="full", backend="embedded",
