@@ -44,6 +44,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from app.daemon_threads import Abandoned, run_daemon
 from app.mcp.runtime import Runtime
 from app.services.access import Who
 from common.errors import UserError
@@ -412,12 +413,15 @@ def create_app(rt: Runtime, who_of: Callable[[Request], Who], loopback_only: boo
 
 async def _answer(rt: Runtime, req: ChatRequest, who: Who, asking: Asking,
                   limiter: anyio.CapacityLimiter):
-    """A whole answer, from a thread of the asks' limiter; a request cancelled (the server
-    stopping past GRACE_S) leaves the thread to stop at its next delta."""
+    """A whole answer, from a daemon thread with a place on the asks' limiter. The server
+    stopping answers at once (503) and leaves the thread to stop at its next delta, or with
+    the process."""
+    stopped = anyio.Event()
+    asking.wake = stopped.set
     try:
-        return await anyio.to_thread.run_sync(_ask, rt, req, who, asking.check,
-                                              limiter=limiter, abandon_on_cancel=True)
-    except ClientGone:
+        return await run_daemon(_ask, rt, req, who, asking.check, name="scoutlens-api-ask",
+                                limiter=limiter, finished=stopped)
+    except (ClientGone, Abandoned):
         raise STOPPING from None
     except BaseException:
         asking.gone.set()

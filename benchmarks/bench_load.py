@@ -78,6 +78,8 @@ def serve_stand_in(slow_gap_s: float = 0.0, first_token_s: float = 0.0) -> None:
     # TCP_NODELAY as uvicorn (vLLM) sets it: else the stand-in's split writes wait on delayed
     # ACKs (~40 ms) over kept-alive connections, timing the stand-in, not the app
     fakes._Handler.disable_nagle_algorithm = True
+    # many questions connect at once (--api): a listen backlog of 5 would drop their SYNs
+    fakes._Server.request_queue_size = 256
     fake = FakeOpenAI(max_model_len=8192).start()
     if slow_gap_s:
         fake.next_reply = lambda: Reply(deltas=("tok ",), endless=True, gap_s=slow_gap_s,

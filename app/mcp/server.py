@@ -24,6 +24,7 @@ import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 
+from app.daemon_threads import run_daemon
 from app.mcp.runtime import Runtime
 from app.mcp.schemas import TOOLS, input_schema, parse
 from app.mcp.tools import HANDLERS
@@ -37,6 +38,7 @@ INSTRUCTIONS = (
     "range, a PDF page or a video frame's text; pack gives a whole corpus within a token "
     "budget for your own model; ask answers on scoutlens's model with checked citations.")
 READ_ONLY = {"list_corpora", "search", "read_source"}
+TOOL_THREADS = 40  # tool calls running at once (more wait for a place)
 WhoOf = Callable[[ServerRequestContext], Who]
 
 
@@ -92,6 +94,8 @@ def progress_reporter(ctx: ServerRequestContext) -> Callable[[str, int, int, str
 
 
 def build_server(rt: Runtime, who_of: WhoOf, version: str = "") -> Server:
+    tool_threads = anyio.CapacityLimiter(TOOL_THREADS)
+
     async def list_tools(ctx: ServerRequestContext,
                          params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         return types.ListToolsResult(tools=tool_list())
@@ -102,8 +106,9 @@ def build_server(rt: Runtime, who_of: WhoOf, version: str = "") -> Server:
         try:
             args = parse(name, params.arguments)
             who = await anyio.to_thread.run_sync(who_of, ctx)
-            result = await anyio.to_thread.run_sync(HANDLERS[name], args, rt, who,
-                                                    progress_reporter(ctx))
+            # a daemon thread: a server stopping does not wait for a long ask
+            result = await run_daemon(HANDLERS[name], args, rt, who, progress_reporter(ctx),
+                                      name=f"scoutlens-mcp-{name}", limiter=tool_threads)
         except UserError as exc:
             return error_result(str(exc))
         except Exception as exc:  # a bug: the log has the traceback, the client one line

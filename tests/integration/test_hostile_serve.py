@@ -6,7 +6,7 @@ signals and sockets), with real clients, and a stand-in model (tests/fakes.py):
   configured as ::1 is matched over 127.0.0.1; two different user lines are nobody;
 - 60 slow streamed questions in flight (the model not yet at its first token) and /v1/models
   still answers, before any of them got a token; SIGTERM then ends the server, every stream
-  closed with an error event and [DONE], nothing stored;
+  closed with an error event and [DONE], a whole (unstreamed) answer a 503, nothing stored;
 - a lone surrogate escape in a question is a 400 with one line (API), a JSON-RPC parse error
   (MCP), never a 500."""
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,8 +55,20 @@ def _request(port: int, method: str, path: str, headers: list[tuple[str, str]],
     return resp.status, json.loads(data or b"null")
 
 
+def _wait_for(condition, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
 @pytest.fixture
-def model():
+def model(monkeypatch):
+    import fakes
+
+    # 60 questions connect at once: a listen backlog of 5 drops their SYNs (retried after 1,
+    # 3, 7, ... s), timing the stand-in's socket, not the app
+    monkeypatch.setattr(fakes._Server, "request_queue_size", 256)
     fake = FakeOpenAI(max_model_len=8192).start()
     yield fake
     fake.close()
@@ -89,7 +102,7 @@ def test_serve_api_believes_no_forwarded_address(tmp_path, model):
 
 
 @contextmanager
-def mcp_http(home: Path, **env: str):
+def mcp_http(home: Path, *args: str, **env: str):
     import os
     import subprocess
     import sys
@@ -101,7 +114,8 @@ def mcp_http(home: Path, **env: str):
     log = home.parent / f"mcp-{port}.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "app.cli", "mcp", "--transport", "http",
-                                 "--port", str(port)], cwd=REPO, stdout=out, stderr=out,
+                                 "--port", str(port), *args], cwd=REPO, stdout=out,
+                                stderr=out,
                                 env=clean | {"SCOUTLENS_HOME": str(home)} | env)
     url = f"http://127.0.0.1:{port}/mcp"
     try:
@@ -114,9 +128,10 @@ def mcp_http(home: Path, **env: str):
                 if proc.poll() is not None or time.time() > deadline:
                     pytest.fail(f"the MCP server did not start: {log.read_text()[-3000:]}")
                 time.sleep(0.2)
-        yield url
+        yield url, proc
     finally:
-        proc.terminate()
+        if proc.poll() is None:
+            proc.kill()
         proc.wait(30)
 
 
@@ -128,10 +143,10 @@ async def _list_corpora(url: str, headers: dict[str, str]):
 
 
 def test_mcp_over_http_believes_no_forwarded_address(tmp_path):
-    with mcp_http(tmp_path / "home", **_header_env(f'["{PROXY}"]')) as url:
+    with mcp_http(tmp_path / "home", **_header_env(f'["{PROXY}"]')) as (url, _):
         result = anyio.run(_list_corpora, url, SPOOF)
         assert result.is_error and "not signed in" in result.content[0].text
-    with mcp_http(tmp_path / "home", **_header_env('["::1"]')) as url:
+    with mcp_http(tmp_path / "home", **_header_env('["::1"]')) as (url, _):
         result = anyio.run(_list_corpora, url, {"X-Forwarded-User": "bob"})
         assert not result.is_error, result.content[0].text
 
@@ -139,7 +154,7 @@ def test_mcp_over_http_believes_no_forwarded_address(tmp_path):
 def test_mcp_over_http_refuses_a_lone_surrogate_as_a_parse_error(tmp_path):
     headers = {"Accept": "application/json, text/event-stream",
                "Content-Type": "application/json"}
-    with mcp_http(tmp_path / "home") as url:
+    with mcp_http(tmp_path / "home") as (url, _):
         init = httpx.post(url, headers=headers, json={
             "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
                 "protocolVersion": "2025-06-18", "capabilities": {},
@@ -171,8 +186,46 @@ def test_slow_streams_stall_no_one_and_sigterm_closes_them(tmp_path, scoutlens_h
         assert status == 200 and model.events_sent == 0  # answered while all 60 wait
         status, answer = _request(server.port, "POST", "/v1/chat/completions", [], SURROGATE)
         assert status == 400 and "not valid Unicode" in answer["error"]["message"]
+        whole: list = []
+        asker = threading.Thread(target=lambda: whole.append(_request(
+            server.port, "POST", "/v1/chat/completions", [], json.dumps(
+                {"model": "corpus:facts", "messages": [
+                    {"role": "user", "content": "Which file sets RETRY_LIMIT?"}]}).encode())),
+            daemon=True)
+        asker.start()
+        _wait_for(lambda: len(model.completions) == 61, "the whole answer reached the model")
         assert sigterm_seconds(server.proc, timeout=60) is not None  # it ended
+    asker.join(10)
+    assert whole and whole[0][0] == 503, whole
+    assert whole[0][1]["error"]["code"] == "server_stopping"
     for s in streams:
         assert s.done.wait(10) and s.closed_cleanly, (s.error, s.events[-2:])
         assert json.loads(s.events[-2])["error"]["code"] == "server_stopping"
     assert history("facts") == []  # answers nobody received are not stored
+
+
+def test_mcp_over_http_ends_on_sigterm_with_an_ask_in_flight(tmp_path, scoutlens_home, model):
+    """A tool call waiting for the model's first token does not keep the server alive."""
+    from app.services.corpora import ingest
+
+    ingest([make_facts_repo(tmp_path / "facts")], "facts")
+    model.next_reply = lambda: Reply(deltas=("tok ",), endless=True, gap_s=0.2, delay_s=120)
+
+    ended: list[str] = []
+
+    async def ask(url: str) -> None:
+        try:
+            async with streamable_http_client(url) as (read, write), ClientSession(
+                    read, write) as session:
+                await session.initialize()
+                await session.call_tool("ask", {"corpus": "facts", "question": "The code?"})
+        except Exception as exc:  # noqa: BLE001 - the server went away: what the client saw
+            ended.append(type(exc).__name__)
+
+    with mcp_http(scoutlens_home, "--endpoint", model.url) as (url, proc):
+        asker = threading.Thread(target=lambda: anyio.run(ask, url), daemon=True)
+        asker.start()
+        _wait_for(lambda: model.completions, "the question reached the model")
+        assert sigterm_seconds(proc, timeout=60) is not None  # it ended
+        asker.join(30)
+    assert ended  # the client was told, not left waiting

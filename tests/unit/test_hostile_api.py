@@ -122,7 +122,9 @@ def test_one_person_cannot_take_every_place(facts):
             t.join(60)
 
 
-def test_a_stopping_server_ends_streams_with_an_error_event_and_done(facts):
+def test_a_stopping_server_ends_questions_at_once(facts):
+    """A stream with an error event and [DONE], a whole answer with a 503, both before the
+    model answered (it would hold the server's exit)."""
     gate = threading.Event()
     backend = ScriptedBackend(during=gate.wait)
     app = _app(backend)
@@ -133,14 +135,23 @@ def test_a_stopping_server_ends_streams_with_an_error_event_and_done(facts):
             with client.stream("POST", "/v1/chat/completions", json=_ask(stream=True)) as r:
                 events.extend(line.removeprefix("data: ") for line in r.iter_lines() if line)
 
+        whole: list = []
         reader = threading.Thread(target=read, daemon=True)
+        asker = threading.Thread(target=lambda: whole.append(client.post(
+            "/v1/chat/completions", json=_ask("And the retry limit?"))), daemon=True)
         reader.start()
-        _until(lambda: backend.requests, "the question reached the model")
+        asker.start()
+        _until(lambda: len(backend.requests) == 2, "the questions reached the model")
         client.portal.call(app.state.in_flight.stop_all)  # what `serve` does on SIGTERM
         reader.join(60)
+        asker.join(60)
+        ended_before_the_model = not reader.is_alive() and not asker.is_alive()
         gate.set()
+        assert ended_before_the_model
         assert events[-1] == "[DONE]"
         assert json.loads(events[-2])["error"]["code"] == "server_stopping"
+        assert whole[0].status_code == 503
+        assert whole[0].json()["error"]["code"] == "server_stopping"
         r = client.post("/v1/chat/completions", json=_ask())
         assert r.status_code == 503 and r.json()["error"]["code"] == "server_stopping"
     from app.services.history import history
