@@ -208,6 +208,20 @@ def error_response(exc: ApiError) -> JSONResponse:
     return JSONResponse(exc.body(), exc.status, headers=headers)
 
 
+TOO_DEEP = ApiError(400, "the body nests arrays or objects too deeply for a chat request")
+
+
+def parsed(raw: bytes) -> Any:
+    """The body as JSON; ApiError (400) when it is none, or nests so deeply that the parser
+    gives up (a RecursionError is no server fault: a client sent [[[[...)."""
+    try:
+        return json.loads(raw or b"null")
+    except RecursionError:
+        raise TOO_DEEP from None
+    except ValueError:
+        raise ApiError(400, "the body is not JSON") from None
+
+
 def valid_text(body: Any) -> Any:
     """The parsed body, refused when a string in it is not Unicode text: JSON may escape a
     lone surrogate (\\ud800), which no storage or model can take."""
@@ -216,6 +230,8 @@ def valid_text(body: Any) -> Any:
     except UnicodeEncodeError:
         raise ApiError(400, "the body holds text that is not valid Unicode (a lone surrogate "
                             "escape such as \\ud800)") from None
+    except RecursionError:
+        raise TOO_DEEP from None
     return body
 
 
@@ -317,8 +333,10 @@ def _host_ok(request: Request) -> bool:
     """A loopback server answers only requests addressed to loopback: a web page whose name
     an attacker re-points at 127.0.0.1 (DNS rebinding) sends its own name as Host."""
     host = request.headers.get("host", "")
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    return name.lower() in LOOPBACK_HOSTS
+    name, colon, port = host.rpartition(":") if not host.endswith("]") else ("", "", host)
+    if not colon:
+        name, port = port, ""
+    return name.lower() in LOOPBACK_HOSTS and (port == "" or port.isdigit())
 
 
 async def _body(request: Request) -> bytes:
@@ -379,11 +397,7 @@ def create_app(rt: Runtime, who_of: Callable[[Request], Who], loopback_only: boo
         try:
             who = await run_quick(who_of, request)
             raw = await _body(request)
-            try:
-                body = valid_text(json.loads(raw or b"null"))
-            except ValueError:
-                raise ApiError(400, "the body is not JSON") from None
-            req = parse_chat(body)
+            req = parse_chat(valid_text(parsed(raw)))
             await run_quick(_prepare, req, who)
             asking = in_flight.admit(who)
         except UserError as exc:
