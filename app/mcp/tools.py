@@ -27,6 +27,8 @@ MAX_LINES = 2_000  # lines read_source returns at once
 MAX_INLINE_CHARS = 4_000_000  # packed text returned in the result; larger goes to a file
 LISTED_FILES = 50  # files an ingest result names (the summary counts them all)
 #: tokenizers any caller may name: the bundled ones, no file of the caller's choosing
+#: what an agent's `out` may end in (scoutlens writes XML or Markdown text)
+PACK_SUFFIXES = (".xml", ".md", ".markdown", ".txt")
 BUILT_IN_TOKENIZERS = ("cl100k", "o200k", "embedded", "cl100k_base", "o200k_base")
 log = logging.getLogger("scoutlens.mcp")
 
@@ -231,7 +233,22 @@ def _checked_out(named: Path) -> Path:
     if (named.is_symlink() or path.exists()) and not is_pack_output(path):
         raise UserError(f"out: refusing to overwrite {path}: it is not a pack scoutlens wrote "
                         "(give a new file name)")
+    _plain_pack_name(path)
     return path
+
+
+def _plain_pack_name(path: Path) -> None:
+    """A new file is a pack's file by its name: a pack suffix, in no hidden folder. A document
+    could ask an agent to create ~/.ssh/authorized_keys, ~/.bash_profile, a .git hook or
+    /etc/cron.d/job, which a program then runs or believes; none of those ends in a pack's
+    suffix or lies outside a dot-folder."""
+    if path.suffix.lower() not in PACK_SUFFIXES:
+        raise UserError(f"out: a pack is written to a {', '.join(PACK_SUFFIXES)} file, not "
+                        f"{path.name!r}")
+    hidden = next((part for part in path.parts if part.startswith(".")), None)
+    if hidden is not None:
+        raise UserError(f"out: {path} is in the hidden {hidden!r}: packs are not written "
+                        "among dotfiles (give a file in an ordinary folder)")
 
 
 def ask(args: AskArgs, rt: Runtime, who: Who, progress: Progress) -> dict:
