@@ -28,6 +28,7 @@ from common.errors import UserError
 from ingest.types import IngestError
 
 LEGACY_OWNER = "admin"  # what the migration gives rows that had no owner
+OPERATOR = "operator"  # who the audit log names for the CLI on the server (who is None)
 VISIBILITIES = ("private", "groups", "everyone")
 
 
@@ -58,7 +59,17 @@ Who = Principal | None  # None: the operator on the server itself
 
 
 def label(who: Who) -> str:
-    return "operator" if who is None else who.name
+    return OPERATOR if who is None else who.name
+
+
+def reserved_name(name: str) -> str | None:
+    """The reserved name `name` stands for, or None: the legacy owner and the operator's
+    label, in any case or compatibility form ("Admin", "ＯＰＥＲＡＴＯＲ"), which a reader of
+    the audit log or an owner column would take for them."""
+    import unicodedata
+
+    folded = unicodedata.normalize("NFKC", name).casefold().strip()
+    return next((r for r in (LEGACY_OWNER, OPERATOR) if folded == r), None)
 
 
 def can_read(who: Who, owner: str, visibility: str, groups: list[str] | None) -> bool:

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from app.database import session_scope
 from app.models import AuditEntry, User
-from app.services.access import LEGACY_OWNER, NotAllowed, Principal, Who, seen
+from app.services.access import LEGACY_OWNER, NotAllowed, Principal, Who, reserved_name, seen
 from app.settings import get_settings
 from common.errors import UserError
 
@@ -38,10 +38,14 @@ def signed_in(name: str, groups: list[str] | set[str] | tuple[str, ...], via: st
 
 
 def _not_reserved(name: str) -> None:
-    if name == LEGACY_OWNER:
-        raise UserError(f"the user name {LEGACY_OWNER!r} is reserved: it owns what the operator "
-                        "(the CLI on the server) and the release before sign-in stored; sign "
-                        "in with another name (admins are members of SCOUTLENS_ADMIN_GROUPS)")
+    if (reserved := reserved_name(name)) == LEGACY_OWNER:
+        raise UserError(f"the user name {name!r} is reserved: {LEGACY_OWNER!r} owns what the "
+                        "operator (the CLI on the server) and the release before sign-in "
+                        "stored; sign in with another name (admins are members of "
+                        "SCOUTLENS_ADMIN_GROUPS)")
+    if reserved is not None:
+        raise UserError(f"the user name {name!r} is reserved: the audit log names the "
+                        f"server's own command line {reserved!r}; sign in with another name")
 
 
 def principal_of(name: str) -> Principal:
