@@ -40,7 +40,7 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
@@ -350,10 +350,13 @@ async def _body(request: Request) -> bytes:
     if declared.isdigit() and int(declared) > MAX_BODY:
         raise ApiError(413, f"the body is {int(declared):,} bytes; the limit is {MAX_BODY:,}")
     raw = bytearray()
-    async for part in request.stream():
-        raw += part
-        if len(raw) > MAX_BODY:
-            raise ApiError(413, f"the body is over the limit of {MAX_BODY:,} bytes")
+    try:
+        async for part in request.stream():
+            raw += part
+            if len(raw) > MAX_BODY:
+                raise ApiError(413, f"the body is over the limit of {MAX_BODY:,} bytes")
+    except ClientDisconnect:  # nobody to answer: no traceback in the log either
+        raise ApiError(400, "the client went away before its body arrived") from None
     return bytes(raw)
 
 

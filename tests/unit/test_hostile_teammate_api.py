@@ -41,3 +41,26 @@ def test_a_host_that_only_starts_like_loopback_is_refused(client, host):
 def test_loopback_hosts_still_answer(client):
     for host in ("127.0.0.1:8700", "localhost", "[::1]:8700"):
         assert client.get("/v1/models", headers={"Host": host}).status_code == 200
+
+
+def test_a_client_gone_before_its_body_arrived_is_no_server_error():
+    """A client that sends half a body and leaves: a 400 for nobody, never an ASGI traceback."""
+    import anyio
+
+    app = create_app(Runtime(), lambda request: None)
+    sent: list[dict] = []
+    parts = iter([{"type": "http.request", "body": b'{"model"', "more_body": True},
+                  {"type": "http.disconnect"}])
+
+    async def receive() -> dict:
+        return next(parts)
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions",
+             "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json")],
+             "query_string": b"", "client": ("127.0.0.1", 5), "server": ("127.0.0.1", 8700),
+             "scheme": "http", "http_version": "1.1", "root_path": ""}
+    anyio.run(app, scope, receive, send)
+    assert sent[0]["status"] == 400
