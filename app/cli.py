@@ -63,9 +63,9 @@ def _everyone(as_user: Annotated[str | None, typer.Option(
 
 def _error(exc: BaseException) -> None:
     """One line, whatever the message holds: no wrapping, no markup read from it."""
-    from rich.markup import escape
+    from app.commands.shown import shown
 
-    console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+    console.print(f"[red]error:[/] {shown(exc)}", soft_wrap=True)
 
 
 def stop_handler(stopped_by: list[int]):

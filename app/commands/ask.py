@@ -22,7 +22,7 @@ from app.commands.options import (
     text_arg,
     text_or_path_arg,
 )
-from app.commands.shown import cell, json_safe, shown
+from app.commands.shown import cell, for_terminal, json_safe, shown
 
 console = Console(stderr=True, emoji=False)
 out = Console(emoji=False)
@@ -86,7 +86,7 @@ def ask(
 
     def delta(text: str) -> None:
         if not as_json:
-            sys.stdout.write(text)
+            sys.stdout.write(for_terminal(text, sys.stdout))
             sys.stdout.flush()
 
     with pipeline_progress(console, not as_json) as progress:
@@ -94,7 +94,7 @@ def ask(
                      continue_last=cont, conversation=conversation, on_delta=delta,
                      note=note, progress=progress, as_path=as_path, who=who())
     if as_json:
-        print(json.dumps(result.to_json(), ensure_ascii=False))
+        print(json_safe(json.dumps(result.to_json(), ensure_ascii=False)))
         return
     sys.stdout.write("\n")
     _print_sources(result)

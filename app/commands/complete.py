@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from app.commands.options import BackendOpt, EndpointOpt, ModelOpt, text_arg
+from app.commands.shown import for_terminal, json_safe
 from engine.types import CompletionRequest, EngineError
 
 console = Console(stderr=True)
@@ -81,12 +82,12 @@ def complete(
             if bar.live.is_started:
                 bar.stop()
             if not as_json:
-                sys.stdout.write(delta)
+                sys.stdout.write(for_terminal(delta, sys.stdout))
                 sys.stdout.flush()
     result = stream.result
     assert result is not None
     if as_json:
-        print(json.dumps(result.to_json(), ensure_ascii=False))
+        print(json_safe(json.dumps(result.to_json(), ensure_ascii=False)))
     else:
         sys.stdout.write("\n")
         u, t = result.usage, result.timings

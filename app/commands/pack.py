@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 from typing import Annotated
 
 import typer
@@ -18,7 +19,7 @@ from app.commands.options import (
     pipeline_options,
     text_or_path_arg,
 )
-from app.commands.shown import shown
+from app.commands.shown import TerminalSafe, shown
 from app.progress import pipeline_progress
 from ingest.types import IngestError
 
@@ -55,6 +56,8 @@ def pack(
     if toc not in ("top", "end"):
         raise IngestError("--toc must be top or end")
     limit = parse_budget(budget) if budget else None
+    if out_file in (None, "-") and sys.stdout.isatty():
+        sys.stdout = TerminalSafe(sys.stdout)  # type: ignore[assignment]
     with pipeline_progress(console) as progress:
         outcome = run(target, tokenizer, limit, fmt, fit, out_file, manifest, toc,  # type: ignore[arg-type]
                       pipeline_options(keep, max_file_size, True, fps, max_frames), progress,

@@ -27,6 +27,33 @@ def json_safe(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
+#: the controls a terminal obeys, less line breaks and tabs (text streamed as it is written)
+_TERMINAL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def for_terminal(text: str, stream: object) -> str:
+    """`text` as written to `stream`: unchanged for a pipe or a file (a pack, an answer, is
+    data), its controls visible for a terminal, where a document or a model's answer quoting
+    one could clear the screen, set the title, write the clipboard (OSC 52) or forge a link."""
+    isatty = getattr(stream, "isatty", None)
+    if not (isatty and isatty()):
+        return text
+    return _TERMINAL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+class TerminalSafe:
+    """A text stream that writes through `for_terminal` (the packer writes to a stream)."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(for_terminal(text, self._stream))
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
 def shown(text: object) -> str:
     """`text` for a rich f-string: controls visible, markup escaped (printed as written)."""
     return escape(visible(str(text)))

@@ -1,0 +1,83 @@
+"""Text a document or a person controls never drives the terminal: an error that quotes a path,
+a pack written to the screen, a streamed answer. On a pipe or in a file the bytes stay as they
+are (a pack is data); on a terminal escape sequences are shown as \\x1b, never obeyed (they
+could clear the screen, retitle the window, write the clipboard with OSC 52 or forge a link)."""
+
+from __future__ import annotations
+
+import io
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+from app.commands.shown import TerminalSafe, for_terminal
+
+SEQUENCES = "\x1b[2J\x1b]0;pwned\x07\x1b]52;c;ZWNobyBwd25lZA==\x07\x1b]8;;file:///etc/passwd\x1b\\x"
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "COLUMNS": "250"})
+
+
+def test_controls_are_visible_on_a_terminal_and_kept_in_a_pipe():
+    text = f"line one\n\tcode {SEQUENCES} \x9b31m \u202eevil\n"
+    screen = for_terminal(text, _Tty())
+    assert not any(c in screen for c in "\x1b\x07\x9b\u202e")
+    assert "\\x1b[2J" in screen and "\\x1b]52;c;" in screen
+    assert screen.count("\n") == 2 and "\tcode" in screen  # lines and tabs are kept
+    assert for_terminal(text, io.StringIO()) == text  # a pipe or a file gets the data
+    tty = _Tty()
+    TerminalSafe(tty).write(text)
+    assert tty.getvalue() == screen
+
+
+def test_an_error_quoting_a_path_prints_its_controls_visibly(tmp_path):
+    done = run("ingest", "c", str(tmp_path / f"missing{SEQUENCES}"))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "\x1b" not in done.stderr and "\x07" not in done.stderr
+    assert "missing\\x1b[2J" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def _pack_on_a_terminal(target: Path) -> bytes:
+    """What `scoutlens pack TARGET` writes to stdout when stdout is a terminal (a pty)."""
+    leader, follower = pty.openpty()
+    with subprocess.Popen([sys.executable, "-m", "app.cli", "pack", str(target)],
+                          stdout=follower, stderr=subprocess.DEVNULL, env=os.environ) as proc:
+        os.close(follower)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the pty closed: the command is done
+                break
+            if not chunk:
+                break
+            out += chunk
+        proc.wait(timeout=300)
+    os.close(leader)
+    assert proc.returncode == 0
+    return out
+
+
+def test_pack_shows_a_documents_escape_sequences_on_a_terminal(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "notes.md").write_text(f"# Notes\n\nhello {SEQUENCES} world\n")
+    screen = _pack_on_a_terminal(docs)
+    assert b"hello" in screen
+    assert b"\x1b" not in screen and b"\x07" not in screen
+    assert b"\\x1b]52;c;" in screen
+    piped = subprocess.run([sys.executable, "-m", "app.cli", "pack", str(docs)],
+                           capture_output=True, timeout=300)
+    assert piped.returncode == 0
+    assert SEQUENCES.encode() in piped.stdout  # the data itself is unchanged in a pipe
