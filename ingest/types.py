@@ -11,8 +11,10 @@ from typing import Literal
 
 from common.errors import UserError
 
-SpanKind = Literal["lines", "page", "cell", "time"]
-SourceKind = Literal["code", "text", "pdf", "notebook", "video"]
+SpanKind = Literal["lines", "page", "cell", "time", "part"]
+#: word, slides, sheet, web, mail, ebook: an analyst's documents, read into their parts (issue 24)
+SourceKind = Literal["code", "text", "pdf", "notebook", "video",
+                     "word", "slides", "sheet", "web", "mail", "ebook"]
 Status = Literal["ok", "skipped", "error"]
 
 
@@ -29,7 +31,9 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Segment:
-    """A contiguous, citable piece of a source: a run of lines, a PDF page or a notebook cell.
+    """A contiguous, citable piece of a source: a run of lines, a PDF page, a notebook cell, or
+    a part of a structured document (a Word section's paragraphs, a slide or its notes, a block
+    of a sheet's rows, a mail's body, an e-book chapter).
 
     Concatenating a document's segment texts gives back its full text, so a pack of segments
     is lossless.
@@ -42,15 +46,22 @@ class Segment:
     end: int  # last line / page / cell, inclusive; milliseconds for a video
     tokens: int = 0
     extra_tokens: int = 0  # tokens not in the text: a video frame's image for a vision model
+    #: where a "part" is, as a reader would cite it: "§4 Renewal ¶2", "slide 5 (notes)",
+    #: "Opex!A1:C5", "ch. 3 The Crossing"; start/end then number the parts (1-based)
+    locator: str = ""
 
     @property
     def label(self) -> str:
+        if self.locator:
+            return self.locator
         if self.span_kind == "lines":
             return f"L{self.start}-L{self.end}"
         if self.span_kind == "page":
             return f"p.{self.start}"
         if self.span_kind == "time":
             return "@" + timestamp(self.start / 1000)[:-4]
+        if self.span_kind == "part":
+            return f"part {self.start}"
         return f"cell {self.start}"
 
 
@@ -113,3 +124,18 @@ def timestamp(t: float) -> str:
     m, rest = divmod(rest, 60_000)
     s, ms = divmod(rest, 1000)
     return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
+
+
+@dataclass
+class StructuredRead:
+    """What a structured-document reader (ingest/word.py, slides.py, sheets.py, webpages.py,
+    ebooks.py, mail.py) makes of one file, before the secret and injection checks: "part"
+    segments with their locators, the file's metadata, and flags ("macros", "external:...",
+    "hidden-sheet:Opex", "comments", "tracked-changes", "cut:Opex:rows 10001-"). A mail's
+    attachments come as (name, bytes): each becomes a document of its own under the mail."""
+
+    kind: SourceKind
+    segments: list[Segment]
+    metadata: dict[str, str] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+    attachments: list[tuple[str, bytes]] = field(default_factory=list)
