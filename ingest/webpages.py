@@ -425,6 +425,18 @@ def html_to_markdown(html: str) -> str:
     return text
 
 
+def xhtml_blocks(data: bytes, name: str) -> tuple[list[tuple[str, str, int]], list[str]]:
+    """An XHTML document's markdown blocks (kind, text, heading level) and its hidden texts:
+    what an e-book reader needs to split chapters and cite them (see `split_blocks`)."""
+    page = _walk(_parse_xhtml(data, name))
+    return page.blocks, page.hidden
+
+
+def hidden_part(hidden: list[str]) -> str:
+    """Hidden texts as the "[hidden] ..." lines of a last part."""
+    return _hidden_text(hidden)
+
+
 def _parse_xhtml(data: bytes, name: str):
     """XHTML through the safe XML parser (no entities, no DTD); malformed or too deep XHTML
     (common in saved pages) falls back to the forgiving HTML parser."""
