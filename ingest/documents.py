@@ -7,27 +7,45 @@ Every kind goes through the same two checks before anything is counted or stored
 (`ingest.secrets`; values redacted unless `redact_secrets` is off) and prompt injection
 (`ingest.injection`). Their flags say where, the way a citation would: `L<line>` for text, code
 and notebooks (the line of the document's text; for a notebook its percent-format text),
-`p<page>` for PDFs, `@HH:MM:SS` for video (a frame's OCR text or a subtitle cue), as in
-`secret:L12:aws-access-key`, `secret:p3:github-token`, `injection:@00:01:23: <matched text>`.
-A secret flag never holds the value; its kind is the part after the last colon.
+`p<page>` for PDFs, `@HH:MM:SS` for video (a frame's OCR text or a subtitle cue), a part's
+locator in brackets for Office files, web pages, mail and e-books, as in
+`secret:L12:aws-access-key`, `secret:p3:github-token`, `injection:@00:01:23: <matched text>`,
+`secret:[Opex!A1:C5]:aws-access-key`. A secret flag never holds the value; its kind is the part
+after the last colon.
+
+Office files, web pages, mail and e-books go to their reader (`READERS`: one module each, the
+contract in `ingest.types.StructuredRead`); a mail's attachments and an mbox's messages come
+back as sources of their own (`Document.children`), read by the same dispatch, nested at most
+`MAX_DEPTH` deep.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
+import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from functools import partial
-from pathlib import Path
+from functools import lru_cache, partial
+from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from ingest import secrets, textsplit
-from ingest.filters import NoiseFilter
-from ingest.injection import CHAT_FORMAT, INJECTION, find_flags
+from ingest.filters import ARCHIVE_SUFFIXES, DOCUMENT_SUFFIXES, NoiseFilter
+from ingest.injection import CHAT_FORMAT, FLAGS_VERSION, INJECTION, find_flags
 from ingest.languages import is_code, language_for
 from ingest.notebooks import read_notebook
 from ingest.symbols import extract_symbols
-from ingest.types import Candidate, Document, IngestError, Segment, Skipped, timestamp
+from ingest.types import (
+    Candidate,
+    Document,
+    IngestError,
+    Segment,
+    Skipped,
+    StructuredRead,
+    timestamp,
+)
 from ingest.video import VIDEO_SUFFIXES, VideoOptions, read_video
 from ingest.video import segments as video_segments
 
@@ -36,6 +54,28 @@ MAX_SECRET_FLAGS = 100  # per document; every value is redacted all the same
 #: on reads it again, as it does a redacted one when secrets are to be kept
 KEPT_SECRETS = "secrets:kept"
 MAX_INJECTION_FLAGS = 20
+
+#: suffix -> (module, entry point): each reads bytes into a StructuredRead (ingest/types.py)
+READERS: dict[str, tuple[str, str]] = {
+    **dict.fromkeys(("docx", "docm"), ("ingest.word", "read_word")),
+    **dict.fromkeys(("pptx", "pptm"), ("ingest.slides", "read_slides")),
+    **dict.fromkeys(("odt", "odp", "rtf"), ("ingest.opendoc", "read_opendoc")),
+    **dict.fromkeys(("xlsx", "xlsm", "xls", "ods", "csv", "tsv"), ("ingest.sheets", "read_sheet")),
+    **dict.fromkeys(("html", "htm", "xhtml"), ("ingest.webpages", "read_webpage")),
+    "epub": ("ingest.ebooks", "read_epub"),
+    **dict.fromkeys(("eml", "mbox"), ("ingest.mail", "read_mail")),
+}
+assert {"." + s for s in READERS} == set(DOCUMENT_SUFFIXES)
+HTML_SUFFIXES = frozenset({"html", "htm", "xhtml"})
+#: a folder holding one of these is a code project: its HTML files are source code
+PROJECT_MARKERS = (
+    ".git", "package.json", "pyproject.toml", "setup.py", "setup.cfg", "Cargo.toml", "go.mod",
+    "pom.xml", "build.gradle", "build.gradle.kts", "Gemfile", "composer.json", "Makefile",
+    "CMakeLists.txt", "mix.exs", "deno.json", "angular.json", "tsconfig.json", "manage.py",
+)
+_TEMPLATE = re.compile(rb"\{\{|\{%|<%|<\?php|\bv-(?:if|for|bind)=|\bng-[a-z]+=")
+MAX_DEPTH = 5  # a mail in a mail in a mail ...: attachments below this depth are not read
+MAX_CHILDREN = 20_000  # sources read out of one file (an mbox's messages and attachments)
 
 
 @dataclass(frozen=True)
@@ -116,7 +156,7 @@ def _check_text(text: str, path: str, options: ProcessOptions, flags: list[str],
     costs ~2 s on the standard library; a lookup next to nothing)."""
     if memo is None:
         return _check(text, path, options, flags, lambda line: f"L{line}")
-    key = f"checks|{sha}|{secrets.rules_key(path)}|{options.injections}"
+    key = f"checks|{sha}|{secrets.rules_key(path)}|{options.injections}|{FLAGS_VERSION}"
     if memo.verdict(key) == "clean":
         return text
     found = len(flags)
@@ -132,6 +172,8 @@ def _where(seg: Segment, offset: int, line: int) -> str:
         return f"p{seg.start}"
     if seg.span_kind == "time":
         return "@" + timestamp(seg.start / 1000)[:-4]
+    if seg.span_kind == "part":
+        return f"[{seg.locator or f'part {seg.start}'}]"
     return f"L{offset + line}"
 
 
@@ -166,14 +208,176 @@ def _check_segments(segments: list[Segment], path: str, options: ProcessOptions,
     return out
 
 
+@lru_cache(maxsize=4096)
+def _marker_in(folder: str) -> str | None:
+    """The first project marker a folder holds (cached: a repository's folders are asked once)."""
+    return next((m for m in PROJECT_MARKERS if os.path.lexists(os.path.join(folder, m))), None)
+
+
+def _project_marker(candidate: Candidate) -> str | None:
+    """A project marker in a folder between the file and its input's top (both included),
+    as "<marker> in <folder>/"; None for a file given on its own (an upload) or a folder that
+    is not a code project."""
+    rel = PurePosixPath(candidate.path)
+    if len(rel.parts) < 2 or candidate.root == str(candidate.location):
+        return None
+    folder = Path(candidate.location).parent
+    top = Path(candidate.root)
+    for level in range(len(rel.parts) - 1, -1, -1):
+        marker = _marker_in(str(folder))
+        if marker is not None:
+            shown = "/".join(rel.parts[:level])
+            return f"{marker} in {shown + '/' if shown else 'the top folder'}"
+        if folder == top or folder.parent == folder:
+            break
+        folder = folder.parent
+    return None
+
+
+def html_is_source(candidate: Candidate, data: bytes) -> str | None:
+    """The rule for an HTML file: source code (read as text, as before) when it holds template
+    syntax ({{ }}, {% %}, <% %>, <?php, v-if=, ng-*=) or lies in a code project (a folder from
+    its own up to the input's top holds .git, package.json, pyproject.toml, Makefile, ...);
+    a web page otherwise: a file uploaded on its own, a saved page, a documents folder.
+    Returns why it is source code, or None."""
+    if _TEMPLATE.search(data[:65536]):
+        return "template syntax"
+    return _project_marker(candidate)
+
+
+def _reader(suffix: str) -> Callable[[bytes, str], StructuredRead]:
+    module, name = READERS[suffix]
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise IngestError(f"no reader for .{suffix} files in this installation") from None
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[:limit - 1] + "…"
+
+
+def _structured(candidate: Candidate, data: bytes, suffix: str, options: ProcessOptions,
+                sha: str, flags: list[str], depth: int) -> Document | Skipped:
+    """An Office file, web page, mail or e-book through its reader, then the same secret and
+    injection checks as every kind, per part; a mail's attachments become its children."""
+    path, root, size = candidate.path, candidate.root, len(data)
+    try:
+        got = _reader(suffix)(data, path)
+    except IngestError as exc:
+        return Skipped(path, root, size, "error", _one_line(str(exc)), sha)
+    except (RecursionError, MemoryError):
+        return Skipped(path, root, size, "error", f"{suffix}: too deeply nested or too large",
+                       sha)
+    except Exception as exc:  # noqa: BLE001 a reader's library choking on hostile bytes
+        return Skipped(path, root, size, "error",
+                       _one_line(f"unreadable .{suffix} file ({type(exc).__name__}: {exc})"), sha)
+    flags = flags + [f for f in got.flags if f not in flags]
+    parts = _check_segments(list(got.segments), path, options, flags)
+    redacted = any(a.text != b.text for a, b in zip(parts, got.segments, strict=True))
+    doc = Document(path, root, got.kind, None, sha, size, parts,
+                   metadata=_check_metadata(dict(got.metadata), path, options, flags),
+                   flags=flags, content_key=f"{sha}|parts" + ("|redacted" if redacted else ""))
+    if got.attachments:
+        doc.children = _children(candidate, got.attachments, options, depth, doc.flags)
+    return doc
+
+
+def _child_path(parent: str, name: str, taken: set[str]) -> str:
+    """`<parent> > <name>`: unique among its siblings (two attachments may share a name)."""
+    name = " ".join(name.replace("/", "∕").split()) or "attachment"
+    path, n = f"{parent} > {name}", 1
+    while path in taken:
+        n += 1
+        path = f"{parent} > {name} ({n})"
+    taken.add(path)
+    return path
+
+
+_MAIL_HEADER = re.compile(rb"(?im)^(?:from|date|subject|received|message-id|return-path):")
+
+
+def _looks_like_mail(data: bytes) -> bool:
+    """A message named by its date and subject (an mbox's message): header lines first."""
+    head = data[:4096].split(b"\n\n", 1)[0]
+    return (re.match(rb"[A-Za-z][A-Za-z0-9-]*:[ \t]", head) is not None
+            and len(_MAIL_HEADER.findall(head)) >= 2)
+
+
+def _suffix(name: str) -> str:
+    """A file name's suffix ("" for `2026-03-02 "v2.1 notes"`: a label, not a file type)."""
+    suffix = PurePosixPath(name).suffix.lower()
+    return suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else ""
+
+
+def _children(parent: Candidate, attachments: list[tuple[str, bytes]], options: ProcessOptions,
+              depth: int, flags: list[str]) -> list[Document | Skipped]:
+    """Each attachment as a source of its own, through the same dispatch, in order; what it
+    holds in turn follows it (flattened). Bounded: MAX_DEPTH nested mails, MAX_CHILDREN in
+    all, archives not expanded (a zip attachment may be a bomb: ingest it on its own)."""
+    out: list[Document | Skipped] = []
+    taken: set[str] = set()
+    for i, (name, data) in enumerate(attachments):
+        path = _child_path(parent.path, name, taken)
+        cand = Candidate(path, parent.location, parent.root, len(data), ("attachment",))
+        if depth + 1 > MAX_DEPTH:
+            note = f"nested: attachments deeper than {MAX_DEPTH} levels not read"
+            flags.extend([note] if note not in flags else [])
+            out.append(Skipped(path, parent.root, len(data), "skipped",
+                               f"nested deeper than {MAX_DEPTH} levels: not read"))
+            continue
+        if len(out) >= MAX_CHILDREN:
+            flags.append(f"cut: {len(attachments) - i:,} more parts after {MAX_CHILDREN:,}")
+            break
+        child = _child(cand, data, options, depth + 1)
+        out.append(child)
+        if isinstance(child, Document):
+            out.extend(child.children)
+            child.children = []
+    return out[:MAX_CHILDREN]
+
+
+def _child(cand: Candidate, data: bytes, options: ProcessOptions,
+           depth: int) -> Document | Skipped:
+    """One attachment: the path rules first (as for a file on disk), then process()."""
+    suffix = _suffix(cand.path.rsplit(" > ", 1)[-1])
+    if suffix in ARCHIVE_SUFFIXES:
+        return Skipped(cand.path, cand.root, cand.size, "skipped",
+                       f"archive attachment ({suffix}): not expanded; ingest it on its own")
+    if suffix in VIDEO_SUFFIXES:
+        return Skipped(cand.path, cand.root, cand.size, "skipped",
+                       "video attachment: not read; ingest it on its own")
+    if suffix[1:] not in READERS and _looks_like_mail(data):
+        return _structured(cand, data, "eml", options, hashlib.sha256(data).hexdigest(),
+                           list(cand.flags), depth)
+    reason = options.noise.by_path(cand.path.rsplit(" > ", 1)[-1], cand.size)
+    if reason is not None and options.noise.enabled(reason):
+        return Skipped(cand.path, cand.root, cand.size, "skipped", reason)
+    got = process(cand, data, options, depth=depth)
+    if isinstance(got, Document):
+        got.flags.extend(f for f in cand.flags if f not in got.flags)
+    return got
+
+
 def process(candidate: Candidate, data: bytes, options: ProcessOptions,
-            sha: str | None = None, memo: VerdictMemo | None = None) -> Document | Skipped:
+            sha: str | None = None, memo: VerdictMemo | None = None,
+            depth: int = 0) -> Document | Skipped:
     """Turn bytes into a Document; noise that the filter removes becomes a Skipped. With a
-    memo, the content filter's verdict is remembered by (sha256, filter options)."""
+    memo, the content filter's verdict is remembered by (sha256, filter options). `depth`:
+    how many mails this one is attached inside."""
     sha = sha or hashlib.sha256(data).hexdigest()
     path, root, size = candidate.path, candidate.root, len(data)
-    suffix = path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
+    suffix = _suffix(path.rsplit(" > ", 1)[-1].rsplit("/", 1)[-1])[1:]
     flags: list[str] = []
+
+    if suffix in READERS:
+        why = html_is_source(candidate, data) if suffix in HTML_SUFFIXES else None
+        if why is None:
+            if suffix in HTML_SUFFIXES:
+                flags.append("html:web-page")
+            return _structured(candidate, data, suffix, options, sha, flags, depth)
+        flags.append(f"html:source-code ({why})")
 
     if suffix == "pdf":
         from ingest.pdf import read_pdf

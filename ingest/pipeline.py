@@ -12,16 +12,19 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import pickle
 import signal
 import sys
+import tempfile
+from array import array
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ingest.collect import CollectOptions, collect
-from ingest.counting import TokenCache, count_documents, default_workers, die_with_parent
+from ingest.counting import TokenCache, count_stream, default_workers, die_with_parent
 from ingest.documents import ProcessOptions, process, read_bytes
 from ingest.tokenizers import Tokenizer
 from ingest.types import Candidate, Document, Skipped
@@ -37,9 +40,80 @@ class PipelineOptions:
     workers: int = 0
 
 
+class DocumentSpool:
+    """The pipeline's documents in a staging file instead of memory (a million small files held
+    ~1.5 KB each between reading and writing): appended as they are counted, read back in the
+    order given or in path order. Only an offset per document stays in memory."""
+
+    def __init__(self) -> None:
+        # closed by close(), or with the object: it outlives any one block
+        self._file = tempfile.TemporaryFile(prefix="scoutlens-ingest-")  # noqa: SIM115
+        self._offsets = array("q")
+        self.tokens = 0
+        self._last = ""
+        self.sorted = True  # appended in path order (collect's order, for one input)
+        self._order: array | None = None
+
+    def append(self, doc: Document) -> None:
+        self._offsets.append(self._file.tell())
+        pickle.dump(doc, self._file, pickle.HIGHEST_PROTOCOL)
+        self.tokens += doc.tokens
+        self.sorted = self.sorted and doc.path >= self._last
+        self._last = doc.path
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    def __iter__(self) -> Iterator[Document]:
+        self._file.flush()
+        self._file.seek(0)
+        for _ in range(len(self._offsets)):
+            yield pickle.load(self._file)
+        self._file.seek(0, os.SEEK_END)
+
+    def _at(self, i: int) -> Document:
+        self._file.seek(self._offsets[i])
+        return pickle.load(self._file)
+
+    def in_path_order(self) -> Iterator[Document]:
+        """The documents sorted by path (read as they lie when they were appended so)."""
+        if self.sorted:
+            yield from self
+            return
+        if self._order is None:
+            paths = [d.path for d in self]
+            self._order = array("q", sorted(range(len(paths)), key=paths.__getitem__))
+            del paths
+        self._file.flush()
+        try:
+            for i in self._order:
+                yield self._at(i)
+        finally:
+            self._file.seek(0, os.SEEK_END)
+
+    def rewrite(self, change: Callable[[Document], Document | None]) -> DocumentSpool:
+        """A new spool of `change(doc)` for every document, those it maps to None left out."""
+        out = DocumentSpool()
+        for doc in self:
+            if (new := change(doc)) is not None:
+                out.append(new)
+        self.close()
+        return out
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def spooled(docs: Iterable[Document]) -> DocumentSpool:
+    spool = DocumentSpool()
+    for doc in docs:
+        spool.append(doc)
+    return spool
+
+
 @dataclass
 class PipelineResult:
-    documents: list[Document]
+    documents: list[Document] | DocumentSpool
     skipped: list[Skipped]
     unchanged: dict[str, str]  # path -> sha256 of files identical to the known version
     notes: list[str]
@@ -160,7 +234,9 @@ def _share_strings(doc: Document, cand: Candidate) -> None:
 
 def run_pipeline(inputs: list[Path], tokenizer: Tokenizer, options: PipelineOptions,
                  known: dict[str, str] | None = None, cache: TokenCache | None = None,
-                 progress: Progress = _noop) -> PipelineResult:
+                 progress: Progress = _noop, spool: bool = False) -> PipelineResult:
+    """Every input read, processed and counted. With `spool`, the documents wait in a staging
+    file (a DocumentSpool) rather than in memory, for a caller that writes them in batches."""
     known = known or {}
     skipped: list[Skipped] = []
     unchanged: dict[str, str] = {}
@@ -194,8 +270,16 @@ def run_pipeline(inputs: list[Path], tokenizer: Tokenizer, options: PipelineOpti
                     if read.noise is not None:  # noise by path, but that rule is switched off
                         read.document.flags.append(f"noise:{read.noise}")
                     read.document.flags.extend(cand.flags)
+                    children, read.document.children = read.document.children, []
                     yield read.document
+                    for child in children:  # an mbox's messages, a mail's attachments
+                        if isinstance(child, Skipped):
+                            skipped.append(child)
+                        else:
+                            yield child
 
-        docs = count_documents(documents(), tokenizer, cache, options.workers)
-        progress("count", total, total, f"{sum(d.tokens for d in docs):,} tokens")
+        counted = count_stream(documents(), tokenizer, cache, options.workers)
+        docs: list[Document] | DocumentSpool = spooled(counted) if spool else list(counted)
+        tokens = docs.tokens if isinstance(docs, DocumentSpool) else sum(d.tokens for d in docs)
+        progress("count", total, total, f"{tokens:,} tokens")
         return PipelineResult(docs, skipped, unchanged, found.notes, roots, total)

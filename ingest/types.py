@@ -95,6 +95,10 @@ class Document:
     # segments are a pure function of (bytes, split options): token counts can be cached under
     # this key instead of hashing every segment's text again (None: not pure, e.g. OCR)
     content_key: str | None = None
+    #: sources read out of this one, in order: an mbox's messages, a mail's attachments (each
+    #: a Document or a Skipped of its own, path "<this path> > <name>"); the pipeline lists
+    #: them after this document and empties this list
+    children: list[Document | Skipped] = field(default_factory=list)
 
     @property
     def text(self) -> str:
