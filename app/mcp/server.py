@@ -136,8 +136,9 @@ def serve_http(server: Server, host: str, port: int) -> None:
     (app.services.signin)."""
     import uvicorn
 
+    from app.api_server import bounded_http
     from app.services.signin import PEER_FROM_SOCKET
 
     app = server.streamable_http_app(host=host)
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3,
-                **PEER_FROM_SOCKET)
+                http=bounded_http(), **PEER_FROM_SOCKET)
