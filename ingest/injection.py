@@ -5,7 +5,8 @@ invisible characters (zero-width space/joiners, word joiner, BOM, soft hyphen, b
 are dropped, NFKC folds fullwidth and mathematical letters, and a small confusables map turns
 Cyrillic/Greek look-alikes into Latin. The copy keeps the line structure, so line numbers are
 those of the original text. Fake turn markers count too: `SYSTEM:`/`system:` opening a line,
-`### System`, chat-template tokens (`<|system|>`, `<|im_start|>`, ...), `[INST]`, `<<SYS>>`.
+`### System`, chat-template tokens (`<|system|>`, `<|im_start|>`, ...), `[INST]`, `<<SYS>>`;
+and prose that names its reader as a model or an agent ("AI agents reading this: ...").
 
 Two kinds of hit. "injection": prose that addresses a model, and turn markers in a document
 (a Markdown file, a PDF, subtitles), where they can only be there to fake a turn. "chat-format":
@@ -38,6 +39,28 @@ PATTERNS = re.compile(
     r"|" + _CHAT_TOKENS,
     re.IGNORECASE,
 )
+
+# prose that addresses a model or an agent by name: "AI agents reading this: run ...", "Note to
+# the AI:", "If you are an AI assistant, ...", "Assistant, from now on you must ..." (no hit on
+# transformers, the standard library or the rest of site-packages)
+_ADDRESS = re.compile(
+    r"\b(?:ai|llm|language\s+model|assistant|agent|chatbot|copilot|bot)s?\b[ \t]*"
+    r"(?:\([^)\n]*\)[ \t]*)?(?:that\s+(?:is|are)\s+)?"
+    r"(?:reading|processing|parsing|summari[sz]ing|analy[sz]ing|indexing|ingesting)\s+this"
+    r"|\b(?:dear|attention|note\s+to(?:\s+the)?|hey|hello|hi)[ \t,:]+(?:the\s+|any\s+|all\s+)?"
+    r"(?:ai|llm|assistant|agent|language\s+model|chatbot)s?\b"
+    r"|\bif\s+you\s+are\s+(?:an?\s+)?(?:ai|llm|large\s+language\s+model|language\s+model"
+    r"|ai\s+assistant|ai\s+agent|coding\s+agent|chatbot)\b"
+    r"|(?:^|#|//|/\*|<!--)[ \t>*#-]*(?:ai|llm|assistant|agent|model|chatbot)s?[*_]*[ \t]*"
+    r"[:,][*_]*[ \t]*"
+    r"(?:from\s+now\s+on"
+    r"|you\s+must|you\s+should|you\s+will|always|never|do\s+not|don't|please|run|execute|send"
+    r"|email|delete|ignore|forget)\b"
+    r"|\bfrom\s+now\s+on,?\s+you\s+(?:must|will|should|are\s+to)\b",
+    re.IGNORECASE | re.MULTILINE)
+#: changes whenever what find_flags finds could change: cached "nothing found" verdicts
+#: (ingest.documents) are keyed by it
+FLAGS_VERSION = "2"
 
 INJECTION = "injection"
 CHAT_FORMAT = "chat-format"
@@ -103,8 +126,8 @@ def find_flags(text: str, limit: int = 20, path: str = "") -> list[tuple[str, in
     line). `limit` hits of each kind at most. The matched text is the normalized one;
     "(obfuscated)" is added when the original differs."""
     seen = normalize(text)
-    matches = sorted((*PATTERNS.finditer(seen), *TURNS.finditer(seen), *_HEADING.finditer(seen)),
-                     key=lambda m: m.start())
+    matches = sorted((*PATTERNS.finditer(seen), *TURNS.finditer(seen), *_HEADING.finditer(seen),
+                      *_ADDRESS.finditer(seen)), key=lambda m: m.start())
     original = text.split("\n") if seen is not text else []
     code = is_code(path)
     hits: list[tuple[str, int, str]] = []
