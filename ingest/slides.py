@@ -1,0 +1,147 @@
+"""PowerPoint decks (.pptx, .pptm) slide by slide, cited as "review.pptx slide 5" and
+"review.pptx slide 5 (notes)".
+
+python-pptx reads the deck (its parser resolves no entities, and it places a placeholder by its
+layout when the slide does not say where it is); the archive limits and the macro/external-link
+flags come first from `ingest.containers`. Each slide's text is read as a viewer scans it: title
+first, then shapes top to bottom, left to right, groups opened in place.
+"""
+
+from __future__ import annotations
+
+import io
+
+from ingest.containers import container_flags, markdown_table, open_zip
+from ingest.types import IngestError, StructuredRead
+from ingest.word import MAX_PART_WORDS, part_segments
+
+_MAX_SLIDES = 5000
+_MAX_DEPTH = 20
+
+
+def _position(shape) -> tuple[int, int]:
+    try:
+        return int(shape.top or 0), int(shape.left or 0)
+    except (ValueError, TypeError, AttributeError, KeyError):
+        return 0, 0
+
+
+def _frame_text(frame) -> str:
+    """A text frame's paragraphs, indented list items below the first level."""
+    lines = []
+    for para in frame.paragraphs:
+        text = " ".join("".join(run.text for run in para.runs).split()) or " ".join(
+            para.text.split())
+        if not text:
+            continue
+        level = para.level or 0
+        lines.append(("  " * (level - 1) + "- " + text) if level else text)
+    return "\n".join(lines)
+
+
+def _table_text(table) -> str:
+    rows = [[" ".join(cell.text.split()) for cell in row.cells] for row in table.rows]
+    rows = [r for r in rows if any(r)]
+    return markdown_table(rows).rstrip("\n") if rows else ""
+
+
+def _shape_blocks(shapes, skip, depth: int = 0) -> list[str]:
+    """Texts of shapes in reading order (top, then left), group shapes recursed in place."""
+    from pptx.shapes.group import GroupShape
+
+    blocks: list[str] = []
+    if depth > _MAX_DEPTH:
+        return blocks
+    for shape in sorted(shapes, key=_position):
+        if skip is not None and shape.shape_id == skip:
+            continue
+        if isinstance(shape, GroupShape):
+            blocks += _shape_blocks(shape.shapes, None, depth + 1)
+        elif getattr(shape, "has_table", False) and shape.has_table:
+            blocks.append(_table_text(shape.table))
+        elif getattr(shape, "has_text_frame", False) and shape.has_text_frame:
+            blocks.append(_frame_text(shape.text_frame))
+        elif getattr(shape, "has_chart", False) and shape.has_chart:
+            chart = shape.chart
+            if chart.has_title and chart.chart_title.has_text_frame:
+                blocks.append("[chart] " + _frame_text(chart.chart_title.text_frame))
+        else:
+            alt = " ".join((shape._element.xpath("string(.//p:cNvPr/@descr)") or "").split())
+            if alt:
+                blocks.append(f"[image: {alt}]")
+    return [b for b in blocks if b]
+
+
+def _title(slide) -> tuple[str, int | None]:
+    shape = slide.shapes.title
+    if shape is None or not shape.has_text_frame:
+        return "", None
+    return " ".join(shape.text_frame.text.split()), shape.shape_id
+
+
+def _split(locator: str, head: str, blocks: list[str]) -> list[tuple[str, str]]:
+    """One part for a slide, or several ("slide 5 [2/3]") when it runs past MAX_PART_WORDS."""
+    chunks: list[list[str]] = [[]]
+    words = 0
+    for block in blocks:
+        n = len(block.split())
+        if chunks[-1] and words + n > MAX_PART_WORDS:
+            chunks.append([])
+            words = 0
+        chunks[-1].append(block)
+        words += n
+    if len(chunks) == 1:
+        return [(locator, "\n\n".join([head, *blocks]) + "\n")]
+    return [(f"{locator} [{i}/{len(chunks)}]", "\n\n".join(([head] if i == 1 else []) + chunk)
+             + "\n") for i, chunk in enumerate(chunks, 1)]
+
+
+def _slide_parts(number: int, slide, flags: list[str]) -> list[tuple[str, str]]:
+    title, title_id = _title(slide)
+    hidden = slide._element.get("show") in ("0", "false")
+    head = f"# Slide {number}" + (f": {title}" if title else "") + (" (hidden)" if hidden else "")
+    if hidden:
+        flags.append(f"hidden-slide:{number}")
+    parts = _split(f"slide {number}", head, _shape_blocks(slide.shapes, title_id))
+    if slide.has_notes_slide:
+        notes = slide.notes_slide.notes_text_frame
+        text = _frame_text(notes) if notes is not None else ""
+        if text:
+            parts += _split(f"slide {number} (notes)", f"## Slide {number} (notes)", [text])
+    return parts
+
+
+def read_slides(data: bytes, name: str) -> StructuredRead:
+    """A .pptx/.pptm as one part per slide ("slide 5") and one per slide's speaker notes
+    ("slide 5 (notes)"); hidden slides are kept, marked "(hidden)" and flagged
+    "hidden-slide:<n>". IngestError (one line) for a corrupt, encrypted or over-limit deck."""
+    from pptx import Presentation
+
+    zf = open_zip(data, name)
+    flags = container_flags(zf)
+    try:
+        prs = Presentation(io.BytesIO(data))
+        slides = list(prs.slides)
+    except IngestError:
+        raise
+    except Exception as exc:  # python-pptx raises KeyError, ValueError, lxml errors, ...
+        raise IngestError(f"{name}: not a readable PowerPoint file "
+                          f"({type(exc).__name__}: {str(exc)[:120]})") from None
+    if len(slides) > _MAX_SLIDES:
+        raise IngestError(f"{name}: more than {_MAX_SLIDES:,} slides; refusing it")
+    parts: list[tuple[str, str]] = []
+    for number, slide in enumerate(slides, 1):
+        try:
+            parts += _slide_parts(number, slide, flags)
+        except (KeyError, ValueError, AttributeError, TypeError) as exc:
+            raise IngestError(f"{name}: slide {number} is damaged ({type(exc).__name__})") \
+                from None
+    props = prs.core_properties
+    meta = {"slides": str(len(slides))}
+    for key, value in (("title", props.title), ("author", props.author)):
+        if value and value.strip():
+            meta[key] = " ".join(value.split())[:300]
+    if not parts:
+        flags.append("empty")
+    return StructuredRead(kind="slides", segments=part_segments(parts), metadata=meta,
+                          flags=flags)
