@@ -47,7 +47,6 @@ _META_KEYS = {"description": "description", "author": "author", "date": "date",
               "og:description": "description", "article:author": "author"}
 _WORDS_PER_PART = 1500
 _MAX_DEPTH = 255  # libxml2's HTML parser limit
-_SPACE = re.compile(r"\s+")
 
 
 @dataclass
@@ -62,11 +61,11 @@ class _Page:
 def _tag(node) -> str | None:
     """The element's lowercase local name; None for comments, PIs and entity references."""
     tag = node.tag
-    if not isinstance(tag, str):
+    if tag.__class__ is not str:
         return None
     if tag[:1] == "{":
-        tag = tag.rsplit("}", 1)[1]
-    return tag.lower()
+        return tag.rsplit("}", 1)[1].lower()
+    return tag if tag.islower() else tag.lower()
 
 
 def _is_hidden(node) -> bool:
@@ -91,7 +90,7 @@ def _is_chrome(node, tag: str, in_content: bool) -> bool:
 
 
 def _squash(text: str) -> str:
-    return _SPACE.sub(" ", text).strip()
+    return " ".join(text.split())
 
 
 def _raw_text(el) -> str:
@@ -115,6 +114,7 @@ class _Walker:
         self.lists: list[list[int]] = []  # one counter per open list; [-1] for a bullet list
         self.prefix = ""
         self.pending_prefix = ""
+        self.new_list = False  # the next item starts a list: a blank line before it
 
     # -- output -------------------------------------------------------------------------
     def flush(self) -> None:
@@ -133,6 +133,8 @@ class _Walker:
             kind = "li" if self.lists else "p"
             if self.lists:
                 text = "  " * len(self.lists) + text
+        if kind == "li" and self.new_list:
+            kind, self.new_list = "list", False
         self.page.blocks.append((kind, text, 0))
 
     def add(self, text: str | None) -> None:
@@ -181,6 +183,7 @@ class _Walker:
             else:
                 self.flush()
         if tag in ("ul", "ol", "menu"):
+            self.new_list = self.new_list or not self.lists
             self.lists.append([0] if tag == "ol" else [-1])
         elif tag == "li":
             self.pending_prefix = self.bullet()
@@ -311,27 +314,19 @@ def _is_layout_table(table) -> bool:
 
 
 # -- parsing ------------------------------------------------------------------------------
-def _html_parser():
-    import lxml.html
-
-    return lxml.html.HTMLParser(no_network=True, remove_comments=True, remove_pis=True)
-
-
-def _parse_html(html: str | bytes):
-    """The page's root element (lxml's HTML parser never resolves entities or fetches)."""
-    import lxml.html
+def _parse_html(html: str):
+    """The page's root element. libxml2's HTML parser never resolves external entities or
+    fetches; lxml.etree's (not lxml.html's) elements skip a Python class lookup per node."""
     from lxml import etree
 
-    if isinstance(html, str):
-        html = html.encode("utf-8", "surrogatepass")
-        parser = lxml.html.HTMLParser(no_network=True, remove_comments=True, remove_pis=True,
-                                      encoding="utf-8")
-    else:
-        parser = _html_parser()  # a fresh one per page: its error log is this page's
-    if not html.strip():
+    data = html.encode("utf-8", "replace")
+    if not data.strip():
         return None
+    # a fresh parser per page: its error log is this page's
+    parser = etree.HTMLParser(no_network=True, remove_comments=True, remove_pis=True,
+                              encoding="utf-8")
     try:
-        root = lxml.html.document_fromstring(html, parser=parser)
+        root = etree.fromstring(data, parser=parser)
     except (etree.ParserError, etree.XMLSyntaxError, ValueError):
         return None
     if any("Excessive depth" in entry.message for entry in parser.error_log):
@@ -372,8 +367,7 @@ def _metadata(root) -> dict[str, str]:
     for node in root.iter():
         tag = _tag(node)
         if tag == "title" and "title" not in meta:
-            title = _squash(node.text_content() if hasattr(node, "text_content")
-                            else "".join(node.itertext()))
+            title = _squash("".join(node.itertext()))
             if title:
                 meta["title"] = title[:500]
         elif tag == "meta":
@@ -397,7 +391,7 @@ def _join(blocks: list[tuple[str, str, int]]) -> str:
     previous = ""
     for kind, text, _level in blocks:
         if out:
-            out.append("\n" if kind == previous == "li" else "\n\n")
+            out.append("\n" if kind == "li" and previous in ("li", "list") else "\n\n")
         out.append(text)
         previous = kind
     return "".join(out) + "\n" if out else ""
@@ -443,7 +437,7 @@ def _parse_xhtml(data: bytes, name: str):
     try:
         return safe_xml(data, name)
     except IngestError:
-        return _parse_html(data)
+        return _parse_html(_decode(data)[0])
 
 
 def _mhtml_html(data: bytes, name: str) -> str:

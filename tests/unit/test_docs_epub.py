@@ -174,3 +174,16 @@ def _zip(members: dict[str, bytes]) -> bytes:
         for path, blob in members.items():
             zf.writestr(path, blob)
     return buf.getvalue()
+
+
+def test_epub3_nav_titles_chapters_and_relative_paths_resolve():
+    nav = ('<?xml version="1.0"?><html xmlns="http://www.w3.org/1999/xhtml" '
+           'xmlns:epub="http://www.idpf.org/2007/ops"><body><nav epub:type="toc"><ol>'
+           '<li><a href="../Text/ch3.xhtml">A Quiet Harbour</a></li></ol></nav></body></html>')
+    opf = OPF.format(
+        items='<item id="nav" href="Nav/nav.xhtml" properties="nav" '
+              'media-type="application/xhtml+xml"/>'
+              '<item id="ch3" href="Text/ch3.xhtml" media-type="application/xhtml+xml"/>',
+        itemrefs='<itemref idref="ch3"/>').replace('version="2.0"', 'version="3.0"')
+    read = read_epub(make_epub(opf=opf, extra={"OEBPS/Nav/nav.xhtml": nav.encode()}), "b.epub")
+    assert [s.locator for s in read.segments] == ["ch. 1 A Quiet Harbour"]

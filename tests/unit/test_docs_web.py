@@ -161,3 +161,9 @@ def test_layout_tables_are_read_as_blocks_not_one_markdown_table():
     text = html_to_markdown(page.decode())
     assert "## Side" in text and "para one" in text and "para two" in text
     assert "|" not in text
+
+
+def test_adjacent_lists_stay_apart_and_ordered_lists_are_numbered():
+    text = html_to_markdown("<ul><li>a</li><li>b<ol><li>c</li></ol></li></ul>"
+                            "<ol><li>one</li><li>two</li></ol>")
+    assert text == "- a\n- b\n  1. c\n\n1. one\n2. two\n"
