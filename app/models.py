@@ -79,6 +79,9 @@ class StoredSegment(Base):
     end: Mapped[int] = mapped_column(Integer)
     tokens: Mapped[int] = mapped_column(Integer, default=0)
     text: Mapped[str] = mapped_column(Text)
+    #: a part's citation ("§4 Renewal ¶2", "slide 5 (notes)", "Opex!A1:C5"); None for lines,
+    #: pages, cells and times, whose numbers say where they are
+    locator: Mapped[str | None] = mapped_column(String(500), nullable=True, default=None)
 
     source: Mapped[Source] = relationship(back_populates="segments")
 

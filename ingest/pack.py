@@ -35,11 +35,12 @@ class OverBudget(IngestError):
 
 @dataclass
 class Block:
-    """One wrapped unit of the pack: a whole file, or one PDF page."""
+    """One wrapped unit of the pack: a whole file, one PDF page, or one part of an Office
+    file, web page, mail or e-book (its locator: part="slide 5 (notes)")."""
 
     id: str
     path: str
-    attrs: dict[str, str]  # provenance: lines="1-200" | page="12" | cells="1-9", language, ...
+    attrs: dict[str, str]  # provenance: lines="1-200" | page="12" | cells="1-9" | part=...
     text: str
     tokens: int  # body tokens
     wrapper_tokens: int = 0
@@ -172,6 +173,10 @@ def _blocks(docs: list[Document], outline: bool = False) -> list[Block]:
                 if seg.text.strip():
                     blocks.append(Block("", doc.path, {"page": str(seg.start)}, seg.text,
                                         seg.tokens))
+            continue
+        if doc.segments and doc.segments[0].span_kind == "part":
+            blocks.extend(Block("", doc.path, {"part": seg.label}, seg.text, seg.tokens)
+                          for seg in doc.segments if seg.text.strip())
             continue
         if doc.kind == "video":
             attrs = {"media": "video", "duration": doc.metadata.get("duration", ""),

@@ -2,10 +2,12 @@
 to matched evidence when a model cites nothing valid.
 
 A citation is `[S12]`, optionally with a location (`[S12 L40-L62]`, `[S12:40-62]`, `[S3 p.4]`,
-several ids in one bracket: `[S1, S4]`). It is verified when the id was in the context, any
-location lies inside that source, and any text quoted right before it is found in the source
-(whitespace and case folded). Small models often cite nothing: then the spans of the context
-that best match the answer are returned, marked "matched", never passed off as citations.
+several ids in one bracket: `[S1, S4]`; a part of an Office file, web page, mail or e-book:
+`[S7 slide 5 (notes)]`, `[S9 Opex!A1:C5]`). It is verified when the id was in the context, any
+location lies inside that source (a part's: its locator), and any text quoted right before it
+is found in the source (whitespace and case folded). Small models often cite nothing: then the
+spans of the context that best match the answer are returned, marked "matched", never passed
+off as citations.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ ONE = re.compile(r"S(\d+)(?:\s*[:,]?\s*(?:@\s*(\d{1,2}:\d{2}(?::\d{2})?)"
                  r"|p(?:age|\.)?\s*(\d+)))?", re.IGNORECASE)
 FRAME_T = re.compile(r'<(?:frame|subtitle) t="(\d{2}:\d{2}:\d{2})\.\d{3}"')
 QUOTE = re.compile(r"[\"“]([^\"”]{8,300})[\"”]\s*$")
+PIECE = re.compile(r"S(\d+)\s*[:,]?\s*((?:(?!\s*[,;]\s*S\d)[^\]])*)", re.IGNORECASE)
+NOT_A_PART = re.compile(r"(?:@|L?\d|lines?\s*\d|p(?:age|\.)?\s*\d)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -27,14 +31,17 @@ class ContextSource:
 
     id: str
     path: str
-    kind: str  # code | text | pdf | notebook | video
+    kind: str  # code | text | pdf | notebook | video | part
     text: str
     line_start: int | None = None
     line_end: int | None = None
     page: int | None = None
     t: str | None = None  # video timestamp
+    part: str | None = None  # a part's locator: "slide 5 (notes)", "Opex!A1:C5"
 
     def location(self) -> dict:
+        if self.part is not None:
+            return {"part": self.part}
         if self.page is not None:
             return {"page": self.page}
         if self.t is not None:
@@ -45,6 +52,8 @@ class ContextSource:
 
     def label(self) -> str:
         loc = self.location()
+        if "part" in loc:
+            return f"{self.path} {loc['part']}"
         if "page" in loc:
             return f"{self.path} p.{loc['page']}"
         if "t" in loc:
@@ -65,6 +74,7 @@ class SourceRef:
     page: int | None = None
     t: str | None = None
     why: str = ""  # why a citation failed verification
+    part: str | None = None  # a part's locator
 
     def to_json(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if v is not None and k != "why"}
@@ -73,6 +83,8 @@ class SourceRef:
         return d
 
     def label(self) -> str:
+        if self.part is not None:
+            return f"{self.path} {self.part}"
         if self.page is not None:
             return f"{self.path} p.{self.page}"
         if self.t is not None:
@@ -116,6 +128,28 @@ def parse_citations(answer: str) -> list[tuple[str, int | None, int | None, int 
     return found
 
 
+def parse_parts(answer: str) -> dict[str, list[str]]:
+    """Part locations cited per id: `[S7 slide 5 (notes)]` -> {"S7": ["slide 5 (notes)"]};
+    lines, pages and times are left to the parsers above."""
+    given: dict[str, list[str]] = {}
+    for m in BRACKET.finditer(answer):
+        for one in PIECE.finditer(m.group(1)):
+            rest = one.group(2).strip(" ,;:")
+            if rest and not NOT_A_PART.match(rest):
+                given.setdefault(f"S{one.group(1)}", []).append(rest)
+    return given
+
+
+def _part_mismatch(part: ContextSource, given: list[str]) -> str:
+    """Why a part citation's location is not that part ("" when it is): the cited text must
+    be its locator, or the start of it (a bracket holds 40 characters)."""
+    for text in given:
+        cited, actual = _fold(text), _fold(part.part or "")
+        if not (actual.startswith(cited) or cited.startswith(actual)):
+            return f"{text!r} is not where {part.id} is ({part.label()})"
+    return ""
+
+
 def parse_times(answer: str) -> dict[str, list[str]]:
     """Video times cited per id: `[S3 @ 1:23]` -> {"S3": ["00:01:23"]}."""
     times: dict[str, list[str]] = {}
@@ -134,6 +168,7 @@ def verify(answer: str, sources: list[ContextSource]) -> list[SourceRef]:
     refs: list[SourceRef] = []
     seen: set[tuple] = set()
     times = parse_times(answer)
+    parts_given = parse_parts(answer)
     for sid, clocks in times.items():  # video citations: the time must be a frame or a cue
         for clock in dict.fromkeys(clocks):
             part = by_id.get(sid, [None])[0]
@@ -164,6 +199,10 @@ def verify(answer: str, sources: list[ContextSource]) -> list[SourceRef]:
                 part = match[0]
             else:
                 why = f"page {page} was not in context"
+        if part.part is not None and not why:
+            why = _part_mismatch(part, parts_given.get(sid, []))
+            if a is not None and not why:
+                why = f"lines {a}-{b} are not a place in {part.label()}: cite the part"
         text = "\n".join(p.text for p in parts) if page is None else part.text
         lines = None
         if a is not None and part.line_start is not None and not why:
@@ -177,7 +216,7 @@ def verify(answer: str, sources: list[ContextSource]) -> list[SourceRef]:
         loc = part.location()
         refs.append(SourceRef(sid, part.path, quote or _snippet(text), not why, "cited",
                               lines=lines or loc.get("lines"), page=loc.get("page"),
-                              t=loc.get("t"), why=why))
+                              t=loc.get("t"), why=why, part=loc.get("part")))
     return refs
 
 
@@ -234,8 +273,10 @@ def matched_evidence(answer: str, sources: list[ContextSource], top: int = 3,
         t = s.t
         if s.kind == "video" and (m := FRAME_T.search(chunk)):
             t, lines = m.group(1), None
+        if s.part is not None:
+            lines = None
         out.append(SourceRef(s.id, s.path, _snippet(re.sub(r"<[^>]+>", " ", chunk)), True,
-                             "matched", lines=lines, page=s.page, t=t))
+                             "matched", lines=lines, page=s.page, t=t, part=s.part))
         if len(out) == top:
             break
     return out

@@ -97,8 +97,10 @@ def _sources(plan: PackResult) -> list[ContextSource]:
             start, end = int(s), int(e or s)
         if "page" in a:
             page = int(a["page"])
-        kind = "video" if a.get("media") == "video" else "pdf" if page else "text"
-        out.append(ContextSource(b.id, b.path, kind, b.text, start, end, page, a.get("t")))
+        kind = ("video" if a.get("media") == "video" else "pdf" if page
+                else "part" if "part" in a else "text")
+        out.append(ContextSource(b.id, b.path, kind, b.text, start, end, page, a.get("t"),
+                                 a.get("part")))
     return out
 
 
@@ -182,7 +184,8 @@ def _retrieve(name: str, version: str, question: str, spec: str,
 
 
 def _piece(doc: Document, rows: list) -> Document:
-    segs = [SegmentData(i, r.text, r.span_kind, r.start, r.end, r.tokens)
+    segs = [SegmentData(i, r.text, r.span_kind, r.start, r.end, r.tokens,
+                        locator=getattr(r, "locator", ""))
             for i, r in enumerate(rows)]
     return replace(doc, segments=segs, tokens=sum(s.tokens for s in segs))
 

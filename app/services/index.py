@@ -50,6 +50,18 @@ class LocatedSegment:
     tokens: int
     text: str
     flags: tuple[str, ...]
+    locator: str = ""  # a part's citation: "slide 5 (notes)", "Opex!A1:C5"
+
+    @property
+    def where(self) -> str:
+        """The segment's place as a citation writes it after the path."""
+        if self.locator:
+            return self.locator
+        if self.span_kind == "lines":
+            return f"L{self.start}-L{self.end}"
+        if self.span_kind == "page":
+            return f"p.{self.start}"
+        return f"{self.span_kind} {self.start}"
 
 
 def _url(url: str | None) -> str:
@@ -301,7 +313,8 @@ def fetch_segments(name: str, ids: list[int], url: str | None = None) -> list[Lo
             segs += session.execute(
                 select(StoredSegment.id, StoredSegment.source_id, StoredSegment.span_kind,
                        StoredSegment.start, StoredSegment.end, StoredSegment.tokens,
-                       StoredSegment.text).where(StoredSegment.id.in_(ids[i:i + 500]))).all()
+                       StoredSegment.text, StoredSegment.locator)
+                .where(StoredSegment.id.in_(ids[i:i + 500]))).all()
         wanted = sorted({s.source_id for s in segs})
         sources = {}
         for i in range(0, len(wanted), 500):
@@ -311,9 +324,9 @@ def fetch_segments(name: str, ids: list[int], url: str | None = None) -> list[Lo
                 if owner == corpus:
                     sources[sid] = (path, kind, position, tuple(flags or ()))
     out = []
-    for sid, source_id, span_kind, start, end, tokens, text in segs:
+    for sid, source_id, span_kind, start, end, tokens, text, locator in segs:
         if source_id in sources:
             path, kind, position, flags = sources[source_id]
             out.append(LocatedSegment(sid, source_id, path, kind, position, span_kind, start,
-                                      end, tokens, text, flags))
+                                      end, tokens, text, flags, locator or ""))
     return out

@@ -63,6 +63,7 @@ class SearchHit:
         s = self.segment
         where = ({"lines": [s.start, s.end]} if s.span_kind == "lines" else
                  {"page": s.start} if s.span_kind == "page" else
+                 {"part": s.locator or f"part {s.start}"} if s.span_kind == "part" else
                  {s.span_kind: [s.start, s.end]})
         return {"path": s.path, **where, "score": round(self.score, 6),
                 "signals": self.signals, "tokens": s.tokens, "segment": s.id}

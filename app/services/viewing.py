@@ -19,12 +19,14 @@ from ingest.archives import is_archive
 
 @dataclass(frozen=True)
 class SourcePart:
-    """One stored segment of a source: lines start..end of code/text, or page `start` of a PDF."""
+    """One stored segment of a source: lines start..end of code/text, page `start` of a PDF,
+    or part `start` of an Office file, web page, mail or e-book (`locator` cites it)."""
 
-    kind: str  # lines | page | time | whole
+    kind: str  # lines | page | time | cell | part
     start: int | None
     end: int | None
     text: str
+    locator: str = ""
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,13 @@ class SourceView:
     file: Path | None  # the original file, when it is still on disk and not inside an archive
     parts: list[SourcePart]
     flags: tuple[str, ...] = ()
+
+    def part(self, locator: str) -> SourcePart | None:
+        """The part a citation names ("slide 5 (notes)", "Opex!A1:C5"): exactly, else the
+        first whose locator starts with it (a long part split as "§4 Renewal ¶2-¶9")."""
+        parts = [p for p in self.parts if p.kind == "part"]
+        return (next((p for p in parts if p.locator == locator), None)
+                or next((p for p in parts if locator and p.locator.startswith(locator)), None))
 
     def page(self, number: int) -> SourcePart | None:
         return next((p for p in self.parts if p.kind == "page" and p.start == number), None)
@@ -94,9 +103,10 @@ def source_view(corpus: str, path: str, who: Who = None) -> SourceView:
             Source.corpus_id == owner.id, Source.path == path, Source.status == "ok"))
         if row is None:
             raise CorpusNotFound(f"{path!r} is not a source of corpus {corpus!r}")
-        parts = [SourcePart(s.span_kind, s.start, s.end, s.text) for s in session.scalars(
-            select(StoredSegment).where(StoredSegment.source_id == row.id)
-            .order_by(StoredSegment.order))]
+        parts = [SourcePart(s.span_kind, s.start, s.end, s.text, s.locator or "")
+                 for s in session.scalars(select(StoredSegment)
+                                          .where(StoredSegment.source_id == row.id)
+                                          .order_by(StoredSegment.order))]
         return SourceView(corpus, row.path, row.kind, original_file(row.root, row.path), parts,
                           tuple(row.flags or ()))
 
