@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+import zlib
 from collections.abc import Iterable
 
 from ingest.archives import ArchiveLimits
@@ -44,7 +45,8 @@ def open_zip(data: bytes, what: str, limits: ArchiveLimits = DOCUMENT_LIMITS) ->
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError,
+            NotImplementedError) as exc:  # NotImplementedError: an unknown zip version
         raise IngestError(f"{what}: not a readable file ({exc})") from None
     if len(infos) > limits.max_members:
         raise IngestError(f"{what}: more than {limits.max_members:,} parts; refusing it")
@@ -78,7 +80,8 @@ def read_part(zf: zipfile.ZipFile, name: str, what: str) -> bytes:
             data = fh.read(min(info.file_size, _MAX_XML_BYTES) + 1)
     except KeyError:
         raise IngestError(f"{what}: has no {name}") from None
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError,
+            zlib.error) as exc:  # zlib.error: a damaged deflate stream
         raise IngestError(f"{what}: {name} is damaged ({exc})") from None
     if len(data) > min(info.file_size, _MAX_XML_BYTES):
         raise IngestError(f"{what}: {name} is larger than it declares; refusing it")

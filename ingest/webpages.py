@@ -507,11 +507,13 @@ def _sections(blocks: list[tuple[str, str, int]]) -> list[tuple[str, str]]:
 def split_blocks(locator: str, blocks: list[tuple[str, str, int]],
                  limit: int = _WORDS_PER_PART) -> list[tuple[str, str]]:
     """A section as one part, or as several of at most ~`limit` words each, suffixed with
-    their paragraph range ("§ Results ¶1-¶14")."""
+    their paragraph range ("§ Results ¶1-¶14"); a single block too long for a part (a page
+    that is one paragraph, a long table or listing) is cut first."""
+    blocks = [piece for block in blocks for piece in _fit(block, limit)]
     chunks: list[tuple[int, int]] = []
     start, words = 0, 0
     for i, (_kind, text, _level) in enumerate(blocks):
-        count = len(text.split())
+        count = _size(text)
         if words and words + count > limit:
             chunks.append((start, i))
             start, words = i, 0
@@ -520,3 +522,48 @@ def split_blocks(locator: str, blocks: list[tuple[str, str, int]],
     if len(chunks) == 1:
         return [(locator, _join(blocks))]
     return [(f"{locator} ¶{a + 1}-¶{b}", _join(blocks[a:b])) for a, b in chunks]
+
+
+def _size(text: str) -> int:
+    """Words, or characters / 6 for text with few spaces (a blob counts by its length)."""
+    return max(len(text.split()), len(text) // 6)
+
+
+def _fit(block: tuple[str, str, int], limit: int) -> list[tuple[str, str, int]]:
+    """The block, or its pieces of at most ~`limit` words: a table keeps its header in each
+    piece, a code listing its fence."""
+    kind, text, level = block
+    if _size(text) <= limit:
+        return [block]
+    lines = text.split("\n")
+    head: list[str] = []
+    tail: list[str] = []
+    if kind == "table" and len(lines) > 2:
+        head, lines = lines[:2], lines[2:]
+    elif kind == "pre" and len(lines) > 2:
+        head, lines, tail = lines[:1], lines[1:-1], lines[-1:]
+    pieces: list[tuple[str, str, int]] = []
+    group: list[str] = []
+    words = 0
+    for line in (cut for whole in lines for cut in _cut_line(whole, limit)):
+        if group and words + _size(line) > limit:
+            pieces.append((kind, "\n".join(head + group + tail), level))
+            group, words = [], 0
+        group.append(line)
+        words += _size(line)
+    pieces.append((kind, "\n".join(head + group + tail), level))
+    return pieces
+
+
+def _cut_line(line: str, limit: int) -> list[str]:
+    """A line too long for one part cut at spaces (or anywhere, for a blob without any)."""
+    width = limit * 6
+    out: list[str] = []
+    while len(line) > width:
+        cut = line.rfind(" ", 0, width)
+        if cut <= width // 2:
+            cut = width
+        out.append(line[:cut])
+        line = line[cut:].lstrip(" ")
+    out.append(line)
+    return out

@@ -187,3 +187,16 @@ def test_epub3_nav_titles_chapters_and_relative_paths_resolve():
         itemrefs='<itemref idref="ch3"/>').replace('version="2.0"', 'version="3.0"')
     read = read_epub(make_epub(opf=opf, extra={"OEBPS/Nav/nav.xhtml": nav.encode()}), "b.epub")
     assert [s.locator for s in read.segments] == ["ch. 1 A Quiet Harbour"]
+
+
+def test_a_damaged_chapter_stream_is_skipped_and_flagged():
+    data = bytearray(make_epub())
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
+        info = zf.getinfo("OEBPS/Text/ch2.xhtml")
+    offset = info.header_offset
+    start = offset + 30 + int.from_bytes(data[offset + 26:offset + 28], "little") + \
+        int.from_bytes(data[offset + 28:offset + 30], "little")
+    data[start] = 0xFF  # a deflate block of the reserved type: zlib refuses the stream
+    read = read_epub(bytes(data), "damaged.epub")
+    assert [s.locator for s in read.segments] == ["ch. 1 The Departure", "ch. 2"]
+    assert "unreadable-chapter:OEBPS/Text/ch2.xhtml" in read.flags

@@ -167,3 +167,20 @@ def test_adjacent_lists_stay_apart_and_ordered_lists_are_numbered():
     text = html_to_markdown("<ul><li>a</li><li>b<ol><li>c</li></ol></li></ul>"
                             "<ol><li>one</li><li>two</li></ol>")
     assert text == "- a\n- b\n  1. c\n\n1. one\n2. two\n"
+
+
+def test_one_huge_paragraph_table_or_listing_is_cut_to_retrieval_size():
+    rows = "".join(f"<tr><td>row {i}</td><td>value {i}</td></tr>" for i in range(3000))
+    code = "\n".join(f"line_{i} = {i}" for i in range(6000))
+    page = (f"<h1>Big</h1><p>{'word ' * 5000}</p><p>{'x' * 50_000}</p>"
+            f"<table><tr><th>Name</th><th>Value</th></tr>{rows}</table><pre>{code}</pre>")
+    read = read_webpage(page.encode(), "big.html")
+    assert len(read.segments) > 10
+    assert all(len(s.text) < 15_000 for s in read.segments)
+    tables = [s.text for s in read.segments if "| row " in s.text]
+    assert len(tables) > 1 and all("| Name | Value |\n|---|---|\n" in t for t in tables)
+    listings = [s.text for s in read.segments if "line_" in s.text]
+    assert len(listings) > 1 and all(t.count("```") == 2 for t in listings)
+    text = "".join(s.text for s in read.segments)
+    assert text.count("word") == 5000 and text.count("x") >= 50_000
+    assert text.count("| row ") == 3000 and text.count("line_") == 6000
