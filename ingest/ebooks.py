@@ -172,7 +172,7 @@ def _spine(opf, items, zf, flags: list[str]) -> list[str]:
 
 
 def _first_heading(blocks) -> str:
-    return next((text.lstrip("#").strip() for kind, text, _ in blocks if kind == "h"), "")
+    return next((text.lstrip("#").strip()[:120] for kind, text, _ in blocks if kind == "h"), "")
 
 
 def read_epub(data: bytes, name: str) -> StructuredRead:
