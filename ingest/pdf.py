@@ -58,6 +58,40 @@ def secret_rects(doc: pymupdf.Document, number: int, filename: str = "page.pdf",
     return rects
 
 
+def image_secret_rects(doc: pymupdf.Document, number: int, filename: str = "page.pdf",
+                       language: str = "eng") -> list[pymupdf.Rect] | None:
+    """Where secrets shown inside the pictures of page `number` (a screenshot of a terminal, a
+    scanned note pasted into a report) are: the page's images are OCRed, as the text layer does
+    not hold them. [] for a page without images, or when tesseract is missing (nothing can be
+    read from them then); None when OCR fails or a secret it read cannot be located."""
+    page = doc.load_page(number - 1)
+    if not page.get_images() or not tesseract_available():
+        return []
+    try:
+        tp = page.get_textpage_ocr(language=language, dpi=_OCR_DPI, full=False)
+        text = page.get_text("text", textpage=tp)
+    except Exception:
+        return None
+    found = secrets.scan(text, filename)
+    rects: list[pymupdf.Rect] = []
+    for value in found.values(text):
+        located = page.search_for(value.strip(), textpage=tp) if value.strip() else []
+        if not located:
+            return None
+        rects += located
+    return _whole_words(page, tp, rects) if rects else []
+
+
+def _whole_words(page: pymupdf.Page, tp: pymupdf.TextPage,
+                 rects: list[pymupdf.Rect]) -> list[pymupdf.Rect]:
+    """The OCR words a located value touches, whole: OCR's character boxes are estimates, and
+    a value read one character short would leave the key's end visible."""
+    words = [pymupdf.Rect(w[:4]) for w in page.get_text("words", textpage=tp)]
+    touched = [w for w in rects + words if any(w.intersects(r) for r in rects)]
+    # and a character's width more either side: OCR's word boxes can clip the last glyph
+    return [w + (-w.height / 4, -2, w.height / 4, 2) for w in touched]
+
+
 def _ocr_page(page: pymupdf.Page, language: str) -> str | None:
     """OCR one page; None if OCR fails."""
     try:

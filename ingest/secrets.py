@@ -9,8 +9,8 @@ none of them secrets. Two rules of scoutlens's own close gaps detect-secrets lea
 - prose assignments (`password: hunter2`, `**API key:** abc123` in Markdown, plain text, PDF
   pages, subtitles, metadata), which detect-secrets only sees quoted; a value must look like a
   credential (placeholders, masks, references and ordinary words are not);
-- keys broken over lines (a wrapped line, a PDF page break): the plugins also see the text with
-  the break taken out, and both parts of a key are redacted.
+- keys broken over lines (a wrapped line, a PDF page break, a hyphenated break in prose): the
+  plugins also see the text with the break taken out, and both parts of a key are redacted.
 
 Running every plugin on every line costs ~130 s for the standard library (~10M tokens), so each
 plugin has a cheap anchor: a regex or a literal that must occur on a line for the plugin to
@@ -160,6 +160,9 @@ _MIN_WORD_VALUE = 8  # a value of letters only: "swordfish" at a line's end, not
 # keys broken over lines: the characters a token is made of, and the break between two of them
 _TOKEN = "A-Za-z0-9+/=_.:-"
 _SEAM = re.compile(rf"(?<=[{_TOKEN}])\n[ \t]*(?=[{_TOKEN}])")
+# a key hyphenated where the line broke (a word processor's or a PDF's hyphenation): the
+# hyphen goes with the break, in a pass of its own (a key's own `-` at a line's end stays)
+_HYPHEN_SEAM = re.compile(r"(?<=[A-Za-z0-9])-\n[ \t]*(?=[A-Za-z0-9])")
 _TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_.:-")
 _SEAM_AT = re.compile(rf"\n[ \t]*(?=[{_TOKEN}])")
 # in code, only the lines a token plugin's anchor hits start a seam; an AWS key's anchor wants
@@ -225,7 +228,7 @@ def _plugins() -> list[tuple[BasePlugin | ProseKeyword, str, tuple[_Anchor, ...]
 
 #: changes whenever what scan() finds could change (plugins, anchors, filters): cached
 #: "nothing found" verdicts (ingest.documents) are keyed by it
-SCAN_VERSION = "detect-secrets-1.5.0/2"
+SCAN_VERSION = "detect-secrets-1.5.0/3"
 
 
 @lru_cache(maxsize=4096)
@@ -518,6 +521,8 @@ def _hits(text: str, filename: str) -> list[_Hit]:
     seams = [m.span() for m in _SEAM.finditer(text)] if rules == "prose" \
         else _code_seams(text, starts, token_lines)
     found += _seam_hits(text, seams, filename)
+    if rules == "prose":
+        found += _seam_hits(text, [m.span() for m in _HYPHEN_SEAM.finditer(text)], filename)
     if not keys:
         return found
     lines = lines if lines is not None else text.split("\n")

@@ -11,7 +11,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 import pymupdf
 
-from ingest.pdf import secret_rects
+from ingest.pdf import image_secret_rects, secret_rects
 
 MAX_SIDE = 1600
 WITHHELD = "picture withheld: the page holds a redacted secret"
@@ -66,10 +66,15 @@ def _needles(passage: str) -> list[str]:
 def _hide_secrets(doc: pymupdf.Document, number: int, name: str, flagged: bool) -> None:
     """Black out page `number`'s secrets (the in-memory copy's text under them is removed too);
     PictureWithheld when one cannot be located, or ingest found one the text layer does not
-    show (an OCRed page)."""
+    show (an OCRed page). The page's pictures are OCRed for secrets too (when tesseract is
+    installed): their pixels are boxed the same way."""
     rects = secret_rects(doc, number, name)
     if rects is None or (flagged and not rects):
         raise PictureWithheld(WITHHELD)
+    pictured = image_secret_rects(doc, number, name)  # a key in a screenshot on the page
+    if pictured is None:
+        raise PictureWithheld(WITHHELD)
+    rects += pictured
     if rects:
         p = doc.load_page(number - 1)
         for rect in rects:
