@@ -178,10 +178,12 @@ def _open(data: bytes, name: str):
         raise IngestError(f"{name}: password-protected")
     root = safe_xml(read_part(zf, "content.xml", name), name)
     meta: dict[str, str] = {}
-    if "meta.xml" in zf.NameToInfo:
+    try:
         title = safe_xml(read_part(zf, "meta.xml", name), name).find(".//" + _q("dc:title"))
-        if title is not None and "".join(title.itertext()).strip():
-            meta["title"] = " ".join("".join(title.itertext()).split())[:300]
+    except IngestError:  # no meta.xml, or a damaged one: the text is still there
+        title = None
+    if title is not None and "".join(title.itertext()).strip():
+        meta["title"] = " ".join("".join(title.itertext()).split())[:300]
     return root, flags, meta
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 
+from lxml import etree
+
 from ingest.containers import container_flags, markdown_table, open_zip
 from ingest.types import IngestError, StructuredRead
 from ingest.word import MAX_PART_WORDS, part_segments
@@ -19,10 +21,27 @@ _MAX_SLIDES = 5000
 _MAX_DEPTH = 20
 
 
-def _position(shape) -> tuple[int, int]:
+_OFFSET = etree.XPath("./p:spPr/a:xfrm/a:off|./p:grpSpPr/a:xfrm/a:off|./p:xfrm/a:off",
+                      namespaces={"p": "http://schemas.openxmlformats.org/presentationml/2006/main",
+                                  "a": "http://schemas.openxmlformats.org/drawingml/2006/main"})
+
+
+def _position(shape, cache: dict) -> tuple[int, int]:
+    """(top, left): the shape's own offset, else its placeholder's inherited one (looked up
+    once per layout placeholder: python-pptx's lookup walks the layout with XPath each time)."""
+    off = _OFFSET(shape._element)
     try:
-        return int(shape.top or 0), int(shape.left or 0)
-    except (ValueError, TypeError, AttributeError, KeyError):
+        if off:
+            return int(off[0].get("y", 0)), int(off[0].get("x", 0))
+        key = ((str(shape.part.slide_layout.part.partname), shape.placeholder_format.idx)
+               if shape.is_placeholder else None)
+        if key is None or key not in cache:
+            value = int(shape.top or 0), int(shape.left or 0)
+            if key is None:
+                return value
+            cache[key] = value
+        return cache[key]
+    except (ValueError, TypeError, AttributeError, KeyError, etree.LxmlError):
         return 0, 0
 
 
@@ -45,18 +64,18 @@ def _table_text(table) -> str:
     return markdown_table(rows).rstrip("\n") if rows else ""
 
 
-def _shape_blocks(shapes, skip, depth: int = 0) -> list[str]:
+def _shape_blocks(shapes, skip, cache: dict, depth: int = 0) -> list[str]:
     """Texts of shapes in reading order (top, then left), group shapes recursed in place."""
     from pptx.shapes.group import GroupShape
 
     blocks: list[str] = []
     if depth > _MAX_DEPTH:
         return blocks
-    for shape in sorted(shapes, key=_position):
+    for shape in sorted(shapes, key=lambda shape: _position(shape, cache)):
         if skip is not None and shape.shape_id == skip:
             continue
         if isinstance(shape, GroupShape):
-            blocks += _shape_blocks(shape.shapes, None, depth + 1)
+            blocks += _shape_blocks(shape.shapes, None, cache, depth + 1)
         elif getattr(shape, "has_table", False) and shape.has_table:
             blocks.append(_table_text(shape.table))
         elif getattr(shape, "has_text_frame", False) and shape.has_text_frame:
@@ -96,13 +115,13 @@ def _split(locator: str, head: str, blocks: list[str]) -> list[tuple[str, str]]:
              + "\n") for i, chunk in enumerate(chunks, 1)]
 
 
-def _slide_parts(number: int, slide, flags: list[str]) -> list[tuple[str, str]]:
+def _slide_parts(number: int, slide, flags: list[str], cache: dict) -> list[tuple[str, str]]:
     title, title_id = _title(slide)
     hidden = slide._element.get("show") in ("0", "false")
     head = f"# Slide {number}" + (f": {title}" if title else "") + (" (hidden)" if hidden else "")
     if hidden:
         flags.append(f"hidden-slide:{number}")
-    parts = _split(f"slide {number}", head, _shape_blocks(slide.shapes, title_id))
+    parts = _split(f"slide {number}", head, _shape_blocks(slide.shapes, title_id, cache))
     if slide.has_notes_slide:
         notes = slide.notes_slide.notes_text_frame
         text = _frame_text(notes) if notes is not None else ""
@@ -130,9 +149,10 @@ def read_slides(data: bytes, name: str) -> StructuredRead:
     if len(slides) > _MAX_SLIDES:
         raise IngestError(f"{name}: more than {_MAX_SLIDES:,} slides; refusing it")
     parts: list[tuple[str, str]] = []
+    cache: dict = {}
     for number, slide in enumerate(slides, 1):
         try:
-            parts += _slide_parts(number, slide, flags)
+            parts += _slide_parts(number, slide, flags, cache)
         except (KeyError, ValueError, AttributeError, TypeError) as exc:
             raise IngestError(f"{name}: slide {number} is damaged ({type(exc).__name__})") \
                 from None

@@ -125,8 +125,12 @@ def _rels(zf: zipfile.ZipFile, part: str, what: str) -> list[tuple[str, str]]:
     name = posixpath.join(folder, "_rels", base + ".rels")
     if name not in zf.NameToInfo:
         return []
+    try:
+        root = safe_xml(read_part(zf, name, what), what)
+    except IngestError:  # the parts it names are then not found: the body is still read
+        return []
     out = []
-    for rel in safe_xml(read_part(zf, name, what), what).iter(_PKG_REL + "Relationship"):
+    for rel in root.iter(_PKG_REL + "Relationship"):
         if rel.get("TargetMode") == "External":
             continue
         target = rel.get("Target", "")
@@ -136,8 +140,16 @@ def _rels(zf: zipfile.ZipFile, part: str, what: str) -> list[tuple[str, str]]:
     return out
 
 
-def _xml(zf: zipfile.ZipFile, name: str, what: str):
-    return safe_xml(read_part(zf, name, what), what) if name in zf.NameToInfo else None
+def _xml(zf: zipfile.ZipFile, name: str, what: str, flags: set[str]):
+    """An optional part (styles, a header, the comments): one that cannot be read is flagged
+    "damaged-part:<name>" and left out, so the body is not lost with it."""
+    if name not in zf.NameToInfo:
+        return None
+    try:
+        return safe_xml(read_part(zf, name, what), what)
+    except IngestError:
+        flags.add(f"damaged-part:{name}")
+        return None
 
 
 def _main_part(zf: zipfile.ZipFile, what: str) -> str:
@@ -411,7 +423,7 @@ def _header_footer_parts(zf, rels, ctx: _Context, what: str) -> list[tuple[str, 
         seen: set[str] = set()
         blocks: list[Block] = []
         for rel_kind, path in rels:
-            root = _xml(zf, path, what) if rel_kind == kind else None
+            root = _xml(zf, path, what, ctx.flags) if rel_kind == kind else None
             for block in _story_blocks(root, ctx) if root is not None else ():
                 if block[0] not in seen:
                     seen.add(block[0])
@@ -448,13 +460,13 @@ def _comment_parts(root, ctx: _Context) -> list[tuple[str, str]]:
     return parts
 
 
-def _metadata(zf, sections: list[_Section], what: str) -> dict[str, str]:
+def _metadata(zf, sections: list[_Section], what: str, flags: set[str]) -> dict[str, str]:
     meta = {"headings": str(len(sections) - 1),
             "paragraphs": str(sum(len(s.blocks) for s in sections))}
     core = None
     for kind, path in _rels(zf, "", what):
         if kind == "core-properties":
-            core = _xml(zf, path, what)
+            core = _xml(zf, path, what, flags)
     for key, tag in _DC.items():
         found = core.find(tag) if core is not None else None
         if found is not None and (found.text or "").strip():
@@ -473,15 +485,15 @@ def read_word(data: bytes, name: str) -> StructuredRead:
     ctx = _Context()
     for kind, path in rels:
         if kind == "styles":
-            ctx.styles = _read_styles(_xml(zf, path, name))
+            ctx.styles = _read_styles(_xml(zf, path, name, ctx.flags))
         elif kind == "numbering":
-            ctx.formats = _read_numbering(_xml(zf, path, name))
+            ctx.formats = _read_numbering(_xml(zf, path, name, ctx.flags))
     root = safe_xml(read_part(zf, main, name), name)
     body = root.find(W + "body")
     if body is None:
         raise IngestError(f"{name}: not a Word document (no body)")
     sections = _sections(body, ctx)
-    extra = {kind: _xml(zf, path, name) for kind, path in rels
+    extra = {kind: _xml(zf, path, name, ctx.flags) for kind, path in rels
              if kind in ("footnotes", "endnotes", "comments")}
     hf = _header_footer_parts(zf, rels, ctx, name)
     parts = ([p for p in hf if p[0] == "header"] + _body_parts(sections)
@@ -489,6 +501,7 @@ def read_word(data: bytes, name: str) -> StructuredRead:
              + _note_parts(extra.get("footnotes"), "footnote", "footnote", ctx)
              + _note_parts(extra.get("endnotes"), "endnote", "endnote", ctx)
              + _comment_parts(extra.get("comments"), ctx))
+    meta = _metadata(zf, sections, name, ctx.flags)
     flags += sorted(ctx.flags) + ([] if parts else ["empty"])
     return StructuredRead(kind="word", segments=part_segments(parts),
-                          metadata=_metadata(zf, sections, name), flags=flags)
+                          metadata=meta, flags=flags)

@@ -143,6 +143,14 @@ def test_macros_and_a_remote_template_are_flagged_never_fetched() -> None:
     assert result.segments[0].text == "Quarterly memo.\n"
 
 
+def test_a_damaged_optional_part_is_flagged_and_the_body_still_read() -> None:
+    data = patch_zip(lease(), {"word/styles.xml": b"<w:styles><unclosed>"})
+    result = read_word(data, "lease.docx")
+
+    assert "damaged-part:word/styles.xml" in result.flags
+    assert "Landlord: ACME Ltd." in "".join(s.text for s in result.segments)
+
+
 def test_empty_document_is_one_empty_part() -> None:
     result = read_word(save(docx.Document()), "empty.docx")
 
