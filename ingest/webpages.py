@@ -112,7 +112,6 @@ class _Walker:
         self.page = _Page()
         self.inline: list[str] = []
         self.lists: list[list[int]] = []  # one counter per open list; [-1] for a bullet list
-        self.prefix = ""
         self.pending_prefix = ""
         self.new_list = False  # the next item starts a list: a blank line before it
 
@@ -258,7 +257,7 @@ class _Walker:
         return "".join(out)
 
     def code_block(self, node) -> None:
-        code = _raw_text(node).strip("\n")
+        code = self.visible_text(node).strip("\n")  # hidden spans inside go aside too
         if not code.strip():
             return
         fence = "```"
