@@ -1,5 +1,6 @@
 """The sources of an answer, each shown so it can be checked: code lines highlighted in their
-file, a PDF page drawn with the passage marked, a video moment, or the matched text."""
+file, a PDF page drawn with the passage marked, a video moment, a part of an Office file, web
+page, mail or e-book (its slide, sheet range, section or mail named), or the matched text."""
 
 from __future__ import annotations
 
@@ -30,7 +31,9 @@ def _badge(src: dict) -> str:
 
 def _label(src: dict) -> str:
     where = ""
-    if src.get("page") is not None:
+    if src.get("part"):
+        where = f" {src['part']}"
+    elif src.get("page") is not None:
         where = f" p.{src['page']}"
     elif src.get("t"):
         where = f" @ {src['t']}"
@@ -74,6 +77,15 @@ def _pdf(view: SourceView, src: dict) -> None:
     st.markdown(marked_text(part.text if part else "", quote), unsafe_allow_html=True)
 
 
+def _part(view: SourceView, src: dict) -> None:
+    """The cited part (a slide, a sheet range, a section, a mail's body) with the passage
+    marked, under its name; a part gone from the stored source shows the quote alone."""
+    part = view.part(str(src["part"]))
+    st.caption(f"{view.path} › {src['part']}")
+    quote = src.get("quote", "")
+    st.markdown(marked_text(part.text if part else quote, quote), unsafe_allow_html=True)
+
+
 def _code(view: SourceView, src: dict) -> None:
     lines = view.lines()
     a, _, b = str(src.get("lines") or "1-1").partition("-")
@@ -110,7 +122,9 @@ def show_sources(corpus: str, sources: list[dict]) -> None:
                 st.caption("this source is no longer in the corpus; the quoted text:")
                 st.code(src.get("quote", ""), language=None)
                 continue
-            if src.get("page") is not None:
+            if src.get("part"):
+                _part(view, src)
+            elif src.get("page") is not None:
                 _pdf(view, src)
             elif src.get("t"):
                 _video(view, src)

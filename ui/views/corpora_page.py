@@ -1,4 +1,5 @@
-"""Corpora: create one, add files (uploads or a local folder) with live progress, read the
+"""Corpora: the table of the corpora one may read (what kinds of documents each holds), create
+one, add files (uploads or a local folder) with live progress, read the
 ingest report, see how the corpus fills the model's window, delete."""
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from app.services.access import can_change
 from app.services.corpora import (
     check_name,
     ingest,
+    list_corpora,
     remove_corpus,
     share_corpus,
     show_corpus,
 )
+from app.services.viewing import document_kinds
 from common.errors import UserError
 from ingest.types import IngestError
 from ui import jobs, uploads
@@ -29,6 +32,19 @@ st.header("Corpora")
 settings = prefs()
 names = corpus_names()
 NEW = "+ new corpus"
+
+
+def _kinds_text(kinds: dict[str, int]) -> str:
+    """"word 3 · sheet 2 · mail 5": what a corpus holds, most first."""
+    return " · ".join(f"{kind} {n:,}" for kind, n in kinds.items()) or "(empty)"
+
+
+if names:  # the page opens on what the analyst has, not on an empty form
+    kinds = document_kinds(who())
+    st.dataframe([{"corpus": c.name, "documents": _kinds_text(kinds.get(c.name, {})),
+                   "sources": c.sources, "tokens": c.tokens, "owner": c.owner,
+                   "updated": c.updated_at} for c in list_corpora(who=who())],
+                 width="stretch", hide_index=True)
 current = st.session_state.get("active_corpus")
 choice = st.selectbox("Corpus", [NEW, *names],
                       index=names.index(current) + 1 if current in names else 0)
@@ -59,7 +75,9 @@ add_files, add_folder = st.tabs(["Upload files", "Local folder or repository"])
 with add_files:
     nonce = st.session_state.get("upload_nonce", 0)
     files = st.file_uploader(
-        "PDFs, code, text, notebooks, videos, or zip/tar archives of repositories",
+        "PDFs, Word (.docx), PowerPoint (.pptx), spreadsheets (.xlsx, .ods, .csv), web pages "
+        "(.html), mail (.eml, .mbox), e-books (.epub), OpenDocument and RTF, code, text, "
+        "notebooks, videos, or zip/tar archives of repositories",
         accept_multiple_files=True, key=f"uploader-{nonce}",
         max_upload_size=settings.upload_mb)  # the browser refuses a larger file unsent
     st.caption(f"Upload limit: {settings.upload_mb:,} MB per file (Settings).")
