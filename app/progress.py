@@ -1,6 +1,7 @@
 """The rich progress bar that the ingest pipeline's progress(stage, done, total, detail) feeds,
 shared by the commands that ingest (ingest, pack, ask). The detail is a file's path, which a
-document controls: it is shown as text, never read as rich markup."""
+document controls: it is shown as text, never read as rich markup, its controls visible (an
+escape sequence in a file name would otherwise retitle the window or clear the screen)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from contextlib import contextmanager
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from app.commands.shown import visible
 
 
 @contextmanager
@@ -27,6 +30,6 @@ def pipeline_progress(console: Console, enabled: bool = True):
                      "index": "indexing",
                      "embed": "embedding"}.get(stage, stage)
             bar.update(task, description=label, completed=done, total=total or None,
-                       detail=detail[-50:])
+                       detail=visible(detail)[-50:])
 
         yield update

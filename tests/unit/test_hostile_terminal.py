@@ -81,3 +81,16 @@ def test_pack_shows_a_documents_escape_sequences_on_a_terminal(tmp_path):
                            capture_output=True, timeout=300)
     assert piped.returncode == 0
     assert SEQUENCES.encode() in piped.stdout  # the data itself is unchanged in a pipe
+
+
+def test_the_progress_line_shows_a_file_names_controls_visibly():
+    from rich.console import Console
+
+    from app.progress import pipeline_progress
+
+    screen = io.StringIO()
+    with pipeline_progress(Console(file=screen, force_terminal=True, width=200)) as update:
+        update("read", 1, 2, "x\x1b]0;pwned\x07\x1b[2Jy.md")
+    out = screen.getvalue()
+    assert "\x1b]0;" not in out and "\x1b[2J" not in out and "\x07" not in out
+    assert "\\x1b]0;pwned" in out
