@@ -41,12 +41,20 @@ BLOCK_WORDS = 1_500
 _SNIFF_BYTES = 64 * 1024
 _CSV_FIELD_LIMIT = 64 * 1024**2  # csv's default (128 KB) would refuse a long cell outright
 _MAX_COLS = 16_384
+#: calamine holds a sheet's whole bounding box in memory: up to this many times the cells
+#: still allowed it is fast and bounded; beyond, the sheet is streamed (.xlsx) or left out
+_EXTENT_FACTOR = 4
 
 _OLE = b"\xd0\xcf\x11\xe0"
 _ENCRYPTED_OLE = "EncryptionInfo".encode("utf-16-le")
 _REL_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 _ATTR = re.compile(rb'\b(\w+)="([^"]*)"')
 _ROW_NUMBER = re.compile(rb'\br="(\d+)"')
+_ODS_TOKEN = re.compile(rb"<(/?)table:(table-row|table-cell|covered-table-cell|table-column|table)"
+                        rb"(?=[\s/>])([^>]*?)(/?)>")
+_ODS_NAME = re.compile(rb'\btable:name="([^"]*)"')
+_ODS_HIDDEN = re.compile(rb'\btable:visibility="(?:collapse|filter)"')
+_ODS_REPEAT = re.compile(rb'\btable:number-(?:rows|columns)-repeated="(\d+)"')
 
 
 def read_sheet(data: bytes, name: str, max_cells: int = MAX_CELLS) -> StructuredRead:
@@ -62,7 +70,10 @@ def read_sheet(data: bytes, name: str, max_cells: int = MAX_CELLS) -> Structured
         return _read_workbook(data, name, {}, [], max_cells)
     zf = open_zip(data, name)
     flags = container_flags(zf)
-    layouts = _xlsx_layouts(zf, name) if suffix in (".xlsx", ".xlsm") else {}
+    if suffix in (".xlsx", ".xlsm"):
+        return _read_workbook(data, name, _xlsx_layouts(zf, name), flags, max_cells, True)
+    layouts = _ods_layouts(zf, name) if "content.xml" in zf.namelist() else {}
+    _check_ods_extent(layouts, name, max_cells)
     return _read_workbook(data, name, layouts, flags, max_cells)
 
 
@@ -243,7 +254,9 @@ class _Layout:
 
 
 def _read_workbook(data: bytes, name: str, layouts: dict[str, _Layout], flags: list[str],
-                   max_cells: int) -> StructuredRead:
+                   max_cells: int, openpyxl_can: bool = False) -> StructuredRead:
+    """Sheet by sheet through calamine, or openpyxl's stream (.xlsx) for a sheet whose extent
+    calamine should not hold."""
     import python_calamine as pc
 
     book = _calamine(lambda: pc.CalamineWorkbook.from_filelike(io.BytesIO(data)), name)
@@ -264,7 +277,8 @@ def _read_workbook(data: bytes, name: str, layouts: dict[str, _Layout], flags: l
             flags.append(f"hidden-columns:{sheet}")
         if layout.uncached:
             flags.append(f"uncached-formulas:{sheet}")
-        if layout.max_row * layout.max_col > max(budget.left, 1):
+        too_large = layout.max_row * layout.max_col > _EXTENT_FACTOR * max(budget.left, 1)
+        if too_large and openpyxl_can:
             rows = _openpyxl_rows(data, name, sheet, layout, budget.left)
         else:
             rows = _calamine_rows(book, sheet, name, writer)
@@ -464,6 +478,60 @@ def _scan_formulas(xml: bytes, prefix: bytes, layout: _Layout) -> None:
             text = unescape((m.group(1) or b"").decode("utf-8", "replace"))
             row = layout.uncached.setdefault(int(ref.group(2)), {})
             row[_col_index(ref.group(1))] = text[:200]
+
+
+# ---------------------------------------------------------------- .ods content.xml
+
+def _ods_layouts(zf: zipfile.ZipFile, name: str) -> dict[str, _Layout]:
+    """Each table's hidden rows and columns and the extent of its non-empty cells (repeated
+    rows and cells counted as LibreOffice writes them: a trailing run of 1,048,576 empty rows
+    is no extent; one non-empty cell at the grid's far corner is)."""
+    try:
+        xml = read_part(zf, "content.xml", name)
+    except IngestError:
+        return {}
+    layouts: dict[str, _Layout] = {}
+    layout, row, col, cols, first, repeat = _Layout(), 0, 0, 0, 0, 1
+    content = hidden = False
+    for close, tag, attrs, empty in _ODS_TOKEN.findall(xml):
+        if tag == b"table" and not close:
+            found = _ODS_NAME.search(attrs)
+            layout, row, cols = _Layout(), 0, 0
+            layouts[unescape(found.group(1).decode("utf-8", "replace")) if found else ""] = layout
+        elif tag == b"table-column" and not close:
+            n = _repeat(attrs)
+            if _ODS_HIDDEN.search(attrs):
+                layout.hidden_cols.update(range(cols + 1, min(cols + n, _MAX_COLS) + 1))
+            cols += n
+        elif tag == b"table-row" and not close:
+            first, repeat, col, content = row + 1, _repeat(attrs), 0, False
+            hidden = bool(_ODS_HIDDEN.search(attrs))
+            row += repeat
+        if (tag == b"table-row" and (close or empty)) and content:
+            layout.max_row = max(layout.max_row, first + repeat - 1)
+            if hidden:
+                layout.hidden_rows.update(range(first, first + min(repeat, 1 << 20)))
+        elif tag in (b"table-cell", b"covered-table-cell") and not close:
+            n = _repeat(attrs)
+            if not empty or b"value-type=" in attrs:
+                layout.max_col, content = max(layout.max_col, col + n), True
+            col += n
+    return layouts
+
+
+def _repeat(attrs: bytes) -> int:
+    found = _ODS_REPEAT.search(attrs)
+    return min(int(found.group(1)), 1 << 24) if found else 1
+
+
+def _check_ods_extent(layouts: dict[str, _Layout], name: str, max_cells: int) -> None:
+    """calamine expands every table of an .ods when it opens the file (16 million cells: a
+    gigabyte), so a table whose cells span far more than the cell limit refuses the file."""
+    for sheet, layout in layouts.items():
+        if layout.max_row * layout.max_col > _EXTENT_FACTOR * max_cells:
+            raise IngestError(f"{name}: sheet {sheet!r} spans {layout.max_row:,} rows x "
+                              f"{layout.max_col:,} columns, over the limit of "
+                              f"{max_cells:,} cells")
 
 
 # ---------------------------------------------------------------- CSV / TSV

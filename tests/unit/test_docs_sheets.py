@@ -77,7 +77,7 @@ def test_long_sheets_come_in_blocks_that_repeat_the_header():
     assert len(read.segments) == 3
     ranges = [re.fullmatch(r"Data!A(\d+):B(\d+)", s.locator).groups() for s in read.segments]
     assert ranges[0][0] == "1" and ranges[-1][1] == "250"
-    for (_, last), (first, _) in zip(ranges, ranges[1:]):
+    for (_, last), (first, _) in zip(ranges, ranges[1:], strict=False):
         assert int(first) == int(last) + 1  # blocks tile the sheet
     for seg in read.segments:
         assert seg.text.split("\n")[2] == "| id | name |"  # each block stands alone
@@ -264,31 +264,68 @@ MANIFEST = ('<?xml version="1.0"?><manifest:manifest '
             'manifest:media-type="text/xml"/></manifest:manifest>')
 
 
-def test_an_ods_sheet_reads_like_an_xlsx_one():
+def _ods(tables: str) -> bytes:
+    """A minimal OpenDocument spreadsheet holding the given <table:table> elements."""
     ns = ('xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
           'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
           'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"')
-
-    def cell(kind, value, shown):
-        extra = f' office:value="{value}"' if kind == "float" else ""
-        return (f'<table:table-cell office:value-type="{kind}"{extra}>'
-                f"<text:p>{shown}</text:p></table:table-cell>")
-
-    rows = ("<table:table-row>" + cell("string", "", "Item") + cell("string", "", "Q1")
-            + "</table:table-row><table:table-row>" + cell("string", "", "Rent")
-            + cell("float", "0.1", "0.1") + "</table:table-row>")
     content = (f'<?xml version="1.0" encoding="UTF-8"?><office:document-content {ns}>'
-               f'<office:body><office:spreadsheet><table:table table:name="Opex">{rows}'
-               "</table:table></office:spreadsheet></office:body></office:document-content>")
+               f"<office:body><office:spreadsheet>{tables}"
+               "</office:spreadsheet></office:body></office:document-content>")
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet",
                     compress_type=zipfile.ZIP_STORED)
         zf.writestr("META-INF/manifest.xml", MANIFEST)
         zf.writestr("content.xml", content)
-    read = read_sheet(buf.getvalue(), "budget.ods")
+    return buf.getvalue()
+
+
+def _cell(text: str, value: str = "", repeat: int = 1) -> str:
+    kind = f'office:value-type="float" office:value="{value}"' if value else (
+        'office:value-type="string"')
+    rep = f' table:number-columns-repeated="{repeat}"' if repeat > 1 else ""
+    return f"<table:table-cell {kind}{rep}><text:p>{text}</text:p></table:table-cell>"
+
+
+def _row(*cells: str, attrs: str = "") -> str:
+    return f"<table:table-row{attrs}>{''.join(cells)}</table:table-row>"
+
+
+def test_an_ods_sheet_reads_like_an_xlsx_one():
+    read = read_sheet(_ods('<table:table table:name="Opex">'
+                           + _row(_cell("Item"), _cell("Q1"))
+                           + _row(_cell("Rent"), _cell("0.1", "0.1"))
+                           # LibreOffice pads the grid with repeated empty rows and cells
+                           + _row('<table:table-cell table:number-columns-repeated="16382"/>',
+                                  attrs=' table:number-rows-repeated="1048574"')
+                           + "</table:table>"), "budget.ods")
     assert [s.locator for s in read.segments] == ["Opex!A1:B2"]
     assert "| Rent | 0.1 |" in read.segments[0].text
+    assert read.flags == []
+
+
+def test_ods_hidden_rows_and_columns_are_marked_and_flagged():
+    read = read_sheet(_ods('<table:table table:name="Opex">'
+                           '<table:table-column/><table:table-column table:visibility="collapse"/>'
+                           + _row(_cell("Item"), _cell("Secret"))
+                           + _row(_cell("Rent"), _cell("5", "5"))
+                           + _row(_cell("Bribe"), _cell("9", "9"),
+                                  attrs=' table:visibility="collapse"')
+                           + "</table:table>"), "b.ods")
+    assert {"hidden-rows:Opex", "hidden-columns:Opex"} <= set(read.flags)
+    text = _text(read)
+    assert "| [hidden row] Bribe | 9 |" in text and "[hidden column] Secret" in text
+
+
+def test_an_ods_cell_at_the_grid_corner_is_refused_not_a_gigabyte():
+    """calamine expands all of an .ods on opening: 1,000 x 16,384 cells took 1 GB."""
+    far = _ods('<table:table table:name="Far">' + _row(_cell("a"))
+               + _row("<table:table-cell/>", attrs=' table:number-rows-repeated="1000"')
+               + _row('<table:table-cell table:number-columns-repeated="16383"/>', _cell("z"))
+               + "</table:table>")
+    with pytest.raises(IngestError, match="sheet 'Far' spans 1,002 rows x 16,384 columns"):
+        read_sheet(far, "far.ods")
 
 
 # ---------------------------------------------------------------- CSV / TSV
