@@ -21,9 +21,12 @@ _MAX_SLIDES = 5000
 _MAX_DEPTH = 20
 
 
+_PML = {"p": "http://schemas.openxmlformats.org/presentationml/2006/main",
+        "a": "http://schemas.openxmlformats.org/drawingml/2006/main"}
+_HIDDEN = etree.XPath("string(./*[1]/p:cNvPr/@hidden)", namespaces=_PML)
+_DESCR = etree.XPath("string(./*[1]/p:cNvPr/@descr)", namespaces=_PML)
 _OFFSET = etree.XPath("./p:spPr/a:xfrm/a:off|./p:grpSpPr/a:xfrm/a:off|./p:xfrm/a:off",
-                      namespaces={"p": "http://schemas.openxmlformats.org/presentationml/2006/main",
-                                  "a": "http://schemas.openxmlformats.org/drawingml/2006/main"})
+                      namespaces=_PML)
 
 
 def _position(shape, cache: dict) -> tuple[int, int]:
@@ -64,31 +67,39 @@ def _table_text(table) -> str:
     return markdown_table(rows).rstrip("\n") if rows else ""
 
 
-def _shape_blocks(shapes, skip, cache: dict, depth: int = 0) -> list[str]:
-    """Texts of shapes in reading order (top, then left), group shapes recursed in place."""
-    from pptx.shapes.group import GroupShape
-
+def _shape_blocks(shapes, skip, cache: dict, flags: set[str], depth: int = 0) -> list[str]:
+    """Texts of shapes in reading order (top, then left), group shapes recursed in place;
+    a hidden shape's text kept but marked "[hidden] ... [/hidden]"."""
     blocks: list[str] = []
     if depth > _MAX_DEPTH:
         return blocks
     for shape in sorted(shapes, key=lambda shape: _position(shape, cache)):
         if skip is not None and shape.shape_id == skip:
             continue
-        if isinstance(shape, GroupShape):
-            blocks += _shape_blocks(shape.shapes, None, cache, depth + 1)
-        elif getattr(shape, "has_table", False) and shape.has_table:
-            blocks.append(_table_text(shape.table))
-        elif getattr(shape, "has_text_frame", False) and shape.has_text_frame:
-            blocks.append(_frame_text(shape.text_frame))
-        elif getattr(shape, "has_chart", False) and shape.has_chart:
-            chart = shape.chart
-            if chart.has_title and chart.chart_title.has_text_frame:
-                blocks.append("[chart] " + _frame_text(chart.chart_title.text_frame))
-        else:
-            alt = " ".join((shape._element.xpath("string(.//p:cNvPr/@descr)") or "").split())
-            if alt:
-                blocks.append(f"[image: {alt}]")
+        texts = _shape_text(shape, cache, flags, depth)
+        if texts and _HIDDEN(shape._element) in ("1", "true"):
+            flags.add("hidden-shapes")
+            texts = ["[hidden] " + "\n\n".join(texts) + " [/hidden]"]
+        blocks += texts
     return [b for b in blocks if b]
+
+
+def _shape_text(shape, cache: dict, flags: set[str], depth: int) -> list[str]:
+    from pptx.shapes.group import GroupShape
+
+    if isinstance(shape, GroupShape):
+        return _shape_blocks(shape.shapes, None, cache, flags, depth + 1)
+    if getattr(shape, "has_table", False) and shape.has_table:
+        return [_table_text(shape.table)]
+    if getattr(shape, "has_text_frame", False) and shape.has_text_frame:
+        return [_frame_text(shape.text_frame)]
+    if getattr(shape, "has_chart", False) and shape.has_chart:
+        chart = shape.chart
+        if chart.has_title and chart.chart_title.has_text_frame:
+            return ["[chart] " + _frame_text(chart.chart_title.text_frame)]
+        return []
+    alt = " ".join(_DESCR(shape._element).split())
+    return [f"[image: {alt}]"] if alt else []
 
 
 def _title(slide) -> tuple[str, int | None]:
@@ -115,13 +126,14 @@ def _split(locator: str, head: str, blocks: list[str]) -> list[tuple[str, str]]:
              + "\n") for i, chunk in enumerate(chunks, 1)]
 
 
-def _slide_parts(number: int, slide, flags: list[str], cache: dict) -> list[tuple[str, str]]:
+def _slide_parts(number: int, slide, flags: list[str], cache: dict,
+                 seen: set[str]) -> list[tuple[str, str]]:
     title, title_id = _title(slide)
     hidden = slide._element.get("show") in ("0", "false")
     head = f"# Slide {number}" + (f": {title}" if title else "") + (" (hidden)" if hidden else "")
     if hidden:
         flags.append(f"hidden-slide:{number}")
-    parts = _split(f"slide {number}", head, _shape_blocks(slide.shapes, title_id, cache))
+    parts = _split(f"slide {number}", head, _shape_blocks(slide.shapes, title_id, cache, seen))
     if slide.has_notes_slide:
         notes = slide.notes_slide.notes_text_frame
         text = _frame_text(notes) if notes is not None else ""
@@ -150,12 +162,14 @@ def read_slides(data: bytes, name: str) -> StructuredRead:
         raise IngestError(f"{name}: more than {_MAX_SLIDES:,} slides; refusing it")
     parts: list[tuple[str, str]] = []
     cache: dict = {}
+    seen: set[str] = set()
     for number, slide in enumerate(slides, 1):
         try:
-            parts += _slide_parts(number, slide, flags, cache)
+            parts += _slide_parts(number, slide, flags, cache, seen)
         except (KeyError, ValueError, AttributeError, TypeError) as exc:
             raise IngestError(f"{name}: slide {number} is damaged ({type(exc).__name__})") \
                 from None
+    flags += sorted(seen)
     props = prs.core_properties
     meta = {"slides": str(len(slides))}
     for key, value in (("title", props.title), ("author", props.author)):

@@ -235,9 +235,25 @@ def _style_chain(ctx: _Context, style_id: str | None) -> Iterator[_Style]:
 
 
 def _run_text(run, ctx: _Context, out: list[str]) -> None:
+    """A run's text; hidden (w:vanish) text kept but marked "[hidden] ... [/hidden]", white
+    text flagged (both are where a document hides words meant for a model, not a reader)."""
     rpr = run.find(W + "rPr")
-    if rpr is not None and rpr.find(W + "vanish") is not None:
-        ctx.flags.add("hidden-text")
+    if rpr is not None:
+        color = _val(rpr, W + "color")
+        if color is not None and color.upper() in ("FFFFFF", "WHITE"):
+            ctx.flags.add("white-text")
+        vanish = rpr.find(W + "vanish")
+        if vanish is not None and vanish.get(W + "val", "true") not in ("0", "false", "off"):
+            ctx.flags.add("hidden-text")
+            inner: list[str] = []
+            _run_content(run, ctx, inner)
+            if "".join(inner).strip():
+                out.append("[hidden] " + "".join(inner) + " [/hidden]")
+            return
+    _run_content(run, ctx, out)
+
+
+def _run_content(run, ctx: _Context, out: list[str]) -> None:
     for child in run:
         tag = child.tag
         if tag == W + "t" or tag == W + "delText":
@@ -298,7 +314,7 @@ def paragraph_text(p, ctx: _Context) -> str:
     since python-docx's `Paragraph.text` silently drops deleted runs."""
     out: list[str] = []
     _inline(p, ctx, out)
-    return "".join(out).strip()
+    return "".join(out).replace(" [/hidden][hidden] ", "").strip()
 
 
 def _cell_text(tc, ctx: _Context) -> str:
