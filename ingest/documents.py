@@ -280,7 +280,8 @@ def _structured(candidate: Candidate, data: bytes, suffix: str, options: Process
                    metadata=_check_metadata(dict(got.metadata), path, options, flags),
                    flags=flags, content_key=f"{sha}|parts" + ("|redacted" if redacted else ""))
     if got.attachments:
-        doc.children = _children(candidate, got.attachments, options, depth, doc.flags)
+        doc.children = _children(candidate, got.attachments, options, depth, doc.flags,
+                                 messages=suffix == "mbox")
     return doc
 
 
@@ -312,15 +313,17 @@ def _suffix(name: str) -> str:
 
 
 def _children(parent: Candidate, attachments: list[tuple[str, bytes]], options: ProcessOptions,
-              depth: int, flags: list[str]) -> list[Document | Skipped]:
+              depth: int, flags: list[str], messages: bool = False) -> list[Document | Skipped]:
     """Each attachment as a source of its own, through the same dispatch, in order; what it
     holds in turn follows it (flattened). Bounded: MAX_DEPTH nested mails, MAX_CHILDREN in
-    all, archives not expanded (a zip attachment may be a bomb: ingest it on its own)."""
+    all, archives not expanded (a zip attachment may be a bomb: ingest it on its own).
+    `messages`: an mbox's messages, read as mail whatever their names."""
     out: list[Document | Skipped] = []
     taken: set[str] = set()
     for i, (name, data) in enumerate(attachments):
         path = _child_path(parent.path, name, taken)
-        cand = Candidate(path, parent.location, parent.root, len(data), ("attachment",))
+        cand = Candidate(path, parent.location, parent.root, len(data),
+                         ("mbox-message",) if messages else ("attachment",))
         if depth + 1 > MAX_DEPTH:
             note = f"nested: attachments deeper than {MAX_DEPTH} levels not read"
             flags.extend([note] if note not in flags else [])
@@ -330,7 +333,9 @@ def _children(parent: Candidate, attachments: list[tuple[str, bytes]], options: 
         if len(out) >= MAX_CHILDREN:
             flags.append(f"cut: {len(attachments) - i:,} more parts after {MAX_CHILDREN:,}")
             break
-        child = _child(cand, data, options, depth + 1)
+        child = (_structured(cand, data, "eml", options, hashlib.sha256(data).hexdigest(),
+                             list(cand.flags), depth) if messages
+                 else _child(cand, data, options, depth + 1))
         out.append(child)
         if isinstance(child, Document):
             out.extend(child.children)
