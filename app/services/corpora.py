@@ -209,7 +209,12 @@ def _apply(name: str, tok: Tokenizer, result: PipelineResult, refused: list[File
         seen = set(result.unchanged) | {d.path for d in result.documents} | {
             s.path for s in result.skipped}
         roots = set(result.roots)
-        gone = [s for p, s in previous.items() if prune and p not in seen and s.root in roots]
+        # a mail's attachments and an mbox's messages ("<file> > <name>") go with their file:
+        # kept while it is unchanged, dropped when it is read again without them
+        reread = {d.path for d in result.documents} | {s.path for s in result.skipped}
+        gone = [s for p, s in previous.items() if p not in seen and (
+            p.split(" > ", 1)[0] in reread if " > " in p and not prune else
+            prune and s.root in roots and p.split(" > ", 1)[0] not in result.unchanged)]
         del seen
         for src in gone:
             if src.status == "ok":  # a file that was skipped all along never was in the corpus
@@ -367,7 +372,8 @@ def _insert_children(session: Session, docs: list[Document], ids: dict[str, int]
     for doc in docs:
         sid = ids[doc.path]
         segments.extend({"source_id": sid, "order": s.order, "span_kind": s.span_kind,
-                         "start": s.start, "end": s.end, "tokens": s.tokens, "text": s.text}
+                         "start": s.start, "end": s.end, "tokens": s.tokens, "text": s.text,
+                         "locator": s.locator[:500] or None}
                         for s in doc.segments)
         symbols.extend({"source_id": sid, "name": y.name, "kind": y.kind,
                         "start_line": y.start_line, "end_line": y.end_line,
@@ -477,13 +483,14 @@ def load_documents(name: str, symbols: bool = False, url: str | None = None,
         sources = session.scalars(select(Source).where(
             Source.corpus_id == row.id, Source.status == "ok").order_by(Source.position)).all()
         segs: dict[int, list[SegmentData]] = {s.id: [] for s in sources}
-        for sid, order, kind, start, end, tokens, text in session.execute(
+        for sid, order, kind, start, end, tokens, text, locator in session.execute(
                 select(StoredSegment.source_id, StoredSegment.order, StoredSegment.span_kind,
                        StoredSegment.start, StoredSegment.end, StoredSegment.tokens,
-                       StoredSegment.text)
+                       StoredSegment.text, StoredSegment.locator)
                 .join(Source).where(Source.corpus_id == row.id, Source.status == "ok")
                 .order_by(StoredSegment.source_id, StoredSegment.order)):
-            segs[sid].append(SegmentData(order, text, kind, start, end, tokens))
+            segs[sid].append(SegmentData(order, text, kind, start, end, tokens,
+                                         locator=locator or ""))
         syms: dict[int, list[SymbolData]] = {s.id: [] for s in sources}
         if symbols:
             for y in session.scalars(select(Symbol).join(Source).where(
