@@ -15,7 +15,7 @@ from lxml import etree
 
 from ingest.containers import container_flags, markdown_table, open_zip
 from ingest.types import IngestError, StructuredRead
-from ingest.word import MAX_PART_WORDS, part_segments
+from ingest.word import MAX_PART_WORDS, part_segments, split_long
 
 _MAX_SLIDES = 5000
 _MAX_DEPTH = 20
@@ -113,7 +113,7 @@ def _split(locator: str, head: str, blocks: list[str]) -> list[tuple[str, str]]:
     """One part for a slide, or several ("slide 5 [2/3]") when it runs past MAX_PART_WORDS."""
     chunks: list[list[str]] = [[]]
     words = 0
-    for block in blocks:
+    for block in (piece for whole in blocks for piece in split_long(whole)):
         n = len(block.split())
         if chunks[-1] and words + n > MAX_PART_WORDS:
             chunks.append([])

@@ -64,20 +64,42 @@ def _chunks(blocks: list[Block], max_words: int) -> Iterator[tuple[int, int]]:
         yield start, len(blocks) - 1
 
 
+def split_long(text: str, max_words: int = MAX_PART_WORDS) -> list[str]:
+    """One block too long for a part, in pieces of at most `max_words` words: a markdown
+    table by rows (each piece repeats the header), other text at whitespace."""
+    lines = text.split("\n")
+    if len(lines) > 3 and lines[0].startswith("| ") and lines[1].startswith("|---"):
+        pieces, words = [lines[:2]], 0
+        for row in lines[2:]:
+            n = len(row.split())
+            if len(pieces[-1]) > 2 and words + n > max_words:
+                pieces.append(lines[:2])
+                words = 0
+            pieces[-1] = pieces[-1] + [row]
+            words += n
+        return ["\n".join(p) for p in pieces]
+    cuts = [m.start() for i, m in enumerate(re.finditer(r"\S+", text)) if i and not i % max_words]
+    return [text[a:b].strip() for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+
+
 def section_parts(prefix: str, heading: str, blocks: list[Block],
                   max_words: int = MAX_PART_WORDS) -> list[tuple[str, str]]:
     """A section's (locator, text) parts: "<prefix> ¶a-¶b" per retrieval-sized run of its
-    numbered blocks, the heading line opening the first; used by the Word, OpenDocument and
-    RTF readers alike."""
+    numbered blocks, the heading line opening the first, a single block too long for one part
+    cut into "¶k (1/3)", ...; used by the Word, OpenDocument and RTF readers alike."""
     if not blocks:
         return [(prefix, heading + "\n")] if heading else []
     parts = []
     for first, last in _chunks(blocks, max_words):
         para = f"¶{first + 1}" if first == last else f"¶{first + 1}-¶{last + 1}"
         locator = f"{prefix} {para}" if prefix else para
-        body = _join_blocks(blocks[first:last + 1])
         head = heading + "\n\n" if heading and first == 0 else ""
-        parts.append((locator, head + body + "\n"))
+        pieces = split_long(blocks[first][0], max_words) if first == last else []
+        if len(pieces) > 1:
+            parts += [(f"{locator} ({i}/{len(pieces)})", (head if i == 1 else "") + piece + "\n")
+                      for i, piece in enumerate(pieces, 1)]
+        else:
+            parts.append((locator, head + _join_blocks(blocks[first:last + 1]) + "\n"))
     return parts
 
 

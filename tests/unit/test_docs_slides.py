@@ -119,6 +119,21 @@ def test_a_hidden_shape_is_kept_but_marked() -> None:
     assert "hidden-shapes" in result.flags
 
 
+def test_a_slide_past_the_part_size_is_cut_into_parts() -> None:
+    prs = Presentation()
+    slide = prs.slides.add_slide(prs.slide_layouts[5])
+    slide.shapes.title.text = "Appendix"
+    textbox(slide.shapes, 1, 2, " ".join(f"w{i}" for i in range(3500)))
+    slide.notes_slide.notes_text_frame.text = "short notes"
+    result = read_slides(save(prs), "x.pptx")
+
+    assert [s.locator for s in result.segments] == [
+        "slide 1 [1/3]", "slide 1 [2/3]", "slide 1 [3/3]", "slide 1 (notes)"]
+    assert result.segments[0].text.startswith("# Slide 1: Appendix\n\nw0 w1")
+    assert " ".join(s.text for s in result.segments[:3]).split()[4:] == [
+        f"w{i}" for i in range(3500)]
+
+
 def test_macros_and_external_links_are_flagged() -> None:
     data = patch_zip(review(), {"ppt/vbaProject.bin": b"\x00VBA"}, {
         "ppt/slides/_rels/slide1.xml.rels":

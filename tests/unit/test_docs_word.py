@@ -164,6 +164,27 @@ def test_hidden_text_is_kept_marked_and_white_text_flagged() -> None:
     assert {"hidden-text", "white-text"} <= set(result.flags)
 
 
+def test_one_huge_paragraph_and_one_huge_table_are_cut_into_parts() -> None:
+    d = docx.Document()
+    d.add_heading("Annex", 1)
+    d.add_paragraph(" ".join(f"w{i}" for i in range(4000)))
+    table = d.add_table(rows=1, cols=2)
+    table.rows[0].cells[0].text, table.rows[0].cells[1].text = "Name", "Value"
+    for i in range(1200):
+        cells = table.add_row().cells
+        cells[0].text, cells[1].text = f"row{i}", "one two three"
+    result = read_word(save(d), "annex.docx")
+    locators = [s.locator for s in result.segments]
+
+    assert locators == ["§1 Annex ¶1 (1/3)", "§1 Annex ¶1 (2/3)", "§1 Annex ¶1 (3/3)"] + [
+        f"§1 Annex ¶2 ({i}/6)" for i in range(1, 7)]  # a row "| rowN | one two three |": 7 words
+    assert " ".join(s.text for s in result.segments[:3]).split()[2:] == [
+        f"w{i}" for i in range(4000)]
+    tables = [s.text for s in result.segments[3:]]
+    assert all(t.startswith("| Name | Value |\n|---|---|\n| row") for t in tables)
+    assert sum(t.count("| row") for t in tables) == 1200
+
+
 def test_empty_document_is_one_empty_part() -> None:
     result = read_word(save(docx.Document()), "empty.docx")
 
