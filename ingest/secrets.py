@@ -9,8 +9,9 @@ none of them secrets. Two rules of scoutlens's own close gaps detect-secrets lea
 - prose assignments (`password: hunter2`, `**API key:** abc123` in Markdown, plain text, PDF
   pages, subtitles, metadata), which detect-secrets only sees quoted; a value must look like a
   credential (placeholders, masks, references and ordinary words are not);
-- keys broken over lines (a wrapped line, a PDF page break, a hyphenated break in prose): the
-  plugins also see the text with the break taken out, and both parts of a key are redacted.
+- keys broken over lines (a wrapped line, a PDF page break, a hyphenated break in prose, the
+  next cue of a subtitle file): the plugins also see the text with the break taken out, and
+  both parts of a key are redacted.
 
 Running every plugin on every line costs ~130 s for the standard library (~10M tokens), so each
 plugin has a cheap anchor: a regex or a literal that must occur on a line for the plugin to
@@ -151,6 +152,10 @@ _PROSE = re.compile(
     r"[*_`\"')\]]*[ \t]*(?P<sep>[:=])[ \t]*[*_`]*[ \t]*[\"'`]?"
     r"(?P<value>[^\s\"'`=:<>(\[{$%&*#/~.!][^\s\"'`<]*)", re.IGNORECASE)  # `<`: markup after
 _PROSE_NAME = re.compile(_PROSE_WORDS, re.IGNORECASE)
+# a Markdown table row whose cell is the name and the next cell one word: `| password | hunter2 |`
+_TABLE = re.compile(
+    rf"\|[ \t]*[*_`]*[\w-]*?(?:{_PROSE_WORDS})[\w-]*[*_`]*[ \t]*\|[ \t]*[*_`]*"
+    r"(?P<value>[^\s|*_`][^\s|`]*?)[*_`]*[ \t]*(?=\|)", re.IGNORECASE)
 _MASK = re.compile(r"[*xX•·.#?_-]+")
 _DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+(?::[A-Za-z_][\w.]*)?")  # a.b, a.b:c
 _PLACEHOLDERS = ("your", "example", "placeholder", "redacted", "dummy", "os.environ", "getenv")
@@ -163,6 +168,12 @@ _SEAM = re.compile(rf"(?<=[{_TOKEN}])\n[ \t]*(?=[{_TOKEN}])")
 # a key hyphenated where the line broke (a word processor's or a PDF's hyphenation): the
 # hyphen goes with the break, in a pass of its own (a key's own `-` at a line's end stays)
 _HYPHEN_SEAM = re.compile(r"(?<=[A-Za-z0-9])-\n[ \t]*(?=[A-Za-z0-9])")
+# a key a subtitle file carries over into its next cue: the break is the blank line, the cue's
+# number (SRT) and its timing line
+_CUE_SEAM = re.compile(rf"(?<=[{_TOKEN}])[ \t]*\n[ \t]*\n+(?:\d+[ \t]*\n)?"
+                       r"[\d:.,]+[ \t]+-->[ \t]+[\d:.,]+[^\n]*\n[ \t]*"
+                       rf"(?=[{_TOKEN}])")
+_SUBTITLES = (".srt", ".vtt")
 _TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_.:-")
 _SEAM_AT = re.compile(rf"\n[ \t]*(?=[{_TOKEN}])")
 # in code, only the lines a token plugin's anchor hits start a seam; an AWS key's anchor wants
@@ -228,7 +239,7 @@ def _plugins() -> list[tuple[BasePlugin | ProseKeyword, str, tuple[_Anchor, ...]
 
 #: changes whenever what scan() finds could change (plugins, anchors, filters): cached
 #: "nothing found" verdicts (ingest.documents) are keyed by it
-SCAN_VERSION = "detect-secrets-1.5.0/3"
+SCAN_VERSION = "detect-secrets-1.5.0/4"
 
 
 @lru_cache(maxsize=4096)
@@ -306,6 +317,10 @@ def _prose_spans(line: str, plugin: ProseKeyword) -> list[tuple[int, int]]:
         after = line[start + len(value):]
         if _credential_like(value, m.group("sep"), after) and not _filtered(value, line, plugin):
             found.append((start, start + len(value)))
+    for m in _TABLE.finditer(line):  # the cell's end is the value's end
+        value = m.group("value")
+        if _credential_like(value, ":", "") and not _filtered(value, line, plugin):
+            found.append(m.span("value"))
     return found
 
 
@@ -523,6 +538,8 @@ def _hits(text: str, filename: str) -> list[_Hit]:
     found += _seam_hits(text, seams, filename)
     if rules == "prose":
         found += _seam_hits(text, [m.span() for m in _HYPHEN_SEAM.finditer(text)], filename)
+        if filename.lower().endswith(_SUBTITLES):
+            found += _seam_hits(text, [m.span() for m in _CUE_SEAM.finditer(text)], filename)
     if not keys:
         return found
     lines = lines if lines is not None else text.split("\n")
