@@ -271,9 +271,9 @@ def _read_workbook(data: bytes, name: str, layouts: dict[str, _Layout], flags: l
         layout = layouts.get(sheet, _Layout())
         writer = _Writer(segments, sheet, hidden_sheet=" [hidden sheet]" if hidden else "",
                          hidden_rows=layout.hidden_rows, hidden_cols=layout.hidden_cols)
-        if layout.hidden_rows:
+        if layout.hidden_rows and min(layout.hidden_rows) <= layout.max_row:
             flags.append(f"hidden-rows:{sheet}")
-        if layout.hidden_cols:
+        if layout.hidden_cols and min(layout.hidden_cols) <= layout.max_col:
             flags.append(f"hidden-columns:{sheet}")
         if layout.uncached:
             flags.append(f"uncached-formulas:{sheet}")
@@ -398,8 +398,8 @@ def _sheet_parts(zf: zipfile.ZipFile, name: str) -> dict[str, str]:
     parts: dict[str, str] = {}
     for el in book.iter("{*}sheet"):
         target = targets.get(el.get(f"{{{_REL_NS}}}id"), "")
-        if target:
-            path = target.lstrip("/") if target.startswith("/") else "xl/" + target
+        if target:  # resolved as calamine does, so both read the same part
+            path = target.lstrip("/") if target.startswith(("/", "xl/")) else "xl/" + target
             parts[el.get("name", "")] = path
     return parts
 

@@ -217,6 +217,19 @@ def test_macros_in_an_xlsm_are_flagged_never_run():
     assert "| Rent |" in _text(read)
 
 
+def test_an_external_link_is_flagged_never_fetched():
+    def link(name, body):
+        return body
+    link.extra = {"xl/externalLinks/_rels/externalLink1.xml.rels": (
+        '<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/package/'
+        '2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/'
+        'officeDocument/2006/relationships/externalLinkPath" '
+        'Target="https://evil.example/prices.xlsx" TargetMode="External"/></Relationships>')}
+
+    read = read_sheet(_rezip(_xlsx(_budget), link), "linked.xlsx")
+    assert "external:externalLinkPath:https://evil.example/prices.xlsx" in read.flags
+
+
 @pytest.mark.parametrize("name, data", [
     ("broken.xlsx", b"PK\x03\x04" + b"\x00" * 200),
     ("noise.xlsx", bytes(range(256)) * 8),
