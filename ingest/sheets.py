@@ -41,6 +41,7 @@ BLOCK_WORDS = 1_500
 _SNIFF_BYTES = 64 * 1024
 _CSV_FIELD_LIMIT = 64 * 1024**2  # csv's default (128 KB) would refuse a long cell outright
 _MAX_COLS = 16_384
+_MAX_ROWS = 1_048_576
 #: calamine holds a sheet's whole bounding box in memory: up to this many times the cells
 #: still allowed it is fast and bounded; beyond, the sheet is streamed (.xlsx) or left out
 _EXTENT_FACTOR = 4
@@ -49,12 +50,12 @@ _OLE = b"\xd0\xcf\x11\xe0"
 _ENCRYPTED_OLE = "EncryptionInfo".encode("utf-16-le")
 _REL_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 _ATTR = re.compile(rb'\b(\w+)="([^"]*)"')
-_ROW_NUMBER = re.compile(rb'\br="(\d+)"')
+_ROW_NUMBER = re.compile(rb'\br="(\d{1,9})"')  # more digits than Excel's rows: not a number
 _ODS_TOKEN = re.compile(rb"<(/?)table:(table-row|table-cell|covered-table-cell|table-column|table)"
                         rb"(?=[\s/>])([^>]*?)(/?)>")
 _ODS_NAME = re.compile(rb'\btable:name="([^"]*)"')
 _ODS_HIDDEN = re.compile(rb'\btable:visibility="(?:collapse|filter)"')
-_ODS_REPEAT = re.compile(rb'\btable:number-(?:rows|columns)-repeated="(\d+)"')
+_ODS_REPEAT = re.compile(rb'\btable:number-(?:rows|columns)-repeated="(\d{1,9})"')
 
 
 def read_sheet(data: bytes, name: str, max_cells: int = MAX_CELLS) -> StructuredRead:
@@ -247,8 +248,10 @@ class _Layout:
 
     hidden_rows: set[int] = field(default_factory=set)
     hidden_cols: set[int] = field(default_factory=set)
-    #: row -> column -> formula, 1-based, for formulas with no cached value
-    uncached: dict[int, dict[int, str]] = field(default_factory=dict)
+    #: row -> column -> text (1-based) of cells calamine leaves blank: formulas with no
+    #: cached value, error values (#DIV/0!)
+    overrides: dict[int, dict[int, str]] = field(default_factory=dict)
+    uncached: int = 0  # formulas with no cached value
     max_row: int = 0
     max_col: int = 0
 
@@ -282,7 +285,7 @@ def _read_workbook(data: bytes, name: str, layouts: dict[str, _Layout], flags: l
             rows = _openpyxl_rows(data, name, sheet, layout, budget.left)
         else:
             rows = _calamine_rows(book, sheet, name, writer)
-        if layout.uncached:
+        if layout.overrides:
             rows = _rows_with_formulas(rows, layout, writer)
         _fill(writer, rows, budget, layout, flags)
         writer.flush()
@@ -301,31 +304,32 @@ def _fill(writer: _Writer, rows: Iterable[tuple[int, list]], budget: _Budget, la
             writer.note(f"[cut: the file's limit of cells was reached; rows {rownum:,}- of "
                         f"{sheet} are not included]")
             return
-        writer.add(rownum, _formulas([cell_text(v) for v in values], rownum, layout))
+        cells = [cell_text(v) for v in values]
+        writer.add(rownum, _override(cells, layout.overrides[rownum])
+                   if rownum in layout.overrides else cells)
 
 
-def _formulas(cells: list[str], rownum: int, layout: _Layout) -> list[str]:
-    """The row's cells with each uncomputed formula written as such (calamine leaves it blank,
-    and outside the sheet's range when it lies beyond the last value)."""
-    for col, formula in layout.uncached.get(rownum, {}).items():
+def _override(cells: list[str], texts: dict[int, str]) -> list[str]:
+    """The row's cells with what calamine left blank written in (an uncomputed formula, an
+    error value), placed by column, beyond the sheet's range too."""
+    for col, text in texts.items():
         cells.extend([""] * (col - len(cells)))
         if not cells[col - 1]:
-            cells[col - 1] = ("[formula with no cached value" + (f": ={formula}]" if formula
-                                                                 else "]"))
+            cells[col - 1] = text
     return cells
 
 
 def _rows_with_formulas(rows: Iterable[tuple[int, list]], layout: _Layout,
                         writer: _Writer) -> Iterator[tuple[int, list]]:
-    """Rows from column A (uncached formulas are placed by their column) and, after the last
-    row with a value, the rows that hold only uncomputed formulas."""
+    """Rows from column A (overrides are placed by their column) and, after the last row with
+    a value, the rows that hold only overrides."""
     last = shift = 0
     for rownum, values in rows:
         if rownum == 1 or not last:
             shift, writer.col0 = writer.col0, 0
         last = rownum
         yield rownum, [""] * shift + list(values) if shift else values
-    for rownum in sorted(r for r in layout.uncached if r > last):
+    for rownum in sorted(r for r in layout.overrides if r > last):
         yield rownum, []
 
 
@@ -422,12 +426,13 @@ def _scan_sheet(xml: bytes) -> _Layout:
     layout.max_row = max(len(rows), max(map(int, numbers), default=0))
     for attrs in filter(_hidden, rows):
         m = _ROW_NUMBER.search(attrs)
-        if m:
+        if m and int(m.group(1)) <= _MAX_ROWS:  # a set of at most Excel's rows
             layout.hidden_rows.add(int(m.group(1)))
     refs = pat["cell"].findall(xml)
     layout.max_col = max((_col_index(c) for c in {c for c, _ in refs}), default=0)
     layout.max_row = max(layout.max_row, max((int(r) for r in {r for _, r in refs}), default=0))
     _scan_formulas(xml, prefix, layout)
+    _scan_errors(xml, prefix, layout)
     return layout
 
 
@@ -447,11 +452,12 @@ def _patterns(prefix: bytes) -> dict[str, re.Pattern[bytes]]:
         _PATTERNS[prefix] = {
             "row": re.compile(rb"<" + p + rb"row\b([^>]*)>"),
             "col": re.compile(rb"<" + p + rb"col\b([^>]*)>"),
-            "cell": re.compile(rb"<" + p + rb'c\b[^>]*?\br="([A-Z]{1,3})(\d+)"'),
+            "cell": re.compile(rb"<" + p + rb'c\b[^>]*?\br="([A-Z]{1,3})(\d{1,9})"'),
             "formula": re.compile(rb"<" + p + rb"f\b[^>]*?(?:/>|>(.*?)</" + p + rb"f>)",
                                   re.S),
             "value": re.compile(rb"<" + p + rb"v\b[^>]*>[^<]"),
             "cell_end": re.compile(rb"</" + p + rb"c>"),
+            "error": re.compile(rb"<" + p + rb"v>(#[A-Z0-9/!?.]{1,15})</" + p + rb"v>"),
         }
     return _PATTERNS[prefix]
 
@@ -461,7 +467,7 @@ def _hidden(attrs: bytes) -> bool:
 
 
 def _int(raw: bytes | None, default: int) -> int:
-    return int(raw) if raw and raw.isdigit() else default
+    return int(raw) if raw and raw.isdigit() and len(raw) < 10 else default
 
 
 def _scan_formulas(xml: bytes, prefix: bytes, layout: _Layout) -> None:
@@ -475,9 +481,27 @@ def _scan_formulas(xml: bytes, prefix: bytes, layout: _Layout) -> None:
             continue
         ref = pat["cell"].match(xml, start)
         if ref:
-            text = unescape((m.group(1) or b"").decode("utf-8", "replace"))
-            row = layout.uncached.setdefault(int(ref.group(2)), {})
-            row[_col_index(ref.group(1))] = text[:200]
+            formula = unescape((m.group(1) or b"").decode("utf-8", "replace"))[:200]
+            row = layout.overrides.setdefault(int(ref.group(2)), {})
+            row[_col_index(ref.group(1))] = ("[formula with no cached value"
+                                             + (f": ={formula}]" if formula else "]"))
+            layout.uncached += 1
+
+
+def _scan_errors(xml: bytes, prefix: bytes, layout: _Layout) -> None:
+    """Error cells (t="e": #DIV/0!, #REF!): calamine gives them as blanks, an analyst reads
+    the error."""
+    pat = _patterns(prefix)
+    at = xml.find(b't="e"')
+    while at >= 0:
+        start = xml.rfind(b"<" + prefix + b"c ", 0, at)
+        ref = pat["cell"].match(xml, start) if start >= 0 else None
+        end = pat["cell_end"].search(xml, at)
+        value = pat["error"].search(xml, at, end.start()) if ref and end else None
+        if ref and value:
+            row = layout.overrides.setdefault(int(ref.group(2)), {})
+            row[_col_index(ref.group(1))] = value.group(1).decode("ascii", "replace")
+        at = xml.find(b't="e"', at + 5)
 
 
 # ---------------------------------------------------------------- .ods content.xml

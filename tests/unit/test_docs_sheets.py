@@ -128,17 +128,19 @@ def test_a_formula_gives_its_cached_value_and_an_uncomputed_one_says_so():
     def build(wb):
         ws = wb.active
         ws.title = "Calc"
-        ws.append(["a", "double", "triple"])
-        ws.append([21, "=A2*2", "=A2*3"])
+        ws.append(["a", "double", "triple", "broken"])
+        ws.append([21, "=A2*2", "=A2*3", "=A2/0"])
 
     def cache(name, body):  # Excel stores the computed value beside the formula
         if name == "xl/worksheets/sheet1.xml":
             body = body.replace(b"<f>A2*2</f><v></v>", b"<f>A2*2</f><v>42</v>")
+            body = body.replace(b"<f>A2/0</f><v></v>", b"<f>A2/0</f><v>#DIV/0!</v>")
+            body = body.replace(b'<c r="D2"', b'<c t="e" r="D2"')
         return body
 
     read = read_sheet(_rezip(_xlsx(build), cache), "calc.xlsx")
     text = _text(read)
-    assert "| 21 | 42 | [formula with no cached value: =A2*3] |" in text
+    assert "| 21 | 42 | [formula with no cached value: =A2*3] | #DIV/0! |" in text
     assert "uncached-formulas:Calc" in read.flags
 
 
