@@ -365,12 +365,44 @@ def _child(cand: Candidate, data: bytes, options: ProcessOptions,
     return got
 
 
+# what a key in a file name must hold: a long run with digits and letters (every token format
+# scan() knows), or a credential's name and its value (`db_password=...`)
+_NAME_RUN = re.compile(r"[A-Za-z0-9_+-]{16,}")
+_NAME_VALUE = re.compile(r"(?:pass|pwd|secret|key|token)\w*[:=]", re.IGNORECASE)
+
+
+def _name_may_hold(path: str) -> bool:
+    """Cheap, so 1,000,000 paths cost next to nothing: scan() runs on the few that pass."""
+    if _NAME_VALUE.search(path):
+        return True
+    return any(run.isupper() or (any(c.isdigit() for c in run) and any(c.isalpha() for c in run))
+               for run in _NAME_RUN.findall(path))
+
+
+def name_secrets(path: str) -> list[str]:
+    """`secret:name:<kind>` for a credential in a source's path (`ghp_....md`): the path is
+    the source's identity and is shown as it is, so it is flagged for the owner to rename."""
+    if not _name_may_hold(path):
+        return []
+    found = secrets.scan(path.replace("/", "\n"), "")
+    return list(dict.fromkeys(f"secret:name:{f.kind}" for f in found.findings))
+
+
 def process(candidate: Candidate, data: bytes, options: ProcessOptions,
             sha: str | None = None, memo: VerdictMemo | None = None,
             depth: int = 0) -> Document | Skipped:
     """Turn bytes into a Document; noise that the filter removes becomes a Skipped. With a
     memo, the content filter's verdict is remembered by (sha256, filter options). `depth`:
-    how many mails this one is attached inside."""
+    how many mails this one is attached inside. A credential in its path is flagged."""
+    done = _process(candidate, data, options, sha, memo, depth)
+    named = name_secrets(candidate.path) if isinstance(done, Document) else []
+    if named:
+        done.flags[:0] = [f for f in named if f not in done.flags]
+    return done
+
+
+def _process(candidate: Candidate, data: bytes, options: ProcessOptions,
+             sha: str | None, memo: VerdictMemo | None, depth: int) -> Document | Skipped:
     sha = sha or hashlib.sha256(data).hexdigest()
     path, root, size = candidate.path, candidate.root, len(data)
     suffix = _suffix(path.rsplit(" > ", 1)[-1].rsplit("/", 1)[-1])[1:]
