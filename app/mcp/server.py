@@ -28,7 +28,7 @@ from app.daemon_threads import run_daemon
 from app.mcp.runtime import Runtime
 from app.mcp.schemas import TOOLS, input_schema, parse
 from app.mcp.tools import HANDLERS
-from app.services.access import Who
+from app.services.access import Who, label
 from common.errors import UserError
 
 log = logging.getLogger("scoutlens.mcp")
@@ -38,7 +38,9 @@ INSTRUCTIONS = (
     "range, a PDF page or a video frame's text; pack gives a whole corpus within a token "
     "budget for your own model; ask answers on scoutlens's model with checked citations.")
 READ_ONLY = {"list_corpora", "search", "read_source"}
-TOOL_THREADS = 40  # tool calls running at once (more wait for a place)
+TOOL_THREADS = 40  # slow tool calls (ask, pack, ingest) running at once (more wait)
+QUICK_THREADS = 8  # the read-only tools' own places: a crowd of slow asks never delays them
+PER_PERSON = 8  # of either, one person's calls running at once (their next ones wait)
 WhoOf = Callable[[ServerRequestContext], Who]
 
 
@@ -93,8 +95,30 @@ def progress_reporter(ctx: ServerRequestContext) -> Callable[[str, int, int, str
     return report
 
 
-def build_server(rt: Runtime, who_of: WhoOf, version: str = "") -> Server:
-    tool_threads = anyio.CapacityLimiter(TOOL_THREADS)
+class Places:
+    """Where a tool call waits for a thread: its person's share of its kind first, then the
+    pool of its kind. One caller's forty slow asks (a model that takes minutes) then hold
+    PER_PERSON places and leave the rest, and every read-only call, to everyone else."""
+
+    def __init__(self, slow: int = TOOL_THREADS, quick: int = QUICK_THREADS,
+                 per_person: int = PER_PERSON):
+        self.pools = {False: anyio.CapacityLimiter(slow), True: anyio.CapacityLimiter(quick)}
+        self.per_person = per_person
+        self.shares: dict[tuple[str, bool], anyio.CapacityLimiter] = {}
+
+    def pool(self, tool: str) -> anyio.CapacityLimiter:
+        return self.pools[tool in READ_ONLY]
+
+    def share(self, who: Who, tool: str) -> anyio.CapacityLimiter:
+        key = (label(who), tool in READ_ONLY)
+        if key not in self.shares:
+            self.shares[key] = anyio.CapacityLimiter(self.per_person)
+        return self.shares[key]
+
+
+def build_server(rt: Runtime, who_of: WhoOf, version: str = "",
+                 places: Places | None = None) -> Server:
+    places = places or Places()
 
     async def list_tools(ctx: ServerRequestContext,
                          params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
@@ -107,8 +131,9 @@ def build_server(rt: Runtime, who_of: WhoOf, version: str = "") -> Server:
             args = parse(name, params.arguments)
             who = await anyio.to_thread.run_sync(who_of, ctx)
             # a daemon thread: a server stopping does not wait for a long ask
-            result = await run_daemon(HANDLERS[name], args, rt, who, progress_reporter(ctx),
-                                      name=f"scoutlens-mcp-{name}", limiter=tool_threads)
+            async with places.share(who, name):
+                result = await run_daemon(HANDLERS[name], args, rt, who, progress_reporter(ctx),
+                                          name=f"scoutlens-mcp-{name}", limiter=places.pool(name))
         except UserError as exc:
             return error_result(str(exc))
         except Exception as exc:  # a bug: the log has the traceback, the client one line
