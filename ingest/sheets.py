@@ -146,14 +146,17 @@ class _Writer:
         """Emits the pending block as one segment (a header alone, or notes alone, too)."""
         if self.header is None and not self.notes:
             return
-        if self.header is None:
-            text = f"# {self.sheet or 'table'}{self.hidden_sheet}\n\n"
-            loc = f"{_quote(self.sheet)}!A1" if self.sheet else "A1"
-        else:
-            if not self.rows and self.first == 0 and not self.notes:
+        if self.header is None or self.first == 0:  # notes alone: where the next row would be
+            if not self.notes:
                 return
+            text = f"# {self.sheet or 'table'}{self.hidden_sheet}\n\n"
+            span = f"{_col(self.col0)}{self.last + 1}"
+            loc = f"{_quote(self.sheet)}!{span}" if self.sheet else span
+        else:
             width = max(self.width, 1)
-            span = f"{_col(self.col0)}{self.first}:{_col(self.col0 + width - 1)}{self.last}"
+            top = f"{_col(self.col0)}{self.first}"
+            bottom = f"{_col(self.col0 + width - 1)}{self.last}"
+            span = top if top == bottom else f"{top}:{bottom}"
             loc = f"{_quote(self.sheet)}!{span}" if self.sheet else span
             head = f"{self.sheet} ({span})" if self.sheet else span
             body = [_pad(self.header, width)] + [_pad(r, width) for r in self.rows]
@@ -360,8 +363,9 @@ def _openpyxl_rows(data: bytes, name: str, sheet: str, layout: _Layout,
                 yield i + 1, list(row)
         finally:
             book.close()
-    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise IngestError(f"{name}: sheet {sheet!r} is not readable ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - openpyxl on a hostile file: any error, one line
+        msg = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise IngestError(f"{name}: sheet {sheet!r} is not readable ({msg})") from None
 
 
 def _calamine(call, name: str):

@@ -209,6 +209,19 @@ def test_the_cell_limit_cuts_a_sheet_and_says_where():
     assert "rows 101- of Opex are not included" in text
 
 
+def test_a_cut_on_a_block_boundary_is_said_where_the_next_row_would_be():
+    def build(wb):
+        ws = wb.active
+        ws.title = "Opex"
+        for i in range(1, 301):
+            ws.append([i, i * 2])
+
+    read = read_sheet(_xlsx(build), "b.xlsx", max_cells=202)  # header + 100 rows: one block
+    assert read.flags == ["cut:Opex:rows 102-"]
+    assert [s.locator for s in read.segments] == ["Opex!A1:B101", "Opex!A102"]
+    assert "rows 102- of Opex are not included" in read.segments[-1].text
+
+
 def test_macros_in_an_xlsm_are_flagged_never_run():
     def add_vba(name, body):
         return body
