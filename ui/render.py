@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import io
+import re
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -26,6 +27,18 @@ def safe_answer(text: str) -> str:
     text): a document that injects `![](https://...)` must not make the reader's browser fetch
     an address (and leak what is in the URL). Raw HTML is never rendered by st.markdown."""
     return text.replace("![", "!\\[")
+
+
+# the signs that mean something inside one line (`#`, `-`, `+`, `.` only at a line's start)
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()!|~<>$:&])")
+
+
+def md_plain(text: object) -> str:
+    """A value a document controls (a path, a reason) inside a Streamlit label or caption, as
+    written: every Markdown sign escaped. Labels render links and images (`![](https://...)`
+    in a file name would make the reader's browser fetch an address), `$...$` as math and
+    `:name:` as icons; line breaks as spaces (a label is one line)."""
+    return _MARKDOWN.sub(r"\\\1", re.sub(r"\s+", " ", str(text)))
 
 
 def safe_text(text: str) -> str:

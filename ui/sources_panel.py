@@ -17,6 +17,7 @@ from ui.render import (
     code_excerpt_html,
     inline_png,
     marked_text,
+    md_plain,
     pdf_page_png,
     video_frame_png,
 )
@@ -26,7 +27,7 @@ def _badge(src: dict) -> str:
     if src.get("kind") == "matched":
         return ":material/search: matched (the answer cited nothing; this text matches it best)"
     return ":material/verified: verified citation" if src.get("verified") else (
-        f":material/warning: unverified: {src.get('why', '')}")
+        f":material/warning: unverified: {md_plain(src.get('why', ''))}")
 
 
 def _label(src: dict) -> str:
@@ -40,7 +41,9 @@ def _label(src: dict) -> str:
     elif src.get("lines"):
         a, _, b = str(src["lines"]).partition("-")
         where = f":L{a}-L{b}"
-    return f"[{src.get('id', '?')}] {src.get('path', '?')}{where}"
+    ref = str(src.get("id", "?"))
+    ref = ref if ref.isalnum() else md_plain(ref)  # `[S1]` is no link: no `(` follows it
+    return f"[{ref}] {md_plain(src.get('path', '?'))}{md_plain(where)}"
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -72,7 +75,7 @@ def _pdf(view: SourceView, src: dict) -> None:
         except PictureWithheld:
             st.caption(f"{WITHHELD}; its text:")
         except Exception as exc:  # noqa: BLE001 - a damaged or odd PDF: show its text instead
-            st.caption(f"the page cannot be drawn ({exc}); its text:")
+            st.caption(f"the page cannot be drawn ({md_plain(exc)}); its text:")
     part = view.page(page)
     st.markdown(marked_text(part.text if part else "", quote), unsafe_allow_html=True)
 
@@ -105,7 +108,7 @@ def _video(view: SourceView, src: dict) -> None:
         except PictureWithheld as exc:
             st.caption(str(exc))
         except Exception as exc:  # noqa: BLE001 - a damaged video: the text still shows
-            st.caption(f"the frame cannot be shown ({exc})")
+            st.caption(f"the frame cannot be shown ({md_plain(exc)})")
     st.markdown(marked_text(src.get("quote", ""), src.get("quote", "")), unsafe_allow_html=True)
 
 
