@@ -131,14 +131,32 @@ def audit(session: Session, who: Who, action: str, target: str, **detail: object
 
 
 def seen(session: Session, who: Principal, via: str) -> None:
-    """Record a sign-in: the person and the groups they had then (`scoutlens users list`)."""
-    row = session.scalar(select(User).where(User.name == who.name))
+    """Record a sign-in: the person and the groups they had then (`scoutlens users list`).
+    A person's first requests often come together (an agent's parallel calls): the row is
+    inserted unless there, in one statement, so the second is no uniqueness error."""
     now = _now()
-    if row is None:
-        session.add(User(name=who.name, groups=sorted(who.groups), via=via, first_seen=now,
-                         last_seen=now))
+    fields = {"groups": sorted(who.groups), "via": via, "last_seen": now}
+    insert = _insert_if_new(session)
+    if insert is not None:
+        session.execute(insert(User).values(name=who.name, first_seen=now, **fields)
+                        .on_conflict_do_nothing(index_elements=["name"]))
+    row = session.scalar(select(User).where(User.name == who.name))
+    if row is None:  # a database without INSERT ... ON CONFLICT
+        session.add(User(name=who.name, first_seen=now, **fields))
     else:
-        row.groups, row.via, row.last_seen = sorted(who.groups), via, now
+        row.groups, row.via, row.last_seen = fields["groups"], via, now
+
+
+def _insert_if_new(session: Session):
+    """The dialect's INSERT with ON CONFLICT (SQLite, PostgreSQL), or None."""
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        return None
+    return insert
 
 
 def _now() -> datetime:

@@ -40,7 +40,7 @@ def _kinds_text(kinds: dict[str, int]) -> str:
 
 
 if names:  # the page opens on what the analyst has, not on an empty form
-    kinds = document_kinds(who())
+    kinds = document_kinds(who=who())
     st.dataframe([{"corpus": c.name, "documents": _kinds_text(kinds.get(c.name, {})),
                    "sources": c.sources, "tokens": c.tokens, "owner": c.owner,
                    "updated": c.updated_at} for c in list_corpora(who=who())],
