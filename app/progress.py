@@ -32,4 +32,7 @@ def pipeline_progress(console: Console, enabled: bool = True):
             bar.update(task, description=label, completed=done, total=total or None,
                        detail=visible(detail)[-50:])
 
+        # a command that starts writing its own output (an answer streamed to stdout) stops the
+        # bar first: while it runs, stdout is rich's proxy, which reads what is written as markup
+        update.stop = bar.stop  # type: ignore[attr-defined]
         yield update

@@ -84,12 +84,15 @@ def ask(
         _print_plan(ready, max_tokens, as_json)
         return
 
-    def delta(text: str) -> None:
-        if not as_json:
+    with pipeline_progress(console, not as_json) as progress:
+        def delta(text: str) -> None:
+            if as_json:
+                return
+            if progress is not None:  # the bar goes before the answer (rich reads markup in
+                progress.stop()  # what its stdout proxy is given: `[/INST]` was a traceback)
             sys.stdout.write(for_terminal(text, sys.stdout))
             sys.stdout.flush()
 
-    with pipeline_progress(console, not as_json) as progress:
         result = run(target, asked, chosen, mode=mode, max_tokens=max_tokens,  # type: ignore[arg-type]
                      continue_last=cont, conversation=conversation, on_delta=delta,
                      note=note, progress=progress, as_path=as_path, who=who())

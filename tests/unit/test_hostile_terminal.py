@@ -10,7 +10,6 @@ import os
 import pty
 import subprocess
 import sys
-from pathlib import Path
 
 from app.commands.shown import TerminalSafe, for_terminal
 
@@ -48,11 +47,12 @@ def test_an_error_quoting_a_path_prints_its_controls_visibly(tmp_path):
     assert len(done.stderr.strip().splitlines()) == 1
 
 
-def _pack_on_a_terminal(target: Path) -> bytes:
-    """What `scoutlens pack TARGET` writes to stdout when stdout is a terminal (a pty)."""
+def _on_a_terminal(*args: str, stderr=subprocess.DEVNULL) -> bytes:
+    """What `scoutlens ARGS` writes to stdout (and stderr, if asked) on a terminal (a pty)."""
     leader, follower = pty.openpty()
-    with subprocess.Popen([sys.executable, "-m", "app.cli", "pack", str(target)],
-                          stdout=follower, stderr=subprocess.DEVNULL, env=os.environ) as proc:
+    with subprocess.Popen([sys.executable, "-m", "app.cli", *args], stdout=follower,
+                          stderr=follower if stderr is None else stderr,
+                          env={**os.environ, "COLUMNS": "200"}) as proc:
         os.close(follower)
         out = b""
         while True:
@@ -73,7 +73,7 @@ def test_pack_shows_a_documents_escape_sequences_on_a_terminal(tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "notes.md").write_text(f"# Notes\n\nhello {SEQUENCES} world\n")
-    screen = _pack_on_a_terminal(docs)
+    screen = _on_a_terminal("pack", str(docs))
     assert b"hello" in screen
     assert b"\x1b" not in screen and b"\x07" not in screen
     assert b"\\x1b]52;c;" in screen
@@ -94,3 +94,25 @@ def test_the_progress_line_shows_a_file_names_controls_visibly():
     out = screen.getvalue()
     assert "\x1b]0;" not in out and "\x1b[2J" not in out and "\x07" not in out
     assert "\\x1b]0;pwned" in out
+
+
+def test_an_answer_quoting_markup_and_escapes_streams_as_text_on_a_terminal(tmp_path):
+    """On a terminal the progress bar runs while the answer starts; rich's stdout proxy read
+    the answer as markup (`[/INST]` was a MarkupError traceback) and passed escapes on."""
+    from fakes import FakeOpenAI, Reply
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "notes.md").write_text("# Notes\n\nThe launch is on Monday.\n")
+    assert run("ingest", "docs", str(docs)).returncode == 0
+    model = FakeOpenAI().start()
+    try:
+        model.script(Reply(deltas=("It says [/INST] [bold]x[/bold]", f" {SEQUENCES} [S1].")))
+        screen = _on_a_terminal("ask", "docs", "when is the launch?", "-b", "openai", "-e",
+                                model.url, "-m", "fake", stderr=None)
+    finally:
+        model.close()
+    assert b"Traceback" not in screen
+    assert b"It says [/INST] [bold]x[/bold]" in screen
+    assert b"\x1b]52;c;" not in screen.replace(b"\\x1b]52;c;", b"")
+    assert b"\\x1b]0;pwned" in screen
