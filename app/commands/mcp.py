@@ -41,7 +41,7 @@ def mcp(
     from app import __version__
     from app.mcp.runtime import Runtime
     from app.mcp.server import build_server, serve_http, serve_stdio
-    from app.mcp.signin import needs_sign_in, principal
+    from app.mcp.signin import needs_sign_in, principal, warn_loopback_trust
 
     if transport not in TRANSPORTS:
         raise UserError(f"--transport must be {' or '.join(TRANSPORTS)}, not {transport!r}")
@@ -52,6 +52,8 @@ def mcp(
         sign_in = False
     else:
         sign_in = needs_sign_in(host, shared, "scoutlens mcp")
+        if sign_in:
+            warn_loopback_trust()
     rt = Runtime(shared=sign_in, backend=backend, endpoint=endpoint, model=model)
     local = who()  # the operator, or --as USER
 

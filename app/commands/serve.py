@@ -229,9 +229,11 @@ def api(
     from app.api_server import create_app, serve
     from app.commands.acting import who
     from app.mcp.runtime import Runtime
-    from app.mcp.signin import needs_sign_in, principal
+    from app.mcp.signin import needs_sign_in, principal, warn_loopback_trust
 
     sign_in = needs_sign_in(host, shared, "scoutlens serve api")
+    if sign_in:
+        warn_loopback_trust()
     local = who()
 
     def who_of(request):

@@ -87,6 +87,10 @@ def sign_in_mode(s) -> str:
         from app.services.signin import check_header_mode
 
         check_header_mode(s)
+        from app.services.signin import loopback_trust_note
+
+        if note := loopback_trust_note(s):
+            console.print(note, markup=False)
         return mode
     if mode:
         raise UserError(f"SCOUTLENS_AUTH must be oidc or header, not {s.auth!r}")

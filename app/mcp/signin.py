@@ -46,6 +46,16 @@ def needs_sign_in(host: str, shared: bool | None, what: str) -> bool:
     return True
 
 
+def warn_loopback_trust() -> None:
+    """Say so at start when any process on this machine could pass for the proxy."""
+    import sys
+
+    from app.services.signin import loopback_trust_note
+
+    if note := loopback_trust_note(get_settings()):
+        print(note, file=sys.stderr)
+
+
 def from_headers(headers: Mapping[str, str], client_ip: str | None) -> tuple[str, list[str]]:
     """(user, groups) of a request that came through the trusted proxy; NotSignedIn else.
     `headers` must look names up case-insensitively and give every line of a header

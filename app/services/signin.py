@@ -43,6 +43,19 @@ def check_header_mode(s: Settings) -> None:
     proxy_networks(s.auth_proxy_ips)
 
 
+def loopback_trust_note(s: Settings) -> str | None:
+    """A warning when the proxy is trusted by address alone and that address is loopback:
+    then every process on this machine is "the proxy" and may sign in as anyone (the shared
+    secret is what tells the proxy from them)."""
+    if s.auth_proxy_secret or not s.auth_proxy_ips:
+        return None
+    if not any(net.network_address.is_loopback for net in proxy_networks(s.auth_proxy_ips)):
+        return None
+    return ("warning: SCOUTLENS_AUTH_PROXY_IPS trusts loopback without "
+            "SCOUTLENS_AUTH_PROXY_SECRET: every process on this machine may sign in as anyone "
+            "(set the secret in the proxy too)")
+
+
 def proxy_networks(entries: list[str]) -> list[Network]:
     """The configured proxy addresses as networks (an address is a network of one; CIDR such
     as 10.0.0.0/8 allowed); UserError naming an entry that is neither."""
