@@ -22,7 +22,10 @@ def pipeline_progress(console: Console, enabled: bool = True):
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[detail]}", style="dim", markup=False),
                   TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
+                  console=console, transient=True,
+                  # stdout is the command's data (a pack, an answer): rich's redirect sent it
+                  # to the bar's terminal (stderr), so `pack DIR > out.txt` wrote an empty file
+                  redirect_stdout=False) as bar:
         task = bar.add_task("collecting", total=None, detail="")
 
         def update(stage: str, done: int, total: int, detail: str) -> None:

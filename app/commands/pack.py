@@ -56,9 +56,10 @@ def pack(
     if toc not in ("top", "end"):
         raise IngestError("--toc must be top or end")
     limit = parse_budget(budget) if budget else None
-    if out_file in (None, "-") and sys.stdout.isatty():
+    to_screen = out_file in (None, "-") and sys.stdout.isatty()
+    if to_screen:
         sys.stdout = TerminalSafe(sys.stdout)  # type: ignore[assignment]
-    with pipeline_progress(console) as progress:
+    with pipeline_progress(console, not to_screen) as progress:  # no bar drawn over the pack
         outcome = run(target, tokenizer, limit, fmt, fit, out_file, manifest, toc,  # type: ignore[arg-type]
                       pipeline_options(keep, max_file_size, True, fps, max_frames), progress,
                       lambda msg: console.print(f"[dim]{shown(msg)}"), who=who())

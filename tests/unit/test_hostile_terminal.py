@@ -116,3 +116,32 @@ def test_an_answer_quoting_markup_and_escapes_streams_as_text_on_a_terminal(tmp_
     assert b"It says [/INST] [bold]x[/bold]" in screen
     assert b"\x1b]52;c;" not in screen.replace(b"\\x1b]52;c;", b"")
     assert b"\\x1b]0;pwned" in screen
+
+
+def test_pack_into_a_file_from_an_interactive_shell_writes_the_file(tmp_path):
+    """`scoutlens pack DIR > out.txt` with the shell's terminal on stderr: the progress bar
+    redirected stdout to itself, so the pack went to the screen and out.txt stayed empty."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(50):
+        (docs / f"n{i}.md").write_text(f"# Note {i}\n\nline [/INST] {i}\n")
+    leader, follower = pty.openpty()
+    with open(tmp_path / "out.txt", "wb") as out, subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "pack", str(docs)], stdout=out, stderr=follower,
+            env={**os.environ, "COLUMNS": "200"}) as proc:
+        os.close(follower)
+        screen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            screen += chunk
+        proc.wait(timeout=300)
+    os.close(leader)
+    assert proc.returncode == 0
+    packed = (tmp_path / "out.txt").read_text()
+    assert packed.count("line [/INST]") == 50
+    assert b"line [/INST]" not in screen
