@@ -80,10 +80,11 @@ class PackArgs(Arguments):
                                          "lowest-priority sources until it fits the budget")
     out: str | None = Field(
         None, description="local server only: write the packed text to this file on the "
-                          "server's machine and return only the summary: a new file in an "
-                          "existing folder, or a pack scoutlens wrote before (any other "
-                          "existing file is refused; never inside a packed folder); default: "
-                          "the text comes back in the result")
+                          "server's machine and return only the summary: a new .xml, .md, "
+                          ".markdown or .txt file in an existing folder that is not hidden, "
+                          "or a pack scoutlens wrote before (any other existing file is "
+                          "refused; never inside a packed folder); default: the text comes "
+                          "back in the result")
 
 
 class AskArgs(Arguments):
