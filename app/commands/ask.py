@@ -126,8 +126,9 @@ def _print_plan(ready, max_tokens: int, as_json: bool) -> None:
     for h in data["hits"]:
         signals.setdefault(h["path"], ", ".join(sorted(h["signals"])))
     for src in data["sources"]:
-        where = next((f"{k} {src[k]}" for k in ("lines", "page", "t") if k in src), "")
-        table.add_row(src["id"], cell(src["path"], 70), where, f"{src['tokens']:,}",
+        where = src.get("part") or next(
+            (f"{k} {src[k]}" for k in ("lines", "page", "t") if k in src), "")
+        table.add_row(src["id"], cell(src["path"], 70), shown(where), f"{src['tokens']:,}",
                       signals.get(src["path"], ""))
     out.print(table)
 

@@ -77,8 +77,9 @@ def search(
         table.add_column(col, justify="right" if col in ("#", "score") else "left")
     for i, h in enumerate(ranking.hits, 1):
         j = h.to_json()
-        where = next((f"{key} {'-'.join(map(str, v)) if isinstance(v, list) else v}"
-                      for key in ("lines", "page", "time", "cell") if (v := j.get(key))), "")
+        where = j.get("part") or next(
+            (f"{key} {'-'.join(map(str, v)) if isinstance(v, list) else v}"
+             for key in ("lines", "page", "time", "cell") if (v := j.get(key))), "")
         found = ", ".join(f"{s} #{r}" for s, r in sorted(h.signals.items(), key=lambda x: x[1]))
         table.add_row(str(i), cell(h.segment.path), shown(where), f"{h.score:.4f}", found)
     out.print(table)
