@@ -18,6 +18,9 @@ def streamlit_argv(args: list[str], upload_mb: int) -> list[str]:
 def main() -> None:
     from streamlit.web.cli import main as streamlit_main
 
+    from ui.uploads import bound_held_uploads
+
+    bound_held_uploads()  # a session cannot fill memory with file after file within the cap
     sys.argv = streamlit_argv(sys.argv[1:], prefs.load().upload_mb)
     streamlit_main(prog_name="streamlit")  # reads sys.argv, as `python -m streamlit` does
 

@@ -97,6 +97,43 @@ def apply_server_limit(limit_mb: int) -> None:
     config.set_option("server.maxUploadSize", int(limit_mb))
 
 
+HELD_MB = 2048  # what Streamlit holds of uploads in memory, every session together (at least)
+SESSION_FILES = 20  # a session holds at most this many files' worth of the per-file limit
+
+
+def held_limits(limit_mb: int) -> tuple[int, int]:
+    """(one session's, everyone's) bytes of uploads held in memory: a file stays there from
+    its upload until its session removes it or ends, so without these one visitor uploading
+    file after file within the per-file limit fills the server's memory."""
+    everyone = max(HELD_MB, 2 * limit_mb) * 2**20
+    return min(SESSION_FILES * limit_mb * 2**20, everyone // 2), everyone
+
+
+def bound_held_uploads() -> None:
+    """Make Streamlit's in-memory upload store refuse (413) a file past its session's share
+    or everyone's budget, as the upload arrives (`scoutlens ui` starts it this way)."""
+    from starlette.exceptions import HTTPException
+    from streamlit import config
+    from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
+
+    def add_file(self, session_id: str, file) -> None:
+        session_cap, total_cap = held_limits(int(config.get_option("server.maxUploadSize")))
+        with self._lock:
+            mine = self.file_storage.setdefault(session_id, {})
+            old = len(mine[file.file_id].data) if file.file_id in mine else 0
+            held = sum(len(r.data) for r in mine.values()) - old
+            if (held + len(file.data) > session_cap
+                    or self._total_bytes - old + len(file.data) > total_cap):
+                raise HTTPException(413, f"this server holds at most {session_cap // 2**20:,} "
+                                         "MB of uploads per page (and a total for everyone): "
+                                         "ingest or remove the files uploaded so far")
+            self._file_count += 0 if old else 1
+            mine[file.file_id] = file
+            self._total_bytes += len(file.data) - old
+
+    MemoryUploadedFileManager.add_file = add_file
+
+
 def check_local_path(text: str) -> Path:
     path = Path(text.strip()).expanduser()
     if not text.strip():
