@@ -15,7 +15,8 @@ import os
 import signal
 import sqlite3
 import sys
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -152,14 +153,16 @@ class Counter:
                                              os.getpid()))
 
     def _submit(self, items: list[tuple[object, str]]) -> None:
+        fut = self.submit_texts([t for _, t in items])
+        self._futures.append(([k for k, _ in items], fut))
+
+    def submit_texts(self, texts: list[str]) -> Future:
+        """Counts of `texts`, in order, from the pool (started now if need be)."""
         if self._pool is None:
             self._pool = self._start_pool()
-        texts = [t for _, t in items]
         if isinstance(self._pool, ThreadPoolExecutor):
-            fut = self._pool.submit(lambda ts: [self.tokenizer.count(t) for t in ts], texts)
-        else:
-            fut = self._pool.submit(_count_batch, texts)
-        self._futures.append(([k for k, _ in items], fut))
+            return self._pool.submit(lambda ts: [self.tokenizer.count(t) for t in ts], texts)
+        return self._pool.submit(_count_batch, texts)
 
     def add(self, key: object, text: str) -> None:
         self._pending_chars += len(text)
@@ -195,30 +198,111 @@ def count_documents(docs: Iterable[Document], tokenizer: Tokenizer, cache: Token
                     workers: int = 0,
                     on_document: Callable[[Document], None] | None = None) -> list[Document]:
     """Fill in tokens for every segment and document (docs may be a generator still reading)."""
-    counter = Counter(tokenizer, workers)
-    collected: list[Document] = []
-    keys: dict[tuple[int, int], str] = {}
-    known: dict[tuple[int, int], int] = {}
-    for d, doc in enumerate(docs):
-        collected.append(doc)
-        for s, seg in enumerate(doc.segments):
-            key = f"{doc.content_key}|{s}" if doc.content_key else text_key(seg.text)
-            cached = cache.get(key) if cache is not None else None
-            if cached is not None:
-                known[(d, s)] = cached
-            else:
-                keys[(d, s)] = key
-                counter.add((d, s), seg.text)
-        if on_document is not None:
-            on_document(doc)
-    counted = counter.results()
-    if cache is not None:
-        for ds, key in keys.items():
-            cache.put(key, counted[ds])
-        cache.flush()
-    known.update(counted)  # type: ignore[arg-type]
-    for d, doc in enumerate(collected):
-        doc.segments = [replace(seg, tokens=known[(d, s)] + seg.extra_tokens)
-                        for s, seg in enumerate(doc.segments)]
-        doc.tokens = sum(seg.tokens for seg in doc.segments)
-    return collected
+    return list(count_stream(docs, tokenizer, cache, workers, on_document))
+
+
+#: documents counted together: what waits in memory for its counts is this many at most,
+#: times the chunks in flight (a million one-byte files held ~0.5 GB of keys and counts)
+CHUNK_DOCS = 2_000
+
+
+def count_stream(docs: Iterable[Document], tokenizer: Tokenizer, cache: TokenCache | None,
+                 workers: int = 0,
+                 on_document: Callable[[Document], None] | None = None) -> Iterator[Document]:
+    """The documents with their tokens filled in, in the order given, as their counts come
+    back: chunks of documents are counted in worker processes while more are read, and only
+    the chunks in flight wait in memory. A pool starts once there is enough text to pay for
+    it; below that, texts are counted here."""
+    counter = _ChunkCounter(tokenizer, workers)
+    chunk: list[Document] = []
+    chars = 0
+    try:
+        for doc in docs:
+            chunk.append(doc)
+            chars += sum(len(seg.text) for seg in doc.segments)
+            if on_document is not None:
+                on_document(doc)
+            if len(chunk) >= CHUNK_DOCS or chars >= BATCH_CHARS:
+                yield from counter.submit(_Chunk(chunk, cache))
+                chunk, chars = [], 0
+        if chunk:
+            yield from counter.submit(_Chunk(chunk, cache))
+        yield from counter.drain()
+    finally:
+        counter.close()
+        if cache is not None:
+            cache.flush()
+
+
+class _Chunk:
+    """Documents counted together: cached counts found now, the rest's texts sent off."""
+
+    def __init__(self, docs: list[Document], cache: TokenCache | None) -> None:
+        self.docs, self.cache = docs, cache
+        self.counts: list[list[int | None]] = []
+        self.texts: list[str] = []
+        for doc in docs:
+            row: list[int | None] = []
+            for s, seg in enumerate(doc.segments):
+                cached = cache.get(_segment_key(doc, s)) if cache is not None else None
+                row.append(cached)
+                if cached is None:
+                    self.texts.append(seg.text)
+            self.counts.append(row)
+
+    def finish(self, counted: list[int]) -> list[Document]:
+        """The documents with their tokens, the new counts remembered in the cache."""
+        new = iter(counted)
+        for doc, row in zip(self.docs, self.counts, strict=True):
+            tokens = []
+            for s, cached in enumerate(row):
+                if cached is None:
+                    cached = next(new)
+                    if self.cache is not None:
+                        self.cache.put(_segment_key(doc, s), cached)
+                tokens.append(cached)
+            doc.segments = [replace(seg, tokens=n + seg.extra_tokens)
+                            for seg, n in zip(doc.segments, tokens, strict=True)]
+            doc.tokens = sum(seg.tokens for seg in doc.segments)
+        return self.docs
+
+
+def _segment_key(doc: Document, s: int) -> str:
+    seg = doc.segments[s]
+    return f"{doc.content_key}|{s}" if doc.content_key else text_key(seg.text)
+
+
+class _ChunkCounter:
+    """Counts chunks in order: here while there is little text, then in a pool with a bounded
+    number of chunks in flight."""
+
+    def __init__(self, tokenizer: Tokenizer, workers: int) -> None:
+        self._counter = Counter(tokenizer, workers)
+        self._chars = 0
+        self._flight: deque[tuple[_Chunk, Future]] = deque()
+
+    def submit(self, chunk: _Chunk) -> Iterator[Document]:
+        counter = self._counter
+        self._chars += sum(map(len, chunk.texts))
+        if counter.workers <= 1 or (counter._pool is None and self._chars < INLINE_CHARS):
+            yield from self.drain()  # keep the order: earlier chunks first
+            yield from chunk.finish([counter.tokenizer.count(t) for t in chunk.texts])
+            return
+        if counter._pool is None:
+            counter._pool = counter._start_pool()
+        self._flight.append((chunk, counter.submit_texts(chunk.texts)))
+        chunk.texts = []
+        while len(self._flight) > counter.workers * 2:
+            yield from self._take()
+
+    def _take(self) -> list[Document]:
+        chunk, fut = self._flight.popleft()
+        return chunk.finish(fut.result())
+
+    def drain(self) -> Iterator[Document]:
+        while self._flight:
+            yield from self._take()
+
+    def close(self) -> None:
+        if self._counter._pool is not None:
+            self._counter._pool.shutdown(cancel_futures=True)

@@ -23,7 +23,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest.collect import CollectOptions, collect
+from ingest.collect import Candidates, CollectOptions, collect
 from ingest.counting import TokenCache, count_stream, default_workers, die_with_parent
 from ingest.documents import ProcessOptions, process, read_bytes
 from ingest.tokenizers import Tokenizer
@@ -191,7 +191,7 @@ def _read_in_worker(job: tuple[int, Candidate, str | None]) -> _Read:
     return _read_one(job[0], job[1], options, job[2], memo)
 
 
-def _read_all(candidates: list[Candidate], options: ProcessOptions, known: dict[str, str],
+def _read_all(candidates: Candidates, options: ProcessOptions, known: dict[str, str],
               cache: TokenCache | None, workers: int,
               starting: Callable[[int], None]) -> Iterator[_Read]:
     """Every candidate read and processed, in order: in worker processes (both cores busy:
@@ -245,7 +245,7 @@ def run_pipeline(inputs: list[Path], tokenizer: Tokenizer, options: PipelineOpti
         skipped.extend(found.skipped)
         total = len(candidates)
         progress("collect", total, total, f"{total} files")
-        roots = sorted({c.root for c in candidates} | {s.root for s in found.skipped}
+        roots = sorted(candidates.roots() | {s.root for s in found.skipped}
                        | {str(p.expanduser().resolve()) for p in inputs})
 
         def documents() -> Iterator[Document]:

@@ -120,7 +120,7 @@ def ingest(
         console.print(table)
     if len(listed) > 500:
         console.print(f"... {len(listed) - 500} more rows (use --json for all)")
-    data = report.to_json()
+    data = {"tree": report.tree(), **report.head_json()}  # not a dict per file
     _print_tree(f"{report.total_tokens:,} tokens", data["tree"])
     for note in report.notes:
         console.print(f"[dim]{shown(note)}[/]")

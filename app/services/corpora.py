@@ -8,6 +8,7 @@ import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from itertools import chain
 from pathlib import Path
 
 from sqlalchemy import Row, delete, func, insert, select
@@ -33,7 +34,13 @@ from app.services.tokencache import token_cache
 from app.services.tokencache import tokenizer as tokenizer_for
 from app.settings import get_settings
 from ingest.documents import KEPT_SECRETS
-from ingest.pipeline import PipelineOptions, PipelineResult, Progress, run_pipeline
+from ingest.pipeline import (
+    DocumentSpool,
+    PipelineOptions,
+    PipelineResult,
+    Progress,
+    run_pipeline,
+)
 from ingest.tokenizers import Tokenizer
 from ingest.types import Document, IngestError
 from ingest.types import Segment as SegmentData
@@ -122,7 +129,9 @@ def ingest(inputs: list[Path], corpus: str, tokenizer: str | None = None,
                     if not _secrets_differ(flags or [], redact)}
 
         kwargs = {"progress": progress} if progress else {}
-        result = run_pipeline(inputs, tok, options, known, token_cache(tok.fingerprint), **kwargs)
+        # the documents wait in a staging file, not in memory, until they are written
+        result = run_pipeline(inputs, tok, options, known, token_cache(tok.fingerprint),
+                              spool=True, **kwargs)
         if not result.documents and not result.unchanged and not result.skipped:
             raise IngestError(f"nothing to ingest: no files found in {', '.join(map(str, inputs))}")
         refused = _portable(result, tok)
@@ -205,30 +214,17 @@ def _apply(name: str, tok: Tokenizer, result: PipelineResult, refused: list[File
             raise _ChangedMeanwhile(stale)
         files: list[FileRow] = list(refused)
 
-        # removed: under a root ingested now, but no longer there
-        seen = set(result.unchanged) | {d.path for d in result.documents} | {
-            s.path for s in result.skipped}
-        roots = set(result.roots)
-        # a mail's attachments and an mbox's messages ("<file> > <name>") go with their file:
-        # kept while it is unchanged, dropped when it is read again without them
-        reread = {d.path for d in result.documents} | {s.path for s in result.skipped}
-        gone = [s for p, s in previous.items() if p not in seen and (
-            p.split(" > ", 1)[0] in reread if " > " in p and not prune else
-            prune and s.root in roots and p.split(" > ", 1)[0] not in result.unchanged)]
-        del seen
+        gone, replaced = _gone_and_replaced(result, previous, prune)
         for src in gone:
             if src.status == "ok":  # a file that was skipped all along never was in the corpus
                 files.append(FileRow(src.path, "removed", 0, src.bytes))
-        replaced = [previous[p].id for p in
-                    [d.path for d in result.documents] + [s.path for s in result.skipped]
-                    if p in previous] + [s.id for s in gone]
         for chunk in range(0, len(replaced), 500):
             session.execute(delete(Source).where(Source.id.in_(replaced[chunk:chunk + 500])))
 
         position = (session.scalar(select(func.max(Source.position))
                                    .where(Source.corpus_id == row.id)) or 0)
-        docs = sorted(result.documents, key=lambda d: d.path)
-        for doc in docs:
+        batch: list[Document] = []
+        for doc in _in_path_order(result.documents):
             before = previous.get(doc.path)
             # the same bytes written by a concurrent ingest of this corpus are not a change;
             # the same bytes read again to keep or redact their secrets are
@@ -236,8 +232,12 @@ def _apply(name: str, tok: Tokenizer, result: PipelineResult, refused: list[File
                       if before.sha256 == doc.sha256 and before.status == "ok" and same_tokenizer
                       and not _secrets_differ(before.flags or [], redact) else "changed")
             files.append(FileRow(doc.path, status, doc.tokens, doc.size, "", tuple(doc.flags)))
-        for i in range(0, len(docs), WRITE_BATCH):
-            position = _insert_documents(session, row.id, docs[i:i + WRITE_BATCH], position)
+            batch.append(doc)
+            if len(batch) >= WRITE_BATCH:
+                position = _insert_documents(session, row.id, batch, position)
+                batch = []
+        position = _insert_documents(session, row.id, batch, position)
+        del batch
         for sk in result.skipped:
             before = previous.get(sk.path)
             # a source that was in the corpus and is skipped now has left it
@@ -259,6 +259,38 @@ def _apply(name: str, tok: Tokenizer, result: PipelineResult, refused: list[File
         audit(session, who, "ingest", name, created=created, tokens=total,
               files=len(result.documents), version=row.version_hash[:16])
     return report
+
+
+def _gone_and_replaced(result: PipelineResult, previous: dict[str, Row],
+                       prune: bool) -> tuple[list[Row], list[int]]:
+    """The previous sources no longer there (under a root ingested now), and the ids of the
+    previous rows this ingest replaces: what is held is the size of the previous corpus,
+    never a set of the new one's paths."""
+    if not previous:
+        return [], []
+    # a mail's attachments and an mbox's messages ("<file> > <name>") go with their file:
+    # kept while it is unchanged, dropped when it is read again without them
+    missing = set(previous) if prune else {p for p in previous if " > " in p}
+    replaced: list[int] = []
+    reread: set[str] = set()
+    docs = (d.path for d in result.documents)
+    for p in chain(docs, (s.path for s in result.skipped)):
+        missing.discard(p)
+        if p in previous:
+            replaced.append(previous[p].id)
+            reread.add(p)
+    missing.difference_update(result.unchanged)
+    roots = set(result.roots)
+    gone = [s for p, s in previous.items() if p in missing and (
+        p.split(" > ", 1)[0] in reread if " > " in p and not prune else
+        s.root in roots and p.split(" > ", 1)[0] not in result.unchanged)]
+    return gone, replaced + [s.id for s in gone]
+
+
+def _in_path_order(docs: list[Document] | DocumentSpool) -> Iterator[Document]:
+    if isinstance(docs, DocumentSpool):
+        return docs.in_path_order()
+    return iter(sorted(docs, key=lambda d: d.path))
 
 
 def _index(name: str, report: IngestReport, url: str | None, progress: Progress | None,
@@ -286,29 +318,52 @@ def _portable(result: PipelineResult, tok) -> list[FileRow]:
     characters (past the binary sniff's first 8 KB) become U+FFFD and are recounted, symbol
     names are cut to their column, and files whose paths exceed theirs are reported, not
     stored. Returns the refused files' report rows."""
-    refused = [FileRow(p, "error", 0, size, f"path longer than {MAX_PATH:,} characters: "
-                                               "not stored")
-               for p, root, size in [(d.path, d.root, d.size) for d in result.documents]
-               + [(k.path, k.root, k.size) for k in result.skipped]
-               if len(p) > MAX_PATH or len(root) > MAX_PATH]
-    if refused:
-        gone = {f.path for f in refused}
-        result.documents[:] = [d for d in result.documents if d.path not in gone]
+    fix = False
+    refused = []
+    for p, root, size, unfit in chain(
+            ((d.path, d.root, d.size, _unportable(d)) for d in result.documents),
+            ((k.path, k.root, k.size, False) for k in result.skipped)):
+        fix = fix or unfit
+        if len(p) > MAX_PATH or len(root) > MAX_PATH:
+            refused.append(FileRow(p, "error", 0, size, f"path longer than {MAX_PATH:,} "
+                                                        "characters: not stored"))
+    gone = {f.path for f in refused}
+    if gone:
         result.skipped[:] = [k for k in result.skipped if k.path not in gone]
+    if isinstance(result.documents, DocumentSpool):
+        if fix or gone:  # rare: the staging file is written again, changed
+            result.documents = result.documents.rewrite(
+                lambda d: None if d.path in gone else _made_portable(d, tok))
+        return refused
+    if gone:
+        result.documents[:] = [d for d in result.documents if d.path not in gone]
     for doc in result.documents:
-        if any(NUL in s.text for s in doc.segments):
-            segs = [replace(s, text=s.text.replace(NUL, REPLACEMENT),
-                            tokens=tok.count(s.text.replace(NUL, REPLACEMENT)) + s.extra_tokens)
-                    if NUL in s.text else s for s in doc.segments]
-            doc.tokens += sum(a.tokens for a in segs) - sum(b.tokens for b in doc.segments)
-            doc.segments = segs
-        if any(NUL in y.signature or len(y.name) > MAX_SYMBOL
-               or len(y.parent or "") > MAX_SYMBOL for y in doc.symbols):
-            doc.symbols = [replace(y, name=y.name[:MAX_SYMBOL],
-                                   parent=y.parent[:MAX_SYMBOL] if y.parent else y.parent,
-                                   signature=y.signature.replace(NUL, REPLACEMENT))
-                           for y in doc.symbols]
+        _made_portable(doc, tok)
     return refused
+
+
+def _unportable(doc: Document) -> bool:
+    """Whether a document holds what a column cannot: NUL, or an over-long symbol name."""
+    return (any(NUL in s.text for s in doc.segments)
+            or any(NUL in y.signature or len(y.name) > MAX_SYMBOL
+                   or len(y.parent or "") > MAX_SYMBOL for y in doc.symbols))
+
+
+def _made_portable(doc: Document, tok) -> Document:
+    """The document with NUL as U+FFFD (recounted) and symbol names cut to their column."""
+    if any(NUL in s.text for s in doc.segments):
+        segs = [replace(s, text=s.text.replace(NUL, REPLACEMENT),
+                        tokens=tok.count(s.text.replace(NUL, REPLACEMENT)) + s.extra_tokens)
+                if NUL in s.text else s for s in doc.segments]
+        doc.tokens += sum(a.tokens for a in segs) - sum(b.tokens for b in doc.segments)
+        doc.segments = segs
+    if any(NUL in y.signature or len(y.name) > MAX_SYMBOL
+           or len(y.parent or "") > MAX_SYMBOL for y in doc.symbols):
+        doc.symbols = [replace(y, name=y.name[:MAX_SYMBOL],
+                               parent=y.parent[:MAX_SYMBOL] if y.parent else y.parent,
+                               signature=y.signature.replace(NUL, REPLACEMENT))
+                       for y in doc.symbols]
+    return doc
 
 
 def _previous(session: Session, corpus_id: int) -> dict[str, Row]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,7 +120,7 @@ def content_key(tokenizer: str, path: str, sha: str | None, flags, order: int, s
                           signed=True)
 
 
-def _segment_rows(session, corpus_id: int, tokenizer: str, keys: list[int]):
+def _segment_rows(session, corpus_id: int, tokenizer: str, keys: array):
     """(segment id, path, text) of the corpus, in corpus order, streamed in batches (the
     corpus's text is never in memory at once); each one's content key is appended to `keys`."""
     for sid, text, *key in session.execute(
@@ -165,11 +166,11 @@ def build_index(name: str, url: str | None = None, note: Note | None = None,
             if note:
                 note(f"embedding {total:,} segments for dense retrieval "
                      f"({embed_estimate(total)} on CPU)")
-        keys: list[int] = []
+        keys = array("q")  # 8 bytes a segment, not a Python int each
         reuse = _reusable(folder, model)
         rows = _rows_reusing(session, row.id, row.tokenizer, reuse, keys) if reuse else None
         if rows is None:
-            keys.clear()
+            del keys[:]
             reuse, rows = None, _segment_rows(session, row.id, row.tokenizer, keys)
         index = SegmentIndex.build(rows, model, step, reuse, keys)
     if note and index.reused:
@@ -198,7 +199,7 @@ def _reusable(folder: Path, model: Embedder | None) -> Reusable | None:
     return None
 
 
-def _rows_reusing(session, corpus_id: int, tokenizer: str, reuse: Reusable, keys: list[int]):
+def _rows_reusing(session, corpus_id: int, tokenizer: str, reuse: Reusable, keys: array):
     """(id, path, text) rows in corpus order with text None for segments whose content `reuse`
     has (their keys go to `keys`); None when most segments are new (then streaming them all is
     cheaper than holding the new ones)."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileRow:
+    """One file of a report (slots: a million of them with a dict each took ~0.15 GB more)."""
+
     path: str
     status: str  # added | changed | unchanged | skipped | error | removed
     tokens: int = 0
@@ -45,8 +48,8 @@ class IngestReport:
                 "tree": self.tree()}
 
     def tree(self) -> dict[str, int]:
-        return token_tree([(f.path, f.tokens) for f in self.files
-                           if f.status in ("added", "changed", "unchanged")])
+        return token_tree((f.path, f.tokens) for f in self.files
+                          if f.status in ("added", "changed", "unchanged"))
 
     def head_json(self) -> dict:
         """Everything but the files and the tree (`--json` streams the files one by one)."""
@@ -67,7 +70,7 @@ def file_json(f: FileRow) -> dict:
             "reason": f.reason, "flags": list(f.flags)}
 
 
-def token_tree(items: list[tuple[str, int]], depth: int = 2) -> dict[str, int]:
+def token_tree(items: Iterable[tuple[str, int]], depth: int = 2) -> dict[str, int]:
     """Tokens per folder, down to `depth` levels ("." for files at the top)."""
     tree: dict[str, int] = {}
     for path, tokens in items:
