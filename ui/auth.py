@@ -17,6 +17,7 @@ import streamlit as st
 
 from app.services.access import Who
 from app.settings import get_settings
+from ui.render import md_plain
 
 MODES = ("local", "oidc", "header", "open")
 _KEY = "signed_in_as"
@@ -95,8 +96,8 @@ def sign_in() -> None:
             st.stop()
     with st.sidebar:
         p = st.session_state[_KEY]
-        st.caption(f"Signed in as **{p.name}**" + (" (admin)" if p.admin else "")
-                   + (f" · {', '.join(sorted(p.groups))}" if p.groups else ""))
+        st.caption(f"Signed in as **{md_plain(p.name)}**" + (" (admin)" if p.admin else "")
+                   + (f" · {md_plain(', '.join(sorted(p.groups)))}" if p.groups else ""))
         if m == "oidc":
             st.button("Sign out", on_click=st.logout, key="sign-out")
 

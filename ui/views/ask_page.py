@@ -90,7 +90,7 @@ if question:
             except Exception as exc:  # noqa: BLE001 - e.g. the database busy past its timeout
                 logging.getLogger("scoutlens.ui").exception("ask failed")
                 box.empty()
-                st.error(f"the question could not be answered ({type(exc).__name__}: {exc}); "
+                st.error(f"the question could not be answered ({type(exc).__name__}); "
                          "nothing was stored, ask again")
                 st.stop()
             st.session_state[key] = result.conversation
