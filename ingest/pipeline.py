@@ -27,7 +27,7 @@ from ingest.collect import Candidates, CollectOptions, collect
 from ingest.counting import TokenCache, count_stream, default_workers, die_with_parent
 from ingest.documents import ProcessOptions, process, read_bytes
 from ingest.tokenizers import Tokenizer
-from ingest.types import Candidate, Document, Skipped
+from ingest.types import Candidate, Document, IngestError, Skipped
 
 #: progress(stage, done, total, detail): stage is "collect", "read" or "count"
 Progress = Callable[[str, int, int, str], None]
@@ -55,8 +55,18 @@ class DocumentSpool:
         self._order: array | None = None
 
     def append(self, doc: Document) -> None:
-        self._offsets.append(self._file.tell())
-        pickle.dump(doc, self._file, pickle.HIGHEST_PROTOCOL)
+        # pickle of this process's own Documents into an unlinked file only this process holds
+        # (as the worker pool already pickles them): no one else writes what is loaded back
+        try:
+            offset = self._file.tell()
+            pickle.dump(doc, self._file, pickle.HIGHEST_PROTOCOL)
+        except OSError as exc:
+            self.close()
+            raise IngestError(
+                f"the ingest's staging file in {tempfile.gettempdir()} could not be written "
+                f"({exc.strerror or exc}); free space there or point TMPDIR elsewhere; "
+                "nothing was stored") from None
+        self._offsets.append(offset)
         self.tokens += doc.tokens
         self.sorted = self.sorted and doc.path >= self._last
         self._last = doc.path

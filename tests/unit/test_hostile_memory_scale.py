@@ -111,3 +111,21 @@ def test_inputs_out_of_path_order_give_the_same_corpus(tmp_path):
     again = corpora.ingest([b, a], "order")
     assert {f.path: f.status for f in again.files if f.status != "unchanged"} == {
         "b/d0/b000.txt": "removed", "a/d1/a001.txt": "changed"}
+
+
+def test_a_full_staging_disk_is_one_line_and_stores_nothing(tmp_path, monkeypatch):
+    """The staging file on a full disk (/dev/full: every write is ENOSPC) ends the ingest with
+    the IngestError the CLI prints as one line, before anything reaches the database."""
+    import pytest
+
+    from ingest.types import IngestError
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"big{i}.txt").write_text(f"line {i} of a long note\n" * 4000)
+    monkeypatch.setattr(pipeline.tempfile, "TemporaryFile",
+                        lambda **_: open("/dev/full", "w+b"))  # noqa: SIM115
+    with pytest.raises(IngestError, match="staging file .* could not be written"):
+        corpora.ingest([folder], "full-disk", tokenizer="cl100k")
+    assert "full-disk" not in [c.name for c in corpora.list_corpora()]
