@@ -42,7 +42,9 @@ import docgen  # noqa: E402
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 MID_VENV = HERE / ".venv-markitdown"
-MID_SPEC = "markitdown[docx,pptx,xlsx,outlook]==0.1.9"
+#: lxml 6 makes markitdown 0.1.9's docx pre-processing (BeautifulSoup's "xml" parser) drop the
+#: namespaces, so every .docx fails with "Could not find the body element": pinned below 6
+MID_SPEC = ("markitdown[docx,pptx,xlsx,outlook]==0.1.9", "lxml<6")
 CORPUS = "bench-docs"
 
 #: runs inside markitdown's venv: argv = files list, needles json, workers
@@ -152,7 +154,7 @@ def markitdown_python() -> Path:
     python = MID_VENV / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(MID_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", MID_SPEC], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *MID_SPEC], check=True)
     return python
 
 
@@ -257,15 +259,22 @@ def main() -> None:
             if not args.no_scoutlens:
                 entry["scoutlens"].append(run_scoutlens(corpus, args.work / "home", cores,
                                                         workers))
+                progress("scoutlens", count, entry["scoutlens"][-1])
             if not args.no_markitdown:
                 entry["markitdown"].append(run_markitdown(corpus, needles, args.work, cores,
                                                           workers))
+                progress("markitdown", count, entry["markitdown"][-1])
         results["sizes"][count] = entry
     if not args.no_recall and not args.no_scoutlens:
         results["recall"] = recall(needles, args.work / "home", cores)
     report(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))
+
+
+def progress(tool: str, count: int, run: dict) -> None:
+    print(f"  {tool} {count} files: {run['seconds']:.1f} s, peak RSS {run['rss']} MB",
+          flush=True)
 
 
 def median(runs: list[dict], key: str) -> float:
