@@ -7,8 +7,8 @@ Reports wall time, files/s, MB/s and peak RSS of each tool's whole process tree 
 every 50 ms; summed over the tree, so worker pools count), at two corpus sizes (250 and 1,000
 files by default: scoutlens's peak should not grow with the count), then recall: each planted
 needle's question through `scoutlens ask --dry-run --json`, a hit when the needle's place and
-answer are in the context built. markitdown has no retrieval; its column says whether its text
-of the needle's file holds the answer at all.
+answer are in the context built and its file is among the sources. markitdown has no
+retrieval; its column says whether its text of the needle's file holds the answer at all.
 
 markitdown lives in its own virtual environment (benchmarks/.venv-markitdown, made on the first
 run from PyPI; nothing of it is in the project's locks). Its converters run in a pool of 2
@@ -140,7 +140,7 @@ def subset(corpus: Path, dest: Path, share: float) -> Path:
 
 
 def files_of(corpus: Path) -> list[Path]:
-    return sorted(p for p in corpus.rglob("*") if p.is_file() and p.name != "needles.json")
+    return sorted(p for p in corpus.rglob("*") if p.is_file())
 
 
 def corpus_mb(files: list[Path]) -> float:
@@ -209,7 +209,7 @@ def recall(needles: list[docgen.Needle], home: Path, cores: list[int]) -> list[d
         context = dry.get("context", "")
         cited = [s for s in dry.get("sources", []) if str(s.get("path", "")).startswith(n.file)]
         rows.append({"kind": n.kind, "where": n.where, "question": n.question,
-                     "hit": n.found_in(context), "file_in_sources": bool(cited),
+                     "hit": n.found_in(context) and bool(cited), "file_in_sources": bool(cited),
                      "mode": dry.get("mode"), "seconds": dt,
                      "cited": {k: v for k, v in cited[0].items() if k != "tokens"}
                      if cited else None})

@@ -459,8 +459,9 @@ def make_file(job: tuple[Path, int, str, int, str, dict | None]) -> int:
 def generate(root: Path, n: int = 1_000, seed: int = 0, needles_per_kind: int = 8,
              processes: int = 1) -> list[Needle]:
     """Make the corpus under `root` (kept if its manifest says it was made with these
-    arguments) and return its needles; root/needles.json holds them too."""
-    manifest = root / "needles.json"
+    arguments) and return its needles; <root>.needles.json beside it holds them too (outside
+    the corpus: the answers must not be ingested with it)."""
+    manifest = root.parent / f"{root.name}.needles.json"
     args = {"n": n, "seed": seed, "needles_per_kind": needles_per_kind}
     if manifest.exists():
         saved = json.loads(manifest.read_text())
@@ -479,6 +480,7 @@ def generate(root: Path, n: int = 1_000, seed: int = 0, needles_per_kind: int = 
     needles = [Needle(kind, rel, spec["where"], spec["question"], tuple(spec["answers"]),
                       spec["place"])
                for kind, _, rel, spec in planned if spec is not None]
+    root.mkdir(parents=True, exist_ok=True)
     manifest.write_text(json.dumps({"args": args, "needles": [asdict(x) for x in needles]},
                                    indent=1))
     return needles
