@@ -61,12 +61,14 @@ READERS: dict[str, tuple[str, str]] = {
     **dict.fromkeys(("pptx", "pptm"), ("ingest.slides", "read_slides")),
     **dict.fromkeys(("odt", "odp", "rtf"), ("ingest.opendoc", "read_opendoc")),
     **dict.fromkeys(("xlsx", "xlsm", "xls", "ods", "csv", "tsv"), ("ingest.sheets", "read_sheet")),
-    **dict.fromkeys(("html", "htm", "xhtml"), ("ingest.webpages", "read_webpage")),
+    **dict.fromkeys(("html", "htm", "xhtml", "mhtml", "mht"), ("ingest.webpages", "read_webpage")),
     "epub": ("ingest.ebooks", "read_epub"),
     **dict.fromkeys(("eml", "mbox"), ("ingest.mail", "read_mail")),
+    "msg": ("ingest.outlook", "read_msg"),
 }
 assert {"." + s for s in READERS} == set(DOCUMENT_SUFFIXES)
-HTML_SUFFIXES = frozenset({"html", "htm", "xhtml"})
+HTML_SUFFIXES = frozenset({"html", "htm", "xhtml"})  # not .mhtml: a saved page, never source
+OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 #: a folder holding one of these is a code project: its HTML files are source code
 PROJECT_MARKERS = (
     ".git", "package.json", "pyproject.toml", "setup.py", "setup.cfg", "Cargo.toml", "go.mod",
@@ -408,6 +410,8 @@ def _process(candidate: Candidate, data: bytes, options: ProcessOptions,
     suffix = _suffix(path.rsplit(" > ", 1)[-1].rsplit("/", 1)[-1])[1:]
     flags: list[str] = []
 
+    if suffix == "msg" and not data.startswith(OLE2_MAGIC):
+        suffix = ""  # not Outlook's (OLE2) but a message catalog (Tcl's msgs/*.msg): text
     if suffix in READERS:
         why = html_is_source(candidate, data) if suffix in HTML_SUFFIXES else None
         if why is None:
