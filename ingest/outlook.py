@@ -13,6 +13,10 @@ from __future__ import annotations
 import io
 import struct
 from datetime import UTC, datetime, timedelta
+from email.header import Header
+from email.mime.application import MIMEApplication
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from email.utils import format_datetime
 
 from ingest.mail import MAX_VALUE_CHARS, SHOWN, _html_text, _split_words
@@ -22,6 +26,7 @@ OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 MAX_STRING_BYTES = 32 * 1024 * 1024  # one string or body property as read
 MAX_ATTACHMENTS = 200
 MAX_ATTACHMENT_BYTES = 256 * 1024 * 1024  # as a document on its own (filters.py)
+MAX_EMBEDDED = 5  # a message attached in a message ...: deeper ones are flagged, not read
 MAX_PROPERTY_ENTRIES = 4_096  # entries read from one fixed-size property stream
 _SUBSTG = "__substg1.0_"
 _PROPS = "__properties_version1.0"
@@ -197,26 +202,32 @@ def _decode_html(raw: bytes, root: _Storage) -> str:
         return raw.decode(root.codepage, "replace")
 
 
-def _attachments(root: _Storage, flags: list[str]) -> list[tuple[str, bytes]]:
+def _attachments(root: _Storage, flags: list[str], depth: int = 0) -> list[tuple[str, bytes]]:
     """Each attachment storage, in order, as (name, bytes); past MAX_ATTACHMENTS flagged."""
-    names = sorted({e[0] for e in root.ole.listdir(streams=True, storages=True)
-                    if len(e) > 1 and e[0].startswith(_ATTACH)})
+    at = len(root.path)
+    names = sorted({e[at] for e in root.ole.listdir(streams=True, storages=True)
+                    if len(e) > at + 1 and e[:at] == root.path and e[at].startswith(_ATTACH)})
     if len(names) > MAX_ATTACHMENTS:
         flags.append(f"cut: {len(names) - MAX_ATTACHMENTS:,} attachments after "
                      f"{MAX_ATTACHMENTS} not read")
     out = []
     for i, storage in enumerate(names[:MAX_ATTACHMENTS], 1):
-        got = _attachment(root.child(storage, 8), i, flags)
+        got = _attachment(root.child(storage, 8), i, flags, depth)
         if got is not None:
             out.append(got)
     return out
 
 
-def _attachment(att: _Storage, i: int, flags: list[str]) -> tuple[str, bytes] | None:
+def _attachment(att: _Storage, i: int, flags: list[str],
+                depth: int) -> tuple[str, bytes] | None:
     name = (att.string(_LONG_NAME) or att.string(_SHORT_NAME)).strip()
     name = " ".join(name.replace("/", "∕").replace("\\", "∕").split())[:200]
     if att.kind(f"{_SUBSTG}{_ATTACH_DATA:04X}000D"):
-        what = "an attached message" if att.number(_ATTACH_METHOD) == 5 else "an OLE object"
+        if att.number(_ATTACH_METHOD) == 5 and depth < MAX_EMBEDDED:
+            return _embedded(att.child(f"{_SUBSTG}{_ATTACH_DATA:04X}000D", 24), i, name,
+                             flags, depth + 1)
+        what = ("an OLE object" if att.number(_ATTACH_METHOD) != 5
+                else f"an attached message deeper than {MAX_EMBEDDED} levels")
         flags.append(f"attachment {i}: {what} ({name or 'unnamed'}), not read")
         return None
     data = att.binary(_ATTACH_DATA, cap=MAX_ATTACHMENT_BYTES + 1)
@@ -228,3 +239,24 @@ def _attachment(att: _Storage, i: int, flags: list[str]) -> tuple[str, bytes] | 
         flags.append(f"attachment {i}: over {MAX_ATTACHMENT_BYTES:,} bytes ({name}), not read")
         return None
     return name or f"attachment {i}", data
+
+
+def _embedded(inner: _Storage, i: int, name: str, flags: list[str],
+              depth: int) -> tuple[str, bytes]:
+    """An attached message (a storage in this file) as an .eml of its headers, body and
+    attachments, so documents.py reads it under the mail as it reads a mail in a mail."""
+    inner.codepage = _codepage(inner.number(_CODEPAGE)) or inner.codepage
+    own: list[str] = []
+    meta = _headers(inner)
+    mail = MIMEMultipart()
+    for key in SHOWN:
+        if key.lower() in meta:
+            mail[key] = Header(meta[key.lower()], "utf-8")
+    mail.attach(MIMEText(_body(inner, own) or "", "plain", "utf-8"))
+    for file, data in _attachments(inner, own, depth):
+        part = MIMEApplication(data)
+        part.add_header("Content-Disposition", "attachment", filename=("utf-8", "", file))
+        mail.attach(part)
+    flags.extend(f"attachment {i}: {f}" for f in own)
+    label = meta.get("subject") or name or f"message {i}"
+    return f"{label[:195]}.eml", mail.as_bytes()

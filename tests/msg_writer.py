@@ -120,12 +120,19 @@ def filetime(year: int, month: int, day: int, hour: int = 0) -> bytes:
     return struct.pack("<Q", (delta.days * 86_400 + delta.seconds) * 10_000_000)
 
 
-def msg(subject: str = "", sender: str = "", address: str = "", to: str = "", cc: str = "",
-        body: str | None = None, html: bytes | None = None, sent: bytes | None = None,
-        attachments: list[tuple[str, bytes]] = (), embedded: list[str] = (),
-        ansi: dict[int, bytes] | None = None, codepage: int | None = None) -> bytes:
-    """An Outlook message: unicode strings, the plain or HTML body, the submit time (a
-    FILETIME), attachments by data (0x3701 0102) and attached messages (0x3701 000D)."""
+def msg(**fields) -> bytes:
+    """An Outlook message's bytes (fields as message_tree's)."""
+    return compound(message_tree(**fields))
+
+
+def message_tree(subject: str = "", sender: str = "", address: str = "", to: str = "",
+                 cc: str = "", body: str | None = None, html: bytes | None = None,
+                 sent: bytes | None = None, attachments: list[tuple[str, bytes]] = (),
+                 embedded: list[tuple[str, dict]] = (), ansi: dict[int, bytes] | None = None,
+                 codepage: int | None = None, header: int = 32) -> dict:
+    """An Outlook message as a storage tree: unicode strings, the plain or HTML body, the
+    submit time (a FILETIME), attachments by data (0x3701 0102) and attached messages
+    (0x3701 000D: another message_tree(header=24))."""
     tree: dict = {}
     for pid, text in ((0x0037, subject), (0x0C1A, sender), (0x5D01, address),
                       (0x0E04, to), (0x0E03, cc)):
@@ -140,16 +147,15 @@ def msg(subject: str = "", sender: str = "", address: str = "", to: str = "", cc
     fixed = {0x0039: (0x0040, sent)} if sent else {}
     if codepage:
         fixed[0x3FFD] = (0x0003, struct.pack("<I", codepage))
-    tree["__properties_version1.0"] = _props(32, fixed)
-    tree["__nameid_version1.0"] = {"__substg1.0_00020102": b""}
+    tree["__properties_version1.0"] = _props(header, fixed)
+    if header == 32:
+        tree["__nameid_version1.0"] = {"__substg1.0_00020102": b""}
     for i, (name, data) in enumerate(attachments):
         tree[f"__attach_version1.0_#{i:08X}"] = {
             **dict([_unicode(0x3707, name)]), "__substg1.0_37010102": data,
             "__properties_version1.0": _props(8, {0x3705: (0x0003, struct.pack("<I", 1))})}
-    for k, name in enumerate(embedded, len(attachments)):
+    for k, (name, inner) in enumerate(embedded, len(attachments)):
         tree[f"__attach_version1.0_#{k:08X}"] = {
-            **dict([_unicode(0x3707, name)]),
-            "__substg1.0_3701000D": {**dict([_unicode(0x0037, name)]),
-                                     "__properties_version1.0": _props(24, {})},
+            **dict([_unicode(0x3707, name)]), "__substg1.0_3701000D": inner,
             "__properties_version1.0": _props(8, {0x3705: (0x0003, struct.pack("<I", 5))})}
-    return compound(tree)
+    return tree

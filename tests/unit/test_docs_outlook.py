@@ -14,7 +14,7 @@ from ingest import outlook
 from ingest.documents import ProcessOptions, process
 from ingest.outlook import read_msg
 from ingest.types import Candidate, Document, IngestError, Skipped
-from tests.msg_writer import compound, filetime, msg
+from tests.msg_writer import compound, filetime, message_tree, msg
 
 
 def _xlsx() -> bytes:
@@ -85,12 +85,35 @@ def test_html_only_body_is_markdown_without_markup():
     assert "<" not in body.text and "alert" not in body.text and "color" not in body.text
 
 
-def test_eight_bit_strings_use_the_code_page_and_attached_messages_are_flagged():
-    got = read_msg(msg(ansi={0x0037: "Привет".encode("cp1251")}, codepage=1251,
-                       body="b", embedded=["old thread"]), "r.msg")
+def test_eight_bit_strings_use_the_code_page():
+    got = read_msg(msg(ansi={0x0037: "Привет".encode("cp1251")}, codepage=1251, body="b"),
+                   "r.msg")
     assert "Subject: Привет" in got.segments[0].text
-    assert got.attachments == []
-    assert "attachment 1: an attached message (old thread), not read" in got.flags
+
+
+def test_an_attached_message_is_read_as_a_mail_under_the_mail(tmp_path):
+    note = b"the earlier plan: ship in May\n".ljust(4096, b"\n")
+    inner = message_tree(subject="Old thread", sender="Bo", body="Earlier words.",
+                         attachments=[("plan.txt", note)], header=24)
+    doc = _process(tmp_path, "x.msg", msg(subject="Fwd", body="see below",
+                                          embedded=[("Old thread", inner)]))
+    assert isinstance(doc, Document) and "Attachments: Old thread.eml" in doc.text
+    by_path = {c.path: c for c in doc.children}
+    old = by_path["x.msg > Old thread.eml"]
+    assert isinstance(old, Document) and old.kind == "mail"
+    assert "Subject: Old thread" in old.text and "Earlier words." in old.text
+    plan = by_path["x.msg > Old thread.eml > plan.txt"]
+    assert isinstance(plan, Document) and "ship in May" in plan.text
+
+
+def test_messages_nested_deep_are_bounded_and_flagged():
+    inner = message_tree(subject="level 9", body="bottom", header=24)
+    for level in range(8, 0, -1):
+        inner = message_tree(subject=f"level {level}", body="b", header=24,
+                             embedded=[(f"level {level + 1}", inner)])
+    got = read_msg(msg(subject="top", body="b", embedded=[("level 1", inner)]), "deep.msg")
+    assert [n for n, _ in got.attachments] == ["level 1.eml"]
+    assert any(f"deeper than {outlook.MAX_EMBEDDED} levels" in f for f in got.flags)
 
 
 def test_attachments_past_the_limit_are_flagged(monkeypatch):
