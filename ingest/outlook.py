@@ -3,9 +3,12 @@
 The same parts and locators as an .eml (ingest/mail.py): a "headers" part (From, To, Cc, Date,
 Subject, Attachments) and the body ("body", split like mail's when long): the plain body,
 else the HTML body as markdown. Attachments come back as (name, bytes) for ingest/documents.py
-to read under the mail; an attached message or OLE object is flagged, not read (it is a
-storage inside this file, not a file of its own). olefile parses the compound file; every read
-is capped, and a file that is not OLE2, is damaged or is not a message is one IngestError line.
+to read under the mail; an attached message (a storage inside this file) comes back as an .eml
+of its headers, body and attachments (MAX_EMBEDDED levels deep at most); an OLE object is
+flagged, not read. olefile parses the compound file; every read is capped, and a file that is
+not OLE2, is damaged (a stream shorter than its directory says) or is not a message is one
+IngestError line. A .msg without the OLE2 signature is a message catalog (Tcl's msgs/*.msg):
+ingest/documents.py reads it as text and never calls this reader.
 """
 
 from __future__ import annotations
@@ -32,11 +35,12 @@ _SUBSTG = "__substg1.0_"
 _PROPS = "__properties_version1.0"
 _ATTACH = "__attach_version1.0_#"
 _FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
-#: property ids read from the root: (what, id)
+#: property ids (MS-OXPROPS) of the message, its attachments and attached messages
 _SUBJECT, _SENDER_NAME, _SENDER_ADDR, _SENDER_SMTP = 0x0037, 0x0C1A, 0x0C1F, 0x5D01
 _DISPLAY_TO, _DISPLAY_CC, _BODY, _HTML, _MESSAGE_ID = 0x0E04, 0x0E03, 0x1000, 0x1013, 0x1035
 _SUBMIT_TIME, _DELIVERY_TIME, _CODEPAGE, _INTERNET_CPID = 0x0039, 0x0E06, 0x3FFD, 0x3FDE
-_LONG_NAME, _SHORT_NAME, _ATTACH_DATA, _ATTACH_METHOD = 0x3707, 0x3704, 0x3701, 0x3705
+_DISPLAY_NAME, _LONG_NAME, _SHORT_NAME = 0x3001, 0x3707, 0x3704
+_ATTACH_DATA, _ATTACH_METHOD = 0x3701, 0x3705
 
 
 def is_msg(data: bytes) -> bool:
@@ -168,6 +172,8 @@ def _headers(root: _Storage) -> dict[str, str]:
     """from/to/cc/date/subject (and message-id) as mail.py names them."""
     sender = root.string(_SENDER_NAME).strip()
     address = (root.string(_SENDER_SMTP) or root.string(_SENDER_ADDR)).strip()
+    if sender and "@" not in address:
+        address = ""  # an Exchange (X.500) address beside a name says nothing more
     shown = f"{sender} <{address}>" if sender and address and sender != address else (
         sender or address)
     when = root.time(_SUBMIT_TIME) or root.time(_DELIVERY_TIME)
@@ -220,7 +226,8 @@ def _attachments(root: _Storage, flags: list[str], depth: int = 0) -> list[tuple
 
 def _attachment(att: _Storage, i: int, flags: list[str],
                 depth: int) -> tuple[str, bytes] | None:
-    name = (att.string(_LONG_NAME) or att.string(_SHORT_NAME)).strip()
+    name = (att.string(_LONG_NAME) or att.string(_SHORT_NAME)
+            or att.string(_DISPLAY_NAME)).strip()
     name = " ".join(name.replace("/", "∕").replace("\\", "∕").split())[:200]
     if att.kind(f"{_SUBSTG}{_ATTACH_DATA:04X}000D"):
         if att.number(_ATTACH_METHOD) == 5 and depth < MAX_EMBEDDED:

@@ -12,6 +12,7 @@ import pytest
 
 from ingest import outlook
 from ingest.documents import ProcessOptions, process
+from ingest.filters import NoiseFilter
 from ingest.outlook import read_msg
 from ingest.types import Candidate, Document, IngestError, Skipped
 from tests.msg_writer import compound, filetime, message_tree, msg
@@ -150,6 +151,7 @@ def test_an_ole2_file_that_is_not_a_message_is_one_line():
 def test_a_text_msg_catalog_is_text(tmp_path):
     catalog = (b'# Tcl message catalog\n::msgcat::mcset fr "Open" "Ouvrir"\n'
                b'::msgcat::mcset fr "Save" "Enregistrer"\n')
+    assert NoiseFilter().by_path("library/msgs/fr.msg", len(catalog)) is None  # not "binary"
     doc = _process(tmp_path, "fr.msg", catalog)
     assert isinstance(doc, Document) and doc.kind in ("text", "code")
     assert doc.text == catalog.decode()
