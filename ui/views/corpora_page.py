@@ -76,7 +76,8 @@ with add_files:
     nonce = st.session_state.get("upload_nonce", 0)
     files = st.file_uploader(
         "PDFs, Word (.docx), PowerPoint (.pptx), spreadsheets (.xlsx, .ods, .csv), web pages "
-        "(.html), mail (.eml, .mbox), e-books (.epub), OpenDocument and RTF, code, text, "
+        "(.html, .mhtml), mail (.eml, .mbox, Outlook .msg), e-books (.epub), OpenDocument and "
+        "RTF, code, text, "
         "notebooks, videos, or zip/tar archives of repositories",
         accept_multiple_files=True, key=f"uploader-{nonce}",
         max_upload_size=settings.upload_mb)  # the browser refuses a larger file unsent
