@@ -93,7 +93,8 @@ def test_upload_ingest_report_window_picture_and_delete(tmp_path, model_env, sco
     assert "Skipped files and why (1)" in labels  # the lockfile, as noise
     flagged = next(e for e in labels if e.startswith("Flagged passages"))
     assert flagged != "Flagged passages (0)"
-    assert set(at.dataframe[1].value["file"]) == {"notes.md"}
+    passages = next(d.value for d in at.dataframe if "passage" in d.value.columns)
+    assert set(passages["file"]) == {"notes.md"}
     assert at.get("plotly_chart"), "the window treemap is drawn"
     assert [c.name for c in list_corpora()] == ["harbour"]
     from ui.uploads import corpus_folder
