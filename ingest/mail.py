@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 from email import policy
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
@@ -254,14 +255,21 @@ def _read_message(data: bytes, name: str) -> StructuredRead:
     msg, flags = _parse(data, name)
     meta = {key.lower(): v for key in (*SHOWN, "Message-ID") if (v := header(msg, key, flags))}
     attachments = _attachments(msg, flags)
+    return as_mail(meta, attachments, flags, lambda: _body(msg, flags))
+
+
+def as_mail(meta: dict[str, str], attachments: list[tuple[str, bytes]], flags: list[str],
+            body: Callable[[], str]) -> StructuredRead:
+    """One message's parts, whatever file it came from (.eml, .msg): a "headers" part (the
+    SHOWN headers, then its attachments' names) and its body in "body" parts."""
     lines = [f"{key}: {meta[key.lower()]}" for key in SHOWN if key.lower() in meta]
     if attachments:
         lines.append("Attachments: " + ", ".join(n for n, _ in attachments))
         flags.append(f"attachments:{len(attachments)}")
     parts = [("\n".join(lines) or "(no headers)", "headers")]
-    body = _body(msg, flags)
-    if body:
-        parts.extend(_split_words(body, "body", 2))
+    text = body()
+    if text:
+        parts.extend(_split_words(text, "body", 2))
     segments = [Segment(order=i, text=text.rstrip("\n") + "\n", span_kind="part", start=i + 1,
                         end=i + 1, locator=loc) for i, (text, loc) in enumerate(parts)]
     return StructuredRead("mail", segments, meta, flags, attachments)

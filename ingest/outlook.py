@@ -22,8 +22,8 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import format_datetime
 
-from ingest.mail import MAX_VALUE_CHARS, SHOWN, _html_text, _split_words
-from ingest.types import IngestError, Segment, StructuredRead
+from ingest.mail import MAX_VALUE_CHARS, SHOWN, _html_text, as_mail
+from ingest.types import IngestError, StructuredRead
 
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 MAX_STRING_BYTES = 32 * 1024 * 1024  # one string or body property as read
@@ -155,17 +155,7 @@ def _read(root: _Storage, name: str) -> StructuredRead:
     flags: list[str] = []
     meta = _headers(root)
     attachments = _attachments(root, flags)
-    lines = [f"{key}: {meta[key.lower()]}" for key in SHOWN if key.lower() in meta]
-    if attachments:
-        lines.append("Attachments: " + ", ".join(n for n, _ in attachments))
-        flags.append(f"attachments:{len(attachments)}")
-    parts = [("\n".join(lines) or "(no headers)", "headers")]
-    body = _body(root, flags)
-    if body:
-        parts.extend(_split_words(body, "body", 2))
-    segments = [Segment(order=i, text=text.rstrip("\n") + "\n", span_kind="part", start=i + 1,
-                        end=i + 1, locator=loc) for i, (text, loc) in enumerate(parts)]
-    return StructuredRead("mail", segments, meta, flags, attachments)
+    return as_mail(meta, attachments, flags, lambda: _body(root, flags))
 
 
 def _headers(root: _Storage) -> dict[str, str]:
