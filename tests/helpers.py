@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -314,3 +316,43 @@ def wide_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True,
                           text=True, cwd=Path(__file__).resolve().parents[1], env=env,
                           timeout=300)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def ui_process(log_path: Path, env: dict[str, str], wait_s: float = 60):
+    """A real `scoutlens ui` on a free loopback port, until it answers its health check:
+    yields (url, process); stopped afterwards. A server that dies or never answers fails the
+    test with its log."""
+    import httpx
+    import pytest
+
+    port = free_port()
+    log = log_path.open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "ui", "--port", str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + wait_s
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{url}/_stcore/health", timeout=1).text == "ok":
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, log_path.read_text()
+            time.sleep(0.3)
+        else:
+            pytest.fail("the UI did not start: " + log_path.read_text())
+        yield url, proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()

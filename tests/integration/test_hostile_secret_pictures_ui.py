@@ -8,15 +8,11 @@ from __future__ import annotations
 import base64
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pymupdf
 import pytest
+from helpers import ui_process
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -27,10 +23,6 @@ ZOOM = 1.5
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _runbook(folder: Path) -> Path:
@@ -72,28 +64,9 @@ def _answer_citing(pages: list[int]) -> None:
 
 @pytest.fixture
 def ui_server(tmp_path, scoutlens_home):
-    port = _free_port()
     env = {**os.environ, "SCOUTLENS_HOME": str(scoutlens_home)}
-    log = (tmp_path / "ui.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "ui", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{url}/_stcore/health", timeout=1).text == "ok":
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, (tmp_path / "ui.log").read_text()
-            time.sleep(0.3)
-        else:
-            pytest.fail("the UI did not start: " + (tmp_path / "ui.log").read_text())
+    with ui_process(tmp_path / "ui.log", env) as (url, _proc):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def _dark_share(png: bytes, rect: pymupdf.Rect) -> float:

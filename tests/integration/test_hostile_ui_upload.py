@@ -10,14 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
 import pytest
+from helpers import ui_process
 
 from ui import prefs as prefs_store
 
@@ -30,10 +28,6 @@ BIG = 300 * MB  # what the issue sent over a 1 MB limit
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss(pid: int) -> int:
@@ -48,28 +42,9 @@ def rss(pid: int) -> int:
 def ui_server(tmp_path, scoutlens_home):
     """`scoutlens ui` (loopback) whose Settings say 1 MB per file; yields (url, pid)."""
     prefs_store.save(prefs_store.Prefs(upload_mb=1))
-    port = _free_port()
-    log = (tmp_path / "ui.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "ui", "--port", str(port)],
-                            env={**os.environ, "SCOUTLENS_HOME": str(scoutlens_home)},
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{url}/_stcore/health", timeout=1).text == "ok":
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, (tmp_path / "ui.log").read_text()
-            time.sleep(0.3)
-        else:
-            pytest.fail("the UI did not start: " + (tmp_path / "ui.log").read_text())
+    env = {**os.environ, "SCOUTLENS_HOME": str(scoutlens_home)}
+    with ui_process(tmp_path / "ui.log", env, wait_s=90) as (url, proc):
         yield url, proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 @pytest.fixture

@@ -6,15 +6,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
-from helpers import make_pdf
+from helpers import make_pdf, ui_process
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -23,36 +18,13 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def ui_server(tmp_path, model_dir, scoutlens_home):
-    port = _free_port()
     env = {**os.environ, "SCOUTLENS_HOME": str(scoutlens_home), "SCOUTLENS_MODEL": str(model_dir)}
-    log = (tmp_path / "ui.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "ui", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{url}/_stcore/health", timeout=1).text == "ok":
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, (tmp_path / "ui.log").read_text()
-            time.sleep(0.3)
-        else:
-            pytest.fail("the UI did not start: " + (tmp_path / "ui.log").read_text())
+    with ui_process(tmp_path / "ui.log", env) as (url, _proc):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def test_upload_a_pdf_ask_and_see_the_cited_page(tmp_path, ui_server):
