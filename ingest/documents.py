@@ -32,15 +32,17 @@ from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from ingest import secrets, textsplit
-from ingest.filters import ARCHIVE_SUFFIXES, DOCUMENT_SUFFIXES, NoiseFilter
+from ingest.filters import ARCHIVE_SUFFIXES, DOCUMENT_SUFFIXES, IMAGE_SUFFIXES, NoiseFilter
 from ingest.injection import CHAT_FORMAT, FLAGS_VERSION, INJECTION, find_flags
 from ingest.languages import is_code, language_for
 from ingest.notebooks import read_notebook
+from ingest.pictures import PictureOptions
 from ingest.symbols import extract_symbols
 from ingest.types import (
     Candidate,
     Document,
     IngestError,
+    Picture,
     Segment,
     Skipped,
     StructuredRead,
@@ -91,7 +93,13 @@ class ProcessOptions:
     noise: NoiseFilter = field(default_factory=NoiseFilter)
     video: VideoOptions = field(default_factory=VideoOptions)
     vision: bool = False  # the target reads images: video frames carry their image tokens
-    frames_dir: Path | None = None  # where vision targets' frame JPEGs are kept
+    frames_dir: Path | None = None  # where vision targets' frame and picture JPEGs are kept
+    pictures: PictureOptions = field(default_factory=PictureOptions)
+
+    def picture_options(self) -> PictureOptions:
+        """The picture options in force: JPEGs only where they can be kept, OCR only if on."""
+        return replace(self.pictures, vision=self.vision and self.frames_dir is not None,
+                       ocr=self.ocr and self.pictures.ocr)
 
 
 def read_bytes(candidate: Candidate) -> bytes | Skipped:
@@ -210,6 +218,40 @@ def _check_segments(segments: list[Segment], path: str, options: ProcessOptions,
     return out
 
 
+_PICTURE_ATTRS = re.compile(r' image_tokens="\d+" tiles="\d+x\d+" image="([^"]+)"')
+
+
+def keep_pictures(checked: list[Segment], read: list[Segment], pictures: list[Picture],
+                  options: ProcessOptions, flags: list[str]) -> list[Segment]:
+    """Save the JPEGs a vision target will receive, under `frames_dir`; a picture whose segment
+    held a secret (its text was redacted) is withheld instead, unless secrets are kept on
+    purpose: its tag loses the image and its cost, and its words stay (redacted)."""
+    if not pictures:
+        return checked
+    by_name = {p.name: p for p in pictures}
+    out = []
+    for seg, before in zip(checked, read, strict=True):
+        names = _PICTURE_ATTRS.findall(seg.text)
+        if names and seg.text != before.text and options.redact_secrets:
+            where = _where(seg, 0, 1)
+            note = f"picture-withheld:{where}: it shows a secret"
+            flags.extend([note] if note not in flags else [])
+            seg = replace(seg, text=_PICTURE_ATTRS.sub("", seg.text), extra_tokens=0)
+            names = []
+        for name in names:
+            picture = by_name.get(name)
+            if picture is not None and options.frames_dir is not None:
+                try:
+                    target = options.frames_dir / name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(picture.jpeg)
+                except OSError as exc:
+                    note = f"picture-not-saved:{name}: {exc.strerror or exc}"
+                    flags.extend([note] if note not in flags else [])
+        out.append(seg)
+    return out
+
+
 @lru_cache(maxsize=4096)
 def _marker_in(folder: str) -> str | None:
     """The first project marker a folder holds (cached: a repository's folders are asked once)."""
@@ -261,12 +303,19 @@ def _one_line(text: str, limit: int = 300) -> str:
 
 
 def _structured(candidate: Candidate, data: bytes, suffix: str, options: ProcessOptions,
-                sha: str, flags: list[str], depth: int) -> Document | Skipped:
-    """An Office file, web page, mail or e-book through its reader, then the same secret and
-    injection checks as every kind, per part; a mail's attachments become its children."""
+                sha: str, flags: list[str], depth: int,
+                read: Callable[[bytes, str], StructuredRead] | None = None) -> Document | Skipped:
+    """An Office file, web page, mail, e-book or picture through its reader (`read`, else the
+    suffix's in READERS), then the same secret and injection checks as every kind, per part;
+    pictures inside it become segments of their own; a mail's attachments become its
+    children."""
     path, root, size = candidate.path, candidate.root, len(data)
     try:
-        got = _reader(suffix)(data, path)
+        got = (read or _reader(suffix))(data, path)
+        if got.images:
+            from ingest.embedded import insert_pictures
+
+            got = insert_pictures(got, options.picture_options(), sha)
     except IngestError as exc:
         return Skipped(path, root, size, "error", _one_line(str(exc)), sha)
     except (RecursionError, MemoryError):
@@ -278,9 +327,13 @@ def _structured(candidate: Candidate, data: bytes, suffix: str, options: Process
     flags = flags + [f for f in got.flags if f not in flags]
     parts = _check_segments(list(got.segments), path, options, flags)
     redacted = any(a.text != b.text for a, b in zip(parts, got.segments, strict=True))
+    parts = keep_pictures(parts, got.segments, got.pictures, options, flags)
+    # OCR is not a pure function of the bytes (tesseract's version, its language data)
+    ocr_read = any(seg.text.startswith("<picture") or "\n<picture" in seg.text for seg in parts)
+    key = None if ocr_read else f"{sha}|parts" + ("|redacted" if redacted else "")
     doc = Document(path, root, got.kind, None, sha, size, parts,
                    metadata=_check_metadata(dict(got.metadata), path, options, flags),
-                   flags=flags, content_key=f"{sha}|parts" + ("|redacted" if redacted else ""))
+                   flags=flags, content_key=key)
     if got.attachments:
         doc.children = _children(candidate, got.attachments, options, depth, doc.flags,
                                  messages=suffix == "mbox")
@@ -420,15 +473,23 @@ def _process(candidate: Candidate, data: bytes, options: ProcessOptions,
             return _structured(candidate, data, suffix, options, sha, flags, depth)
         flags.append(f"html:source-code ({why})")
 
+    if "." + suffix in IMAGE_SUFFIXES:
+        from ingest.imagefiles import read_image
+
+        read = partial(read_image, options=options.picture_options())
+        return _structured(candidate, data, suffix, options, sha, flags, depth, read)
+
     if suffix == "pdf":
         from ingest.pdf import read_pdf
 
         try:
-            pdf = read_pdf(data, ocr=options.ocr, max_pages=options.max_pdf_pages)
+            pdf = read_pdf(data, ocr=options.ocr, max_pages=options.max_pdf_pages,
+                           pictures=options.picture_options())
         except IngestError as exc:
             return Skipped(path, root, size, "error", str(exc), sha)
         flags = list(pdf.flags)
         pages = _check_segments(list(pdf.segments), path, options, flags)
+        pages = keep_pictures(pages, list(pdf.segments), pdf.pictures, options, flags)
         return Document(path, root, "pdf", None, sha, size, pages,
                         metadata=_check_metadata(pdf.metadata, path, options, flags), flags=flags)
 

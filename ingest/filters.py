@@ -32,13 +32,17 @@ DOCUMENT_SUFFIXES = frozenset({
     ".ods", ".csv", ".tsv", ".html", ".htm", ".xhtml", ".mhtml", ".mht", ".epub", ".eml",
     ".mbox", ".msg",
 })
+#: pictures, read by OCR and sent to vision targets as pictures (ingest/imagefiles.py)
+IMAGE_SUFFIXES = frozenset({
+    ".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff",
+})
 #: never expanded when a mail carries one (a bomb by mail): ingested on their own instead
 ARCHIVE_SUFFIXES = frozenset({
     ".zip", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".tar", ".jar", ".war", ".whl",
     ".egg", ".zst", ".lz", ".lzma", ".cab", ".iso",
 })
 BINARY_SUFFIXES = {
-    ".png", ".jpg", ".jpeg", ".gif", ".bmp", ".ico", ".webp", ".tiff", ".psd", ".zip", ".gz",
+    ".ico", ".psd", ".zip", ".gz",
     ".tgz", ".bz2", ".xz", ".7z", ".rar", ".jar", ".war", ".whl", ".egg", ".so", ".dll",
     ".dylib", ".exe", ".bin", ".o", ".a", ".lib", ".pyc", ".pyo", ".class", ".wasm",
     ".mp3", ".wav", ".flac", ".ogg", ".woff",
@@ -90,7 +94,8 @@ class NoiseFilter:
         # small for them; they have their own (they are still read into memory whole)
         suffix = p.suffix.lower()
         limit = (self.options.max_media_bytes if suffix in MEDIA_SUFFIXES
-                 else self.options.max_document_bytes if suffix in DOCUMENT_SUFFIXES
+                 else self.options.max_document_bytes
+                 if suffix in DOCUMENT_SUFFIXES or suffix in IMAGE_SUFFIXES
                  else self.options.max_file_bytes)
         if limit and size > limit:
             reasons.append(f"too-large: {size:,} bytes > {limit:,}")

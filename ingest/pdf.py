@@ -9,7 +9,8 @@ import pymupdf
 
 from ingest import secrets
 from ingest.ocr import tesseract_available
-from ingest.types import IngestError, Segment
+from ingest.pictures import PictureOptions
+from ingest.types import IngestError, Picture, Segment
 
 _METADATA_KEYS = ("title", "author", "subject", "keywords", "creator", "producer", "creationDate",
                   "format")
@@ -27,6 +28,8 @@ class PdfResult:
     segments: list[Segment]
     metadata: dict[str, str] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
+    #: figure pages drawn for a vision target (their `<picture image=...>` tags in the pages)
+    pictures: list[Picture] = field(default_factory=list)
 
 
 def _clean(text: str) -> str:
@@ -115,6 +118,7 @@ def read_pdf(
     ocr: bool = True,
     ocr_language: str = "eng",
     max_pages: int | None = None,
+    pictures: PictureOptions | None = None,
 ) -> PdfResult:
     """Read a PDF from bytes into one "page" segment per page (page numbers are 1-based).
 

@@ -13,8 +13,10 @@ from common.errors import UserError
 
 SpanKind = Literal["lines", "page", "cell", "time", "part"]
 #: word, slides, sheet, web, mail, ebook: an analyst's documents, read into their parts (issue 24)
+#: image: a picture file (PNG, JPEG, TIFF page by page, ...), read by OCR and, for a vision
+#: target, sent as the picture itself (issue 25)
 SourceKind = Literal["code", "text", "pdf", "notebook", "video",
-                     "word", "slides", "sheet", "web", "mail", "ebook"]
+                     "word", "slides", "sheet", "web", "mail", "ebook", "image"]
 Status = Literal["ok", "skipped", "error"]
 
 
@@ -143,3 +145,33 @@ class StructuredRead:
     metadata: dict[str, str] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
     attachments: list[tuple[str, bytes]] = field(default_factory=list)
+    #: pictures inside the file (a slide's chart, a photo in a report), in reading order: each
+    #: becomes a picture segment of its own right after segment `after` (ingest/embedded.py)
+    images: list[EmbeddedImage] = field(default_factory=list)
+    #: pictures ready for a vision target, named in the segments' `<picture image="...">` tags;
+    #: ingest/documents.py saves them (or withholds one whose text held a secret)
+    pictures: list[Picture] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EmbeddedImage:
+    """A picture found inside a structured document, as its raw bytes (PNG, JPEG, EMF, ...)."""
+
+    after: int  # index of the segment it follows (-1: before the first)
+    locator: str  # how a reader cites it: "slide 3 picture 1", "§2 Results figure 1"
+    data: bytes
+    name: str = ""  # its name inside the container (ppt/media/image3.png), for flags
+
+
+@dataclass(frozen=True)
+class Picture:
+    """One picture for a vision target: its JPEG scaled to its Llama 4 tile canvas (336-px
+    tiles), and what it costs. `name` is where it is kept under the pictures folder
+    (`<sha16>/<n>.jpg`), the `image="..."` of its `<picture>` tag."""
+
+    name: str
+    jpeg: bytes
+    width: int  # the source picture's pixels (EXIF orientation applied)
+    height: int
+    grid: tuple[int, int]  # tile rows, cols
+    image_tokens: int

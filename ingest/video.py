@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest.ocr import tesseract_available
+from ingest.ocr import ocr_rgb, tesseract_available
 from ingest.types import IngestError, Segment, timestamp
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".webm", ".mov", ".m4v", ".avi"})
@@ -139,19 +139,8 @@ def _sidecar_cues(path: Path | None) -> list[Cue]:
 # --- OCR -----------------------------------------------------------------------------------------
 
 def _ocr(rgb, width: int, height: int) -> str:
-    """Text on a frame through PyMuPDF's Tesseract OCR (empty when nothing is found)."""
-    import pymupdf
-
-    pix = pymupdf.Pixmap(pymupdf.csRGB, width, height, rgb.tobytes(), False)
-    doc = pymupdf.open()
-    page = doc.new_page(width=width, height=height)
-    page.insert_image(page.rect, pixmap=pix)
-    try:
-        tp = page.get_textpage_ocr(language="eng", dpi=72, full=True)
-        text = page.get_text("text", textpage=tp, sort=True)
-    except Exception:
-        return ""
-    return " ".join(text.split())
+    """Text on a frame, as one line (empty when nothing is found)."""
+    return " ".join(ocr_rgb(rgb.tobytes(), width, height).split())
 
 
 # --- decoding ------------------------------------------------------------------------------------

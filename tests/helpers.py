@@ -68,7 +68,7 @@ def make_repo(root: Path) -> Path:
     (repo / "build" / "out.txt").write_text("built\n")
     (repo / "debug.log").write_text("log line\n")
     (repo / "docs" / "guide.md").write_text("# Guide\n\nRun the server with `start`.\n")
-    (repo / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    (repo / "logo.ico").write_bytes(b"\x00\x00\x01\x00" + bytes(range(256)) * 4)
     (repo / "package-lock.json").write_text(json.dumps({"lockfileVersion": 3}))
     (repo / "static.min.js").write_text("var a=1;" * 2000)
     (repo / "analysis.ipynb").write_text(json.dumps({

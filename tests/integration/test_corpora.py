@@ -48,7 +48,7 @@ def test_ingest_repo_report_segments_symbols(tmp_path):
     assert "src/pkg/secret.env" not in status
     # noise is reported with its rule
     reasons = {f.path: f.reason for f in report.files if f.status == "skipped"}
-    assert reasons["logo.png"].startswith("binary")
+    assert reasons["logo.ico"].startswith("binary")
     assert reasons["package-lock.json"].startswith("lockfile")
     assert reasons["static.min.js"].startswith("generated")
     assert report.total_tokens == sum(f.tokens for f in report.files if f.status == "added")

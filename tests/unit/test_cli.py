@@ -29,8 +29,8 @@ def test_ingest_show_pack_rm_roundtrip(tmp_path):
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["summary"]["added"] >= 5 and report["total_tokens"] > 0
-    assert {"path": "logo.png", "status": "skipped"}.items() <= next(
-        f for f in report["files"] if f["path"] == "logo.png").items()
+    assert {"path": "logo.ico", "status": "skipped"}.items() <= next(
+        f for f in report["files"] if f["path"] == "logo.ico").items()
 
     listed = json.loads(run("corpora", "list", "--json").stdout)
     assert [c["name"] for c in listed] == ["demo"]

@@ -52,7 +52,7 @@ def _noise_flags(doc: Document) -> list[str]:
 # each rule on its own: (file, content, the rule's FilterOptions switch, the reason reported)
 RULES = [
     ("blob.dat", b"head\0\x01\x02tail\n", "binary", "binary: NUL bytes"),
-    ("logo.png", b"\x89PNG\r\n\x1a\n", "binary", "binary: .png"),
+    ("logo.ico", b"\x00\x00\x01\x00", "binary", "binary: .ico"),
     ("package-lock.json", '{"lockfileVersion": 3}\n', "lockfiles", "lockfile"),
     ("poetry.lock", "[[package]]\nname = 'x'\n", "lockfiles", "lockfile"),
     ("Cargo.lock", "version = 3\n", "lockfiles", "lockfile"),
