@@ -227,7 +227,10 @@ def _attachment(part: Message, i: int) -> tuple[str, bytes] | None:
     if not isinstance(data, bytes):
         return None
     if not name:
-        ext = {"text/plain": ".txt", "text/html": ".html", "application/pdf": ".pdf"}.get(
+        ext = {"text/plain": ".txt", "text/html": ".html", "application/pdf": ".pdf",
+               # an HTML mail's inline pictures (cid:) come without a file name
+               "image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif",
+               "image/webp": ".webp", "image/bmp": ".bmp", "image/tiff": ".tif"}.get(
             part.get_content_type(), "")
         name = f"attachment {i}{ext}"
     return name, data

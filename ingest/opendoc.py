@@ -3,7 +3,10 @@ PowerPoint files: "notes.odt §2 Budget ¶3", "talk.odp slide 4 (notes)", "memo.
 
 OpenDocument files are zips: the archive limits apply first, then content.xml is parsed through
 `safe_xml` (no entities). RTF is plain text with control words: striprtf reads it, under a size
-cap since it works on the whole text at once.
+cap since it works on the whole text at once. Pictures (draw:image) come back as
+`StructuredRead.images`: "notes.odt §2 Budget figure 1" after the part holding their paragraph,
+"talk.odp slide 4 picture 1" after the slide's text; one drawn smaller than MIN_PICTURE_CM2 is
+an icon and is not read.
 """
 
 from __future__ import annotations
@@ -11,8 +14,8 @@ from __future__ import annotations
 import re
 
 from ingest.containers import container_flags, markdown_table, open_zip, read_part, safe_xml
-from ingest.types import IngestError, StructuredRead
-from ingest.word import Block, heading_prefix, part_segments, section_parts
+from ingest.types import EmbeddedImage, IngestError, StructuredRead
+from ingest.word import Block, block_part, heading_prefix, part_segments, section_parts
 
 _NS = {
     "office": "urn:oasis:names:tc:opendocument:xmlns:office:1.0",
@@ -23,11 +26,16 @@ _NS = {
     "svg": "urn:oasis:names:tc:opendocument:xmlns:svg-compatible:1.0",
     "style": "urn:oasis:names:tc:opendocument:xmlns:style:1.0",
     "dc": "http://purl.org/dc/elements/1.1/",
+    "xlink": "http://www.w3.org/1999/xlink",
 }
 MAX_RTF_BYTES = 32 * 1024**2
 _MAX_REPEAT = 64  # a cell repeated a million times (a common ODS/ODT filler) is read this often
 _MAX_DEPTH = 40
 _UNIT = re.compile(r"^\s*(-?[0-9.]+)")
+_LENGTH = re.compile(r"^\s*([0-9.]+)\s*(cm|mm|in|pt|pc|px)?\s*$")
+_CM = {"cm": 1.0, "mm": 0.1, "in": 2.54, "pt": 2.54 / 72, "pc": 2.54 / 6, "px": 2.54 / 96}
+MAX_PICTURES = 200  # distinct pictures read out of one file
+MIN_PICTURE_CM2 = 5.0  # ~1% of a page or slide: a picture drawn smaller is an icon
 
 
 def _q(name: str) -> str:
@@ -43,7 +51,7 @@ _T = {n: _q(n) for n in (
     "office:annotation", "office:annotation-end", "office:text", "office:presentation",
     "office:body", "table:table", "table:table-row", "table:table-cell",
     "table:covered-table-cell", "draw:page", "draw:frame", "draw:g", "draw:text-box",
-    "presentation:notes", "dc:creator", "svg:desc", "svg:title")}
+    "presentation:notes", "dc:creator", "svg:desc", "svg:title", "draw:image")}
 
 
 class _Reader:
@@ -165,9 +173,14 @@ class _Reader:
                 out += self.blocks(child, depth + 1, list_level + 1)
             elif tag == _T["table:table"]:
                 out.append(("table", self.table(child)))
+            elif tag == _T["draw:image"]:  # a frame anchored to the page, not a paragraph
+                out.append(("img", child))
             elif tag not in (_T["text:tracked-changes"], _T["office:annotation"]):
                 out += self.blocks(child, depth + 1, list_level)
-        return [(k, t) for k, t in out if str(t).strip() and str(t).strip() != "-"]
+            if tag in (_T["text:h"], _T["text:p"], _T["table:table"]):  # pictures in its text
+                out += [("img", image) for image in child.iter(_T["draw:image"])]
+        return [(k, t) for k, t in out
+                if k == "img" or (str(t).strip() and str(t).strip() != "-")]
 
 
 def _open(data: bytes, name: str):
@@ -184,36 +197,98 @@ def _open(data: bytes, name: str):
         title = None
     if title is not None and "".join(title.itertext()).strip():
         meta["title"] = " ".join("".join(title.itertext()).split())[:300]
-    return root, flags, meta
+    return zf, root, flags, meta
 
 
-def _text_parts(reader: _Reader, office_text) -> tuple[list[tuple[str, str]], int]:
-    """The text cut at its headings, as the Word reader cuts a body."""
+def _cm2(image) -> float | None:
+    """The area its frame draws a draw:image over, in cm²; None when the frame does not say."""
+    frame = image.getparent()
+    sizes = []
+    for attr in ("svg:width", "svg:height"):
+        match = _LENGTH.match(frame.get(_q(attr), "") if frame is not None else "")
+        if match is None:
+            return None
+        try:
+            sizes.append(float(match.group(1)) * _CM[match.group(2) or "cm"])
+        except ValueError:
+            return None
+    return sizes[0] * sizes[1]
+
+
+class _Pictures:
+    """The package's pictures as embedded images, each part read once, at most MAX_PICTURES
+    distinct ones; a picture outside the package is flagged, never fetched."""
+
+    def __init__(self, zf, what: str, flags: list[str]) -> None:
+        self.zf, self.what, self.flags = zf, what, flags
+        self.read: dict[str, bytes | None] = {}
+        self.images: list[EmbeddedImage] = []
+
+    def add(self, image, after: int, locator: str) -> None:
+        href = image.get(_q("xlink:href"), "").strip()
+        path = href[2:] if href.startswith("./") else href
+        area = _cm2(image)
+        if not path or (area is not None and area < MIN_PICTURE_CM2):
+            return
+        if "://" in path or path.startswith("/") or path not in self.zf.NameToInfo:
+            note = f"external:image:{href[:200]}"
+            self.flags.extend([note] if "://" in path and note not in self.flags else [])
+            return
+        if path not in self.read:
+            if len(self.read) >= MAX_PICTURES:
+                note = f"cut:pictures: more than {MAX_PICTURES} pictures; the rest not read"
+                self.flags.extend([note] if note not in self.flags else [])
+                return
+            try:
+                self.read[path] = read_part(self.zf, path, self.what)
+            except IngestError:
+                self.read[path] = None
+                self.flags.append(f"picture-unreadable:{path}")
+        data = self.read[path]
+        if data is not None:
+            self.images.append(EmbeddedImage(after, locator, data, path))
+
+
+def _text_parts(reader: _Reader, office_text, pics: _Pictures
+                ) -> tuple[list[tuple[str, str]], int]:
+    """The text cut at its headings, as the Word reader cuts a body; its pictures into `pics`,
+    after the part holding their paragraph ("§2 Budget figure 1")."""
     sections: list[tuple[str, str, list[Block]]] = [("", "", [])]
+    found = []
     for kind, text in reader.blocks(office_text):
-        if kind.startswith("h"):
+        if kind == "img":
+            found.append((len(sections) - 1, len(sections[-1][2]) - 1, text))
+        elif kind.startswith("h"):
             level = min(int(kind[1:] or 1), 6)
             sections.append((heading_prefix(len(sections), text),
                              "#" * level + " " + " ".join(text.split()), []))
         else:
             sections[-1][2].append((str(text), kind == "li"))
     parts: list[tuple[str, str]] = []
+    starts = []
     for prefix, heading, blocks in sections:
+        starts.append(len(parts))
         parts += section_parts(prefix, heading, blocks)
+    for n, (number, index, image) in enumerate(found, 1):
+        prefix, heading, blocks = sections[number]
+        pics.add(image, starts[number] + block_part(heading, blocks, index),
+                 f"{prefix} figure {n}".strip())
     return parts, len(sections) - 1
 
 
 def _odt(data: bytes, name: str) -> StructuredRead:
-    root, flags, meta = _open(data, name)
+    zf, root, flags, meta = _open(data, name)
     office_text = root.find(f"{_T['office:body']}/{_T['office:text']}")
     if office_text is None:
         raise IngestError(f"{name}: not an OpenDocument text (no office:text)")
     reader = _Reader(root)
-    parts, headings = _text_parts(reader, office_text)
+    pics = _Pictures(zf, name, flags)
+    parts, headings = _text_parts(reader, office_text, pics)
     parts += reader.notes + reader.comments
     meta["headings"] = str(headings)
-    flags += sorted(reader.flags) + ([] if parts else ["empty"])
-    return StructuredRead(kind="word", segments=part_segments(parts), metadata=meta, flags=flags)
+    flags += sorted(reader.flags) + ([] if parts or pics.images else ["empty"])
+    return StructuredRead(kind="word", segments=part_segments(parts), metadata=meta, flags=flags,
+                          images=pics.images)
 
 
 def _position(el) -> tuple[float, float]:
@@ -246,7 +321,7 @@ def _shape_texts(reader: _Reader, el, depth: int = 0) -> list[str]:
             texts += _shape_texts(reader, child, depth + 1)
             continue
         blocks = reader.blocks(child)
-        text = "\n".join(str(t) for _, t in blocks)
+        text = "\n".join(str(t) for kind, t in blocks if kind != "img")
         if not text:
             desc = child.find(".//" + _T["svg:desc"])
             if desc is None:
@@ -265,6 +340,18 @@ def _title_of(page) -> tuple[str, object]:
     return "", None
 
 
+def _page_images(page, depth: int = 0) -> list:
+    """A slide's draw:image elements in reading order (top, then left), groups opened; not
+    its notes' pictures (the slide's thumbnail)."""
+    out = []
+    for child in sorted((c for c in page if c.tag != _T["presentation:notes"]), key=_position):
+        if child.tag == _T["draw:g"] and depth < _MAX_DEPTH:
+            out += _page_images(child, depth + 1)
+        elif child.tag == _T["draw:frame"]:
+            out += list(child.iter(_T["draw:image"]))[:1]  # the first: the rest are fallbacks
+    return out
+
+
 def _page_parts(reader: _Reader, number: int, page, hidden: bool) -> list[tuple[str, str]]:
     title, title_frame = _title_of(page)
     head = f"# Slide {number}" + (f": {title}" if title else "") + (" (hidden)" if hidden else "")
@@ -274,7 +361,7 @@ def _page_parts(reader: _Reader, number: int, page, hidden: bool) -> list[tuple[
     notes = page.find(_T["presentation:notes"])
     if notes is not None:
         texts = [str(t) for frame in notes.iter(_T["draw:text-box"])
-                 for _, t in reader.blocks(frame)]
+                 for kind, t in reader.blocks(frame) if kind != "img"]
         if texts:
             parts.append((f"slide {number} (notes)",
                           f"## Slide {number} (notes)\n\n" + "\n".join(texts) + "\n"))
@@ -282,24 +369,27 @@ def _page_parts(reader: _Reader, number: int, page, hidden: bool) -> list[tuple[
 
 
 def _odp(data: bytes, name: str) -> StructuredRead:
-    root, flags, meta = _open(data, name)
+    zf, root, flags, meta = _open(data, name)
     pres = root.find(f"{_T['office:body']}/{_T['office:presentation']}")
     if pres is None:
         raise IngestError(f"{name}: not an OpenDocument presentation (no office:presentation)")
     reader = _Reader(root)
     hidden_styles = _hidden_styles(root)
     parts: list[tuple[str, str]] = []
+    pics = _Pictures(zf, name, flags)
     pages = pres.findall(_T["draw:page"])
     for number, page in enumerate(pages, 1):
         hidden = page.get(_q("draw:style-name")) in hidden_styles
         if hidden:
             flags.append(f"hidden-slide:{number}")
+        for k, image in enumerate(_page_images(page), 1):
+            pics.add(image, len(parts), f"slide {number} picture {k}")
         parts += _page_parts(reader, number, page, hidden)
     parts += reader.comments
     meta["slides"] = str(len(pages))
     flags += sorted(reader.flags) + ([] if parts else ["empty"])
     return StructuredRead(kind="slides", segments=part_segments(parts), metadata=meta,
-                          flags=flags)
+                          flags=flags, images=pics.images)
 
 
 def _rtf(data: bytes, name: str) -> StructuredRead:

@@ -4,7 +4,9 @@
 python-pptx reads the deck (its parser resolves no entities, and it places a placeholder by its
 layout when the slide does not say where it is); the archive limits and the macro/external-link
 flags come first from `ingest.containers`. Each slide's text is read as a viewer scans it: title
-first, then shapes top to bottom, left to right, groups opened in place.
+first, then shapes top to bottom, left to right, groups opened in place. A slide's pictures come
+back as `StructuredRead.images` ("slide 3 picture 1"), after the slide's text; one drawn over
+less than MIN_SLIDE_SHARE of the slide is an icon, not a figure, and is not read.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import io
 from lxml import etree
 
 from ingest.containers import container_flags, markdown_table, open_zip
-from ingest.types import IngestError, StructuredRead
+from ingest.types import EmbeddedImage, IngestError, StructuredRead
 from ingest.word import MAX_PART_WORDS, part_segments, split_long
 
 _MAX_SLIDES = 5000
 _MAX_DEPTH = 20
+MAX_PICTURES = 200  # distinct pictures read out of one deck
+MIN_SLIDE_SHARE = 0.01  # a picture drawn over less of the slide than this is an icon
 
 
 _PML = {"p": "http://schemas.openxmlformats.org/presentationml/2006/main",
@@ -126,6 +130,55 @@ def _split(locator: str, head: str, blocks: list[str]) -> list[tuple[str, str]]:
              + "\n") for i, chunk in enumerate(chunks, 1)]
 
 
+def _pictures(shapes, depth: int = 0) -> list:
+    """The picture shapes on a slide, groups opened, in no particular order."""
+    from pptx.shapes.group import GroupShape
+    from pptx.shapes.picture import Picture
+
+    out = []
+    for shape in shapes if depth <= _MAX_DEPTH else ():
+        if isinstance(shape, GroupShape):
+            out += _pictures(shape.shapes, depth + 1)
+        elif isinstance(shape, Picture):
+            out.append(shape)
+    return out
+
+
+def _drawn_large(shape, area: int) -> bool:
+    """Whether a picture covers at least MIN_SLIDE_SHARE of the slide (unknown size: yes)."""
+    try:
+        width, height = shape.width, shape.height
+    except (ValueError, AttributeError, TypeError):
+        return True
+    return not (area and width and height and width * height < MIN_SLIDE_SHARE * area)
+
+
+def _slide_images(number: int, slide, after: int, area: int, cache: dict,
+                  parts_read: dict[str, bytes]) -> list[EmbeddedImage]:
+    """A slide's pictures in reading order (top, then left), icons left out; `parts_read`
+    holds each image part once across the deck (a logo on every slide is read once)."""
+    out = []
+    shapes = [shape for shape in sorted(_pictures(slide.shapes),
+                                        key=lambda shape: _position(shape, cache))
+              if _drawn_large(shape, area)]
+    for k, shape in enumerate(shapes, 1):
+        try:
+            rid = shape._element.blip_rId
+            part = shape.part.related_part(rid) if rid else None
+        except (KeyError, ValueError, AttributeError, TypeError):
+            continue  # a linked picture (flagged external) or a broken relationship
+        if part is None:
+            continue
+        name = str(part.partname).lstrip("/")
+        if name not in parts_read:
+            if len(parts_read) >= MAX_PICTURES or "" in parts_read:
+                parts_read.setdefault("", b"")  # marks the cut
+                continue
+            parts_read[name] = part.blob
+        out.append(EmbeddedImage(after, f"slide {number} picture {k}", parts_read[name], name))
+    return out
+
+
 def _slide_parts(number: int, slide, flags: list[str], cache: dict,
                  seen: set[str]) -> list[tuple[str, str]]:
     title, title_id = _title(slide)
@@ -161,14 +214,22 @@ def read_slides(data: bytes, name: str) -> StructuredRead:
     if len(slides) > _MAX_SLIDES:
         raise IngestError(f"{name}: more than {_MAX_SLIDES:,} slides; refusing it")
     parts: list[tuple[str, str]] = []
+    images: list[EmbeddedImage] = []
     cache: dict = {}
     seen: set[str] = set()
+    parts_read: dict[str, bytes] = {}
+    area = (prs.slide_width or 0) * (prs.slide_height or 0)
     for number, slide in enumerate(slides, 1):
         try:
-            parts += _slide_parts(number, slide, flags, cache, seen)
+            got = _slide_parts(number, slide, flags, cache, seen)
         except (KeyError, ValueError, AttributeError, TypeError) as exc:
             raise IngestError(f"{name}: slide {number} is damaged ({type(exc).__name__})") \
                 from None
+        body = sum(not locator.startswith(f"slide {number} (notes)") for locator, _ in got)
+        images += _slide_images(number, slide, len(parts) + body - 1, area, cache, parts_read)
+        parts += got
+    if "" in parts_read:
+        flags.append(f"cut:pictures: {MAX_PICTURES} pictures read; any more were not")
     flags += sorted(seen)
     props = prs.core_properties
     meta = {"slides": str(len(slides))}
@@ -178,4 +239,4 @@ def read_slides(data: bytes, name: str) -> StructuredRead:
     if not parts:
         flags.append("empty")
     return StructuredRead(kind="slides", segments=part_segments(parts), metadata=meta,
-                          flags=flags)
+                          flags=flags, images=images)

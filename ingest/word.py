@@ -5,7 +5,9 @@ python-docx's `Document()`: python-docx refuses .docm files (it checks the conte
 parses with its own parser, while one XML policy (no entities, no DTD, no network) must hold for
 every part. Reading the body's children in order keeps paragraphs and tables interleaved as the
 reader sees them; tracked changes and comments are kept but marked, so a deleted clause is never
-silently current text.
+silently current text. The body's pictures come back as `StructuredRead.images` ("§2 Results
+figure 1"), each after the part holding its paragraph; pictures in headers and footers are a
+page's decoration (a logo) and are not read.
 """
 
 from __future__ import annotations
@@ -17,12 +19,21 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ingest.containers import container_flags, markdown_table, open_zip, read_part, safe_xml
-from ingest.types import IngestError, Segment, StructuredRead
+from ingest.types import EmbeddedImage, IngestError, Segment, StructuredRead
 
 W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 _MC = "{http://schemas.openxmlformats.org/markup-compatibility/2006}"
 _R_ID = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
 _PKG_REL = "{http://schemas.openxmlformats.org/package/2006/relationships}"
+_R_EMBED = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}embed"
+_BLIP = "{http://schemas.openxmlformats.org/drawingml/2006/main}blip"
+_VML_IMAGE = "{urn:schemas-microsoft-com:vml}imagedata"
+_EXTENT = "{http://schemas.openxmlformats.org/drawingml/2006/wordprocessingDrawing}extent"
+_EMU_PER_TWIP = 635
+_LETTER = (12240 * _EMU_PER_TWIP, 15840 * _EMU_PER_TWIP)  # a page's size when none is given
+MAX_PICTURES = 200  # pictures read out of one document
+#: a picture drawn over less than this share of the page is an icon or a rule, not a figure
+MIN_PAGE_SHARE = 0.01
 _DC = {"title": "{http://purl.org/dc/elements/1.1/}title",
        "author": "{http://purl.org/dc/elements/1.1/}creator",
        "subject": "{http://purl.org/dc/elements/1.1/}subject",
@@ -103,6 +114,22 @@ def section_parts(prefix: str, heading: str, blocks: list[Block],
     return parts
 
 
+def block_part(heading: str, blocks: list[Block], index: int,
+               max_words: int = MAX_PART_WORDS) -> int:
+    """Which of `section_parts(prefix, heading, blocks)`'s parts holds block `index`, counted
+    from the section's first part; a picture before the first block (`index` -1) sits in the
+    heading's part, or before the section (-1) when it has none."""
+    if index < 0 and (not heading or not blocks):
+        return 0 if heading else -1
+    offset = 0
+    for first, last in _chunks(blocks, max_words):
+        pieces = max(1, len(split_long(blocks[first][0], max_words))) if first == last else 1
+        if index <= last:
+            return offset + pieces - 1 if index >= first else offset
+        offset += pieces
+    return offset - 1
+
+
 def part_segments(parts: Iterable[tuple[str, str]]) -> list[Segment]:
     """"part" segments numbered 1.. in reading order; an empty document is one empty part."""
     segments = [Segment(order=i, text=text, span_kind="part", start=i + 1, end=i + 1,
@@ -139,10 +166,19 @@ class _Context:
     formats: dict[tuple[str, int], str] = field(default_factory=dict)  # (numId, ilvl) -> numFmt
     counters: dict[str, list[int]] = field(default_factory=dict)
     flags: set[str] = field(default_factory=set)
+    images: dict[str, str] = field(default_factory=dict)  # relationship id -> image part
+    page: tuple[int, int] = _LETTER  # the page's size in EMU, for what is too small a picture
+    #: the body's pictures as found: (section number, block index, image part)
+    found: list[tuple[int, int, str]] = field(default_factory=list)
 
 
 def _rels(zf: zipfile.ZipFile, part: str, what: str) -> list[tuple[str, str]]:
     """(type suffix, target part name) of a part's internal relationships."""
+    return [(kind, path) for _ident, kind, path in _rel_entries(zf, part, what)]
+
+
+def _rel_entries(zf: zipfile.ZipFile, part: str, what: str) -> list[tuple[str, str, str]]:
+    """(id, type suffix, target part name) of a part's internal relationships."""
     folder, base = posixpath.split(part)
     name = posixpath.join(folder, "_rels", base + ".rels")
     if name not in zf.NameToInfo:
@@ -158,7 +194,7 @@ def _rels(zf: zipfile.ZipFile, part: str, what: str) -> list[tuple[str, str]]:
         target = rel.get("Target", "")
         path = target.lstrip("/") if target.startswith("/") else posixpath.normpath(
             posixpath.join(folder, target))
-        out.append((rel.get("Type", "").rsplit("/", 1)[-1], path))
+        out.append((rel.get("Id", ""), rel.get("Type", "").rsplit("/", 1)[-1], path))
     return out
 
 
@@ -415,33 +451,109 @@ def _sections(body, ctx: _Context) -> list[_Section]:
     """The body cut at its headings: a preamble (number 0) and one section per heading."""
     sections = [_Section(0, "", 0)]
     for kind, el in _body_blocks(body):
-        if kind == "tbl":
-            table = table_markdown(el, ctx)
-            if table:
-                sections[-1].blocks.append((table, False))
-            continue
-        text = paragraph_text(el, ctx)
-        if not text:
-            continue
-        level, num = _paragraph_info(el, ctx)
-        if level is not None:
-            sections.append(_Section(len(sections), text, level))
-        elif num is not None:
-            sections[-1].blocks.append((_list_marker(ctx, num) + text, True))
-        else:
-            sections[-1].blocks.append((text, False))
+        _block(kind, el, sections, ctx)
+        for path in _pictures_in(el, ctx):
+            ctx.found.append((sections[-1].number, len(sections[-1].blocks) - 1, path))
     return sections
 
 
-def _body_parts(sections: list[_Section]) -> list[tuple[str, str]]:
+def _pictures_in(el, ctx: _Context) -> list[str]:
+    """The image parts a paragraph or table shows, once each, in order; pictures drawn over
+    less than MIN_PAGE_SHARE of the page left out (icons, bullets, rules)."""
+    out: list[str] = []
+    for pic in el.iter(_BLIP, _VML_IMAGE):
+        path = ctx.images.get(pic.get(_R_EMBED) or pic.get(_R_ID) or "")
+        if path is None or path in out or _too_small(pic, ctx.page):
+            continue
+        out.append(path)
+    return out
+
+
+def _too_small(pic, page: tuple[int, int]) -> bool:
+    """A DrawingML picture whose drawn extent is under MIN_PAGE_SHARE of the page's area."""
+    drawing = next((a for a in pic.iterancestors() if a.tag in (
+        "{http://schemas.openxmlformats.org/drawingml/2006/wordprocessingDrawing}inline",
+        "{http://schemas.openxmlformats.org/drawingml/2006/wordprocessingDrawing}anchor")), None)
+    extent = drawing.find(_EXTENT) if drawing is not None else None
+    try:
+        cx, cy = int(extent.get("cx", "0")), int(extent.get("cy", "0"))
+    except (AttributeError, ValueError):
+        return False
+    return cx * cy < MIN_PAGE_SHARE * page[0] * page[1]
+
+
+def _block(kind: str, el, sections: list[_Section], ctx: _Context) -> None:
+    """A paragraph or table into the sections: a heading opens a section, a list item is
+    marked, an empty paragraph is left out."""
+    if kind == "tbl":
+        table = table_markdown(el, ctx)
+        if table:
+            sections[-1].blocks.append((table, False))
+        return
+    text = paragraph_text(el, ctx)
+    if not text:
+        return
+    level, num = _paragraph_info(el, ctx)
+    if level is not None:
+        sections.append(_Section(len(sections), text, level))
+    elif num is not None:
+        sections[-1].blocks.append((_list_marker(ctx, num) + text, True))
+    else:
+        sections[-1].blocks.append((text, False))
+
+
+def _heading(sec: _Section) -> str:
+    return "#" * min(sec.level, 6) + " " + " ".join(sec.title.split()) if sec.number else ""
+
+
+def _prefix(sec: _Section) -> str:
+    return heading_prefix(sec.number, sec.title) if sec.number else ""
+
+
+def _body_parts(sections: list[_Section]) -> tuple[list[tuple[str, str]], list[int]]:
+    """The body's parts, and the index of each section's first part among them."""
     parts: list[tuple[str, str]] = []
+    starts: list[int] = []
     for sec in sections:
-        if sec.number == 0:
-            parts += section_parts("", "", sec.blocks)
-        else:
-            heading = "#" * min(sec.level, 6) + " " + " ".join(sec.title.split())
-            parts += section_parts(heading_prefix(sec.number, sec.title), heading, sec.blocks)
-    return parts
+        starts.append(len(parts))
+        parts += section_parts(_prefix(sec), _heading(sec), sec.blocks)
+    return parts, starts
+
+
+def _page_size(body) -> tuple[int, int]:
+    """The (last) section's page size in EMU; Letter when the document does not say."""
+    size = body.find(f"{W}sectPr/{W}pgSz")
+    try:
+        w, h = int(size.get(W + "w")), int(size.get(W + "h"))
+    except (AttributeError, TypeError, ValueError):
+        return _LETTER
+    return (w * _EMU_PER_TWIP, h * _EMU_PER_TWIP) if w > 0 and h > 0 else _LETTER
+
+
+def _images(zf, sections: list[_Section], starts: list[int], base: int, ctx: _Context,
+            what: str, flags: list[str]) -> list[EmbeddedImage]:
+    """The body's pictures as embedded images, each after the part holding its paragraph
+    (`base`: the parts before the body), cited "§2 Results figure 3" in document order; each
+    image part read once, at most MAX_PICTURES distinct ones."""
+    out: list[EmbeddedImage] = []
+    data: dict[str, bytes | None] = {}
+    for n, (number, index, path) in enumerate(ctx.found[:MAX_PICTURES * 5], 1):
+        if path not in data:
+            if len(data) == MAX_PICTURES:
+                flags.append(f"cut:pictures: more than {MAX_PICTURES} pictures; the rest "
+                             "not read")
+                break
+            try:
+                data[path] = read_part(zf, path, what)
+            except IngestError:
+                data[path] = None
+                flags.append(f"picture-unreadable:{path}")
+        if data[path] is None:
+            continue
+        sec = sections[number]
+        after = base + starts[number] + block_part(_heading(sec), sec.blocks, index)
+        out.append(EmbeddedImage(after, f"{_prefix(sec)} figure {n}".strip(), data[path], path))
+    return out
 
 
 def _story_blocks(root, ctx: _Context) -> list[Block]:
@@ -519,8 +631,10 @@ def read_word(data: bytes, name: str) -> StructuredRead:
     zf = open_zip(data, name)
     flags = container_flags(zf)
     main = _main_part(zf, name)
-    rels = _rels(zf, main, name)
-    ctx = _Context()
+    entries = _rel_entries(zf, main, name)
+    rels = [(kind, path) for _ident, kind, path in entries]
+    ctx = _Context(images={ident: path for ident, kind, path in entries
+                           if kind == "image" and path in zf.NameToInfo})
     for kind, path in rels:
         if kind == "styles":
             ctx.styles = _read_styles(_xml(zf, path, name, ctx.flags))
@@ -530,16 +644,19 @@ def read_word(data: bytes, name: str) -> StructuredRead:
     body = root.find(W + "body")
     if body is None:
         raise IngestError(f"{name}: not a Word document (no body)")
+    ctx.page = _page_size(body)
     sections = _sections(body, ctx)
+    body_parts, starts = _body_parts(sections)
     extra = {kind: _xml(zf, path, name, ctx.flags) for kind, path in rels
              if kind in ("footnotes", "endnotes", "comments")}
     hf = _header_footer_parts(zf, rels, ctx, name)
-    parts = ([p for p in hf if p[0] == "header"] + _body_parts(sections)
-             + [p for p in hf if p[0] == "footer"]
+    headers = [p for p in hf if p[0] == "header"]
+    images = _images(zf, sections, starts, len(headers), ctx, name, flags)
+    parts = (headers + body_parts + [p for p in hf if p[0] == "footer"]
              + _note_parts(extra.get("footnotes"), "footnote", "footnote", ctx)
              + _note_parts(extra.get("endnotes"), "endnote", "endnote", ctx)
              + _comment_parts(extra.get("comments"), ctx))
     meta = _metadata(zf, sections, name, ctx.flags)
-    flags += sorted(ctx.flags) + ([] if parts else ["empty"])
+    flags += sorted(ctx.flags) + ([] if parts or images else ["empty"])
     return StructuredRead(kind="word", segments=part_segments(parts),
-                          metadata=meta, flags=flags)
+                          metadata=meta, flags=flags, images=images)
