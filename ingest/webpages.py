@@ -8,7 +8,10 @@ so it is kept in a last part marked "[hidden]" and the read is flagged "hidden-t
 
 Nothing is fetched: the parser resolves no entities and loads nothing from the network, and a
 link keeps its text only (a URL is noise to a reader and costs tokens). The tree is walked with
-an explicit stack, so a page nested 10,000 deep cannot raise RecursionError.
+an explicit stack, so a page nested 10,000 deep cannot raise RecursionError. A saved page
+(.mhtml) carries its pictures: each `<img>` shown in the text (not in menus or hidden) whose
+picture is in the archive comes back as `StructuredRead.images` ("§ Results picture 1"), after
+its section.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 
 from ingest.containers import markdown_table, safe_xml
-from ingest.types import IngestError, Segment, StructuredRead
+from ingest.types import EmbeddedImage, IngestError, Segment, StructuredRead
 
 #: not text a reader sees: dropped with everything inside
 _DROP = frozenset({"script", "style", "noscript", "template", "svg", "iframe", "head", "object",
@@ -47,6 +50,7 @@ _META_KEYS = {"description": "description", "author": "author", "date": "date",
               "og:description": "description", "article:author": "author"}
 _WORDS_PER_PART = 1500
 _MAX_DEPTH = 255  # libxml2's HTML parser limit
+MAX_PICTURES = 200  # picture parts of a saved page that are read
 
 
 @dataclass
@@ -56,6 +60,8 @@ class _Page:
     blocks: list[tuple[str, str, int]] = field(default_factory=list)  # (kind, text, level)
     hidden: list[str] = field(default_factory=list)
     nav_dropped: bool = False
+    #: each `<img>` shown: (index of the last block before it, its src)
+    images: list[tuple[int, str]] = field(default_factory=list)
 
 
 def _tag(node) -> str | None:
@@ -190,6 +196,8 @@ class _Walker:
             self.inline.append("`")
         elif tag == "hr":
             self.page.blocks.append(("p", "---", 0))
+        elif tag == "img" and len(self.page.images) < MAX_PICTURES * 5:
+            self.page.images.append((len(self.page.blocks) - 1, (node.get("src") or "").strip()))
         self.add(node.text)
 
     def leave(self, node) -> None:
@@ -439,41 +447,80 @@ def _parse_xhtml(data: bytes, name: str):
         return _parse_html(_decode(data)[0])
 
 
-def _mhtml_html(data: bytes, name: str) -> str:
-    """The first text/html part of an MHTML archive (MIME, as mail is)."""
+def _mhtml_html(data: bytes, name: str, pictures: dict[str, bytes] | None = None) -> str:
+    """The first text/html part of an MHTML archive (MIME, as mail is); its picture parts
+    (image/*, at most MAX_PICTURES) into `pictures`, by Content-Location and by `cid:`."""
     msg = email.message_from_bytes(data, policy=email.policy.default)
+    html = None
     for part in msg.walk():
-        if part.get_content_type() == "text/html":
+        if part.get_content_type() == "text/html" and html is None:
             try:
-                return part.get_content()
+                html = part.get_content()
             except (LookupError, ValueError, UnicodeError):
                 payload = part.get_payload(decode=True) or b""
-                return payload.decode("utf-8", "replace")
-    raise IngestError(f"{name}: an MHTML file without an HTML part")
+                html = payload.decode("utf-8", "replace")
+        elif part.get_content_maintype() == "image" and pictures is not None \
+                and len(pictures) < MAX_PICTURES:
+            _add_picture(part, pictures)
+    if html is None:
+        raise IngestError(f"{name}: an MHTML file without an HTML part")
+    return html
 
 
-def _load(data: bytes, name: str) -> tuple[object, list[str]]:
-    """The parsed root and decoding flags for each web-page format."""
+def _add_picture(part, pictures: dict[str, bytes]) -> None:
+    try:
+        body = part.get_payload(decode=True)
+        where = str(part.get("Content-Location") or "").strip()
+        ident = str(part.get("Content-ID") or "").strip().strip("<>")
+    except Exception:  # noqa: BLE001 a broken header or transfer encoding: the page still reads
+        return
+    if isinstance(body, bytes) and body:
+        for key in (where, f"cid:{ident}" if ident else ""):
+            if key:
+                pictures.setdefault(key, body)
+
+
+def _load(data: bytes, name: str, pictures: dict[str, bytes] | None = None
+          ) -> tuple[object, list[str]]:
+    """The parsed root and decoding flags for each web-page format (a saved page's pictures
+    into `pictures`)."""
     lower = name.lower()
     if lower.endswith((".mhtml", ".mht")):
-        return _parse_html(_mhtml_html(data, name)), []
+        return _parse_html(_mhtml_html(data, name, pictures)), []
     if lower.endswith((".xhtml", ".xht")):
         return _parse_xhtml(data, name), []
     text, replaced = _decode(data)
     return _parse_html(text), (["invalid-utf8"] if replaced else [])
 
 
+def _images(page: _Page, ends: list[int], locators: list[str],
+            pictures: dict[str, bytes]) -> list[EmbeddedImage]:
+    """The page's shown pictures that the archive holds, each after its section's last part,
+    cited "§ Results picture 2" (numbered in page order)."""
+    out = []
+    for n, (block, src) in enumerate(page.images, 1):
+        data = pictures.get(src)
+        if data is None:
+            continue
+        after = ends[block] if block >= 0 else -1
+        section = locators[after].split(" ¶", 1)[0] if after >= 0 else ""
+        out.append(EmbeddedImage(after, f"{section} picture {n}".strip(), data, src[:200]))
+    return out
+
+
 def read_webpage(data: bytes, name: str) -> StructuredRead:
     """A saved web page as parts, one per h1/h2 section ("§ <heading>", "§ (top)" before the
     first), long sections split; hidden text in a last part "hidden text"."""
+    pictures: dict[str, bytes] = {}
     try:
-        root, flags = _load(data, name)
+        root, flags = _load(data, name, pictures)
     except IngestError as exc:
         message = str(exc)
         raise IngestError(message if message.startswith(name) else f"{name}: {message}") from None
     metadata = _metadata(root) if root is not None else {}
     page = _walk(root)
-    parts = _sections(page.blocks)
+    parts, ends = _sections(page.blocks)
+    images = _images(page, ends, [loc for loc, _ in parts], pictures) if pictures else []
     if page.hidden:
         parts.append(("hidden text", _hidden_text(page.hidden)))
         flags.append("hidden-text")
@@ -483,11 +530,13 @@ def read_webpage(data: bytes, name: str) -> StructuredRead:
         flags.append("no-readable-text")
     segments = [Segment(order=i, text=text, span_kind="part", start=i + 1, end=i + 1,
                         locator=locator) for i, (locator, text) in enumerate(parts)]
-    return StructuredRead(kind="web", segments=segments, metadata=metadata, flags=flags)
+    return StructuredRead(kind="web", segments=segments, metadata=metadata, flags=flags,
+                          images=images)
 
 
-def _sections(blocks: list[tuple[str, str, int]]) -> list[tuple[str, str]]:
-    """(locator, text) per h1/h2 section, a long one split by paragraphs."""
+def _sections(blocks: list[tuple[str, str, int]]) -> tuple[list[tuple[str, str]], list[int]]:
+    """(locator, text) per h1/h2 section, a long one split by paragraphs; and for each block,
+    the index of its section's last part (where a picture in it goes)."""
     sections: list[tuple[str, list[tuple[str, str, int]]]] = []
     for block in blocks:
         kind, text, level = block
@@ -498,9 +547,11 @@ def _sections(blocks: list[tuple[str, str, int]]) -> list[tuple[str, str]]:
         else:
             sections[-1][1].append(block)
     parts: list[tuple[str, str]] = []
+    ends: list[int] = []
     for locator, section in sections:
         parts.extend(split_blocks(locator, section))
-    return parts
+        ends += [len(parts) - 1] * len(section)
+    return parts, ends
 
 
 def split_blocks(locator: str, blocks: list[tuple[str, str, int]],

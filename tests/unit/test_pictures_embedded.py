@@ -312,3 +312,29 @@ def test_a_mails_pictures_are_image_documents_and_a_fake_png_one_line(tmp_path):
         bad = kids[f"diagram.eml > {name}"]
         assert isinstance(bad, Skipped) and bad.status == "error"
         assert what in bad.reason and "\n" not in bad.reason and "Traceback" not in bad.reason
+
+
+def test_a_saved_pages_shown_pictures_follow_their_section(tmp_path):
+    from email.mime.image import MIMEImage
+    from email.mime.multipart import MIMEMultipart
+    from email.mime.text import MIMEText
+
+    page = ("<html><body><nav><img src='https://ex.com/logo.png'> Home</nav>"
+            "<h1>Report</h1><p>Revenue by year: <img src='https://ex.com/chart.png'></p>"
+            "<div style='display:none'><img src='https://ex.com/hidden.png'></div>"
+            "<h2>Team</h2><p><img src='cid:team@ex'> The team.</p>"
+            "<p><img src='https://ex.com/not-saved.png'></p></body></html>")
+    related = MIMEMultipart("related", type="text/html")
+    related.attach(MIMEText(page, "html"))
+    for where, size in (("https://ex.com/logo.png", (300, 100)),
+                        ("https://ex.com/chart.png", (400, 200)),
+                        ("https://ex.com/hidden.png", (200, 200)), ("<team@ex>", (150, 100))):
+        part = MIMEImage(png("", size, "gray"), "png")
+        part["Content-Location" if where.startswith("http") else "Content-ID"] = where
+        related.attach(part)
+    doc = run(tmp_path, "report.mhtml", related.as_bytes(), ocr=False)
+    assert isinstance(doc, Document) and doc.kind == "web"
+    assert [s.label for s in doc.segments] == ["§ Report", "§ Report picture 1", "§ Team",
+                                               "§ Team picture 2"]
+    assert [s.text for s in pictures_of(doc)] == ['<picture size="400x200"></picture>\n',
+                                                  '<picture size="150x100"></picture>\n']
