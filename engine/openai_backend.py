@@ -312,8 +312,8 @@ class OpenAIBackend:
             messages.append({"role": "system", "content": request.system})
         content: str | list[dict] = request.prefix + request.prompt
         if request.images_root:
-            content = content_parts(content, Path(request.images_root),
-                                    self.max_images) or content
+            content = content_parts(content, Path(request.images_root), self.max_images,
+                                    request.pictures) or content
         messages.append({"role": "user", "content": content})
         return "/chat/completions", {**body, "messages": messages}
 

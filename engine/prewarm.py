@@ -146,7 +146,8 @@ def _send_tokens(backend: OpenAIBackend, ids: list[int]) -> int:
 
 def _send_text(backend: OpenAIBackend, request: CompletionRequest, end: int) -> int:
     part = CompletionRequest(prompt="", prefix=request.prefix[:end], system=request.system,
-                             max_tokens=1, images_root=request.images_root)
+                             max_tokens=1, images_root=request.images_root,
+                             pictures=request.pictures)
     result = backend.stream(part).collect()
     if result.incomplete:
         raise EngineError(f"prewarm stage broke off: {result.error}")

@@ -36,7 +36,8 @@ def _messages(request: CompletionRequest) -> list[dict]:
 def _images(request: CompletionRequest, limit: int | None) -> tuple[int, int]:
     if not request.chat or not request.images_root:
         return 0, 0
-    return image_cost(request.prefix + request.prompt, Path(request.images_root), limit)
+    return image_cost(request.prefix + request.prompt, Path(request.images_root), limit,
+                      request.pictures)
 
 
 class ServerTokenizer(ModelTokenizer):

@@ -50,9 +50,13 @@ class CompletionRequest:
     temperature: float = 0.0
     chat: bool = True
     stop: tuple[str, ...] = ()
-    # where `<frame ... image="X">` files live: a vision backend sends each as an image part
-    # right after its tag; text-only backends read the frame's words and ignore the picture
+    # where the files of `<frame ... image="X">` and `<picture ... image="X">` tags live: a
+    # vision backend sends each as an image part right after its tag; text-only backends read
+    # the tag's words and ignore the picture
     images_root: str | None = None
+    #: the pictures (their image="X" names) that go as images, chosen once (engine.images.choose)
+    #: so the request's cost and what is sent agree; None: as many as the server takes, spread
+    pictures: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -144,7 +148,7 @@ class Backend(Protocol):
     """What callers may ask of any backend; they never look at its name or its internals."""
 
     name: str
-    #: sends the pictures of `<frame image=...>` tags (CompletionRequest.images_root) as images
+    #: sends the pictures of `<frame|picture image=...>` tags (CompletionRequest.images_root)
     vision: bool
     #: serves several requests at once (an endpoint); False: callers take turns (one KV buffer)
     concurrent: bool

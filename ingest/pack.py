@@ -29,6 +29,11 @@ LOW_PRIORITY_DIRS = {"test", "tests", "testing", "examples", "example", "docs", 
                      "benchmarks", "fixtures", "samples", "demo", "demos", "idlelib"}
 
 
+#: a picture's tag as ingest writes it (a video frame; an image, figure page or embedded picture)
+PICTURE_TAG = re.compile(r'<(?:frame|picture)\s(?=t="|size=")[^>]*>')
+IMAGE_TOKENS = re.compile(r'\bimage_tokens="(\d+)"[^>]*\bimage="[^"]+"')
+
+
 class OverBudget(IngestError):
     pass
 
@@ -71,10 +76,22 @@ class PackResult:
     manifest: str = ""
     toc: TocPosition = "top"
 
+    def pictures(self) -> dict:
+        """The pictures in the pack: how many, how many carry their image (a vision target),
+        and those images' tokens (already in total_tokens)."""
+        count = images = tokens = 0
+        for block in self.blocks:
+            for tag in PICTURE_TAG.findall(block.text):
+                count += 1
+                cost = IMAGE_TOKENS.search(tag)
+                if cost:
+                    images, tokens = images + 1, tokens + int(cost.group(1))
+        return {"pictures": count, "images": images, "image_tokens": tokens}
+
     def manifest_json(self) -> dict:
         return {
             "format": self.format, "tokenizer": self.tokenizer, "budget": self.budget,
-            "total_tokens": self.total_tokens,
+            "total_tokens": self.total_tokens, "pictures": self.pictures(),
             "sources": [{"id": b.id, "path": b.path, **b.attrs, "tokens": b.own,
                          "body_tokens": b.tokens} for b in self.blocks],
             "reduced": self.reduced, "dropped": self.dropped,

@@ -22,7 +22,7 @@ from app.commands.options import (
     text_arg,
     text_or_path_arg,
 )
-from app.commands.shown import cell, for_terminal, json_safe, shown
+from app.commands.shown import cell, for_terminal, json_safe, shown, visible
 
 console = Console(stderr=True, emoji=False)
 out = Console(emoji=False)
@@ -131,6 +131,21 @@ def _print_plan(ready, max_tokens: int, as_json: bool) -> None:
         table.add_row(src["id"], cell(src["path"], 70), shown(where), f"{src['tokens']:,}",
                       signals.get(src["path"], ""))
     out.print(table)
+    for line in picture_lines(data["pictures"]):
+        out.print(line, markup=False, highlight=False)
+
+
+def picture_lines(pictures: list[dict]) -> list[str]:
+    """One short line per picture of the context: how it goes, why, and what it costs."""
+    lines = []
+    for p in pictures:
+        what = "frame" if p["kind"] == "frame" else "picture"
+        if p["sent"] == "picture":
+            how = f"sent as a picture, {p['tiles']} tiles, {p['tokens']:,} tokens"
+        else:
+            how = "sent as its text"
+        lines.append(f"{what} {visible(p['label'])}: {how} ({visible(p['why'])})")
+    return lines
 
 
 def history(

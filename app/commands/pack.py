@@ -76,3 +76,15 @@ def pack(
     where = f" -> {shown(out_file)}" if out_file not in (None, "-") else ""
     console.print(f"[bold]{len(r.blocks)}[/] sources, [bold]{r.total_tokens:,}[/] tokens"
                   + (f" of {r.budget:,}" if r.budget else "") + f" ({shown(r.tokenizer)}){where}")
+    if (seen := r.pictures())["pictures"]:
+        console.print(picture_summary(seen))
+
+
+def picture_summary(seen: dict) -> str:
+    """The pack's pictures in one line: how many, and what their images cost."""
+    n = seen["pictures"]
+    text = f"{n} picture{'s' if n != 1 else ''}"
+    if seen["images"]:
+        return (f"{text}: {seen['images']} with their image, {seen['image_tokens']:,} image "
+                "tokens (in the total)")
+    return f"{text}, as their text only (no image kept: a text-only tokenizer, or withheld)"

@@ -6,8 +6,10 @@ send the very prefix ask will)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Literal
 
 from app.services.citations import ContextSource
@@ -22,6 +24,7 @@ from app.services.prompting import corpus_request
 from app.services.search import SIGNALS, SearchHit
 from app.services.tokencache import tokenizer as tokenizer_for
 from app.settings import get_settings
+from engine.images import SEAM_TOKENS, Choice, choose
 from engine.types import (
     Backend,
     CompletionRequest,
@@ -38,6 +41,10 @@ Mode = Literal["auto", "full", "retrieval"]
 TEMPLATE_RESERVE = 384  # instructions, chat template, question framing
 RETRIEVAL_CANDIDATES = 400  # fused hits considered for the budget
 ESTIMATE_MARGIN = 0.1  # kept free when the backend's counts are only an estimate
+#: a picture's tag as ingest writes it (a video frame, or an image, figure page or embedded
+#: picture), with or without its image; group 1 the kind, 2 its attributes
+PICTURE_TAG = re.compile(r'<(frame|picture)\s(?=t="|size=")([^>]*)>')
+_ATTR = re.compile(r'([a-z_]+)="([^"]*)"')
 
 
 @dataclass
@@ -57,6 +64,8 @@ class Context:
     #: retrieval: the ranked hits that went in (best first), with the signals that found them
     hits: list[SearchHit] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the user should know (index rebuilt)
+    #: every picture in the context and how it went (`picture_report`): the "what went in" view
+    pictures: list[dict] = field(default_factory=list)
 
     def to_json(self, with_text: bool = False) -> dict:
         """What went in: mode, sources with their spans and tokens, the request's cost; with
@@ -68,7 +77,8 @@ class Context:
                "image_tokens": cost.image_tokens, "exact": cost.exact,
                "sources": [{"id": b.id, "path": b.path, **b.attrs, "tokens": b.tokens}
                            for b in self.plan.blocks],
-               "hits": [h.to_json() for h in self.hits], "notes": self.notes}
+               "hits": [h.to_json() for h in self.hits], "notes": self.notes,
+               "pictures": self.pictures}
         if with_text:
             out["context"] = self.packed
             if self.request is not None:
@@ -207,12 +217,86 @@ def build_context(name: str, question: str, mode: Mode, backend: Backend, max_to
                       "ask again when the ingest is done")
 
 
+@dataclass(frozen=True)
+class Vision:
+    """What a backend does with pictures: where their files are (None: a text-only backend)
+    and how many one request may carry (None: no limit known)."""
+
+    root: str | None
+    limit: int | None
+
+
 def _request(packed: str, question: str, turns: str, max_tokens: int,
-             images_root: str | None) -> CompletionRequest:
+             vision: Vision) -> tuple[CompletionRequest, list[Choice]]:
+    """The request, with the pictures that go as images chosen once for the question (its
+    cost and what is sent both follow the choice), and that choice."""
     request = corpus_request(packed, question, max_tokens)
-    if images_root and ' image="' in packed:  # frames go as pictures
-        request = replace(request, images_root=images_root)
-    return replace(request, prompt=turns + request.prompt) if turns else request
+    choices: list[Choice] = []
+    if vision.root and ' image="' in packed:  # frames and pictures go as images
+        choices = choose(packed, Path(vision.root), turns + question, vision.limit)
+        request = replace(request, images_root=vision.root,
+                          pictures=tuple(c.name for c in choices if c.sent))
+    request = replace(request, prompt=turns + request.prompt) if turns else request
+    return request, choices
+
+
+def picture_report(ctx: Context, choices: list[Choice], vision: Vision) -> list[dict]:
+    """Each picture of the context in order: where it is, its size and cost, whether it goes
+    as an image ("picture") or as its tag and words ("text"), and why."""
+    chosen = {c.name: c for c in choices}
+    withheld = {d.path for d in ctx.docs
+                if any(f.startswith("picture-withheld:") for f in d.flags)}
+    labels = {s.id: s.label().strip() for s in ctx.sources}
+    out: list[dict] = []
+    seen: set[str] = set()
+    for block in ctx.plan.blocks:
+        for m in PICTURE_TAG.finditer(block.text):
+            attrs = dict(_ATTR.findall(m.group(2)))
+            name = attrs.get("image")
+            label = labels.get(block.id, block.path)
+            if m.group(1) == "frame" and attrs.get("t"):
+                label = f"{block.path} @{attrs['t']}"
+            entry = {"source": block.id, "path": block.path, "label": label,
+                     "kind": m.group(1), "image": name, "size": attrs.get("size"),
+                     "tiles": attrs.get("tiles"),
+                     "image_tokens": int(attrs.get("image_tokens") or 0), "tokens": 0,
+                     "sent": "text", "rank": None, "score": None}
+            entry.update(_how(name, chosen, seen, len(choices), vision, block.path in withheld))
+            if entry["sent"] == "picture":
+                entry["tokens"] = entry["image_tokens"] + SEAM_TOKENS
+            if name:
+                seen.add(name)
+            out.append(entry)
+    return out
+
+
+def _how(name: str | None, chosen: dict[str, Choice], seen: set[str], total: int,
+         vision: Vision, withheld: bool) -> dict:
+    """How one picture goes, and why (the report's `sent`, `rank`, `score` and `why`)."""
+    if not name:
+        return {"why": "withheld at ingest: it shows a secret (--keep secrets sends it)"
+                if withheld else "ingested for a text-only tokenizer: no picture kept"}
+    if not vision.root:
+        return {"why": "text-only backend"}
+    if name in seen:
+        return {"why": "the same picture goes once, with its first tag"}
+    c = chosen.get(name)
+    if c is None:
+        return {"why": "its picture file is missing from the frames folder"}
+    limit = vision.limit
+    ranked = {"rank": c.rank, "score": c.score if c.rank else None}
+    if not c.sent:
+        return {**ranked, "why": f"over the server's limit of {limit}" + (
+            f" (ranked {c.rank} of {total})" if c.rank else
+            " (the question points at other pictures, or at none)")}
+    if limit is None or total <= limit:
+        why = ("within the server's limit of " + str(limit)) if limit is not None \
+            else "the server sets no image limit"
+        return {"sent": "picture", "why": why}
+    if c.rank:
+        return {**ranked, "sent": "picture", "why": f"ranked {c.rank} of {total}"}
+    return {"sent": "picture", "why": f"spread over the pictures the question does not point "
+                                      f"at (the server takes {limit} of {total})"}
 
 
 def _build_context(name: str, question: str, mode: Mode, backend: Backend, max_tokens: int,
@@ -225,16 +309,18 @@ def _build_context(name: str, question: str, mode: Mode, backend: Backend, max_t
     window = window or backend.window or get_settings().default_window
     tok = backend.tokenizer()
     images_root = str(get_settings().frames_dir) if backend.vision else None
+    vision = Vision(images_root, getattr(backend, "max_images", None))
     budget = window - max_tokens - TEMPLATE_RESERVE - tok.count(turns + question)
     if budget <= 0:
         raise EngineError(f"the model's window ({window:,} tokens) leaves no room for context "
                           f"after {max_tokens:,} answer tokens; lower --max-tokens")
 
     def fits(ctx: Context) -> Context | None:
-        request = _request(ctx.packed, question, turns, max_tokens, images_root)
+        request, choices = _request(ctx.packed, question, turns, max_tokens, vision)
         cost = tok.count_request(request)
         ctx = replace(ctx, corpus_tokens=corpus_tokens, budget=budget, request=request,
                       cost=cost)
+        ctx.pictures = picture_report(ctx, choices, vision)
         need = cost.tokens if cost.exact else int(cost.tokens * (1 + ESTIMATE_MARGIN))
         return ctx if need + max_tokens <= window else None
 
@@ -245,7 +331,7 @@ def _build_context(name: str, question: str, mode: Mode, backend: Backend, max_t
         if ctx is not None:
             return ctx
         if mode == "full":
-            raise PromptTooLong(_cost(tok, full, question, turns, max_tokens, images_root),
+            raise PromptTooLong(_cost(tok, full, question, turns, max_tokens, vision),
                                 window, max_tokens, hint="use --mode retrieval")
     elif mode == "full":
         raise EngineError(f"the corpus is {corpus_tokens:,} tokens ({spec}) but the model's "
@@ -254,11 +340,11 @@ def _build_context(name: str, question: str, mode: Mode, backend: Backend, max_t
     ctx = _retrieve(name, version, turns + question, spec, int(budget * fill),
                     tok, fits, signals, [])
     if ctx.request is None:
-        raise PromptTooLong(_cost(tok, ctx, question, turns, max_tokens, images_root), window,
+        raise PromptTooLong(_cost(tok, ctx, question, turns, max_tokens, vision), window,
                             max_tokens, hint="ask with a lower --max-tokens")
     return replace(ctx, version=version)
 
 
 def _cost(tok: ModelTokenizer, ctx: Context, question: str, turns: str, max_tokens: int,
-          images_root: str | None) -> PromptCount:
-    return tok.count_request(_request(ctx.packed, question, turns, max_tokens, images_root))
+          vision: Vision) -> PromptCount:
+    return tok.count_request(_request(ctx.packed, question, turns, max_tokens, vision)[0])
