@@ -140,6 +140,34 @@ def video_frame_png(file: Path, seconds: float, width: int = 640) -> bytes:
     raise ValueError(f"{file.name} has no frame at {seconds:.1f} s")
 
 
+def picture_image(data: bytes, page: int = 1, max_pixels: int = 100_000_000):
+    """Page `page` (1-based; a TIFF's pages, else 1) of a picture file as the RGB image ingest
+    read (EXIF orientation applied, the same pixel limit), so a box in fractions of the size
+    ingest recorded lands where the model meant it."""
+    from itertools import islice
+
+    from ingest.pictures import PictureOptions, open_pages
+
+    pages = open_pages(data, PictureOptions(max_pixels=max_pixels), "picture")
+    found = list(islice(pages, page - 1, page))
+    if not found:
+        raise ValueError(f"the picture has no page {page}")
+    return found[0]
+
+
+def picture_png(data: bytes, page: int = 1, marks: tuple = (), max_side: int = MAX_SIDE,
+                max_pixels: int = 100_000_000) -> bytes:
+    """A picture (or a TIFF's page) as PNG, at most `max_side` pixels a side, with an answer's
+    grounding boxes and points drawn on it (app.services.grounding)."""
+    from app.services.grounding import draw
+
+    image = picture_image(data, page, max_pixels)
+    image.thumbnail((max_side, max_side))
+    out = io.BytesIO()
+    draw(image, list(marks)).save(out, format="PNG")
+    return out.getvalue()
+
+
 def inline_png(png: bytes, caption: str = "", width: int = 640) -> str:
     """A picture as HTML carrying its own bytes (a data: URL). st.image would serve it from
     /media/<id> to anyone who holds that URL, whoever's session drew it: a drawn page of a

@@ -1,15 +1,19 @@
 """The sources of an answer, each shown so it can be checked: code lines highlighted in their
-file, a PDF page drawn with the passage marked, a video moment, a part of an Office file, web
-page, mail or e-book (its slide, sheet range, section or mail named), or the matched text."""
+file, a PDF page drawn with the passage marked, a video moment, a picture with the boxes the
+answer drew on it and its OCR text beside it, a part of an Office file, web page, mail or e-book
+(its slide, sheet range, section or mail named), or the matched text."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import streamlit as st
 
 from app.services.corpora import CorpusNotFound
-from app.services.viewing import SourceView, source_view
+from app.services.grounding import Grounded, answer_marks
+from app.services.viewing import SourcePart, SourceView, source_view
+from app.settings import get_settings
 from ui.auth import who
 from ui.render import (
     WITHHELD,
@@ -19,8 +23,12 @@ from ui.render import (
     marked_text,
     md_plain,
     pdf_page_png,
+    picture_png,
     video_frame_png,
 )
+
+_KEPT_JPEG = re.compile(r' image="([0-9a-f]{16}/\d{1,6}\.jpg)"')
+_WORDS = re.compile(r"<picture [^>]*>(.*?)</picture>", re.DOTALL)
 
 
 def _badge(src: dict) -> str:
@@ -56,6 +64,57 @@ def _page_png(file: str, mtime_ns: int, page: int, quote: str, flagged: bool) ->
 @st.cache_data(max_entries=64, show_spinner=False)
 def _frame_png(file: str, mtime_ns: int, seconds: float) -> bytes:
     return video_frame_png(Path(file), seconds)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _picture_png(file: str, mtime_ns: int, page: int, marks: tuple[Grounded, ...]) -> bytes:
+    return picture_png(Path(file).read_bytes(), page, marks,
+                       max_pixels=get_settings().max_image_pixels)
+
+
+def _picture_file(view: SourceView, part: SourcePart) -> tuple[Path, int] | None:
+    """Where the picture is drawn from: the original file (its page), else the JPEG kept for a
+    vision model (the same picture, scaled; boxes are fractions, so they land the same)."""
+    if view.file is not None:
+        return view.file, part.start if part.kind == "page" else 1
+    kept = _KEPT_JPEG.search(part.text)
+    jpeg = get_settings().frames_dir / kept.group(1) if kept else None
+    return (jpeg, 1) if jpeg is not None and jpeg.is_file() else None
+
+
+def _draw_picture(view: SourceView, part: SourcePart, marks: tuple[Grounded, ...],
+                  name: str) -> None:
+    withheld = view.picture_withheld(part)
+    found = None if withheld else _picture_file(view, part)
+    if withheld:
+        st.caption(withheld)
+    elif found is None:
+        st.caption("the picture is no longer on disk; its text is beside it")
+    else:
+        file, page = found
+        try:
+            png = _picture_png(str(file), file.stat().st_mtime_ns, page, marks)
+            boxes = f" ({len(marks)} marked by the answer)" if marks else ""
+            st.markdown(inline_png(png, f"{name}{boxes}"), unsafe_allow_html=True)
+        except Exception as exc:  # noqa: BLE001 - a damaged picture: its text still shows
+            st.caption(f"the picture cannot be drawn ({md_plain(exc)})")
+
+
+def _picture(view: SourceView, part: SourcePart, src: dict, marks: list[Grounded]) -> None:
+    """The picture (drawn from its file, withheld as pages are when it held a secret) with the
+    answer's boxes on it, and the words OCR read on it beside it."""
+    mine = tuple(m for m in marks if m.picture.id == str(src.get("id")))
+    name = mine[0].picture.citation if mine else view.path + (
+        f" p.{part.start}" if part.kind == "page" else "")
+    left, right = st.columns([3, 2])
+    with left:
+        _draw_picture(view, part, mine, name)
+        for mark in mine:
+            st.caption(md_plain(mark.line()))
+    with right:
+        st.caption("read on the picture (OCR)")
+        words = "\n".join(w.strip() for w in _WORDS.findall(part.text)) or "(no words)"
+        st.markdown(marked_text(words, src.get("quote", "")), unsafe_allow_html=True)
 
 
 def _pdf(view: SourceView, src: dict) -> None:
@@ -112,10 +171,13 @@ def _video(view: SourceView, src: dict) -> None:
     st.markdown(marked_text(src.get("quote", ""), src.get("quote", "")), unsafe_allow_html=True)
 
 
-def show_sources(corpus: str, sources: list[dict]) -> None:
+def show_sources(corpus: str, sources: list[dict], answer: str = "") -> None:
+    """Each source in an expander; `answer`: the boxes and points it writes over pictures are
+    drawn on them."""
     if not sources:
         st.caption("No sources: the answer cites nothing and matches no passage.")
         return
+    marks = answer_marks(corpus, answer, sources, who=who())
     for i, src in enumerate(sources):
         with st.expander(_label(src), expanded=i == 0):
             st.caption(_badge(src))
@@ -125,7 +187,10 @@ def show_sources(corpus: str, sources: list[dict]) -> None:
                 st.caption("this source is no longer in the corpus; the quoted text:")
                 st.code(src.get("quote", ""), language=None)
                 continue
-            if src.get("part"):
+            picture = view.picture_part(src) if view.kind == "image" else None
+            if picture is not None:
+                _picture(view, picture, src, marks)
+            elif src.get("part"):
                 _part(view, src)
             elif src.get("page") is not None:
                 _pdf(view, src)

@@ -96,10 +96,16 @@ def ask(
         result = run(target, asked, chosen, mode=mode, max_tokens=max_tokens,  # type: ignore[arg-type]
                      continue_last=cont, conversation=conversation, on_delta=delta,
                      note=note, progress=progress, as_path=as_path, who=who())
+    from app.services.grounding import result_marks
+
+    marks = result_marks(result, who())  # boxes and points the answer drew on pictures
     if as_json:
-        print(json_safe(json.dumps(result.to_json(), ensure_ascii=False)))
+        print(json_safe(json.dumps({**result.to_json(), "grounding": [m.to_json() for m in marks]},
+                                   ensure_ascii=False)))
         return
     sys.stdout.write("\n")
+    for mark in marks:
+        out.print(shown(mark.line()), highlight=False, soft_wrap=True)
     _print_sources(result)
     if result.completion.incomplete:
         console.print(f"[yellow]incomplete answer[/]: {shown(result.completion.error)}")

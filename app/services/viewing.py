@@ -76,6 +76,32 @@ class SourceView:
         return any("[REDACTED:" in p.text
                    for p in shown + [p for p in frames if ms < p.start < ms + 1000])
 
+    def picture_part(self, src: dict) -> SourcePart | None:
+        """The stored segment of a picture a citation names (a TIFF's page, a picture file's
+        one part, an embedded picture's part), if that segment holds a `<picture>` tag."""
+        if src.get("page") is not None:
+            part = self.page(int(src["page"]))
+        else:
+            part = self.part(str(src.get("part") or ""))
+            pictures = [p for p in self.parts if "<picture " in p.text]
+            if part is None and self.kind == "image" and len(pictures) == 1:
+                part = pictures[0]  # a picture file's one part, however it is cited
+        return part if part is not None and "<picture " in part.text else None
+
+    def picture_withheld(self, part: SourcePart) -> str | None:
+        """Why a picture must not be drawn, or None: its words held a secret (redacted, or
+        flagged where secrets are kept), or it was never OCRed so never checked for one."""
+        where = (f"p{part.start}" if part.kind == "page"
+                 else f"[{part.locator or f'part {part.start}'}]")
+        if "[REDACTED:" in part.text or any(
+                f.startswith((f"secret:{where}:", f"picture-withheld:{where}:"))
+                for f in self.flags):
+            return "picture withheld: it shows a redacted secret"
+        if self.kind == "image" and "no-ocr" in self.flags:
+            return ("picture withheld: it was not OCRed, so it was never checked for "
+                    "secrets")
+        return None
+
     def lines(self) -> list[str]:
         """The text as lines (line n is index n - 1): segments concatenate back to the file."""
         return "".join(p.text for p in self.parts).split("\n")

@@ -56,7 +56,7 @@ with left:
         with st.chat_message("assistant"):
             st.markdown(safe_answer(r.answer))
             st.caption(_meta(r.mode, r.usage, r.timings, r.backend, r.model))
-            show_sources(corpus, r.sources)
+            show_sources(corpus, r.sources, r.answer)
             show_context(r.context, f"q{r.id}")
 
 question = st.chat_input(f"Ask about {corpus}")
@@ -106,7 +106,7 @@ if question:
                 st.warning("Passages in the context read like instructions to the model "
                            "(ignored as instructions): "
                            + safe_text("; ".join(result.injections[:5])))
-            show_sources(corpus, data["sources"])
+            show_sources(corpus, data["sources"], result.answer)
             show_context(result.context, "new")
 
 with st.expander(f"Past questions about {corpus} ({len(rows)})"):

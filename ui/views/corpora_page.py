@@ -77,7 +77,7 @@ with add_files:
     files = st.file_uploader(
         "PDFs, Word (.docx), PowerPoint (.pptx), spreadsheets (.xlsx, .ods, .csv), web pages "
         "(.html, .mhtml), mail (.eml, .mbox, Outlook .msg), e-books (.epub), OpenDocument and "
-        "RTF, code, text, "
+        "RTF, pictures (.png, .jpg, .webp, .gif, .bmp, .tif/.tiff scans), code, text, "
         "notebooks, videos, or zip/tar archives of repositories",
         accept_multiple_files=True, key=f"uploader-{nonce}",
         max_upload_size=settings.upload_mb)  # the browser refuses a larger file unsent
