@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     max_images: int = Field(default=5, ge=0, description="video frames sent as pictures per "
                             "request, at most (the server's --limit-mm-per-prompt; scoutlens's "
                             "own Llama 4 launch sets 5); the others go as their time and words")
+    max_image_pixels: int = Field(default=100_000_000, ge=1, description="a picture (or TIFF "
+                                  "page) larger than this many pixels is refused from its "
+                                  "header, before it is decoded: a decompression bomb "
+                                  "(`--max-image-pixels` overrides it)")
 
     # --- sign-in for a shared UI (app.services.access has the rules) -------------------------
     auth: str = Field(default="", description="how people sign in to a shared UI: oidc "

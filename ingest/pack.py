@@ -185,14 +185,15 @@ def _blocks(docs: list[Document], outline: bool = False) -> list[Block]:
     blocks: list[Block] = []
     for doc in docs:
         lang = {"language": doc.language} if doc.language else {}
-        if doc.kind == "pdf":
+        if doc.kind == "pdf" or (doc.segments and doc.segments[0].span_kind == "page"):
             for seg in doc.segments:
                 if seg.text.strip():
                     blocks.append(Block("", doc.path, {"page": str(seg.start)}, seg.text,
                                         seg.tokens))
             continue
         if doc.segments and doc.segments[0].span_kind == "part":
-            blocks.extend(Block("", doc.path, {"part": seg.label}, seg.text, seg.tokens)
+            blocks.extend(Block("", doc.path, {"part": seg.label} if seg.label else {}, seg.text,
+                                seg.tokens)
                           for seg in doc.segments if seg.text.strip())
             continue
         if doc.kind == "video":

@@ -15,6 +15,7 @@ JPEG right after the tag (engine/images.py), as it does a video's frames.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
 from collections.abc import Iterator
@@ -23,6 +24,24 @@ from dataclasses import dataclass
 from ingest.ocr import ocr_rgb, tesseract_available
 from ingest.types import IngestError, Picture
 from ingest.video import TILE, image_tokens, tile_grid
+
+#: the only decoders a picture file reaches: an EPS, PSD or font renamed `.png` is refused, not
+#: handed to Pillow's other plugins (EPS would start Ghostscript)
+FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
+#: what a file that is not a picture turns out to be, from its first bytes
+_IMPOSTORS = ((b"PK\x03\x04", "a zip archive"), (b"%PDF", "a PDF"), (b"\x1f\x8b", "gzip data"),
+              (b"\xd0\xcf\x11\xe0", "an Office (OLE2) file"), (b"<?xml", "XML"),
+              (b"<svg", "SVG (XML)"), (b"<!doctype html", "HTML"), (b"<html", "HTML"),
+              (b"%!ps", "PostScript"), (b"8bps", "a Photoshop file"))
+#: a PNG's metadata chunks that are dropped before decoding: text (a draw.io export carries its
+#: whole diagram in one), colour profiles, and EXIF blocks over 64 KB; megabytes of them, or a
+#: compressed one that would expand like a bomb, then cost nothing and refuse no picture
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_DROPPED = frozenset({b"tEXt", b"zTXt", b"iTXt", b"iCCP"})
+_MAX_PNG_EXIF = 65_536
+#: EXIF orientation -> the transpose that shows the picture upright
+_UPRIGHT = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
+            6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}
 
 
 class PictureError(IngestError):
@@ -35,39 +54,178 @@ class PictureOptions:
     ocr: bool = True
     ocr_language: str = "eng"
     #: a decompression bomb (a 50,000 x 50,000 PNG is 2.5 gigapixels) is refused from its
-    #: header, before any pixel is decoded
+    #: header, before any pixel is decoded (`--max-image-pixels`, SCOUTLENS_MAX_IMAGE_PIXELS)
     max_pixels: int = 100_000_000
     max_tiles: int = 16  # Llama 4's processor allows 16 tiles (4x4: 2,467 tokens)
     max_pages: int = 1_000  # pages of a multi-page TIFF
 
 
-def open_pages(data: bytes, options: PictureOptions, what: str = "image") -> Iterator:
-    """Each page of a picture file (one for most; a TIFF's pages in turn; a GIF's first frame)
-    as an RGB PIL image, EXIF orientation applied. Raises PictureError with one line for what
-    cannot be read or is over `max_pixels` / `max_pages`."""
-    from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
+def what_it_is(data: bytes) -> str:
+    """What bytes that are not a picture look like, for the one-line status: "HTML", "a zip
+    archive", "text", or "unknown or damaged picture data"."""
+    head = data[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    for magic, name in _IMPOSTORS:
+        if head.startswith(magic.lower()) or (name == "HTML" and magic in head):
+            return name
+    if not head:
+        return "an empty file"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "unknown or damaged picture data"
+    return "text"
 
+
+def lean_png(data: bytes) -> bytes:
+    """A PNG without the metadata chunks in _PNG_DROPPED (and no EXIF over 64 KB); other
+    files, and a PNG whose chunk list breaks off (Pillow then says how), as they are."""
+    if not data.startswith(_PNG_SIGNATURE):
+        return data
+    kept, pos, dropped = [_PNG_SIGNATURE], len(_PNG_SIGNATURE), False
+    while pos + 12 <= len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind, end = data[pos + 4:pos + 8], pos + 12 + length
+        if end > len(data):
+            break
+        if kind in _PNG_DROPPED or (kind == b"eXIf" and length > _MAX_PNG_EXIF):
+            dropped = True
+        else:
+            kept.append(data[pos:end])
+        pos = end
+        if kind == b"IEND":
+            break
+    return b"".join(kept) + data[pos:] if dropped else data
+
+
+def _decode_header(data: bytes, what: str):
+    """The picture's Pillow image with only its header read (no pixel decoded), through the
+    decoders in FORMATS alone. Pillow's own bomb check (a global, fixed limit) is not used:
+    the caller checks the size against the configured limit instead."""
+    from PIL import (  # noqa: F401 registering these decoders, and only these
+        BmpImagePlugin,
+        GifImagePlugin,
+        Image,
+        JpegImagePlugin,
+        PngImagePlugin,
+        TiffImagePlugin,
+        WebPImagePlugin,
+    )
+
+    prefix = data[:16]
+    for fmt in FORMATS:
+        factory, accept = Image.OPEN.get(fmt, (None, None))
+        if factory is None or not _accepts(accept, prefix):
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return factory(io.BytesIO(data), "")
+        except Exception as exc:  # noqa: BLE001 a decoder choking on hostile bytes
+            raise PictureError(f"not a readable {what}: {_reason(exc)}") from None
+    raise PictureError(f"not a {what}: it holds {what_it_is(data)}")
+
+
+def _accepts(accept, prefix: bytes) -> bool:
+    """Whether a decoder claims these first bytes (its check may itself fail on a short file)."""
+    try:
+        return accept is None or accept(prefix) is True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())[:160] or type(exc).__name__
+    if "truncated" in text or isinstance(exc, EOFError):
+        return f"truncated or damaged ({text})"
+    return text
+
+
+def _check_size(width: int, height: int, options: PictureOptions, where: str) -> None:
+    if width < 1 or height < 1:
+        raise PictureError(f"{where} is {width} x {height} pixels: no picture")
+    if width * height > options.max_pixels:
+        raise PictureError(f"{where} is {width:,} x {height:,} pixels ({width * height:,}), over "
+                           f"the limit of {options.max_pixels:,} (--max-image-pixels)")
+
+
+def _pages(image, options: PictureOptions, what: str) -> Iterator:
+    """A TIFF's pages in turn (each seek reads one page's header); any other format's first
+    frame (a GIF's, an animated WebP's or PNG's, an MPO's first picture)."""
+    yield image
+    if image.format != "TIFF":
+        return
+    for number in range(2, options.max_pages + 2):
+        try:
+            image.seek(number - 1)
+        except EOFError:
+            return
+        except Exception as exc:  # noqa: BLE001 a broken page table
+            raise PictureError(f"not a readable {what}: page {number}: {_reason(exc)}") from None
+        if number > options.max_pages:
+            raise PictureError(f"{what} has more than {options.max_pages:,} pages")
+        yield image
+
+
+def _upright_rgb(page):
+    """The page decoded as RGB, turned upright by its EXIF orientation; transparency is laid
+    on white (a screenshot's black text on a transparent background stays readable)."""
+    from PIL import Image
+
+    try:
+        orientation = page.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 a damaged EXIF block only loses the orientation
+        orientation = 1
+    if page.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit and float scans
+        low, high = page.getextrema()
+        page = page.convert("F").point(lambda v: (v - low) * 255 / max(high - low, 1))
+    if page.mode in ("RGBA", "LA", "PA") or "transparency" in page.info:
+        rgba = page.convert("RGBA")
+        rgb = Image.new("RGB", rgba.size, "white")
+        rgb.paste(rgba, mask=rgba.getchannel("A"))
+    else:
+        rgb = page.convert("RGB")
+    method = _UPRIGHT.get(orientation if isinstance(orientation, int) else 1)
+    return rgb.transpose(getattr(Image.Transpose, method)) if method else rgb
+
+
+def open_pages(data: bytes, options: PictureOptions, what: str = "image",
+               flags: list[str] | None = None) -> Iterator:
+    """Each page of a picture file (one for most; a TIFF's pages in turn; a GIF's first frame)
+    as an RGB PIL image, EXIF orientation applied, one page in memory at a time. Every page's
+    size is checked against `max_pixels` from its header, before its pixels are decoded.
+    Raises PictureError with one line for what cannot be read or is over `max_pixels` /
+    `max_pages`. `flags` gets "animated:first-frame" for an animation."""
+    image = _decode_header(lean_png(data), what)
+    if flags is not None and image.format != "TIFF" and _animated(image):
+        flags.append("animated:first-frame")
+    for number, page in enumerate(_pages(image, options, what), 1):
+        where = what if number == 1 and image.format != "TIFF" else f"{what} page {number}"
+        _check_size(*page.size, options, where)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                rgb = _upright_rgb(page)
+        except MemoryError:
+            raise PictureError(f"{where}: too large to decode") from None
+        except Exception as exc:  # noqa: BLE001 truncated data, a broken decoder stream
+            raise PictureError(f"not a readable {what}: {_reason(exc)}"
+                               + (f" on page {number}" if image.format == "TIFF" else "")
+                               ) from None
+        yield rgb
+
+
+def _animated(image) -> bool:
+    """Whether more frames follow the first (only the first is read); False when that cannot
+    be told (a damaged second frame: the first is still read)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            image = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise PictureError(f"not a readable {what}: unknown or damaged picture data") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise PictureError(f"not a readable {what}: {exc}") from None
-    frames = ImageSequence.Iterator(image) if image.format in ("TIFF", "MPO") else [image]
-    for number, page in enumerate(frames, 1):
-        if number > options.max_pages:
-            raise PictureError(f"{what} has more than {options.max_pages:,} pages")
-        w, h = page.size
-        if w * h > options.max_pixels:
-            raise PictureError(f"{what} page {number} is {w:,} x {h:,} pixels, over the "
-                               f"limit of {options.max_pixels:,}")
-        try:
-            rgb = ImageOps.exif_transpose(page).convert("RGB")
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            raise PictureError(f"not a readable {what}: page {number}: {exc}") from None
-        yield rgb
+            return bool(getattr(image, "is_animated", False))
+    except Exception:  # noqa: BLE001
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            image.seek(0)
 
 
 def ocr(image, options: PictureOptions) -> str:
@@ -83,7 +241,7 @@ def prepare(image, name: str, options: PictureOptions) -> Picture:
     rows, cols = tile_grid(image.width, image.height, options.max_tiles)
     scale = min(1.0, cols * TILE / image.width, rows * TILE / image.height)
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    small = image if size == image.size else image.resize(size)
+    small = image if size == image.size else image.resize(size, reducing_gap=3.0)
     out = io.BytesIO()
     small.save(out, "JPEG", quality=85)
     return Picture(name, out.getvalue(), image.width, image.height, (rows, cols),

@@ -62,8 +62,8 @@ class Segment:
             return f"p.{self.start}"
         if self.span_kind == "time":
             return "@" + timestamp(self.start / 1000)[:-4]
-        if self.span_kind == "part":
-            return f"part {self.start}"
+        if self.span_kind == "part":  # no locator: the whole file, e.g. one picture
+            return ""
         return f"cell {self.start}"
 
 

@@ -17,6 +17,7 @@ from app.commands.options import (
     FpsOpt,
     KeepOpt,
     MaxFramesOpt,
+    MaxImagePixelsOpt,
     MaxSizeOpt,
     TokenizerOpt,
     pipeline_options,
@@ -74,9 +75,10 @@ def ingest(
     tokenizer: TokenizerOpt = None,
     keep: KeepOpt = None,
     max_file_size: MaxSizeOpt = "10MB",
-    ocr: Annotated[bool, typer.Option(help="OCR PDF pages with no text layer")] = True,
+    ocr: Annotated[bool, typer.Option(help="OCR pictures and PDF pages with no text layer")] = True,
     fps: FpsOpt = 1.0,
     max_frames: MaxFramesOpt = 120,
+    max_image_pixels: MaxImagePixelsOpt = None,
     prune: Annotated[bool, typer.Option(help="forget files no longer under an input")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
     all_files: Annotated[bool, typer.Option("--all", help="list unchanged files too")] = False,
@@ -98,7 +100,8 @@ def ingest(
 
     with pipeline_progress(console, not as_json) as progress:
         report = run(paths, corpus, tokenizer,
-                     pipeline_options(keep, max_file_size, ocr, fps, max_frames), prune,
+                     pipeline_options(keep, max_file_size, ocr, fps, max_frames,
+                                      max_image_pixels), prune,
                      progress, who=who())
     if as_json:
         write_json_report(report, sys.stdout)

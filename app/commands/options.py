@@ -43,15 +43,18 @@ TokenizerOpt = Annotated[str | None, typer.Option(
 MaxSizeOpt = Annotated[str, typer.Option("--max-file-size", help="skip larger files, e.g. 10MB")]
 FpsOpt = Annotated[float, typer.Option("--fps", help="video: candidate frames per second")]
 MaxFramesOpt = Annotated[int, typer.Option("--max-frames", help="video: frames kept at most")]
+MaxImagePixelsOpt = Annotated[int | None, typer.Option(
+    "--max-image-pixels", help="pictures: refuse one (or a TIFF page) larger than this many "
+    "pixels, from its header; default: SCOUTLENS_MAX_IMAGE_PIXELS (100,000,000)")]
 
 
 def pipeline_options(keep: list[str] | None, max_file_size: str, ocr: bool = True, fps: float = 1.0,
-             max_frames: int = 120):
+             max_frames: int = 120, max_image_pixels: int | None = None):
     """The ingest policy for what the user chose (app.services.ingest_options, loaded only
     when a command runs)."""
     from app.services.ingest_options import ingest_options
 
-    return ingest_options(keep or [], max_file_size, ocr, fps, max_frames)
+    return ingest_options(keep or [], max_file_size, ocr, fps, max_frames, max_image_pixels)
 
 
 # --- free text --------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from app.commands.options import (
     FpsOpt,
     KeepOpt,
     MaxFramesOpt,
+    MaxImagePixelsOpt,
     MaxSizeOpt,
     TokenizerOpt,
     pipeline_options,
@@ -43,6 +44,7 @@ def pack(
     max_file_size: MaxSizeOpt = "10MB",
     fps: FpsOpt = 1.0,
     max_frames: MaxFramesOpt = 120,
+    max_image_pixels: MaxImagePixelsOpt = None,
 ) -> None:
     """Pack a corpus or paths into one text that fits a token budget."""
     global fast_exit
@@ -61,7 +63,8 @@ def pack(
         sys.stdout = TerminalSafe(sys.stdout)  # type: ignore[assignment]
     with pipeline_progress(console, not to_screen) as progress:  # no bar drawn over the pack
         outcome = run(target, tokenizer, limit, fmt, fit, out_file, manifest, toc,  # type: ignore[arg-type]
-                      pipeline_options(keep, max_file_size, True, fps, max_frames), progress,
+                      pipeline_options(keep, max_file_size, True, fps, max_frames,
+                                       max_image_pixels), progress,
                       lambda msg: console.print(f"[dim]{shown(msg)}"), who=who())
     r = outcome.result
     for item in r.reduced:

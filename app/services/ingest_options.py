@@ -14,6 +14,7 @@ from common import units
 from ingest.collect import CollectOptions
 from ingest.documents import ProcessOptions
 from ingest.filters import FilterOptions, NoiseFilter
+from ingest.pictures import PictureOptions
 from ingest.pipeline import PipelineOptions
 from ingest.types import IngestError
 from ingest.video import VideoOptions
@@ -32,9 +33,11 @@ def parse_size(text: str) -> int:
 
 
 def ingest_options(keep: Iterable[str] = (), max_file_size: str = DEFAULT_MAX_FILE_SIZE,
-                   ocr: bool = True, fps: float = 1.0, max_frames: int = 120) -> PipelineOptions:
+                   ocr: bool = True, fps: float = 1.0, max_frames: int = 120,
+                   max_image_pixels: int | None = None) -> PipelineOptions:
     """The pipeline options for what a user chose; the defaults are what every entry point
-    uses when the user chose nothing. `keep` items may be comma-separated."""
+    uses when the user chose nothing. `keep` items may be comma-separated. A picture's pixel
+    limit is SCOUTLENS_MAX_IMAGE_PIXELS unless `max_image_pixels` says otherwise."""
     kept = [k.strip() for item in keep for k in item.split(",") if k.strip()]
     unknown = set(kept) - set(KEEPABLE)
     if unknown:
@@ -42,6 +45,9 @@ def ingest_options(keep: Iterable[str] = (), max_file_size: str = DEFAULT_MAX_FI
                           f"(rules: {', '.join(KEEPABLE)})")
     if not (fps > 0 and math.isfinite(fps)) or max_frames < 1:
         raise IngestError("--fps must be positive and --max-frames at least 1")
+    if max_image_pixels is not None and max_image_pixels < 1:
+        raise IngestError("--max-image-pixels must be at least 1")
+    pixels = max_image_pixels or get_settings().max_image_pixels
     size = 0 if "size" in kept else parse_size(max_file_size)
     noise = NoiseFilter(FilterOptions(
         binary="binary" not in kept, lockfiles="lockfiles" not in kept,
@@ -51,7 +57,8 @@ def ingest_options(keep: Iterable[str] = (), max_file_size: str = DEFAULT_MAX_FI
         CollectOptions(gitignore="gitignore" not in kept,
                        skip_vendored_dirs="vendored" not in kept),
         ProcessOptions(ocr=ocr, noise=noise, video=VideoOptions(fps=fps, max_frames=max_frames),
-                       redact_secrets="secrets" not in kept),
+                       redact_secrets="secrets" not in kept,
+                       pictures=PictureOptions(max_pixels=pixels)),
         get_settings().workers)
 
 
