@@ -338,3 +338,19 @@ def test_a_saved_pages_shown_pictures_follow_their_section(tmp_path):
                                                "§ Team picture 2"]
     assert [s.text for s in pictures_of(doc)] == ['<picture size="400x200"></picture>\n',
                                                   '<picture size="150x100"></picture>\n']
+
+
+def test_a_picture_in_a_long_section_follows_the_part_holding_its_paragraph():
+    from ingest.word import block_part, section_parts
+
+    words = [" ".join(f"w{b}x{i}" for i in range(n)) for b, n in
+             enumerate((900, 900, 4000, 10, 700))]
+    blocks = [(text, False) for text in words]
+    parts = section_parts("§1 Long", "# Long", blocks)
+    assert len(parts) >= 5  # the 4,000-word paragraph is cut in pieces
+    for index, text in enumerate(words):
+        holder = parts[block_part("# Long", blocks, index)][1]
+        assert text.split()[-1] in holder  # its paragraph's (last piece's) part
+    assert block_part("# Long", blocks, -1) == 0  # before the first paragraph: the heading's
+    assert block_part("", blocks, -1) == -1  # no heading: before the section
+    assert block_part("# Only", [], -1) == 0
