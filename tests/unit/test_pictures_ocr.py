@@ -1,0 +1,102 @@
+"""OCR of pictures and frames (ingest/ocr.py): read through libtesseract's C API as the
+`tesseract` command reads a page (its layout analysis, so a sidebar and a diagram's boxes are
+read, not only the main block), in each worker process, with PyMuPDF as the fallback."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from ingest import ocr
+from ingest.ocr import ocr_rgb, tesseract_available
+
+pytestmark = pytest.mark.skipif(not tesseract_available(), reason="needs tesseract")
+
+SIDEBAR = ("inventory", "firewall", "pipeline")
+BOXES = ("gateway", "storage")
+BODY = "quarterly revenue review shipment"
+
+
+def _font(size: int):
+    for path in ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+                 "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf"):
+        if os.path.exists(path):
+            return ImageFont.truetype(path, size)
+    return ImageFont.load_default(size)
+
+
+def screenshot() -> Image.Image:
+    """A small window: a sidebar of menu words, two labelled boxes joined by a line, a text
+    row: the layout PyMuPDF's OCR (one block) read only in part."""
+    img = Image.new("RGB", (720, 360), (250, 250, 252))
+    draw = ImageDraw.Draw(img)
+    font = _font(18)
+    draw.rectangle((0, 0, 150, 360), fill=(235, 237, 242))
+    for i, word in enumerate(SIDEBAR):
+        draw.text((14, 30 + 44 * i), word, font=font, fill=(30, 30, 30))
+    for i, word in enumerate(BOXES):
+        x = 220 + 260 * i
+        draw.rectangle((x, 40, x + 140, 90), outline=(60, 90, 140), width=2, fill=(225, 235, 250))
+        draw.text((x + 22, 54), word, font=font, fill=(10, 10, 40))
+    draw.line((360, 65, 480, 65), fill=(120, 120, 120), width=2)
+    draw.text((180, 260), BODY, font=font, fill=(20, 20, 20))
+    return img
+
+
+def read(img: Image.Image) -> str:
+    return ocr_rgb(img.tobytes(), img.width, img.height)
+
+
+def test_reads_sidebar_boxes_and_text_rows() -> None:
+    words = read(screenshot()).lower().split()
+    for word in (*SIDEBAR, *BOXES, *BODY.split()):
+        assert word in words
+
+
+def test_one_line_per_text_line_without_blank_lines() -> None:
+    text = read(screenshot())
+    assert BODY in text.splitlines()
+    assert all(line.strip() == line and line for line in text.splitlines())
+
+
+def test_blank_picture_reads_nothing() -> None:
+    img = Image.new("RGB", (320, 200), (255, 255, 255))
+    assert read(img) == ""
+
+
+def test_unknown_language_reads_nothing_without_raising() -> None:
+    img = screenshot()
+    assert ocr_rgb(img.tobytes(), img.width, img.height, "zz-not-a-language") == ""
+
+
+def test_falls_back_to_pymupdf_without_libtesseract(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not ocr._pymupdf_can_ocr():
+        pytest.skip("PyMuPDF finds no tessdata here")
+    monkeypatch.setattr(ocr, "_engine", lambda language: None)
+    assert BODY.split()[0] in read(screenshot()).lower()
+
+
+def _child(queue) -> None:
+    queue.put(read(screenshot()))
+
+
+def test_a_forked_worker_reads_with_its_own_engine() -> None:
+    """The ingest's worker pool forks after the parent may have read a picture: each worker
+    starts its own engine (one TessBaseAPI is never shared across processes)."""
+    parent = read(screenshot())
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child, args=(queue,))
+    child.start()
+    got = queue.get(timeout=60)
+    child.join(60)
+    assert got == parent
+    assert child.exitcode == 0
+
+
+def test_tesseract_threads_limited_unless_set() -> None:
+    """OpenMP threads in each worker fought the worker pool for the cores: one per process."""
+    assert os.environ.get("OMP_THREAD_LIMIT")
