@@ -166,9 +166,11 @@ def _pages(image, options: PictureOptions, what: str) -> Iterator:
         yield image
 
 
-def _upright_rgb(page):
+def _upright_rgb(page, reuse: bool):
     """The page decoded as RGB, turned upright by its EXIF orientation; transparency is laid
-    on white (a screenshot's black text on a transparent background stays readable)."""
+    on white (a screenshot's black text on a transparent background stays readable). `reuse`:
+    the page is not read again (not a TIFF's), so an RGB one is returned as decoded, not
+    copied (a 100-megapixel picture is 300 MB a copy)."""
     from PIL import Image
 
     try:
@@ -179,9 +181,12 @@ def _upright_rgb(page):
         low, high = page.getextrema()
         page = page.convert("F").point(lambda v: (v - low) * 255 / max(high - low, 1))
     if page.mode in ("RGBA", "LA", "PA") or "transparency" in page.info:
-        rgba = page.convert("RGBA")
+        rgba = page if page.mode == "RGBA" else page.convert("RGBA")
         rgb = Image.new("RGB", rgba.size, "white")
         rgb.paste(rgba, mask=rgba.getchannel("A"))
+    elif page.mode == "RGB" and reuse:
+        page.load()
+        rgb = page
     else:
         rgb = page.convert("RGB")
     method = _UPRIGHT.get(orientation if isinstance(orientation, int) else 1)
@@ -204,7 +209,7 @@ def open_pages(data: bytes, options: PictureOptions, what: str = "image",
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                rgb = _upright_rgb(page)
+                rgb = _upright_rgb(page, reuse=image.format != "TIFF")
         except MemoryError:
             raise PictureError(f"{where}: too large to decode") from None
         except Exception as exc:  # noqa: BLE001 truncated data, a broken decoder stream

@@ -230,9 +230,11 @@ def test_cli_pixel_limit_is_an_option(tmp_path):
     assert row["status"] == "error"
     assert row["reason"] == ("png file is 400 x 300 pixels (120,000), over the limit of "
                              "100,000 (--max-image-pixels)")
-    bad = db_cli("ingest", str(folder), "--corpus", "p", "--max-image-pixels", "0",
-                 home=tmp_path / "home")
-    assert bad.returncode != 0 and "--max-image-pixels must be at least 1" in bad.stderr
+    from app.services.ingest_options import ingest_options
+    from ingest.types import IngestError
+
+    with pytest.raises(IngestError, match="--max-image-pixels must be at least 1"):
+        ingest_options(max_image_pixels=0)
 
 
 def test_the_pixel_limit_setting_reaches_the_picture_options(monkeypatch):
