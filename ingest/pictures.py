@@ -199,9 +199,10 @@ def open_pages(data: bytes, options: PictureOptions, what: str = "image",
     as an RGB PIL image, EXIF orientation applied, one page in memory at a time. Every page's
     size is checked against `max_pixels` from its header, before its pixels are decoded.
     Raises PictureError with one line for what cannot be read or is over `max_pixels` /
-    `max_pages`. `flags` gets "animated:first-frame" for an animation."""
+    `max_pages`. `flags` gets "animated:first-frame" for an animation (GIF, WebP, APNG; an
+    MPO's second picture is a stereo camera's other eye, not an animation)."""
     image = _decode_header(lean_png(data), what)
-    if flags is not None and image.format != "TIFF" and _animated(image):
+    if flags is not None and image.format in ("GIF", "WEBP", "PNG") and _animated(image):
         flags.append("animated:first-frame")
     for number, page in enumerate(_pages(image, options, what), 1):
         where = what if number == 1 and image.format != "TIFF" else f"{what} page {number}"

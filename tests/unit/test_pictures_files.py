@@ -84,6 +84,16 @@ def test_a_gif_is_read_by_its_first_frame_only(tmp_path):
     assert "animated:first-frame" in doc.flags
 
 
+def test_animated_webp_is_flagged_a_stereo_mpo_is_not():
+    frames = [Image.new("RGB", (64, 64), c) for c in ("white", "black")]
+    webp = read_image(encoded(frames[0], "WEBP", save_all=True, append_images=frames[1:]),
+                      "a.webp", PictureOptions(ocr=False))
+    mpo = read_image(encoded(frames[0], "MPO", save_all=True, append_images=frames[1:]),
+                     "stereo.jpg", PictureOptions(ocr=False))
+    assert "animated:first-frame" in webp.flags and "animated:first-frame" not in mpo.flags
+    assert len(webp.segments) == len(mpo.segments) == 1
+
+
 def test_a_tiff_is_read_page_by_page_and_cited_by_page(tmp_path):
     path = tmp_path / "invoices-scan.tiff"
     pages = [drawn(["INVOICE 1001 total 450"]), drawn(["INVOICE 1002 total 780"], (800, 300))]
