@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.render import md_plain, window_treemap
+from ui.render import window_treemap
 
 
 def show_context(context: dict | None, key: str) -> None:
@@ -36,21 +36,17 @@ def show_context(context: dict | None, key: str) -> None:
                                        budget, "the context budget"), key=f"ctx-{key}")
 
 
-def _how(item: dict) -> str:
-    return str(next((item[k] for k in ("went", "as", "sent_as", "how") if k in item), ""))
-
-
 def _pictures(pictures: list) -> None:
-    """The pictures the context held, one row each, as Context.to_json lists them (which went
-    as pictures, which as their words and why, their image tokens)."""
+    """The pictures the context held (Context.to_json's `pictures`), one row each: which went
+    as pictures and which as their words, why, and what each cost."""
     rows = [p for p in pictures if isinstance(p, dict)]
     if not rows:
         return
-    went: dict[str, int] = {}
-    for p in rows:
-        went[_how(p) or "listed"] = went.get(_how(p) or "listed", 0) + 1
-    st.caption(f"**{len(rows)} pictures**: " + ", ".join(f"{n} {md_plain(how)}"
-                                                          for how, n in went.items()))
-    st.dataframe([{k: v if isinstance(v, str | int | float | bool) or v is None else str(v)
-                   for k, v in p.items()} for p in rows], hide_index=True,
-                 use_container_width=True)
+    sent = sum(p.get("sent") == "picture" for p in rows)
+    st.caption(f"**{len(rows)} pictures**: {sent} sent as pictures, {len(rows) - sent} as "
+               "their text")
+    st.dataframe([{"id": p.get("source"), "picture": p.get("label") or p.get("path"),
+                   "size": p.get("size") or "", "went as": p.get("sent", ""),
+                   "tiles": p.get("tiles") or "", "tokens": p.get("tokens", 0),
+                   "why": p.get("why", "")} for p in rows],
+                 hide_index=True, use_container_width=True)

@@ -304,12 +304,13 @@ def answer_marks(corpus: str, answer: str, sources: list[dict], who=None) -> lis
 def draw(image, marks: list[Grounded]):
     """The marks drawn on a copy of an RGB PIL image (the picture as the user sees it): boxes as
     rectangles, points as rings, each with its label."""
-    from PIL import ImageDraw
+    from PIL import ImageDraw, ImageFont
 
     out = image.copy()
     pen = ImageDraw.Draw(out)
     side = max(out.width, out.height)
-    width = max(3, side // 250)
+    width = max(4, side // 160)  # still a line when the page shows the picture smaller
+    font = ImageFont.load_default(size=max(14, side // 40))
     for mark in marks:
         x1, y1, x2, y2 = mark.pixels(out.width, out.height)
         if mark.kind == "point":
@@ -318,10 +319,10 @@ def draw(image, marks: list[Grounded]):
         else:
             pen.rectangle((x1, y1, max(x1, x2), max(y1, y2)), outline=BOX_COLOUR, width=width)
         if mark.label:
-            top = max(0, y1 - 14 - width)
-            size = pen.textbbox((x1, top), mark.label)
-            pen.rectangle(size, fill=BOX_COLOUR)
-            pen.text((x1, top), mark.label, fill=(255, 255, 255))
+            left, top, right, bottom = pen.textbbox((x1, 0), mark.label, font=font)
+            top = max(0, y1 - (bottom - top) - 2 * width)  # above the box, on the picture
+            pen.rectangle((left - 2, top, right + 2, top + bottom + 2), fill=BOX_COLOUR)
+            pen.text((x1, top), mark.label, fill=(255, 255, 255), font=font)
     return out
 
 
