@@ -159,7 +159,7 @@ class Renderer:
         if block.defines:
             where += f" defines={block.defines}"
         if self.fmt == "xml":
-            return f"{block.id} {block.path} {where} tokens={block.own}\n"
+            return f"{block.id} {block.path} {where + ' ' if where else ''}tokens={block.own}\n"
         return f"| {block.id} | `{block.path}` | {where} | {block.own:,} |\n"
 
     def manifest(self, blocks: list[Block], total: int, name: str) -> str:

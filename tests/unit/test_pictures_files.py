@@ -227,6 +227,7 @@ def test_cli_ingest_of_a_picture_folder_reports_each_file(tmp_path):
     assert '<source id="S2" path="invoices-scan.tiff" page="2">' in packed.stdout
     assert re.search(r'<source id="S\d" path="network-diagram.png">\n<picture size=',
                      packed.stdout)
+    assert re.search(r"^S\d network-diagram.png tokens=\d+$", packed.stdout, re.M)  # manifest
 
 
 def test_cli_pixel_limit_is_an_option(tmp_path):
