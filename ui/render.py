@@ -168,6 +168,20 @@ def picture_png(data: bytes, page: int = 1, marks: tuple = (), max_side: int = M
     return out.getvalue()
 
 
+def marked_png(png: bytes, marks: tuple = ()) -> bytes:
+    """A drawn picture (a PDF figure page as pdf_page_png draws it) with an answer's boxes on it:
+    a figure page went to the model as the whole page, so its fractions are the page's."""
+    from PIL import Image
+
+    from app.services.grounding import draw
+
+    if not marks:
+        return png
+    out = io.BytesIO()
+    draw(Image.open(io.BytesIO(png)).convert("RGB"), list(marks)).save(out, format="PNG")
+    return out.getvalue()
+
+
 def inline_png(png: bytes, caption: str = "", width: int = 640) -> str:
     """A picture as HTML carrying its own bytes (a data: URL). st.image would serve it from
     /media/<id> to anyone who holds that URL, whoever's session drew it: a drawn page of a

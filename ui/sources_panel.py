@@ -20,6 +20,7 @@ from ui.render import (
     PictureWithheld,
     code_excerpt_html,
     inline_png,
+    marked_png,
     marked_text,
     md_plain,
     pdf_page_png,
@@ -117,19 +118,24 @@ def _picture(view: SourceView, part: SourcePart, src: dict, marks: list[Grounded
         st.markdown(marked_text(words, src.get("quote", "")), unsafe_allow_html=True)
 
 
-def _pdf(view: SourceView, src: dict) -> None:
+def _pdf(view: SourceView, src: dict, marks: list[Grounded] | tuple = ()) -> None:
+    """The cited page drawn (secrets boxed, or withheld), with the boxes the answer drew on it
+    when the page went to the model as a figure picture."""
     page = int(src["page"])
+    mine = tuple(m for m in marks if m.picture.id == str(src.get("id")))
     quote = src.get("quote", "")
     if view.file is not None and view.page_unchecked(page):
         st.caption("picture withheld: the page has no text layer and was not OCRed, so it was "
                    "never checked for secrets")
     elif view.file is not None:
         try:
-            png, marks = _page_png(str(view.file), view.file.stat().st_mtime_ns, page, quote,
+            png, found = _page_png(str(view.file), view.file.stat().st_mtime_ns, page, quote,
                                    view.page_holds_secret(page))
-            st.markdown(inline_png(png, f"{view.path}, page {page}"
-                                   + (f" ({marks} passage marks)" if marks else "")),
+            st.markdown(inline_png(marked_png(png, mine), f"{view.path}, page {page}"
+                                   + (f" ({found} passage marks)" if found else "")),
                         unsafe_allow_html=True)
+            for mark in mine:
+                st.caption(md_plain(mark.line()))
             return
         except PictureWithheld:
             st.caption(f"{WITHHELD}; its text:")
@@ -193,7 +199,7 @@ def show_sources(corpus: str, sources: list[dict], answer: str = "") -> None:
             elif src.get("part"):
                 _part(view, src)
             elif src.get("page") is not None:
-                _pdf(view, src)
+                _pdf(view, src, marks)
             elif src.get("t"):
                 _video(view, src)
             elif src.get("lines"):

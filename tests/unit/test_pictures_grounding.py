@@ -222,3 +222,53 @@ def test_the_grounding_format_is_asked_for_only_when_pictures_go_in():
     assert corpus_request('<picture size="8x5">x</picture>', "q").system == SYSTEM
     assert corpus_request("plain text", "q").system == SYSTEM
     assert Path(__file__).name.startswith("test_pictures_")
+
+
+def test_a_box_on_a_pdf_figure_page_lands_on_the_drawn_page(monkeypatch):
+    """A figure page went to the model as the whole page drawn: its picture tag's size is the
+    page's, the citation names the page, and the box is drawn on the page as the viewer shows
+    it (pdf_page_png), whatever the zoom."""
+    from app.services import grounding
+    from ui.render import marked_png
+
+    page = SourcePart("page", 2, 2, 'Figure 3.\n<picture size="612x792">2025 41.7</picture>\n')
+    view = SourceView("c", "report.pdf", "pdf", None,
+                      [SourcePart("page", 1, 1, "Intro"), page])
+    monkeypatch.setattr(grounding, "source_view", lambda corpus, path, who=None: view)
+    (mark,) = grounding.answer_marks("c", "[S2] box [0.5, 0.5, 0.75, 0.75]",
+                                     [{"id": "S2", "path": "report.pdf", "page": 2}])
+    assert mark.picture == PictureRef("S2", "report.pdf p.2", 612, 792)
+    drawn = io.BytesIO()
+    Image.new("RGB", (918, 1188), "white").save(drawn, "PNG")  # the page at zoom 1.5
+    png = marked_png(drawn.getvalue(), (mark,))
+    assert _colour_share(png, range(470, 680), range(594, 596)) > 0.95
+    assert marked_png(drawn.getvalue(), ()) == drawn.getvalue()
+
+
+def test_uploads_keep_pictures_and_the_viewer_falls_back_to_the_kept_jpeg(tmp_path,
+                                                                        scoutlens_home):
+    """An uploaded PNG and TIFF are saved for ingest as any file is; a picture whose original
+    is gone (inside an archive) is drawn from the JPEG kept for the vision model."""
+    from app.settings import get_settings
+    from ui import sources_panel
+    from ui.uploads import save_batch
+
+    class Upload:
+        def __init__(self, name: str, data: bytes):
+            self.name, self.size, self._data = name, len(data), data
+
+        def getvalue(self) -> bytes:
+            return self._data
+
+    paths, refused = save_batch("net", [Upload("network-diagram.png", _png()),
+                                        Upload("scan.tiff", b"II*\x00" + b"\x00" * 60)], 5)
+    assert [p.name for p in paths] == ["network-diagram.png", "scan.tiff"] and not refused
+    assert paths[0].read_bytes() == _png()
+    kept = get_settings().frames_dir / "0123456789abcdef" / "1.jpg"
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(b"jpeg")
+    tag = '<picture size="800x500" image_tokens="9" tiles="1x1" image="0123456789abcdef/1.jpg">'
+    view, part = _view(tag + "x</picture>\n")
+    assert sources_panel._picture_file(view, part) == (kept, 1)
+    hostile, part = _view(tag.replace("0123456789abcdef/1.jpg", "../../etc/passwd") + "</picture>")
+    assert sources_panel._picture_file(hostile, part) is None
