@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -97,10 +98,12 @@ def lean_png(data: bytes) -> bytes:
     return b"".join(kept) + data[pos:] if dropped else data
 
 
-def _decode_header(data: bytes, what: str):
+def _decode_header(data: bytes, what: str, max_pixels: int):
     """The picture's Pillow image with only its header read (no pixel decoded), through the
     decoders in FORMATS alone. Pillow's own bomb check (a global, fixed limit) is not used:
-    the caller checks the size against the configured limit instead."""
+    the caller checks the size against the configured limit instead. (A GIF whose first frame
+    reaches past its screen still meets Pillow's check while its header is read: told with
+    the configured limit too.)"""
     from PIL import (  # noqa: F401 registering these decoders, and only these
         BmpImagePlugin,
         GifImagePlugin,
@@ -120,6 +123,11 @@ def _decode_header(data: bytes, what: str):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 return factory(io.BytesIO(data), "")
+        except Image.DecompressionBombError as exc:
+            claimed = re.search(r"\((\d+) pixels\)", str(exc))
+            size = f"{int(claimed[1]):,} pixels" if claimed else "too many pixels"
+            raise PictureError(f"{what} claims {size}, over the limit of {max_pixels:,} "
+                               "(--max-image-pixels)") from None
         except Exception as exc:  # noqa: BLE001 a decoder choking on hostile bytes
             raise PictureError(f"not a readable {what}: {_reason(exc)}") from None
     raise PictureError(f"not a {what}: it holds {what_it_is(data)}")
@@ -201,7 +209,7 @@ def open_pages(data: bytes, options: PictureOptions, what: str = "image",
     Raises PictureError with one line for what cannot be read or is over `max_pixels` /
     `max_pages`. `flags` gets "animated:first-frame" for an animation (GIF, WebP, APNG; an
     MPO's second picture is a stereo camera's other eye, not an animation)."""
-    image = _decode_header(lean_png(data), what)
+    image = _decode_header(lean_png(data), what, options.max_pixels)
     if flags is not None and image.format in ("GIF", "WEBP", "PNG") and _animated(image):
         flags.append("animated:first-frame")
     for number, page in enumerate(_pages(image, options, what), 1):

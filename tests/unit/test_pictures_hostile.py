@@ -112,6 +112,14 @@ def test_a_tiff_claiming_a_huge_page_is_refused_at_that_page():
     assert "over the limit of 100,000,000" in reason
 
 
+def test_a_gif_frame_reaching_far_past_its_screen_is_refused_with_the_limit_named():
+    gif = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff"  # a 1x1 screen
+           b"\x2c\x00\x00\x00\x00\x60\xea\x60\xea\x00"  # a 60,000 x 60,000 frame
+           b"\x02\x02\x44\x01\x00;")
+    assert refused("tiny.gif", gif) == ("gif file claims 3,600,000,000 pixels, over the limit of "
+                                        "100,000,000 (--max-image-pixels)")
+
+
 def test_a_tiff_with_too_many_pages_is_refused():
     options = PictureOptions(ocr=False, max_pages=2)
     with pytest.raises(PictureError, match="more than 2 pages"):
