@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -190,24 +187,24 @@ def test_the_answers_picture_sources_carry_the_size_the_model_was_told(diagram_c
     assert mark.picture.id == "S1" and mark.label == "uplink-7"
 
 
-def test_ask_prints_each_box_with_the_pictures_citation(diagram_corpus, scoutlens_home):
+def test_ask_prints_each_box_with_the_pictures_citation(diagram_corpus):
     from fakes import FakeOpenAI, Reply
+    from typer.testing import CliRunner
+
+    from app.cli import app
 
     answer = 'Uplink-7 [S1] box [0.42, 0.10, 0.61, 0.33] "uplink-7".'
     server = FakeOpenAI().start()
-    env = {**os.environ, "SCOUTLENS_HOME": str(scoutlens_home), "COLUMNS": "200"}
     try:
         runs = []
         for extra in ([], ["--json"]):
             server.script(Reply(deltas=(answer,)))
-            runs.append(subprocess.run(
-                [sys.executable, "-m", "app.cli", "ask", "net", "which uplink?", "-b", "openai",
-                 "-e", server.url, "-m", "fake-model", *extra], env=env, capture_output=True,
-                text=True, timeout=120))
+            runs.append(CliRunner().invoke(app, ["ask", "net", "which uplink?", "-b", "openai",
+                                                 "-e", server.url, "-m", "fake-model", *extra]))
     finally:
         server.close()
     text, as_json = runs
-    assert text.returncode == 0, text.stderr
+    assert text.exit_code == 0, text.output
     assert 'box [S1 network-diagram.png] (0.42, 0.10)-(0.61, 0.33): "uplink-7"' in text.stdout
     grounding = json.loads(as_json.stdout)["grounding"]
     assert grounding == [{"source": "S1", "citation": "network-diagram.png", "kind": "box",
