@@ -142,7 +142,11 @@ def _accepts(accept, prefix: bytes) -> bool:
 
 
 def _reason(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())[:160] or type(exc).__name__
+    """A decoder's complaint in a few words; its kind when the words say nothing (a bare tag
+    number from a KeyError)."""
+    text = " ".join(str(exc).split())[:160]
+    if not any(c.isalpha() for c in text):
+        text = f"{type(exc).__name__} {text}".strip()
     if "truncated" in text or isinstance(exc, EOFError):
         return f"truncated or damaged ({text})"
     return text

@@ -148,6 +148,9 @@ def test_truncated_and_corrupt_pictures_get_one_line_each():
     assert refused("junk.png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
     assert refused("empty.gif", b"") == "not a gif file: it holds an empty file"
     assert refused("noise.bmp", b"BM" + b"\xff" * 60)
+    fax = encoded(Image.new("1", (200, 100), 1), "TIFF", compression="group4")
+    reason = refused("fax.tiff", fax[: len(fax) // 2] + b"\xff" * (len(fax) - len(fax) // 2))
+    assert re.match(r"not a readable tiff file: [A-Za-z]{3}", reason)  # words, not a tag number
 
 
 def test_a_picture_suffix_on_something_else_is_named_for_what_it_is():
