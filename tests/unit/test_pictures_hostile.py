@@ -270,6 +270,19 @@ def test_a_credential_on_a_screenshot_is_redacted_and_its_picture_withheld(tmp_p
 
 
 @needs_ocr
+def test_only_the_tiff_page_showing_a_credential_is_withheld(tmp_path):
+    pages = [drawn(["quarterly invoice summary"]), drawn([f"aws_access_key_id = {AWS}"])]
+    data = encoded(pages[0], "TIFF", save_all=True, append_images=pages[1:])
+    got = run("scan.tiff", data, ProcessOptions(vision=True, frames_dir=tmp_path / "frames"))
+    assert isinstance(got, Document)
+    assert "secret:p2:aws-access-key" in got.flags
+    assert "picture-withheld:p2: it shows a secret" in got.flags
+    first, second = got.segments
+    assert 'image="' in first.text and first.extra_tokens > 0
+    assert 'image="' not in second.text and second.extra_tokens == 0
+
+
+@needs_ocr
 def test_kept_secrets_keep_the_picture_too(tmp_path):
     data = encoded(drawn([f"aws_access_key_id = {AWS}"]), "PNG")
     frames = tmp_path / "frames"
