@@ -108,6 +108,9 @@ def test_upload_a_png_ask_and_see_the_box_on_the_picture(tmp_path, ui_server, sc
         expect(source).to_contain_text("core switch packet loss")  # OCR words beside it
         src = picture.get_attribute("src") or ""
         seen = picture.screenshot()
+        keep = os.environ.get("SCOUTLENS_SCREENSHOTS")
+        if keep:  # the README's picture of grounding
+            source.screenshot(path=str(Path(keep) / "grounding.png"))
         page.locator('[data-testid="stExpander"]').filter(has_text="shot.png").first.click()
         expect(page.get_by_text("picture withheld: it shows a redacted secret")).to_be_visible()
         body = page.content()
