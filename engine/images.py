@@ -9,11 +9,14 @@ right after its tag, so the model sees it between its tag and its words, in plac
 
 A server takes a limited number of images per prompt (vLLM: `--limit-mm-per-prompt`, 999 by
 default in 0.32; scoutlens's own launch sets 5 for Llama 4, the most Meta tested), frames and
-pictures together. When more qualify than fit, `choose` picks the ones the question points at
-(bm25 over each picture's words and the text around it, as retrieval ranks segments); pictures
-the question says nothing about share what is left evenly (a video's frames spread over its
-length). The rest go as their tag and words. The choice travels in CompletionRequest.pictures,
-so the cost counted (`image_cost`) and what is sent (`content_parts`) are the same pictures.
+pictures together. When more qualify than fit, `choose` sends the ones the question points at
+(bm25 over each picture's words and the text around it, as retrieval ranks segments), and fills
+the other places with an even spread over all of them that no question changes (a video's
+frames spread over its length), so two questions share their prefix, and its KV cache, up to
+the first picture one of them points at. The rest go as their tag and words. The choice
+travels in CompletionRequest.pictures, so what is counted (`with_placeholders` for a server's
+own tokenizer, `image_cost` for an estimate) and what is sent (`content_parts`) are the same
+pictures.
 """
 
 from __future__ import annotations
@@ -27,8 +30,11 @@ from pathlib import Path
 #: a frame or a picture whose image goes to a vision model: group 1 the kind, 2 the file name
 IMAGE_TAG = re.compile(r'<(frame|picture)\b[^>]*\bimage="([^"]+)"[^>]*>')
 COST = re.compile(r'\bimage_tokens="(\d+)"')
-#: where the text is split around an image its BPE seam costs about one token more (measured
-#: against vLLM's billed prompt_tokens with a tiny Llama 4)
+#: what Llama 4's chat template writes for an image part: one special token, which the server's
+#: processor replaces by the image's tokens (`image_tokens` counts them all, itself included)
+PLACEHOLDER = "<|image|>"
+#: a count without the server's tokenizer adds this for the seam where the text is split
+#: around an image (the server's own count of the split text, `with_placeholders`, is exact)
 SEAM_TOKENS = 1
 #: characters of text on each side of a picture that rank it (its caption, the page around it)
 NEIGHBOUR_CHARS = 1_500
@@ -89,6 +95,23 @@ def image_cost(text: str, root: Path, limit: int | None = None,
     return images, tokens
 
 
+def with_placeholders(text: str, root: Path, limit: int | None = None,
+                      pictures: Sequence[str] | None = None) -> tuple[str, int, int]:
+    """(`text` with PLACEHOLDER right after each picture that goes, images, their tokens): the
+    user turn as the chat template writes it for the server, so tokenizing it splits the text
+    where the request does; its count less one per placeholder plus the images' tokens is what
+    the server bills (equal to vLLM's prompt_tokens with Llama 4)."""
+    out: list[str] = []
+    pos = images = tokens = 0
+    for m, _ in _sent(text, root, limit, pictures):
+        out += [text[pos:m.end()], PLACEHOLDER]
+        pos = m.end()
+        images += 1
+        tokens += tag_cost(m.group(0))
+    out.append(text[pos:])
+    return "".join(out), images, tokens
+
+
 def tag_cost(tag: str) -> int:
     """The image tokens a picture's tag says it costs (0 when it says nothing)."""
     cost = COST.search(tag)
@@ -135,22 +158,18 @@ class Choice:
 
 def choose(text: str, root: Path, query: str, limit: int | None) -> list[Choice]:
     """Which pictures of `text` go as images, in text order. All of them when the server takes
-    them all; else the `limit` the question points at most (bm25, as retrieval ranks text),
-    pictures with equal scores (every one when the question names none: a video's frames)
-    spread evenly over their group, so the first and last of a video still go."""
+    them all. Else the ones the question points at (bm25, as retrieval ranks text), most
+    relevant first, then the rest of `spread`'s even choice over all of them (the one a
+    question that points at nothing gets, and prewarm sends), earliest first: a question changes
+    the pictures, and so the cached prefix, only where it points at one the spread left out."""
     every = found(text, root)
     names = [m.group(2) for m, _ in every]
     if limit is None or len(every) <= limit:
         return [Choice(n, 0.0, None, True) for n in names]
     scores = _scores(text, [m for m, _ in every], query)
-    sent = set()
-    left = max(0, limit)
-    for level in sorted(set(scores), reverse=True):
-        group = [i for i, s in enumerate(scores) if s == level]
-        sent.update(group[j] for j in spread(len(group), left))
-        left = max(0, limit) - len(sent)
-        if left <= 0:
-            break
+    base = set(spread(len(every), limit))
+    order = sorted(range(len(every)), key=lambda i: (-scores[i], i not in base, i))
+    sent = set(order[:max(0, limit)])
     ranks = [1 + sum(t > s for t in scores) if s > 0 else None for s in scores]
     return [Choice(n, scores[i], ranks[i], i in sent) for i, n in enumerate(names)]
 

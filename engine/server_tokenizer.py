@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from engine.images import image_cost
+from engine.images import image_cost, with_placeholders
 from engine.types import CompletionRequest, EngineError, ModelTokenizer, PromptCount
 from engine.wire import one_line, parse_json, read_body, token_count, token_ids
 from ingest.tokenizers import Tokenizer
@@ -28,9 +28,18 @@ def default_timeout(chars: int) -> float:
     return 60.0 + chars / 4 / 200
 
 
-def _messages(request: CompletionRequest) -> list[dict]:
+def _messages(request: CompletionRequest, content: str | None = None) -> list[dict]:
     messages = [{"role": "system", "content": request.system}] if request.system else []
-    return messages + [{"role": "user", "content": request.prefix + request.prompt}]
+    return messages + [{"role": "user", "content": request.prefix + request.prompt
+                        if content is None else content}]
+
+
+def _placed(request: CompletionRequest, limit: int | None) -> tuple[str, int, int]:
+    """The user turn with a placeholder where each picture goes, images, their tokens."""
+    text = request.prefix + request.prompt
+    if not request.chat or not request.images_root:
+        return text, 0, 0
+    return with_placeholders(text, Path(request.images_root), limit, request.pictures)
 
 
 def _images(request: CompletionRequest, limit: int | None) -> tuple[int, int]:
@@ -102,9 +111,9 @@ class ServerTokenizer(ModelTokenizer):
         return text
 
     def count_request(self, request: CompletionRequest) -> PromptCount:
-        text = request.prefix + request.prompt
+        text, images, image_tokens = _placed(request, self.max_images)
         if request.chat:
-            body = {"messages": _messages(request), "add_generation_prompt": True}
+            body = {"messages": _messages(request, text), "add_generation_prompt": True}
         else:
             body = {"prompt": text, "add_special_tokens": True}
         answer = self._post("/tokenize", body, len(text) + len(request.system or ""))
@@ -112,8 +121,8 @@ class ServerTokenizer(ModelTokenizer):
             tokens = token_count(answer["count"], f"{self.root}/tokenize: count")
         else:
             tokens = len(self._tokens(answer))
-        images, image_tokens = _images(request, self.max_images)
-        return PromptCount(tokens + image_tokens, images, image_tokens)
+        # each placeholder is one token of the count; the server bills the image's instead
+        return PromptCount(tokens - images + image_tokens, images, image_tokens)
 
     def chat_ids(self, content: str, system: str | None = None) -> list[int] | None:
         request = CompletionRequest(prompt="", prefix=content, system=system)

@@ -176,7 +176,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, self.fake.tokenize_body)
         elif self.path == "/tokenize" and self.fake.tokenize:
             text = body.get("prompt") or " ".join(m["content"] for m in body.get("messages", []))
-            words = text.split()
+            special = r"<\|[a-z_]+\|>"  # a token of its own, wherever it stands
+            words = re.sub(special, "", text).split() + re.findall(special, text)
             self._json(200, {"count": len(words), "max_model_len": self.fake.max_model_len,
                              "tokens": list(range(100, 100 + len(words)))})
         elif self.path in ("/v1/chat/completions", "/v1/completions"):

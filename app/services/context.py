@@ -24,7 +24,7 @@ from app.services.prompting import corpus_request
 from app.services.search import SIGNALS, SearchHit
 from app.services.tokencache import tokenizer as tokenizer_for
 from app.settings import get_settings
-from engine.images import SEAM_TOKENS, Choice, choose
+from engine.images import Choice, choose
 from engine.types import (
     Backend,
     CompletionRequest,
@@ -262,8 +262,8 @@ def picture_report(ctx: Context, choices: list[Choice], vision: Vision) -> list[
                      "image_tokens": int(attrs.get("image_tokens") or 0), "tokens": 0,
                      "sent": "text", "rank": None, "score": None}
             entry.update(_how(name, chosen, seen, len(choices), vision, block.path in withheld))
-            if entry["sent"] == "picture":
-                entry["tokens"] = entry["image_tokens"] + SEAM_TOKENS
+            if entry["sent"] == "picture":  # as the server bills it (the seam is text's)
+                entry["tokens"] = entry["image_tokens"]
             if name:
                 seen.add(name)
             out.append(entry)
@@ -295,8 +295,8 @@ def _how(name: str | None, chosen: dict[str, Choice], seen: set[str], total: int
         return {"sent": "picture", "why": why}
     if c.rank:
         return {**ranked, "sent": "picture", "why": f"ranked {c.rank} of {total}"}
-    return {"sent": "picture", "why": f"spread over the pictures the question does not point "
-                                      f"at (the server takes {limit} of {total})"}
+    return {"sent": "picture", "why": f"spread evenly over the {total} (the server takes "
+                                      f"{limit}; the question points at no more)"}
 
 
 def _build_context(name: str, question: str, mode: Mode, backend: Backend, max_tokens: int,

@@ -18,7 +18,7 @@ from fakes import FakeOpenAI, ScriptedBackend
 from helpers import REPO, slide, write_rank_file
 from PIL import Image
 
-from engine.images import SEAM_TOKENS, choose, content_parts, image_cost, spread
+from engine.images import PLACEHOLDER, SEAM_TOKENS, choose, content_parts, image_cost, spread
 from engine.types import CompletionRequest
 
 JPEG = b"\xff\xd8\xff\xe0" + bytes(16)
@@ -124,14 +124,21 @@ def test_over_the_limit_the_question_picks_the_pictures(tmp_path):
 def test_frames_keep_their_even_spread_unless_the_question_names_one(tmp_path):
     _files(tmp_path, [f"v/{i}.jpg" for i in range(12)])
     words = [f"slide number {i}" for i in range(12)]
-    words[6] = "The launch date is 14 March"
+    words[5] = "The launch date is 14 March"
+    words[6] = "Revenue grew 12 percent"
     text = _source(1, "talk.mp4", "".join(_frame(i, w) for i, w in enumerate(words)),
                    'media="video"')
-    silent = choose(text, tmp_path, "Who gave the talk?", 5)
-    assert [i for i, c in enumerate(silent) if c.sent] == spread(12, 5)
-    asked = [i for i, c in enumerate(choose(text, tmp_path, "What is the launch date?", 5))
-             if c.sent]
-    assert 6 in asked and len(asked) == 5 and {0, 11} <= set(asked)  # the rest still spread
+
+    def sent(question: str) -> list[int]:
+        return [i for i, c in enumerate(choose(text, tmp_path, question, 5)) if c.sent]
+
+    assert spread(12, 5) == [0, 3, 6, 8, 11]
+    assert sent("Who gave the talk?") == spread(12, 5)  # the path names every frame alike
+    assert sent("What was said?") == spread(12, 5)
+    assert sent("How much did revenue grow?") == spread(12, 5)  # frame 6 is in the spread
+    # frame 5 is not: it goes, and the spread's last frame makes room (the prefix up to
+    # frame 5 stays as every other question sends it)
+    assert sent("What is the launch date?") == [0, 3, 5, 6, 8]
 
 
 def test_the_choice_is_what_is_counted_and_what_is_sent(tmp_path):
@@ -152,7 +159,11 @@ def test_the_choice_is_what_is_counted_and_what_is_sent(tmp_path):
         server.close()
     sent = [base64.b64decode(u.split(",", 1)[1]) for u in _urls(content)]
     assert sent == [(tmp_path / n).read_bytes() for n in chosen] and sent[0].endswith(b"chart")
-    assert (count.images, count.image_tokens) == (2, 2 * 438)
+    assert (count.images, count.image_tokens) == (2, 2 * 437)
+    # the server tokenized the user turn as the chat template writes it: a placeholder where
+    # each picture goes, so its text is split where the request splits it
+    turn = server.posts("/tokenize")[-1].body["messages"][-1]["content"]
+    assert turn.count(PLACEHOLDER) == 2 and 'image="c/1.jpg"><|image|>' in turn
 
 
 # --- the service: the context's report, text-only backends, retrieval -----------------------
@@ -192,7 +203,7 @@ def test_the_context_reports_each_picture_and_its_cost(tmp_path, monkeypatch):
     chart = pictures[0]
     assert chart["sent"] == "picture" and chart["why"] == "ranked 1 of 3"
     assert chart["label"].startswith("chart.png") and chart["tiles"] == "1x2"
-    assert chart["image_tokens"] > 0 and chart["tokens"] == chart["image_tokens"] + SEAM_TOKENS
+    assert chart["image_tokens"] > 0 and chart["tokens"] == chart["image_tokens"]
     assert sorted(p["sent"] for p in pictures) == ["picture", "picture", "text"]
     over = next(p for p in pictures if p["sent"] == "text")
     assert over["tokens"] == 0 and "over the server's limit of 2" in over["why"]
