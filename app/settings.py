@@ -43,9 +43,10 @@ class Settings(BaseSettings):
                         "the model's load")
     default_window: int = Field(default=131072, description="window of a server that does not "
                                 "say its own (tokens)")
-    max_images: int = Field(default=5, ge=0, description="video frames sent as pictures per "
-                            "request, at most (the server's --limit-mm-per-prompt; scoutlens's "
-                            "own Llama 4 launch sets 5); the others go as their time and words")
+    max_images: int = Field(default=5, ge=0, description="pictures (video frames, images, "
+                            "figure pages) sent as images per request, at most (the server's "
+                            "--limit-mm-per-prompt; scoutlens's own Llama 4 launch sets 5): the "
+                            "ones the question points at first; the others go as their words")
     max_image_pixels: int = Field(default=100_000_000, ge=1, description="a picture (or TIFF "
                                   "page) larger than this many pixels is refused from its "
                                   "header, before it is decoded: a decompression bomb "
