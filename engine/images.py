@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import re
+from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,7 +171,8 @@ def choose(text: str, root: Path, query: str, limit: int | None) -> list[Choice]
     base = set(spread(len(every), limit))
     order = sorted(range(len(every)), key=lambda i: (-scores[i], i not in base, i))
     sent = set(order[:max(0, limit)])
-    ranks = [1 + sum(t > s for t in scores) if s > 0 else None for s in scores]
+    ascending = sorted(scores)  # rank: 1 + how many score higher (ties share a rank)
+    ranks = [1 + len(scores) - bisect_right(ascending, s) if s > 0 else None for s in scores]
     return [Choice(n, scores[i], ranks[i], i in sent) for i, n in enumerate(names)]
 
 
