@@ -139,7 +139,7 @@ def pack(args: PackArgs, rt: Runtime, who: Who, progress: Progress) -> dict:
             "source": outcome.source, "tokenizer": shown_tokenizer(r.tokenizer, rt),
             "total_tokens": r.total_tokens, "budget": r.budget, "format": r.format,
             "sources": len(r.blocks), "reduced": r.reduced, "dropped": r.dropped,
-            "skipped": len(outcome.skipped), "notes": notes}
+            "skipped": len(outcome.skipped), "notes": notes, "pictures": r.pictures()}
         if temp is None:
             return summary | {"out": str(out)}
         size = temp.stat().st_size

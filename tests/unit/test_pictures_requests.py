@@ -294,6 +294,13 @@ def test_pack_reports_its_pictures_and_their_image_tokens(tmp_path, monkeypatch,
         int(x.split('"')[1]) for x in packed.split("image_tokens=")[1:]) > 0
     assert f"3 pictures: 3 with their image, {report['image_tokens']:,} image tokens" in \
         " ".join(done.stderr.split())
+    # the MCP pack tool says the same
+    from app.mcp import schemas, tools
+    from app.mcp.runtime import Runtime
+
+    packed = tools.HANDLERS["pack"](schemas.parse("pack", {"target": ["d"]}), Runtime(), None,
+                                    lambda *args: None)
+    assert packed["pictures"] == report
 
 
 def test_pack_for_a_text_target_counts_pictures_without_images(tmp_path):
