@@ -182,8 +182,8 @@ def _where(seg: Segment, offset: int, line: int) -> str:
         return f"p{seg.start}"
     if seg.span_kind == "time":
         return "@" + timestamp(seg.start / 1000)[:-4]
-    if seg.span_kind == "part":
-        return f"[{seg.locator or f'part {seg.start}'}]"
+    if seg.span_kind == "part":  # a part without a locator is the whole file (one picture)
+        return f"[{seg.locator}]" if seg.locator else "[file]"
     return f"L{offset + line}"
 
 

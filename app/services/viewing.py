@@ -92,7 +92,7 @@ class SourceView:
         """Why a picture must not be drawn, or None: its words held a secret (redacted, or
         flagged where secrets are kept), or it was never OCRed so never checked for one."""
         where = (f"p{part.start}" if part.kind == "page"
-                 else f"[{part.locator or f'part {part.start}'}]")
+                 else f"[{part.locator}]" if part.locator else "[file]")
         if "[REDACTED:" in part.text or any(
                 f.startswith((f"secret:{where}:", f"picture-withheld:{where}:"))
                 for f in self.flags):

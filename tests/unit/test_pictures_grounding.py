@@ -148,10 +148,10 @@ def _view(text: str, flags=(), kind="image") -> tuple[SourceView, SourcePart]:
 
 def test_a_picture_whose_words_held_a_secret_is_withheld():
     view, part = _view('<picture size="900x200">token [REDACTED:github-token]</picture>\n',
-                       ["secret:[part 1]:github-token"])
+                       ["secret:[file]:github-token"])
     assert "secret" in view.picture_withheld(part)
     kept, part = _view('<picture size="900x200">token ghp_x</picture>\n',  # --keep secrets
-                       ["secret:[part 1]:github-token"])
+                       ["secret:[file]:github-token"])
     assert "secret" in kept.picture_withheld(part)
     unread, part = _view('<picture size="900x200"></picture>\n', ["no-ocr"])
     assert "not OCRed" in unread.picture_withheld(part)
