@@ -416,8 +416,21 @@ def _child(cand: Candidate, data: bytes, options: ProcessOptions,
         return Skipped(cand.path, cand.root, cand.size, "skipped", reason)
     got = process(cand, data, options, depth=depth)
     if isinstance(got, Document):
+        if _decoration(got):
+            return Skipped(cand.path, cand.root, cand.size, "skipped",
+                           f"decoration: a {got.metadata['size']} picture (a tracking pixel, "
+                           "an icon)")
         got.flags.extend(f for f in cand.flags if f not in got.flags)
     return got
+
+
+def _decoration(doc: Document) -> bool:
+    """A picture attached to a mail that is too small to show anything (a tracking pixel, a
+    signature's icon): under 64 px on both sides, as embedded pictures are (ingest/embedded.py)."""
+    if doc.kind != "image":
+        return False
+    size = re.fullmatch(r"(\d+)x(\d+)", doc.metadata.get("size", ""))
+    return size is not None and int(size[1]) < 64 and int(size[2]) < 64
 
 
 # what a key in a file name must hold: a long run with digits and letters (every token format
