@@ -213,7 +213,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--work", type=Path, default=HERE / ".work-images")
+    ap.add_argument("--work", type=Path, default=HERE / ".tools" / "images")
     ap.add_argument("--json", type=Path, help="write the figures here too")
     ap.add_argument("--skip", default="", help="comma-separated arms to leave out: "
                     "plain,vision,ocr,paths")
@@ -246,45 +246,94 @@ def main() -> None:
     n = args.ocr_count
     some = made[:n]
     corpus = subset(pool, some, work / f"s{args.seed}-n{n}")
-    parallel = 1 if n < PARALLEL_FILES else len(cores)
-    files = [corpus / m.file for m in some]
-    recalls = {}
+    serial = n < PARALLEL_FILES  # the pipeline reads in worker processes from that many files
+    recalls: dict[str, float] = {}
     if "ocr" not in skip:
-        for _ in range(args.runs):  # interleaved, so both see the same load
-            rows.setdefault("tess", {"n": n, "mp": megapixels(some), "got": []})["got"].append(
-                tesseract(files, cores, parallel))
-            rows.setdefault("ocr", {"n": n, "mp": megapixels(some), "got": []})["got"].append(
-                ingest(corpus, work, cores, ocr=True))
-        recalls["tesseract command"] = recall(some, rows["tess"]["got"][-1]["texts"])
-        for key, name in (("ocr", "ingest --ocr"),
-                          ("tess", f"tesseract command x{parallel}")):
-            got = rows.pop(key).pop("got") if key in rows else []
-            rows[f"{name}, {n}"] = {"n": n, "mp": megapixels(some),
-                                    **{k: median(got, k) for k in ("seconds", "rss_mb",
-                                                                   "hwm_mb") if k in got[0]},
-                                    "runs": [round(g["seconds"], 2) for g in got]}
+        ocr_arms(rows, recalls, some, corpus, work, cores, args.runs, serial)
     if "paths" not in skip:
         paths = ocr_paths(pool, some)
         for name, got in paths.items():
             recalls[f"ocr_rgb via {name}"] = recall(some, got["texts"])
-            rows[f"ocr_rgb via {name} (in-process, serial), {n}"] = {
-                "n": n, "mp": megapixels(some), "seconds": got["seconds"]}
-    report(rows, recalls, parallel, cores, args)
+            rows[f"ocr_rgb via {name} (in-process), {n}"] = {
+                "n": n, "mp": megapixels(some), "seconds": got["seconds"],
+                "floor": f"tesseract command x1, {n}"}
+    report(rows, recalls, cores, args)
 
 
-def report(rows: dict[str, dict], recalls: dict[str, float], parallel: int, cores: list[int],
+def ocr_arms(rows: dict, recalls: dict, some: list[imagegen.Made], corpus: Path, work: Path,
+             cores: list[int], runs: int, serial: bool) -> None:
+    """The OCR arms, each beside the floor with its parallelism, runs interleaved so all see
+    the same load: the CLI (the pipeline's own choice of workers), documents.process() in a
+    pool of len(cores) processes, the tesseract command one at a time and len(cores) at once."""
+    n, files, many = len(some), [corpus / m.file for m in some], len(cores)
+    listing = work / f"files-{n}.txt"
+    listing.write_text("\n".join(str(f) for f in files))
+    pipeline = 1 if serial else many
+    quarter = subset(corpus, some[:max(1, n // 4)], work / f"{corpus.name}-q")
+    arms = {
+        f"tesseract command x1, {n}": lambda: tesseract(files, cores, 1),
+        f"tesseract command x{many}, {n}": lambda: tesseract(files, cores, many),
+        f"ingest --ocr (CLI, x{pipeline}), {n}": lambda: ingest(corpus, work, cores, ocr=True),
+        f"documents.process() x{many}, {n}": lambda: process_pool(listing, cores),
+        f"ingest --ocr (CLI), {max(1, n // 4)}":  # its memory beside 4x the pictures
+            lambda: ingest(quarter, work, cores, ocr=True),
+    }
+    floors = [f"tesseract command x{pipeline}, {n}", f"tesseract command x{many}, {n}", None]
+    got: dict[str, list[dict]] = {name: [] for name in arms}
+    for _ in range(runs):
+        for name, arm in arms.items():
+            got[name].append(arm())
+            print(name, round(got[name][-1]["seconds"], 2), flush=True)
+    for (name, results), floor in zip(got.items(), [None, None, *floors], strict=True):
+        rows[name] = {"n": n, "mp": megapixels(some),
+                      **{k: median(results, k) for k in ("seconds", "rss_mb", "hwm_mb")
+                         if k in results[0]},
+                      "runs": [round(r["seconds"], 2) for r in results], "floor": floor}
+        if "texts" in results[-1]:
+            recalls[name.rsplit(",", 1)[0]] = recall(some, results[-1]["texts"])
+
+
+def _process_file(path: str) -> str:
+    from ingest.documents import ProcessOptions, process
+    from ingest.types import Candidate
+
+    where = Path(path)
+    data = where.read_bytes()
+    doc = process(Candidate(where.name, where, str(where.parent), len(data)), data,
+                  ProcessOptions())
+    return "\n".join(seg.text for seg in getattr(doc, "segments", []))
+
+
+def _process_main(listing: str, workers: int) -> None:
+    """In a subprocess: every listed file through documents.process (OCR on) in a pool of
+    `workers` forked processes; their segments' text as JSON on stdout."""
+    from multiprocessing import get_context
+
+    files = Path(listing).read_text().split("\n")
+    with get_context("fork").Pool(workers) as pool:
+        texts = pool.map(_process_file, files, chunksize=1)
+    json.dump(texts, sys.stdout)
+
+
+def process_pool(listing: Path, cores: list[int]) -> dict:
+    cmd = [sys.executable, __file__, "_process", str(listing), str(len(cores))]
+    got = measure(cmd, {**os.environ}, cores)
+    got["texts"] = json.loads(got.pop("stdout"))
+    return got
+
+
+def report(rows: dict[str, dict], recalls: dict[str, float], cores: list[int],
            args: argparse.Namespace) -> None:
-    print(f"\ncores {cores}, medians of {args.runs} runs; tesseract command x{parallel} "
-          "= that many at once, OMP_THREAD_LIMIT=1")
+    print(f"\ncores {cores}, medians of {args.runs} runs; tesseract command xK = K at once, "
+          "each with OMP_THREAD_LIMIT=1")
     print(f"{'arm':58} {'n':>5} {'s':>8} {'img/s':>7} {'MP/s':>6} {'RSS MB':>7} {'HWM MB':>7}")
     for name, r in rows.items():
         print(f"{name:58} {r['n']:5} {r['seconds']:8.2f} {r['n'] / r['seconds']:7.2f} "
               f"{r['mp'] / r['seconds']:6.1f} {r.get('rss_mb', ''):>7} {r.get('hwm_mb', ''):>7}")
-    floor = next((r for k, r in rows.items() if k.startswith("tesseract command")), None)
-    if floor:
-        for name, r in rows.items():
-            if "ocr" in name and "no-ocr" not in name:
-                print(f"{name}: {r['seconds'] / floor['seconds']:.2f}x the tesseract command")
+    for name, r in rows.items():
+        floor = rows.get(r.get("floor") or "")
+        if floor:
+            print(f"{name}: {r['seconds'] / floor['seconds']:.2f}x {r['floor']}")
     for name, value in recalls.items():
         print(f"word recall, {name}: {value:.2%}")
     if args.json:
@@ -293,4 +342,7 @@ def report(rows: dict[str, dict], recalls: dict[str, float], parallel: int, core
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["_process"]:
+        _process_main(sys.argv[2], int(sys.argv[3]))
+    else:
+        main()
