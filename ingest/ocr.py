@@ -31,9 +31,9 @@ PSM_AUTO = 3  # the command's page segmentation (the API's default reads a page 
 
 @functools.cache
 def tesseract_available() -> bool:
-    """True if OCR works here: libtesseract loads with its language data, or PyMuPDF finds a
-    tesseract binary on PATH and its tessdata."""
-    return _library() is not None and _engine("eng") is not None or _pymupdf_can_ocr()
+    """True if OCR works here: PyMuPDF finds a tesseract binary on PATH and its tessdata (the
+    cheap check, first: no engine is started), or libtesseract starts with English."""
+    return _pymupdf_can_ocr() or _engine("eng") is not None
 
 
 def _pymupdf_can_ocr() -> bool:
