@@ -133,12 +133,18 @@ class FigurePart:
     picture: bool  # a raster picture: its words are OCRed (a drawing's are in the text layer)
 
 
+def _unrotated(page: pymupdf.Page) -> pymupdf.Rect:
+    """The page's rectangle as its pictures, drawings and words are placed on it: unrotated."""
+    return pymupdf.Rect(page.rect * page.derotation_matrix).normalize()
+
+
 def _picture_parts(page: pymupdf.Page) -> list[FigurePart]:
     """The page's pictures that may be figures: not icons, not marks, not a scan of the page."""
-    area = abs(page.rect)
+    bounds = _unrotated(page)
+    area = abs(bounds)
     parts = []
     for info in page.get_image_info():
-        rect = pymupdf.Rect(info["bbox"]) & page.rect
+        rect = pymupdf.Rect(info["bbox"]) & bounds
         if rect.is_empty or min(info["width"], info["height"]) < _MIN_PIXELS:
             continue
         if not _PART_SHARE <= abs(rect) / area < _SCAN_SHARE:
@@ -269,7 +275,7 @@ def _area(box: Box) -> float:
 def _drawing_parts(page: pymupdf.Page) -> list[FigurePart]:
     """The page's vector drawings that form a chart or a diagram: paths near each other are one
     drawing, which counts when it draws enough shapes (`_shapes`) over a share of the page."""
-    bounds: Box = tuple(page.rect)  # type: ignore[assignment]
+    bounds: Box = tuple(_unrotated(page))  # type: ignore[assignment]
     area = _area(bounds)
     paths = [p for p in page.get_cdrawings() if _area(p["rect"]) < _SCAN_SHARE * area]
     boxes = [[p["rect"]] if p.get("fill") is not None
@@ -321,7 +327,7 @@ def figure_pages(doc: pymupdf.Document) -> dict[int, list[FigurePart]]:
     pages = {}
     for number, parts in enumerate(found, 1):
         kept = [part for part in parts if seen[part.key] < limit]
-        if kept and figure_share(doc.load_page(number - 1).rect, kept) >= FIGURE_SHARE:
+        if kept and figure_share(_unrotated(doc.load_page(number - 1)), kept) >= FIGURE_SHARE:
             pages[number] = kept
     return pages
 
@@ -332,7 +338,7 @@ def _capped(doc: pymupdf.Document, pages: dict[int, list[FigurePart]], flags: li
     if len(pages) <= MAX_FIGURE_PAGES:
         return pages
     flags.append(f"figures-capped:{len(pages)} figure pages, the {MAX_FIGURE_PAGES} largest read")
-    share = {n: figure_share(doc.load_page(n - 1).rect, parts) for n, parts in pages.items()}
+    share = {n: figure_share(_unrotated(doc.load_page(n - 1)), parts) for n, parts in pages.items()}
     keep = sorted(pages, key=lambda n: (-share[n], n))[:MAX_FIGURE_PAGES]
     return {n: pages[n] for n in sorted(keep)}
 
@@ -350,7 +356,10 @@ def _picture_text(page: pymupdf.Page, parts: list[FigurePart], options: PictureO
     for part in sorted((p for p in parts if p.picture), key=lambda p: (p.rect.y0, p.rect.x0)):
         inches = part.rect.width * part.rect.height / 72 / 72
         dpi = max(36, min(_OCR_DPI, int((options.max_pixels / 4 / max(inches, 1e-6)) ** 0.5)))
-        text = pics.ocr(_rgb(page.get_pixmap(clip=part.rect, dpi=dpi, alpha=False)), options)
+        # upright, as the picture was placed (a rotated page would show its words sideways)
+        matrix = pymupdf.Matrix(dpi / 72, dpi / 72).prerotate(-page.rotation)
+        pix = page.get_pixmap(matrix=matrix, clip=part.rect * page.rotation_matrix, alpha=False)
+        text = pics.ocr(_rgb(pix), options)
         texts.append(text.strip())
     return "\n".join(t for t in texts if t)
 

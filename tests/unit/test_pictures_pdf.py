@@ -260,3 +260,17 @@ def test_a_chart_picture_is_saved_for_a_vision_target(tmp_path: Path) -> None:
     [saved] = list(frames.rglob("*.jpg"))
     assert saved.name == "p2.jpg" and f'image="{saved.parent.name}/p2.jpg"' in doc.segments[1].text
     assert "figure:p2" in doc.flags
+
+
+@needs_ocr
+def test_a_chart_on_a_rotated_page_is_read_upright_and_drawn_as_shown() -> None:
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_text((72, 72), "Landscape appendix.")
+    page.insert_image(pymupdf.Rect(72, 100, 540, 412), stream=_chart_png(["2025: 41.7"]))
+    page.set_rotation(90)
+    result = read_pdf(doc.tobytes(), pictures=VISION)
+
+    assert "figure:p1" in result.flags and "2025: 41.7" in result.segments[0].text
+    [picture] = result.pictures
+    assert picture.width > picture.height  # the page as a reader sees it: landscape
