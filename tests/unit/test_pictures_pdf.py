@@ -274,3 +274,15 @@ def test_a_chart_on_a_rotated_page_is_read_upright_and_drawn_as_shown() -> None:
     assert "figure:p1" in result.flags and "2025: 41.7" in result.segments[0].text
     [picture] = result.pictures
     assert picture.width > picture.height  # the page as a reader sees it: landscape
+
+
+@needs_ocr
+def test_only_the_largest_pictures_of_a_page_are_ocred(monkeypatch) -> None:
+    monkeypatch.setattr(pdf, "MAX_PICTURES_READ", 1)
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_image(pymupdf.Rect(72, 60, 300, 212), stream=_chart_png(["small 11.1"]))
+    page.insert_image(pymupdf.Rect(72, 300, 540, 612), stream=_chart_png(["large 99.9"]))
+    text = read_pdf(doc.tobytes(), pictures=TEXT).segments[0].text
+
+    assert "large 99.9" in text and "small" not in text
