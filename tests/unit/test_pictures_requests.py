@@ -7,6 +7,7 @@ the context's JSON and `pack` report each picture and its cost."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import subprocess
@@ -242,6 +243,36 @@ def test_a_question_about_the_chart_retrieves_the_chart(tmp_path, monkeypatch):
     ctx = build_context("d", QUESTION, "retrieval", ScriptedBackend(), 64)
     assert ctx.mode == "retrieval" and ctx.hits[0].segment.path == "chart.png"
     assert CHART.split(":")[0] in ctx.packed and ctx.pictures[0]["path"] == "chart.png"
+
+
+def test_a_question_about_a_pdf_chart_finds_its_page_by_ocr_and_caption(tmp_path):
+    """Item 6 for a figure inside a PDF: the chart's values are only on its picture, the word
+    "chart" only in its caption; pages about revenue in other years do not outrank it."""
+    import pymupdf
+
+    from app.services.context import build_context
+    from app.services.corpora import ingest
+    from app.services.search import search
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    doc = pymupdf.open()
+    for number, words in enumerate(("Revenue policy: we report revenue yearly.",
+                                    "Figure 3 shows the chart by year.",
+                                    "Revenue in 2019 was lower; see the appendix.")):
+        page = doc.new_page(width=300, height=200)
+        page.insert_text((20, 30), words, fontsize=11)
+        if number == 1:
+            chart = io.BytesIO()
+            Image.fromarray(slide(CHART, 640, 360)).save(chart, "PNG")
+            page.insert_image(pymupdf.Rect(20, 45, 280, 190), stream=chart.getvalue())
+    doc.save(folder / "report.pdf")
+    ingest([folder], "r")
+    top = search("r", QUESTION, k=3).hits[0].segment
+    assert (top.path, top.start) == ("report.pdf", 2) and "4.2M" in top.text
+    ctx = build_context("r", QUESTION, "retrieval", ScriptedBackend(), 64)
+    assert ctx.hits[0].segment.start == 2 and ctx.pictures[0]["label"] == "report.pdf p.2"
+    assert ctx.pictures[0]["why"] == "ingested for a text-only tokenizer: no picture kept"
 
 
 # --- the CLI: ask --dry-run and pack --------------------------------------------------------
