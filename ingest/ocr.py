@@ -27,6 +27,11 @@ import threading
 os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
 PSM_AUTO = 3  # the command's page segmentation (the API's default reads a page as one block)
+#: a page fed crooked into a scanner: Tesseract's layout analysis drops whole blocks of a long-
+#: lined page 1.4 degrees askew (2 of 16 generated scans read 2-10% of their words; 100% once
+#: straightened), so a page skewed by MIN_SKEW to MAX_SKEW degrees is turned straight first
+MIN_SKEW, MAX_SKEW, SKEW_STEP = 0.5, 3.0, 0.1
+SKEW_SIDE = 600  # pixels: the skew is estimated on a copy this small (~30 ms)
 
 
 @functools.cache
@@ -159,8 +164,51 @@ def _read_api(engine: _Engine, rgb: bytes, width: int, height: int) -> str:
     """Tesseract binarizes a grey picture: converting here hands it a third of the bytes."""
     from PIL import Image
 
-    grey = Image.frombuffer("RGB", (width, height), rgb, "raw", "RGB", 0, 1).convert("L")
-    return engine.read(grey.tobytes(), width, height)
+    grey = straightened(Image.frombuffer("RGB", (width, height), rgb, "raw", "RGB", 0, 1)
+                        .convert("L"))
+    return engine.read(grey.tobytes(), grey.width, grey.height)
+
+
+def straightened(grey):
+    """The grey picture turned straight when its text lines are askew by MIN_SKEW to
+    MAX_SKEW degrees; else the same picture."""
+    from PIL import Image
+
+    angle, background = skew(grey)
+    if abs(angle) < MIN_SKEW:
+        return grey
+    return grey.rotate(angle, resample=Image.Resampling.BILINEAR, expand=True,
+                       fillcolor=background)
+
+
+def skew(grey) -> tuple[float, int]:
+    """(degrees to turn the picture by so its text lines run level, its background shade):
+    the angle whose rows of ink are sharpest (the projection profile's largest jumps between
+    rows), searched within MAX_SKEW on a small copy; 0 when no angle is clearly better than
+    none (a photo, a blank page)."""
+    import numpy as np
+    from PIL import Image
+
+    factor = max(1, max(grey.size) // SKEW_SIDE)
+    small = np.asarray(grey.reduce(factor) if factor > 1 else grey)
+    ink = small < small.mean() * 0.75
+    if ink.mean() > 0.5:  # light text on a dark background
+        ink = ~ink
+    background = int(np.median(small[~ink])) if (~ink).any() else 255
+    page = Image.fromarray(ink.astype(np.uint8) * 255)
+
+    def sharpness(angle: float) -> float:
+        rows = np.asarray(page.rotate(angle), dtype=np.float32).sum(axis=1)
+        return float(np.square(np.diff(rows)).sum())
+
+    steps = round(MAX_SKEW / SKEW_STEP)
+    angles = [i * SKEW_STEP for i in range(-steps, steps + 1)]
+    scores = [sharpness(a) for a in angles]
+    best = max(range(len(angles)), key=scores.__getitem__)
+    level = scores[steps]  # the angle 0
+    if scores[best] <= level * 1.1:
+        return 0.0, background
+    return round(angles[best], 2), background
 
 
 def _read_pymupdf(rgb: bytes, width: int, height: int, language: str) -> str:
