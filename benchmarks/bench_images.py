@@ -285,7 +285,8 @@ def ocr_arms(rows: dict, recalls: dict, some: list[imagegen.Made], corpus: Path,
             got[name].append(arm())
             print(name, round(got[name][-1]["seconds"], 2), flush=True)
     for (name, results), floor in zip(got.items(), [None, None, *floors], strict=True):
-        rows[name] = {"n": n, "mp": megapixels(some),
+        count = int(name.rsplit(", ", 1)[1])  # the arm's pictures
+        rows[name] = {"n": count, "mp": megapixels(some[:count]),
                       **{k: median(results, k) for k in ("seconds", "rss_mb", "hwm_mb")
                          if k in results[0]},
                       "runs": [round(r["seconds"], 2) for r in results], "floor": floor}
