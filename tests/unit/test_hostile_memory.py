@@ -68,7 +68,7 @@ def test_rows_are_written_in_bounded_batches_in_one_transaction(tmp_path, monkey
     monkeypatch.setattr(corpora, "_insert_documents", spy)
     src = _folder(tmp_path / "src", 10)
     (src / "d0" / "f0.txt").unlink()
-    (src / "skip.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00")
+    (src / "skip.ico").write_bytes(b"\x00\x00\x01\x00\x00")
     report = corpora.ingest([src], "batched")
     assert batches == [4, 4, 1] and report.count("added") == 9 and report.count("skipped") == 1
     _, docs = corpora.load_documents("batched")
