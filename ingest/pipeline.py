@@ -26,8 +26,10 @@ from pathlib import Path
 from ingest.collect import Candidates, CollectOptions, collect
 from ingest.counting import TokenCache, count_stream, default_workers, die_with_parent
 from ingest.documents import ProcessOptions, process, read_bytes
+from ingest.filters import IMAGE_SUFFIXES
 from ingest.tokenizers import Tokenizer
 from ingest.types import Candidate, Document, IngestError, Skipped
+from ingest.video import VIDEO_SUFFIXES
 
 #: progress(stage, done, total, detail): stage is "collect", "read" or "count"
 Progress = Callable[[str, int, int, str], None]
@@ -137,6 +139,10 @@ def _noop(stage: str, done: int, total: int, detail: str) -> None:
 
 #: at least this many files before reading moves to worker processes (a pool costs ~0.2 s)
 PARALLEL_FILES = 200
+#: a picture, PDF or video costs seconds (OCR, decoding), not milliseconds: it counts as this
+#: many files, so four scans are read on both cores (40 scans: 64 s on one core, 33 s on two)
+HEAVY_FILE_WEIGHT = 50
+HEAVY_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES | {".pdf"}
 WINDOW_PER_WORKER = 32  # files in flight per worker: bounds what waits in memory
 
 
@@ -201,6 +207,17 @@ def _read_in_worker(job: tuple[int, Candidate, str | None]) -> _Read:
     return _read_one(job[0], job[1], options, job[2], memo)
 
 
+def _work(candidates: Candidates, options: ProcessOptions) -> int:
+    """How many files' worth of reading the candidates are (stops counting at the threshold)."""
+    total = 0
+    for cand in candidates:
+        heavy = options.ocr and os.path.splitext(cand.path)[1].lower() in HEAVY_SUFFIXES
+        total += HEAVY_FILE_WEIGHT if heavy else 1
+        if total >= PARALLEL_FILES:
+            break
+    return total
+
+
 def _read_all(candidates: Candidates, options: ProcessOptions, known: dict[str, str],
               cache: TokenCache | None, workers: int,
               starting: Callable[[int], None]) -> Iterator[_Read]:
@@ -209,7 +226,7 @@ def _read_all(candidates: Candidates, options: ProcessOptions, known: dict[str, 
     bounded number in flight so finished work never piles up in memory. `starting(i)` is
     called as candidate i is handed out to be read."""
     jobs = ((i, c, known.get(c.path)) for i, c in enumerate(candidates))
-    if workers <= 1 or len(candidates) < PARALLEL_FILES:
+    if workers <= 1 or _work(candidates, options) < PARALLEL_FILES:
         memo = _Memo(cache)
         for i, cand, sha in jobs:
             starting(i)

@@ -30,3 +30,13 @@ def test_a_tracking_pixel_attached_to_a_mail_is_skipped_as_decoration_a_picture_
     pixel, chart = children["m.eml > pixel.png"], children["m.eml > chart.png"]
     assert isinstance(pixel, Skipped) and pixel.reason.startswith("decoration: a 1x1 picture")
     assert isinstance(chart, Document) and chart.kind == "image"
+
+
+def test_a_few_pictures_or_pdfs_are_enough_work_for_the_worker_pool():
+    from ingest.pipeline import PARALLEL_FILES, _work
+
+    scans = [Candidate(f"scan{i}.tiff", Path(f"scan{i}.tiff"), ".", 1) for i in range(4)]
+    texts = [Candidate(f"f{i}.txt", Path(f"f{i}.txt"), ".", 1) for i in range(4)]
+    assert _work(scans, ProcessOptions()) >= PARALLEL_FILES  # OCR: seconds a file
+    assert _work(scans, ProcessOptions(ocr=False)) < PARALLEL_FILES
+    assert _work(texts, ProcessOptions()) < PARALLEL_FILES
