@@ -13,7 +13,7 @@ import pymupdf
 
 from ingest import pictures as pics
 from ingest import secrets
-from ingest.ocr import tesseract_available
+from ingest.ocr import ocr_rgb, tesseract_available
 from ingest.pictures import PictureOptions
 from ingest.types import IngestError, Picture, Segment
 from ingest.video import TILE, tile_grid
@@ -119,13 +119,23 @@ def _whole_words(page: pymupdf.Page, tp: pymupdf.TextPage,
     return [w + (-w.height / 4, -2, w.height / 4, 2) for w in touched]
 
 
+#: a scanned page is drawn at _OCR_DPI for OCR, but never over this many pixels (a PDF page
+#: may claim 200 x 200 inches)
+_OCR_MAX_PIXELS = 40_000_000
+
+
 def _ocr_page(page: pymupdf.Page, language: str) -> str | None:
-    """OCR one page; None if OCR fails."""
+    """OCR one scanned page, drawn at _OCR_DPI and read by libtesseract as pictures are
+    (ingest/ocr.py: 2x faster than PyMuPDF's OCR and reads text outside the main block);
+    None if it cannot be drawn."""
+    rect = page.rect
+    scale = min(_OCR_DPI / 72, (_OCR_MAX_PIXELS / max(rect.width * rect.height, 1)) ** 0.5)
     try:
-        tp = page.get_textpage_ocr(language=language, dpi=_OCR_DPI, full=True)
-        return _clean(page.get_text("text", textpage=tp, sort=True))
+        pix = page.get_pixmap(matrix=pymupdf.Matrix(scale, scale), colorspace=pymupdf.csRGB,
+                              alpha=False)
     except Exception:
         return None
+    return _clean(ocr_rgb(pix.samples, pix.width, pix.height, language))
 
 
 @dataclass(frozen=True)

@@ -281,6 +281,7 @@ def test_only_the_largest_pictures_of_a_page_are_ocred(monkeypatch) -> None:
     monkeypatch.setattr(pdf, "MAX_PICTURES_READ", 1)
     doc = pymupdf.open()
     page = doc.new_page()
+    page.insert_text((72, 40), "Two charts.")  # a text layer: else the whole page is OCRed
     page.insert_image(pymupdf.Rect(72, 60, 300, 212), stream=_chart_png(["small 11.1"]))
     page.insert_image(pymupdf.Rect(72, 300, 540, 612), stream=_chart_png(["large 99.9"]))
     text = read_pdf(doc.tobytes(), pictures=TEXT).segments[0].text
