@@ -5,8 +5,10 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from common.errors import UserError
 
 #: the largest upload the web UI takes per file (MB); Streamlit's own ceiling is set to it when
 #: `scoutlens ui` starts the server, the limit chosen in the UI's Settings stays under it
@@ -112,6 +114,17 @@ class Settings(BaseSettings):
         return self.cache_dir / "kv"
 
 
+class SettingsError(UserError):
+    """A SCOUTLENS_ variable the settings cannot take (`SCOUTLENS_MAX_IMAGE_PIXELS=abc`)."""
+
+
 @cache
 def get_settings() -> Settings:
-    return Settings()
+    """The settings; a bad variable is one line naming it, never a traceback."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "SCOUTLENS_" + str(first["loc"][0]).upper() if first.get("loc") else "a setting"
+        raise SettingsError(f"{name}={first.get('input')!r}: {first.get('msg', 'invalid')}"
+                            ) from None

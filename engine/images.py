@@ -215,7 +215,12 @@ def _neighbourhood(text: str, tags: list[re.Match], i: int) -> str:
              if x >= 0)
     if i + 1 < len(tags):
         hi = min(hi, tags[i + 1].start())
-    return text[lo:max(hi, end)]
+    # words only: a tag's attributes (size, tiles, image) would make every picture match a
+    # question that says "image" or "size", the empty ones first
+    return _MARKUP.sub(" ", text[lo:max(hi, end)])
+
+
+_MARKUP = re.compile(r"</?(?:frame|picture|subtitle)\b[^>]*>")
 
 
 def _source_path(text: str, pos: int) -> str:

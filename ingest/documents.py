@@ -237,6 +237,10 @@ def keep_pictures(checked: list[Segment], read: list[Segment], pictures: list[Pi
             note = f"picture-withheld:{where}: it shows a secret"
             flags.extend([note] if note not in flags else [])
             seg = replace(seg, text=_PICTURE_ATTRS.sub("", seg.text), extra_tokens=0)
+            if options.frames_dir is not None:  # kept by an ingest that kept secrets
+                for name in names:  # only this file's own pictures: a tag typed in a
+                    if name in by_name:  # document's text names no file to delete
+                        (options.frames_dir / name).unlink(missing_ok=True)
             names = []
         for name in names:
             picture = by_name.get(name)

@@ -59,6 +59,9 @@ class PictureOptions:
     max_pixels: int = 100_000_000
     max_tiles: int = 16  # Llama 4's processor allows 16 tiles (4x4: 2,467 tokens)
     max_pages: int = 1_000  # pages of a multi-page TIFF
+    #: all pages of one file together: a 64 KB fax-compressed TIFF can claim ten 98-megapixel
+    #: pages (26 s and 1.5 GB with OCR); later pages are cut, and the cut is flagged
+    max_file_pixels: int = 2_000_000_000
 
 
 def what_it_is(data: bytes) -> str:
@@ -216,9 +219,16 @@ def open_pages(data: bytes, options: PictureOptions, what: str = "image",
     image = _decode_header(lean_png(data), what, options.max_pixels)
     if flags is not None and image.format in ("GIF", "WEBP", "PNG") and _animated(image):
         flags.append("animated:first-frame")
+    total = 0
     for number, page in enumerate(_pages(image, options, what), 1):
         where = what if number == 1 and image.format != "TIFF" else f"{what} page {number}"
         _check_size(*page.size, options, where)
+        total += page.size[0] * page.size[1]
+        if total > options.max_file_pixels and number > 1:
+            if flags is not None:
+                flags.append(f"cut: pages {number}- not read (over {options.max_file_pixels:,}"
+                             " pixels a file)")
+            return
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

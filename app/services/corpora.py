@@ -127,6 +127,8 @@ def ingest(inputs: list[Path], corpus: str, tokenizer: str | None = None,
                     select(Source.path, Source.sha256, Source.flags)
                     .where(Source.corpus_id == existing.id, Source.status == "ok"))
                     if not _secrets_differ(flags or [], redact)}
+                for path in _pictures_missing(session, existing.id):
+                    known.pop(path, None)  # its kept pictures are gone: read it again
 
         kwargs = {"progress": progress} if progress else {}
         # the documents wait in a staging file, not in memory, until they are written
@@ -152,6 +154,7 @@ def ingest(inputs: list[Path], corpus: str, tokenizer: str | None = None,
     # corpus) have new segment ids: the index of that version must be built again
     rebuild = bool(result.documents) or bool(report.count("removed"))
     del result, refused  # stored: the documents need not wait in memory for the index build
+    prune_pictures(url)
     _index(name, report, url, progress, rebuild=rebuild)
     report.seconds = time.perf_counter() - started
     return report
@@ -506,7 +509,45 @@ def remove_corpus(name: str, url: str | None = None, who: Who = None) -> CorpusS
     from app.services.index import remove_indexes
 
     remove_indexes(name)  # a corpus created again under this name must not find them
+    prune_pictures(url)
     return summary
+
+
+_PICTURE_NAME = re.compile(r'<(?:frame|picture)\b[^>]*\bimage="([^"/]+)/([^"]+)"')
+
+
+def _pictures_missing(session: Session, corpus_id: int) -> set[str]:
+    """Paths of a corpus's sources whose kept pictures (frame and picture JPEGs a vision
+    target receives) are no longer in the frames folder: re-ingesting must draw them again."""
+    root = get_settings().frames_dir
+    rows = session.execute(
+        select(Source.path, StoredSegment.text).join(StoredSegment)
+        .where(Source.corpus_id == corpus_id, StoredSegment.text.contains(' image="')))
+    return {path for path, text in rows
+            if any(not (root / folder / name).is_file()
+                   for folder, name in _PICTURE_NAME.findall(text))}
+
+
+def prune_pictures(url: str | None = None) -> int:
+    """Delete the kept pictures no stored source needs any more (a removed corpus's, a changed
+    file's old ones): a screenshot of a secret kept on purpose must not outlive its corpus.
+    Pictures live under the first 16 hex digits of their source's sha256, shared by every
+    corpus holding that file. Returns the folders removed."""
+    import shutil
+
+    root = get_settings().frames_dir
+    if not root.is_dir():
+        return 0
+    folders = [f for f in root.iterdir() if f.is_dir() and re.fullmatch(r"[0-9a-f]{16}", f.name)]
+    if not folders:
+        return 0
+    with session_scope(_url(url)) as session:
+        used = {sha[:16] for sha in session.scalars(
+            select(Source.sha256).where(Source.sha256.is_not(None)).distinct())}
+    gone = [f for f in folders if f.name not in used]
+    for folder in gone:
+        shutil.rmtree(folder, ignore_errors=True)
+    return len(gone)
 
 
 def share_corpus(name: str, visibility: str, groups: list[str] | None = None,

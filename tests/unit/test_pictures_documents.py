@@ -40,3 +40,75 @@ def test_a_few_pictures_or_pdfs_are_enough_work_for_the_worker_pool():
     assert _work(scans, ProcessOptions()) >= PARALLEL_FILES  # OCR: seconds a file
     assert _work(scans, ProcessOptions(ocr=False)) < PARALLEL_FILES
     assert _work(texts, ProcessOptions()) < PARALLEL_FILES
+
+
+def test_a_question_saying_image_or_size_does_not_pick_the_pictures_with_no_words(tmp_path):
+    from engine.images import choose
+
+    names = ["a/1.jpg", "b/1.jpg", "c/1.jpg", "d/1.jpg"]
+    words = ["", "", "revenue by year chart 2025", ""]
+    for name in names:
+        (tmp_path / name).parent.mkdir()
+        (tmp_path / name).write_bytes(_png(64, 64))
+    text = "".join(
+        f'<source id="S{i}" path="p{i}.png"><picture size="64x64" image_tokens="147" '
+        f'tiles="1x1" image="{name}">{w}</picture>\n</source>\n'
+        for i, (name, w) in enumerate(zip(names, words, strict=True)))
+    asked = choose(text, tmp_path, "what size is the image in tiles jpg", 2)
+    assert all(c.score == 0 for c in asked)  # the tags' own attributes are not its words
+    chart = choose(text, tmp_path, "the revenue chart", 1)
+    assert [c.name for c in chart if c.sent] == ["c/1.jpg"]
+
+
+def test_kept_pictures_follow_their_corpus_and_are_drawn_again_when_lost(tmp_path):
+    import json
+    import shutil
+
+    from helpers import db_cli, write_rank_file
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "chart.png").write_bytes(_png(400, 300))
+    ranks = tmp_path / "tokenizer.model"
+    write_rank_file(ranks)
+    home = tmp_path / "home"
+    frames = home / "cache" / "frames"
+
+    def ingest() -> dict:
+        proc = db_cli("ingest", str(folder), "--corpus", "v", "-t", f"llama4:{ranks}", "--json",
+                      "--no-ocr", home=home)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)["files"][0]
+
+    assert ingest()["status"] == "added"
+    assert list(frames.glob("*/1.jpg"))
+    shutil.rmtree(frames)  # the kept pictures are lost: re-ingesting reads the file again
+    assert ingest()["status"] == "unchanged"  # (its content is what was stored)
+    assert list(frames.glob("*/1.jpg"))  # but its picture is drawn again
+    assert db_cli("corpora", "rm", "v", home=home).returncode == 0
+    assert not list(frames.glob("*/*.jpg"))  # a removed corpus leaves no picture behind
+
+
+def test_a_bad_setting_is_one_line_naming_the_variable(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SCOUTLENS_HOME": str(tmp_path), "SCOUTLENS_MAX_IMAGE_PIXELS": "abc"}
+    proc = subprocess.run([sys.executable, "-m", "app.cli", "corpora", "list"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: SCOUTLENS_MAX_IMAGE_PIXELS='abc'")
+
+
+def test_a_fax_tiff_claiming_many_huge_pages_is_cut_at_the_file_budget():
+    from ingest.imagefiles import read_image
+    from ingest.pictures import PictureOptions
+
+    pages = [Image.new("1", (3000, 3000), 1) for _ in range(5)]
+    out = io.BytesIO()
+    pages[0].save(out, "TIFF", save_all=True, append_images=pages[1:], compression="group4")
+    got = read_image(out.getvalue(), "fax.tiff",
+                     PictureOptions(ocr=False, max_file_pixels=20_000_000))
+    assert len(got.segments) == 2
+    assert any(f.startswith("cut: pages 3- not read") for f in got.flags)
