@@ -21,10 +21,14 @@ import os
 import shutil
 import threading
 
-#: Tesseract's OpenMP threads fight the ingest's worker processes for the cores (a 2-core run
-#: spent 3x the CPU time in the kernel); one thread per process is its documented setting for
-#: throughput. Read by libgomp when it loads: set before libtesseract is.
-os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+
+def limit_threads() -> None:
+    """One OpenMP thread for Tesseract in an ingest worker process: with a pool of workers its
+    threads fought the pool for the cores (a 2-core run spent 3x the CPU time in the kernel;
+    one picture 14.5 s instead of 2.2 s). libgomp reads OMP_THREAD_LIMIT when it loads, so a
+    worker sets it before its first OCR. Never in the main process: torch shares the loaded
+    libgomp, and the embedded model answered nothing under that limit."""
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
 PSM_AUTO = 3  # the command's page segmentation (the API's default reads a page as one block)
 #: a page fed crooked into a scanner: Tesseract's layout analysis drops whole blocks of a long-
@@ -59,8 +63,10 @@ def _pymupdf_can_ocr() -> bool:
 def _library() -> ctypes.CDLL | None:
     """libtesseract with the C API's signatures declared; None where it is not installed."""
     name = ctypes.util.find_library("tesseract")
+    if not name:
+        return None
     try:
-        lib = ctypes.CDLL(name) if name else None
+        lib = ctypes.CDLL(name)
     except OSError:
         return None
     if lib is None:

@@ -27,6 +27,7 @@ from ingest.collect import Candidates, CollectOptions, collect
 from ingest.counting import TokenCache, count_stream, default_workers, die_with_parent
 from ingest.documents import ProcessOptions, process, read_bytes
 from ingest.filters import IMAGE_SUFFIXES
+from ingest.ocr import limit_threads
 from ingest.tokenizers import Tokenizer
 from ingest.types import Candidate, Document, IngestError, Skipped
 from ingest.video import VIDEO_SUFFIXES
@@ -198,6 +199,7 @@ def _init_reader(options: ProcessOptions, cache: tuple[Path, str] | None, parent
     global _worker
     die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and SIGTERM
+    limit_threads()  # before this worker's first OCR
     _worker = (options, _Memo(TokenCache(*cache) if cache else None))
 
 
@@ -207,15 +209,17 @@ def _read_in_worker(job: tuple[int, Candidate, str | None]) -> _Read:
     return _read_one(job[0], job[1], options, job[2], memo)
 
 
-def _work(candidates: Candidates, options: ProcessOptions) -> int:
-    """How many files' worth of reading the candidates are (stops counting at the threshold)."""
-    total = 0
+def _work(candidates: Candidates, options: ProcessOptions) -> tuple[int, bool]:
+    """How many files' worth of reading the candidates are (counted up to the threshold), and
+    whether any of them is read by OCR."""
+    total, ocr = 0, False
     for cand in candidates:
         heavy = options.ocr and os.path.splitext(cand.path)[1].lower() in HEAVY_SUFFIXES
         total += HEAVY_FILE_WEIGHT if heavy else 1
-        if total >= PARALLEL_FILES:
+        ocr = ocr or heavy
+        if total >= PARALLEL_FILES and ocr:
             break
-    return total
+    return total, ocr
 
 
 def _read_all(candidates: Candidates, options: ProcessOptions, known: dict[str, str],
@@ -226,14 +230,17 @@ def _read_all(candidates: Candidates, options: ProcessOptions, known: dict[str, 
     bounded number in flight so finished work never piles up in memory. `starting(i)` is
     called as candidate i is handed out to be read."""
     jobs = ((i, c, known.get(c.path)) for i, c in enumerate(candidates))
-    if workers <= 1 or _work(candidates, options) < PARALLEL_FILES:
+    work, ocr = _work(candidates, options)
+    if workers <= 1 or work < PARALLEL_FILES:
         memo = _Memo(cache)
         for i, cand, sha in jobs:
             starting(i)
             yield _read_one(i, cand, options, sha, memo)
         return
     methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    # OCR runs on OpenMP (libgomp), which hangs in a child forked from a parent that used it
+    # (an earlier OCR, the embedded model's torch): workers that may OCR start fresh
+    ctx = multiprocessing.get_context("fork" if "fork" in methods and not ocr else "spawn")
     where = (cache.path, cache.fingerprint) if cache is not None else None
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_reader,
                                initargs=(options, where, os.getpid()))
