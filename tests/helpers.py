@@ -356,3 +356,24 @@ def ui_process(log_path: Path, env: dict[str, str], wait_s: float = 60):
         proc.terminate()
         proc.wait(timeout=20)
         log.close()
+
+
+def drawn(lines: list[str], size: tuple[int, int] = (900, 200)):
+    """Black words on white (a PIL image), big enough for Tesseract to read every letter."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=40)
+    for i, line in enumerate(lines):
+        draw.text((30, 30 + 70 * i), line, fill="black", font=font)
+    return image
+
+
+def encoded(image, fmt: str, **kw) -> bytes:
+    """A PIL image saved in `fmt` (PNG, JPEG, TIFF, ...), as bytes."""
+    import io
+
+    out = io.BytesIO()
+    image.save(out, fmt, **kw)
+    return out.getvalue()

@@ -6,13 +6,12 @@ with Pillow; OCR is the real Tesseract."""
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from pathlib import Path
 
 import pytest
-from helpers import db_cli, write_rank_file
+from helpers import db_cli, drawn, encoded, write_rank_file
 from PIL import Image, ImageDraw, ImageFont
 
 from app.services.citations import verify
@@ -30,21 +29,6 @@ from ingest.video import TILE, image_tokens, tile_grid
 pytestmark = pytest.mark.skipif(not tesseract_available(), reason="needs tesseract")
 
 FONT = ImageFont.load_default(size=40)
-
-
-def drawn(lines: list[str], size: tuple[int, int] = (900, 200)) -> Image.Image:
-    """Black words on white, big enough for Tesseract to read every letter."""
-    image = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(image)
-    for i, line in enumerate(lines):
-        draw.text((30, 30 + 70 * i), line, fill="black", font=FONT)
-    return image
-
-
-def encoded(image: Image.Image, fmt: str, **kw) -> bytes:
-    out = io.BytesIO()
-    image.save(out, fmt, **kw)
-    return out.getvalue()
 
 
 def words(text: str) -> str:

@@ -15,9 +15,10 @@ import zipfile
 import zlib
 from pathlib import Path
 
+import helpers
 import pytest
-from helpers import db_cli, write_rank_file
-from PIL import Image, ImageDraw, ImageFont
+from helpers import db_cli, encoded, write_rank_file
+from PIL import Image, ImageFont
 
 from ingest.documents import ProcessOptions, process
 from ingest.imagefiles import read_image
@@ -31,17 +32,7 @@ AWS = "AKIA" + "QWERTYUIOPLKJHGF"  # pattern-valid, obviously fake, built here
 
 
 def drawn(lines: list[str], size: tuple[int, int] = (1100, 200)) -> Image.Image:
-    image = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(image)
-    for i, line in enumerate(lines):
-        draw.text((30, 30 + 70 * i), line, fill="black", font=FONT)
-    return image
-
-
-def encoded(image: Image.Image, fmt: str, **kw) -> bytes:
-    out = io.BytesIO()
-    image.save(out, fmt, **kw)
-    return out.getvalue()
+    return helpers.drawn(lines, size)  # wide enough for a key's whole line
 
 
 def chunk(kind: bytes, data: bytes) -> bytes:
