@@ -23,22 +23,13 @@ from functools import cache
 from multiprocessing import get_context
 from pathlib import Path
 
+import docgen  # benchmarks/, beside this file
 from PIL import Image, ImageDraw, ImageFont
 
-_WORDS = (
-    "account action agreement analysis annual approval asset audit balance baseline benefit "
-    "budget capacity capital channel client commitment compliance contract cost coverage "
-    "customer deadline delivery demand department deployment design development discount "
-    "estimate exposure facility feedback finance forecast framework funding governance growth "
-    "headcount incident initiative inventory investment invoice launch liability licence "
-    "logistics maintenance margin market measure milestone model objective operation option "
-    "order outcome partner payment performance pipeline plan policy portfolio position pricing "
-    "priority procurement product programme project proposal quality quarter rate region "
-    "renewal report requirement resource revenue review risk roadmap schedule scope segment "
-    "service shipment staff standard strategy supplier support target team tender timeline "
-    "training transition update vendor volume warranty workflow workload router switch uplink "
-    "gateway firewall server storage backup cluster latency packet")
-WORDS = tuple(_WORDS.split())
+#: docgen's business vocabulary, plus network words for diagrams
+WORDS = docgen.WORDS + ("router", "switch", "uplink", "gateway", "firewall", "server",
+                        "storage", "backup", "cluster", "latency", "packet")
+
 
 #: (width, height) of screenshots: laptop, full HD, QHD, a 4K-wide capture
 SCREEN_SIZES = ((1280, 800), (1440, 900), (1920, 1080), (2560, 1440), (3000, 2000))
