@@ -213,8 +213,8 @@ def _work(candidates: Candidates, options: ProcessOptions) -> tuple[int, bool]:
     """How many files' worth of reading the candidates are (counted up to the threshold), and
     whether any of them is read by OCR."""
     total, ocr = 0, False
-    for cand in candidates:
-        heavy = options.ocr and os.path.splitext(cand.path)[1].lower() in HEAVY_SUFFIXES
+    for path in candidates.paths():
+        heavy = options.ocr and os.path.splitext(path)[1].lower() in HEAVY_SUFFIXES
         total += HEAVY_FILE_WEIGHT if heavy else 1
         ocr = ocr or heavy
         if total >= PARALLEL_FILES and ocr:

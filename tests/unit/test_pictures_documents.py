@@ -33,10 +33,13 @@ def test_a_tracking_pixel_attached_to_a_mail_is_skipped_as_decoration_a_picture_
 
 
 def test_a_few_pictures_or_pdfs_are_enough_work_for_the_worker_pool():
+    from ingest.collect import Candidates
     from ingest.pipeline import PARALLEL_FILES, _work
 
-    scans = [Candidate(f"scan{i}.tiff", Path(f"scan{i}.tiff"), ".", 1) for i in range(4)]
-    texts = [Candidate(f"f{i}.txt", Path(f"f{i}.txt"), ".", 1) for i in range(4)]
+    scans, texts = Candidates(), Candidates()
+    for i in range(4):
+        scans.append(Candidate(f"scan{i}.tiff", Path(f"scan{i}.tiff"), ".", 1))
+        texts.append(Candidate(f"f{i}.txt", Path(f"f{i}.txt"), ".", 1))
     assert _work(scans, ProcessOptions()) >= (PARALLEL_FILES, True)  # OCR: seconds a file
     assert _work(scans, ProcessOptions(ocr=False)) < (PARALLEL_FILES, False)
     assert _work(texts, ProcessOptions()) < (PARALLEL_FILES, False)
