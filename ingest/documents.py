@@ -420,17 +420,13 @@ def _child(cand: Candidate, data: bytes, options: ProcessOptions,
         return Skipped(cand.path, cand.root, cand.size, "skipped", reason)
     got = process(cand, data, options, depth=depth)
     if isinstance(got, Document):
-        if _decoration(got):
-            return Skipped(cand.path, cand.root, cand.size, "skipped",
-                           f"decoration: a {got.metadata['size']} picture (a tracking pixel, "
-                           "an icon)")
         got.flags.extend(f for f in cand.flags if f not in got.flags)
     return got
 
 
 def _decoration(doc: Document) -> bool:
-    """A picture attached to a mail that is too small to show anything (a tracking pixel, a
-    signature's icon): under 64 px on both sides, as embedded pictures are (ingest/embedded.py)."""
+    """A picture too small to show anything (an icon in a repository, a mail's tracking pixel or
+    signature icon): under 64 px on both sides, as embedded pictures are (ingest/embedded.py)."""
     if doc.kind != "image":
         return False
     size = re.fullmatch(r"(\d+)x(\d+)", doc.metadata.get("size", ""))
@@ -494,7 +490,11 @@ def _process(candidate: Candidate, data: bytes, options: ProcessOptions,
         from ingest.imagefiles import read_image
 
         read = partial(read_image, options=options.picture_options())
-        return _structured(candidate, data, suffix, options, sha, flags, depth, read)
+        got = _structured(candidate, data, suffix, options, sha, flags, depth, read)
+        if isinstance(got, Document) and _decoration(got):
+            return Skipped(path, root, size, "skipped", f"decoration: a {got.metadata['size']} "
+                           "picture (an icon, a tracking pixel)", sha)
+        return got
 
     if suffix == "pdf":
         from ingest.pdf import read_pdf
