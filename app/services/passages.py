@@ -1,0 +1,57 @@
+"""A second look at the candidates: each segment by its best few lines, not as a whole.
+
+The answer to a question in plain words usually sits on one line (`timeout_keep_alive: int = 5`)
+near the words that say what it is for, while BM25 scores an 80-line segment by all the words it
+holds: a segment that repeats the question's commoner words everywhere outranks the one whose
+single line holds its rarer ones together. Here every candidate is scored by its best window of
+`WINDOW` lines: the summed IDF of the question's terms the window holds, a term hidden inside a
+longer identifier (`header` in `_MAXHEADERS`) counting half. Cheap: the candidates' text is
+already read, and nothing but string checks runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ingest.retrieval import Stems, terms
+
+WINDOW = 3  # lines: the answering line and one either side
+INSIDE = 0.5  # a term found only inside a longer word
+MIN_INSIDE = 4  # characters a term needs to be looked for inside longer words
+
+
+def window_score(text: str, weights: dict[str, float], stems: Stems) -> float:
+    """The best `WINDOW`-line window of `text` by the summed weight of the terms it holds."""
+    lines = text.splitlines() or [text]
+    found: list[dict[str, float]] = []
+    prefixes = {term[:MIN_INSIDE] for term in weights}
+    for line in lines:
+        low = line.lower()
+        here: dict[str, float] = {}
+        if not any(p in low for p in prefixes):  # no term can be here: skip the split
+            found.append(here)
+            continue
+        keys = {stems(t) for t in terms(line)}
+        for term, weight in weights.items():
+            if term in keys:
+                here[term] = weight
+            elif len(term) >= MIN_INSIDE and term in low:
+                here[term] = weight * INSIDE
+        found.append(here)
+    best = 0.0
+    for i in range(len(found)):
+        seen: dict[str, float] = {}
+        for here in found[max(0, i - WINDOW // 2):i + WINDOW // 2 + 1]:
+            for term, w in here.items():
+                seen[term] = max(seen.get(term, 0.0), w)
+        best = max(best, sum(seen.values()))
+    return best
+
+
+def rank_by_lines(candidates: Iterable[tuple[int, str]], weights: dict[str, float],
+                  stems: Stems) -> list[int]:
+    """Candidate ids (given best first) by their best window, ties kept in the given order;
+    those holding no term of the question are left out."""
+    scored = [(window_score(text, weights, stems), i, sid)
+              for i, (sid, text) in enumerate(candidates)]
+    return [sid for score, _, sid in sorted(scored, key=lambda x: (-x[0], x[1])) if score > 0]

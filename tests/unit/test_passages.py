@@ -1,0 +1,44 @@
+"""The second look: a candidate by its best few lines; plain words meeting code words."""
+
+from __future__ import annotations
+
+from app.services.codewords import code_words
+from app.services.passages import rank_by_lines, window_score
+from ingest.retrieval import Stems, query_terms, terms
+
+STEMS = Stems()
+SPREAD = "\n".join(["# headers are parsed here"] + ["pass"] * 20 + ["# the response"] * 3
+                   + ["pass"] * 20 + ["# refuse bad input"])
+TOGETHER = "\n".join(["pass"] * 10 + ["# refuse a response with too many headers",
+                                      "_MAXHEADERS = 100"] + ["pass"] * 10)
+
+
+def _weights(question: str) -> dict[str, float]:
+    return {STEMS(t): 1.0 for t in query_terms(question)}
+
+
+def test_the_segment_whose_few_lines_hold_the_question_together_wins():
+    w = _weights("How many headers may a response have before it is refused?")
+    assert window_score(TOGETHER, w, STEMS) > window_score(SPREAD, w, STEMS)
+    assert rank_by_lines([(1, SPREAD), (2, TOGETHER), (3, "nothing here")], w, STEMS) == [2, 1]
+
+
+def test_a_word_inside_a_longer_identifier_counts_half():
+    w = {"header": 1.0}
+    assert window_score("_MAXHEADERS = 100", w, STEMS) == 0.5
+    assert window_score("headers = 100", w, STEMS) == 1.0
+    assert window_score("max = 100", w, STEMS) == 0.0
+
+
+def test_identifiers_split_into_the_words_a_question_uses():
+    t = set(terms("return RedirectResponse(url); c = HTTPConnection(); getValue()"))
+    assert {"redirect", "response", "http", "connection", "get", "value",
+            "redirectresponse", "httpconnection"} <= t
+    assert STEMS("connections") == STEMS("connection") and STEMS("redirects") == "redirect"
+    assert STEMS("timeout_keep_alive") == "timeout_keep_alive"  # identifiers kept whole
+
+
+def test_plain_words_bring_the_code_words_programmers_write_for_them():
+    extra = code_words(["largest", "websocket", "message", "environment", "variable"])
+    assert {"max", "ws", "msg", "env", "environ", "var"} <= set(extra)
+    assert "largest" not in extra and code_words(["zebra"]) == []

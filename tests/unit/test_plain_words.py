@@ -1,0 +1,80 @@
+"""A question in plain words over a corpus where its ordinary words are everywhere: the named
+package is ranked inside, the answering line's segment reaches the context, and "what went in"
+says which places were left out and when the ranking was unsure."""
+
+from __future__ import annotations
+
+import pytest
+from fakes import ScriptedBackend
+
+from app.services.context import build_context
+from app.services.corpora import ingest
+from app.services.search import search
+
+NOISE = ('"""Connection handling: an idle connection is kept open by default for some seconds,\n'
+         'then closed. Keep-alive connections, idle connections, default connections."""\n'
+         "def keep(connection, idle=True, default=None):\n"
+         "    # keep the idle connection open: default keep-alive handling\n"
+         "    return connection.keep_open(idle, default)  # as velocipy does\n")
+
+
+@pytest.fixture
+def corpus(tmp_path) -> str:
+    root = tmp_path / "site"
+    for i in range(40):
+        (root / f"aaa_net{i:02d}").mkdir(parents=True)
+        (root / f"aaa_net{i:02d}" / "conn.py").write_text(NOISE * 3)
+    pkg = root / "velocipy"
+    pkg.mkdir()
+    (pkg / "config.py").write_text(
+        '"""Settings of the server."""\n\n' + "".join(f"# option {i}\n" for i in range(12))
+        + "class Config:\n    def __init__(self, host='127.0.0.1', port=8000,\n"
+        "                 timeout_keep_alive: int = 5, backlog: int = 2048):\n"
+        "        self.timeout_keep_alive = timeout_keep_alive\n"
+        + "".join(f"# more settings {i}\n" for i in range(12)))
+    (pkg / "server.py").write_text("import velocipy.config\n\ndef serve(config): ...\n")
+    ingest([root], "site")
+    return "site"
+
+
+QUESTION = "How long does velocipy keep an idle keep-alive connection open by default?"
+
+
+def _holds_line(data: dict, path: str, line: int) -> bool:
+    for src in data["sources"]:
+        if src["path"] == path and "lines" in src:
+            a, _, b = str(src["lines"]).partition("-")
+            if int(a) <= line <= int(b or a):
+                return True
+    return False
+
+
+def test_the_package_a_question_names_is_ranked_inside(corpus):
+    ranking = search(corpus, QUESTION, k=10)
+    assert ranking.scope == ["velocipy"]
+    assert ranking.hits[0].segment.path == "velocipy/config.py"
+    assert {"scope", "lines"} <= set(ranking.hits[0].signals)
+    before = search(corpus, QUESTION, k=10, signals=("symbol", "path", "bm25"))
+    assert "velocipy/config.py" not in [h.segment.path for h in before.hits[:3]]
+
+
+def test_the_answering_line_reaches_a_small_context_with_its_runner_ups(corpus):
+    ctx = build_context(corpus, QUESTION, "retrieval", ScriptedBackend(window=4096), 128)
+    data = ctx.to_json()
+    assert _holds_line(data, "velocipy/config.py", 17), data["sources"]
+    assert data["scope"] == ["velocipy"]
+    assert data["runner_ups"] and all(r["path"] != "velocipy/config.py" or r["segment"]
+                                      not in {h["segment"] for h in data["hits"]}
+                                      for r in data["runner_ups"])
+    assert data["lead"] > 0
+
+
+def test_a_question_that_matches_everything_alike_says_it_may_have_missed(corpus):
+    ctx = build_context(corpus, "How are idle connections kept open by default?",
+                        "retrieval", ScriptedBackend(window=4096), 128)
+    data = ctx.to_json()
+    assert data["unsure"] and "may not be in what was read" in data["unsure"]
+    assert data["unsure"] in data["notes"]  # ask tells the user, as it tells every note
+    assert len(data["runner_ups"]) >= 3
+    clear = build_context(corpus, QUESTION, "retrieval", ScriptedBackend(window=4096), 128)
+    assert not clear.to_json()["unsure"]
