@@ -41,6 +41,11 @@ Mode = Literal["auto", "full", "retrieval"]
 TEMPLATE_RESERVE = 384  # instructions, chat template, question framing
 RETRIEVAL_CANDIDATES = 400  # fused hits considered for the budget
 ESTIMATE_MARGIN = 0.1  # kept free when the backend's counts are only an estimate
+RUNNER_UPS = 5  # places left out that "what went in" names
+#: the fused score the best place in the context needs over the best one left out for the
+#: ranking to count as clear (under it, ask says the answer may not be in what it read);
+#: chosen on bench_plain.py's questions: see the README
+CLEAR_LEAD = 1.3
 #: a picture's tag as ingest writes it (a video frame, or an image, figure page or embedded
 #: picture), with or without its image; group 1 the kind, 2 its attributes
 PICTURE_TAG = re.compile(r'<(frame|picture)\s(?=t="|size=")([^>]*)>')
@@ -66,6 +71,13 @@ class Context:
     notes: list[str] = field(default_factory=list)  # what the user should know (index rebuilt)
     #: every picture in the context and how it went (`picture_report`): the "what went in" view
     pictures: list[dict] = field(default_factory=list)
+    #: retrieval: the packages, folders or modules the question named, ranked inside too
+    scope: list[str] = field(default_factory=list)
+    #: retrieval: the best-ranked places that did not go in, best first
+    runner_ups: list[SearchHit] = field(default_factory=list)
+    #: retrieval: why the answer may not be in what went in ("" when the ranking was clear)
+    unsure: str = ""
+    lead: float = 0.0  # the best fused score that went in over the best left out
 
     def to_json(self, with_text: bool = False) -> dict:
         """What went in: mode, sources with their spans and tokens, the request's cost; with
@@ -78,7 +90,9 @@ class Context:
                "sources": [{"id": b.id, "path": b.path, **b.attrs, "tokens": b.tokens}
                            for b in self.plan.blocks],
                "hits": [h.to_json() for h in self.hits], "notes": self.notes,
-               "pictures": self.pictures}
+               "pictures": self.pictures, "scope": self.scope,
+               "runner_ups": [h.to_json() for h in self.runner_ups], "unsure": self.unsure,
+               "lead": round(self.lead, 3)}
         if with_text:
             out["context"] = self.packed
             if self.request is not None:
@@ -136,10 +150,11 @@ def _retrieve(name: str, version: str, question: str, spec: str,
 
     ranking = search(name, question, k=RETRIEVAL_CANDIDATES, version=version, signals=signals)
     notes.extend(ranking.notes)
-    order = [h.segment.id for h in ranking.hits]
+    ranked = ranking.hits
+    order = [h.segment.id for h in ranked]
     rank = {sid: i for i, sid in enumerate(order)}
-    rows = {h.segment.id: h.segment for h in ranking.hits}
-    found = {h.segment.id: h for h in ranking.hits}
+    rows = {h.segment.id: h.segment for h in ranked}
+    found = {h.segment.id: h for h in ranked}
     # model tokens per corpus token, measured on a sample of what would go in
     sample = "".join(rows[i].text for i in order[:20] if i in rows)[:20_000] or "x"
     ratio = max(0.5, tok.count(sample) / max(1, tokenizer_for(spec).count(sample)))
@@ -183,14 +198,33 @@ def _retrieve(name: str, version: str, question: str, spec: str,
         ctx = _pack([d for _, d in pieces], spec, name, "retrieval")
         kept = {(d.path, s.start) for _, d in pieces for s in d.segments}
         ctx = replace(ctx, hits=[h for h in hits if (h.segment.path, h.segment.start) in kept],
-                      notes=notes)
+                      notes=notes, scope=ranking.scope)
         done = fits(ctx)
         if done is not None:
-            return done
+            return _doubt(done, ranked)
         if len(pieces) == 1:
             return ctx  # the caller says how far over it is
         worst = max(range(len(pieces)), key=lambda i: pieces[i][0])
         del pieces[worst]  # the least relevant piece, wherever it sits in the corpus
+
+
+def _doubt(ctx: Context, ranked: list[SearchHit]) -> Context:
+    """The context with the places ranked best that did not go in, and, when the ranking
+    did not set what went in clearly apart from them, a note saying the answer may not be
+    in what was read (and where else to look)."""
+    kept = {h.segment.id for h in ctx.hits}
+    left = [h for h in ranked if h.segment.id not in kept]
+    runner_ups = left[:RUNNER_UPS]
+    unsure, ratio = "", 0.0
+    if ctx.hits and runner_ups:
+        best = max(h.score for h in ctx.hits)
+        ratio = best / max(runner_ups[0].score, 1e-9)
+        if ratio < CLEAR_LEAD:
+            places = ", ".join(f"{h.segment.path}:{h.segment.where}" for h in runner_ups[:3])
+            unsure = (f"the answer may not be in what was read: the best place scored only "
+                      f"{ratio:.2f}x the best one left out (next: {places})")
+    notes = ctx.notes + [unsure] if unsure else ctx.notes
+    return replace(ctx, runner_ups=runner_ups, unsure=unsure, notes=notes, lead=ratio)
 
 
 def _piece(doc: Document, rows: list) -> Document:

@@ -204,10 +204,14 @@ def _rows_reusing(session, corpus_id: int, tokenizer: str, reuse: Reusable, keys
     has (their keys go to `keys`); None when most segments are new (then streaming them all is
     cheaper than holding the new ones)."""
     order: list[int] = []
+    paths: dict[int, str] = {}  # where each file's segments start in `order`: its path
+    last = None
     for sid, *key in session.execute(
             select(StoredSegment.id, *KEY_COLUMNS).join(Source)
             .where(Source.corpus_id == corpus_id, Source.status == "ok")
             .order_by(Source.position, StoredSegment.order)):
+        if key[0] != last:
+            paths[len(order)] = last = key[0]
         order.append(sid)
         keys.append(content_key(tokenizer, *key))
     reuse.match(dict(zip(order, keys, strict=True)))
@@ -220,7 +224,15 @@ def _rows_reusing(session, corpus_id: int, tokenizer: str, reuse: Reusable, keys
                 select(StoredSegment.id, Source.path, StoredSegment.text).join(Source)
                 .where(StoredSegment.id.in_(new[i:i + 500]))):
             texts[sid] = (path, text)
-    return ((sid, *texts[sid]) if sid in texts else (sid, "", None) for sid in order)
+    return _with_paths(order, paths, texts)
+
+
+def _with_paths(order: list[int], paths: dict[int, str], texts: dict[int, tuple[str, str]]):
+    """(id, path, text or None) in corpus order: the index's file table needs every path."""
+    path = ""
+    for i, sid in enumerate(order):
+        path = paths.get(i, path)
+        yield (sid, *texts[sid]) if sid in texts else (sid, path, None)
 
 
 def remove_indexes(name: str) -> None:

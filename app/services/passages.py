@@ -12,17 +12,29 @@ already read, and nothing but string checks runs.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from ingest.retrieval import Stems, terms
+from ingest.textsplit import split_lines
 
 WINDOW = 3  # lines: the answering line and one either side
 INSIDE = 0.5  # a term found only inside a longer word
 MIN_INSIDE = 4  # characters a term needs to be looked for inside longer words
 
 
-def window_score(text: str, weights: dict[str, float], stems: Stems) -> float:
+@dataclass(frozen=True)
+class Window:
+    """A segment's best few lines: their score and where they are (0-based, in the segment's
+    own lines as ingest.textsplit.split_lines cuts them)."""
+
+    score: float
+    first: int
+    last: int
+
+
+def best_window(text: str, weights: dict[str, float], stems: Stems) -> Window:
     """The best `WINDOW`-line window of `text` by the summed weight of the terms it holds."""
-    lines = text.splitlines() or [text]
+    lines = split_lines(text) or [text]
     found: list[dict[str, float]] = []
     prefixes = {term[:MIN_INSIDE] for term in weights}
     for line in lines:
@@ -38,20 +50,30 @@ def window_score(text: str, weights: dict[str, float], stems: Stems) -> float:
             elif len(term) >= MIN_INSIDE and term in low:
                 here[term] = weight * INSIDE
         found.append(here)
-    best = 0.0
-    for i in range(len(found)):
+    best = Window(0.0, 0, 0)
+    for i, here in enumerate(found):
+        if not here:
+            continue
+        a, b = max(0, i - WINDOW // 2), min(len(found), i + WINDOW // 2 + 1)
         seen: dict[str, float] = {}
-        for here in found[max(0, i - WINDOW // 2):i + WINDOW // 2 + 1]:
-            for term, w in here.items():
+        for near in found[a:b]:
+            for term, w in near.items():
                 seen[term] = max(seen.get(term, 0.0), w)
-        best = max(best, sum(seen.values()))
+        score = sum(seen.values())
+        if score > best.score:
+            best = Window(score, a, b - 1)
     return best
 
 
+def window_score(text: str, weights: dict[str, float], stems: Stems) -> float:
+    return best_window(text, weights, stems).score
+
+
 def rank_by_lines(candidates: Iterable[tuple[int, str]], weights: dict[str, float],
-                  stems: Stems) -> list[int]:
-    """Candidate ids (given best first) by their best window, ties kept in the given order;
-    those holding no term of the question are left out."""
-    scored = [(window_score(text, weights, stems), i, sid)
+                  stems: Stems) -> list[tuple[int, Window]]:
+    """(candidate id, its best window), candidates given best first, by their best window,
+    ties kept in the given order; those holding no term of the question are left out."""
+    scored = [(best_window(text, weights, stems), i, sid)
               for i, (sid, text) in enumerate(candidates)]
-    return [sid for score, _, sid in sorted(scored, key=lambda x: (-x[0], x[1])) if score > 0]
+    return [(sid, w) for w, _, sid in sorted(scored, key=lambda x: (-x[0].score, x[1]))
+            if w.score > 0]

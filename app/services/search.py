@@ -10,15 +10,22 @@ Signals (each says which segments it found, best first):
   (`pack.py`, `pack`, `email.base64mime`) or in rare folders it names (`... in the openai
   package` -> `openai/`), then those files' first segments.
 - `bm25`: bm25s over code-aware terms (ingest.retrieval), whole snake_case identifiers included.
+- `scope`: the same BM25 scores ranked inside the packages, folders and modules the question
+  names in plain words (app.services.scope: "in uvicorn", "Starlette's", "the tarfile module"):
+  over 80M tokens, the place a question is about is otherwise outvoted by files elsewhere that
+  share its ordinary words.
 - `dense` (only with SCOUTLENS_DENSE on): the question embedded with all-MiniLM-L6-v2, segments
   by cosine similarity to it; finds the place a natural-language question paraphrases without
   sharing its words. When the model cannot load, the others answer alone, with a note.
+- `lines`: a second look at the fused candidates, each by its best few lines
+  (app.services.passages): the one line that answers a question in plain words.
 Reciprocal rank fusion (`RRF_K`) sums 1 / (k + rank) over the lists, so no signal's raw scores
 need calibrating against another's, and a segment several signals agree on rises.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -27,12 +34,17 @@ from sqlalchemy import select
 from app.database import session_scope
 from app.models import Corpus, Source, StoredSegment, Symbol
 from app.services.access import Who
+from app.services.codewords import code_words
 from app.services.index import LocatedSegment, Progress, embedder, fetch_segments, load_index
+from app.services.passages import rank_by_lines
+from app.services.scope import Scope, named_scope
 from app.settings import get_settings
 from common.errors import UserError
 from ingest.retrieval import STOP, query_terms
 
-SIGNALS = ("symbol", "path", "bm25", "dense")  # dense only where the setting turns it on
+#: `words` is no list of its own: it adds code words for the question's words (app.services.
+#: codewords) to bm25, scope and lines
+SIGNALS = ("symbol", "path", "bm25", "scope", "lines", "words", "dense")
 RRF_K = 60
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
 CODE_LIKE = re.compile(r"_|[a-z][A-Z]|[A-Z]{2,}|\d")
@@ -47,9 +59,13 @@ MAX_QUERY_CHARS = 4_000  # as a question to ask
 MAX_NAMES = 64  # identifiers of one question looked up as symbols (bounds the SQL IN list)
 #: RRF weight per signal (1 when absent). Dense at half weight: at full weight its neighbours
 #: displaced identifier answers (bench_dense.py: 84% of all questions at 1.0, 86% at 0.5 or 0.3)
-WEIGHTS = {"dense": 0.5}
+#: Scope at 2: a name the question says outweighs words it shares with files elsewhere
+#: (bench_plain.py's development questions: 44% at 2 against 39% at 1 over site-packages).
+WEIGHTS = {"dense": 0.5, "scope": 2.0}
 DENSE_HITS = CANDIDATES  # segments the dense signal ranks
 DENSE_QUERY_CHARS = 1_200  # the query's tail that is embedded (a follow-up's latest question)
+LINE_CANDIDATES = 300  # fused hits the second look (`lines`) reads
+CODE_WORD_WEIGHT = 0.6  # a code word for a question's word, against the word itself
 
 
 @dataclass
@@ -58,6 +74,9 @@ class SearchHit:
     score: float
     #: signal -> 1-based rank of this segment in that signal's list
     signals: dict[str, int] = field(default_factory=dict)
+    #: its best few lines for the question (first, last; 0-based in the segment), when the
+    #: second look found any: what a small context keeps of it
+    focus: tuple[int, int] | None = None
 
     def to_json(self) -> dict:
         s = self.segment
@@ -73,6 +92,7 @@ class SearchHit:
 class Ranking:
     hits: list[SearchHit]
     notes: list[str] = field(default_factory=list)
+    scope: list[str] = field(default_factory=list)  # the names the ranking was scoped by
 
 
 def _corpus_id(name: str) -> int | None:
@@ -213,11 +233,21 @@ def search(name: str, query: str, k: int = 20, version: str | None = None,
     if "symbol" in signals:
         lists["symbol"] = symbol_ranking(corpus_id, query)
     model = embedder(notes.append) if dense else None
-    if "bm25" in signals or model is not None:
+    scope, index, extra = Scope(), None, ()
+    if "bm25" in signals or "lines" in signals or "scope" in signals or model is not None:
         index = load_index(name, version, note=notes.append, dense=model is not None,
                            build_vectors=build_vectors, progress=progress)
+        extra = tuple(code_words(query_terms(query[-DENSE_QUERY_CHARS:]))) \
+            if "words" in signals else ()
         if "bm25" in signals:
-            lists["bm25"] = [h.segment for h in index.search(query, k=max(k, CANDIDATES))]
+            lists["bm25"] = [h.segment for h in index.search(query, k=max(k, CANDIDATES),
+                                                             extra=extra)]
+        if "scope" in signals:
+            scope = named_scope(query[-DENSE_QUERY_CHARS:], index,
+                                lambda path: _file_text(corpus_id, path))
+            if scope:
+                lists["scope"] = [h.segment for h in index.search(
+                    query, k=max(k, CANDIDATES), within=scope.files, extra=extra)]
         if model is not None and index.vectors is not None:
             vector = model.embed([query[-DENSE_QUERY_CHARS:]])[0]
             lists["dense"] = [h.segment for h in index.dense_search(vector, DENSE_HITS)]
@@ -233,6 +263,23 @@ def search(name: str, query: str, k: int = 20, version: str | None = None,
             rows[i].path in named_paths or folders & set(rows[i].path.lower().split("/")[:-1]))]
         lists["path"] = list(dict.fromkeys(inside[:PATH_HITS] + named))
     fused: dict[int, SearchHit] = {}
+    _fuse(fused, lists, rows)
+    hits = _ordered(fused)
+    if "lines" in signals and index is not None and hits:
+        # the second look: the fused candidates by their best few lines (app.services.passages)
+        weights = _weights(index, query, extra, scope.names)
+        best = rank_by_lines(((h.segment.id, h.segment.text) for h in hits[:LINE_CANDIDATES]),
+                             weights, index.stems)
+        _fuse(fused, {"lines": [sid for sid, _ in best]}, rows)
+        for sid, window in best:
+            fused[sid].focus = (window.first, window.last)
+        hits = _ordered(fused)
+    return Ranking(hits[:k], notes, scope.names)
+
+
+def _fuse(fused: dict[int, SearchHit], lists: dict[str, list[int]],
+          rows: dict[int, LocatedSegment]) -> None:
+    """Add each list's reciprocal ranks (RRF) to the hits in `fused`."""
     for signal, ids in lists.items():
         for rank, sid in enumerate(dict.fromkeys(ids), 1):
             if sid not in rows:
@@ -240,6 +287,34 @@ def search(name: str, query: str, k: int = 20, version: str | None = None,
             hit = fused.setdefault(sid, SearchHit(rows[sid], 0.0))
             hit.score += WEIGHTS.get(signal, 1.0) / (RRF_K + rank)
             hit.signals[signal] = rank
-    hits = sorted(fused.values(), key=lambda h: (-h.score, h.segment.position, h.segment.start))
-    return Ranking(hits[:k], notes)
+
+
+def _ordered(fused: dict[int, SearchHit]) -> list[SearchHit]:
+    return sorted(fused.values(), key=lambda h: (-h.score, h.segment.position, h.segment.start))
+
+
+def _weights(index, query: str, extra: tuple[str, ...], names: list[str]) -> dict[str, float]:
+    """Each term of the question (as the index keys it) by its IDF in the corpus: the rarer
+    a word, the more a line holding it says; the code words for them (`extra`) at
+    CODE_WORD_WEIGHT. The names that scoped the question (`names`) say where, not what: a
+    line is not about uvicorn's keep-alive for saying "uvicorn"."""
+    n = max(1, len(index.ids))
+    out: dict[str, float] = {}
+    said = {t for name in names for t in query_terms(name)}
+    asked = [t for t in dict.fromkeys(query_terms(query[-DENSE_QUERY_CHARS:])) if t not in said]
+    for term, factor in [(t, 1.0) for t in asked] + [(t, CODE_WORD_WEIGHT) for t in extra]:
+        df = len(index.rows_with(term))
+        key = index.stems(term)
+        if df and key not in out:
+            out[key] = factor * math.log(1 + (n - df + 0.5) / (df + 0.5))
+    return out
+
+
+def _file_text(corpus_id: int, path: str) -> str | None:
+    """A small file's text (a .dist-info/top_level.txt), or None."""
+    with session_scope(get_settings().db_url) as session:
+        texts = session.scalars(select(StoredSegment.text).join(Source).where(
+            Source.corpus_id == corpus_id, Source.path == path, Source.status == "ok")
+            .order_by(StoredSegment.order).limit(4)).all()
+    return "".join(texts)[:4_000] or None
 

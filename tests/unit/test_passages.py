@@ -20,7 +20,9 @@ def _weights(question: str) -> dict[str, float]:
 def test_the_segment_whose_few_lines_hold_the_question_together_wins():
     w = _weights("How many headers may a response have before it is refused?")
     assert window_score(TOGETHER, w, STEMS) > window_score(SPREAD, w, STEMS)
-    assert rank_by_lines([(1, SPREAD), (2, TOGETHER), (3, "nothing here")], w, STEMS) == [2, 1]
+    ranked = rank_by_lines([(1, SPREAD), (2, TOGETHER), (3, "nothing here")], w, STEMS)
+    assert [sid for sid, _ in ranked] == [2, 1]
+    assert (ranked[0][1].first, ranked[0][1].last) == (9, 11)  # around lines 11 and 12
 
 
 def test_a_word_inside_a_longer_identifier_counts_half():
