@@ -133,9 +133,10 @@ def main() -> None:
     rows = []
     for q in questions:
         row = {"kind": q.kind, "question": q.text, "path": q.path, "line": q.line}
-        for label, signals in (("fused", ("symbol", "path", "bm25")), ("bm25", ("bm25",))):
+        for label, signals in (("fused", None), ("bm25", ("bm25",))):
             t0 = time.perf_counter()
-            ctx = build_context(args.name, q.text, "retrieval", backend, 384, signals=signals)
+            kwargs = {"signals": signals} if signals else {}  # None: the default signals
+            ctx = build_context(args.name, q.text, "retrieval", backend, 384, **kwargs)
             row[f"{label}_s"] = time.perf_counter() - t0
             row[label] = hit(ctx, q)
         rows.append(row)

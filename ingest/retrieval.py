@@ -25,12 +25,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 WORDS = re.compile(r"[a-z]{2,}|[0-9]+")  # on lower-cased text: words and snake_case parts
-HUMPS = re.compile(r"[a-z0-9][A-Z][a-z]+")  # inner camelCase parts, with the character before
+#: mixed-case identifiers (`RedirectResponse`, `getValue`, `HTTPConnection`), split by HUMPS
+MIXED = re.compile(r"\b[a-z]+[A-Z][A-Za-z]*|\b[A-Z][a-z]+[A-Z][A-Za-z]*|\b[A-Z]{2,}[a-z][A-Za-z]*")
+HUMPS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")  # `HTTPConnection` -> `HTTP`, `Connection`
 #: snake_case identifiers, matched whole too (camelCase ones already are: WORDS on lower case)
 COMPOUND = re.compile(r"\b_*[A-Za-z][A-Za-z0-9]*(?:_+[A-Za-z0-9]+)+\b")
 #: bumped when what `terms` yields changes: an index of another format is rebuilt
-FORMAT = 2
+FORMAT = 3
 VECTORS = "vectors.npy"
+FILES, FILE_OF = "files.json", "files.of.npy"  # the corpus's paths; each segment's among them
 #: each segment's distinct term ids and counts (what a later version of the corpus reuses)
 TERM_IDS, TERM_COUNTS, TERM_OFFSETS = "terms.ids.npy", "terms.counts.npy", "terms.offsets.npy"
 #: what identifies each segment's text across versions (segment ids do not: SQLite reuses them)
@@ -44,16 +47,44 @@ STOP = frozenset(_STOPWORDS.split())
 
 
 def terms(text: str) -> list[str]:
-    """Lower-cased words, snake_case parts, inner camelCase parts (`PackResult` gives
-    `packresult` and `result`) and snake_case identifiers whole (`load_tokenizer`): three
-    regex passes in C."""
-    return (WORDS.findall(text.lower()) + [h[1:].lower() for h in HUMPS.findall(text)]
+    """Lower-cased words, snake_case parts, camelCase parts (`RedirectResponse` gives
+    `redirectresponse`, `redirect` and `response`, so "a redirect response" meets it) and
+    snake_case identifiers whole (`load_tokenizer`): regex passes in C."""
+    return (WORDS.findall(text.lower())
+            + [h.lower() for h in HUMPS.findall(" ".join(MIXED.findall(text)))]
             + [c.lower().strip("_") for c in COMPOUND.findall(text)])
 
 
-def query_terms(text: str) -> list[str]:
-    """A question's terms: as `terms`, without the words every question has."""
-    return [t for t in terms(text) if t not in STOP]
+class Stems:
+    """Each term's index key: an English word by its Snowball stem (PyStemmer, in C), so
+    "redirects", "redirected" and `redirect` meet and "connections" finds `connection`;
+    identifiers whole (`timeout_keep_alive`) and numbers as they are. Cached per distinct
+    term: a question's second look asks for the same few thousand terms again and again."""
+
+    def __init__(self):
+        import Stemmer
+
+        self._stem = Stemmer.Stemmer("english").stemWord
+        self._cache: dict[str, str] = {}
+
+    def __call__(self, term: str) -> str:
+        key = self._cache.get(term)
+        if key is None:
+            key = self.uncached(term)
+            if len(self._cache) < 100_000:  # a question's and its candidates' terms
+                self._cache[term] = key
+        return key
+
+    def uncached(self, term: str) -> str:
+        """The key, not remembered (an index build keeps its own term -> id table)."""
+        return self._stem(term) if term.isalpha() and len(term) > 3 else term
+
+
+def query_terms(text: str, stems: Stems | None = None) -> list[str]:
+    """A question's terms: as `terms`, without the words every question has; with `stems`,
+    as the index keys them."""
+    out = [t for t in terms(text) if t not in STOP]
+    return [stems(t) for t in out] if stems else out
 
 
 @dataclass(frozen=True)
@@ -159,8 +190,15 @@ class SegmentIndex:
     `dense_search` return the caller's ids."""
 
     def __init__(self, retriever, ids: list[int], vectors=None, vectors_model: str | None = None,
-                 vectors_problem: str | None = None, terms: list | None = None):
+                 vectors_problem: str | None = None, terms: list | None = None,
+                 files: list[str] | None = None, file_of=None):
         self._retriever = retriever
+        self._stems: Stems | None = None
+        self._scored: tuple[Any, Any] | None = None  # the last query's terms and scores
+        #: the corpus's files in corpus order, and each segment's file (an index into them):
+        #: what a search scoped to some files masks by
+        self.files = files or []
+        self.file_of = file_of
         self._terms = terms  # each segment's term ids, kept from a build for `save`
         self._keys: list[int] | None = None  # their content keys (ingest.retrieval.TERM_KEYS)
         self.reused = 0  # segments whose terms came from an earlier version
@@ -186,10 +224,22 @@ class SegmentIndex:
         ids: list[int] = []
         corpus: list = []
         vocab: dict[str, int] = dict(reuse.vocab) if reuse else {}
+        stems = Stems()
+        known: dict[str, int] = {}  # a term as written -> its key's id (stemmed once)
+
+        def key(term: str) -> int:
+            i = known[term] = vocab.setdefault(stems.uncached(term), len(vocab))
+            return i
+
+        files: list[str] = []
+        file_of = array("i")  # each segment's file, an index into `files`
         vectors = _Vectors(embedder, progress) if embedder is not None else None
         kept: dict[int, Any] = {}  # position -> reused vector
         reused = 0
         for sid, path, text in segments:
+            if not files or files[-1] != path:
+                files.append(path)
+            file_of.append(len(files) - 1)
             if text is None:
                 assert reuse is not None
                 corpus.append(reuse.terms(sid))
@@ -197,7 +247,7 @@ class SegmentIndex:
                     kept[len(ids)] = reuse.vector(sid)
                 reused += 1
             else:
-                corpus.append(array("I", [vocab.setdefault(t, len(vocab))
+                corpus.append(array("I", [known[t] if t in known else key(t)
                                           for t in terms(path) + terms(text)]))
                 if vectors is not None:
                     vectors.add(path, text)
@@ -206,7 +256,7 @@ class SegmentIndex:
         if corpus:
             vocab.setdefault("", len(vocab))  # bm25s scores term-less queries against it
             retriever.index((corpus, vocab), create_empty_token=False, show_progress=False)
-        index = cls(retriever, ids, terms=corpus)
+        index = cls(retriever, ids, terms=corpus, files=files, file_of=file_of)
         index.reused, index._keys = reused, keys
         if vectors is not None and embedder is not None:
             new = vectors.finish(getattr(embedder, "dim", 384))
@@ -232,7 +282,8 @@ class SegmentIndex:
         """This index with `vectors` (one row per id, in `ids` order) of `model`."""
         if len(vectors) != len(self.ids):
             raise ValueError(f"{len(vectors)} vectors for {len(self.ids)} segments")
-        return SegmentIndex(self._retriever, self.ids, vectors, model)
+        return SegmentIndex(self._retriever, self.ids, vectors, model, files=self.files,
+                            file_of=self.file_of)
 
     def save(self, folder: Path) -> None:
         """Write atomically: a half-written index is never loaded."""
@@ -245,6 +296,11 @@ class SegmentIndex:
                     and len(self._keys) == len(self.ids):
                 _save_terms(tmp, self._terms, self._keys)
             meta: dict = {"format": FORMAT, "ids": self.ids}
+            if self.file_of is not None and len(self.file_of) == len(self.ids):
+                import numpy as np
+
+                np.save(tmp / FILE_OF, np.asarray(self.file_of, dtype=np.int32))
+                (tmp / FILES).write_text(json.dumps(self.files))
             if self.vectors is not None and self.vectors_model:
                 import numpy as np
 
@@ -285,6 +341,15 @@ class SegmentIndex:
         except (OSError, ValueError, KeyError, TypeError):
             return None
         index = cls(retriever, ids)
+        try:
+            import numpy as np
+
+            file_of = np.load(folder / FILE_OF, mmap_mode="r")
+            files = json.loads((folder / FILES).read_text())
+            if len(file_of) == len(ids) and isinstance(files, list):
+                index.files, index.file_of = files, file_of
+        except (OSError, ValueError):
+            pass  # an index without them still searches; it cannot be scoped
         if vectors_model:
             index.vectors, index.vectors_problem = _load_vectors(folder, meta, vectors_model,
                                                                  len(ids))
@@ -307,18 +372,64 @@ class SegmentIndex:
         top = top[np.argsort(-scores[top], kind="stable")]
         return [Hit(self.ids[int(t)], float(scores[t])) for t in top if scores[t] >= floor]
 
-    def search(self, query: str, k: int = 100) -> list[Hit]:
-        q = query_terms(query)
-        if not q or not self.ids or self._retriever is None:
-            return []
+    def scores(self, query: str, extra: tuple[str, ...] = (), extra_weight: float = 1.0):
+        """BM25 score of every segment for `query`, plus `extra_weight` times that of the
+        `extra` terms (float32, one per id), or None when they hold no term the index knows.
+        The last query's are kept: a search and a scoped search of the same question score
+        once."""
+        if not self.ids or self._retriever is None:
+            return None
         vocab = getattr(self._retriever, "vocab_dict", None) or {}
-        q = [t for t in q if t in vocab]
-        if not q:
+        q = tuple(t for t in query_terms(query, self.stems) if t in vocab)
+        e = tuple(t for t in dict.fromkeys(self.stems(x) for x in extra)
+                  if t in vocab and t not in q)
+        if not q and not e:
+            return None
+        key = (q, e, extra_weight)
+        if self._scored is None or self._scored[0] != key:
+            scores = self._retriever.get_scores(list(q)) if q else 0
+            if e:
+                scores = scores + extra_weight * self._retriever.get_scores(list(e))
+            self._scored = (key, scores)
+        return self._scored[1]
+
+    @property
+    def stems(self) -> Stems:
+        """How this index keys a term (see Stems)."""
+        self._stems = self._stems or Stems()
+        return self._stems
+
+    def rows_with(self, word: str):
+        """The rows (positions in `ids`) of the segments whose terms include `word`'s key,
+        read from the index's postings (no scoring)."""
+        import numpy as np
+
+        vocab = getattr(self._retriever, "vocab_dict", None) or {}
+        matrix = getattr(self._retriever, "scores", None)
+        t = vocab.get(self.stems(word.lower()))
+        if t is None or not isinstance(matrix, dict):
+            return np.zeros(0, dtype=np.int64)
+        return np.asarray(matrix["indices"][matrix["indptr"][t]:matrix["indptr"][t + 1]])
+
+    def search(self, query: str, k: int = 100, within: Iterable[int] | None = None,
+               extra: tuple[str, ...] = (), extra_weight: float = 1.0) -> list[Hit]:
+        """The `k` best segments for `query` (and `extra` terms, at `extra_weight`) by BM25;
+        `within`: only the segments of these files (indices into `files`)."""
+        import numpy as np
+
+        scores = self.scores(query, extra, extra_weight)
+        if scores is None:
             return []
+        if within is not None:
+            if self.file_of is None:
+                return []
+            keep = np.zeros(len(self.files), dtype=bool)
+            keep[np.fromiter(within, dtype=np.int64)] = True
+            scores = np.where(keep[np.asarray(self.file_of)], scores, 0)
         k = min(k, len(self.ids))
-        docs, scores = self._retriever.retrieve([q], k=k, show_progress=False, n_threads=1)
-        return [Hit(self.ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0], strict=True)
-                if s > 0]
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [Hit(self.ids[int(t)], float(scores[t])) for t in top if scores[t] > 0]
 
 
 def _save_terms(folder: Path, corpus: list, keys: list[int]) -> None:

@@ -1,6 +1,7 @@
 """What went into an answer's context: the mode, the request's tokens against the window, each
 source with its span, tokens and the retrieval signals that found it, as a table and a picture
-of the budget (a treemap of the window), and each picture with how it went (as a picture or as
+of the budget (a treemap of the window); retrieval's doubt and the places it left out; and each
+picture with how it went (as a picture or as
 its text) and what it cost."""
 
 from __future__ import annotations
@@ -30,10 +31,29 @@ def show_context(context: dict | None, key: str) -> None:
                  "tokens": s.get("tokens", 0), "found by": found.get(s.get("path", ""), "")}
                 for s in sources]
         st.dataframe(rows, hide_index=True, use_container_width=True)
+        _doubt(context)
         _pictures(context.get("pictures") or [])
         budget = context.get("budget") or sum(r["tokens"] for r in rows) or 1
         st.plotly_chart(window_treemap([(f"{r['source']} [{r['id']}]", r["tokens"]) for r in rows],
                                        budget, "the context budget"), key=f"ctx-{key}")
+
+
+def _doubt(context: dict) -> None:
+    """Retrieval's doubt (the answer may not be in what was read), the names the question was
+    scoped by, and the best places left out."""
+    if context.get("unsure"):
+        st.warning(str(context["unsure"]))
+    if context.get("scope"):
+        st.caption("ranked inside what the question names too: "
+                   + ", ".join(f"`{n}`" for n in context["scope"]))
+    left = [h for h in context.get("runner_ups") or [] if isinstance(h, dict)]
+    if left:
+        st.caption("**runner-ups** (ranked next, left out of the window)")
+        st.dataframe([{"source": h.get("path"),
+                       "where": h.get("part") or (f"lines {h['lines'][0]}-{h['lines'][1]}"
+                                                  if isinstance(h.get("lines"), list) else ""),
+                       "found by": ", ".join(sorted(h.get("signals") or {}))} for h in left],
+                     hide_index=True, use_container_width=True)
 
 
 def _pictures(pictures: list) -> None:

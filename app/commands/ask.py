@@ -137,6 +137,15 @@ def _print_plan(ready, max_tokens: int, as_json: bool) -> None:
         table.add_row(src["id"], cell(src["path"], 70), shown(where), f"{src['tokens']:,}",
                       signals.get(src["path"], ""))
     out.print(table)
+    if data.get("scope"):
+        out.print(f"ranked inside what the question names too: "
+                  f"{shown(', '.join(data['scope']))}", highlight=False)
+    for h in data.get("runner_ups", []):
+        lines = h.get("lines")
+        where = h.get("part") or (f"lines {lines[0]}-{lines[1]}" if lines else
+                                  f"page {h['page']}" if "page" in h else "")
+        out.print(f"runner-up (left out): {cell(h['path'], 70)} {shown(where)} "
+                  f"(found by {', '.join(sorted(h['signals']))})", highlight=False)
     for line in picture_lines(data["pictures"]):
         out.print(line, markup=False, highlight=False)
 

@@ -49,8 +49,9 @@ def search(
         "cores)")] = False,
 ) -> None:
     """The fused ranking of CORPUS for QUERY: each hit's path, lines or page, score, and the
-    signals that found it (symbol definitions, file names and paths, BM25, and sentence
-    vectors when SCOUTLENS_DENSE is on).
+    signals that found it (symbol definitions, file names and paths, BM25, BM25 inside the
+    packages the query names, the best few lines of each candidate, and sentence vectors when
+    SCOUTLENS_DENSE is on).
 
     \b
     Examples:
@@ -65,10 +66,14 @@ def search(
                       progress=progress)
     if as_json:
         print(json.dumps({"corpus": corpus, "query": query, "notes": ranking.notes,
-                          "hits": [h.to_json() for h in ranking.hits]}, ensure_ascii=False))
+                          "scope": ranking.scope, "hits": [h.to_json() for h in ranking.hits]},
+                         ensure_ascii=False))
         return
     for note in ranking.notes:
         console.print(f"[dim]{shown(note)}[/]")
+    if ranking.scope:
+        console.print(f"[dim]ranked inside what the query names too: "
+                      f"{shown(', '.join(ranking.scope))}[/]")
     if not ranking.hits:
         console.print("[yellow]no hits[/]")
         return

@@ -74,7 +74,7 @@ def search(args: SearchArgs, rt: Runtime, who: Who, progress: Progress) -> dict:
 
     ranking = run(args.corpus, args.query, k=args.k, who=who, progress=progress)
     return {"corpus": args.corpus, "query": args.query, "notes": ranking.notes,
-            "hits": [h.to_json() for h in ranking.hits]}
+            "scope": ranking.scope, "hits": [h.to_json() for h in ranking.hits]}
 
 
 def read_source(args: ReadSourceArgs, rt: Runtime, who: Who, progress: Progress) -> dict:

@@ -45,7 +45,7 @@ RUNNER_UPS = 5  # places left out that "what went in" names
 #: the fused score the best place in the context needs over the best one left out for the
 #: ranking to count as clear (under it, ask says the answer may not be in what it read);
 #: chosen on bench_plain.py's questions: see the README
-CLEAR_LEAD = 1.3
+CLEAR_LEAD = 1.2
 #: a picture's tag as ingest writes it (a video frame, or an image, figure page or embedded
 #: picture), with or without its image; group 1 the kind, 2 its attributes
 PICTURE_TAG = re.compile(r'<(frame|picture)\s(?=t="|size=")([^>]*)>')
@@ -219,8 +219,8 @@ def _doubt(ctx: Context, ranked: list[SearchHit]) -> Context:
     if ctx.hits and runner_ups:
         best = max(h.score for h in ctx.hits)
         ratio = best / max(runner_ups[0].score, 1e-9)
+        places = ", ".join(f"{h.segment.path}:{h.segment.where}" for h in runner_ups[:3])
         if ratio < CLEAR_LEAD:
-            places = ", ".join(f"{h.segment.path}:{h.segment.where}" for h in runner_ups[:3])
             unsure = (f"the answer may not be in what was read: the best place scored only "
                       f"{ratio:.2f}x the best one left out (next: {places})")
     notes = ctx.notes + [unsure] if unsure else ctx.notes

@@ -6,7 +6,8 @@ elsewhere that share its ordinary words.
 
 A word (or two or three said together: "Hugging Face hub") names a place when some folder or
 module of the corpus is called so (`-`, `_` and spaces alike, any case), at the top level or
-in at most `MAX_PLACES` places, and when it reads as a name rather than an ordinary word: the
+in at most `MAX_PLACES` places (a bare word only at the top level: an installed package or a
+standard library module), and when it reads as a name rather than an ordinary word: the
 question marks it as a name (a capital inside the sentence, "the ... library/module/package",
 a possessive), or it is no common English word (`uvicorn`, `argparse`: English word
 frequencies from pyspellchecker's list) and some of the segments using it lie inside that
@@ -30,7 +31,9 @@ PLAIN_SHARE = 0.3  # of the segments using an English word, the share inside the
 NAME_SHARE = 0.02  # the same, for a word that reads as a name
 COMMON = 500  # an English word this frequent (pyspellchecker's counts) is ordinary
 MAX_WORDS = 8  # words of one question that name places, looked at
-WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[._-][A-Za-z0-9]+)*")
+#: a word of the question as written, whole: never a piece of a longer identifier
+#: (`test_sympy__physics__gate` names no folder `physics`)
+WORD = re.compile(r"(?<![\w.-])[A-Za-z][A-Za-z0-9]*(?:[._-]+[A-Za-z0-9]+)*(?![\w-])")
 MARKS = r"(?:library|libraries|package|module|framework|project|lib|sdk|client|server|toolkit)"
 DIST = re.compile(r"^([A-Za-z0-9_.]+?)-[0-9][^/]*\.dist-info/")
 #: what reads a corpus file's text by its path (for a .dist-info/top_level.txt), or None
@@ -179,6 +182,10 @@ def named_scope(question: str, index: SegmentIndex, read: ReadFile | None = None
             continue
         marked = _marked(question, m)
         found = _dotted(table, word) if "." in word else _top_level(table.by_name.get(key))
+        if found and not marked and "." not in word:
+            # a bare word names an installed package or module, not a folder deep inside
+            # one: "polynomial" is not numpy/polynomial unless called "the polynomial module"
+            found = {p: f for p, f in found.items() if "/" not in p}
         by_dist = not found and marked
         if by_dist:  # `PyYAML`, `Pillow`: a distribution's name, said as a name
             found = _dist_places(table, word, read)

@@ -65,7 +65,11 @@ WEIGHTS = {"dense": 0.5, "scope": 2.0}
 DENSE_HITS = CANDIDATES  # segments the dense signal ranks
 DENSE_QUERY_CHARS = 1_200  # the query's tail that is embedded (a follow-up's latest question)
 LINE_CANDIDATES = 300  # fused hits the second look (`lines`) reads
-CODE_WORD_WEIGHT = 0.6  # a code word for a question's word, against the word itself
+CODE_WORD_WEIGHT = 0.6  # a code word for a question's word, against the word itself (lines)
+#: the same in BM25: at 1.0 the code words cost docstring questions over site-packages
+#: (bench_retrieval.py's `doc`: 85% against 95% at 0.5), at 0.5 plain-word questions keep most
+#: of what they gain (bench_plain.py's development set: 44% against 50% at 1.0, 33% at 0)
+CODE_WORD_BM25 = 0.5
 
 
 @dataclass
@@ -75,7 +79,7 @@ class SearchHit:
     #: signal -> 1-based rank of this segment in that signal's list
     signals: dict[str, int] = field(default_factory=dict)
     #: its best few lines for the question (first, last; 0-based in the segment), when the
-    #: second look found any: what a small context keeps of it
+    #: second look found any
     focus: tuple[int, int] | None = None
 
     def to_json(self) -> dict:
@@ -240,14 +244,15 @@ def search(name: str, query: str, k: int = 20, version: str | None = None,
         extra = tuple(code_words(query_terms(query[-DENSE_QUERY_CHARS:]))) \
             if "words" in signals else ()
         if "bm25" in signals:
-            lists["bm25"] = [h.segment for h in index.search(query, k=max(k, CANDIDATES),
-                                                             extra=extra)]
+            lists["bm25"] = [h.segment for h in index.search(
+                query, k=max(k, CANDIDATES), extra=extra, extra_weight=CODE_WORD_BM25)]
         if "scope" in signals:
             scope = named_scope(query[-DENSE_QUERY_CHARS:], index,
                                 lambda path: _file_text(corpus_id, path))
             if scope:
                 lists["scope"] = [h.segment for h in index.search(
-                    query, k=max(k, CANDIDATES), within=scope.files, extra=extra)]
+                    query, k=max(k, CANDIDATES), within=scope.files, extra=extra,
+                    extra_weight=CODE_WORD_BM25)]
         if model is not None and index.vectors is not None:
             vector = model.embed([query[-DENSE_QUERY_CHARS:]])[0]
             lists["dense"] = [h.segment for h in index.dense_search(vector, DENSE_HITS)]

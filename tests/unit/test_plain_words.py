@@ -78,3 +78,25 @@ def test_a_question_that_matches_everything_alike_says_it_may_have_missed(corpus
     assert len(data["runner_ups"]) >= 3
     clear = build_context(corpus, QUESTION, "retrieval", ScriptedBackend(window=4096), 128)
     assert not clear.to_json()["unsure"]
+
+
+def test_the_ui_shows_the_doubt_the_scope_and_the_runner_ups(corpus):
+    """The Ask page's "what went in" (ui.context_view) shows retrieval's doubt as a warning,
+    the names it ranked inside, and the places it left out."""
+    from streamlit.testing.v1 import AppTest
+
+    ctx = build_context(corpus, "How are idle connections kept open by default in velocipy?",
+                        "retrieval", ScriptedBackend(window=4096), 128).to_json()
+    ctx["unsure"] = ctx["unsure"] or "the answer may not be in what was read (forced)"
+
+    def page(context: dict) -> None:
+        from ui.context_view import show_context
+
+        show_context(context, "t")
+
+    at = AppTest.from_function(page, args=(ctx,), default_timeout=60).run()
+    assert not at.exception, at.exception
+    assert any("may not be in what was read" in w.value for w in at.warning)
+    captions = " ".join(c.value for c in at.caption)
+    assert "velocipy" in captions and "runner-ups" in captions
+    assert len(at.dataframe) >= 2  # the sources, then the runner-ups

@@ -84,6 +84,10 @@ def test_a_re_ingest_keeps_the_unchanged_segments_terms_and_ranks_as_a_full_buil
     for q in queries:
         assert before[q] == [(h.segment, round(h.score, 4)) for h in fresh.search(q)], q
     assert kept.search("refund order")[0].segment == fresh.search("refund_order")[0].segment
+    # the reused rows keep their files too: a scoped search answers alike
+    assert kept.files == fresh.files and list(kept.file_of) == list(fresh.file_of)
+    assert kept.files[kept.file_of[kept.ids.index(kept.search("refund order")[0].segment)]] \
+        == "mod7.py"
 
 
 def test_the_reused_terms_are_told_and_a_mostly_new_corpus_is_built_whole(tmp_path,
@@ -113,3 +117,23 @@ def test_the_reused_terms_are_told_and_a_mostly_new_corpus_is_built_whole(tmp_pa
         (src / f"f{i}.txt").write_text(f"completely different text {i}\n")
     whole = ingest([src], "notes")  # all new: streamed and built from scratch
     assert not any("kept the terms" in n for n in whole.notes), whole.notes
+
+
+def test_a_search_scoped_to_some_files_ranks_only_theirs_and_survives_a_round_trip(tmp_path):
+    index = SegmentIndex.build(SEGMENTS + [(14, "docs/vault.md", "Where the vault code lives.")])
+    assert index.files == ["ingest/pack.py", "ingest/tokenizers.py", "README.md",
+                           "docs/weather.md", "docs/vault.md"]
+    assert sorted(h.segment for h in index.search("vault code")) == [12, 14]
+    assert [h.segment for h in index.search("vault code", within={4})] == [14]
+    assert index.search("vault code", within=set()) == []
+    index.save(tmp_path / "idx")
+    again = SegmentIndex.load(tmp_path / "idx")
+    assert again.files == index.files
+    assert [h.segment for h in again.search("vault code", within={4})] == [14]
+    assert len(again.rows_with("vault")) == 2 and len(again.rows_with("zebra")) == 0
+
+
+def test_stems_let_a_plural_or_a_verb_form_meet_the_code():
+    index = SegmentIndex.build([(1, "a.py", "def close_connection(conn): ..."),
+                                (2, "b.py", "the weather report")])
+    assert index.search("closing connections")[0].segment == 1
