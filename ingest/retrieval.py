@@ -341,15 +341,18 @@ class SegmentIndex:
         except (OSError, ValueError, KeyError, TypeError):
             return None
         index = cls(retriever, ids)
-        try:
-            import numpy as np
+        if ids:  # the file table scoped searches need: without it, the caller rebuilds
+            try:
+                import numpy as np
 
-            file_of = np.load(folder / FILE_OF, mmap_mode="r")
-            files = json.loads((folder / FILES).read_text())
-            if len(file_of) == len(ids) and isinstance(files, list):
-                index.files, index.file_of = files, file_of
-        except (OSError, ValueError):
-            pass  # an index without them still searches; it cannot be scoped
+                file_of = np.load(folder / FILE_OF, mmap_mode="r")
+                files = json.loads((folder / FILES).read_text())
+            except (OSError, ValueError):
+                return None
+            if len(file_of) != len(ids) or not isinstance(files, list) \
+                    or (len(file_of) and int(np.max(file_of)) >= len(files)):
+                return None
+            index.files, index.file_of = files, file_of
         if vectors_model:
             index.vectors, index.vectors_problem = _load_vectors(folder, meta, vectors_model,
                                                                  len(ids))

@@ -6,6 +6,7 @@ send the very prefix ask will)."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -213,8 +214,14 @@ def _doubt(ctx: Context, ranked: list[SearchHit]) -> Context:
     did not set what went in clearly apart from them, a note saying the answer may not be
     in what was read (and where else to look)."""
     kept = {h.segment.id for h in ctx.hits}
-    left = [h for h in ranked if h.segment.id not in kept]
-    runner_ups = left[:RUNNER_UPS]
+    seen = {h.segment.text for h in ctx.hits}
+    runner_ups: list[SearchHit] = []
+    for h in ranked:  # a copy of what went in (a vendored file) is no other place
+        if h.segment.id not in kept and h.segment.text not in seen:
+            runner_ups.append(h)
+            seen.add(h.segment.text)
+            if len(runner_ups) == RUNNER_UPS:
+                break
     unsure, ratio = "", 0.0
     if ctx.hits and runner_ups:
         best = max(h.score for h in ctx.hits)
@@ -222,7 +229,8 @@ def _doubt(ctx: Context, ranked: list[SearchHit]) -> Context:
         places = ", ".join(f"{h.segment.path}:{h.segment.where}" for h in runner_ups[:3])
         if ratio < CLEAR_LEAD:
             unsure = (f"the answer may not be in what was read: the best place scored only "
-                      f"{ratio:.2f}x the best one left out (next: {places})")
+                      f"{math.floor(ratio * 100) / 100:.2f}x the best one left out (next: "
+                      f"{places})")
     notes = ctx.notes + [unsure] if unsure else ctx.notes
     return replace(ctx, runner_ups=runner_ups, unsure=unsure, notes=notes, lead=ratio)
 

@@ -30,7 +30,8 @@ MAX_SHARE = 0.25  # a place holding more of the corpus's files narrows nothing
 PLAIN_SHARE = 0.3  # of the segments using an English word, the share inside the place it names
 NAME_SHARE = 0.02  # the same, for a word that reads as a name
 COMMON = 500  # an English word this frequent (pyspellchecker's counts) is ordinary
-MAX_WORDS = 8  # words of one question that name places, looked at
+MAX_LOOKS = 32  # words of one question that name places, weighed (each reads a posting list)
+MAX_NAMES = 8  # places one question may name
 #: a word of the question as written, whole: never a piece of a longer identifier
 #: (`test_sympy__physics__gate` names no folder `physics`)
 WORD = re.compile(r"(?<![\w.-])[A-Za-z][A-Za-z0-9]*(?:[._-]+[A-Za-z0-9]+)*(?![\w-])")
@@ -95,14 +96,21 @@ def _cached_places(index: SegmentIndex) -> Places:
     return _PLACES[key]
 
 
-def _marked(question: str, m: re.Match) -> bool:
-    """Whether the question treats the word at `m` as a name: capitalised inside a sentence,
-    called a library/module/package, possessive, or spelled like code (`concurrent.futures`,
-    `sse-starlette`)."""
+def _capitals_say_nothing(question: str) -> bool:
+    """A question written in capitals or in Title Case marks no word as a name by its
+    capital."""
+    words = [w for w in re.findall(r"[A-Za-z]+", question)[1:] if len(w) > 3]
+    return bool(words) and sum(w[0].isupper() for w in words) > len(words) / 2
+
+
+def _marked(question: str, m: re.Match, capitals: bool = True) -> bool:
+    """Whether the question treats the word at `m` as a name: capitalised inside a sentence
+    (when `capitals` mean something in it), called a library/module/package, possessive, or
+    spelled like code (`concurrent.futures`, `sse-starlette`)."""
     word = m.group()
     before = question[:m.start()].rstrip()
     after = question[m.end():]
-    capital = word[0].isupper() and before and before[-1] not in ".:;?!\"'(`"
+    capital = capitals and word[0].isupper() and before and before[-1] not in ".:;?!\"'(`"
     called = re.match(rf"\s+{MARKS}\b", after, re.I) or re.search(
         rf"\b{MARKS}\s+(?:called\s+|named\s+)?$", before, re.I)
     return bool(capital or called or re.match(r"'s?\b|'(?=\s)", after)
@@ -175,12 +183,13 @@ def named_scope(question: str, index: SegmentIndex, read: ReadFile | None = None
     scope = Scope()
     seen: set[str] = set()
     taken: list[tuple[int, int]] = []  # spans of the names found: their words name nothing
+    capitals = not _capitals_say_nothing(question)
     for m, end, word in _candidates(question):
         key = _key(word)
-        if len(key) < 3 or key in STOP or key in seen or len(seen) >= MAX_WORDS \
-                or any(a <= m.start() < b for a, b in taken):
+        if len(key) < 3 or key in STOP or key in seen or len(seen) >= MAX_LOOKS \
+                or len(scope.names) >= MAX_NAMES or any(a <= m.start() < b for a, b in taken):
             continue
-        marked = _marked(question, m)
+        marked = _marked(question, m, capitals)
         found = _dotted(table, word) if "." in word else _top_level(table.by_name.get(key))
         if found and not marked and "." not in word:
             # a bare word names an installed package or module, not a folder deep inside
@@ -236,5 +245,10 @@ def _dotted(table: Places, word: str) -> dict[str, list[int]]:
     """`concurrent.futures` or `http.client`: the folder or module at that path."""
     parts = [_key(p) for p in word.split(".") if p]
     want = "/".join(parts)
-    return {prefix: files for prefix, files in table.by_name.get(parts[-1], {}).items()
-            if _key(prefix.removesuffix(".py")).endswith(want)}
+    out = {}
+    for prefix, files in table.by_name.get(parts[-1], {}).items():
+        path = "/".join(_key(p) for p in prefix.rsplit(".", 1)[0].split("/")) \
+            if prefix.endswith(".py") else "/".join(_key(p) for p in prefix.split("/"))
+        if path == want or path.endswith("/" + want):  # whole parts: aiohttp is not http
+            out[prefix] = files
+    return out

@@ -23,7 +23,7 @@ def corpus(tmp_path) -> str:
     root = tmp_path / "site"
     for i in range(40):
         (root / f"aaa_net{i:02d}").mkdir(parents=True)
-        (root / f"aaa_net{i:02d}" / "conn.py").write_text(NOISE * 3)
+        (root / f"aaa_net{i:02d}" / "conn.py").write_text(f"# net {i}\n" + NOISE * 3)
     pkg = root / "velocipy"
     pkg.mkdir()
     (pkg / "config.py").write_text(

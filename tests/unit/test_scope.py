@@ -70,3 +70,23 @@ def test_names_in_too_many_places_or_most_of_the_corpus_narrow_nothing():
     table = places(["a/b/c.py", "a/d.py", "e/__init__.py"])
     assert set(table.by_name) == {"a", "b", "c", "d", "e"}  # __init__ names nothing
     assert table.by_name["a"] == {"a": [0, 1]} and table.by_name["c"] == {"a/b/c.py": [0]}
+
+
+def test_whole_parts_capitals_that_say_nothing_and_many_words_before_the_name():
+    index = _index([("aiohttp/client.py", "x = 1\n"), ("server/mod.py", "x = 1\n")])
+    assert _files(index, named_scope("How does http.client send a request?", index)) == \
+        {"http/client.py"}  # not aiohttp/client.py
+    assert not named_scope("How does p.client send a request?", index)
+    # in capitals or Title Case a capital marks no name: `server` stays an ordinary word
+    assert "SERVER" not in named_scope("WHERE IS THE LIMIT ON THE SERVER", index).names
+    assert "Server" not in named_scope("How Does The Server Handle The Limit", index).names
+    busy = ("my app has a server, a client, a config, core utils, a view, main and data; "
+            "how long does uvicorn keep a connection")
+    assert "uvicorn" in named_scope(busy, index).names
+
+
+def test_an_index_without_its_file_table_is_rebuilt(tmp_path):
+    index = _index()
+    index.save(tmp_path / "idx")
+    (tmp_path / "idx" / "files.json").unlink()
+    assert SegmentIndex.load(tmp_path / "idx") is None  # the caller rebuilds it, with a note
