@@ -37,7 +37,7 @@ from app.services.access import Who
 from app.services.codewords import code_words
 from app.services.index import LocatedSegment, Progress, embedder, fetch_segments, load_index
 from app.services.passages import rank_by_lines
-from app.services.scope import Scope, named_scope
+from app.services.scope import MAX_FILES, Scope, named_scope
 from app.settings import get_settings
 from common.errors import UserError
 from ingest.retrieval import STOP, query_terms
@@ -247,6 +247,9 @@ def search(name: str, query: str, k: int = 20, version: str | None = None,
             lists["bm25"] = [h.segment for h in index.search(
                 query, k=max(k, CANDIDATES), extra=extra, extra_weight=CODE_WORD_BM25)]
         if "scope" in signals:
+            if len(index.files) > MAX_FILES:
+                notes.append(f"the corpus has {len(index.files):,} files: the packages a "
+                             f"question names are not looked up over {MAX_FILES:,}")
             scope = named_scope(query[-DENSE_QUERY_CHARS:], index,
                                 lambda path: _file_text(corpus_id, path))
             if scope:

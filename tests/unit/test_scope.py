@@ -90,3 +90,12 @@ def test_an_index_without_its_file_table_is_rebuilt(tmp_path):
     index.save(tmp_path / "idx")
     (tmp_path / "idx" / "files.json").unlink()
     assert SegmentIndex.load(tmp_path / "idx") is None  # the caller rebuilds it, with a note
+
+
+def test_a_corpus_of_very_many_files_is_not_scoped(monkeypatch):
+    import app.services.scope as scope
+
+    index = _index()
+    assert named_scope("How long does uvicorn keep a connection?", index)
+    monkeypatch.setattr(scope, "MAX_FILES", len(index.files) - 1)
+    assert not named_scope("How long does uvicorn keep a connection?", index)
