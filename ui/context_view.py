@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.render import window_treemap
+from ui.render import md_plain, window_treemap
 
 
 def show_context(context: dict | None, key: str) -> None:
@@ -41,17 +41,15 @@ def show_context(context: dict | None, key: str) -> None:
 def _doubt(context: dict) -> None:
     """Retrieval's doubt (the answer may not be in what was read), the names the question was
     scoped by, and the best places left out."""
-    if context.get("unsure"):
-        st.warning(str(context["unsure"]))
+    if context.get("unsure"):  # it names paths: a document's words, shown as written
+        st.warning(md_plain(context["unsure"]))
     if context.get("scope"):
         st.caption("ranked inside what the question names too: "
-                   + ", ".join(f"`{n}`" for n in context["scope"]))
+                   + ", ".join(md_plain(n) for n in context["scope"]))
     left = [h for h in context.get("runner_ups") or [] if isinstance(h, dict)]
     if left:
         st.caption("**runner-ups** (ranked next, left out of the window)")
-        st.dataframe([{"source": h.get("path"),
-                       "where": h.get("part") or (f"lines {h['lines'][0]}-{h['lines'][1]}"
-                                                  if isinstance(h.get("lines"), list) else ""),
+        st.dataframe([{"source": h.get("path"), "where": h.get("where", ""),
                        "found by": ", ".join(sorted(h.get("signals") or {}))} for h in left],
                      hide_index=True, use_container_width=True)
 

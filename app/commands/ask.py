@@ -141,10 +141,7 @@ def _print_plan(ready, max_tokens: int, as_json: bool) -> None:
         out.print(f"ranked inside what the question names too: "
                   f"{shown(', '.join(data['scope']))}", highlight=False)
     for h in data.get("runner_ups", []):
-        lines = h.get("lines")
-        where = h.get("part") or (f"lines {lines[0]}-{lines[1]}" if lines else
-                                  f"page {h['page']}" if "page" in h else "")
-        out.print(f"runner-up (left out): {cell(h['path'], 70)} {shown(where)} "
+        out.print(f"runner-up (left out): {cell(h['path'], 70)} {shown(h['where'])} "
                   f"(found by {', '.join(sorted(h['signals']))})", highlight=False)
     for line in picture_lines(data["pictures"]):
         out.print(line, markup=False, highlight=False)

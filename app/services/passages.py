@@ -65,10 +65,6 @@ def best_window(text: str, weights: dict[str, float], stems: Stems) -> Window:
     return best
 
 
-def window_score(text: str, weights: dict[str, float], stems: Stems) -> float:
-    return best_window(text, weights, stems).score
-
-
 def rank_by_lines(candidates: Iterable[tuple[int, str]], weights: dict[str, float],
                   stems: Stems) -> list[tuple[int, Window]]:
     """(candidate id, its best window), candidates given best first, by their best window,

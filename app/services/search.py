@@ -88,7 +88,7 @@ class SearchHit:
                  {"page": s.start} if s.span_kind == "page" else
                  {"part": s.locator or f"part {s.start}"} if s.span_kind == "part" else
                  {s.span_kind: [s.start, s.end]})
-        return {"path": s.path, **where, "score": round(self.score, 6),
+        return {"path": s.path, **where, "where": s.where, "score": round(self.score, 6),
                 "signals": self.signals, "tokens": s.tokens, "segment": s.id}
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.services.codewords import code_words
-from app.services.passages import rank_by_lines, window_score
+from app.services.passages import best_window, rank_by_lines
 from ingest.retrieval import Stems, query_terms, terms
 
 STEMS = Stems()
@@ -19,7 +19,7 @@ def _weights(question: str) -> dict[str, float]:
 
 def test_the_segment_whose_few_lines_hold_the_question_together_wins():
     w = _weights("How many headers may a response have before it is refused?")
-    assert window_score(TOGETHER, w, STEMS) > window_score(SPREAD, w, STEMS)
+    assert best_window(TOGETHER, w, STEMS).score > best_window(SPREAD, w, STEMS).score
     ranked = rank_by_lines([(1, SPREAD), (2, TOGETHER), (3, "nothing here")], w, STEMS)
     assert [sid for sid, _ in ranked] == [2, 1]
     assert (ranked[0][1].first, ranked[0][1].last) == (9, 11)  # around lines 11 and 12
@@ -27,9 +27,9 @@ def test_the_segment_whose_few_lines_hold_the_question_together_wins():
 
 def test_a_word_inside_a_longer_identifier_counts_half():
     w = {"header": 1.0}
-    assert window_score("_MAXHEADERS = 100", w, STEMS) == 0.5
-    assert window_score("headers = 100", w, STEMS) == 1.0
-    assert window_score("max = 100", w, STEMS) == 0.0
+    assert best_window("_MAXHEADERS = 100", w, STEMS).score == 0.5
+    assert best_window("headers = 100", w, STEMS).score == 1.0
+    assert best_window("max = 100", w, STEMS).score == 0.0
 
 
 def test_identifiers_split_into_the_words_a_question_uses():

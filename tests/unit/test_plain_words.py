@@ -87,7 +87,8 @@ def test_the_ui_shows_the_doubt_the_scope_and_the_runner_ups(corpus):
 
     ctx = build_context(corpus, "How are idle connections kept open by default in velocipy?",
                         "retrieval", ScriptedBackend(window=4096), 128).to_json()
-    ctx["unsure"] = ctx["unsure"] or "the answer may not be in what was read (forced)"
+    # the note names paths, a document's words: a link or image in one shows as written
+    ctx["unsure"] = "the answer may not be in what was read (next: ![x](http://e/a.png):L1)"
 
     def page(context: dict) -> None:
         from ui.context_view import show_context
@@ -96,7 +97,8 @@ def test_the_ui_shows_the_doubt_the_scope_and_the_runner_ups(corpus):
 
     at = AppTest.from_function(page, args=(ctx,), default_timeout=60).run()
     assert not at.exception, at.exception
-    assert any("may not be in what was read" in w.value for w in at.warning)
+    warning = next(w.value for w in at.warning if "may not be in what was read" in w.value)
+    assert "!\\[x\\]\\(http" in warning  # escaped: no image forms
     captions = " ".join(c.value for c in at.caption)
     assert "velocipy" in captions and "runner-ups" in captions
     assert len(at.dataframe) >= 2  # the sources, then the runner-ups
