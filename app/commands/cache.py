@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from app.commands.options import JsonOpt
 
 out = Console()
 
@@ -15,7 +16,7 @@ out = Console()
 cache_app = typer.Typer(help="The embedded backend's KV cache on disk.", no_args_is_help=True)
 
 @cache_app.command("stats")
-def stats(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def stats(as_json: JsonOpt = False) -> None:
     """Blocks and bytes per model in the on-disk KV cache."""
     from app.settings import get_settings
     from engine.kvcache import usage_by_model

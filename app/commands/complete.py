@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from app.commands.options import BackendOpt, EndpointOpt, ModelOpt, text_arg
+from app.commands.options import BackendOpt, EndpointOpt, ModelOpt, json_option, text_arg
 from app.commands.shown import for_terminal, json_safe
 from engine.types import CompletionRequest, EngineError
 
@@ -50,7 +50,7 @@ def complete(
         "--prefill-chunk", min=1, help="embedded: prefill chunk in tokens")] = None,
     no_cache: Annotated[bool, typer.Option(
         "--no-cache", help="embedded: neither reuse nor store KV")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    as_json: Annotated[bool, json_option("print one JSON object")] = False,
 ) -> None:
     """Complete a prompt; the text streams to stdout, usage and timings to stderr."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn

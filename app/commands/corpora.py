@@ -15,11 +15,13 @@ from rich.tree import Tree
 from app.commands.acting import who
 from app.commands.options import (
     FpsOpt,
+    JsonOpt,
     KeepOpt,
     MaxFramesOpt,
     MaxImagePixelsOpt,
     MaxSizeOpt,
     TokenizerOpt,
+    json_option,
     pipeline_options,
     text_arg,
     text_or_path_arg,
@@ -80,7 +82,7 @@ def ingest(
     max_frames: MaxFramesOpt = 120,
     max_image_pixels: MaxImagePixelsOpt = None,
     prune: Annotated[bool, typer.Option(help="forget files no longer under an input")] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    as_json: Annotated[bool, json_option("print the report as JSON")] = False,
     all_files: Annotated[bool, typer.Option("--all", help="list unchanged files too")] = False,
 ) -> None:
     """Ingest paths into a corpus (incremental: unchanged files are not re-read).
@@ -93,8 +95,8 @@ def ingest(
 
         scoutlens ingest ./notes                   # corpus "notes"
     """
-    from app.services.corpora import ingest as run
-    from app.services.corpora import ingest_target
+    from app.services.ingesting import ingest as run
+    from app.services.targets import ingest_target
 
     corpus, paths = ingest_target(target, corpus)
 
@@ -172,9 +174,9 @@ def _print_flag_summary(corpus: str, files) -> None:
 
 
 @corpora_app.command("list")
-def corpora_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def corpora_list(as_json: JsonOpt = False) -> None:
     """List stored corpora."""
-    from app.services.corpora import list_corpora
+    from app.services.catalog import list_corpora
 
     rows = list_corpora(who=who())
     if as_json:
@@ -196,12 +198,12 @@ def corpora_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
 @corpora_app.command("show")
 def corpora_show(
     name: Annotated[str, typer.Argument(callback=text_arg)],
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonOpt = False,
     flags: Annotated[bool, typer.Option(
         "--flags", help="list every flag (injection, chat-format, secret, ...) by file")] = False,
 ) -> None:
     """Show a corpus: its sources with status and token counts, and a token tree."""
-    from app.services.corpora import show_corpus
+    from app.services.catalog import show_corpus
     from app.services.reports import token_tree
 
     summary, files = show_corpus(name, who=who())
@@ -243,7 +245,7 @@ def _print_flags(files, as_json: bool) -> None:
 @corpora_app.command("rm")
 def corpora_rm(name: Annotated[str, typer.Argument(callback=text_arg)]) -> None:
     """Delete a corpus and everything stored for it."""
-    from app.services.corpora import remove_corpus
+    from app.services.catalog import remove_corpus
 
     summary = remove_corpus(name, who=who())
     console.print(f"removed corpus {shown(summary.name)} ({summary.sources} sources)")
@@ -269,7 +271,7 @@ def corpora_share(
 
         scoutlens --as alice corpora share notes --everyone
     """
-    from app.services.corpora import share_corpus
+    from app.services.catalog import share_corpus
     from common.errors import UserError
 
     if sum((bool(group), everyone, private)) != 1:

@@ -22,7 +22,14 @@ from rich.progress import (
 from rich.table import Table
 
 from app.commands.acting import who
-from app.commands.options import BackendOpt, EndpointOpt, ModelOpt, text_arg
+from app.commands.options import (
+    BackendOpt,
+    EndpointOpt,
+    JsonOpt,
+    ModelOpt,
+    text_arg,
+    tokenizer_option,
+)
 
 RunId = Annotated[str, typer.Argument(callback=text_arg)]
 
@@ -85,9 +92,8 @@ def run_cmd(
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="write the report (HTML, PNGs) here when the run ends")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
-    tokenizer: Annotated[str | None, typer.Option(
-        "-t", "--tokenizer", help="counts lengths [default: the server's /tokenize, or "
-                                  "the embedded model's]")] = None,
+    tokenizer: Annotated[str | None, tokenizer_option(
+        "counts lengths [default: the server's /tokenize, or the embedded model's]")] = None,
 ) -> None:
     """Run (or resume) an eval grid; every cell is stored as it finishes."""
     from app.services import eval_runs
@@ -138,7 +144,7 @@ def run_cmd(
         out.print(f"report in {page}")
 
 @eval_app.command("list")
-def list_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def list_cmd(as_json: JsonOpt = False) -> None:
     """Eval runs, newest first."""
     from app.services import eval_runs
 
@@ -156,7 +162,7 @@ def list_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     out.print(table)
 
 @eval_app.command("report")
-def report_cmd(run_id: RunId, as_json: Annotated[bool, typer.Option("--json")] = False,
+def report_cmd(run_id: RunId, as_json: JsonOpt = False,
                out_dir: Annotated[Path | None, typer.Option(
                    "--out", help="the report's folder [default: SCOUTLENS_HOME/reports/"
                                  "eval-RUN]")] = None) -> None:
@@ -198,7 +204,7 @@ def compare_cmd(run_a: RunId, run_b: RunId,
                     "than this many points")] = None,
                 out_dir: Annotated[Path | None, typer.Option(
                     "--out", help="write diff heatmaps and compare.html here")] = None,
-                as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+                as_json: JsonOpt = False) -> None:
     """Per-cell deltas B - A, a sign test, a diff heatmap, and a non-zero exit on a
     significant regression."""
     from app.services import eval_runs
@@ -242,7 +248,7 @@ def rescore_cmd(run_id: RunId,
                 metric: Annotated[str | None, typer.Option(
                     help="all (share of expected answers) | part (any one) [default: each "
                          "cell's own]")] = None,
-                as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+                as_json: JsonOpt = False) -> None:
     """Score a run's stored responses again, without calling the model."""
     from app.services import eval_runs
 

@@ -7,7 +7,16 @@ from typing import Annotated
 import typer
 
 from app.commands.acting import who
-from app.commands.options import BackendOpt, EndpointOpt, ModelOpt
+from app.commands.options import (
+    LOOPBACK,
+    SIGN_IN_HOST_HELP,
+    BackendOpt,
+    EndpointOpt,
+    ModelOpt,
+    host_option,
+    port_option,
+    shared_option,
+)
 from common.errors import UserError
 
 TRANSPORTS = ("stdio", "http")
@@ -17,12 +26,10 @@ def mcp(
     transport: Annotated[str, typer.Option(
         help="stdio: a client starts this command and talks over stdin/stdout (editors, "
              "agents); http: streamable HTTP at http://HOST:PORT/mcp")] = "stdio",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="http: port")] = 8765,
-    host: Annotated[str, typer.Option(
-        help="http: address to listen on; beyond loopback needs SCOUTLENS_AUTH=header (a "
-             "signing-in proxy)")] = "127.0.0.1",
-    shared: Annotated[bool | None, typer.Option(
-        "--shared/--trusted", help="shared: no local paths in (tokenizers by name: built-in "
+    port: Annotated[int, port_option("http: port")] = 8765,
+    host: Annotated[str, host_option(f"http: {SIGN_IN_HOST_HELP}")] = LOOPBACK,
+    shared: Annotated[bool | None, shared_option(
+        "shared: no local paths in (tokenizers by name: built-in "
         "or SCOUTLENS_SHARED_TOKENIZERS), no files out, people sign in through the proxy; "
         "default: trusted over stdio and on loopback")] = None,
     backend: BackendOpt = None,
@@ -39,9 +46,9 @@ def mcp(
     import anyio
 
     from app import __version__
-    from app.mcp.runtime import Runtime
-    from app.mcp.server import build_server, serve_http, serve_stdio
-    from app.mcp.signin import needs_sign_in, principal, warn_loopback_trust
+    from app.servers.mcp_server import build_server, serve_http, serve_stdio
+    from app.servers.runtime import Runtime
+    from app.servers.signin import needs_sign_in, principal, warn_loopback_trust
 
     if transport not in TRANSPORTS:
         raise UserError(f"--transport must be {' or '.join(TRANSPORTS)}, not {transport!r}")

@@ -1,7 +1,12 @@
 """Options several commands share, declared once so their names and help never drift apart
 (the model server: `--backend`, `--endpoint`, `-m/--model`; ingest policy: `--keep`,
-`--max-file-size`, `--fps`, `--max-frames`, `-t/--tokenizer`; `--json`), and the one check of
-free text (a question, a query, a name) that every command's arguments go through."""
+`--max-file-size`, `--fps`, `--max-frames`, `-t/--tokenizer`; `--json`; a server's `--host`,
+`--port` and `--shared/--trusted`), and the one check of free text (a question, a query, a
+name) that every command's arguments go through.
+
+A command whose option means a little more than the common help says (`plan --json` prints the
+plan) passes its own help to the factory (`json_option`, ...): the flag stays declared here, the
+help stays with the command it describes (tests/unit/test_cli_options_once.py keeps it so)."""
 
 from __future__ import annotations
 
@@ -17,13 +22,26 @@ from common.errors import UserError
 BackendOpt = Annotated[str | None, typer.Option(
     "--backend", "-b", help="embedded (in-process) | openai (a server); default: openai when an "
     "endpoint is set, else SCOUTLENS_BACKEND (embedded)")]
-EndpointOpt = Annotated[str | None, typer.Option(
-    "--endpoint", "-e", help="OpenAI-compatible server URL, e.g. http://127.0.0.1:8000/v1; "
-    "default: SCOUTLENS_ENDPOINT")]
+ENDPOINT_HELP = "OpenAI-compatible server URL, e.g. http://127.0.0.1:8000/v1"
+
+
+def endpoint_option(help: str = f"{ENDPOINT_HELP}; default: SCOUTLENS_ENDPOINT"):
+    """`-e/--endpoint`; `prewarm` requires it, so its help names no default."""
+    return typer.Option("--endpoint", "-e", help=help)
+
+
+EndpointOpt = Annotated[str | None, endpoint_option()]
 ModelOpt = Annotated[str | None, typer.Option(
     "--model", "-m", help="embedded: a model folder; openai: the served model name; default: "
     "SCOUTLENS_MODEL, else the bundled model or the server's first")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON only")]
+
+
+def json_option(help: str = "print JSON only"):
+    """`--json`, with the command's own words for what it prints where it has them."""
+    return typer.Option("--json", help=help)
+
+
+JsonOpt = Annotated[bool, json_option()]
 # vLLM's KV offloading (`serve vllm`, `plan`)
 OffloadGbOpt = Annotated[float | None, typer.Option(
     "--offload-gb", help="GiB of host memory for evicted prefix KV (vLLM's native KV "
@@ -38,14 +56,50 @@ KEEP_HELP = "binary, lockfiles, generated, vendored, gitignore, size, secrets"
 KeepOpt = Annotated[list[str] | None, typer.Option(
     "--keep", help=f"switch a noise rule off, or keep secrets' values unredacted (repeatable): "
                    f"{KEEP_HELP}")]
-TokenizerOpt = Annotated[str | None, typer.Option(
-    "--tokenizer", "-t", help="cl100k | o200k | llama4:PATH | hf:DIR | embedded")]
+
+
+def tokenizer_option(help: str = "cl100k | o200k | llama4:PATH | hf:DIR | embedded"):
+    """`-t/--tokenizer`: the ingest policy's, and `eval run`'s, which counts lengths."""
+    return typer.Option("--tokenizer", "-t", help=help)
+
+
+TokenizerOpt = Annotated[str | None, tokenizer_option()]
 MaxSizeOpt = Annotated[str, typer.Option("--max-file-size", help="skip larger files, e.g. 10MB")]
 FpsOpt = Annotated[float, typer.Option("--fps", help="video: candidate frames per second")]
 MaxFramesOpt = Annotated[int, typer.Option("--max-frames", help="video: frames kept at most")]
 MaxImagePixelsOpt = Annotated[int | None, typer.Option(
     "--max-image-pixels", help="pictures: refuse one (or a TIFF page) larger than this many "
     "pixels, from its header; default: SCOUTLENS_MAX_IMAGE_PIXELS (100,000,000)")]
+
+
+# --- servers (`serve vllm`, `serve api`, `mcp`, `ui`; `plan` prints a port) ------------------
+
+LOOPBACK = "127.0.0.1"
+#: a listening address's help where people from beyond loopback must sign in
+SIGN_IN_HOST_HELP = ("address to listen on; beyond loopback needs SCOUTLENS_AUTH=header (a "
+                     "signing-in proxy)")
+
+
+def port_option(help: str | None = None, *, checked: bool = True):
+    """`--port`, refused outside 1-65535 where this process listens on it (`checked`); `ui` and
+    `plan` pass it on unchecked, as they always have."""
+    return typer.Option("--port", help=help, **({"min": 1, "max": 65535} if checked else {}))
+
+
+def host_option(help: str = "address to listen on"):
+    """`--host`, the address a server listens on (LOOPBACK unless told)."""
+    return typer.Option("--host", help=help)
+
+
+def shared_option(help: str):
+    """`--shared/--trusted` of a server people may sign in to: None (neither given) lets the
+    address decide (app.servers.signin.needs_sign_in)."""
+    return typer.Option("--shared/--trusted", help=help)
+
+
+PortOpt = Annotated[int, port_option()]
+HostOpt = Annotated[str, host_option()]
+SignInHostOpt = Annotated[str, host_option(SIGN_IN_HOST_HELP)]
 
 
 def pipeline_options(keep: list[str] | None, max_file_size: str, ocr: bool = True, fps: float = 1.0,

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from app.commands.options import OffloadDirOpt, OffloadGbOpt
+from app.commands.options import OffloadDirOpt, OffloadGbOpt, json_option, port_option
 from engine.types import EngineError
 
 console = Console(stderr=True)
@@ -87,9 +87,8 @@ def plan(
         "--new-tokens", help="new prompt tokens of a warm follow-up")] = 1000,
     offload_gb: OffloadGbOpt = None,
     offload_dir: OffloadDirOpt = None,
-    port: Annotated[int, typer.Option(help="port in the printed command")] = 8000,
-    as_json: Annotated[bool, typer.Option("--json", help="print the plan as JSON only")]
-    = False,
+    port: Annotated[int, port_option("port in the printed command", checked=False)] = 8000,
+    as_json: Annotated[bool, json_option("print the plan as JSON only")] = False,
 ) -> None:
     """Size a model on GPUs: weights and KV per GPU, the longest context, whether yours fits
     (and what would make it fit), cold prefill and warm follow-up times, the vLLM command."""

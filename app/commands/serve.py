@@ -18,7 +18,18 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from app.commands.options import BackendOpt, EndpointOpt, ModelOpt, OffloadDirOpt, OffloadGbOpt
+from app.commands.options import (
+    LOOPBACK,
+    BackendOpt,
+    EndpointOpt,
+    HostOpt,
+    ModelOpt,
+    OffloadDirOpt,
+    OffloadGbOpt,
+    PortOpt,
+    SignInHostOpt,
+    shared_option,
+)
 from app.services.backends import BUNDLED_MODEL as BUNDLED_NAME
 from engine.types import EngineError
 
@@ -105,8 +116,8 @@ def vllm(
     = "auto",
     context: Annotated[str | None, typer.Option(
         help="max model length: 8192, 256k, 10M (default: what the plan allows)")] = None,
-    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
-    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: PortOpt = 8000,
+    host: HostOpt = LOOPBACK,
     ready_timeout: Annotated[float, typer.Option(
         "--ready-timeout", min=1, help="seconds the starting server may go without writing "
         "to its log before it counts as stuck")] = 900,
@@ -116,12 +127,14 @@ def vllm(
         "--dry-run", help="print the command (environment and arguments) and exit")] = False,
 ) -> None:
     """Start the vLLM OpenAI-compatible server with the planner's flags; Ctrl-C stops it."""
+    from app.settings import get_settings
     from engine.gpus import GpuSpec
     from engine.offload import KvOffload
     from engine.planner import parse_context
     from engine.vllm_flags import API_MODULE, vllm_launch
     from engine.vllm_server import ManagedServer, find_vllm_python
 
+    configured_python = get_settings().vllm_python  # SCOUTLENS_VLLM_PYTHON
     spec = GpuSpec.parse(gpus or _default_gpus())
     w = _choice(weights, WEIGHTS, "--weights")
     kv = _choice(kv_dtype, KV_DTYPES, "--kv-dtype")
@@ -147,7 +160,7 @@ def vllm(
             console.print(note, style="dim", markup=False, highlight=False)
         if dry_run or launch.multi_node:
             try:
-                python = str(find_vllm_python())
+                python = str(find_vllm_python(configured_python))
             except EngineError:
                 python = "python"
             if launch.multi_node:
@@ -161,7 +174,7 @@ def vllm(
             return
         argv = list(launch.argv)
         server = ManagedServer(argv, log_path(port), env=dict(launch.env), port=port,
-                               host=host)
+                               host=host, configured_python=configured_python)
         console.print(f"vLLM log: {server.log_path}")
         try:
             server.start()
@@ -206,12 +219,10 @@ def _wait(server, timeout: float) -> dict:
 
 @serve_app.command("api")
 def api(
-    port: Annotated[int, typer.Option(min=1, max=65535)] = 8700,
-    host: Annotated[str, typer.Option(
-        help="address to listen on; beyond loopback needs SCOUTLENS_AUTH=header (a "
-             "signing-in proxy)")] = "127.0.0.1",
-    shared: Annotated[bool | None, typer.Option(
-        "--shared/--trusted", help="shared: people sign in through the proxy's headers; "
+    port: PortOpt = 8700,
+    host: SignInHostOpt = LOOPBACK,
+    shared: Annotated[bool | None, shared_option(
+        "shared: people sign in through the proxy's headers; "
         "default: trusted on loopback (the operator, or --as USER), shared otherwise")] = None,
     backend: BackendOpt = None,
     endpoint: EndpointOpt = None,
@@ -226,10 +237,10 @@ def api(
       client = OpenAI(base_url="http://127.0.0.1:8700/v1", api_key="-")
       client.chat.completions.create(model="corpus:myrepo", messages=[...], stream=True)
     """
-    from app.api_server import create_app, serve
     from app.commands.acting import who
-    from app.mcp.runtime import Runtime
-    from app.mcp.signin import needs_sign_in, principal, warn_loopback_trust
+    from app.servers.api import create_app, serve
+    from app.servers.runtime import Runtime
+    from app.servers.signin import needs_sign_in, principal, warn_loopback_trust
 
     sign_in = needs_sign_in(host, shared, "scoutlens serve api")
     if sign_in:

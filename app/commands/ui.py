@@ -9,14 +9,16 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from app.commands.options import LOOPBACK, host_option, port_option
+
 console = Console(stderr=True)
 out = Console()
 
 
-def ui(port: Annotated[int, typer.Option(help="port")] = 8501,
-       host: Annotated[str, typer.Option(
-           help="address to listen on (0.0.0.0 to serve a team; mind there is no login)")]
-       = "127.0.0.1",
+def ui(port: Annotated[int, port_option("port", checked=False)] = 8501,
+       host: Annotated[str, host_option(
+           "address to listen on (0.0.0.0 to serve a team; mind there is no login)")]
+       = LOOPBACK,
        trusted: Annotated[bool | None, typer.Option(
            "--trusted/--shared", help="trusted: users may ingest folders of this machine and "
            "change the model server; default: trusted on loopback, shared otherwise")]

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from app.commands.acting import who
-from app.commands.options import text_arg
+from app.commands.options import JsonOpt, text_arg
 from app.commands.shown import cell, shown
 from common.errors import UserError
 
@@ -24,7 +24,7 @@ UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 @users_app.command("list")
-def users_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def users_list(as_json: JsonOpt = False) -> None:
     """List who has signed in, with their groups at their last sign-in."""
     from app.services.users import list_users
 
@@ -65,7 +65,7 @@ def audit(
     since: Annotated[str | None, typer.Option(
         "--since", help="only after: 2026-12-01, 2026-12-01T10:00, or 30m / 12h / 7d")] = None,
     limit: Annotated[int, typer.Option(min=1, help="entries at most")] = 200,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Who ingested, asked, shared or deleted what, and when (newest first)."""
     from app.services.users import audit_log
