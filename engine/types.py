@@ -6,6 +6,7 @@ CLI, the ask service and the evals can treat an in-process model and a vLLM serv
 
 from __future__ import annotations
 
+import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -99,6 +100,25 @@ class Completion:
             "backend": self.backend,
             "error": self.error,
         }
+
+
+@dataclass
+class StreamState:
+    """What one stream has produced so far: the backend's generator fills it in, its finish turns
+    it into the Completion (the two halves of a Stream share it). Backends add their own fields."""
+
+    t0: float = field(default_factory=time.perf_counter)  # when the request was made
+    first: float | None = None  # when the first text was yielded
+    end: float | None = None  # when the generator stopped (None: it never ran to its end)
+    finish: str | None = None  # stop | length | incomplete; None: not known yet
+    error: str | None = None  # why the text is partial
+
+    def saw_text(self) -> None:
+        if self.first is None:
+            self.first = time.perf_counter()
+
+    def stopped(self) -> None:
+        self.end = time.perf_counter()
 
 
 class Stream:

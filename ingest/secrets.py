@@ -17,7 +17,7 @@ Running every plugin on every line costs ~130 s for the standard library (~10M t
 plugin has a cheap anchor: a regex or a literal that must occur on a line for the plugin to
 match there, run over the whole text at C speed. Only the lines an anchor hits go through that
 plugin (the detect-secrets call decides). Anchors are necessary conditions of the plugins' own
-patterns, so no finding is lost; `tests/test_secrets.py` checks this against a full scan.
+patterns, so no finding is lost; `tests/unit/test_secrets.py` checks this against a full scan.
 
 A value is replaced in place by `[REDACTED:<kind>]`; a private key block becomes that many
 `[REDACTED:private-key]` lines: the text keeps its newlines, so line numbers and citations hold.

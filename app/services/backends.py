@@ -1,15 +1,33 @@
 """Build a backend from explicit choices, falling back to settings: the one place that turns
-configuration into an engine (the engine package itself reads no settings)."""
+configuration into an engine (the engine package itself reads no settings). Which backends exist
+is engine.registry's business: a new one registers itself there, nothing here changes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from app.settings import get_settings
-from engine.types import Backend, EngineError
+from engine import registry
+from engine.types import Backend
 
-BACKENDS = ("embedded", "openai")
 BUNDLED_MODEL = "smollm2-135m-instruct"  # the bundled model's folder under SCOUTLENS_HOME/models
+
+
+class _Names(Sequence[str]):
+    """The registered backends' names, read at each use, so a check made with `in BACKENDS`
+    (the UI's settings, eval dry runs) knows a backend registered after this import."""
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return registry.names()[index]
+
+    def __len__(self) -> int:
+        return len(registry.names())
+
+    def __repr__(self) -> str:
+        return repr(registry.names())
+
+
+BACKENDS: Sequence[str] = _Names()
 
 
 def bundled_model_dir() -> str:
@@ -31,18 +49,11 @@ def make_backend(backend: str | None = None, *, endpoint: str | None = None,
     endpoint = endpoint or s.endpoint
     if backend is None:  # an endpoint, given or configured, means: talk to that server
         backend = "openai" if endpoint else s.backend
-    if backend not in BACKENDS:
-        raise EngineError(f"unknown backend {backend!r}: {' | '.join(BACKENDS)}")
-    if backend == "openai":
-        if not endpoint:
-            raise EngineError("the openai backend needs --endpoint URL (or SCOUTLENS_ENDPOINT)")
-        from engine.openai_backend import OpenAIBackend
-
-        return OpenAIBackend(endpoint, model=model or None, max_images=s.max_images)
-    from engine.embedded import EmbeddedBackend
-
-    return EmbeddedBackend(model or s.model or bundled_model_dir(), dtype=s.dtype,
-                           prefill_chunk=prefill_chunk or s.prefill_chunk, kv_block=s.kv_block,
-                           kv_dir=s.kv_dir, kv_memory_bytes=int(s.kv_memory_gb * 2**30),
-                           kv_disk_bytes=int(s.kv_disk_gb * 2**30), reuse=reuse,
-                           progress=progress, weights=weights)
+    config = registry.BackendConfig(
+        endpoint=endpoint, model=model or None,
+        default_model=lambda: s.model or bundled_model_dir(), dtype=s.dtype,
+        prefill_chunk=prefill_chunk or s.prefill_chunk, kv_block=s.kv_block,
+        kv_dir=lambda: s.kv_dir,
+        kv_memory_bytes=int(s.kv_memory_gb * 2**30), kv_disk_bytes=int(s.kv_disk_gb * 2**30),
+        max_images=s.max_images, reuse=reuse, weights=weights, progress=progress)
+    return registry.build(backend, config)

@@ -203,11 +203,13 @@ def test_default_log_lives_under_home(scoutlens_home):
 
 
 def test_find_vllm_python_prefers_the_environment_variable(monkeypatch, tmp_path):
+    from app.settings import Settings  # the variable is a setting, passed down to the engine
+
     monkeypatch.setenv("SCOUTLENS_VLLM_PYTHON", sys.executable)
-    assert find_vllm_python() == Path(sys.executable)
+    assert find_vllm_python(Settings().vllm_python) == Path(sys.executable)
     monkeypatch.setenv("SCOUTLENS_VLLM_PYTHON", str(tmp_path / "nope"))
     with pytest.raises(EngineError, match="SCOUTLENS_VLLM_PYTHON"):
-        find_vllm_python()
+        find_vllm_python(Settings().vllm_python)
 
 
 # --- the command line --------------------------------------------------------------------------
