@@ -241,10 +241,12 @@ def main() -> None:
     from bench_retrieval import write_questions
 
     from app.services.backends import make_backend
+    from app.services.catalog import corpus_exists, corpus_version
     from app.services.context import build_context
-    from app.services.corpora import corpus_exists, corpus_version, ingest, load_documents
     from app.services.index import embedder, index_dir, load_index
+    from app.services.ingesting import ingest
     from app.services.search import search
+    from app.services.snapshot import load_documents, open_snapshot
     from app.settings import get_settings
     from ingest.embeddings import digest
     from ingest.retrieval import SegmentIndex
@@ -274,7 +276,8 @@ def main() -> None:
         if (folder / "vectors.npy").exists() else folder_mb(folder)
     SegmentIndex.load(folder).save(folder)  # without vectors: embedding is timed from scratch
     t0 = time.perf_counter()
-    index = load_index(name, version, dense=True, build_vectors=True, note=print)
+    with open_snapshot(name) as snap:
+        index = load_index(snap, dense=True, build_vectors=True, note=print)
     embed_s = time.perf_counter() - t0
     if index.vectors is None:
         raise SystemExit("no vectors were built")
@@ -295,7 +298,8 @@ def main() -> None:
             search(name, q.text, k=400, signals=signals)
             row[f"{label}_search_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            ctx = build_context(name, q.text, "retrieval", backend, 384, signals=signals)
+            with open_snapshot(name) as snap:
+                ctx = build_context(snap, q.text, "retrieval", backend, 384, signals=signals)
             row[f"{label}_s"] = time.perf_counter() - t0
             row[label] = hit(ctx, q)
         rows.append(row)

@@ -127,9 +127,10 @@ class UsersResult:
 def run_users(endpoint: str, inputs: dict[str, Path], db: str, users: int, askers: int,
               asks: int, samples: int) -> UsersResult:
     """ASKS asks by ASKERS threads acting as USERS people; then the access check's cost."""
-    from app.services.ask import ask
-    from app.services.corpora import ingest, list_corpora, share_corpus
+    from app.services.ask import AskInput, ask
+    from app.services.catalog import list_corpora, share_corpus
     from app.services.history import history
+    from app.services.ingesting import ingest
     from app.services.users import signed_in
     from ingest.types import IngestError
 
@@ -150,16 +151,17 @@ def run_users(endpoint: str, inputs: dict[str, Path], db: str, users: int, asker
             q = f"[{tag}-u{u}-{i}] {QUESTION}"
             started = time.perf_counter()
             try:
-                a = ask(corpus, q, _backend(endpoint), max_tokens=32, corpus_only=True,
-                        who=people[u]).answer
+                a = ask(AskInput(corpus, q, max_tokens=32, corpus_only=True),
+                        _backend(endpoint), who=people[u]).answer
                 out.append((u, q, a, time.perf_counter() - started, "", False))
             except Exception as exc:  # noqa: BLE001 - counted and shown
                 out.append((u, q, None, time.perf_counter() - started,
                             f"{type(exc).__name__}: {exc}", False))
             other = private[(u + 1) % users]  # someone else's: must not exist for u
             try:
-                ask(other, f"[{tag}-u{u}-{i}-x] {QUESTION}", _backend(endpoint), max_tokens=8,
-                    corpus_only=True, who=people[u])
+                ask(AskInput(other, f"[{tag}-u{u}-{i}-x] {QUESTION}", max_tokens=8,
+                             corpus_only=True),
+                    _backend(endpoint), who=people[u])
                 out.append((u, "", None, 0.0, f"user{u} asked {other}", False))
             except IngestError as exc:  # worded as for a corpus that does not exist
                 said = str(exc)
@@ -191,8 +193,9 @@ def run_users(endpoint: str, inputs: dict[str, Path], db: str, users: int, asker
     for i in range(samples):
         for as_user in ((True, False) if i % 2 else (False, True)):
             t0 = time.perf_counter()
-            ask(private[0], f"[{tag}-check-{i}-{as_user}] {QUESTION}", _backend(endpoint),
-                max_tokens=32, corpus_only=True, who=people[0] if as_user else None)
+            ask(AskInput(private[0], f"[{tag}-check-{i}-{as_user}] {QUESTION}", max_tokens=32,
+                         corpus_only=True),
+                _backend(endpoint), who=people[0] if as_user else None)
             timings[as_user].append(time.perf_counter() - t0)
     return UsersResult(
         db, users, askers, len(done) - refused, len(answered),

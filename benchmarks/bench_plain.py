@@ -108,6 +108,7 @@ def main() -> None:
     sys.path.insert(0, str(HERE.parent))
     from app.services.backends import make_backend
     from app.services.context import build_context
+    from app.services.snapshot import open_snapshot
 
     questions, stale = resolve(load_questions(), {"site": args.site_root,
                                                   "stdlib": args.stdlib_root})
@@ -123,7 +124,8 @@ def main() -> None:
         for arm in arms:
             kwargs = {} if ARMS.get(arm) is None else {"signals": ARMS[arm]}
             t0 = time.perf_counter()
-            ctx = build_context(q.corpus, q.text, "retrieval", backend, 384, **kwargs)
+            with open_snapshot(q.corpus) as snap:
+                ctx = build_context(snap, q.text, "retrieval", backend, 384, **kwargs)
             row[f"{arm}_s"] = time.perf_counter() - t0
             js = ctx.to_json()
             row[arm] = hit(js, q)

@@ -117,8 +117,10 @@ def main() -> None:
     os.environ["SCOUTLENS_HOME"] = str(args.home)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from app.services.backends import make_backend
+    from app.services.catalog import corpus_exists
     from app.services.context import build_context
-    from app.services.corpora import corpus_exists, ingest, load_documents
+    from app.services.ingesting import ingest
+    from app.services.snapshot import load_documents, open_snapshot
 
     if not corpus_exists(args.name):
         t0 = time.perf_counter()
@@ -136,7 +138,8 @@ def main() -> None:
         for label, signals in (("fused", None), ("bm25", ("bm25",))):
             t0 = time.perf_counter()
             kwargs = {"signals": signals} if signals else {}  # None: the default signals
-            ctx = build_context(args.name, q.text, "retrieval", backend, 384, **kwargs)
+            with open_snapshot(args.name) as snap:
+                ctx = build_context(snap, q.text, "retrieval", backend, 384, **kwargs)
             row[f"{label}_s"] = time.perf_counter() - t0
             row[label] = hit(ctx, q)
         rows.append(row)

@@ -377,3 +377,30 @@ def encoded(image, fmt: str, **kw) -> bytes:
     out = io.BytesIO()
     image.save(out, fmt, **kw)
     return out.getvalue()
+
+
+def context_of(corpus: str, *args, **kwargs):
+    """build_context over a snapshot of a stored corpus, opened for this one context."""
+    from app.services.context import build_context
+    from app.services.snapshot import open_snapshot
+
+    with open_snapshot(corpus) as snap:
+        return build_context(snap, *args, **kwargs)
+
+
+def index_of(corpus: str, **kwargs):
+    """load_index of a stored corpus's current version, over a snapshot opened for it."""
+    from app.services.index import load_index
+    from app.services.snapshot import open_snapshot
+
+    with open_snapshot(corpus) as snap:
+        return load_index(snap, **kwargs)
+
+
+def segments_of(corpus: str, ids: list[int]):
+    """fetch_segments of a stored corpus, over a snapshot opened for it."""
+    from app.services.index import fetch_segments
+    from app.services.snapshot import open_snapshot
+
+    with open_snapshot(corpus) as snap:
+        return fetch_segments(snap, ids)

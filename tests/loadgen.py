@@ -36,7 +36,7 @@ def make_inputs(root: Path) -> dict[str, Path]:
 
 
 def ingest_inputs(inputs: dict[str, Path]) -> None:
-    from app.services.corpora import ingest
+    from app.services.ingesting import ingest
 
     for name, folder in inputs.items():
         ingest([folder], name)
@@ -56,11 +56,11 @@ def _backend(endpoint: str):
 
 def one_ask(endpoint: str, corpus: str, question: str) -> tuple[str, str | None, float, str]:
     """(question, answer or None, seconds, error) for one ask through the services."""
-    from app.services.ask import ask
+    from app.services.ask import AskInput, ask
 
     started = time.perf_counter()
     try:
-        result = ask(corpus, question, _backend(endpoint), max_tokens=32)
+        result = ask(AskInput(corpus, question, max_tokens=32), _backend(endpoint))
         return question, result.answer, time.perf_counter() - started, ""
     except Exception as exc:  # noqa: BLE001 - every failure is counted and shown
         return question, None, time.perf_counter() - started, f"{type(exc).__name__}: {exc}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from typing import Annotated
 
 import typer
@@ -64,38 +64,35 @@ def ask(
       scoutlens ask myrepo "Where is X decided?" --dry-run --json   (the exact context)
     """
     from app.progress import pipeline_progress
-    from app.services.ask import ask as run
-    from app.services.ask import check_question, prepare
+    from app.services.ask import AskInput, answer, prepare
     from app.services.backends import make_backend
+    from app.services.targets import open_target
 
-    asked = check_question(_question(question))  # before loading any model
+    # the question is checked, and the corpus resolved, before any model loads
+    asked = AskInput(target, _question(question), mode, max_tokens,  # type: ignore[arg-type]
+                     conversation, cont, as_path=as_path)
+    me = who()
 
     def note(text: str) -> None:
         if not as_json:
             console.print(f"[dim]{shown(text)}[/]")
 
-    with console.status("loading the model") if not as_json else nullcontext():
-        chosen = make_backend(backend, endpoint=endpoint, model=model, weights=not dry_run)
+    with ExitStack() as held:
+        with pipeline_progress(console, not as_json) as progress:  # a path is ingested first
+            snap = held.enter_context(open_target(target, me, note, progress, as_path=as_path))
+        with console.status("loading the model") if not as_json else nullcontext():
+            chosen = make_backend(backend, endpoint=endpoint, model=model, weights=not dry_run)
+        ready = prepare(snap, asked, chosen, me, note)
     if dry_run:
-        with pipeline_progress(console, not as_json) as progress:
-            ready = prepare(target, asked, chosen, mode=mode, max_tokens=max_tokens,  # type: ignore[arg-type]
-                            continue_last=cont, conversation=conversation, note=note,
-                            progress=progress, as_path=as_path, who=who())
         _print_plan(ready, max_tokens, as_json)
         return
 
-    with pipeline_progress(console, not as_json) as progress:
-        def delta(text: str) -> None:
-            if as_json:
-                return
-            if progress is not None:  # the bar goes before the answer (rich reads markup in
-                progress.stop()  # what its stdout proxy is given: `[/INST]` was a traceback)
+    def delta(text: str) -> None:
+        if not as_json:
             sys.stdout.write(for_terminal(text, sys.stdout))
             sys.stdout.flush()
 
-        result = run(target, asked, chosen, mode=mode, max_tokens=max_tokens,  # type: ignore[arg-type]
-                     continue_last=cont, conversation=conversation, on_delta=delta,
-                     note=note, progress=progress, as_path=as_path, who=who())
+    result = answer(ready, chosen, me, on_delta=delta)
     from app.services.grounding import result_marks
 
     marks = result_marks(result, who())  # boxes and points the answer drew on pictures
@@ -118,32 +115,32 @@ def _print_plan(ready, max_tokens: int, as_json: bool) -> None:
                           "max_tokens": max_tokens, **ctx.to_json(with_text=True)},
                          ensure_ascii=False))
         return
-    data = ctx.to_json()
-    images = f" ({data['image_tokens']:,} of them for {data['images']} images)" \
-        if data["images"] else ""
-    estimate = "" if data["exact"] else " (an estimate: the server cannot tokenize)"
-    out.print(f"[bold]{data['mode']}[/] mode over {shown(ready.corpus)}: "
-              f"{data['prompt_tokens']:,} prompt tokens{images}{estimate} + {max_tokens:,} to "
-              f"generate; corpus {data['corpus_tokens']:,} tokens")
+    cost = ctx.cost
+    images = f" ({cost.image_tokens:,} of them for {cost.images} images)" if cost.images else ""
+    estimate = "" if cost.exact else " (an estimate: the server cannot tokenize)"
+    out.print(f"[bold]{ctx.mode}[/] mode over {shown(ready.corpus)}: "
+              f"{cost.tokens:,} prompt tokens{images}{estimate} + {max_tokens:,} to "
+              f"generate; corpus {ctx.corpus_tokens:,} tokens")
     table = Table(title="what would go in (nothing generated or stored)")
     for col in ("id", "source", "where", "tokens", "found by"):
         table.add_column(col, justify="right" if col == "tokens" else "left")
     signals: dict[str, str] = {}
-    for h in data["hits"]:
-        signals.setdefault(h["path"], ", ".join(sorted(h["signals"])))
-    for src in data["sources"]:
-        where = src.get("part") or next(
-            (f"{k} {src[k]}" for k in ("lines", "page", "t") if k in src), "")
-        table.add_row(src["id"], cell(src["path"], 70), shown(where), f"{src['tokens']:,}",
-                      signals.get(src["path"], ""))
+    for h in ctx.hits:
+        signals.setdefault(h.segment.path, ", ".join(sorted(h.signals)))
+    for block in ctx.plan.blocks:
+        a = block.attrs
+        where = a.get("part") or next(
+            (f"{k} {a[k]}" for k in ("lines", "page", "t") if k in a), "")
+        table.add_row(block.id, cell(block.path, 70), shown(where), f"{block.tokens:,}",
+                      signals.get(block.path, ""))
     out.print(table)
-    if data.get("scope"):
-        out.print(f"ranked inside what the question names too: "
-                  f"{shown(', '.join(data['scope']))}", highlight=False)
-    for h in data.get("runner_ups", []):
-        out.print(f"runner-up (left out): {cell(h['path'], 70)} {shown(h['where'])} "
-                  f"(found by {', '.join(sorted(h['signals']))})", highlight=False)
-    for line in picture_lines(data["pictures"]):
+    if ctx.scope:
+        out.print(f"ranked inside what the question names too: {shown(', '.join(ctx.scope))}",
+                  highlight=False)
+    for h in ctx.runner_ups:
+        out.print(f"runner-up (left out): {cell(h.segment.path, 70)} {shown(h.segment.where)} "
+                  f"(found by {', '.join(sorted(h.signals))})", highlight=False)
+    for line in picture_lines(ctx.pictures):
         out.print(line, markup=False, highlight=False)
 
 
@@ -164,7 +161,7 @@ def history(
     corpus: Annotated[str | None, typer.Argument(help="only this corpus",
                                                  callback=text_arg)] = None,
     limit: Annotated[int, typer.Option(min=1)] = 20,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Questions asked and their answers, newest first."""
     from dataclasses import asdict

@@ -18,7 +18,13 @@ from rich.progress import (
 from rich.text import Text
 
 from app.commands.acting import who
-from app.commands.options import ModelOpt, text_or_path_arg
+from app.commands.options import (
+    ENDPOINT_HELP,
+    JsonOpt,
+    ModelOpt,
+    endpoint_option,
+    text_or_path_arg,
+)
 
 console = Console(stderr=True)
 out = Console()
@@ -33,20 +39,18 @@ class TokensPerSecond(ProgressColumn):
 def prewarm(
     corpus: Annotated[str, typer.Argument(help="a stored corpus name or a path",
                                           callback=text_or_path_arg)],
-    endpoint: Annotated[str, typer.Option(
-        "--endpoint", "-e", help="OpenAI-compatible server URL, e.g. "
-        "http://127.0.0.1:8000/v1")],
+    endpoint: Annotated[str, endpoint_option(ENDPOINT_HELP)],
     model: ModelOpt = None,
     stage: Annotated[str, typer.Option(help="tokens added per stage, e.g. 256k")] = "256k",
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="answer tokens that later "
                                             "questions reserve (as ask)")] = 384,
     restart: Annotated[bool, typer.Option(help="ignore an earlier interrupted run")] = False,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Prefill CORPUS on a server in growing stages, so later questions start warm."""
-    from app.services.ask import resolve_corpus
     from app.services.backends import make_backend
     from app.services.context import build_context
+    from app.services.targets import open_target
     from app.settings import get_settings
     from engine.openai_backend import OpenAIBackend
     from engine.prewarm import prewarm as run
@@ -56,10 +60,9 @@ def prewarm(
     backend = make_backend("openai", endpoint=endpoint, model=model)  # as ask would
     assert isinstance(backend, OpenAIBackend)
     # the very prefix `scoutlens ask` will send in full mode, so its questions hit the cache
-    name = resolve_corpus(corpus, note=lambda text: console.print(text, markup=False),
-                          who=who())
-    with console.status("packing the corpus"):
-        request = build_context(name, "", "full", backend, max_tokens=max_tokens).request
+    with (open_target(corpus, who(), lambda text: console.print(text, markup=False)) as snap,
+          console.status("packing the corpus")):
+        request = build_context(snap, "", "full", backend, max_tokens=max_tokens).request
     assert request is not None
     columns = (TextColumn("prewarm"), BarColumn(), TextColumn("{task.completed:,}/"
                "{task.total:,} tokens"), TokensPerSecond(), TimeElapsedColumn(),

@@ -7,10 +7,10 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from app.mcp.runtime import Runtime
 from app.mcp.schemas import (
     AskArgs,
     IngestArgs,
@@ -19,6 +19,7 @@ from app.mcp.schemas import (
     ReadSourceArgs,
     SearchArgs,
 )
+from app.servers.runtime import Runtime
 from app.services.access import Who
 from common.errors import UserError
 
@@ -40,7 +41,7 @@ def _refuse_local(rt: Runtime, what: str) -> None:
 
 
 def list_corpora(args: ListCorporaArgs, rt: Runtime, who: Who, progress: Progress) -> dict:
-    from app.services.corpora import list_corpora as rows
+    from app.services.catalog import list_corpora as rows
 
     return {"corpora": [{"name": c.name, "sources": c.sources, "skipped": c.skipped,
                          "tokens": c.tokens, "tokenizer": shown_tokenizer(c.tokenizer, rt),
@@ -51,8 +52,8 @@ def list_corpora(args: ListCorporaArgs, rt: Runtime, who: Who, progress: Progres
 
 def ingest(args: IngestArgs, rt: Runtime, who: Who, progress: Progress) -> dict:
     _refuse_local(rt, "ingesting a path")
-    from app.services.corpora import corpus_name_for, ingest_target
-    from app.services.corpora import ingest as run
+    from app.services.ingesting import ingest as run
+    from app.services.targets import corpus_name_for, ingest_target
 
     missing = [p for p in args.paths if not Path(p).expanduser().exists()]
     if missing:
@@ -156,7 +157,7 @@ def pack(args: PackArgs, rt: Runtime, who: Who, progress: Progress) -> dict:
 def _shared_pack_target(args: PackArgs, rt: Runtime, who: Who) -> None:
     """A shared server packs one corpus the caller may read; the target is never looked up
     on disk (a stat would tell whether a server path exists), nor is `out` written."""
-    from app.services.corpora import corpus_exists
+    from app.services.catalog import corpus_exists
 
     if len(args.target) != 1 or not corpus_exists(args.target[0], who=who):
         raise UserError("a shared server packs one stored corpus name (list_corpora shows "
@@ -168,10 +169,11 @@ def _shared_pack_target(args: PackArgs, rt: Runtime, who: Who) -> None:
 def _stored_tokenizer_loads(corpus: str) -> str:
     """A corpus's own tokenizer spec, loaded here so that a shared caller's refusal never
     carries the path of the operator's tokenizer file (the server's log does)."""
-    from app.services.corpora import corpus_info
+    from app.services.snapshot import open_snapshot
     from app.services.tokencache import tokenizer as load
 
-    spec = corpus_info(corpus).spec
+    with open_snapshot(corpus) as snap:
+        spec = snap.tokenizer
     try:
         load(spec)
     except UserError as exc:
@@ -252,17 +254,21 @@ def _plain_pack_name(path: Path) -> None:
 
 
 def ask(args: AskArgs, rt: Runtime, who: Who, progress: Progress) -> dict:
-    from app.services.ask import ask as run
-    from app.services.ask import check_question, resolve_corpus
+    from app.services.ask import AskInput, answer, prepare
+    from app.services.targets import open_target
 
-    question = check_question(args.question)  # before the model loads or waits its turn
+    # the question is checked before the model loads or waits its turn
+    asked = AskInput(args.corpus, args.question, args.mode, args.max_tokens,
+                     args.conversation, corpus_only=rt.shared)
     notes: list[str] = []
-    # the corpus too (a path is ingested here, once, when the server is local)
-    corpus = resolve_corpus(args.corpus, progress, notes.append, corpus_only=rt.shared, who=who)
-    with rt.turn() as backend:
-        result = run(corpus, question, backend, mode=args.mode,
-                     max_tokens=args.max_tokens, conversation=args.conversation,
-                     note=notes.append, progress=progress, corpus_only=True, who=who)
+    with ExitStack() as reading:
+        # the corpus too (a path is ingested here, once, when the server is local)
+        snap = reading.enter_context(open_target(asked.target, who, notes.append, progress,
+                                                 corpus_only=rt.shared))
+        with rt.turn() as backend:
+            prepared = prepare(snap, asked, backend, who, notes.append)
+            reading.close()  # the snapshot's read ends before the model generates
+            result = answer(prepared, backend, who)
     c = result.completion
     return {
         "answer": result.answer, "corpus": result.corpus, "mode": result.mode,

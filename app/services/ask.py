@@ -1,9 +1,10 @@
 """Ask: a question over a corpus (or a path, ingested first) -> an answer with verified sources.
 
-The flow is ingest -> pack -> engine -> answer -> store: resolve the corpus (a stored name, or a
-path ingested first), build the context (app.services.context), run the conversation (the prompt
-is instructions + manifest + corpus as one stable prefix, then earlier turns, then the question),
-verify citations, store the answer (listed by app.services.history).
+Every entry point (CLI, UI, API, MCP) goes the same way, in two steps: `prepare` (over one
+snapshot of the corpus, app.services.snapshot: the conversation it continues, the context and
+the exact request, which is what `ask --dry-run` shows) then `answer` (generate, verify the
+citations, store the answer, listed by app.services.history). The prompt is instructions +
+manifest + corpus as one stable prefix, then earlier turns, then the question. `ask` does both.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from sqlalchemy import select
 
@@ -21,9 +21,11 @@ from app.services.access import Who, audit, owner_of_new
 from app.services.citations import SourceRef, matched_evidence, verify
 from app.services.context import Context, Mode, build_context
 from app.services.history import conversation_turns, last_conversation
-from app.settings import get_settings
-from engine.types import Backend, Completion, EngineError
-from ingest.types import IngestError
+from app.services.snapshot import Snapshot
+from app.services.targets import open_target
+from app.settings import database_url
+from common.errors import UserError
+from engine.types import Backend, Completion
 
 MAX_QUESTION_CHARS = 4_000
 
@@ -68,96 +70,81 @@ class AskResult:
         }
 
 
+class BadQuestion(UserError):
+    """A question that cannot be asked (empty, too long, an unknown mode)."""
+
+
+@dataclass(frozen=True)
+class AskInput:
+    """What was asked, as every entry point (CLI, UI, API, MCP) hands it in; checked once,
+    when made. `target`: a stored corpus's name, or a path to ingest first (see
+    app.services.targets); `corpus_only` (the web UI, a shared server): never a path;
+    `as_path` (`--path`): always one."""
+
+    target: str
+    question: str
+    mode: Mode = "auto"
+    max_tokens: int = 512
+    conversation: str | None = None
+    continue_last: bool = False
+    corpus_only: bool = False
+    as_path: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "question", check_question(self.question))
+        if self.mode not in ("auto", "full", "retrieval"):
+            raise BadQuestion(f"unknown mode {self.mode!r}: auto | full | retrieval")
+
+
 def check_question(question: str) -> str:
     q = question.strip()
     if not q:
-        raise EngineError("the question is empty")
+        raise BadQuestion("the question is empty")
     if len(q) > MAX_QUESTION_CHARS:
-        raise EngineError(f"the question is {len(q):,} characters; the limit is "
+        raise BadQuestion(f"the question is {len(q):,} characters; the limit is "
                           f"{MAX_QUESTION_CHARS:,} (put long material into the corpus instead)")
     return q
 
 
-def resolve_corpus(target: str, progress=None, note: Callable[[str], None] | None = None,
-                   corpus_only: bool = False, as_path: bool = False, who: Who = None) -> str:
-    """The corpus to ask. A bare word is a stored corpus name, even when the working directory
-    has a folder of that name (which would otherwise be merged in silently); a path is a path
-    only when it looks like one, or with `as_path` (`--path`): it is ingested (incrementally)
-    into a corpus named after it. `corpus_only` (the web UI): never a path, so a corpus named
-    like a folder of the server's working directory cannot pull that folder in. `note` is told
-    which of the two was used. A corpus `who` may not read is not there."""
-    from app.services.corpora import corpus_exists, corpus_name_for, ingest, looks_like_path
-
-    if corpus_only:
-        if not corpus_exists(target, who=who):
-            raise IngestError(f"no such corpus: {target}")
-        return target
-    if not as_path and not looks_like_path(target):
-        here = Path(target).exists()
-        if corpus_exists(target, who=who):
-            if note:
-                note(f"using the stored corpus {target!r}" + (
-                    f" (not ./{target}: pass ./{target} or --path to ingest it)" if here else ""))
-            return target
-        hint = f"; ./{target} exists: pass ./{target} or --path to ingest it" if here else ""
-        raise IngestError(f"no such corpus or path: {target} (scoutlens corpora list shows the "
-                          f"corpora){hint}")
-    path = Path(target).expanduser()
-    if not path.exists():
-        raise IngestError(f"no such corpus or path: {target} (no such file or folder)")
-    name = corpus_name_for(path)
-    if note:
-        note(f"ingesting {path} into corpus {name!r}")
-    ingest([path], name, progress=progress, who=who)
-    return name
-
-
 @dataclass
 class Prepared:
-    """A question made ready to send: the corpus, the conversation it continues, the context."""
+    """A question made ready to send: the corpus, the conversation it continues, the context
+    (what `ask --dry-run` shows, and what `answer` then sends)."""
 
     corpus: str
+    corpus_id: int
     question: str
     conversation: str
     turns: list[tuple[str, str]]
     context: Context
 
 
-def prepare(target: str, question: str, backend: Backend, mode: Mode = "auto",
-            max_tokens: int = 512, continue_last: bool = False, conversation: str | None = None,
-            note: Callable[[str], None] | None = None, progress=None, corpus_only: bool = False,
-            as_path: bool = False, who: Who = None) -> Prepared:
-    """Everything ask does before it generates: the context and the exact request (what
-    `ask --dry-run` shows, and what ask then sends)."""
-    question = check_question(question)
-    if mode not in ("auto", "full", "retrieval"):
-        raise EngineError(f"unknown mode {mode!r}: auto | full | retrieval")
-    name = resolve_corpus(target, progress, note, corpus_only, as_path, who)
-    if continue_last and conversation is None:
+def prepare(snap: Snapshot, asked: AskInput, backend: Backend, who: Who = None,
+            note: Callable[[str], None] | None = None) -> Prepared:
+    """Everything ask does before it generates, over one snapshot of the corpus: the
+    conversation it continues (`who`'s own), the context and the exact request."""
+    name, conversation = snap.name, asked.conversation
+    if asked.continue_last and conversation is None:
         conversation = last_conversation(name, who)
     turns = conversation_turns(conversation, name, who) if conversation else []
     if conversation and not turns:
-        raise EngineError(f"no such conversation: {conversation} (scoutlens history {name} "
+        raise BadQuestion(f"no such conversation: {conversation} (scoutlens history {name} "
                           "lists them; leave out --conversation to start one)")
     earlier = "".join(f"Earlier question: {q}\nEarlier answer: {a}\n\n" for q, a in turns)
-    ctx = build_context(name, question, mode, backend, max_tokens, turns=earlier)
+    ctx = build_context(snap, asked.question, asked.mode, backend, asked.max_tokens,
+                        turns=earlier)
     if note:
         for text in ctx.notes:
             note(text)
-    return Prepared(name, question, conversation or uuid.uuid4().hex[:12], turns, ctx)
+    return Prepared(name, snap.id, asked.question, conversation or uuid.uuid4().hex[:12], turns,
+                    ctx)
 
 
-def ask(target: str, question: str, backend: Backend, mode: Mode = "auto",
-        max_tokens: int = 512, continue_last: bool = False, conversation: str | None = None,
-        on_delta: Callable[[str], None] | None = None, note: Callable[[str], None] | None = None,
-        progress=None, corpus_only: bool = False, as_path: bool = False,
-        who: Who = None) -> AskResult:
-    """Answer `question` over a corpus `who` may read, with verified citations; stored as
-    `who`'s (a conversation is its asker's alone)."""
-    p = prepare(target, question, backend, mode, max_tokens, continue_last, conversation, note,
-                progress, corpus_only, as_path, who)
-    name, question, conversation, turns, ctx = (p.corpus, p.question, p.conversation, p.turns,
-                                                p.context)
+def answer(prepared: Prepared, backend: Backend, who: Who = None,
+           on_delta: Callable[[str], None] | None = None) -> AskResult:
+    """Generate the prepared request's answer, verify its citations and store it as `who`'s
+    (a conversation is its asker's alone)."""
+    ctx = prepared.context
     request = ctx.request
     assert request is not None
     stream = backend.stream(request)
@@ -170,19 +157,31 @@ def ask(target: str, question: str, backend: Backend, mode: Mode = "auto",
         deltas.close()  # type: ignore[attr-defined]
     completion = stream.result
     assert completion is not None
-    answer = completion.text.strip()
-    cited = verify(answer, ctx.sources)
+    text = completion.text.strip()
+    cited = verify(text, ctx.sources)
     sources = list(cited)
     if not any(r.verified for r in cited):
-        sources += matched_evidence(answer, ctx.sources)
+        sources += matched_evidence(text, ctx.sources)
     in_context = sum(b.tokens for b in ctx.plan.blocks)
     injections = [f"{d.path}: {f.removeprefix('injection:')}" for d in ctx.docs
                   for f in d.flags if f.startswith("injection:")]
-    result = AskResult(answer, ctx.mode, sources, completion, name, ctx.corpus_tokens, in_context,
-                       conversation, len(turns) + 1, injections, corpus_version=ctx.version,
-                       context=ctx.to_json())
-    _store(result, question, who)
+    result = AskResult(text, ctx.mode, sources, completion, prepared.corpus, ctx.corpus_tokens,
+                       in_context, prepared.conversation, len(prepared.turns) + 1, injections,
+                       corpus_version=ctx.version, context=ctx.to_json())
+    _store(result, prepared.question, prepared.corpus_id, who)
     return result
+
+
+def ask(asked: AskInput, backend: Backend, who: Who = None,
+        on_delta: Callable[[str], None] | None = None, note: Callable[[str], None] | None = None,
+        progress=None) -> AskResult:
+    """Answer a question over a corpus `who` may read, with verified citations: the corpus
+    resolved and read once (a snapshot), prepared, then answered once the snapshot is closed
+    (generation can take minutes)."""
+    with open_target(asked.target, who, note, progress, asked.corpus_only,
+                     asked.as_path) as snap:
+        prepared = prepare(snap, asked, backend, who, note)
+    return answer(prepared, backend, who, on_delta)
 
 
 def _text(value: str) -> str:
@@ -190,14 +189,16 @@ def _text(value: str) -> str:
     return value.replace("\x00", "\ufffd")
 
 
-def _store(result: AskResult, question: str, who: Who = None) -> None:
+def _store(result: AskResult, question: str, corpus_id: int, who: Who = None) -> None:
     c = result.completion
-    with session_scope(get_settings().db_url) as session:
-        row = session.scalar(select(Corpus).where(Corpus.name == result.corpus))
+    # the corpus's id when it is still there (removed while the model answered: none); part of
+    # the INSERT, so the corpus's row is not read again
+    still = select(Corpus.id).where(Corpus.id == corpus_id).scalar_subquery()
+    with session_scope(database_url()) as session:
         audit(session, who, "ask", result.corpus, conversation=result.conversation,
               turn=result.turn, mode=result.mode)
         session.add(Question(  # the version answered from, not the one stored now
-            owner=owner_of_new(who), corpus_id=row.id if row else None, corpus_name=result.corpus,
+            owner=owner_of_new(who), corpus_id=still, corpus_name=result.corpus,
             corpus_version=result.corpus_version, conversation=result.conversation,
             turn=result.turn, question=_text(question), answer=_text(result.answer),
             mode=result.mode,

@@ -17,7 +17,7 @@ class _Names(Sequence[str]):
     """The registered backends' names, read at each use, so a check made with `in BACKENDS`
     (the UI's settings, eval dry runs) knows a backend registered after this import."""
 
-    def __getitem__(self, index):  # type: ignore[override]
+    def __getitem__(self, index):
         return registry.names()[index]
 
     def __len__(self) -> int:

@@ -14,15 +14,9 @@ from pathlib import Path
 from typing import Literal
 
 from app.services.citations import ContextSource
-from app.services.corpora import (
-    corpus_info,
-    corpus_version,
-    load_documents,
-    source_documents,
-    version_of_sources,
-)
 from app.services.prompting import corpus_request
-from app.services.search import SIGNALS, SearchHit
+from app.services.search import SIGNALS, SearchHit, rank
+from app.services.snapshot import Snapshot, documents, source_documents
 from app.services.tokencache import tokenizer as tokenizer_for
 from app.settings import get_settings
 from engine.images import Choice, choose
@@ -101,17 +95,6 @@ class Context:
         return out
 
 
-def _documents(name: str) -> list[Document]:
-    return load_documents(name, symbols=True)[1]
-
-
-def _version_of(docs: list[Document], spec: str) -> str:
-    """The version an ingest gives exactly these sources (read in one transaction), so a
-    context's version holds even if an ingest landed between reading the corpus's row and
-    its text."""
-    return version_of_sources([(d.path, d.sha256) for d in docs], tokenizer_for(spec).fingerprint)
-
-
 def _sources(plan: PackResult) -> list[ContextSource]:
     out = []
     for b in plan.blocks:
@@ -140,20 +123,18 @@ def _pack(docs: list[Document], spec: str, name: str, mode: str) -> Context:
     return Context(buf.getvalue(), plan, _sources(plan), mode, docs)
 
 
-def _retrieve(name: str, version: str, question: str, spec: str,
-              budget_model_tokens: int, tok: ModelTokenizer,
+def _retrieve(snap: Snapshot, question: str, budget_model_tokens: int, tok: ModelTokenizer,
               fits: Callable[[Context], Context | None], signals: tuple[str, ...],
               notes: list[str]) -> Context:
     """Segments by relevance until the budget is spent, then packed in corpus order; while the
     request does not fit (`fits` gives the context with its request, or None), the least
     relevant piece goes."""
-    from app.services.search import search
-
-    ranking = search(name, question, k=RETRIEVAL_CANDIDATES, version=version, signals=signals)
+    name, spec = snap.name, snap.tokenizer
+    ranking = rank(snap, question, k=RETRIEVAL_CANDIDATES, signals=signals)
     notes.extend(ranking.notes)
     ranked = ranking.hits
     order = [h.segment.id for h in ranked]
-    rank = {sid: i for i, sid in enumerate(order)}
+    rank_of = {sid: i for i, sid in enumerate(order)}
     rows = {h.segment.id: h.segment for h in ranked}
     found = {h.segment.id: h for h in ranked}
     # model tokens per corpus token, measured on a sample of what would go in
@@ -180,21 +161,21 @@ def _retrieve(name: str, version: str, question: str, spec: str,
     by_source: dict[str, list] = {}
     for r in picked:
         by_source.setdefault(r.path, []).append(r)
-    doc_of = source_documents(name, sorted(by_source))
+    doc_of = source_documents(snap, sorted(by_source))
     pieces: list[tuple[int, Document]] = []  # (best rank among its segments, the piece)
     for path in sorted(by_source, key=lambda p: by_source[p][0].position):
         if path not in doc_of:
-            continue  # re-ingested away meanwhile: the version check makes it build again
+            continue
         segs = sorted(by_source[path], key=lambda r: r.start)
         run: list = []
         for r in segs + [None]:
             if r is not None and run and (r.span_kind != "lines" or r.start > run[-1].end + 1):
-                pieces.append((min(rank[x.id] for x in run), _piece(doc_of[path], run)))
+                pieces.append((min(rank_of[x.id] for x in run), _piece(doc_of[path], run)))
                 run = []
             if r is not None:
                 run.append(r)
         if run:
-            pieces.append((min(rank[x.id] for x in run), _piece(doc_of[path], run)))
+            pieces.append((min(rank_of[x.id] for x in run), _piece(doc_of[path], run)))
     while True:
         ctx = _pack([d for _, d in pieces], spec, name, "retrieval")
         kept = {(d.path, s.start) for _, d in pieces for s in d.segments}
@@ -242,21 +223,52 @@ def _piece(doc: Document, rows: list) -> Document:
     return replace(doc, segments=segs, tokens=sum(s.tokens for s in segs))
 
 
-def build_context(name: str, question: str, mode: Mode, backend: Backend, max_tokens: int,
-                  window: int | None = None, turns: str = "",
+def build_context(snap: Snapshot, question: str, mode: Mode, backend: Backend,
+                  max_tokens: int, window: int | None = None, turns: str = "",
                   signals: tuple[str, ...] = SIGNALS) -> Context:
-    """The context for a question over a stored corpus, with the request that will be sent and
-    its cost (text, template and the pictures a vision backend sends, counted as the server
-    counts them) checked against the window. `turns`: earlier questions and answers of the
-    conversation, sent before the question. The context carries the corpus version it was read
-    from; retrieval reads the corpus in several transactions, so an ingest landing in between
-    means building it again."""
-    for _ in range(3):
-        ctx = _build_context(name, question, mode, backend, max_tokens, window, turns, signals)
-        if ctx.mode == "full" or corpus_version(name) == ctx.version:
+    """The context for a question over a snapshot of a corpus, with the request that will be
+    sent and its cost (text, template and the pictures a vision backend sends, counted as the
+    server counts them) checked against the window. `turns`: earlier questions and answers of
+    the conversation, sent before the question. Everything is read from the one snapshot, so
+    the context is of one corpus version however long it takes to build."""
+    if not snap.sources:
+        raise EngineError(f"corpus {snap.name} has no readable sources (scoutlens corpora show "
+                          f"{snap.name})")
+    window = window or backend.window or get_settings().default_window
+    tok = backend.tokenizer()
+    images_root = str(get_settings().frames_dir) if backend.vision else None
+    vision = Vision(images_root, getattr(backend, "max_images", None))
+    budget = window - max_tokens - TEMPLATE_RESERVE - tok.count(turns + question)
+    if budget <= 0:
+        raise EngineError(f"the model's window ({window:,} tokens) leaves no room for context "
+                          f"after {max_tokens:,} answer tokens; lower --max-tokens")
+
+    def fits(ctx: Context) -> Context | None:
+        request, choices = _request(ctx.packed, question, turns, max_tokens, vision)
+        cost = tok.count_request(request)
+        ctx = replace(ctx, corpus_tokens=snap.tokens, budget=budget, request=request,
+                      cost=cost, version=snap.version)
+        ctx.pictures = picture_report(ctx, choices, vision)
+        need = cost.tokens if cost.exact else int(cost.tokens * (1 + ESTIMATE_MARGIN))
+        return ctx if need + max_tokens <= window else None
+
+    if mode in ("auto", "full") and snap.tokens <= budget * 3:
+        full = _pack(documents(snap, symbols=True), snap.tokenizer, snap.name, "full")
+        ctx = fits(full)
+        if ctx is not None:
             return ctx
-    raise EngineError(f"corpus {name} changed three times while its context was being built; "
-                      "ask again when the ingest is done")
+        if mode == "full":
+            raise PromptTooLong(_cost(tok, full, question, turns, max_tokens, vision),
+                                window, max_tokens, hint="use --mode retrieval")
+    elif mode == "full":
+        raise EngineError(f"the corpus is {snap.tokens:,} tokens ({snap.tokenizer}) but the "
+                          f"model's window leaves {budget:,} for context: use --mode retrieval")
+    fill = min(1.0, max(0.1, get_settings().retrieval_fill))
+    ctx = _retrieve(snap, turns + question, int(budget * fill), tok, fits, signals, [])
+    if ctx.request is None:
+        raise PromptTooLong(_cost(tok, ctx, question, turns, max_tokens, vision), window,
+                            max_tokens, hint="ask with a lower --max-tokens")
+    return replace(ctx, version=snap.version)
 
 
 @dataclass(frozen=True)
@@ -339,52 +351,6 @@ def _how(name: str | None, chosen: dict[str, Choice], seen: set[str], total: int
         return {**ranked, "sent": "picture", "why": f"ranked {c.rank} of {total}"}
     return {"sent": "picture", "why": f"spread evenly over the {total} (the server takes "
                                       f"{limit}; the question points at no more)"}
-
-
-def _build_context(name: str, question: str, mode: Mode, backend: Backend, max_tokens: int,
-                   window: int | None, turns: str, signals: tuple[str, ...]) -> Context:
-    info = corpus_info(name)
-    spec, version = info.spec, info.version
-    if not info.sources:
-        raise EngineError(f"corpus {name} has no readable sources (scoutlens corpora show {name})")
-    corpus_tokens = info.tokens
-    window = window or backend.window or get_settings().default_window
-    tok = backend.tokenizer()
-    images_root = str(get_settings().frames_dir) if backend.vision else None
-    vision = Vision(images_root, getattr(backend, "max_images", None))
-    budget = window - max_tokens - TEMPLATE_RESERVE - tok.count(turns + question)
-    if budget <= 0:
-        raise EngineError(f"the model's window ({window:,} tokens) leaves no room for context "
-                          f"after {max_tokens:,} answer tokens; lower --max-tokens")
-
-    def fits(ctx: Context) -> Context | None:
-        request, choices = _request(ctx.packed, question, turns, max_tokens, vision)
-        cost = tok.count_request(request)
-        ctx = replace(ctx, corpus_tokens=corpus_tokens, budget=budget, request=request,
-                      cost=cost)
-        ctx.pictures = picture_report(ctx, choices, vision)
-        need = cost.tokens if cost.exact else int(cost.tokens * (1 + ESTIMATE_MARGIN))
-        return ctx if need + max_tokens <= window else None
-
-    if mode in ("auto", "full") and corpus_tokens <= budget * 3:
-        docs = _documents(name)
-        full = replace(_pack(docs, spec, name, "full"), version=_version_of(docs, spec))
-        ctx = fits(full)
-        if ctx is not None:
-            return ctx
-        if mode == "full":
-            raise PromptTooLong(_cost(tok, full, question, turns, max_tokens, vision),
-                                window, max_tokens, hint="use --mode retrieval")
-    elif mode == "full":
-        raise EngineError(f"the corpus is {corpus_tokens:,} tokens ({spec}) but the model's "
-                          f"window leaves {budget:,} for context: use --mode retrieval")
-    fill = min(1.0, max(0.1, get_settings().retrieval_fill))
-    ctx = _retrieve(name, version, turns + question, spec, int(budget * fill),
-                    tok, fits, signals, [])
-    if ctx.request is None:
-        raise PromptTooLong(_cost(tok, ctx, question, turns, max_tokens, vision), window,
-                            max_tokens, hint="ask with a lower --max-tokens")
-    return replace(ctx, version=version)
 
 
 def _cost(tok: ModelTokenizer, ctx: Context, question: str, turns: str, max_tokens: int,

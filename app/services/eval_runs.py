@@ -18,7 +18,7 @@ from app.database import session_scope
 from app.models import EvalCell, EvalRun
 from app.services.access import Who, audit, can_change, owner_of_new
 from app.services.retrieval_eval import retrieval_cells
-from app.settings import get_settings
+from app.settings import database_url, get_settings
 from engine.types import Backend, EngineError
 from evals.haystack import KINDS
 from evals.report import CellScore
@@ -27,10 +27,6 @@ from evals.tasks import PIPELINE_TASKS, Generator, score_text
 from ingest.tokenizers import Tokenizer
 
 WINDOW_RESERVE = 64  # evals.runner.check_window's default reserve
-
-
-def _url() -> str:
-    return get_settings().db_url
 
 
 @dataclass
@@ -130,7 +126,7 @@ def _run_row(s, run_id: str, who: Who) -> EvalRun:
 def stored_config(run_id: str, who: Who = None) -> EvalConfig | None:
     """The config a run was started with (a resumed run keeps it, whatever the flags say);
     None for a new run id. Someone else's run id is refused as not found."""
-    with session_scope(_url()) as s:
+    with session_scope(database_url()) as s:
         if s.scalar(select(EvalRun.id).where(EvalRun.run_id == run_id)) is None:
             return None
         return EvalConfig.from_json(dict(_run_row(s, run_id, who).config))
@@ -183,7 +179,7 @@ def generator_for(config: EvalConfig, backend: Backend, tokenizer: str | None = 
     if all(t in PIPELINE_TASKS for t in config.tasks):
         haystack = "prose"  # nothing generated: retrieval cells plant in the corpus itself
     if haystack not in KINDS:
-        from app.services.corpora import load_documents
+        from app.services.snapshot import load_documents
         from evals.corpus import render
 
         name = haystack.removeprefix("corpus:")
@@ -216,13 +212,14 @@ def run(config: EvalConfig, backend: Backend, gen: Generator, run_id: str | None
     config = stored_config(run_id, who) or config  # a resumed run keeps its own grid
     name = corpus_haystack(config)
     if name is not None:  # a haystack from a corpus `who` may read (either spelling)
-        from app.services.corpora import CorpusNotFound, corpus_exists
+        from app.services.access import CorpusNotFound
+        from app.services.catalog import corpus_exists
 
         if not corpus_exists(name, who=who):
             raise CorpusNotFound(f"no such corpus: {name!r}")
     check_window(config, backend.window)
     preflight(config, gen)
-    with session_scope(_url()) as s:
+    with session_scope(database_url()) as s:
         row = s.scalar(select(EvalRun).where(EvalRun.run_id == run_id))
         if row is None:
             s.add(EvalRun(run_id=run_id, config=config.to_json(), owner=owner_of_new(who),
@@ -247,7 +244,7 @@ def run(config: EvalConfig, backend: Backend, gen: Generator, run_id: str | None
                                         config.haystack.removeprefix("corpus:"), who)
                         if pipeline_cells else iter(()))
         for r in results:
-            with session_scope(_url()) as s:
+            with session_scope(database_url()) as s:
                 s.add(EvalCell(run_id=run_id, task=r.cell.task, length=r.cell.length,
                                depth=r.cell.depth, sample=r.cell.sample,
                                prompt_hash=r.prompt_hash, prompt_tokens=r.prompt_tokens,
@@ -259,12 +256,12 @@ def run(config: EvalConfig, backend: Backend, gen: Generator, run_id: str | None
             if progress:
                 progress(finished, total)
     except BaseException:  # Ctrl-C, a crash: say so (resumable with the same run id)
-        with session_scope(_url()) as s:
+        with session_scope(database_url()) as s:
             row = s.scalar(select(EvalRun).where(EvalRun.run_id == run_id))
             if row is not None:
                 row.status = "interrupted"
         raise
-    with session_scope(_url()) as s:
+    with session_scope(database_url()) as s:
         row = s.scalar(select(EvalRun).where(EvalRun.run_id == run_id))
         failed = s.scalars(select(EvalCell.id).where(EvalCell.run_id == run_id,
                                                      EvalCell.status == "failed")).all()
@@ -278,7 +275,7 @@ def _text(value: str | None) -> str | None:
 
 
 def cells_of(run_id: str, who: Who = None) -> list[CellScore]:
-    with session_scope(_url()) as s:
+    with session_scope(database_url()) as s:
         _run_row(s, run_id, who)
         return [CellScore(c.task, c.length, c.depth, c.sample, c.score, c.ttft_s,
                           c.cached_tokens, c.total_s, c.prompt_tokens, c.status)
@@ -300,7 +297,7 @@ def rescore(run_id: str, metric: str | None = None, who: Who = None) -> Rescored
     calling the model; failed cells have no response to score and stay as they are."""
     if metric not in (None, "all", "part"):
         raise EngineError(f"unknown metric {metric!r}: all | part")
-    with session_scope(_url()) as s:
+    with session_scope(database_url()) as s:
         _run_row(s, run_id, who)
         audit(s, who, "rescore", run_id, metric=metric)
         cells = s.scalars(select(EvalCell).where(EvalCell.run_id == run_id,
@@ -321,7 +318,7 @@ def _mean(values: list) -> float | None:
 
 
 def summary(run_id: str, who: Who = None) -> RunSummary:
-    with session_scope(_url()) as s:
+    with session_scope(database_url()) as s:
         row = _run_row(s, run_id, who)
         cells = s.scalars(select(EvalCell).where(EvalCell.run_id == run_id)).all()
         scores = [c.score for c in cells if c.score is not None]
@@ -334,7 +331,7 @@ def summary(run_id: str, who: Who = None) -> RunSummary:
 
 def list_runs(who: Who = None) -> list[RunSummary]:
     """The runs `who` may see (their own; admins and the operator see all), newest first."""
-    with session_scope(_url()) as s:
+    with session_scope(database_url()) as s:
         rows = s.execute(select(EvalRun.run_id, EvalRun.owner)
                          .order_by(EvalRun.created_at.desc())).all()
     return [summary(i, who) for i, owner in rows if can_change(who, owner)]

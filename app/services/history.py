@@ -10,7 +10,7 @@ from sqlalchemy import select
 from app.database import session_scope
 from app.models import Question
 from app.services.access import Who
-from app.settings import get_settings
+from app.settings import database_url
 
 
 def _mine(who: Who) -> list:
@@ -25,13 +25,13 @@ def conversation_turns(conversation: str, corpus: str | None = None,
     where = [Question.conversation == conversation, *_mine(who)]
     if corpus is not None:
         where.append(Question.corpus_name == corpus)
-    with session_scope(get_settings().db_url) as session:
+    with session_scope(database_url()) as session:
         return [(q.question, q.answer) for q in session.scalars(
             select(Question).where(*where).order_by(Question.turn))]
 
 
 def last_conversation(name: str, who: Who = None) -> str | None:
-    with session_scope(get_settings().db_url) as session:
+    with session_scope(database_url()) as session:
         q = session.scalars(select(Question).where(Question.corpus_name == name, *_mine(who))
                             .order_by(Question.created_at.desc(), Question.id.desc())
                             .limit(1)).first()
@@ -64,7 +64,7 @@ class HistoryRow:
 
 def history(corpus: str | None = None, limit: int = 50, who: Who = None) -> list[HistoryRow]:
     """The latest answers, newest first: `who`'s own (the operator's view has everyone's)."""
-    with session_scope(get_settings().db_url) as session:
+    with session_scope(database_url()) as session:
         q = (select(Question).where(*_mine(who))
              .order_by(Question.created_at.desc(), Question.id.desc()).limit(limit))
         if corpus:

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from app.database import session_scope
-from app.models import Corpus, Source, StoredSegment
+from app.models import Source, StoredSegment
+from app.services.snapshot import Snapshot, open_snapshot
 from app.settings import get_settings
 from ingest.retrieval import TERM_KEYS, Reusable, SegmentIndex, embed_segments
 from ingest.types import IngestError
@@ -63,10 +63,6 @@ class LocatedSegment:
         if self.span_kind == "page":
             return f"p.{self.start}"
         return f"{self.span_kind} {self.start}"
-
-
-def _url(url: str | None) -> str:
-    return url or get_settings().db_url
 
 
 def index_dir(name: str, version: str) -> Path:
@@ -145,34 +141,30 @@ def _embed_progress(progress: Progress | None, total: int) -> Callable[[int], No
     return lambda done: progress("embed", done, total, "sentence vectors for dense retrieval")
 
 
-def build_index(name: str, url: str | None = None, note: Note | None = None,
-                progress: Progress | None = None, dense: bool | None = None) -> Path:
-    """Index every segment of the corpus's current version (older versions are removed); with
+def build_index(snap: Snapshot, note: Note | None = None, progress: Progress | None = None,
+                dense: bool | None = None) -> Path:
+    """Index every segment of the snapshot's version (older versions are removed); with
     `dense` (default: the setting) their sentence vectors too."""
     dense = get_settings().dense if dense is None else dense
     model = embedder(note) if dense else None
-    with session_scope(_url(url)) as session:
-        row = session.scalar(select(Corpus).where(Corpus.name == name))
-        if row is None:
-            raise IngestError(f"no such corpus: {name}")
-        version = row.version_hash
-        folder = index_dir(name, version)
+    session = snap.session
+    folder = index_dir(snap.name, snap.version)
+    if note:
+        note("indexing the corpus's segments for retrieval")
+    step = None
+    if model is not None:
+        total = _count(session, snap.id)
+        step = _embed_progress(progress, total)
         if note:
-            note("indexing the corpus's segments for retrieval")
-        step = None
-        if model is not None:
-            total = _count(session, row.id)
-            step = _embed_progress(progress, total)
-            if note:
-                note(f"embedding {total:,} segments for dense retrieval "
-                     f"({embed_estimate(total)} on CPU)")
-        keys = array("q")  # 8 bytes a segment, not a Python int each
-        reuse = _reusable(folder, model)
-        rows = _rows_reusing(session, row.id, row.tokenizer, reuse, keys) if reuse else None
-        if rows is None:
-            del keys[:]
-            reuse, rows = None, _segment_rows(session, row.id, row.tokenizer, keys)
-        index = SegmentIndex.build(rows, model, step, reuse, keys)
+            note(f"embedding {total:,} segments for dense retrieval "
+                 f"({embed_estimate(total)} on CPU)")
+    keys = array("q")  # 8 bytes a segment, not a Python int each
+    reuse = _reusable(folder, model)
+    rows = _rows_reusing(session, snap.id, snap.tokenizer, reuse, keys) if reuse else None
+    if rows is None:
+        del keys[:]
+        reuse, rows = None, _segment_rows(session, snap.id, snap.tokenizer, keys)
+    index = SegmentIndex.build(rows, model, step, reuse, keys)
     if note and index.reused:
         note(f"kept the terms of {index.reused:,} of {len(index.ids):,} segments from the "
              "previous version's index")
@@ -181,6 +173,13 @@ def build_index(name: str, url: str | None = None, note: Note | None = None,
         if old != folder and not old.name.startswith("."):
             shutil.rmtree(old, ignore_errors=True)
     return folder
+
+
+def build_index_of(name: str, url: str | None = None, note: Note | None = None,
+                   progress: Progress | None = None, dense: bool | None = None) -> Path:
+    """The index of corpus `name` as it is stored now (after an ingest, or on request)."""
+    with open_snapshot(name, url=url) as snap:
+        return build_index(snap, note, progress, dense)
 
 
 def _reusable(folder: Path, model: Embedder | None) -> Reusable | None:
@@ -239,28 +238,28 @@ def remove_indexes(name: str) -> None:
     shutil.rmtree(get_settings().home_dir / "indexes" / name, ignore_errors=True)
 
 
-def load_index(name: str, version: str, url: str | None = None, note: Note | None = None,
-               dense: bool = False, build_vectors: bool | None = None,
+def load_index(snap: Snapshot, note: Note | None = None, dense: bool = False,
+               build_vectors: bool | None = None,
                progress: Progress | None = None) -> SegmentIndex:
-    """The corpus's index for `version`; one missing (another machine ingested it, or it was
-    deleted), damaged or of an older format is rebuilt from the database first. With `dense`,
-    its vectors too when they are the installed model's; missing or another model's, they are
-    built now when `build_vectors` (None: when that is quick, see BUILD_ON_USE_S), else the
-    index comes without them and a note says how to build them."""
-    folder = index_dir(name, version)
+    """The index of the snapshot's version; one missing (another machine ingested it, or it
+    was deleted), damaged or of an older format is rebuilt from the snapshot first. With
+    `dense`, its vectors too when they are the installed model's; missing or another model's,
+    they are built now when `build_vectors` (None: when that is quick, see BUILD_ON_USE_S),
+    else the index comes without them and a note says how to build them."""
+    folder = index_dir(snap.name, snap.version)
     model = vectors_model() if dense else None
     index = SegmentIndex.load(folder, model)
     if index is None:
         if note:
             why = "of an older format or damaged" if (folder / "segments.json").exists() \
                 else "missing"
-            note(f"the retrieval index of {name} was {why}: rebuilt it from the database")
-        build_index(name, url, dense=False)  # vectors follow below, by the same rule as ever
+            note(f"the retrieval index of {snap.name} was {why}: rebuilt it from the database")
+        build_index(snap, dense=False)  # vectors follow below, by the same rule as ever
         index = SegmentIndex.load(folder, model)
     if index is None:
-        raise IngestError(f"cannot build the retrieval index for {name}")
+        raise IngestError(f"cannot build the retrieval index for {snap.name}")
     if model and index.vectors is None:
-        index = _add_vectors(name, folder, index, url, note, build_vectors, progress)
+        index = _add_vectors(snap, folder, index, note, build_vectors, progress)
     return index
 
 
@@ -274,9 +273,8 @@ def vectors_missing(name: str, version: str) -> bool:
         return True
 
 
-def _add_vectors(name: str, folder: Path, index: SegmentIndex, url: str | None,
-                 note: Note | None, build: bool | None,
-                 progress: Progress | None) -> SegmentIndex:
+def _add_vectors(snap: Snapshot, folder: Path, index: SegmentIndex, note: Note | None,
+                 build: bool | None, progress: Progress | None) -> SegmentIndex:
     """The index with its segments' vectors embedded and saved with it, or as it is (a note
     says why, and how to build them)."""
     note = note or (lambda _: None)
@@ -285,57 +283,51 @@ def _add_vectors(name: str, folder: Path, index: SegmentIndex, url: str | None,
     problem = index.vectors_problem or "missing"
     if build is False or (build is None
                           and n * PIECES_PER_SEGMENT / PIECES_PER_S > BUILD_ON_USE_S):
-        note(f"dense retrieval skipped: the sentence vectors of {name} are {problem} "
+        note(f"dense retrieval skipped: the sentence vectors of {snap.name} are {problem} "
              f"({n:,} segments, {estimate} to embed on CPU); build them once with "
-             f"`scoutlens search {name} WORDS --build-vectors`")
+             f"`scoutlens search {snap.name} WORDS --build-vectors`")
         return index
     model = embedder(note)
     if model is None:
         return index
-    note(f"the sentence vectors of {name} were {problem}: embedding {n:,} segments "
+    note(f"the sentence vectors of {snap.name} were {problem}: embedding {n:,} segments "
          f"({estimate} on CPU), once")
-    with session_scope(_url(url)) as session:
-        corpus = session.scalar(select(Corpus).where(Corpus.name == name))
-        if corpus is None:
-            return index
-        ids, vectors = embed_segments(_segment_rows(session, corpus.id, corpus.tokenizer, []),
-                                      model, _embed_progress(progress, n), model.dim)
-    if ids != index.ids:  # re-ingested meanwhile: the next question builds the new version's
-        note(f"dense retrieval skipped: corpus {name} changed while it was being embedded")
+    ids, vectors = embed_segments(_segment_rows(snap.session, snap.id, snap.tokenizer, []),
+                                  model, _embed_progress(progress, n), model.dim)
+    if ids != index.ids:  # an index of other rows under this version: the next build fixes it
+        note(f"dense retrieval skipped: the index of {snap.name} does not match its rows")
         return index
     index = index.with_vectors(vectors, model.name)
     try:
         index.save(folder)
     except OSError as exc:
-        note(f"the sentence vectors of {name} could not be saved ({exc}); used this once")
+        note(f"the sentence vectors of {snap.name} could not be saved ({exc}); used this once")
     return index
 
 
-def fetch_segments(name: str, ids: list[int], url: str | None = None) -> list[LocatedSegment]:
-    """The segments with these ids (of corpus `name` only), with where they sit. Segments and
-    their sources are read by primary key in two queries: joined in one, SQLite chose to walk
-    the corpus's sources and took 1.5 s for 400 segments of a 77M-token corpus (3 ms now)."""
+def fetch_segments(snap: Snapshot, ids: list[int]) -> list[LocatedSegment]:
+    """The segments with these ids (of the snapshot's corpus only), with where they sit.
+    Segments and their sources are read by primary key in two queries: joined in one, SQLite
+    chose to walk the corpus's sources and took 1.5 s for 400 segments of a 77M-token corpus
+    (3 ms now)."""
     if not ids:
         return []
-    with session_scope(_url(url)) as session:
-        corpus = session.scalar(select(Corpus.id).where(Corpus.name == name))
-        if corpus is None:
-            return []
-        segs = []
-        for i in range(0, len(ids), 500):
-            segs += session.execute(
-                select(StoredSegment.id, StoredSegment.source_id, StoredSegment.span_kind,
-                       StoredSegment.start, StoredSegment.end, StoredSegment.tokens,
-                       StoredSegment.text, StoredSegment.locator)
-                .where(StoredSegment.id.in_(ids[i:i + 500]))).all()
-        wanted = sorted({s.source_id for s in segs})
-        sources = {}
-        for i in range(0, len(wanted), 500):
-            for sid, path, kind, position, flags, owner in session.execute(
-                    select(Source.id, Source.path, Source.kind, Source.position, Source.flags,
-                           Source.corpus_id).where(Source.id.in_(wanted[i:i + 500]))):
-                if owner == corpus:
-                    sources[sid] = (path, kind, position, tuple(flags or ()))
+    session, corpus = snap.session, snap.id
+    segs = []
+    for i in range(0, len(ids), 500):
+        segs += session.execute(
+            select(StoredSegment.id, StoredSegment.source_id, StoredSegment.span_kind,
+                   StoredSegment.start, StoredSegment.end, StoredSegment.tokens,
+                   StoredSegment.text, StoredSegment.locator)
+            .where(StoredSegment.id.in_(ids[i:i + 500]))).all()
+    wanted = sorted({s.source_id for s in segs})
+    sources = {}
+    for i in range(0, len(wanted), 500):
+        for sid, path, kind, position, flags, owner in session.execute(
+                select(Source.id, Source.path, Source.kind, Source.position, Source.flags,
+                       Source.corpus_id).where(Source.id.in_(wanted[i:i + 500]))):
+            if owner == corpus:
+                sources[sid] = (path, kind, position, tuple(flags or ()))
     out = []
     for sid, source_id, span_kind, start, end, tokens, text, locator in segs:
         if source_id in sources:

@@ -50,7 +50,7 @@ def _save_order(path: Path, docs: list[Document]) -> None:
 
 
 def _is_corpus(name: str, who: Who) -> bool:
-    from app.services.corpora import corpus_exists  # imports SQLAlchemy: only when needed
+    from app.services.catalog import corpus_exists  # imports SQLAlchemy: only when needed
 
     return corpus_exists(name, who=who)
 
@@ -74,7 +74,7 @@ def pack(target: list[str], tokenizer: str | None = None, budget: int | None = N
         raise IngestError(f"no such corpus: {target[0]} (list_corpora shows them)")
     if corpus_only or (len(target) == 1 and not Path(target[0]).exists()
                        and _is_corpus(target[0], who)):
-        from app.services.corpora import load_documents
+        from app.services.snapshot import load_documents
 
         stored_spec, docs = load_documents(target[0], symbols=fit, who=who)
         # the folders it was ingested from: an output there joins the corpus at its next ingest

@@ -20,8 +20,10 @@ from dataclasses import replace
 from itertools import groupby
 
 from app.services.access import Who
+from app.services.catalog import remove_corpus
 from app.services.context import build_context
-from app.services.corpora import load_documents, remove_corpus, store_documents
+from app.services.ingesting import store_documents
+from app.services.snapshot import load_documents, open_snapshot
 from app.services.tokencache import tokenizer as tokenizer_for
 from engine.types import Backend, EngineError
 from evals.runner import Cell, CellResult, EvalConfig
@@ -89,7 +91,8 @@ def retrieval_cells(cells: list[Cell], config: EvalConfig, backend: Backend,
                 result = CellResult(c, hashlib.sha256(f"{corpus}|{length}|{question}".encode())
                                     .hexdigest(), (answer,), "all")
                 try:
-                    ctx = build_context(scratch, question, "auto", backend, config.max_tokens)
+                    with open_snapshot(scratch, who) as snap:
+                        ctx = build_context(snap, question, "auto", backend, config.max_tokens)
                 except EngineError as exc:
                     result.status, result.error = "failed", str(exc)
                     yield result

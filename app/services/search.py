@@ -31,13 +31,13 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from app.database import session_scope
-from app.models import Corpus, Source, StoredSegment, Symbol
+from app.models import Source, StoredSegment, Symbol
 from app.services.access import Who
 from app.services.codewords import code_words
 from app.services.index import LocatedSegment, Progress, embedder, fetch_segments, load_index
 from app.services.passages import rank_by_lines
 from app.services.scope import MAX_FILES, Scope, named_scope
+from app.services.snapshot import Snapshot, open_snapshot
 from app.settings import get_settings
 from common.errors import UserError
 from ingest.retrieval import STOP, query_terms
@@ -99,11 +99,6 @@ class Ranking:
     scope: list[str] = field(default_factory=list)  # the names the ranking was scoped by
 
 
-def _corpus_id(name: str) -> int | None:
-    with session_scope(get_settings().db_url) as session:
-        return session.scalar(select(Corpus.id).where(Corpus.name == name))
-
-
 def _asked_words(question: str) -> set[str]:
     """Identifier-like words of the question, without sentence-initial capitals (`Return the
     length...` asks about returning, not about a class `Return`) and without the parts of a
@@ -131,7 +126,7 @@ def _modules(question: str) -> set[str]:
     return out
 
 
-def symbol_ranking(corpus_id: int, question: str) -> list[int]:
+def symbol_ranking(snap: Snapshot, question: str) -> list[int]:
     """Segments holding definitions of the names in `question`, the rarest names first."""
     words = _asked_words(question)
     # a code-looking name matches in any case; a capitalised word (`Packer`) only as written;
@@ -143,32 +138,32 @@ def symbol_ranking(corpus_id: int, question: str) -> list[int]:
     variants |= {w for w in names if not CODE_LIKE.search(w) and w[0].isupper()}
     if not variants:
         return []
-    with session_scope(get_settings().db_url) as session:
-        defs = session.execute(
-            select(Symbol.name, Symbol.source_id, Symbol.start_line, Symbol.end_line)
-            .join(Source).where(Source.corpus_id == corpus_id, Symbol.name.in_(variants))
-            .order_by(Source.position, Symbol.start_line)).all()
-        by_name: dict[str, list[tuple[int, int, int]]] = {}
-        for sym, sid, a, b in defs:
-            by_name.setdefault(sym.lower(), []).append((sid, a, b))
-        asked = {w.lower(): w for w in words}
+    session = snap.session
+    defs = session.execute(
+        select(Symbol.name, Symbol.source_id, Symbol.start_line, Symbol.end_line)
+        .join(Source).where(Source.corpus_id == snap.id, Symbol.name.in_(variants))
+        .order_by(Source.position, Symbol.start_line)).all()
+    by_name: dict[str, list[tuple[int, int, int]]] = {}
+    for sym, sid, a, b in defs:
+        by_name.setdefault(sym.lower(), []).append((sid, a, b))
+    asked = {w.lower(): w for w in words}
 
-        def key(name: str) -> tuple[bool, int]:  # code-looking names first, then the rarest
-            return (not CODE_LIKE.search(asked.get(name, name)), len(by_name[name]))
+    def key(name: str) -> tuple[bool, int]:  # code-looking names first, then the rarest
+        return (not CODE_LIKE.search(asked.get(name, name)), len(by_name[name]))
 
-        found: list[int] = []
-        for name in sorted(by_name, key=key):
-            places = by_name[name]
-            if len(places) > MAX_DEFINITIONS:
-                continue
-            for sid, a, b in places[:PER_NAME]:
-                found += session.scalars(select(StoredSegment.id).where(
-                    StoredSegment.source_id == sid, StoredSegment.start <= b,
-                    StoredSegment.end >= a).order_by(StoredSegment.order).limit(2)).all()
-        return found
+    found: list[int] = []
+    for name in sorted(by_name, key=key):
+        places = by_name[name]
+        if len(places) > MAX_DEFINITIONS:
+            continue
+        for sid, a, b in places[:PER_NAME]:
+            found += session.scalars(select(StoredSegment.id).where(
+                StoredSegment.source_id == sid, StoredSegment.start <= b,
+                StoredSegment.end >= a).order_by(StoredSegment.order).limit(2)).all()
+    return found
 
 
-def named_sources(corpus_id: int, question: str) -> tuple[list[int], set[str]]:
+def named_sources(snap: Snapshot, question: str) -> tuple[list[int], set[str]]:
     """(first segments of the files the question names, the folders it names). A file is named
     by its file name (`pack.py`), a dotted module (`email.base64mime`) or its stem called a
     module or file (`the pack module`); a folder by a word called a package or folder that is
@@ -182,46 +177,45 @@ def named_sources(corpus_id: int, question: str) -> tuple[list[int], set[str]]:
                  rf"\b(?:{re.escape(w.lower())}\s+{PLACES}|{PLACES}\s+{re.escape(w.lower())})\b",
                  lowered)}
     modules = _modules(question)
-    with session_scope(get_settings().db_url) as session:
-        paths = session.execute(select(Source.id, Source.path).where(
-            Source.corpus_id == corpus_id, Source.status == "ok")
-            .order_by(Source.position)).all()
-        named = [sid for sid, path in paths
-                 if (base := path.rsplit("/", 1)[-1]).lower() in lowered and "." in base
-                 or base.split(".")[0].lower() in words or path in modules][:5]
-        folders: dict[str, int] = {}
-        for _, path in paths:
-            for part in path.lower().split("/")[:-1]:
-                if part in words:
-                    folders[part] = folders.get(part, 0) + 1
-        rare = {f for f, n in folders.items() if n <= max(3, len(paths) // 50)}
-        found: list[int] = []
-        for sid in named:
-            found += session.scalars(select(StoredSegment.id).where(
-                StoredSegment.source_id == sid).order_by(StoredSegment.order).limit(2)).all()
-        return found, rare
+    session = snap.session
+    paths = session.execute(select(Source.id, Source.path).where(
+        Source.corpus_id == snap.id, Source.status == "ok")
+        .order_by(Source.position)).all()
+    named = [sid for sid, path in paths
+             if (base := path.rsplit("/", 1)[-1]).lower() in lowered and "." in base
+             or base.split(".")[0].lower() in words or path in modules][:5]
+    folders: dict[str, int] = {}
+    for _, path in paths:
+        for part in path.lower().split("/")[:-1]:
+            if part in words:
+                folders[part] = folders.get(part, 0) + 1
+    rare = {f for f, n in folders.items() if n <= max(3, len(paths) // 50)}
+    found: list[int] = []
+    for sid in named:
+        found += session.scalars(select(StoredSegment.id).where(
+            StoredSegment.source_id == sid).order_by(StoredSegment.order).limit(2)).all()
+    return found, rare
 
 
-def search(name: str, query: str, k: int = 20, version: str | None = None,
-           signals: tuple[str, ...] = SIGNALS, build_vectors: bool | None = None,
-           progress: Progress | None = None, who: Who = None) -> Ranking:
-    """The fused ranking of corpus `name` (one `who` may read) for `query`: up to `k` hits,
-    best first, each with the signals that found it. `version` is the corpus version whose
-    index to use (default: the stored one). With dense retrieval on, vectors the index lacks
-    are built when `build_vectors` (None: when quick; see app.services.index), reporting to
+def search(name: str, query: str, k: int = 20, signals: tuple[str, ...] = SIGNALS,
+           build_vectors: bool | None = None, progress: Progress | None = None,
+           who: Who = None) -> Ranking:
+    """The fused ranking of corpus `name` (one `who` may read) for `query` (`scoutlens search`,
+    the MCP search tool): `rank` over a snapshot of it."""
+    with open_snapshot(name, who) as snap:
+        return rank(snap, query, k, signals, build_vectors, progress)
+
+
+def rank(snap: Snapshot, query: str, k: int = 20, signals: tuple[str, ...] = SIGNALS,
+         build_vectors: bool | None = None, progress: Progress | None = None) -> Ranking:
+    """The fused ranking of the snapshot's corpus for `query`: up to `k` hits, best first,
+    each with the signals that found it. With dense retrieval on, vectors the index lacks are
+    built when `build_vectors` (None: when quick; see app.services.index), reporting to
     `progress`."""
-    from app.services.corpora import corpus_exists, corpus_version
-
     notes: list[str] = []
     if len(query) > MAX_QUERY_CHARS:
         raise UserError(f"the query is {len(query):,} characters; the limit is "
                         f"{MAX_QUERY_CHARS:,}")
-    corpus_id = _corpus_id(name) if corpus_exists(name, who=who) else None
-    version = version or corpus_version(name)
-    if corpus_id is None or version is None:
-        from ingest.types import IngestError
-
-        raise IngestError(f"no such corpus: {name} (scoutlens corpora list shows the corpora)")
     dense = "dense" in signals and get_settings().dense
     if not query_terms(query) and not _asked_words(query):
         if not any(c.isalpha() and not c.isascii() for c in query):
@@ -235,11 +229,11 @@ def search(name: str, query: str, k: int = 20, version: str | None = None,
                      "and its model (all-MiniLM-L6-v2) knows English")
     lists: dict[str, list[int]] = {}
     if "symbol" in signals:
-        lists["symbol"] = symbol_ranking(corpus_id, query)
+        lists["symbol"] = symbol_ranking(snap, query)
     model = embedder(notes.append) if dense else None
     scope, index, extra = Scope(), None, ()
     if "bm25" in signals or "lines" in signals or "scope" in signals or model is not None:
-        index = load_index(name, version, note=notes.append, dense=model is not None,
+        index = load_index(snap, note=notes.append, dense=model is not None,
                            build_vectors=build_vectors, progress=progress)
         extra = tuple(code_words(query_terms(query[-DENSE_QUERY_CHARS:]))) \
             if "words" in signals else ()
@@ -251,7 +245,7 @@ def search(name: str, query: str, k: int = 20, version: str | None = None,
                 notes.append(f"the corpus has {len(index.files):,} files: the packages a "
                              f"question names are not looked up over {MAX_FILES:,}")
             scope = named_scope(query[-DENSE_QUERY_CHARS:], index,
-                                lambda path: _file_text(corpus_id, path))
+                                lambda path: _file_text(snap, path))
             if scope:
                 lists["scope"] = [h.segment for h in index.search(
                     query, k=max(k, CANDIDATES), within=scope.files, extra=extra,
@@ -259,9 +253,9 @@ def search(name: str, query: str, k: int = 20, version: str | None = None,
         if model is not None and index.vectors is not None:
             vector = model.embed([query[-DENSE_QUERY_CHARS:]])[0]
             lists["dense"] = [h.segment for h in index.dense_search(vector, DENSE_HITS)]
-    named, folders = named_sources(corpus_id, query) if "path" in signals else ([], set())
+    named, folders = named_sources(snap, query) if "path" in signals else ([], set())
     pool = list(dict.fromkeys(named + [i for ids in lists.values() for i in ids]))
-    rows = {r.id: r for r in fetch_segments(name, pool)}
+    rows = {r.id: r for r in fetch_segments(snap, pool)}
     if "path" in signals:
         # what the other signals found inside the named files and folders, in their order,
         # then the named files' first segments
@@ -318,11 +312,10 @@ def _weights(index, query: str, extra: tuple[str, ...], names: list[str]) -> dic
     return out
 
 
-def _file_text(corpus_id: int, path: str) -> str | None:
+def _file_text(snap: Snapshot, path: str) -> str | None:
     """A small file's text (a .dist-info/top_level.txt), or None."""
-    with session_scope(get_settings().db_url) as session:
-        texts = session.scalars(select(StoredSegment.text).join(Source).where(
-            Source.corpus_id == corpus_id, Source.path == path, Source.status == "ok")
-            .order_by(StoredSegment.order).limit(4)).all()
+    texts = snap.session.scalars(select(StoredSegment.text).join(Source).where(
+        Source.corpus_id == snap.id, Source.path == path, Source.status == "ok")
+        .order_by(StoredSegment.order).limit(4)).all()
     return "".join(texts)[:4_000] or None
 

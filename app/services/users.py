@@ -10,7 +10,7 @@ from sqlalchemy import select
 from app.database import session_scope
 from app.models import AuditEntry, User
 from app.services.access import LEGACY_OWNER, NotAllowed, Principal, Who, reserved_name, seen
-from app.settings import get_settings
+from app.settings import database_url, get_settings
 from common.errors import UserError
 
 
@@ -32,7 +32,7 @@ def signed_in(name: str, groups: list[str] | set[str] | tuple[str, ...], via: st
     _not_reserved(name)
     who = Principal.of(name, {g.strip() for g in groups if g and g.strip()},
                        get_settings().admin_groups)
-    with session_scope(get_settings().db_url) as session:
+    with session_scope(database_url()) as session:
         seen(session, who, via)
     return who
 
@@ -52,7 +52,7 @@ def principal_of(name: str) -> Principal:
     """Someone as they were at their last sign-in (`--as USER`); a name never seen acts with
     no groups."""
     _not_reserved(name)
-    with session_scope(get_settings().db_url) as session:
+    with session_scope(database_url()) as session:
         row = session.scalar(select(User).where(User.name == name))
         groups = list(row.groups or []) if row else []
     return Principal.of(name, groups, get_settings().admin_groups)
@@ -67,7 +67,7 @@ def list_users(who: Who = None) -> list[UserRow]:
     """Everyone who signed in (admins and the operator only)."""
     _admins_only(who, "the list of users")
     admin = set(get_settings().admin_groups)
-    with session_scope(get_settings().db_url) as session:
+    with session_scope(database_url()) as session:
         return [UserRow(u.name, tuple(u.groups or ()), bool(set(u.groups or ()) & admin), u.via,
                         u.first_seen.isoformat(timespec="seconds"),
                         u.last_seen.isoformat(timespec="seconds"))
@@ -93,6 +93,6 @@ def audit_log(user: str | None = None, since: datetime | None = None,
         q = q.where(AuditEntry.user == user)
     if since:
         q = q.where(AuditEntry.at >= since)
-    with session_scope(get_settings().db_url) as session:
+    with session_scope(database_url()) as session:
         return [AuditRow(a.at.isoformat(timespec="seconds"), a.user, a.action, a.target,
                          dict(a.detail or {})) for a in session.scalars(q)]

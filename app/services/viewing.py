@@ -18,7 +18,7 @@ from app.services.access import (
     corpus_readable,
     manages_server,
 )
-from app.settings import get_settings
+from app.settings import database_url, get_settings
 from engine.kvcache import usage_by_model
 from ingest.archives import is_archive
 
@@ -129,7 +129,7 @@ def original_file(root: str, path: str) -> Path | None:
 def source_view(corpus: str, path: str, who: Who = None) -> SourceView:
     """A source's stored text and the original file (page and frame pictures come from it),
     for a corpus `who` may read; otherwise not found, as for a path that is not there."""
-    with session_scope(get_settings().db_url) as session:
+    with session_scope(database_url()) as session:
         owner = corpus_for(session, corpus, who)
         row = session.scalar(select(Source).where(
             Source.corpus_id == owner.id, Source.path == path, Source.status == "ok"))
@@ -146,7 +146,7 @@ def source_view(corpus: str, path: str, who: Who = None) -> SourceView:
 def document_kinds(who: Who = None) -> dict[str, dict[str, int]]:
     """Per corpus `who` may read, how many sources of each kind it holds ({"docs": {"word":
     3, "mail": 5}}), most first: what the Corpora page's table says of each corpus."""
-    with session_scope(get_settings().db_url) as session:
+    with session_scope(database_url()) as session:
         readable = {row.id: row.name for row in session.scalars(select(Corpus))
                     if corpus_readable(who, row)}
         kinds: dict[str, dict[str, int]] = {name: {} for name in readable.values()}

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from app.database import session_scope
 from app.models import Question, Source
-from app.services import corpora
+from app.services import ingesting, snapshot
 from app.services.history import history
 from app.settings import get_settings
 
@@ -43,7 +43,7 @@ def _folder(root: Path, name: str, files: int) -> Path:
 
 
 def _sources(name: str) -> list[str]:
-    return sorted(d.path for d in corpora.load_documents(name)[1])
+    return sorted(d.path for d in snapshot.load_documents(name)[1])
 
 
 def test_parallel_ingests_of_different_corpora(tmp_path):
@@ -55,7 +55,7 @@ def test_parallel_ingests_of_different_corpora(tmp_path):
     def run(folder: Path, name: str) -> None:
         try:
             gate.wait()
-            corpora.ingest([folder], name)
+            ingesting.ingest([folder], name)
         except BaseException as exc:  # noqa: BLE001 - asserted below
             errors.append(exc)
 
@@ -79,9 +79,9 @@ def test_parallel_asks_while_ingesting_lose_no_answer(tmp_path, server):
 
     def ingest_meanwhile() -> None:  # writes while the asks read and write
         try:
-            corpora.ingest([busy], "busy")
+            ingesting.ingest([busy], "busy")
             (busy / "busy_0.md").write_text("changed\n")
-            corpora.ingest([busy], "busy")
+            ingesting.ingest([busy], "busy")
         except BaseException as exc:  # noqa: BLE001 - asserted below
             ingest_error.append(exc)
 
@@ -100,7 +100,7 @@ def test_parallel_asks_while_ingesting_lose_no_answer(tmp_path, server):
 
 def _ingest_and_ask(folder: str, name: str, endpoint: str, asks: int) -> list[str]:
     """One user's process: ingest its own corpus, then ask about it (spawned, fresh imports)."""
-    corpora.ingest([Path(folder)], name)
+    ingesting.ingest([Path(folder)], name)
     answers = []
     for i in range(asks):
         _, answer, _, error = one_ask(endpoint, name, f"[{name}-{i}] What is line {i} about?")

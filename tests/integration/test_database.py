@@ -18,7 +18,7 @@ from app.database import (
     upgrade,
 )
 from app.models import Question, Source, StoredSegment
-from app.services import corpora
+from app.services import catalog, ingesting, portable, snapshot
 from app.services.history import history
 from app.settings import get_settings
 
@@ -80,8 +80,8 @@ def test_upgrade_from_the_previous_release_keeps_every_row(db_url):
                  for name in before}
     assert after == before
     # and the services read the old rows as they were written
-    assert [c.name for c in corpora.list_corpora()] == ["old-0", "old-1"]
-    _, docs = corpora.load_documents("old-1", symbols=True)
+    assert [c.name for c in catalog.list_corpora()] == ["old-0", "old-1"]
+    _, docs = snapshot.load_documents("old-1", symbols=True)
     assert [d.path for d in docs] == ["src/f0.py", "src/f1.py", "src/f2.py"]
     assert docs[2].text == "def f2():\n    return 'ünïcode 1'\n"
     assert docs[0].metadata == {"é": "ü"} and docs[0].symbols[0].name == "f0"
@@ -99,12 +99,12 @@ def test_what_postgresql_refuses_is_stored_alike_on_both(tmp_path, db_url):
     deep = folder.joinpath(*["d" * 70] * 30)
     deep.mkdir(parents=True)
     (deep / "f.txt").write_text("deep\n")
-    report = corpora.ingest([folder], "c")
+    report = ingesting.ingest([folder], "c")
     status = {f.path: (f.status, f.reason) for f in report.files}
     assert status["a.txt"][0] == status["b.py"][0] == "added"
     long_path = next(p for p in status if p.endswith("f.txt"))
     assert status[long_path] == ("error", "path longer than 2,000 characters: not stored")
-    _, docs = corpora.load_documents("c", symbols=True)
+    _, docs = snapshot.load_documents("c", symbols=True)
     assert [d.path for d in docs] == ["a.txt", "b.py"]
     a = docs[0]
     assert "after\ufffdnul" in a.text and "\x00" not in a.text
@@ -122,21 +122,21 @@ def test_concurrent_ingests_of_one_corpus_both_apply(tmp_path, db_url, monkeypat
         for i in range(40):
             (folder / f"{folder.name}{i}.txt").write_text(f"file {i} of {folder.name}\n" * 50)
     (tmp_path / "warm.txt").write_text("warm up the schema and the tokenizer\n")
-    corpora.ingest([tmp_path / "warm.txt"], "warm")
+    ingesting.ingest([tmp_path / "warm.txt"], "warm")
     gate = threading.Barrier(2, timeout=60)
-    portable = corpora._portable
+    real = portable.portable
 
     def together(result, tok):  # both threads have read the database, neither has written
-        out = portable(result, tok)
+        out = real(result, tok)
         gate.wait()
         return out
 
-    monkeypatch.setattr(corpora, "_portable", together)
+    monkeypatch.setattr(ingesting, "portable", together)
     errors: list[BaseException] = []
 
     def run(folder: Path) -> None:
         try:
-            corpora.ingest([folder], "same")
+            ingesting.ingest([folder], "same")
         except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
 
@@ -146,7 +146,7 @@ def test_concurrent_ingests_of_one_corpus_both_apply(tmp_path, db_url, monkeypat
     for t in threads:
         t.join(120)
     assert errors == []
-    _, docs = corpora.load_documents("same")
+    _, docs = snapshot.load_documents("same")
     assert sorted(d.path for d in docs) == sorted(
         [f"a{i}.txt" for i in range(40)] + [f"b{i}.txt" for i in range(40)])
     with session_scope(get_settings().db_url) as s:
@@ -159,7 +159,7 @@ def test_questions_store_nul_as_replacement(db_url):
     from engine.types import Completion, Timings, Usage
 
     comp = Completion("an\x00swer", Usage(1, 0, 1), Timings(), "stop", "m", "openai")
-    _store(AskResult("an\x00swer", "full", [], comp, "none", 0, 0, "c1", 1), "que\x00stion?")
+    _store(AskResult("an\x00swer", "full", [], comp, "none", 0, 0, "c1", 1), "que\x00stion?", 0)
     with session_scope(get_settings().db_url) as s:
         q = s.scalars(select(Question)).one()
         assert (q.question, q.answer) == ("que\ufffdstion?", "an\ufffdswer")
@@ -170,7 +170,7 @@ def test_upgrade_from_the_release_before_sign_in_gives_rows_to_admin(db_url):
     its corpora, questions and eval runs belong to `admin` and stay private (admins and the
     operator see them, a signed-in person does not) until shared."""
     from app.services.access import Principal
-    from app.services.corpora import share_corpus
+    from app.services.catalog import share_corpus
     from app.services.eval_runs import list_runs
 
     engine = create_engine(db_url)
@@ -197,11 +197,11 @@ def test_upgrade_from_the_release_before_sign_in_gives_rows_to_admin(db_url):
     get_db(db_url)  # first use upgrades to head
     alice = Principal("alice", frozenset({"staff"}))
     admin = Principal("root", frozenset({"admins"}), admin=True)
-    row = corpora.list_corpora()[0]
+    row = catalog.list_corpora()[0]
     assert (row.name, row.owner, row.visibility) == ("before", "admin", "private")
-    assert corpora.list_corpora(who=alice) == [] and history(who=alice) == []
-    assert [c.name for c in corpora.list_corpora(who=admin)] == ["before"]
+    assert catalog.list_corpora(who=alice) == [] and history(who=alice) == []
+    assert [c.name for c in catalog.list_corpora(who=admin)] == ["before"]
     assert [r.question for r in history()] == ["old question?"]
     assert [r.run_id for r in list_runs(who=admin)] == ["old-run"] and list_runs(who=alice) == []
     share_corpus("before", "everyone")
-    assert [c.name for c in corpora.list_corpora(who=alice)] == ["before"]
+    assert [c.name for c in catalog.list_corpora(who=alice)] == ["before"]

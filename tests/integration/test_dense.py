@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 
-from app.services.corpora import ingest
+from app.services.ingesting import ingest
 from app.services.search import search
 from app.settings import get_settings
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from app.database import HEAD_REVISION, MIGRATIONS, get_db, upgrade
-from app.services import corpora
+from app.services import ingesting, snapshot
 from app.settings import get_settings
 
 pytestmark = pytest.mark.usefixtures("db_url")
@@ -41,7 +41,7 @@ def test_0005_database_goes_to_head_rows_kept_and_locators_stored(tmp_path):
     folder = tmp_path / "docs"
     folder.mkdir()
     (folder / "notes.txt").write_text("plain notes\n")
-    corpora.ingest([folder], "docs")
+    ingesting.ingest([folder], "docs")
     engine = get_db(get_settings().db_url)
     _downgrade(engine, "0005")
     assert "locator" not in {c["name"] for c in inspect(engine).get_columns("segments")}
@@ -52,8 +52,8 @@ def test_0005_database_goes_to_head_rows_kept_and_locators_stored(tmp_path):
         assert conn.execute(text("SELECT text, locator FROM segments")).one() \
             == ("plain notes\n", None)
     (folder / "budget.xlsx").write_bytes(_xlsx())
-    corpora.ingest([folder], "docs")
-    _, docs = corpora.load_documents("docs")
+    ingesting.ingest([folder], "docs")
+    _, docs = snapshot.load_documents("docs")
     sheet = next(d for d in docs if d.path.endswith("budget.xlsx"))
     assert sheet.kind == "sheet" and sheet.segments[0].locator.startswith("Opex!A1")
     notes = next(d for d in docs if d.path.endswith("notes.txt"))

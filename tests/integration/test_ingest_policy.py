@@ -13,12 +13,19 @@ from pathlib import Path
 from helpers import make_video
 from streamlit.testing.v1 import AppTest
 
-from app.services.ask import resolve_corpus
-from app.services.corpora import load_documents
+from app.services.snapshot import load_documents
 from app.settings import get_settings
 
 UI = Path(__file__).resolve().parents[2] / "ui" / "views" / "corpora_page.py"
 
+
+
+def resolve_corpus(target: str, **kw) -> str:
+    """The corpus a question's target resolves to (app.services.targets.open_target)."""
+    from app.services.targets import open_target
+
+    with open_target(target, **kw) as snap:
+        return snap.name
 
 def _llama4_rank_file(path: Path) -> Path:
     """A tiny tiktoken rank file shaped like Llama 4's tokenizer.model (bytes, a few merges)."""

@@ -11,7 +11,7 @@ import sys
 
 from helpers import make_site_corpus as _corpus
 
-from app.services.corpora import ingest
+from app.services.ingesting import ingest
 from app.services.search import search
 from app.settings import get_settings
 

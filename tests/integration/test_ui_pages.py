@@ -10,8 +10,9 @@ import pytest
 from helpers import make_pdf, make_repo
 from streamlit.testing.v1 import AppTest
 
-from app.services.corpora import ingest, list_corpora
+from app.services.catalog import list_corpora
 from app.services.history import history
+from app.services.ingesting import ingest
 from ui import prefs as prefs_store
 
 VIEWS = Path(__file__).resolve().parents[2] / "ui" / "views"
@@ -138,7 +139,7 @@ def test_unfinished_uploads_stay_in_their_session(tmp_path, scoutlens_home):
 
 def test_ingest_failure_in_the_background_is_shown_not_raised(tmp_path, monkeypatch):
     repo = make_repo(tmp_path)
-    import app.services.corpora as corpora
+    import app.services.ingesting as corpora
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
@@ -313,7 +314,7 @@ def test_a_zipped_repository_uploads_and_a_hostile_member_is_refused(tmp_path, s
     at.button[0].click().run()
     settle(at, lambda a: bool(a.success) or any("failed" in e.value for e in a.error))
     assert not at.error, at.error[0].value
-    from app.services.corpora import show_corpus
+    from app.services.catalog import show_corpus
 
     summary, files = show_corpus("proj")
     ok = {f.path for f in files if f.status == "ok"}
@@ -348,7 +349,7 @@ def test_a_conversation_stays_with_its_session_and_new_starts_fresh(tmp_path, mo
 
 def test_a_corpus_named_like_a_folder_here_never_ingests_that_folder(tmp_path, model_env,
                                                                      monkeypatch):
-    from app.services.corpora import show_corpus
+    from app.services.catalog import show_corpus
 
     (tmp_path / "notes.md").write_text("Public notes.\n")
     ingest([tmp_path / "notes.md"], "docs")
@@ -411,7 +412,7 @@ def test_an_uploaded_archive_with_an_executing_git_config_runs_nothing(tmp_path,
     settle(at, lambda a: bool(a.success) or any("failed" in e.value for e in a.error))
     assert not at.error, at.error[0].value
     assert not marker.exists()
-    from app.services.corpora import show_corpus
+    from app.services.catalog import show_corpus
 
     _, files = show_corpus("evil")
     ok = {f.path.rsplit("/", 1)[-1] for f in files if f.status == "ok"}

@@ -17,14 +17,14 @@ def talk(tmp_path_factory) -> Path:
 
 
 def test_ask_over_a_recording_cites_a_time(tmp_path, talk, model_dir):
-    from app.services.ask import ask
+    from app.services.ask import AskInput, ask
     from engine.embedded import EmbeddedBackend
 
     folder = tmp_path / "talks"
     folder.mkdir()
     (folder / "talk.mp4").write_bytes(talk.read_bytes())
     backend = EmbeddedBackend(str(model_dir), kv_dir=None)
-    r = ask(str(folder), "What is the launch date?", backend, max_tokens=24)
+    r = ask(AskInput(str(folder), "What is the launch date?", max_tokens=24), backend)
     assert r.mode == "full"
     timed = [s for s in r.sources if s.path == "talk.mp4" and s.t]
     assert timed, r.sources

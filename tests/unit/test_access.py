@@ -14,18 +14,18 @@ from helpers import db_cli, one_line_error
 
 from app.services import eval_runs
 from app.services.access import CorpusNotFound, NotAllowed, Principal, can_read
-from app.services.ask import ask
-from app.services.corpora import (
+from app.services.ask import AskInput, ask
+from app.services.catalog import (
     corpus_exists,
-    ingest,
     list_corpora,
-    load_documents,
     remove_corpus,
     share_corpus,
     show_corpus,
 )
 from app.services.history import conversation_turns, history
+from app.services.ingesting import ingest
 from app.services.search import search
+from app.services.snapshot import load_documents
 from app.services.users import audit_log, signed_in
 from app.services.viewing import source_view
 from evals.runner import EvalConfig
@@ -82,8 +82,8 @@ def test_a_private_corpus_is_not_found_by_anyone_else(tmp_path):
     assert str(searched.value).replace("secret-plans", "no-such") == str(nowhere.value)
     assert search("secret-plans", "vault code", who=ALICE).hits
     with pytest.raises(Exception, match="no such corpus"):
-        ask("secret-plans", "What is the vault code?", ScriptedBackend(), corpus_only=True,
-            who=BOB)
+        ask(AskInput("secret-plans", "What is the vault code?", corpus_only=True),
+            ScriptedBackend(), who=BOB)
     # a name someone cannot see is not theirs to take over, and says nothing of its owner
     with pytest.raises(NotAllowed, match="taken") as taken:
         ingest([folder(tmp_path / "b", "Bob's text.")], "secret-plans", who=BOB)
@@ -117,18 +117,18 @@ def test_sharing_with_groups_and_everyone_and_back(tmp_path):
 def test_conversations_are_their_askers_alone(tmp_path):
     ingest([folder(tmp_path / "a")], "shared", who=ALICE)
     share_corpus("shared", "everyone", who=ALICE)
-    mine = ask("shared", "What is the vault code?", ScriptedBackend(), corpus_only=True,
-               who=ALICE)
-    theirs = ask("shared", "And the door?", ScriptedBackend(), corpus_only=True, who=BOB)
+    mine = ask(AskInput("shared", "What is the vault code?", corpus_only=True),
+               ScriptedBackend(), who=ALICE)
+    theirs = ask(AskInput("shared", "And the door?", corpus_only=True), ScriptedBackend(), who=BOB)
     assert [r.question for r in history(who=ALICE)] == ["What is the vault code?"]
     assert [r.question for r in history("shared", who=BOB)] == ["And the door?"]
     assert len(history(who=None)) == 2  # the operator's view
     assert conversation_turns(mine.conversation, who=BOB) == []
     with pytest.raises(Exception, match="no such conversation"):
-        ask("shared", "Go on", ScriptedBackend(), conversation=mine.conversation,
-            corpus_only=True, who=BOB)
-    follow = ask("shared", "Go on", ScriptedBackend(), conversation=mine.conversation,
-                 corpus_only=True, who=ALICE)
+        ask(AskInput("shared", "Go on", conversation=mine.conversation, corpus_only=True),
+            ScriptedBackend(), who=BOB)
+    follow = ask(AskInput("shared", "Go on", conversation=mine.conversation, corpus_only=True),
+                 ScriptedBackend(), who=ALICE)
     assert follow.turn == 2 and theirs.turn == 1
 
 
@@ -157,7 +157,8 @@ def test_eval_runs_are_their_owners_and_admins(tmp_path):
 def test_the_audit_log_says_who_did_what(tmp_path):
     ingest([folder(tmp_path / "a")], "log-me", who=ALICE)
     share_corpus("log-me", "groups", ["legal"], who=ALICE)
-    ask("log-me", "What is the vault code?", ScriptedBackend(), corpus_only=True, who=CAROL)
+    ask(AskInput("log-me", "What is the vault code?", corpus_only=True),
+        ScriptedBackend(), who=CAROL)
     with pytest.raises(NotAllowed):
         remove_corpus("log-me", who=CAROL)  # refused: no entry
     remove_corpus("log-me", who=ALICE)
@@ -195,13 +196,16 @@ def test_the_cli_acts_as_someone_and_shares(tmp_path, scoutlens_home):
 def _checked() -> set[str]:
     """The service functions that take the person (`who`): the access-checked ones."""
     import app.services.ask as a
-    import app.services.corpora as c
+    import app.services.catalog as c
     import app.services.eval_runs as e
     import app.services.history as h
+    import app.services.ingesting as i
     import app.services.search as se
+    import app.services.snapshot as sn
+    import app.services.targets as t
     import app.services.viewing as v
 
-    return {name for mod in (a, c, e, h, se, v) for name, fn in inspect.getmembers(mod,
+    return {name for mod in (a, c, e, h, i, se, sn, t, v) for name, fn in inspect.getmembers(mod,
             inspect.isfunction) if fn.__module__ == mod.__name__
             and "who" in inspect.signature(fn).parameters}
 

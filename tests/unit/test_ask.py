@@ -14,15 +14,23 @@ import pytest
 from fakes import ScriptedBackend
 from helpers import make_facts_repo
 
-from app.services.ask import ask
+from app.services.ask import AskInput, ask
 from app.services.history import history
 from ingest.types import IngestError
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+
+def resolve_corpus(target: str, **kw) -> str:
+    """The corpus a question's target resolves to (app.services.targets.open_target)."""
+    from app.services.targets import open_target
+
+    with open_target(target, **kw) as snap:
+        return snap.name
+
 def _version(name: str) -> str:
-    from app.services.corpora import show_corpus
+    from app.services.catalog import show_corpus
 
     return show_corpus(name)[0].version_hash
 
@@ -42,7 +50,7 @@ def _stored_versions() -> list[str]:
 def test_an_ingest_during_the_answer_does_not_relabel_it(tmp_path, mode):
     """The stored answer carries the version its context was read from, not the one an ingest
     landing while the model was generating left behind."""
-    from app.services.corpora import ingest
+    from app.services.ingesting import ingest
 
     repo = make_facts_repo(tmp_path / "repo")
     ingest([repo], "repo")
@@ -52,45 +60,51 @@ def test_an_ingest_during_the_answer_does_not_relabel_it(tmp_path, mode):
         (repo / "NOTES.md").write_text("# Notes\n\nThe vault code is now 1111.\n")
         ingest([repo], "repo")
 
-    r = ask(str(repo), "What is the vault code?", ScriptedBackend(during=change), mode=mode)
+    r = ask(AskInput(str(repo), "What is the vault code?", mode=mode),
+            ScriptedBackend(during=change))
     after = _version("repo")
     assert after != before
     assert _stored_versions() == [before]
     assert r.corpus_version == before == history("repo")[0].corpus_version
 
 
+@pytest.mark.parametrize("mode", ["full", "retrieval"])
 def test_an_ingest_between_the_corpus_row_and_its_text_is_the_version_read(tmp_path,
-                                                                           monkeypatch):
-    """Full mode reads the corpus's row, then its text: the version stored is the text's."""
+                                                                           monkeypatch, mode):
+    """A question reads the corpus's row, then its text (or index and segments): an ingest
+    landing in between changes neither what it reads nor the version stored with it (one
+    snapshot, app.services.snapshot)."""
     from app.services import context as service
-    from app.services.corpora import ingest
+    from app.services.ingesting import ingest
 
     repo = make_facts_repo(tmp_path / "repo")
     ingest([repo], "repo")
-    read = service._documents
+    before = _version("repo")
+    read = service.documents if mode == "full" else service.rank
     landed = []
 
-    def late(name):
+    def late(snap, *args, **kwargs):
         if not landed:
             (repo / "NOTES.md").write_text("# Notes\n\nThe vault code is now 1111.\n")
             ingest([repo], "repo")
             landed.append(True)
-        return read(name)
+        return read(snap, *args, **kwargs)
 
-    monkeypatch.setattr(service, "_documents", late)
+    monkeypatch.setattr(service, "documents" if mode == "full" else "rank", late)
     backend = ScriptedBackend()
     monkeypatch.chdir(tmp_path)
-    r = ask("repo", "What is the vault code?", backend, mode="full")
-    assert landed and "1111" in backend.requests[0].prefix
-    assert _stored_versions() == [_version("repo")]
-    assert r.corpus_version == _version("repo") == history("repo")[0].corpus_version
+    r = ask(AskInput("repo", "What is the vault code?", mode=mode), backend)
+    assert landed and _version("repo") != before
+    assert "1111" not in backend.requests[0].prefix and "7291" in backend.requests[0].prefix
+    assert _stored_versions() == [before]
+    assert r.corpus_version == before == history("repo")[0].corpus_version
 
 
 def test_a_stored_corpus_wins_over_a_folder_of_that_name(tmp_path, monkeypatch):
     """`ask small` with a folder ./small: the stored corpus, said so; the folder is neither
     merged in nor, when empty, a failure."""
-    from app.services.ask import resolve_corpus
-    from app.services.corpora import ingest, show_corpus
+    from app.services.catalog import show_corpus
+    from app.services.ingesting import ingest
 
     ingest([make_facts_repo(tmp_path / "src")], "small")
     files = [f.path for f in show_corpus("small")[1]]
@@ -99,7 +113,7 @@ def test_a_stored_corpus_wins_over_a_folder_of_that_name(tmp_path, monkeypatch):
     notes: list[str] = []
     assert resolve_corpus("small", note=notes.append) == "small"  # empty ./small: no failure
     (tmp_path / "small" / "stray.txt").write_text("not meant for the corpus\n")
-    r = ask("small", "What is the vault code?", ScriptedBackend(), note=notes.append)
+    r = ask(AskInput("small", "What is the vault code?"), ScriptedBackend(), note=notes.append)
     assert r.corpus == "small" and [f.path for f in show_corpus("small")[1]] == files
     assert notes and all("stored corpus 'small'" in n and "--path" in n for n in notes)
     # a path is a path when it looks like one, or with --path: then it is ingested, said so
@@ -148,7 +162,7 @@ def test_history_shows_incomplete_answers_and_escapes_control_characters(tmp_pat
     for finish in ("stop", "incomplete"):
         comp = Completion(hostile, Usage(1, 0, 1), finish_reason=finish, model="m",
                           backend="openai")
-        _store(AskResult(hostile, "full", [], comp, "c", 0, 0, finish, 1), hostile)
+        _store(AskResult(hostile, "full", [], comp, "c", 0, 0, finish, 1), hostile, 0)
     env = {**os.environ, "COLUMNS": "250"}
     shown = subprocess.run([sys.executable, "-m", "app.cli", "history"], capture_output=True,
                            text=True, cwd=ROOT, env=env, timeout=120)
@@ -178,7 +192,7 @@ def test_the_cli_reads_the_question_from_stdin_and_follows_up_like_llm(tmp_path)
 
     from fakes import FakeOpenAI
 
-    from app.services.corpora import ingest
+    from app.services.ingesting import ingest
 
     (tmp_path / "notes.md").write_text("# Notes\n\nThe vault code is 7291.\n")
     ingest([tmp_path / "notes.md"], "notes")

@@ -24,7 +24,7 @@ SHARED_FLAGS = {"--json", "--endpoint", "-e", "--tokenizer", "-t", "--host", "--
 SHARED_SWITCHES = {"--shared/--trusted"}
 #: command files that still declare a shared option inline, until their owner moves them over
 #: (issue 27: ask.py's `history --json`, prewarm.py's `--endpoint` and `--json`); empty it then
-NOT_YET = {"ask.py", "prewarm.py"}
+NOT_YET: set[str] = set()
 
 
 def _is_typer_option(node: ast.AST) -> bool:

@@ -16,7 +16,7 @@ from helpers import db_cli, hello_folder, one_line_error
 
 from app import database
 from app.database import DatabaseError, dispose_db, get_db, session_scope
-from app.services import corpora
+from app.services import catalog, ingesting
 from app.settings import get_settings
 
 DOWN = "http://127.0.0.1:9/v1"  # `ask` reaches the database before it needs the server
@@ -105,14 +105,14 @@ def test_read_only_file_and_folder_are_one_line(stored, tmp_path):
 def test_a_lock_held_past_the_timeout_is_a_database_error(tmp_path, monkeypatch):
     monkeypatch.setattr(database, "BUSY_TIMEOUT_MS", 300)
     folder = hello_folder(tmp_path / "docs")
-    corpora.ingest([folder], "small")
+    ingesting.ingest([folder], "small")
     (folder / "new.txt").write_text("a change to write\n")
     holder = sqlite3.connect(get_settings().home_dir / "scoutlens.db", isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another process writing, for longer than the timeout
     try:
         with pytest.raises(DatabaseError) as err:
-            corpora.ingest([folder], "small")
-        assert corpora.list_corpora()[0].sources == 6  # readers are not held up (WAL)
+            ingesting.ingest([folder], "small")
+        assert catalog.list_corpora()[0].sources == 6  # readers are not held up (WAL)
     finally:
         holder.rollback()
         holder.close()

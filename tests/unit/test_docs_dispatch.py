@@ -129,18 +129,18 @@ def test_an_analysts_folder_goes_in_with_kinds_and_locators(tmp_path):
 
 
 def test_the_corpus_keeps_locators_and_an_unchanged_mail_keeps_its_attachments(tmp_path):
-    from app.services import corpora
+    from app.services import ingesting, snapshot
 
     root = _folder(tmp_path / "docs")
-    corpora.ingest([root], "docs")
-    _, docs = corpora.load_documents("docs")
+    ingesting.ingest([root], "docs")
+    _, docs = snapshot.load_documents("docs")
     sheet = next(d for d in docs if d.path.endswith("q3-launch.eml > budget.xlsx"))
     assert sheet.segments[0].locator.startswith("Opex!")
-    again = corpora.ingest([root], "docs")
+    again = ingesting.ingest([root], "docs")
     status = {f.path.split("/", 1)[-1]: f.status for f in again.files}
     assert status["q3-launch.eml"] == "unchanged"
     assert "removed" not in status.values()
-    _, docs = corpora.load_documents("docs")
+    _, docs = snapshot.load_documents("docs")
     assert any(d.path.endswith("q3-launch.eml > budget.xlsx") for d in docs)
 
 

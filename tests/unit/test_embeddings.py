@@ -11,9 +11,11 @@ import zlib
 
 import numpy as np
 import pytest
+from helpers import index_of
 
-from app.services.corpora import corpus_version, ingest
-from app.services.index import index_dir, load_index
+from app.services.catalog import corpus_version
+from app.services.index import index_dir
+from app.services.ingesting import ingest
 from app.services.search import search
 from app.settings import get_settings
 from ingest import embeddings
@@ -158,12 +160,11 @@ def test_a_question_in_another_script_or_language_does_not_crash(corpus, monkeyp
 
 def test_vectors_of_another_model_or_damaged_are_not_used(corpus):
     folder = _folder(corpus)
-    version = corpus_version(corpus)
     meta = json.loads((folder / "segments.json").read_text())
     meta["vectors"]["model"] = "some-other-model:123:r1"
     (folder / "segments.json").write_text(json.dumps(meta))
     notes: list[str] = []
-    skipped = load_index(corpus, version, dense=True, build_vectors=False, note=notes.append)
+    skipped = index_of(corpus, dense=True, build_vectors=False, note=notes.append)
     assert skipped.vectors is None and "of another model" in notes[0]
     assert "--build-vectors" in notes[0]
     assert search(corpus, PARAPHRASE, build_vectors=False).hits == []  # not compared
@@ -175,7 +176,7 @@ def test_vectors_of_another_model_or_damaged_are_not_used(corpus):
         == embeddings.model_name()
     np.save(folder / "vectors.npy", np.zeros((1, 7), np.float16))  # another format
     notes = []
-    again = load_index(corpus, version, dense=True, build_vectors=False, note=notes.append)
+    again = index_of(corpus, dense=True, build_vectors=False, note=notes.append)
     assert again.vectors is None and "damaged" in notes[0]
 
 

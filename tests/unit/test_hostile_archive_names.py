@@ -46,7 +46,7 @@ def test_members_of_one_name_are_one_row_and_a_note(tmp_path):
     assert "Traceback" not in done.stderr
     assert "duplicate member name, later member skipped: evil, pipe" in done.stderr
 
-    from app.services.corpora import show_corpus
+    from app.services.catalog import show_corpus
 
     _, files = show_corpus("dups")
     assert sorted((f.path, f.status) for f in files) == [
@@ -56,11 +56,11 @@ def test_members_of_one_name_are_one_row_and_a_note(tmp_path):
 def test_a_broken_database_rule_is_one_line_without_sql_or_paths(tmp_path, monkeypatch):
     """Whatever slips past the layers below (two sources of one path), the ingest says so in
     one line, and the database is left as it was."""
-    import app.services.corpora as corpora
+    from app.services import catalog, ingesting
     from ingest.types import IngestError, Skipped
 
     (tmp_path / "a.txt").write_text("a\n")
-    real = corpora.run_pipeline
+    real = ingesting.run_pipeline
     upload = str(tmp_path / "uploads" / "secret-server-path" / "x.tar")
 
     def twice(*args, **kwargs):
@@ -68,11 +68,11 @@ def test_a_broken_database_rule_is_one_line_without_sql_or_paths(tmp_path, monke
         result.skipped += [Skipped("evil", upload, 0, "skipped", "refused")] * 2
         return result
 
-    monkeypatch.setattr(corpora, "run_pipeline", twice)
+    monkeypatch.setattr(ingesting, "run_pipeline", twice)
     with pytest.raises(IngestError) as caught:
-        corpora.ingest([tmp_path / "a.txt"], "broken")
+        ingesting.ingest([tmp_path / "a.txt"], "broken")
     msg = str(caught.value)
     assert "\n" not in msg and "could not store corpus 'broken'" in msg
     for leak in ("INSERT", "SQL", "UNIQUE", "secret-server-path", str(tmp_path)):
         assert leak not in msg
-    assert corpora.list_corpora() == []
+    assert catalog.list_corpora() == []

@@ -12,8 +12,9 @@ import pytest
 
 from app.commands.corpora import ingest as ingest_command
 from app.commands.corpora import write_json_report
-from app.services import corpora
+from app.services import ingesting, snapshot, versions
 from app.services.reports import FileRow, IngestReport
+from app.services.tokencache import tokenizer as tokenizer_for
 
 
 def _folder(root: Path, n: int) -> Path:
@@ -58,23 +59,23 @@ def test_ingest_json_never_builds_the_whole_report(tmp_path, monkeypatch, capsys
 def test_rows_are_written_in_bounded_batches_in_one_transaction(tmp_path, monkeypatch):
     """What is written stays small next to what was read; the result is the same as ever."""
     batches: list[int] = []
-    write = corpora._insert_documents
+    write = ingesting._insert_documents
 
     def spy(session, corpus_id, docs, position):
         batches.append(len(docs))
         return write(session, corpus_id, docs, position)
 
-    monkeypatch.setattr(corpora, "WRITE_BATCH", 4)
-    monkeypatch.setattr(corpora, "_insert_documents", spy)
+    monkeypatch.setattr(ingesting, "WRITE_BATCH", 4)
+    monkeypatch.setattr(ingesting, "_insert_documents", spy)
     src = _folder(tmp_path / "src", 10)
     (src / "d0" / "f0.txt").unlink()
     (src / "skip.ico").write_bytes(b"\x00\x00\x01\x00\x00")
-    report = corpora.ingest([src], "batched")
+    report = ingesting.ingest([src], "batched")
     assert batches == [4, 4, 1] and report.count("added") == 9 and report.count("skipped") == 1
-    _, docs = corpora.load_documents("batched")
+    _, docs = snapshot.load_documents("batched")
     assert [d.path for d in docs] == sorted(d.path for d in docs)  # positions in path order
-    assert report.version_hash == corpora.version_of_sources(
-        [(d.path, d.sha256) for d in docs], corpora.tokenizer_for("cl100k").fingerprint)
+    assert report.version_hash == versions.version_of_sources(
+        [(d.path, d.sha256) for d in docs], tokenizer_for("cl100k").fingerprint)
     assert report.total_tokens == sum(d.tokens for d in docs)
     # a failure in a later batch leaves the corpus as it was
     (src / "d1" / "f1.txt").write_text("changed\n")
@@ -86,10 +87,10 @@ def test_rows_are_written_in_bounded_batches_in_one_transaction(tmp_path, monkey
             raise OSError("disk full")
         return write(session, corpus_id, docs, position)
 
-    monkeypatch.setattr(corpora, "_insert_documents", fail_second)
-    monkeypatch.setattr(corpora, "WRITE_BATCH", 1)
+    monkeypatch.setattr(ingesting, "_insert_documents", fail_second)
+    monkeypatch.setattr(ingesting, "WRITE_BATCH", 1)
     (src / "new.txt").write_text("new file\n")
     with pytest.raises(OSError):
-        corpora.ingest([src], "batched")
-    again = corpora.load_documents("batched")[1]
+        ingesting.ingest([src], "batched")
+    again = snapshot.load_documents("batched")[1]
     assert [(d.path, d.sha256) for d in again] == [(d.path, d.sha256) for d in docs]

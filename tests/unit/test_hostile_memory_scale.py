@@ -9,7 +9,8 @@ import tracemalloc
 import weakref
 from pathlib import Path
 
-from app.services import corpora
+from app.services import catalog, ingesting, snapshot, versions
+from app.services.tokencache import tokenizer as tokenizer_for
 from ingest import counting, pipeline
 from ingest.collect import CollectOptions, collect
 from ingest.counting import count_stream
@@ -43,7 +44,7 @@ def test_read_documents_wait_on_disk_not_in_memory(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "process", tracked)
     monkeypatch.setattr(pipeline.DocumentSpool, "append", spy)
     monkeypatch.setattr(counting, "CHUNK_DOCS", 4)
-    report = corpora.ingest([_folder(tmp_path / "src", 30)], "spooled")
+    report = ingesting.ingest([_folder(tmp_path / "src", 30)], "spooled")
     assert report.count("added") == 30 and len(most) == 30
     assert max(most) <= 4 + 1  # a chunk being counted, and the one being read
 
@@ -104,12 +105,12 @@ def test_inputs_out_of_path_order_give_the_same_corpus(tmp_path):
     # a NUL past the binary sniff is made portable: the staging file is written again
     lines = "".join(f"line {i} of a long enough note\n" for i in range(400)).encode()
     (a / "nul.txt").write_bytes(lines + b"before\x00after\n")
-    report = corpora.ingest([b, a], "order")
-    _, docs = corpora.load_documents("order")
+    report = ingesting.ingest([b, a], "order")
+    _, docs = snapshot.load_documents("order")
     assert [d.path for d in docs] == sorted(d.path for d in docs)
     assert [f.path for f in report.files] == sorted(f.path for f in report.files)
-    assert report.version_hash == corpora.version_of_sources(
-        [(d.path, d.sha256) for d in docs], corpora.tokenizer_for("cl100k").fingerprint)
+    assert report.version_hash == versions.version_of_sources(
+        [(d.path, d.sha256) for d in docs], tokenizer_for("cl100k").fingerprint)
     assert report.total_tokens == sum(d.tokens for d in docs) == sum(
         f.tokens for f in report.files)
     assert [f.status for f in report.files if f.path.endswith("nul.txt")] == ["added"]
@@ -118,7 +119,7 @@ def test_inputs_out_of_path_order_give_the_same_corpus(tmp_path):
     # a re-ingest with one file gone and one changed: the report names both, nothing else
     (b / "d0" / "b000.txt").unlink()
     (a / "d1" / "a001.txt").write_text("changed\n")
-    again = corpora.ingest([b, a], "order")
+    again = ingesting.ingest([b, a], "order")
     assert {f.path: f.status for f in again.files if f.status != "unchanged"} == {
         "b/d0/b000.txt": "removed", "a/d1/a001.txt": "changed"}
 
@@ -137,5 +138,5 @@ def test_a_full_staging_disk_is_one_line_and_stores_nothing(tmp_path, monkeypatc
     monkeypatch.setattr(pipeline.tempfile, "TemporaryFile",
                         lambda **_: open("/dev/full", "w+b"))  # noqa: SIM115
     with pytest.raises(IngestError, match="staging file .* could not be written"):
-        corpora.ingest([folder], "full-disk", tokenizer="cl100k")
-    assert "full-disk" not in [c.name for c in corpora.list_corpora()]
+        ingesting.ingest([folder], "full-disk", tokenizer="cl100k")
+    assert "full-disk" not in [c.name for c in catalog.list_corpora()]

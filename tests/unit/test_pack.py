@@ -8,7 +8,7 @@ import re
 import pytest
 from helpers import make_pdf, make_repo
 
-from app.services import corpora
+from app.services import ingesting
 from app.services.packing import pack
 from ingest.pack import OverBudget, parse_budget
 from ingest.tokenizers import load_tokenizer
@@ -137,7 +137,7 @@ def test_hostile_text_cannot_close_its_wrapper(tmp_path):
 
 def test_pack_a_stored_corpus_with_another_tokenizer(tmp_path):
     repo = make_repo(tmp_path)
-    corpora.ingest([repo], "repo", tokenizer="cl100k")
+    ingesting.ingest([repo], "repo", tokenizer="cl100k")
     _, text_cl, m_cl = _pack(tmp_path, ["repo"], "cl.xml")
     _, text_o2, m_o2 = _pack(tmp_path, ["repo"], "o2.xml", tokenizer="o200k")
     assert m_cl["tokenizer"] == "cl100k" and m_o2["tokenizer"] == "o200k"

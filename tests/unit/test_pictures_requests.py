@@ -171,7 +171,7 @@ def test_the_choice_is_what_is_counted_and_what_is_sent(tmp_path):
 
 def _corpus(tmp_path: Path, monkeypatch) -> str:
     """Corpus `d` for a Llama 4 tokenizer (pictures kept): three PNGs read by OCR, a note."""
-    from app.services.corpora import ingest
+    from app.services.ingesting import ingest
     from app.settings import get_settings
 
     spec = f"llama4:{tmp_path / 'tokenizer.model'}"
@@ -188,14 +188,16 @@ def _corpus(tmp_path: Path, monkeypatch) -> str:
 
 
 def test_the_context_reports_each_picture_and_its_cost(tmp_path, monkeypatch):
-    from app.services.ask import prepare
+    from app.services.ask import AskInput, prepare
+    from app.services.snapshot import open_snapshot
     from engine.openai_backend import OpenAIBackend
 
     _corpus(tmp_path, monkeypatch)
     server = FakeOpenAI(max_model_len=50_000).start()
     try:
-        ctx = prepare("d", QUESTION, OpenAIBackend(server.url, max_retries=0, max_images=2)
-                      ).context
+        with open_snapshot("d") as snap:
+            ctx = prepare(snap, AskInput("d", QUESTION),
+                          OpenAIBackend(server.url, max_retries=0, max_images=2)).context
     finally:
         server.close()
     data = ctx.to_json()
@@ -216,11 +218,11 @@ def test_the_context_reports_each_picture_and_its_cost(tmp_path, monkeypatch):
 
 
 def test_a_text_only_backend_sends_every_picture_as_its_words(tmp_path, monkeypatch):
-    from app.services.ask import ask
+    from app.services.ask import AskInput, ask
 
     _corpus(tmp_path, monkeypatch)
     backend = ScriptedBackend("Revenue was 4.2M [S1].")
-    result = ask("d", QUESTION, backend)
+    result = ask(AskInput("d", QUESTION), backend)
     assert backend.requests[0].images_root is None and backend.requests[0].pictures is None
     assert "Revenue 2025" in backend.requests[0].prefix  # the OCR words went
     pictures = result.context["pictures"]
@@ -232,7 +234,8 @@ def test_a_text_only_backend_sends_every_picture_as_its_words(tmp_path, monkeypa
 def test_a_question_about_the_chart_retrieves_the_chart(tmp_path, monkeypatch):
     """Item 6: retrieval finds a picture by the words on it (OCR), through the real search and
     the context's retrieval mode."""
-    from app.services.context import build_context
+    from helpers import context_of
+
     from app.services.search import search
 
     _corpus(tmp_path, monkeypatch)
@@ -240,7 +243,7 @@ def test_a_question_about_the_chart_retrieves_the_chart(tmp_path, monkeypatch):
     assert hits and hits[0].segment.path == "chart.png"
     assert search("d", "Which switch uplink shows packet loss?", k=5).hits[0].segment.path \
         == "network.png"
-    ctx = build_context("d", QUESTION, "retrieval", ScriptedBackend(), 64)
+    ctx = context_of("d", QUESTION, "retrieval", ScriptedBackend(), 64)
     assert ctx.mode == "retrieval" and ctx.hits[0].segment.path == "chart.png"
     assert CHART.split(":")[0] in ctx.packed and ctx.pictures[0]["path"] == "chart.png"
 
@@ -249,9 +252,9 @@ def test_a_question_about_a_pdf_chart_finds_its_page_by_ocr_and_caption(tmp_path
     """Item 6 for a figure inside a PDF: the chart's values are only on its picture, the word
     "chart" only in its caption; pages about revenue in other years do not outrank it."""
     import pymupdf
+    from helpers import context_of
 
-    from app.services.context import build_context
-    from app.services.corpora import ingest
+    from app.services.ingesting import ingest
     from app.services.search import search
 
     folder = tmp_path / "docs"
@@ -270,7 +273,7 @@ def test_a_question_about_a_pdf_chart_finds_its_page_by_ocr_and_caption(tmp_path
     ingest([folder], "r")
     top = search("r", QUESTION, k=3).hits[0].segment
     assert (top.path, top.start) == ("report.pdf", 2) and "4.2M" in top.text
-    ctx = build_context("r", QUESTION, "retrieval", ScriptedBackend(), 64)
+    ctx = context_of("r", QUESTION, "retrieval", ScriptedBackend(), 64)
     assert ctx.hits[0].segment.start == 2 and ctx.pictures[0]["label"] == "report.pdf p.2"
     assert ctx.pictures[0]["why"] == "ingested for a text-only tokenizer: no picture kept"
 
@@ -327,7 +330,7 @@ def test_pack_reports_its_pictures_and_their_image_tokens(tmp_path, monkeypatch,
         " ".join(done.stderr.split())
     # the MCP pack tool says the same
     from app.mcp import schemas, tools
-    from app.mcp.runtime import Runtime
+    from app.servers.runtime import Runtime
 
     packed = tools.HANDLERS["pack"](schemas.parse("pack", {"target": ["d"]}), Runtime(), None,
                                     lambda *args: None)

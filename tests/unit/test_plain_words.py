@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 from fakes import ScriptedBackend
+from helpers import context_of
 
-from app.services.context import build_context
-from app.services.corpora import ingest
+from app.services.ingesting import ingest
 from app.services.search import search
 
 NOISE = ('"""Connection handling: an idle connection is kept open by default for some seconds,\n'
@@ -59,7 +59,7 @@ def test_the_package_a_question_names_is_ranked_inside(corpus):
 
 
 def test_the_answering_line_reaches_a_small_context_with_its_runner_ups(corpus):
-    ctx = build_context(corpus, QUESTION, "retrieval", ScriptedBackend(window=4096), 128)
+    ctx = context_of(corpus, QUESTION, "retrieval", ScriptedBackend(window=4096), 128)
     data = ctx.to_json()
     assert _holds_line(data, "velocipy/config.py", 17), data["sources"]
     assert data["scope"] == ["velocipy"]
@@ -70,13 +70,13 @@ def test_the_answering_line_reaches_a_small_context_with_its_runner_ups(corpus):
 
 
 def test_a_question_that_matches_everything_alike_says_it_may_have_missed(corpus):
-    ctx = build_context(corpus, "How are idle connections kept open by default?",
+    ctx = context_of(corpus, "How are idle connections kept open by default?",
                         "retrieval", ScriptedBackend(window=4096), 128)
     data = ctx.to_json()
     assert data["unsure"] and "may not be in what was read" in data["unsure"]
     assert data["unsure"] in data["notes"]  # ask tells the user, as it tells every note
     assert len(data["runner_ups"]) >= 3
-    clear = build_context(corpus, QUESTION, "retrieval", ScriptedBackend(window=4096), 128)
+    clear = context_of(corpus, QUESTION, "retrieval", ScriptedBackend(window=4096), 128)
     assert not clear.to_json()["unsure"]
 
 
@@ -85,7 +85,7 @@ def test_the_ui_shows_the_doubt_the_scope_and_the_runner_ups(corpus):
     the names it ranked inside, and the places it left out."""
     from streamlit.testing.v1 import AppTest
 
-    ctx = build_context(corpus, "How are idle connections kept open by default in velocipy?",
+    ctx = context_of(corpus, "How are idle connections kept open by default in velocipy?",
                         "retrieval", ScriptedBackend(window=4096), 128).to_json()
     # the note names paths, a document's words: a link or image in one shows as written
     ctx["unsure"] = "the answer may not be in what was read (next: ![x](http://e/a.png):L1)"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from helpers import index_of, segments_of
+
 from ingest.retrieval import SegmentIndex, query_terms, terms
 
 SEGMENTS = [
@@ -57,8 +59,9 @@ def test_a_re_ingest_keeps_the_unchanged_segments_terms_and_ranks_as_a_full_buil
     """After a re-ingest that changed one file of many, the index of the new version takes the
     other files' terms from the previous one (their text is not read again) and answers exactly
     as an index built from scratch."""
-    from app.services.corpora import corpus_version, ingest
-    from app.services.index import build_index, index_dir, load_index, remove_indexes
+    from app.services.catalog import corpus_version
+    from app.services.index import build_index_of, index_dir, remove_indexes
+    from app.services.ingesting import ingest
 
     src = tmp_path / "src"
     src.mkdir()
@@ -73,14 +76,14 @@ def test_a_re_ingest_keeps_the_unchanged_segments_terms_and_ranks_as_a_full_buil
     second = corpus_version("shop")
     assert second != first and not index_dir("shop", first).exists()  # the old one is gone
     assert any("kept the terms of 39 of 40 segments" in n for n in report.notes), report.notes
-    kept = load_index("shop", second)
+    kept = index_of("shop")
     queries = ("refund order", "handler_12 request", "serve the 7th kind", "respond code")
     before = {q: [(h.segment, round(h.score, 4)) for h in kept.search(q)] for q in queries}
     remove_indexes("shop")  # then built from scratch
     notes: list[str] = []
-    build_index("shop", note=notes.append)
+    build_index_of("shop", note=notes.append)
     assert not any("kept the terms" in n for n in notes)
-    fresh = load_index("shop", second)
+    fresh = index_of("shop")
     for q in queries:
         assert before[q] == [(h.segment, round(h.score, 4)) for h in fresh.search(q)], q
     assert kept.search("refund order")[0].segment == fresh.search("refund_order")[0].segment
@@ -92,8 +95,9 @@ def test_a_re_ingest_keeps_the_unchanged_segments_terms_and_ranks_as_a_full_buil
 
 def test_the_reused_terms_are_told_and_a_mostly_new_corpus_is_built_whole(tmp_path,
                                                                           scoutlens_home):
-    from app.services.corpora import corpus_version, ingest
-    from app.services.index import build_index, fetch_segments, load_index
+    from app.services.catalog import corpus_version
+    from app.services.index import build_index_of
+    from app.services.ingesting import ingest
 
     src = tmp_path / "src"
     src.mkdir()
@@ -106,12 +110,12 @@ def test_the_reused_terms_are_told_and_a_mostly_new_corpus_is_built_whole(tmp_pa
     report = ingest([src], "notes")
     assert report.version_hash == corpus_version("notes")
     assert any("kept the terms of 9 of 10 segments" in n for n in report.notes), report.notes
-    index = load_index("notes", report.version_hash)
-    [kites] = fetch_segments("notes", [h.segment for h in index.search("kites")])
+    index = index_of("notes")
+    [kites] = segments_of("notes", [h.segment for h in index.search("kites")])
     assert kites.path == "f9.txt" and "kites" in kites.text
     assert kites.id not in {h.segment for h in index.search("topic")}  # the old text's
     notes: list[str] = []
-    build_index("notes", note=notes.append)  # the same version again: keeps all its terms
+    build_index_of("notes", note=notes.append)  # the same version again: keeps all its terms
     assert any("kept the terms of 10 of 10 segments" in n for n in notes), notes
     for i in range(10):
         (src / f"f{i}.txt").write_text(f"completely different text {i}\n")

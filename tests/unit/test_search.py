@@ -8,13 +8,14 @@ import json
 
 import pytest
 from fakes import ScriptedBackend
+from helpers import context_of
 from helpers import make_site_corpus as _corpus
 
-from app.services.ask import prepare
-from app.services.context import build_context
-from app.services.corpora import ingest
+from app.services.ask import AskInput, prepare
 from app.services.history import history
+from app.services.ingesting import ingest
 from app.services.search import search
+from app.services.snapshot import open_snapshot
 from common.errors import UserError
 
 
@@ -43,7 +44,7 @@ def test_the_context_holds_the_answer_where_bm25_alone_may_not(corpus):
              "zzz_client/models/vision/image_processing.py"),
             ("What is the value of DEFAULT_MAX_RETRIES in the zzz_client package?",
              "zzz_client/_constants.py")]:
-        ctx = build_context(corpus, question, "retrieval", backend, 256)
+        ctx = context_of(corpus, question, "retrieval", backend, 256)
         data = ctx.to_json()
         assert path in [s["path"] for s in data["sources"]], data["sources"]
         assert data["prompt_tokens"] + 256 <= 2048  # counted as the toy tokenizer counts
@@ -61,7 +62,7 @@ def test_only_common_words_and_a_missing_corpus_say_why(corpus):
 
 
 def test_an_index_of_an_older_format_is_rebuilt_with_a_note(corpus):
-    from app.services.corpora import corpus_version
+    from app.services.catalog import corpus_version
     from app.services.index import index_dir
 
     folder = index_dir(corpus, corpus_version(corpus))
@@ -73,12 +74,13 @@ def test_an_index_of_an_older_format_is_rebuilt_with_a_note(corpus):
 
 def test_dry_run_sends_nothing_and_stores_nothing(corpus):
     backend = ScriptedBackend(window=2048)
-    ready = prepare(corpus, "In which file is the function get_best_fit defined?", backend,
-                    max_tokens=256)
-    assert backend.requests == [] and history(corpus) == []
-    assert "def get_best_fit(" in ready.context.to_json(with_text=True)["context"]
-    with pytest.raises(UserError, match="no such conversation"):
-        prepare(corpus, "and then?", backend, conversation="nope")
+    with open_snapshot(corpus) as snap:
+        ready = prepare(snap, AskInput(corpus, "In which file is the function get_best_fit "
+                                       "defined?", max_tokens=256), backend)
+        assert backend.requests == [] and history(corpus) == []
+        assert "def get_best_fit(" in ready.context.to_json(with_text=True)["context"]
+        with pytest.raises(UserError, match="no such conversation"):
+            prepare(snap, AskInput(corpus, "and then?", conversation="nope"), backend)
 
 
 def test_a_huge_or_hostile_query_is_refused_or_bounded(corpus):

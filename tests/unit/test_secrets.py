@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pymupdf
 import pytest
+from helpers import index_of, segments_of
 
 from ingest import secrets
 from ingest.collect import CollectOptions
@@ -273,16 +274,16 @@ def test_switching_secret_handling_rewrites_rows_and_the_retrieval_index(tmp_pat
     """The same bytes read again to keep (then redact) their secrets are reported `changed`,
     and the retrieval index of the (unchanged) version is rebuilt: it must point at the new
     rows. A corpus removed and created again under its name gets a fresh index too."""
-    from app.services.corpora import ingest, remove_corpus
-    from app.services.index import fetch_segments, load_index
+    from app.services.catalog import remove_corpus
     from app.services.ingest_options import ingest_options
+    from app.services.ingesting import ingest
 
     root = _tree(tmp_path / "proj", FILES)
 
     def hits_resolve(report) -> bool:
-        index = load_index("proj", report.version_hash)
+        index = index_of("proj")
         ids = [h.segment for h in index.search("GITHUB_TOKEN region", k=10)]
-        return bool(ids) and {r.id for r in fetch_segments("proj", ids)} == set(ids)
+        return bool(ids) and {r.id for r in segments_of("proj", ids)} == set(ids)
 
     first = ingest([root], "proj")
     kept = ingest([root], "proj", options=ingest_options(["secrets"]))

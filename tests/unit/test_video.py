@@ -205,8 +205,8 @@ def test_ask_counts_the_pictures_a_vision_request_carries(tmp_path, talk, monkey
     from fakes import FakeOpenAI
     from helpers import write_rank_file
 
-    from app.services.ask import ask
-    from app.services.corpora import ingest
+    from app.services.ask import AskInput, ask
+    from app.services.ingesting import ingest
     from app.settings import get_settings
     from engine.openai_backend import OpenAIBackend
 
@@ -221,8 +221,8 @@ def test_ask_counts_the_pictures_a_vision_request_carries(tmp_path, talk, monkey
     window = 2_600
     server = FakeOpenAI(max_model_len=window).start()
     try:
-        r = ask("talks", "What is the launch date?", OpenAIBackend(server.url, max_retries=0),
-                max_tokens=64)
+        r = ask(AskInput("talks", "What is the launch date?", max_tokens=64),
+                OpenAIBackend(server.url, max_retries=0))
         content = server.completions[-1].body["messages"][-1]["content"]
     finally:
         server.close()

@@ -8,7 +8,7 @@ import logging
 
 import streamlit as st
 
-from app.services.ask import ask
+from app.services.ask import AskInput, ask
 from app.services.history import history
 from common.errors import UserError
 from ui.auth import who
@@ -79,10 +79,10 @@ if question:
                     box.info("The model is answering another question or running an eval; "
                              "yours is next.")
 
+                asked = AskInput(corpus, question, mode, conversation=conversation,
+                                 corpus_only=True)
                 with st.spinner("reading the corpus…"), model.turn(busy) as backend:
-                    result = ask(corpus, question, backend, mode=mode,
-                                 conversation=conversation, on_delta=on_delta,
-                                 corpus_only=True, who=who())
+                    result = ask(asked, backend, who=who(), on_delta=on_delta)
             except UserError as exc:
                 box.empty()
                 st.error(str(exc))
