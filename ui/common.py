@@ -8,7 +8,7 @@ from pathlib import PurePath
 import streamlit as st
 
 from app.services.access import Who, manages_server
-from app.services.corpora import list_corpora
+from app.services.catalog import list_corpora
 from ui import prefs as prefs_store
 from ui.auth import who
 from ui.jobs import Job

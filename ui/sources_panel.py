@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.services.corpora import CorpusNotFound
+from app.services.access import CorpusNotFound
 from app.services.grounding import Grounded, answer_marks
 from app.services.viewing import SourcePart, SourceView, source_view
 from app.settings import get_settings

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.services.corpora import ingest
+from app.services.ingesting import ingest
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

@@ -70,7 +70,8 @@ def world(tmp_path, monkeypatch):
     """Corpora `facts` and `team` shared with everyone (ingested in this process, same data
     folder), a folder `facts` in the servers' working directory, secrets of the server's and
     a 200 MB file beside them."""
-    from app.services.corpora import ingest, share_corpus
+    from app.services.catalog import share_corpus
+    from app.services.ingesting import ingest
 
     monkeypatch.setenv("SCOUTLENS_WORKERS", "1")
     repo = make_facts_repo(tmp_path / "facts")

@@ -82,7 +82,7 @@ def test_a_cited_page_shows_its_key_only_as_a_black_box(tmp_path, ui_server):
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
     from playwright.sync_api import expect, sync_playwright
 
-    from app.services.corpora import ingest
+    from app.services.ingesting import ingest
 
     pdf = _runbook(tmp_path / "docs")
     ingest([pdf.parent], "ops")

@@ -173,8 +173,8 @@ def test_mcp_over_http_refuses_a_lone_surrogate_as_a_parse_error(tmp_path):
 def test_slow_streams_stall_no_one_and_sigterm_closes_them(tmp_path, scoutlens_home, model):
     """60 questions wait for a model that has not started answering: /v1/models answers
     before any of them got a token; SIGTERM ends the server and closes every stream."""
-    from app.services.corpora import ingest
     from app.services.history import history
+    from app.services.ingesting import ingest
 
     ingest([make_facts_repo(tmp_path / "facts")], "facts")
     model.next_reply = lambda: Reply(deltas=("tok ",), endless=True, gap_s=0.2, delay_s=120)
@@ -206,7 +206,7 @@ def test_slow_streams_stall_no_one_and_sigterm_closes_them(tmp_path, scoutlens_h
 
 def test_mcp_over_http_ends_on_sigterm_with_an_ask_in_flight(tmp_path, scoutlens_home, model):
     """A tool call waiting for the model's first token does not keep the server alive."""
-    from app.services.corpora import ingest
+    from app.services.ingesting import ingest
 
     ingest([make_facts_repo(tmp_path / "facts")], "facts")
     model.next_reply = lambda: Reply(deltas=("tok ",), endless=True, gap_s=0.2, delay_s=120)

@@ -9,7 +9,8 @@ import re
 import pytest
 from helpers import WORDS, make_code_repo, make_pdf, make_video, prose
 
-from app.services.corpora import ingest, load_documents
+from app.services.ingesting import ingest
+from app.services.snapshot import load_documents
 from evals.corpus import render
 from evals.tasks import Generator
 from ingest.tokenizers import load_tokenizer

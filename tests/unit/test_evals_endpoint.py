@@ -39,7 +39,7 @@ def reader():
 def test_a_corpus_haystack_with_modality_needles(reader, tmp_path):
     from helpers import make_code_repo, make_pdf, prose
 
-    from app.services.corpora import ingest
+    from app.services.ingesting import ingest
 
     repo = make_code_repo(tmp_path, files=6)
     make_pdf(repo / "manual.pdf", [prose(i, 60) for i in range(8)])

@@ -24,7 +24,7 @@ def run(*args: str, cwd: Path | None = None, **env: str) -> subprocess.Completed
 
 def stored() -> list:
     """The corpora the runs stored (SCOUTLENS_HOME is theirs), read here: a check, not a run."""
-    from app.services.corpora import list_corpora
+    from app.services.catalog import list_corpora
 
     return list_corpora()
 

@@ -76,7 +76,7 @@ def test_every_command_refuses_text_that_is_not_utf8(corpus):
 
 
 def stored() -> list:
-    from app.services.corpora import list_corpora
+    from app.services.catalog import list_corpora
 
     return list_corpora()
 

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from app.services.access import NotAllowed, Principal
-from app.services.corpora import ingest, list_corpora, load_documents, share_corpus
+from app.services.catalog import list_corpora, share_corpus
+from app.services.ingesting import ingest
+from app.services.snapshot import load_documents
 from app.services.users import audit_log
 
 ALICE = Principal("alice", frozenset({"hr"}))

@@ -165,8 +165,8 @@ def test_a_picture_whose_words_held_a_secret_is_withheld():
 
 @pytest.fixture
 def diagram_corpus(tmp_path, scoutlens_home):
-    from app.services.corpora import ingest
     from app.services.ingest_options import ingest_options
+    from app.services.ingesting import ingest
 
     folder = tmp_path / "net"
     folder.mkdir()

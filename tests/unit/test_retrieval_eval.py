@@ -11,7 +11,8 @@ from sqlalchemy import select
 from app.database import session_scope
 from app.models import EvalCell
 from app.services import eval_runs
-from app.services.corpora import ingest, list_corpora
+from app.services.catalog import list_corpora
+from app.services.ingesting import ingest
 from app.settings import get_settings
 from engine.types import EngineError
 from evals.runner import EvalConfig

@@ -10,14 +10,8 @@ from pathlib import Path
 import streamlit as st
 
 from app.services.access import can_change
-from app.services.corpora import (
-    check_name,
-    ingest,
-    list_corpora,
-    remove_corpus,
-    share_corpus,
-    show_corpus,
-)
+from app.services.catalog import list_corpora, remove_corpus, share_corpus, show_corpus
+from app.services.ingesting import check_name, ingest
 from app.services.viewing import document_kinds
 from common.errors import UserError
 from ingest.types import IngestError
