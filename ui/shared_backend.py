@@ -1,42 +1,18 @@
 """The one backend per server process the UI talks to, built from the saved prefs: the embedded
-model is loaded once and shared by every browser session, one request at a time (it has one
-KV buffer); a remote endpoint is only described, nothing is loaded."""
+model is loaded once and shared by every browser session, one request at a time (the servers'
+turn-taking, app.servers.turns: it has one KV buffer); a remote endpoint is only described,
+nothing is loaded."""
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
-
 import streamlit as st
 
+from app.servers.turns import ModelTurns
 from app.services.backends import make_backend
-from engine.types import Backend, CompletionRequest, Stream
+from engine.types import CompletionRequest, Stream
 from ui.prefs import Prefs
 
-
-@dataclass
-class Shared:
-    backend: Backend
-    lock: threading.Lock
-
-    @contextlib.contextmanager
-    def turn(self, on_wait=None) -> Iterator[Backend]:
-        """The backend, to one caller at a time when it is the in-process model (one KV
-        buffer); a server takes concurrent requests, so its callers never queue here.
-        `on_wait()` is called when the model is busy (another question, an eval run)."""
-        if self.backend.concurrent:
-            yield self.backend
-            return
-        if not self.lock.acquire(blocking=False):
-            if on_wait is not None:
-                on_wait()
-            self.lock.acquire()
-        try:
-            yield self.backend
-        finally:
-            self.lock.release()
+Shared = ModelTurns  # the UI's name for the shared backend and its turns
 
 
 class TakingTurns:
@@ -57,8 +33,7 @@ class TakingTurns:
 
 @st.cache_resource(show_spinner="loading the model (once per server)…", max_entries=2)
 def _shared(backend: str, endpoint: str, model: str) -> Shared:
-    return Shared(make_backend(backend, endpoint=endpoint or None, model=model or None),
-                  threading.Lock())
+    return Shared(make_backend(backend, endpoint=endpoint or None, model=model or None))
 
 
 def shared(prefs: Prefs) -> Shared:

@@ -1,8 +1,6 @@
 """`scoutlens mcp`: the services as Model Context Protocol tools, for editors and coding agents.
 
 One job per module: `schemas` (each tool's arguments, the JSON schema a client shows a person,
-and one-line messages for bad arguments), `tools` (each tool calling its service, never a
-second implementation), `runtime` (what a server process keeps between calls: one loaded
-model, who is asking, whether it serves a network), `signin` (who a request over the network
-is, from a trusted proxy's headers; the api server uses it too) and `server` (the SDK's
-low-level server over stdio or streamable HTTP, turning every refusal into a tool error)."""
+and one-line messages for bad arguments) and `tools` (each tool calling its service, never a
+second implementation). The server that serves them, and the runtime and sign-in it shares
+with `serve api`, are in app.servers (`mcp_server`, `runtime`, `signin`)."""

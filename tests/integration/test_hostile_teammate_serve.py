@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import pytest
 from loadgen import ApiServer, timed_get
 
-from app.api_server import PENDING_PER_PEER
+from app.servers.http import PENDING_PER_PEER
 
 pytestmark = pytest.mark.slow
 EXTRA = 20

@@ -16,15 +16,15 @@ from fakes import ScriptedBackend
 from helpers import make_facts_repo
 from starlette.testclient import TestClient
 
-from app.api_server import create_app
-from app.mcp.runtime import Runtime
+from app.servers.api import create_app
+from app.servers.runtime import Runtime
 
 WAITING = 45  # more than anyio's 40 default worker threads
 
 
 @pytest.fixture
 def facts(tmp_path, monkeypatch):
-    from app.services.corpora import ingest
+    from app.services.ingesting import ingest
 
     monkeypatch.setenv("SCOUTLENS_WORKERS", "1")
     ingest([make_facts_repo(tmp_path / "facts")], "facts")
@@ -92,7 +92,7 @@ def test_too_many_questions_at_once_are_a_one_line_503(facts):
 
 def test_one_person_cannot_take_every_place(facts):
     from app.services.access import Principal
-    from app.services.corpora import share_corpus
+    from app.services.catalog import share_corpus
 
     share_corpus("facts", "everyone")
 

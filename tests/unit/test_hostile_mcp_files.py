@@ -15,7 +15,7 @@ import pytest
 from helpers import make_facts_repo, write_rank_file
 
 from app.mcp import schemas, tools
-from app.mcp.runtime import Runtime
+from app.servers.runtime import Runtime
 from app.services.packing import is_pack_output
 from app.settings import get_settings
 from common.errors import UserError
@@ -60,7 +60,7 @@ def _refusal(name: str, arguments: dict, rt: Runtime) -> str:
 
 @pytest.fixture
 def facts(tmp_path, monkeypatch):
-    from app.services.corpora import ingest
+    from app.services.ingesting import ingest
 
     monkeypatch.setenv("SCOUTLENS_WORKERS", "1")
     repo = make_facts_repo(tmp_path / "facts")
@@ -114,7 +114,7 @@ def test_a_shared_caller_counts_with_built_in_and_configured_names(facts, tmp_pa
 
 
 def test_a_corpus_tokenizer_file_is_not_shown_to_a_shared_caller(tmp_path, monkeypatch):
-    from app.services.corpora import ingest
+    from app.services.ingesting import ingest
 
     monkeypatch.setenv("SCOUTLENS_WORKERS", "1")
     rank_file = tmp_path / "operator" / "tokenizer.model"

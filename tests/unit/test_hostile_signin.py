@@ -3,7 +3,7 @@ compared is the connection's peer (never X-Forwarded-For / X-Real-IP), loopback 
 whichever family it came over (::1 or 127.0.0.1), addresses are compared as addresses (IPv4
 mapped into IPv6, networks), and a header the proxy sends once is nobody when it comes twice
 with different values. The same rules for the UI (its peer is the session's socket), the API
-and MCP servers (app.mcp.signin)."""
+and MCP servers (app.servers.signin)."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def test_two_different_secret_lines_are_nobody():
 
 
 def test_the_api_and_mcp_servers_read_every_header_line(monkeypatch):
-    from app.mcp.signin import NotSignedIn, from_headers
+    from app.servers.signin import NotSignedIn, from_headers
 
     monkeypatch.setenv("SCOUTLENS_AUTH", "header")
     monkeypatch.setenv("SCOUTLENS_AUTH_PROXY_IPS", '["::1"]')
@@ -113,8 +113,8 @@ def test_servers_take_the_peer_from_the_socket():
     """uvicorn believes X-Forwarded-For from loopback by default; ours never do."""
     import uvicorn
 
-    from app.api_server import create_app
-    from app.mcp.runtime import Runtime
+    from app.servers.api import create_app
+    from app.servers.runtime import Runtime
 
     config = uvicorn.Config(create_app(Runtime(), lambda r: None), **PEER_FROM_SOCKET)
     config.load()

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
-from app.api_server import create_app
-from app.mcp.runtime import Runtime
+from app.servers.api import create_app
+from app.servers.runtime import Runtime
 
 JSON = {"Content-Type": "application/json"}
 

@@ -34,8 +34,8 @@ def test_the_servers_say_so_at_start(monkeypatch, command):
 
     monkeypatch.setenv("SCOUTLENS_AUTH", "header")
     monkeypatch.setenv("SCOUTLENS_AUTH_PROXY_IPS", '["::1"]')
-    monkeypatch.setattr("app.api_server.serve", lambda *a, **k: None)
-    monkeypatch.setattr("app.mcp.server.serve_http", lambda *a, **k: None)
+    monkeypatch.setattr("app.servers.api.serve", lambda *a, **k: None)
+    monkeypatch.setattr("app.servers.mcp_server.serve_http", lambda *a, **k: None)
     result = CliRunner().invoke(app, command)
     assert result.exit_code == 0, result.output
     assert "every process on this machine" in result.output

@@ -9,13 +9,13 @@ import pytest
 from helpers import make_facts_repo
 
 from app.mcp import schemas, tools
-from app.mcp.runtime import Runtime
+from app.servers.runtime import Runtime
 from common.errors import UserError
 
 
 @pytest.fixture
 def facts(tmp_path, monkeypatch):
-    from app.services.corpora import ingest
+    from app.services.ingesting import ingest
 
     monkeypatch.setenv("SCOUTLENS_WORKERS", "1")
     ingest([make_facts_repo(tmp_path / "facts")], "facts")

@@ -12,8 +12,8 @@ import pytest
 from mcp import ClientSession
 from mcp.shared.memory import create_client_server_memory_streams
 
-from app.mcp import server as mcp_server
-from app.mcp.runtime import Runtime
+from app.servers import mcp_server
+from app.servers.runtime import Runtime
 from app.services.access import Principal
 
 MALLORY, BOB = Principal("mallory"), Principal("bob")

@@ -13,10 +13,12 @@ from fakes import ScriptedBackend
 from helpers import make_facts_repo
 from starlette.testclient import TestClient
 
-from app.api_server import ApiError, create_app, parse_chat
 from app.mcp import schemas, tools
-from app.mcp.runtime import Runtime
-from app.mcp.server import error_result, ok_result, tool_list
+from app.servers.api import create_app
+from app.servers.chat_request import parse_chat
+from app.servers.errors import ApiError
+from app.servers.mcp_server import error_result, ok_result, tool_list
+from app.servers.runtime import Runtime
 from common.errors import UserError
 
 
@@ -26,7 +28,7 @@ def _noop(*args) -> None:
 
 @pytest.fixture
 def facts(tmp_path, monkeypatch):
-    from app.services.corpora import ingest
+    from app.services.ingesting import ingest
 
     monkeypatch.setenv("SCOUTLENS_WORKERS", "1")
     repo = make_facts_repo(tmp_path / "facts")
@@ -235,7 +237,7 @@ def test_api_errors_are_openai_shaped(facts):
 
 
 def test_beyond_loopback_people_sign_in_through_the_proxy(monkeypatch):
-    from app.mcp.signin import NotSignedIn, from_headers, needs_sign_in
+    from app.servers.signin import NotSignedIn, from_headers, needs_sign_in
     from app.settings import get_settings
 
     assert not needs_sign_in("127.0.0.1", None, "serve api")
@@ -294,7 +296,8 @@ def test_a_streamed_answer_stops_when_its_client_leaves(facts):
 
     import anyio
 
-    from app.api_server import ChatRequest, _events
+    from app.servers.bridge import stream_events as _events
+    from app.servers.chat_request import ChatRequest
     from app.services.history import history
 
     backend = EndlessBackend()

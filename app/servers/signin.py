@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from app.servers.hosts import LOOPBACK
 from app.services.access import Who
 from app.services.signin import check_header_mode, proxy_user
 from app.settings import get_settings
 from common.errors import UserError
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class NotSignedIn(UserError):

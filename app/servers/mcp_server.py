@@ -1,12 +1,12 @@
-"""The MCP server: the SDK's low-level `Server` with the tools of app.mcp.tools, over stdio (a
-local client starts it) or streamable HTTP.
+"""`scoutlens mcp`'s server: the SDK's low-level `Server` with the tools of app.mcp.tools, over
+stdio (a local client starts it) or streamable HTTP.
 
 The low-level server rather than the SDK's decorator API so that every refusal reaches the
 client as the CLI's one line in an `isError` result: bad arguments (checked by our own models,
 app.mcp.schemas, whose JSON schemas the client shows), a service's UserError, and even a bug
 (logged to stderr with its traceback; the client gets its type and first line), and the
 server keeps answering. Tools run in worker threads, so a long ingest or a question does not
-hold up other calls; the model is loaded once (app.mcp.runtime)."""
+hold up other calls; the model is loaded once (app.servers.runtime)."""
 
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 
-from app.daemon_threads import run_daemon
-from app.mcp.runtime import Runtime
 from app.mcp.schemas import TOOLS, input_schema, parse
 from app.mcp.tools import HANDLERS
+from app.servers.daemon import run_daemon
+from app.servers.runtime import Runtime
 from app.services.access import Who, label
 from common.errors import UserError
 
@@ -161,7 +161,7 @@ def serve_http(server: Server, host: str, port: int) -> None:
     (app.services.signin)."""
     import uvicorn
 
-    from app.api_server import bounded_http
+    from app.servers.http import bounded_http
     from app.services.signin import PEER_FROM_SOCKET
 
     app = server.streamable_http_app(host=host)
