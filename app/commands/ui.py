@@ -31,7 +31,7 @@ def ui(port: Annotated[int, port_option("port", checked=False)] = 8501,
     A shared UI (--host 0.0.0.0, or --shared) needs sign-in: SCOUTLENS_AUTH=oidc (OpenID
     Connect; SCOUTLENS_OIDC_ISSUER, _CLIENT_ID, _CLIENT_SECRET, _COOKIE_SECRET) or
     SCOUTLENS_AUTH=header (behind a proxy that signs people in; SCOUTLENS_AUTH_PROXY_SECRET
-    and/or SCOUTLENS_AUTH_PROXY_IPS). See the README's "Teams" section.
+    and/or SCOUTLENS_AUTH_PROXY_IPS). See docs/teams.md.
     """
     import importlib.util
 

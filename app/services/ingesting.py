@@ -145,7 +145,7 @@ def _may_write(row: Corpus | None, name: str, who: Who) -> None:
 
 
 def _refuse_hidden_name(name: str, who: Who, url: str | None) -> None:
-    """Corpus names are one namespace for the deployment (see README, Security), so a name held
+    """Corpus names are one namespace for the deployment (see docs/security.md), so a name held
     by a corpus `who` cannot see is refused; the attempt is audited on its own (the refusal
     rolls the ingest back), so an admin sees someone trying names."""
     with session_scope(database_url(url)) as session:
