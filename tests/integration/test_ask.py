@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import make_facts_repo, make_pdf
 
-from app.services.ask import AskInput, ask
+from app.services.ask import AskInput, BadQuestion, ask
 from app.services.history import history
 from engine.embedded import EmbeddedBackend
 from engine.types import EngineError
@@ -92,9 +92,9 @@ def test_user_mistakes_are_clear_and_store_nothing(tmp_path, backend, db_url):
     with pytest.raises(IngestError, match="no such corpus or path"):
         ask(AskInput("nope-corpus", "anything?"), backend)
     make_facts_repo(tmp_path / "repo")
-    with pytest.raises(EngineError, match="empty"):
+    with pytest.raises(BadQuestion, match="empty"):  # what went wrong, not which layer
         ask(AskInput(str(tmp_path / "repo"), "   "), backend)
-    with pytest.raises(EngineError, match="limit is"):
+    with pytest.raises(BadQuestion, match="limit is"):
         ask(AskInput("repo", "why? " * 2000), backend)
     (tmp_path / "empty").mkdir()
     with pytest.raises((IngestError, EngineError)):
