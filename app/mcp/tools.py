@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -254,21 +253,19 @@ def _plain_pack_name(path: Path) -> None:
 
 
 def ask(args: AskArgs, rt: Runtime, who: Who, progress: Progress) -> dict:
-    from app.services.ask import AskInput, answer, prepare
-    from app.services.targets import open_target
+    from app.services.ask import AskInput, ask
+    from app.services.targets import resolve_target
 
     # the question is checked before the model loads or waits its turn
-    asked = AskInput(args.corpus, args.question, args.mode, args.max_tokens,
-                     args.conversation, corpus_only=rt.shared)
+    AskInput(args.corpus, args.question, args.mode, args.max_tokens, args.conversation)
     notes: list[str] = []
-    with ExitStack() as reading:
-        # the corpus too (a path is ingested here, once, when the server is local)
-        snap = reading.enter_context(open_target(asked.target, who, notes.append, progress,
-                                                 corpus_only=rt.shared))
-        with rt.turn() as backend:
-            prepared = prepare(snap, asked, backend, who, notes.append)
-            reading.close()  # the snapshot's read ends before the model generates
-            result = answer(prepared, backend, who)
+    # the corpus too (a path is ingested here, once, when the server is local); its snapshot
+    # is opened at the model's turn, so a waiting ask holds no database connection
+    corpus = resolve_target(args.corpus, who, notes.append, progress, corpus_only=rt.shared)
+    asked = AskInput(corpus, args.question, args.mode, args.max_tokens, args.conversation,
+                     corpus_only=True)
+    with rt.turn() as backend:
+        result = ask(asked, backend, who=who, note=notes.append)
     c = result.completion
     return {
         "answer": result.answer, "corpus": result.corpus, "mode": result.mode,

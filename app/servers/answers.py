@@ -12,6 +12,9 @@ from app.services.access import Who
 
 
 def ask_chat(rt: Runtime, req: ChatRequest, who: Who, on_delta: Callable[[str], None] | None):
+    """The answer on the model's turn. The corpus's snapshot is opened then, not while the
+    question waits: 128 waiting questions would otherwise hold 128 database connections (the
+    404 before anything streams is a check of its own, app.servers.conversations)."""
     from app.services.ask import AskInput, ask
 
     asked = AskInput(req.corpus, req.question, max_tokens=req.max_tokens,

@@ -39,6 +39,15 @@ def ingest_target(args: list[str], corpus: str | None = None) -> tuple[str, list
     return corpus or corpus_name_for(paths[0]), paths
 
 
+def resolve_target(target: str, who: Who = None, note: Callable[[str], None] | None = None,
+                   progress=None, corpus_only: bool = False, as_path: bool = False) -> str:
+    """The corpus a target names, for a server to refuse a wrong one before a question waits
+    for the model (its snapshot is opened at its turn): a path is ingested, a name is
+    checked, as `open_target` does."""
+    with open_target(target, who, note, progress, corpus_only, as_path) as snap:
+        return snap.name
+
+
 @contextmanager
 def open_target(target: str, who: Who = None, note: Callable[[str], None] | None = None,
                 progress=None, corpus_only: bool = False,

@@ -1,6 +1,6 @@
 """A question reads its corpus's row once and checks access once (app.services.snapshot), in
-every mode and from every entry point that asks; the CLI resolves the corpus before it loads a
-model."""
+every mode (a server checks once more before the question waits for the model); the CLI
+resolves the corpus before it loads a model."""
 
 from __future__ import annotations
 
@@ -60,7 +60,11 @@ def test_a_question_reads_its_corpus_row_once_and_checks_access_once(tmp_path, m
     assert seen == {"rows": 1, "checks": 1}, seen
 
 
-def test_the_mcp_ask_tool_reads_the_corpus_once(tmp_path, monkeypatch):
+def test_the_mcp_ask_tool_checks_before_it_waits_and_reads_at_its_turn(tmp_path,
+                                                                       monkeypatch):
+    """A server's ask checks the corpus before it waits for the model (a wrong name is told
+    at once) and opens its snapshot at its turn, so the 40 asks that may wait hold no
+    database connection: two reads, no more however the question is answered."""
     from app.mcp import schemas, tools
     from app.servers.runtime import Runtime
 
@@ -70,7 +74,7 @@ def test_the_mcp_ask_tool_reads_the_corpus_once(tmp_path, monkeypatch):
     args = schemas.AskArgs(corpus="repo", question="What is the vault code?")
     with counted(monkeypatch) as seen:
         out = tools.ask(args, rt, None, lambda *a: None)
-    assert "7291" in out["answer"] and seen == {"rows": 1, "checks": 1}, seen
+    assert "7291" in out["answer"] and seen == {"rows": 2, "checks": 2}, seen
 
 
 def test_the_cli_resolves_the_corpus_before_it_loads_a_model(monkeypatch):
