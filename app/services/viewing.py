@@ -19,7 +19,6 @@ from app.services.access import (
     manages_server,
 )
 from app.settings import database_url, get_settings
-from engine.kvcache import usage_by_model
 from ingest.archives import is_archive
 
 
@@ -179,6 +178,8 @@ class CacheFigures:
 def cache_figures(who: Who = None) -> CacheFigures:
     """The KV cache on disk and the answers' cache use: everyone's for the operator and admins,
     only their own answers' for anyone else (the page shows them no disk figures nor paths)."""
+    from engine.kvcache import usage_by_model  # imports torch: only the page that shows it
+
     s = get_settings()
     models = usage_by_model(s.kv_dir)
     prompt = cached = 0

@@ -29,7 +29,7 @@ def _analyst_folder(root):
     return root
 
 
-def test_search_and_dry_run_show_the_part(tmp_path):
+def test_search_and_dry_run_show_the_part(tmp_path, bundled_model):
     home = tmp_path / "home"
     folder = _analyst_folder(tmp_path / "docs")
     assert db_cli("ingest", str(folder), "--corpus", "docs", home=home).returncode == 0

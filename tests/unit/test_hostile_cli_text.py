@@ -138,7 +138,7 @@ def _is_text(param) -> bool:
     return param.type_descriptor.annotation in (str, list[str])
 
 
-def test_stdin_question_in_utf8_still_works(corpus):
+def test_stdin_question_in_utf8_still_works(corpus, bundled_model):
     done = run("ask", corpus, "--dry-run", stdin="où est la limite ?\n".encode())
     assert done.returncode == 0, done.stderr
     assert b"what would go in" in done.stdout  # the question reached the planner
