@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import ExitStack, nullcontext
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.console import Console
@@ -23,6 +23,9 @@ from app.commands.options import (
     text_or_path_arg,
 )
 from app.commands.shown import cell, for_terminal, json_safe, shown, visible
+
+if TYPE_CHECKING:
+    from app.services.context import Mode
 
 console = Console(stderr=True, emoji=False)
 out = Console(emoji=False)
@@ -69,8 +72,8 @@ def ask(
     from app.services.targets import open_target
 
     # the question is checked, and the corpus resolved, before any model loads
-    asked = AskInput(target, _question(question), mode, max_tokens,  # type: ignore[arg-type]
-                     conversation, cont, as_path=as_path)
+    asked = AskInput(target, _question(question), cast("Mode", mode), max_tokens,
+                     conversation, cont, as_path=as_path)  # AskInput checks the mode
     me = who()
 
     def note(text: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.console import Console
@@ -23,6 +23,9 @@ from app.commands.options import (
 from app.commands.shown import TerminalSafe, shown
 from app.progress import pipeline_progress
 from ingest.types import IngestError
+
+if TYPE_CHECKING:
+    from ingest.pack import Format, TocPosition
 
 console = Console(stderr=True)
 #: set by a pack that wrote everything: app.cli.main then exits without freeing every object
@@ -52,6 +55,7 @@ def pack(
     # everything at exit cost ~0.08 s of a 0.6 s re-pack, and nothing here needs either
     gc.disable()
     fast_exit = True
+    from app.services.packing import PackInput
     from app.services.packing import pack as run
     from ingest.pack import parse_budget
 
@@ -62,10 +66,10 @@ def pack(
     if to_screen:
         sys.stdout = TerminalSafe(sys.stdout)  # type: ignore[assignment]
     with pipeline_progress(console, not to_screen) as progress:  # no bar drawn over the pack
-        outcome = run(target, tokenizer, limit, fmt, fit, out_file, manifest, toc,  # type: ignore[arg-type]
-                      pipeline_options(keep, max_file_size, True, fps, max_frames,
-                                       max_image_pixels), progress,
-                      lambda msg: console.print(f"[dim]{shown(msg)}"), who=who())
+        job = PackInput(target, tokenizer, limit, cast("Format", fmt), fit, out_file, manifest,
+                        cast("TocPosition", toc), pipeline_options(
+                            keep, max_file_size, True, fps, max_frames, max_image_pixels))
+        outcome = run(job, progress, lambda msg: console.print(f"[dim]{shown(msg)}"), who())
     r = outcome.result
     for item in r.reduced:
         console.print(f"[yellow]reduced[/] {shown(item['path'])}: {item['from']:,} -> "

@@ -114,6 +114,7 @@ def read_source(args: ReadSourceArgs, rt: Runtime, who: Who, progress: Progress)
 
 
 def pack(args: PackArgs, rt: Runtime, who: Who, progress: Progress) -> dict:
+    from app.services.packing import PackInput
     from app.services.packing import pack as run
     from app.settings import get_settings
     from ingest.pack import parse_budget
@@ -131,9 +132,9 @@ def pack(args: PackArgs, rt: Runtime, who: Who, progress: Progress) -> dict:
         folder.mkdir(parents=True, exist_ok=True)
         temp = folder / f"mcp-pack-{uuid.uuid4().hex}.txt"
     try:
-        outcome = run(args.target, spec, budget, args.format, args.fit, str(out or temp),
-                      None, progress=progress, note=notes.append, who=who,
-                      corpus_only=rt.shared)
+        job = PackInput(args.target, spec, budget, args.format, args.fit, str(out or temp),
+                        corpus_only=rt.shared)
+        outcome = run(job, progress, notes.append, who)
         r = outcome.result
         summary: dict[str, Any] = {
             "source": outcome.source, "tokenizer": shown_tokenizer(r.tokenizer, rt),

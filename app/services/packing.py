@@ -55,16 +55,32 @@ def _is_corpus(name: str, who: Who) -> bool:
     return corpus_exists(name, who=who)
 
 
-def pack(target: list[str], tokenizer: str | None = None, budget: int | None = None,
-         fmt: Format = "xml", fit: bool = False, out: str | None = None,
-         manifest: str | None = None, toc: TocPosition = "top",
-         options: PipelineOptions | None = None, progress: Progress | None = None,
-         note: Callable[[str], None] | None = None, who: Who = None,
-         corpus_only: bool = False) -> PackOutcome:
-    """Pack a corpus (one name that is a stored corpus) or paths. Output goes to `out` (a file,
-    written atomically) or stdout when out is None or "-". `corpus_only` (a shared server): the
-    target is one corpus name and nothing on disk is looked at, so a corpus named like a
-    server path neither pulls it in nor tells whether it exists."""
+@dataclass(frozen=True)
+class PackInput:
+    """What to pack and how, as the CLI and the MCP tool hand it in. `target`: one stored
+    corpus's name, or paths; `out`: a file (written atomically), or stdout when None or "-";
+    `corpus_only` (a shared server): the target is one corpus name and nothing on disk is
+    looked at, so a corpus named like a server path neither pulls it in nor tells whether it
+    exists."""
+
+    target: list[str]
+    tokenizer: str | None = None
+    budget: int | None = None
+    fmt: Format = "xml"
+    fit: bool = False
+    out: str | None = None
+    manifest: str | None = None
+    toc: TocPosition = "top"
+    options: PipelineOptions | None = None
+    corpus_only: bool = False
+
+
+def pack(job: PackInput, progress: Progress | None = None,
+         note: Callable[[str], None] | None = None, who: Who = None) -> PackOutcome:
+    """Pack a corpus `who` may read, or paths, as `job` says."""
+    target, tokenizer, budget, fmt, fit = job.target, job.tokenizer, job.budget, job.fmt, job.fit
+    out, manifest, toc, options = job.out, job.manifest, job.toc, job.options
+    corpus_only = job.corpus_only
     if not target:
         raise IngestError("nothing to pack: give a corpus name or a path")
     from app.services.tokencache import token_cache

@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import math
 import re
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
 from app.models import Source, StoredSegment, Symbol
-from app.services.access import Who
+from app.services.access import CorpusNotFound, Who
 from app.services.codewords import code_words
 from app.services.index import LocatedSegment, Progress, embedder, fetch_segments, load_index
 from app.services.passages import rank_by_lines
@@ -202,7 +203,12 @@ def search(name: str, query: str, k: int = 20, signals: tuple[str, ...] = SIGNAL
            who: Who = None) -> Ranking:
     """The fused ranking of corpus `name` (one `who` may read) for `query` (`scoutlens search`,
     the MCP search tool): `rank` over a snapshot of it."""
-    with open_snapshot(name, who) as snap:
+    with ExitStack() as held:
+        try:
+            snap = held.enter_context(open_snapshot(name, who))
+        except CorpusNotFound:  # worded as ever, for a name `who` may not read too
+            raise CorpusNotFound(f"no such corpus: {name} (scoutlens corpora list shows the "
+                                 "corpora)") from None
         return rank(snap, query, k, signals, build_vectors, progress)
 
 

@@ -287,12 +287,12 @@ def test_admin_is_a_reserved_name_and_the_log_is_for_admins(tmp_path):
 
 
 def test_packing_a_corpus_never_writes_into_the_folders_it_came_from(tmp_path):
-    from app.services.packing import pack
+    from app.services.packing import PackInput, pack
 
     src = folder(tmp_path / "src")
     ingest([src], "packme", who=BOB)
     with pytest.raises(Exception, match="inside the input folder"):
-        pack(["packme"], out=str(src / "packed.xml"), who=BOB)
+        pack(PackInput(["packme"], out=str(src / "packed.xml")), who=BOB)
     assert not (src / "packed.xml").exists()
-    outcome = pack(["packme"], out=str(tmp_path / "packed.xml"), who=BOB)
+    outcome = pack(PackInput(["packme"], out=str(tmp_path / "packed.xml")), who=BOB)
     assert (tmp_path / "packed.xml").exists() and outcome.result.total_tokens > 0

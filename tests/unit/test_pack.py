@@ -9,7 +9,7 @@ import pytest
 from helpers import make_pdf, make_repo
 
 from app.services import ingesting
-from app.services.packing import pack
+from app.services.packing import PackInput, pack
 from ingest.pack import OverBudget, parse_budget
 from ingest.tokenizers import load_tokenizer
 from ingest.types import IngestError
@@ -18,7 +18,7 @@ from ingest.types import IngestError
 def _pack(tmp_path, target, name="out.xml", **kw):
     out = tmp_path / name
     man = tmp_path / (name + ".json")
-    outcome = pack([str(t) for t in target], out=str(out), manifest=str(man), **kw)
+    outcome = pack(PackInput([str(t) for t in target], out=str(out), manifest=str(man), **kw))
     return outcome, out.read_text(), json.loads(man.read_text())
 
 
@@ -150,6 +150,6 @@ def test_nothing_to_pack(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(IngestError, match="nothing to pack"):
-        pack([str(empty)], out=str(tmp_path / "x.xml"))
+        pack(PackInput([str(empty)], out=str(tmp_path / "x.xml")))
     with pytest.raises(IngestError, match="path not found"):
-        pack([str(tmp_path / "nope")], out=str(tmp_path / "x.xml"))
+        pack(PackInput([str(tmp_path / "nope")], out=str(tmp_path / "x.xml")))
