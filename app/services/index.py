@@ -142,9 +142,11 @@ def _embed_progress(progress: Progress | None, total: int) -> Callable[[int], No
 
 
 def build_index(snap: Snapshot, note: Note | None = None, progress: Progress | None = None,
-                dense: bool | None = None) -> Path:
-    """Index every segment of the snapshot's version (older versions are removed); with
-    `dense` (default: the setting) their sentence vectors too."""
+                dense: bool | None = None, prune: bool = True) -> Path:
+    """Index every segment of the snapshot's version; with `dense` (default: the setting)
+    their sentence vectors too. With `prune` (an ingest's build), the other versions' indexes
+    are removed; a question rebuilding its own version's leaves them (an ingest may have
+    just built a newer one)."""
     dense = get_settings().dense if dense is None else dense
     model = embedder(note) if dense else None
     session = snap.session
@@ -169,7 +171,7 @@ def build_index(snap: Snapshot, note: Note | None = None, progress: Progress | N
         note(f"kept the terms of {index.reused:,} of {len(index.ids):,} segments from the "
              "previous version's index")
     index.save(folder)
-    for old in folder.parent.iterdir():
+    for old in folder.parent.iterdir() if prune else ():
         if old != folder and not old.name.startswith("."):
             shutil.rmtree(old, ignore_errors=True)
     return folder
@@ -254,7 +256,7 @@ def load_index(snap: Snapshot, note: Note | None = None, dense: bool = False,
             why = "of an older format or damaged" if (folder / "segments.json").exists() \
                 else "missing"
             note(f"the retrieval index of {snap.name} was {why}: rebuilt it from the database")
-        build_index(snap, dense=False)  # vectors follow below, by the same rule as ever
+        build_index(snap, dense=False, prune=False)  # vectors follow below, as ever
         index = SegmentIndex.load(folder, model)
     if index is None:
         raise IngestError(f"cannot build the retrieval index for {snap.name}")

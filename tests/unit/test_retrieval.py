@@ -141,3 +141,26 @@ def test_stems_let_a_plural_or_a_verb_form_meet_the_code():
     index = SegmentIndex.build([(1, "a.py", "def close_connection(conn): ..."),
                                 (2, "b.py", "the weather report")])
     assert index.search("closing connections")[0].segment == 1
+
+
+def test_a_question_rebuilding_its_version_leaves_a_newer_index(tmp_path, scoutlens_home):
+    """A question reads one snapshot: when its version's index is gone (an ingest that landed
+    meanwhile removed it), it is rebuilt from that snapshot's rows, and the newer version's
+    index the ingest just built stays."""
+    from app.services.catalog import corpus_version
+    from app.services.index import index_dir, load_index
+    from app.services.ingesting import ingest
+    from app.services.snapshot import open_snapshot
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("the kites fly over the harbour\n")
+    ingest([src], "shop")
+    with open_snapshot("shop") as snap:
+        (src / "a.txt").write_text("the boats sail into the harbour\n")
+        ingest([src], "shop")
+        newer = corpus_version("shop")
+        assert newer != snap.version and not index_dir("shop", snap.version).exists()
+        index = load_index(snap)
+        assert index.search("kites") and not index.search("boats")  # the snapshot's rows
+    assert index_dir("shop", snap.version).exists() and index_dir("shop", newer).exists()
