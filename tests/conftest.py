@@ -10,6 +10,8 @@ tests/ on the path (`pythonpath`).
 
 Every test gets its own data folder (SCOUTLENS_HOME) and SQLite database; tests that take
 `db_url` run twice, on that SQLite file and on a fresh database of a real PostgreSQL server.
+In tests/unit a fresh SQLite database is a copy of one migrated at the start of the session,
+and the bundled model is converted once (tests/unit/conftest.py): `make test-fast` stays short.
 
 No test may depend on the ones before it: what a test's code changes in the process (environment
 variables, the working folder, the engine of its database) is put back after it, and

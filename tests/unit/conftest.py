@@ -17,6 +17,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import DBAPIError
 
 from app import database
 
@@ -68,19 +69,24 @@ def migrated_schema(tmp_path_factory):
 
 
 def _copied(engine, template: Path) -> bool:
-    """Copy TEMPLATE into ENGINE's database when that is an empty SQLite file."""
+    """Copy TEMPLATE into ENGINE's database when that is an empty SQLite file. Anything else,
+    or a copy that fails (a read-only file...), is left to Alembic, whose error the app reports
+    as it would without this fixture."""
     if engine.dialect.name != "sqlite" or database.sqlite_file(
             engine.url.render_as_string(hide_password=False)) is None:
         return False
-    with engine.connect() as conn:
-        raw = conn.connection.dbapi_connection
-        if raw.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is not None:
-            return False
-        source = sqlite3.connect(f"file:{template}?mode=ro", uri=True)
-        try:
-            source.backup(raw)
-        finally:
-            source.close()
+    try:
+        with engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            if raw.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is not None:
+                return False
+            source = sqlite3.connect(f"file:{template}?mode=ro", uri=True)
+            try:
+                source.backup(raw)
+            finally:
+                source.close()
+    except (sqlite3.Error, DBAPIError):
+        return False
     return True
 
 
