@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from app.commands import analyze as analyze_cmd
 from app.commands import ask as ask_cmd
 from app.commands import cache as cache_cmd
 from app.commands import complete as complete_cmd
@@ -48,6 +49,8 @@ app.command()(ask_cmd.ask)
 app.command()(search_cmd.search)
 app.command()(mcp_cmd.mcp)
 app.command()(ask_cmd.history)
+app.command()(analyze_cmd.analyze)
+app.command()(analyze_cmd.analyses)
 app.add_typer(eval_cmd.eval_app, name="eval")
 app.add_typer(users_cmd.users_app, name="users")
 app.command()(users_cmd.audit)

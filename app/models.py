@@ -200,3 +200,45 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(30))
     target: Mapped[str] = mapped_column(String(500))
     detail: Mapped[dict | None] = mapped_column(JSON, default=dict, nullable=True)
+
+
+class Analysis(Base):
+    """One analysis of a whole corpus (a briefing, an extraction into a table, a comparison):
+    what was asked, how far it got, and its result with coverage and citations. Its owner's
+    alone, as a conversation is."""
+
+    __tablename__ = "analyses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    analysis_id: Mapped[str] = mapped_column(String(40), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+    updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
+    owner: Mapped[str] = mapped_column(String(200), default="admin", server_default="admin",
+                                       index=True)
+    corpus_name: Mapped[str] = mapped_column(String(200), index=True)
+    corpus_version: Mapped[str] = mapped_column(String(64), default="")
+    kind: Mapped[str] = mapped_column(String(20))  # brief | extract | compare
+    request: Mapped[dict] = mapped_column(JSON, default=dict)  # the AnalyzeInput
+    #: the engine it ran on: parts made for one model's window do not fit another's
+    fingerprint: Mapped[str] = mapped_column(String(64), default="")
+    status: Mapped[str] = mapped_column(String(20), default="running")  # running | done | failed
+    result: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class AnalysisStep(Base):
+    """One finished model call of an analysis (a map over one part, or a reduce over a group
+    of earlier outputs): what an interrupted analysis resumes from."""
+
+    __tablename__ = "analysis_steps"
+    __table_args__ = (UniqueConstraint("analysis_id", "level", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    analysis_id: Mapped[str] = mapped_column(
+        ForeignKey("analyses.analysis_id", ondelete="CASCADE"), index=True)
+    level: Mapped[int] = mapped_column(Integer)  # 0: a map call; 1, 2, ...: reduce levels
+    position: Mapped[int] = mapped_column(Integer)
+    key: Mapped[str] = mapped_column(String(64))  # sha256 of the request: a changed part reruns
+    output: Mapped[str] = mapped_column(Text)
+    usage: Mapped[dict] = mapped_column(JSON, default=dict)
+    seconds: Mapped[float] = mapped_column(default=0.0)

@@ -14,6 +14,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ingest.pack import PackResult
 
 BRACKET = re.compile(r"\[((?:S\d+)(?:[^\]\[]{0,40}))\]")
 ONE = re.compile(r"S(\d+)(?:\s*[:,]?\s*(?:@\s*(\d{1,2}:\d{2}(?::\d{2})?)"
@@ -279,4 +283,22 @@ def matched_evidence(answer: str, sources: list[ContextSource], top: int = 3,
                              "matched", lines=lines, page=s.page, t=t, part=s.part))
         if len(out) == top:
             break
+    return out
+
+
+def sources_of(plan: PackResult) -> list[ContextSource]:
+    """The sources of a pack as the model sees them, with the places citations may name."""
+    out = []
+    for b in plan.blocks:
+        a = b.attrs
+        start = end = page = None
+        if "lines" in a:
+            s, _, e = a["lines"].partition("-")
+            start, end = int(s), int(e or s)
+        if "page" in a:
+            page = int(a["page"])
+        kind = ("video" if a.get("media") == "video" else "pdf" if page
+                else "part" if "part" in a else "text")
+        out.append(ContextSource(b.id, b.path, kind, b.text, start, end, page, a.get("t"),
+                                 a.get("part")))
     return out

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from app.services.citations import ContextSource
+from app.services.citations import ContextSource, sources_of
 from app.services.pictures_sent import Vision, picture_report
 from app.services.prompting import corpus_request
 from app.services.search import SIGNALS, SearchHit, rank
@@ -91,23 +91,6 @@ class Context:
         return out
 
 
-def _sources(plan: PackResult) -> list[ContextSource]:
-    out = []
-    for b in plan.blocks:
-        a = b.attrs
-        start = end = page = None
-        if "lines" in a:
-            s, _, e = a["lines"].partition("-")
-            start, end = int(s), int(e or s)
-        if "page" in a:
-            page = int(a["page"])
-        kind = ("video" if a.get("media") == "video" else "pdf" if page
-                else "part" if "part" in a else "text")
-        out.append(ContextSource(b.id, b.path, kind, b.text, start, end, page, a.get("t"),
-                                 a.get("part")))
-    return out
-
-
 def _pack(docs: list[Document], spec: str, name: str, mode: str) -> Context:
     tok = tokenizer_for(spec)
     packer = Packer(tok, "xml", name, toc="top", outline=mode == "full")
@@ -116,7 +99,7 @@ def _pack(docs: list[Document], spec: str, name: str, mode: str) -> Context:
 
     buf = io.StringIO()
     packer.write(plan, buf)
-    return Context(buf.getvalue(), plan, _sources(plan), mode, docs)
+    return Context(buf.getvalue(), plan, sources_of(plan), mode, docs)
 
 
 def _retrieve(snap: Snapshot, question: str, budget_model_tokens: int, tok: ModelTokenizer,

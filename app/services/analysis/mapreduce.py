@@ -1,0 +1,130 @@
+"""Model calls of an analysis: the map calls (one per part), then reduce levels that merge
+their notes in groups that fit the window until one is left. Finished calls are kept by the
+step store, so a rerun takes them instead of calling again; calls run concurrently on a
+backend that batches (a server) and in turn on the in-process model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+from engine.types import Backend, CompletionRequest, EngineError, ModelTokenizer
+
+MAX_CONCURRENT = 8  # calls in flight on a server that batches
+#: progress(stage, done, total, detail), as the ingest pipeline reports it
+Progress = Callable[[str, int, int, str], None]
+
+
+class Steps(Protocol):
+    """Where finished calls are kept (app.services.analysis.store)."""
+
+    def get(self, level: int, position: int, key: str) -> str | None: ...
+
+    def put(self, level: int, position: int, key: str, output: str, usage: dict,
+            seconds: float) -> None: ...
+
+
+@dataclass
+class Tally:
+    """What the calls cost: made now, taken from an earlier run, and their usage."""
+
+    calls: int = 0
+    resumed: int = 0
+    levels: int = 0
+    usage: dict = field(default_factory=lambda: {"prompt_tokens": 0, "cached_tokens": 0,
+                                                 "completion_tokens": 0})
+    seconds: float = 0.0
+
+
+def key_of(request: CompletionRequest) -> str:
+    """A call's identity: the same request on resume is the same call."""
+    return hashlib.sha256(json.dumps(asdict(request), sort_keys=True,
+                                     default=list).encode()).hexdigest()
+
+
+def run_calls(requests: list[CompletionRequest], level: int, backend: Backend, steps: Steps,
+              tally: Tally, progress: Progress | None = None,
+              stage: str = "map") -> list[str]:
+    """Each request's answer, in order: taken from `steps` when an earlier run finished it,
+    else generated (and kept at once, so an interruption loses only the calls in flight)."""
+    outputs: list[str | None] = [None] * len(requests)
+    keys = [key_of(r) for r in requests]
+    for i, key in enumerate(keys):
+        outputs[i] = steps.get(level, i, key)
+    tally.resumed += sum(o is not None for o in outputs)
+    todo = [i for i, o in enumerate(outputs) if o is None]
+    done = len(requests) - len(todo)
+    if progress:
+        progress(stage, done, len(requests), f"{stage} calls")
+
+    def call(i: int) -> str:
+        started = time.perf_counter()
+        completion = backend.stream(requests[i]).collect()
+        if completion.incomplete:  # broke off: a partial answer is not kept as a finished call
+            raise EngineError(f"a {stage} call failed ({completion.error or 'no answer'}); "
+                              "the calls finished so far are kept: run it again to resume")
+        seconds = time.perf_counter() - started
+        usage = {"prompt_tokens": completion.usage.prompt_tokens,
+                 "cached_tokens": completion.usage.cached_tokens,
+                 "completion_tokens": completion.usage.completion_tokens}
+        steps.put(level, i, keys[i], completion.text, usage, seconds)
+        for k, v in usage.items():
+            tally.usage[k] += v
+        tally.seconds += seconds
+        tally.calls += 1
+        return completion.text
+
+    workers = min(MAX_CONCURRENT, len(todo)) if getattr(backend, "concurrent", False) else 1
+    if workers <= 1:
+        for i in todo:
+            outputs[i] = call(i)
+            done += 1
+            if progress:
+                progress(stage, done, len(requests), f"{stage} calls")
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="scoutlens-analyze") as pool:
+            for i, text in zip(todo, pool.map(call, todo), strict=True):
+                outputs[i] = text
+                done += 1
+                if progress:
+                    progress(stage, done, len(requests), f"{stage} calls")
+    return [o or "" for o in outputs]
+
+
+def reduce_all(notes: list[str], make: Callable[[list[str]], CompletionRequest],
+               budget: int, tok: ModelTokenizer, backend: Backend, steps: Steps,
+               tally: Tally, progress: Progress | None = None) -> str:
+    """One text from many notes: groups of notes that fit one call are merged, level by
+    level, until one is left."""
+    level = 0
+    while len(notes) > 1:
+        level += 1
+        groups = _groups(notes, make, budget, tok)
+        if len(groups) == len(notes):  # nothing merges: each note fills a call on its own
+            raise EngineError("the notes of one part do not fit the model's window together "
+                              "with another's: use a model with a longer window or a lower "
+                              "--max-tokens")
+        notes = run_calls([make(g) for g in groups], level, backend, steps, tally, progress,
+                          stage=f"reduce {level}")
+    tally.levels = level
+    return notes[0] if notes else ""
+
+
+def _groups(notes: list[str], make: Callable[[list[str]], CompletionRequest], budget: int,
+            tok: ModelTokenizer) -> list[list[str]]:
+    """Consecutive notes in groups whose merge request fits the budget (counted)."""
+    groups: list[list[str]] = []
+    group: list[str] = []
+    for note in notes:
+        if group and tok.count_request(make(group + [note])).tokens > budget:
+            groups.append(group)
+            group = []
+        group.append(note)
+    if group:
+        groups.append(group)
+    return groups

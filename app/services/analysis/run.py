@@ -1,0 +1,146 @@
+"""`analyze`: a briefing, an extraction or a comparison over a whole corpus, every source read.
+
+The corpus is read from one snapshot (app.services.snapshot), cut into parts that fit the
+model's window (one part when the corpus fits), and each part read by one map call; a briefing
+or a comparison then reduces the notes level by level. Citations are checked against the
+corpus; the result says its coverage and is stored with its owner; an interrupted analysis
+resumes from the calls it finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+from app.services.access import Who
+from app.services.analysis import diffs, extract, prompts, store
+from app.services.analysis.mapreduce import Progress, Tally, reduce_all, run_calls
+from app.services.analysis.parts import Part, split
+from app.services.analysis.types import AnalysisResult, AnalyzeInput, Coverage
+from app.services.citations import ContextSource, verify
+from app.services.snapshot import documents, open_snapshot
+from app.settings import get_settings
+from engine.types import Backend, EngineError
+from ingest.types import Document
+
+RESERVE = 384  # chat template and the call's own framing
+GUIDE_LINE = re.compile(r"^\s*\[(S\d+)\]\s*(.+)$", re.M)
+
+
+def analyze(asked: AnalyzeInput, backend: Backend, who: Who = None,
+            progress: Progress | None = None, resume: str | None = None) -> AnalysisResult:
+    """Run (or resume) the analysis `asked` over a corpus `who` may read."""
+    docs, version, spec, changes = _read(asked, who)
+    window = backend.window or get_settings().default_window
+    tok = backend.tokenizer()
+    fingerprint = hashlib.sha256(json.dumps(
+        [backend.model, window, asked.max_tokens]).encode()).hexdigest()[:32]
+    if asked.kind == "compare":
+        docs = diffs.as_documents(changes)
+        if not docs:
+            analysis_id = store.begin(asked, version, fingerprint, who, resume)
+            result = AnalysisResult(analysis_id, asked.kind, asked.corpus, version,
+                                    Coverage(sources=2, read=2), text="no changes: the two "
+                                    "sides are the same")
+            store.finish(analysis_id, result.to_json())
+            return result
+    instruction = _instruction(asked)
+    budget = window - asked.max_tokens - RESERVE - tok.count(instruction)
+    if budget < 256:
+        raise EngineError(f"the model's window ({window:,} tokens) leaves no room to read the "
+                          "corpus in: lower --max-tokens, or use fewer fields")
+    parts, coverage = split(docs, spec, asked.corpus, budget, tok)
+    if not parts:
+        raise EngineError(f"corpus {asked.corpus} has nothing to read for this analysis")
+    analysis_id = store.begin(asked, version, fingerprint, who, resume)
+    steps = store.StepStore(analysis_id)
+    tally = Tally()
+    try:
+        result = _run(asked, parts, coverage, instruction, budget + tok.count(instruction),
+                      tok, backend, steps, tally, progress)
+    except BaseException as exc:
+        store.fail(analysis_id, str(exc) or type(exc).__name__)
+        raise
+    result.analysis_id, result.corpus_version, result.changes = analysis_id, version, changes
+    result.calls, result.resumed, result.levels = tally.calls, tally.resumed, tally.levels
+    result.usage = tally.usage | {"engine_s": round(tally.seconds, 3)}
+    if coverage.cut:
+        result.notes.append(f"{len(coverage.cut)} of {coverage.sources} sources were not read "
+                            "whole (see coverage.cut)")
+    store.finish(analysis_id, result.to_json())
+    return result
+
+
+def _read(asked: AnalyzeInput, who: Who) -> tuple[list[Document], str, str, list[dict]]:
+    """(documents, version, tokenizer spec, changes): what the analysis reads, from one
+    snapshot (two for a comparison of corpora), closed before any model call."""
+    with open_snapshot(asked.corpus, who) as snap:
+        version, spec = snap.version, snap.tokenizer
+        if not snap.sources:
+            raise EngineError(f"corpus {asked.corpus} has no readable sources")
+        docs = documents(snap)
+    if asked.kind != "compare":
+        return docs, version, spec, []
+    if asked.other is None:
+        by_path = {d.path: d for d in docs}
+        for p in (asked.left, asked.right):
+            if p not in by_path:
+                raise EngineError(f"no source {p!r} in corpus {asked.corpus} (scoutlens "
+                                  f"corpora show {asked.corpus} lists them)")
+        changes = diffs.diff(by_path[asked.left], by_path[asked.right], asked.corpus,
+                             asked.corpus)
+        return [], version, spec, changes
+    with open_snapshot(asked.other, who) as other:
+        theirs = documents(other)
+        version = f"{version[:32]}{other.version[:32]}"
+    mine = {d.path: d for d in docs}
+    their = {d.path: d for d in theirs}
+    changes = []
+    for path in sorted(set(mine) | set(their)):
+        a, b = mine.get(path), their.get(path)
+        if a is not None and b is not None and a.sha256 == b.sha256:
+            continue
+        changes += diffs.diff(a, b, asked.corpus, asked.other)
+    return [], version, spec, changes
+
+
+def _instruction(asked: AnalyzeInput) -> str:
+    if asked.kind == "extract":
+        return prompts.extract_map(list(asked.fields))
+    return prompts.COMPARE_MAP if asked.kind == "compare" else prompts.BRIEF_MAP
+
+
+def _run(asked: AnalyzeInput, parts: list[Part], coverage: Coverage, instruction: str,
+         budget: int, tok, backend: Backend, steps, tally: Tally,
+         progress: Progress | None) -> AnalysisResult:
+    requests = [prompts.map_request(instruction, p.packed, asked.max_tokens) for p in parts]
+    notes = run_calls(requests, 0, backend, steps, tally, progress)
+    sources = [s for p in parts for s in p.sources]
+    result = AnalysisResult("", asked.kind, asked.corpus, "", coverage)
+    if asked.kind == "extract":
+        result.columns = asked.names
+        result.rows = extract.rows_of(notes, [p.sources for p in parts], asked.names,
+                                      list(dict.fromkeys(x for p in parts for x in p.paths)))
+        return result
+    merge = prompts.COMPARE_REDUCE if asked.kind == "compare" else prompts.BRIEF_REDUCE
+    text = reduce_all(notes, lambda group: prompts.reduce_request(merge, group,
+                                                                  asked.max_tokens),
+                      budget + asked.max_tokens, tok, backend, steps, tally, progress)
+    result.text = text.strip()
+    result.citations = verify(result.text, sources)
+    if asked.kind == "brief":
+        result.guide = _guide(notes, sources)
+    return result
+
+
+def _guide(notes: list[str], sources: list[ContextSource]) -> dict[str, str]:
+    """The per-source guide: the line each map call gave each of its sources."""
+    path_of = {s.id: s.path for s in sources}
+    guide: dict[str, str] = {}
+    for note in notes:
+        for sid, line in GUIDE_LINE.findall(note):
+            path = path_of.get(sid)
+            if path is not None and path not in guide:
+                guide[path] = line.strip()[:600]
+    return guide
