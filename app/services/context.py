@@ -91,6 +91,12 @@ class Context:
         return out
 
 
+def full_pack(docs: list[Document], spec: str, name: str) -> Context:
+    """The whole corpus packed exactly as a full-mode question packs it (its documents read
+    with their symbols): the prefix a prewarmed corpus has in the cache."""
+    return _pack(docs, spec, name, "full")
+
+
 def _pack(docs: list[Document], spec: str, name: str, mode: str) -> Context:
     tok = tokenizer_for(spec)
     packer = Packer(tok, "xml", name, toc="top", outline=mode == "full")

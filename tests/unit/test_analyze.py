@@ -42,7 +42,7 @@ class Briefer(ScriptedBackend):
     """Notes citing every source it was shown, one guide line each; a merge keeps them."""
 
     def stream(self, request):
-        ids = SOURCE.findall(request.prompt)
+        ids = SOURCE.findall(request.prefix + request.prompt)
         if ids:
             self.reply = "\n".join(f"[{sid}] {path}: a supply contract. Ask: who pays?"
                                    for sid, path in ids)
@@ -61,7 +61,7 @@ class Extractor(ScriptedBackend):
 
     def stream(self, request):
         rows = []
-        for sid, path in SOURCE.findall(request.prompt):
+        for sid, path in SOURCE.findall(request.prefix + request.prompt):
             n = int(path[1:3])
             party = f"Globex {n}" if self.lie and n == 3 else f"Acme {n} Ltd"
             rows.append(json.dumps({"source": sid,
@@ -91,11 +91,16 @@ def test_a_corpus_over_the_window_is_read_whole_in_parts_then_merged(tmp_path):
     assert stored.status == "done" and stored.result["coverage"] == 1.0
 
 
-def test_a_corpus_that_fits_is_one_call(tmp_path):
+def test_a_corpus_that_fits_is_one_call_over_the_prefix_ask_and_prewarm_send(tmp_path):
+    from helpers import context_of
+
     _contracts(tmp_path, n=3, filler=2)
     backend = Briefer(window=100_000)
     result = analyze(AnalyzeInput("contracts", "brief", max_tokens=128), backend)
     assert result.calls == 1 and result.levels == 0 and result.to_json()["coverage"] == 1.0
+    warm = context_of("contracts", "", "full", backend, 128).request  # what prewarm sends
+    assert backend.requests[0].prefix == warm.prefix and backend.requests[0].system == warm.system
+    assert len(result.guide) == 3 and all(c.verified for c in result.citations)
 
 
 def test_extraction_is_one_row_per_source_each_cell_checked(tmp_path):

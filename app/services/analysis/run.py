@@ -19,9 +19,11 @@ from app.services.analysis.mapreduce import Progress, Tally, reduce_all, run_cal
 from app.services.analysis.parts import Part, split
 from app.services.analysis.types import AnalysisResult, AnalyzeInput, Coverage
 from app.services.citations import ContextSource, verify
+from app.services.context import full_pack
+from app.services.prompting import corpus_request
 from app.services.snapshot import documents, open_snapshot
 from app.settings import get_settings
-from engine.types import Backend, EngineError
+from engine.types import Backend, CompletionRequest, EngineError
 from ingest.types import Document
 
 RESERVE = 384  # chat template and the call's own framing
@@ -50,15 +52,23 @@ def analyze(asked: AnalyzeInput, backend: Backend, who: Who = None,
     if budget < 256:
         raise EngineError(f"the model's window ({window:,} tokens) leaves no room to read the "
                           "corpus in: lower --max-tokens, or use fewer fields")
-    parts, coverage = split(docs, spec, asked.corpus, budget, tok)
+    whole = _whole(docs, spec, asked, instruction, tok, window)
+    if whole is not None:  # one call, over the very prefix `ask` and prewarm send
+        parts, requests = [whole[0]], [whole[1]]
+        coverage = Coverage(len(docs), len(docs), sum(d.tokens for d in docs),
+                            sum(d.tokens for d in docs))
+    else:
+        parts, coverage = split(docs, spec, asked.corpus, budget, tok)
+        requests = [prompts.map_request(instruction, p.packed, asked.max_tokens)
+                    for p in parts]
     if not parts:
         raise EngineError(f"corpus {asked.corpus} has nothing to read for this analysis")
     analysis_id = store.begin(asked, version, fingerprint, who, resume)
     steps = store.StepStore(analysis_id)
     tally = Tally()
     try:
-        result = _run(asked, parts, coverage, instruction, budget + tok.count(instruction),
-                      tok, backend, steps, tally, progress)
+        result = _run(asked, parts, requests, coverage, budget + tok.count(instruction), tok,
+                      backend, steps, tally, progress)
     except BaseException as exc:
         store.fail(analysis_id, str(exc) or type(exc).__name__)
         raise
@@ -79,7 +89,7 @@ def _read(asked: AnalyzeInput, who: Who) -> tuple[list[Document], str, str, list
         version, spec = snap.version, snap.tokenizer
         if not snap.sources:
             raise EngineError(f"corpus {asked.corpus} has no readable sources")
-        docs = documents(snap)
+        docs = documents(snap, symbols=True)  # as a full-mode question reads them
     if asked.kind != "compare":
         return docs, version, spec, []
     if asked.other is None:
@@ -111,10 +121,25 @@ def _instruction(asked: AnalyzeInput) -> str:
     return prompts.COMPARE_MAP if asked.kind == "compare" else prompts.BRIEF_MAP
 
 
-def _run(asked: AnalyzeInput, parts: list[Part], coverage: Coverage, instruction: str,
-         budget: int, tok, backend: Backend, steps, tally: Tally,
+def _whole(docs: list[Document], spec: str, asked: AnalyzeInput, instruction: str, tok,
+           window: int) -> tuple[Part, CompletionRequest] | None:
+    """The whole corpus as one call when it fits the window, packed as a full-mode question
+    packs it (so a prewarmed corpus starts warm), the task after it; None when it does not
+    fit (or a comparison's changes, which no question's prefix holds)."""
+    if asked.kind == "compare" or not docs:
+        return None
+    if sum(d.tokens for d in docs) > window * 2:  # over the window in any tokenizer
+        return None
+    ctx = full_pack(docs, spec, asked.corpus)
+    request = corpus_request(ctx.packed, instruction.strip(), asked.max_tokens)
+    if tok.count_request(request).tokens + asked.max_tokens > window:
+        return None
+    return Part(0, ctx.packed, ctx.sources, [d.path for d in docs]), request
+
+
+def _run(asked: AnalyzeInput, parts: list[Part], requests: list[CompletionRequest],
+         coverage: Coverage, budget: int, tok, backend: Backend, steps, tally: Tally,
          progress: Progress | None) -> AnalysisResult:
-    requests = [prompts.map_request(instruction, p.packed, asked.max_tokens) for p in parts]
     notes = run_calls(requests, 0, backend, steps, tally, progress)
     sources = [s for p in parts for s in p.sources]
     result = AnalysisResult("", asked.kind, asked.corpus, "", coverage)
