@@ -87,12 +87,15 @@ def run_calls(requests: list[CompletionRequest], level: int, backend: Backend, s
             if progress:
                 progress(stage, done, len(requests), f"{stage} calls")
     else:
-        with ThreadPoolExecutor(workers, thread_name_prefix="scoutlens-analyze") as pool:
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="scoutlens-analyze")
+        try:
             for i, text in zip(todo, pool.map(call, todo), strict=True):
                 outputs[i] = text
                 done += 1
                 if progress:
                     progress(stage, done, len(requests), f"{stage} calls")
+        finally:  # cancelled or failed: the calls not yet begun are not begun
+            pool.shutdown(wait=True, cancel_futures=True)
     return [o or "" for o in outputs]
 
 
