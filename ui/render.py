@@ -196,13 +196,17 @@ def inline_png(png: bytes, caption: str = "", width: int = 640) -> str:
             f"{cap}</figure>")
 
 
-def download_link(data: str, file_name: str, label: str, mime: str = "text/html") -> str:
+def download_link(data: str | bytes, file_name: str, label: str,
+                  mime: str = "text/html") -> str:
     """A download carrying its own bytes (a data: URL), for the same reason as `inline_png`:
-    st.download_button serves the file from /media/<id> to whoever holds that URL."""
+    st.download_button serves the file from /media/<id> to whoever holds that URL. Text is
+    sent as UTF-8; bytes (a spreadsheet) as they are."""
     import base64
 
-    encoded = base64.b64encode(data.encode("utf-8")).decode("ascii")
-    return (f'<a href="data:{mime};charset=utf-8;base64,{encoded}" '
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    charset = ";charset=utf-8" if isinstance(data, str) else ""
+    encoded = base64.b64encode(raw).decode("ascii")
+    return (f'<a href="data:{html.escape(mime)}{charset};base64,{encoded}" '
             f'download="{html.escape(file_name)}">{html.escape(label)}</a>')
 
 

@@ -16,6 +16,7 @@ from app.services.viewing import document_kinds
 from common.errors import UserError
 from ingest.types import IngestError
 from ui import jobs, uploads
+from ui.analysis_view import show_latest_guide
 from ui.auth import who
 from ui.common import corpus_names, job_outcome, job_progress, prefs, shared_server
 from ui.render import window_treemap
@@ -164,6 +165,7 @@ if corpus and corpus in corpus_names():
         st.dataframe([{"file": f.path, "tokens": f.tokens, "bytes": f.bytes}
                       for f in files if f.status == "ok"], width="stretch",
                      hide_index=True)
+    show_latest_guide(corpus, who())  # the newest briefing's guide (the Analyze page)
 
     if not can_change(who(), summary.owner):  # shared with this person: theirs to read only
         st.caption(f"Shared with you by {summary.owner}: only they or an admin may change or "

@@ -20,6 +20,7 @@ pages = [
     st.Page(HERE / "corpora_page.py", title="Corpora", icon=":material/library_books:",
             default=True),
     st.Page(HERE / "ask_page.py", title="Ask", icon=":material/chat:"),
+    st.Page(HERE / "analyze_page.py", title="Analyze", icon=":material/summarize:"),
     st.Page(HERE / "evals_page.py", title="Evals", icon=":material/target:"),
     st.Page(HERE / "engine_page.py", title="Engine", icon=":material/memory:"),
     st.Page(HERE / "settings_page.py", title="Settings", icon=":material/settings:"),
