@@ -5,11 +5,14 @@ reach a model as noise)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from common.errors import UserError
+
+if TYPE_CHECKING:
+    from app.services.analysis.types import AnalyzeInput
 
 CORPUS = "a stored corpus name (list_corpora shows them)"
 
@@ -99,6 +102,51 @@ class AskArgs(Arguments):
                                          "ask returned); default: a new one")
 
 
+class AnalyzeArgs(Arguments):
+    corpus: str = Field(description=CORPUS)
+    kind: Literal["brief", "extract", "compare"] = Field(
+        description="brief: a briefing of the whole corpus (themes, key facts, open questions) "
+                    "and a guide line per source; extract: one row per source with `fields` "
+                    "filled, each cell cited and checked; compare: the exact changes between "
+                    "`left` and `right` (or this corpus and `other`), then what they mean")
+    fields: (Annotated[list[str], Field(max_length=1000)]
+             | Annotated[str, Field(max_length=100_000)] | None) = Field(
+        None, description="extract: the fields to fill, as a list or one comma-separated text "
+                    "(`party, start date, amount`; `amount: the total in EUR` describes one)")
+    left: str | None = Field(None, max_length=1000,
+                             description="compare: a source path of the corpus")
+    right: str | None = Field(None, max_length=1000,
+                              description="compare: another source path of the corpus")
+    other: str | None = Field(None, max_length=200,
+                              description="compare: a second corpus (another version of this "
+                                          "one) instead of left/right")
+    max_tokens: int = Field(512, ge=16, le=8192,
+                            description="the longest answer of one model call, in tokens")
+    resume: str | None = Field(
+        None, max_length=64, description="continue an interrupted analysis (its id, from "
+                                         "analyses) from the calls it finished")
+
+    def asked(self, corpus: str | None = None, other: str | None = None) -> AnalyzeInput:
+        """The analysis these arguments ask for, checked (BadAnalysis in one line: 500
+        fields, none for extract, one source twice), over `corpus`/`other` once resolved."""
+        from app.services.analysis.types import AnalyzeInput
+
+        given = self.fields.split(",") if isinstance(self.fields, str) else self.fields or []
+        fields = tuple(f.strip() for f in given if f.strip())
+        return AnalyzeInput(corpus or self.corpus, self.kind, fields, self.left, self.right,
+                            other or self.other, self.max_tokens)
+
+
+class AnalysesArgs(Arguments):
+    corpus: str | None = Field(None, max_length=200,
+                               description="list only this corpus's analyses")
+    analysis_id: str | None = Field(
+        None, max_length=64, description="read this analysis whole instead of listing")
+    format: Literal["json", "md", "csv"] = Field(
+        "json", description="with analysis_id: json (everything), md (a readable report) or "
+                            "csv (an extraction's table)")
+
+
 #: tool name -> (its arguments, its title, what it does: shown to a person choosing tools)
 TOOLS: dict[str, tuple[type[Arguments], str, str]] = {
     "list_corpora": (ListCorporaArgs, "List corpora", (
@@ -124,6 +172,15 @@ TOOLS: dict[str, tuple[type[Arguments], str, str]] = {
         "against the context (or, when the model cites nothing valid, the best-matching "
         "spans as evidence); says the mode, the share of the corpus in context, and the "
         "prompt tokens served from the KV cache.")),
+    "analyze": (AnalyzeArgs, "Analyse a whole corpus", (
+        "A briefing, an extraction into a table (one row per source) or a comparison over the "
+        "whole corpus on scoutlens's model: map calls over window-sized parts, reduced until "
+        "one result fits; every citation and cell checked against the corpus; says its "
+        "coverage (the share of sources read, and what was cut and why). Stored (analyses "
+        "lists them); an interrupted one resumes. Reports progress.")),
+    "analyses": (AnalysesArgs, "Your analyses", (
+        "The analyses you ran, newest first (id, corpus, kind, status, coverage), or one of "
+        "them whole as JSON, Markdown or an extraction's CSV.")),
 }
 
 

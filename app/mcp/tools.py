@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from app.mcp.schemas import (
+    AnalysesArgs,
+    AnalyzeArgs,
     AskArgs,
     IngestArgs,
     ListCorporaArgs,
@@ -283,7 +285,51 @@ def ask(args: AskArgs, rt: Runtime, who: Who, progress: Progress) -> dict:
         "injections": result.injections, "notes": notes, "backend": c.backend, "model": c.model}
 
 
+def analyze(args: AnalyzeArgs, rt: Runtime, who: Who, progress: Progress) -> dict:
+    """The analysis's result JSON (app.services.analysis), its map and reduce calls reported
+    as progress. Checked, and its corpora resolved (a stored name the caller may read; a
+    path is ingested only on a local server), before the model loads or waits its turn; the
+    analysis holds the turn for all its calls on the in-process model."""
+    from app.services.analysis.run import analyze as run
+    from app.services.targets import resolve_target
+
+    args.asked()  # one line for 500 fields or one source twice, before anything is read
+    notes: list[str] = []
+
+    def resolved(target: str) -> str:
+        return resolve_target(target, who, notes.append, progress, corpus_only=rt.shared)
+
+    asked = args.asked(resolved(args.corpus), resolved(args.other) if args.other else None)
+
+    def waiting() -> None:
+        progress("waiting for the model", 0, 0, "another call has it")
+
+    with rt.turns().turn(waiting) as backend:
+        result = run(asked, backend, who=who, progress=progress, resume=args.resume).to_json()
+    return result | {"notes": notes + result["notes"]}
+
+
+def analyses(args: AnalysesArgs, rt: Runtime, who: Who, progress: Progress) -> dict:
+    """The caller's analyses, or one whole (JSON, or Markdown/CSV as a `document`)."""
+    from app.servers.analyses import rendered, summary
+    from app.services.analysis.store import analyses as rows
+    from app.services.analysis.store import analysis
+
+    if args.analysis_id is None:
+        return {"analyses": [summary(r) for r in rows(args.corpus, who)]}
+    one = analysis(args.analysis_id, who)
+    if one.result is None:
+        raise UserError(f"analysis {one.analysis_id} is {one.status}: no result yet"
+                        + (f" ({one.error})" if one.error else "")
+                        + f"; call analyze with its arguments and resume={one.analysis_id!r}")
+    if args.format == "json":
+        return one.result
+    return {"analysis_id": one.analysis_id, "format": args.format,
+            "document": rendered(one.result, args.format).decode("utf-8")}
+
+
 #: tool name -> its function (the schemas module has the arguments and descriptions)
 HANDLERS: dict[str, Callable[[Any, Runtime, Who, Progress], dict]] = {
     "list_corpora": list_corpora, "ingest": ingest, "search": search,
-    "read_source": read_source, "pack": pack, "ask": ask}
+    "read_source": read_source, "pack": pack, "ask": ask, "analyze": analyze,
+    "analyses": analyses}

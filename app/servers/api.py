@@ -14,6 +14,8 @@ OpenAI client or chat UI can ask one (`model="corpus:myrepo"`), answered by the 
   body, 404 for a model that is no corpus, 401 for a shared server's request that did not come
   through the signing-in proxy, 429 (with Retry-After) when the caller has MAX_PER_PERSON
   questions being answered or waiting, 503 when the server has MAX_IN_FLIGHT, or while it stops.
+- `POST /v1/analyses`, `GET /v1/analyses`, `GET /v1/analyses/{id}`: a briefing, an extraction
+  or a comparison over a whole corpus, run, listed and exported (app.servers.analyses).
 
 One slow caller never stalls the rest: no request holds a worker thread while it waits for the
 model (app.servers.bridge). A question's model work runs on a limiter of its own, and the quick
@@ -37,6 +39,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.servers.admission import MAX_IN_FLIGHT, MAX_PER_PERSON, InFlight
+from app.servers.analyses import routes as analyses_routes
 from app.servers.answers import completion_body
 from app.servers.bridge import ChatStream, stream_events, whole_answer
 from app.servers.chat_request import PREFIX, read_chat
@@ -108,7 +111,8 @@ def create_app(rt: Runtime, who_of: Callable[[Request], Who], loopback_only: boo
                                             int(time.time())))
 
     app = Starlette(routes=[Route("/v1/models", models, methods=["GET"]),
-                            Route("/v1/chat/completions", chat, methods=["POST"])])
+                            Route("/v1/chat/completions", chat, methods=["POST"]),
+                            *analyses_routes(rt, who_of, in_flight, asks, run_quick, refused)])
     app.state.in_flight = in_flight
     return app
 

@@ -36,8 +36,12 @@ INSTRUCTIONS = (
     "scoutlens: retrieval and cited answers over stored corpora (code repositories, PDFs, "
     "text, videos). list_corpora names them; search finds places; read_source reads a line "
     "range, a PDF page or a video frame's text; pack gives a whole corpus within a token "
-    "budget for your own model; ask answers on scoutlens's model with checked citations.")
-READ_ONLY = {"list_corpora", "search", "read_source"}
+    "budget for your own model; ask answers on scoutlens's model with checked citations; "
+    "analyze briefs, extracts a table from or compares a whole corpus (analyses reads them "
+    "back).")
+READ_ONLY = {"list_corpora", "search", "read_source", "analyses"}
+#: tool -> the key of a long text returned as a block of its own (not JSON-escaped)
+TEXT_KEYS = {"pack": "text", "analyses": "document"}
 TOOL_THREADS = 40  # slow tool calls (ask, pack, ingest) running at once (more wait)
 QUICK_THREADS = 8  # the read-only tools' own places: a crowd of slow asks never delays them
 PER_PERSON = 8  # of either, one person's calls running at once (their next ones wait)
@@ -60,10 +64,12 @@ def error_result(message: str) -> types.CallToolResult:
 
 
 def ok_result(name: str, result: dict[str, Any]) -> types.CallToolResult:
-    """JSON for the client (and its model) to read; a packed text as a block of its own, so
-    the text is not JSON-escaped, and not repeated in the structured result."""
-    if name == "pack" and "text" in result:
-        text = result.pop("text")
+    """JSON for the client (and its model) to read; a packed text (or an exported analysis)
+    as a block of its own, so the text is not JSON-escaped, and not repeated in the
+    structured result."""
+    key = TEXT_KEYS.get(name)
+    if key is not None and key in result:
+        text = result.pop(key)
         return types.CallToolResult(content=[
             types.TextContent(text=json.dumps(result, ensure_ascii=False)),
             types.TextContent(text=text)], structured_content=result)

@@ -15,7 +15,8 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 
 from ingest.tokenizers import load_tokenizer
 
-TOOLS = {"list_corpora", "ingest", "search", "read_source", "pack", "ask"}
+TOOLS = {"list_corpora", "ingest", "search", "read_source", "pack", "ask", "analyze",
+         "analyses"}
 
 
 def _params(home, model_dir) -> StdioServerParameters:
