@@ -305,6 +305,7 @@ def analyze(args: AnalyzeArgs, rt: Runtime, who: Who, progress: Progress) -> dic
         progress("waiting for the model", 0, 0, "another call has it")
 
     with rt.turns().turn(waiting) as backend:
+        progress("analysing", 0, 0, f"{asked.kind} of {asked.corpus}")  # cancelled: stops here
         result = run(asked, backend, who=who, progress=progress, resume=args.resume).to_json()
     return result | {"notes": notes + result["notes"]}
 

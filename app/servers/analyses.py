@@ -92,10 +92,11 @@ def run_analysis(rt: Runtime, asked, resume: str | None, who: Who, asking: Askin
     from app.services.analysis.run import analyze
 
     def progress(stage: str, done: int, total: int, detail: str) -> None:
-        asking.check()
+        if asking.gone.is_set():  # said in the stored analysis's error
+            raise ClientGone("the server stopped" if asking.stopped else "the client went away")
 
     with rt.turn() as backend:
-        asking.check()  # the server stopped while this waited for the model
+        progress("", 0, 0, "")  # the server stopped while this waited for the model
         return analyze(asked, backend, who=who, progress=progress, resume=resume).to_json()
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +28,7 @@ from mcp.server.lowlevel import Server
 from app.mcp.schemas import TOOLS, input_schema, parse
 from app.mcp.tools import HANDLERS
 from app.servers.daemon import run_daemon
+from app.servers.errors import ClientGone
 from app.servers.runtime import Runtime
 from app.services.access import Who, label
 from common.errors import UserError
@@ -45,6 +47,7 @@ TEXT_KEYS = {"pack": "text", "analyses": "document"}
 TOOL_THREADS = 40  # slow tool calls (ask, pack, ingest) running at once (more wait)
 QUICK_THREADS = 8  # the read-only tools' own places: a crowd of slow asks never delays them
 PER_PERSON = 8  # of either, one person's calls running at once (their next ones wait)
+STOPPABLE = {"analyze"}  # a client cancelling stops these at their next progress report
 WhoOf = Callable[[ServerRequestContext], Who]
 
 
@@ -78,14 +81,19 @@ def ok_result(name: str, result: dict[str, Any]) -> types.CallToolResult:
         structured_content=result)
 
 
-def progress_reporter(ctx: ServerRequestContext) -> Callable[[str, int, int, str], None]:
+def progress_reporter(ctx: ServerRequestContext, gone: threading.Event | None = None
+                      ) -> Callable[[str, int, int, str], None]:
     """A service's progress(stage, done, total, detail), called from its worker thread, as
     MCP progress notifications (when the client asked for them), at most 4 a second. The
-    progress value counts reports, since the spec wants it rising and stages restart at 0."""
+    progress value counts reports, since the spec wants it rising and stages restart at 0.
+    Once `gone` is set (the client cancelled the call), a report raises ClientGone: an
+    analysis stops between two model calls, left resumable, instead of holding the model."""
     token = anyio.lowlevel.current_token()
     state = {"sent": 0.0, "count": 0}
 
     def report(stage: str, done: int, total: int, detail: str) -> None:
+        if gone is not None and gone.is_set():
+            raise ClientGone("the call was cancelled (or the server stopped)")
         now = time.monotonic()
         if now - state["sent"] < 0.25 and done < total:
             return
@@ -133,13 +141,18 @@ def build_server(rt: Runtime, who_of: WhoOf, version: str = "",
     async def call_tool(ctx: ServerRequestContext,
                         params: types.CallToolRequestParams) -> types.CallToolResult:
         name = params.name
+        gone = threading.Event()
         try:
             args = parse(name, params.arguments)
             who = await anyio.to_thread.run_sync(who_of, ctx)
+            report = progress_reporter(ctx, gone if name in STOPPABLE else None)
             # a daemon thread: a server stopping does not wait for a long ask
             async with places.share(who, name):
-                result = await run_daemon(HANDLERS[name], args, rt, who, progress_reporter(ctx),
+                result = await run_daemon(HANDLERS[name], args, rt, who, report,
                                           name=f"scoutlens-mcp-{name}", limiter=places.pool(name))
+        except anyio.get_cancelled_exc_class():
+            gone.set()  # the client cancelled (or the server stops): the thread stops too
+            raise
         except UserError as exc:
             return error_result(str(exc))
         except Exception as exc:  # a bug: the log has the traceback, the client one line

@@ -122,6 +122,50 @@ def test_the_mcp_tool_reads_the_whole_corpus_and_reports_map_reduce_progress(tmp
     assert "24 of 24 sources read (100%)" in md.content[1].text
 
 
+def test_a_cancelled_mcp_analysis_stops_between_calls_and_resumes(tmp_path):
+    _contracts(tmp_path, n=24, filler=40)
+    gate = threading.Event()
+
+    class Held(Perfect):
+        def stream(self, request):
+            answer = super().stream(request)
+            gate.wait(60)  # the first call is held until the client has cancelled
+            return answer
+
+    backend = Held(window=6000, concurrent=False)
+    rt = Runtime()
+    rt.use(backend)
+    server = mcp_server.build_server(rt, lambda ctx: None)
+
+    async def run() -> None:
+        async with create_client_server_memory_streams() as (client, srv), \
+                anyio.create_task_group() as tg:
+            tg.start_soon(lambda: server.run(srv[0], srv[1],
+                                             server.create_initialization_options()))
+            async with ClientSession(*client) as session:
+                await session.initialize()
+                async with anyio.create_task_group() as calls:
+                    calls.start_soon(session.call_tool, "analyze",
+                                     {"corpus": "contracts", "kind": "brief", "max_tokens": 128})
+                    with anyio.fail_after(30):
+                        while not backend.requests:
+                            await anyio.sleep(0.02)
+                    calls.cancel_scope.cancel()  # the client sends notifications/cancelled
+                await anyio.sleep(0.2)
+            tg.cancel_scope.cancel()
+
+    anyio.run(run)
+    gate.set()
+    _until(lambda: [a.status for a in store.analyses()] == ["interrupted"],
+           "the analysis stopped after the call in flight")
+    assert len(backend.requests) == 1
+    [stopped] = store.analyses()
+    again = tools.analyze(schemas.parse("analyze", {
+        "corpus": "contracts", "kind": "brief", "max_tokens": 128,
+        "resume": stopped.analysis_id}), rt, None, lambda *a: None)
+    assert again["resumed"] == 1 and again["coverage"] == 1.0
+
+
 def test_the_mcp_tool_refuses_in_one_line_and_a_shared_server_reads_only_yours(tmp_path):
     _contracts(tmp_path)
     shared = Runtime(shared=True)
