@@ -97,20 +97,14 @@ def _fields(fields: str | None, schema: Path | None) -> tuple[str, ...]:
     try:
         if schema.stat().st_size > MAX_SCHEMA_BYTES:
             raise UserError(f"--schema {schema}: over {MAX_SCHEMA_BYTES:,} bytes")
-        data = json.loads(schema.read_text(encoding="utf-8"))
+        text = schema.read_text(encoding="utf-8")
     except OSError as exc:
         raise UserError(f"--schema {schema}: {exc.strerror or exc}") from None
-    except (ValueError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
         raise UserError(f"--schema {schema} is not JSON ({str(exc)[:80]})") from None
-    if isinstance(data, list) and all(isinstance(x, str) for x in data):
-        return tuple(data)
-    props = data.get("properties") if isinstance(data, dict) else None
-    if not isinstance(props, dict) or not props:
-        raise UserError(f"--schema {schema}: give a JSON schema with `properties`, or a list "
-                        "of field names")
-    return tuple(f"{name}: {spec['description']}" if isinstance(spec, dict)
-                 and isinstance(spec.get("description"), str) else str(name)
-                 for name, spec in props.items())
+    from app.services.analysis.types import schema_fields
+
+    return schema_fields(text, f"--schema {schema}")
 
 
 def _show(data: dict) -> None:

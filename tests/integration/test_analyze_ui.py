@@ -22,6 +22,7 @@ from app.servers.turns import ModelTurns
 from app.services.access import Principal
 from app.services.analysis.store import analyses
 from app.services.ingesting import ingest
+from engine.types import Completion, Stream, Usage
 
 VIEWS = Path(__file__).resolve().parents[2] / "ui" / "views"
 SOURCE = re.compile(r'<source id="(S\d+)" path="([^"]+)"')
@@ -33,7 +34,13 @@ class Analyst(ScriptedBackend):
     contract's party and amount, cited, with `signed by` not found (an extraction). The hostile
     source's text is repeated as is, as a model quoting a document would."""
 
+    dead = False  # the server went away: every call breaks off
+
     def stream(self, request):
+        if self.dead:
+            self.requests.append(request)
+            return Stream(iter(()), lambda: Completion(
+                "", Usage(), finish_reason="incomplete", error="connection reset"))
         text = request.prefix + request.prompt
         ids = SOURCE.findall(text)
         if "party" in request.prompt:
@@ -171,6 +178,14 @@ def test_a_bad_field_list_is_one_line_and_nothing_runs(corpus):
     at.text_input(key="analyze_fields").set_value(", ".join(f"f{i}" for i in range(500))).run()
     assert "500 fields" in at.error[0].value
     assert next(b for b in at.button if b.label == "Analyze").disabled
+    at.file_uploader(key="analyze_schema").set_value(
+        ("fields.json", b"{not json", "application/json")).run()
+    assert "the schema is not JSON" in at.error[0].value
+    at.file_uploader(key="analyze_schema").set_value(
+        ("fields.json", json.dumps({"properties": {"party": {"description": "who signs"},
+                                                   "amount": {}}}).encode(),
+         "application/json")).run()
+    assert not at.error and not next(b for b in at.button if b.label == "Analyze").disabled
     assert analyses() == [] and corpus.requests == []
 
 
@@ -188,3 +203,33 @@ def test_another_persons_corpus_is_not_offered(corpus, tmp_path):
     assert not any("Earlier analyses of bobs" in e.label for e in alice.expander)
     bob = as_person("bob")  # alice's analysis is not in bob's list, nor openable by him
     assert any(e.label == "Earlier analyses of bobs (0)" for e in bob.expander)
+
+
+def test_a_comparison_of_two_sources_lists_the_exact_changes(corpus):
+    at = as_person("alice")
+    at.radio(key="analyze_kind").set_value("compare").run()
+    at.selectbox(key="analyze_left").set_value("c00.txt").run()
+    at.selectbox(key="analyze_right").set_value("c01.txt").run()
+    at = run(at)
+    changes = next(d.value for d in at.dataframe if "change" in d.value.columns)
+    assert "changed" in set(changes["change"])
+    assert any("Supply contract 0" in b and "Supply contract 1" in a
+               for b, a in zip(changes["before"], changes["after"], strict=True))
+    at.selectbox(key="analyze_right").set_value("c00.txt").run()  # itself: refused, one line
+    assert "two different sources" in at.error[0].value
+
+
+def test_an_interrupted_analysis_is_listed_and_resumes_under_its_id(corpus):
+    corpus.dead = True
+    at = run(as_person("alice"))
+    assert "run it again to resume" in at.error[0].value
+    [stopped] = analyses("contracts")
+    assert stopped.status == "interrupted"
+    corpus.dead = False
+    at = as_person("alice")
+    assert at.selectbox(key="analyze_pick").value == stopped.analysis_id
+    next(b for b in at.button if b.label == "Resume").click().run()
+    assert not at.exception, at.exception
+    [done] = analyses("contracts")
+    assert (done.analysis_id, done.status) == (stopped.analysis_id, "done")
+    assert {m.label: m.value for m in at.metric}["Coverage"] == "100%"

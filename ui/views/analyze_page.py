@@ -5,14 +5,13 @@ analyses reopen from the database, and an interrupted one resumes from its finis
 
 from __future__ import annotations
 
-import json
 import logging
 
 import streamlit as st
 
 from app.services.analysis.run import analyze
 from app.services.analysis.store import NoSuchAnalysis, Stored, analyses, analysis
-from app.services.analysis.types import AnalyzeInput, BadAnalysis
+from app.services.analysis.types import AnalyzeInput, BadAnalysis, schema_fields
 from app.services.catalog import show_corpus
 from common.errors import UserError
 from ui.analysis_view import show_analysis
@@ -33,23 +32,14 @@ if corpus is None:
     st.stop()
 
 
-def schema_fields(data: bytes) -> tuple[str, ...]:
-    """The fields of an uploaded JSON schema (its `properties`, each with its description), or
-    of a JSON list of names; BadAnalysis in one line for anything else."""
+def schema_fields_of(data: bytes) -> tuple[str, ...]:
+    """The fields of an uploaded JSON schema (or JSON list of names); one line on a bad one."""
     if len(data) > MAX_SCHEMA_BYTES:
         raise BadAnalysis(f"the schema is over {MAX_SCHEMA_BYTES:,} bytes")
     try:
-        found = json.loads(data.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadAnalysis(f"the schema is not JSON ({str(exc)[:80]})") from None
-    if isinstance(found, list) and all(isinstance(x, str) for x in found):
-        return tuple(found)
-    props = found.get("properties") if isinstance(found, dict) else None
-    if not isinstance(props, dict) or not props:
-        raise BadAnalysis("give a JSON schema with `properties`, or a JSON list of field names")
-    return tuple(f"{name}: {spec['description']}" if isinstance(spec, dict)
-                 and isinstance(spec.get("description"), str) else str(name)
-                 for name, spec in props.items())
+        return schema_fields(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BadAnalysis("the schema is not JSON (not UTF-8 text)") from None
 
 
 def _request() -> AnalyzeInput | None:
@@ -64,7 +54,7 @@ def _request() -> AnalyzeInput | None:
                               placeholder="party, start date, amount")
         schema = st.file_uploader("…or a JSON schema", type=["json"], key="analyze_schema")
         if schema is not None:
-            fields = schema_fields(schema.getvalue())
+            fields = schema_fields_of(schema.getvalue())
         else:
             fields = tuple(f.strip() for f in typed.split(",") if f.strip())
     elif kind == "compare":

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -17,6 +18,24 @@ MAX_FIELD_CHARS = 200
 
 class BadAnalysis(UserError):
     """An analysis that cannot be asked for (no kind, no fields, too many, a bad schema)."""
+
+
+def schema_fields(text: str, where: str = "the schema") -> tuple[str, ...]:
+    """The fields of a JSON schema (its `properties`, each `name: description`), or of a JSON
+    list of names; one line naming `where` for anything else (the CLI and the UI read one)."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise BadAnalysis(f"{where} is not JSON ({str(exc)[:80]})") from None
+    if isinstance(data, list) and all(isinstance(x, str) for x in data):
+        return tuple(data)
+    props = data.get("properties") if isinstance(data, dict) else None
+    if not isinstance(props, dict) or not props:
+        raise BadAnalysis(f"{where}: give a JSON schema with `properties`, or a list of field "
+                          "names")
+    return tuple(f"{name}: {spec['description']}" if isinstance(spec, dict)
+                 and isinstance(spec.get("description"), str) else str(name)
+                 for name, spec in props.items())
 
 
 @dataclass(frozen=True)
