@@ -71,10 +71,9 @@ def _contracts(tmp_path, n=3, filler=2, who=None):
 # --- MCP --------------------------------------------------------------------------------------
 
 
-def _mcp(rt: Runtime, calls: list[tuple[str, dict]], who=None) -> tuple[list, list]:
-    """Each call's result over the SDK's client, and the progress notifications it got."""
+def _session(rt: Runtime, use, who=None) -> None:
+    """`await use(session)` with an SDK client session of the server over memory streams."""
     server = mcp_server.build_server(rt, lambda ctx: who)
-    results, notes = [], []
 
     async def run() -> None:
         async with create_client_server_memory_streams() as (client, srv), \
@@ -83,19 +82,28 @@ def _mcp(rt: Runtime, calls: list[tuple[str, dict]], who=None) -> tuple[list, li
                                              server.create_initialization_options()))
             async with ClientSession(*client) as session:
                 await session.initialize()
-                for name, arguments in calls:
-                    got: list = []
-
-                    async def note(progress, total, message, got=got):
-                        got.append((progress, message))
-
-                    with anyio.fail_after(60):
-                        results.append(await session.call_tool(name, arguments,
-                                                                progress_callback=note))
-                    notes.append(got)
+                await use(session)
             tg.cancel_scope.cancel()
 
     anyio.run(run)
+
+
+def _mcp(rt: Runtime, calls: list[tuple[str, dict]], who=None) -> tuple[list, list]:
+    """Each call's result over the SDK's client, and the progress notifications it got."""
+    results, notes = [], []
+
+    async def use(session) -> None:
+        for name, arguments in calls:
+            got: list = []
+
+            async def note(progress, total, message, got=got):
+                got.append((progress, message))
+
+            with anyio.fail_after(60):
+                results.append(await session.call_tool(name, arguments, progress_callback=note))
+            notes.append(got)
+
+    _session(rt, use, who)
     return results, notes
 
 
@@ -135,26 +143,18 @@ def test_a_cancelled_mcp_analysis_stops_between_calls_and_resumes(tmp_path):
     backend = Held(window=6000, concurrent=False)
     rt = Runtime()
     rt.use(backend)
-    server = mcp_server.build_server(rt, lambda ctx: None)
 
-    async def run() -> None:
-        async with create_client_server_memory_streams() as (client, srv), \
-                anyio.create_task_group() as tg:
-            tg.start_soon(lambda: server.run(srv[0], srv[1],
-                                             server.create_initialization_options()))
-            async with ClientSession(*client) as session:
-                await session.initialize()
-                async with anyio.create_task_group() as calls:
-                    calls.start_soon(session.call_tool, "analyze",
-                                     {"corpus": "contracts", "kind": "brief", "max_tokens": 128})
-                    with anyio.fail_after(30):
-                        while not backend.requests:
-                            await anyio.sleep(0.02)
-                    calls.cancel_scope.cancel()  # the client sends notifications/cancelled
-                await anyio.sleep(0.2)
-            tg.cancel_scope.cancel()
+    async def cancelled(session) -> None:
+        async with anyio.create_task_group() as calls:
+            calls.start_soon(session.call_tool, "analyze",
+                             {"corpus": "contracts", "kind": "brief", "max_tokens": 128})
+            with anyio.fail_after(30):
+                while not backend.requests:
+                    await anyio.sleep(0.02)
+            calls.cancel_scope.cancel()  # the client sends notifications/cancelled
+        await anyio.sleep(0.2)
 
-    anyio.run(run)
+    _session(rt, cancelled)
     gate.set()
     _until(lambda: [a.status for a in store.analyses()] == ["interrupted"],
            "the analysis stopped after the call in flight")
