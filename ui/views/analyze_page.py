@@ -96,7 +96,7 @@ def _run(asked: AnalyzeInput, resume: str | None = None) -> None:
             with model.turn(busy) as backend:
                 result = analyze(asked, backend, who=who(), progress=progress, resume=resume)
         except UserError as exc:
-            status.update(label="Not analysed", state="error")
+            status.update(label="Stopped", state="error")
             st.error(str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - a server gone, the database busy
@@ -119,6 +119,9 @@ except BadAnalysis as exc:
 if st.button("Analyze", type="primary", disabled=asked is None):
     assert asked is not None
     _run(asked)
+st.caption("Every source is read (in parts when the corpus does not fit the model's window). "
+           "Stop (top right) cancels a run; the calls it finished are kept and it resumes from "
+           "the list below.")
 
 mine = analyses(corpus=corpus, who=who())
 stopped = any(a.status == "interrupted" for a in mine)
