@@ -65,15 +65,18 @@ def show_latest_guide(corpus: str, person: Who) -> None:
 
 def extraction_rows(data: dict) -> list[dict]:
     """The table as shown: a not-found cell empty, an unchecked one marked, and a column saying
-    which cells did not check out and why."""
+    which cells did not check out and why. Every value is text (a model may answer a number in
+    one row and words in the next; a column keeps one type)."""
     records = flat(data.get("rows") or [], data.get("columns") or [])
     for record, row in zip(records, data.get("rows") or [], strict=True):
         for name in data["columns"]:
             cell = row["cells"][name]
+            value = record[name]
+            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
             if not cell["found"]:
                 record[name] = None
-            elif not cell["verified"]:
-                record[name] = UNCHECKED + str(record[name] or "")
+            else:
+                record[name] = (UNCHECKED if not cell["verified"] else "") + text
     return records
 
 

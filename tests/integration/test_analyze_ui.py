@@ -54,7 +54,8 @@ class Analyst(ScriptedBackend):
                 party = "Globex" if n == 2 else f"Acme {n} Ltd"  # not in c02: unchecked
                 rows.append(json.dumps({"source": sid,
                                         "party": {"value": party, "cite": f"[{sid}]"},
-                                        "amount": {"value": f"{1000 + n} EUR",
+                                        "amount": {"value": 1000 if n == 0  # a number
+                                                   else f"{1000 + n} EUR",
                                                    "cite": f"[{sid}]"},
                                         "signed by": None}))
             self.reply = "\n".join(rows)
@@ -160,6 +161,7 @@ def test_an_extraction_is_a_table_with_unchecked_cells_marked_and_four_downloads
     table = next(d.value for d in at.dataframe if "party" in d.value.columns)
     rows = {r["source"]: r for r in table.to_dict("records")}
     assert rows["c01.txt"]["party"] == "Acme 1 Ltd" and rows["c01.txt"]["amount"] == "1001 EUR"
+    assert rows["c00.txt"]["amount"] == "1000"  # a number among words: the column is text
     assert rows["c02.txt"]["party"].startswith("⚠ ")  # its cited place does not hold it
     assert pd.isna(rows["c01.txt"]["signed by"])  # not found: empty, never invented
     assert rows["evil.md"]["party"] == HOSTILE  # a document's text in a table cell: data
