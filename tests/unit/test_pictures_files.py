@@ -14,8 +14,8 @@ import pytest
 from helpers import db_cli, drawn, encoded, write_rank_file
 from PIL import Image, ImageDraw, ImageFont
 
+from app.services.citations import sources_of as _sources
 from app.services.citations import verify
-from app.services.context import _sources
 from ingest.counting import count_documents
 from ingest.documents import ProcessOptions, process
 from ingest.imagefiles import read_image
