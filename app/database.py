@@ -105,6 +105,12 @@ def sqlite_file(url: str) -> Path | None:
     return Path(db).expanduser()
 
 
+def _newer(url: str, revision: str) -> str:
+    """A database a newer scoutlens upgraded: this one cannot read it, and must not touch it."""
+    return (f"the database {redact(url)} was upgraded by a newer scoutlens (schema {revision}; "
+            f"this one knows up to {HEAD_REVISION}): run that version, or restore a backup")
+
+
 def describe(url: str, error: BaseException) -> str:
     """One line: which database (the file, or the URL without its password), the driver's
     reason, and the way out."""
@@ -214,7 +220,10 @@ def _create(url: str) -> Engine:
             lock = _file_lock(db.with_name(db.name + ".migrate-lock"))
     try:
         with lock:
-            if current_revision(engine) != HEAD_REVISION:
+            found = current_revision(engine)
+            if found != HEAD_REVISION:
+                if found is not None and not any((MIGRATIONS / "versions").glob(f"{found}_*.py")):
+                    raise DatabaseError(_newer(url, found))
                 upgrade(engine)
     except (exc.DBAPIError, OSError, DatabaseError) as e:
         engine.dispose()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from array import array
 from collections.abc import Callable
@@ -257,6 +258,10 @@ def load_index(snap: Snapshot, note: Note | None = None, dense: bool = False,
                 else "missing"
             note(f"the retrieval index of {snap.name} was {why}: rebuilt it from the database")
         build_index(snap, dense=False, prune=False)  # vectors follow below, as ever
+        if any(p != folder and not p.name.startswith(".") for p in folder.parent.iterdir()):
+            # an ingest built another version meanwhile: this one is an older snapshot's, the
+            # last an ingest should take terms from (the next ingest removes it)
+            os.utime(folder, (0, 0))
         index = SegmentIndex.load(folder, model)
     if index is None:
         raise IngestError(f"cannot build the retrieval index for {snap.name}")

@@ -43,9 +43,15 @@ def resolve_target(target: str, who: Who = None, note: Callable[[str], None] | N
                    progress=None, corpus_only: bool = False, as_path: bool = False) -> str:
     """The corpus a target names, for a server to refuse a wrong one before a question waits
     for the model (its snapshot is opened at its turn): a path is ingested, a name is
-    checked, as `open_target` does."""
-    with open_target(target, who, note, progress, corpus_only, as_path) as snap:
-        return snap.name
+    checked (its row only), as `open_target` does."""
+    from app.services.catalog import corpus_exists
+
+    if not corpus_only and (as_path or looks_like_path(target)):
+        return _ingested(target, who, note, progress)
+    if not corpus_exists(target, who=who):
+        raise _missing(target, corpus_only)
+    _said_stored(target, note, corpus_only)
+    return target
 
 
 @contextmanager
@@ -65,17 +71,27 @@ def open_target(target: str, who: Who = None, note: Callable[[str], None] | None
         try:
             snap = stack.enter_context(open_snapshot(name, who))
         except CorpusNotFound:
-            if corpus_only:
-                raise IngestError(f"no such corpus: {target}") from None
-            here = Path(target).exists()
-            hint = f"; ./{target} exists: pass ./{target} or --path to ingest it" if here else ""
-            raise IngestError(f"no such corpus or path: {target} (scoutlens corpora list shows "
-                              f"the corpora){hint}") from None
-        if note and not path and not corpus_only:
-            note(f"using the stored corpus {target!r}" + (
-                f" (not ./{target}: pass ./{target} or --path to ingest it)"
-                if Path(target).exists() else ""))
+            raise _missing(target, corpus_only) from None
+        if not path:
+            _said_stored(target, note, corpus_only)
         yield snap
+
+
+def _missing(target: str, corpus_only: bool) -> IngestError:
+    if corpus_only:
+        return IngestError(f"no such corpus: {target}")
+    here = Path(target).exists()
+    hint = f"; ./{target} exists: pass ./{target} or --path to ingest it" if here else ""
+    return IngestError(f"no such corpus or path: {target} (scoutlens corpora list shows the "
+                       f"corpora){hint}")
+
+
+def _said_stored(target: str, note: Callable[[str], None] | None, corpus_only: bool) -> None:
+    """Tell which was used when a bare word named a stored corpus (and a folder, maybe)."""
+    if note and not corpus_only:
+        note(f"using the stored corpus {target!r}" + (
+            f" (not ./{target}: pass ./{target} or --path to ingest it)"
+            if Path(target).exists() else ""))
 
 
 def _ingested(target: str, who: Who, note: Callable[[str], None] | None, progress) -> str:

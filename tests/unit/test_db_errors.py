@@ -152,3 +152,16 @@ def test_the_service_api_still_takes_an_in_memory_url():
             assert s.connection().exec_driver_sql("SELECT 1").scalar() == 1
     finally:
         dispose_db(url)
+
+
+def test_a_database_a_newer_scoutlens_upgraded_is_one_line_and_left_alone(stored):
+    """A schema this version has no migration for (written by a newer scoutlens) is neither
+    touched nor a traceback."""
+    home, _, db = stored
+    with closing(sqlite3.connect(db)) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0999'")
+        conn.commit()
+    done = db_cli("corpora", "list", home=home)
+    one_line_error(done, "upgraded by a newer scoutlens (schema 0999")
+    with closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0999",)

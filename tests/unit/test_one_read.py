@@ -36,7 +36,7 @@ def counted(monkeypatch):
         seen["checks"] += 1
         return real(who, row)
 
-    for module in ("app.services.access", "app.services.snapshot"):
+    for module in ("app.services.access", "app.services.snapshot", "app.services.catalog"):
         monkeypatch.setattr(f"{module}.corpus_readable", check)
     engine = get_db(get_settings().db_url)
     event.listen(engine, "before_cursor_execute", statement)

@@ -164,3 +164,6 @@ def test_a_question_rebuilding_its_version_leaves_a_newer_index(tmp_path, scoutl
         index = load_index(snap)
         assert index.search("kites") and not index.search("boats")  # the snapshot's rows
     assert index_dir("shop", snap.version).exists() and index_dir("shop", newer).exists()
+    # the next ingest takes its terms from the newer index, not the older one just rebuilt
+    assert index_dir("shop", newer).stat().st_mtime > index_dir("shop", snap.version).stat(
+        ).st_mtime
