@@ -27,7 +27,7 @@ MAX_SCHEMA_BYTES = 1_000_000
 
 def analyze(
     corpus: Annotated[str, typer.Argument(help="a stored corpus name", callback=text_arg)],
-    kind: Annotated[str, typer.Argument(help="brief | extract | compare")],
+    kind: Annotated[str, typer.Argument(help="brief | extract | compare", callback=text_arg)],
     fields: Annotated[str | None, typer.Option(
         "--fields", help="extract: the fields, comma-separated (`party, start date, amount`; "
         "`amount: the total in EUR` describes one)", callback=text_arg)] = None,
