@@ -64,17 +64,26 @@ def analyze(
       scoutlens analyze policy-2025 compare --other policy-2024 --json
     """
     from app.progress import pipeline_progress
-    from app.services.analysis.export import write
+    from app.services.analysis.export import check, write
     from app.services.analysis.run import analyze as run
     from app.services.analysis.types import AnalyzeInput
     from app.services.backends import make_backend
 
     asked = AnalyzeInput(corpus, cast("Kind", kind), _fields(fields, schema), left, right,
                          other, max_tokens)  # checked before any model loads
+    if save is not None:
+        check(save, asked.kind)  # before any model call: a result is never lost to a bad path
     with console.status("loading the model") if not as_json else nullcontext():
         chosen = make_backend(backend, endpoint=endpoint, model=model)
-    with pipeline_progress(console, not as_json) as progress:
-        result = run(asked, chosen, who(), progress, resume)
+    try:
+        with pipeline_progress(console, not as_json) as progress:
+            result = run(asked, chosen, who(), progress, resume)
+    except KeyboardInterrupt as stop:
+        kept = getattr(stop, "analysis_id", None)
+        if kept:
+            console.print(f"[yellow]stopped[/]: analysis {kept} is kept; scoutlens analyze "
+                          f"{shown(corpus)} {shown(kind)} ... --resume {kept} goes on")
+        raise typer.Exit(130) from None
     data = result.to_json()
     if save is not None:
         write(data, save)
@@ -108,12 +117,14 @@ def _fields(fields: str | None, schema: Path | None) -> tuple[str, ...]:
 
 
 def _show(data: dict) -> None:
+    from app.services.analysis.export import change_lines
+
     cut = data["cut"]
     console.print(f"[bold]{data['kind']}[/] of {shown(data['corpus'])}: {data['sources_read']} "
                   f"of {data['sources']} sources read ({data['coverage']:.0%}); "
                   f"{data['calls']} model calls ({data['resumed']} resumed), "
                   f"{data['levels']} reduce levels; id {data['analysis_id']}")
-    for c in cut[:10]:
+    for c in cut[:10]:  # the rest: --json
         console.print(f"[yellow]not read whole[/]: {shown(c['path'])} ({shown(c['why'])})")
     if data["rows"]:
         table = Table(title=f"one row per source ({len(data['rows'])})")
@@ -127,6 +138,10 @@ def _show(data: dict) -> None:
                     "" if c["verified"] else " [red](unchecked)[/]"))
             table.add_row(*cells)
         out.print(table)
+    if data["changes"]:
+        out.print(f"[bold]Changes[/] ({len(data['changes'])}; `change N` in the text below)")
+        for n, line in enumerate(change_lines(data["changes"]), 1):
+            out.print(f"  {n}. {shown(line)}", highlight=False)
     if data["text"]:
         out.print(shown(data["text"]), highlight=False, soft_wrap=True)
     if data["guide"]:

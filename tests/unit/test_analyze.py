@@ -38,7 +38,16 @@ def _contracts(tmp_path, n=24, filler=40):
     return src
 
 
-class Briefer(ScriptedBackend):
+class Fitting(ScriptedBackend):
+    """Refuses a request that does not fit its window with its answer, as a server does."""
+
+    def stream(self, request):
+        need = self.tokenizer().count_request(request).tokens + request.max_tokens
+        assert need <= self.window, f"{need} > {self.window}"
+        return super().stream(request)
+
+
+class Briefer(Fitting):
     """Notes citing every source it was shown, one guide line each; a merge keeps them."""
 
     def stream(self, request):
@@ -52,7 +61,7 @@ class Briefer(ScriptedBackend):
         return super().stream(request)
 
 
-class Extractor(ScriptedBackend):
+class Extractor(Fitting):
     """Answers each row from the text it was shown, as a perfect model would."""
 
     def __init__(self, lie: bool = False, **kw):
@@ -148,7 +157,7 @@ def test_an_interrupted_analysis_resumes_from_the_calls_it_finished(tmp_path):
                     "", Usage(), finish_reason="incomplete", error="connection reset"))
             return super().stream(request)
 
-    with pytest.raises(UserError, match="run it again to resume"):
+    with pytest.raises(UserError, match=r"is kept: --resume \w+ goes on"):
         analyze(asked, Dies(3, window=6000, concurrent=False))
     [interrupted] = store.analyses("contracts")
     assert interrupted.status == "interrupted" and "connection reset" in interrupted.error
@@ -275,3 +284,83 @@ def test_exports_write_the_table_and_never_a_formula(tmp_path):
     assert "| c00.txt | Acme 0 Ltd | 1000 EUR |" in (tmp_path / "rows.md").read_text()
     with pytest.raises(UserError, match="write .json"):
         write(result, tmp_path / "rows.txt")
+
+
+def test_merges_leave_room_for_their_answer_with_long_notes(tmp_path):
+    """Notes as long as a call's answer may be, merged under a window that holds few of them:
+    every merge request fits with its answer (a server would refuse it otherwise)."""
+    _contracts(tmp_path)
+
+    class Wordy(Briefer):
+        def stream(self, request):
+            stream = super().stream(request)
+            self.reply = (self.reply + " Detail.") * 3
+            return stream
+
+    result = analyze(AnalyzeInput("contracts", "brief", max_tokens=900), Wordy(window=6000))
+    assert result.levels >= 1 and result.to_json()["coverage"] == 1.0
+
+
+def test_an_answer_cut_off_or_unreadable_is_not_read_as_the_document_saying_nothing(tmp_path):
+    _contracts(tmp_path, n=4, filler=1)
+    asked = AnalyzeInput("contracts", "extract", ("party",), max_tokens=64)
+    cut = analyze(asked, Extractor(finish="length", window=20_000))
+    assert any("stopped at --max-tokens" in n for n in cut.notes)
+    junk = analyze(asked, ScriptedBackend(reply="I cannot do tables. {broken"))
+    whys = {r["cells"]["party"]["why"] for r in junk.rows}
+    assert whys == {"the model's answer for this part had no readable rows"}
+
+
+def test_a_value_cited_as_a_whole_source_must_be_a_word_of_it(tmp_path):
+    _contracts(tmp_path, n=1, filler=1)
+    reply = '{"source": "S1", "party": {"value": "e", "cite": "S1"}}'
+    [row] = analyze(AnalyzeInput("contracts", "extract", ("party",)),
+                    ScriptedBackend(reply=reply)).rows
+    assert row["cells"]["party"]["found"] and not row["cells"]["party"]["verified"]
+
+
+def test_a_long_change_says_what_the_model_did_not_read(tmp_path):
+    src = tmp_path / "big"
+    src.mkdir()
+    (src / "a.md").write_text("".join(f"line {i}\n" for i in range(5)))
+    (src / "b.md").write_text("".join(f"line {i}\n" for i in range(5))
+                              + "".join(f"new {i}\n" for i in range(300)))
+    ingest([src], "big")
+    result = analyze(AnalyzeInput("big", "compare", left="a.md", right="b.md"),
+                     ScriptedBackend(reply="Much was added [S1]."))
+    data = result.to_json()
+    assert data["coverage"] < 1 and "of its 300 lines" in data["cut"][0]["why"]
+    assert result.changes[0]["after"].count("\n") == 299  # the exact change stays whole
+
+
+def test_bad_table_names_schemas_and_outputs_are_refused_before_any_model_call(tmp_path,
+                                                                               monkeypatch):
+    from typer.testing import CliRunner
+
+    from app.cli import app
+    from app.services.analysis.types import schema_fields
+
+    with pytest.raises(BadAnalysis, match="may not be called 'source'"):
+        AnalyzeInput("c", "extract", ("Source", "party"))
+    with pytest.raises(BadAnalysis, match="nested too deeply"):
+        schema_fields("[" * 200_000)
+    _contracts(tmp_path, n=1, filler=1)
+    loads = []
+    monkeypatch.setattr("app.services.backends.make_backend",
+                        lambda *a, **k: loads.append(a) or ScriptedBackend())
+    for out, says in (("rows.csv", "a table is an extraction's"), ("x.txt", "write .json"),
+                      ("nope/x.json", "does not exist"), (".", "write .json")):
+        done = CliRunner().invoke(app, ["analyze", "contracts", "brief", "--out",
+                                        str(tmp_path / out)])
+        assert done.exit_code != 0 and says in str(done.exception), (out, done.exception)
+    assert loads == [] and store.analyses() == []
+
+
+def test_a_workbook_takes_control_characters_and_formula_headers_as_text(tmp_path):
+    _contracts(tmp_path, n=2, filler=1)
+    reply = ('{"source": "S1", "=1+1": {"value": "Acme\\u001b[31m 0", "cite": "S1 L2"}}')
+    result = analyze(AnalyzeInput("contracts", "extract", ("=1+1",)),
+                     ScriptedBackend(reply=reply)).to_json()
+    write(result, tmp_path / "t.xlsx")
+    sheet = load_workbook(tmp_path / "t.xlsx").active
+    assert sheet["B1"].value == "'=1+1" and sheet["B1"].data_type == "s"

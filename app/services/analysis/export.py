@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 from app.services.analysis.extract import flat
@@ -16,39 +17,50 @@ from common.files import atomic_write_bytes, atomic_write_text
 
 FORMATS = (".json", ".csv", ".xlsx", ".md")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
-def write(result: dict, path: Path) -> None:
+def check(path: Path, kind: str) -> None:
+    """Refuse a file `write` could not write, before any model call is made."""
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise UserError(f"--out: write {', '.join(FORMATS)}, not {path.name!r}")
     if not path.parent.is_dir():
         raise UserError(f"--out: the folder {path.parent} does not exist")
+    if path.is_dir():
+        raise UserError(f"--out: {path} is a folder")
+    if suffix in (".csv", ".xlsx") and kind != "extract":
+        raise UserError(f"--out {path.name}: a table is an extraction's (this analysis is a "
+                        f"{kind}; write .json or .md)")
+
+
+def write(result: dict, path: Path) -> None:
+    check(path, result.get("kind", ""))
+    suffix = path.suffix.lower()
     if suffix == ".json":
         atomic_write_text(path, json.dumps(result, ensure_ascii=False, indent=1) + "\n")
     elif suffix == ".md":
         atomic_write_text(path, markdown(result))
     else:
-        if result.get("kind") != "extract":
-            raise UserError(f"--out {path.name}: a table is an extraction's (this analysis is a "
-                            f"{result.get('kind')}; write .json or .md)")
         records = flat(result["rows"], result["columns"])
         header = ["source", *result["columns"], "unchecked"]
         if suffix == ".csv":
             buf = io.StringIO()
-            out = csv.DictWriter(buf, header)
-            out.writeheader()
-            out.writerows({k: _cell(v) for k, v in r.items()} for r in records)
+            out = csv.writer(buf)
+            out.writerow([_cell(h) for h in header])
+            out.writerows([_cell(r.get(h)) for h in header] for r in records)
             atomic_write_text(path, buf.getvalue())
         else:
             atomic_write_bytes(path, _xlsx(header, records))
 
 
 def _cell(value):
-    """A value a spreadsheet shows as text, never runs as a formula."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
+    """A value a spreadsheet shows as text, never runs as a formula; without the control
+    characters a workbook cannot hold (an escape sequence copied from a document)."""
+    if not isinstance(value, str):
+        return value
+    value = CONTROL.sub("\ufffd", value)
+    return "'" + value if value.startswith(FORMULA_START) else value
 
 
 def _xlsx(header: list[str], records: list[dict]) -> bytes:
@@ -57,7 +69,7 @@ def _xlsx(header: list[str], records: list[dict]) -> bytes:
     book = Workbook()
     sheet = book.active
     sheet.title = "extraction"
-    sheet.append(header)
+    sheet.append([_cell(h) for h in header])
     for r in records:
         sheet.append([_cell(r.get(h)) for h in header])
     buf = io.BytesIO()
@@ -83,6 +95,9 @@ def markdown(result: dict) -> str:
                 if c["found"] else "—" for c in (r["cells"][n] for n in result["columns"])]
             lines.append("| " + " | ".join(x.replace("|", "\\|").replace("\n", " ")
                                              for x in cells) + " |")
+    if result.get("changes"):
+        lines += ["", "## Changes", ""] + [f"{n}. {line}" for n, line in
+                                           enumerate(change_lines(result["changes"]), 1)]
     if result.get("guide"):
         lines += ["", "## Sources", ""] + [f"- **{p}**: {t}" for p, t in result["guide"].items()]
     if result.get("citations"):
@@ -91,3 +106,22 @@ def markdown(result: dict) -> str:
             mark = "checked" if c["verified"] else f"NOT CHECKED: {c.get('why', '')}"
             lines.append(f"- [{c['id']}] {c.get('path', '')} {c.get('lines', '')} ({mark})")
     return "\n".join(lines) + "\n"
+
+
+def change_lines(changes: list[dict]) -> list[str]:
+    """Each exact change on one line: what, where on both sides (`change N` is what the
+    explanation's citations name)."""
+    out = []
+    for c in changes:
+        sides = []
+        for key in ("left", "right"):
+            where = c.get(key)
+            if where is None:
+                sides.append(f"{key}: none")
+                continue
+            lines = where.get("lines")
+            span = "" if not lines else (f" L{lines[0]}-L{lines[1]}" if lines[1] >= lines[0]
+                                         else f" before L{lines[0]}")
+            sides.append(f"{key}: {where['name']}:{where['path']}{span}")
+        out.append(f"{c['op']} {c['path']} ({'; '.join(sides)})")
+    return out

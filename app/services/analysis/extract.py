@@ -10,18 +10,33 @@ import re
 
 from app.services.citations import ContextSource
 
+CITE_PLACE = re.compile(r"S\d+\s*[:,]?\s*(?:L|lines?\s*|p(?:age|\.)?\s*)?\d", re.I)
 CITE = re.compile(r"S(\d+)(?:\s*[:,]?\s*(?:L|lines?\s*)?(\d+)(?:\s*[-–]\s*L?(\d+))?"
                   r"|\s*[:,]?\s*p(?:age|\.)?\s*(\d+))?", re.IGNORECASE)
 
 
 def rows_of(outputs: list[str], parts_sources: list[list[ContextSource]], names: list[str],
-            paths: list[str]) -> list[dict]:
+            paths: list[str], cut_off: set[int] = frozenset(),
+            not_read: dict[str, str] | None = None) -> list[dict]:
     """One row per path (corpus order): the first answer found for each field across the
-    parts a source was split over."""
+    parts a source was split over. A cell left empty says why: not in the source, the part's
+    answer stopped at max_tokens (`cut_off`: those parts' positions) or had no readable rows,
+    or the source was not read (`not_read`: path -> why)."""
     rows = {p: {"source": p, "cells": {n: _empty() for n in names}} for p in paths}
-    for text, sources in zip(outputs, parts_sources, strict=True):
+    for path, why in (not_read or {}).items():
+        rows.setdefault(path, {"source": path, "cells": {
+            n: _empty(f"not read: {why}") for n in names}})
+    trouble: dict[str, str] = {}
+    for position, (text, sources) in enumerate(zip(outputs, parts_sources, strict=True)):
         by_id = {s.id: s for s in sources}
-        for obj in _objects(text):
+        objects = list(_objects(text))
+        why = ("the model's answer for this part stopped at --max-tokens before it"
+               if position in cut_off else "" if objects
+               else "the model's answer for this part had no readable rows")
+        if why:
+            for s in sources:
+                trouble.setdefault(s.path, why)
+        for obj in objects:
             source = by_id.get(str(obj.get("source", "")).strip("[] "))
             if source is None or source.path not in rows:
                 continue
@@ -32,12 +47,15 @@ def rows_of(outputs: list[str], parts_sources: list[list[ContextSource]], names:
                 cell = _cell(obj.get(name), sources, source)
                 if cell["found"]:
                     cells[name] = cell
-    return list(rows.values())
+    for path, why in trouble.items():
+        for cell in rows[path]["cells"].values() if path in rows else ():
+            if not cell["found"]:
+                cell["why"] = why
+    return [rows[p] for p in paths] + [r for p, r in rows.items() if p not in set(paths)]
 
 
-def _empty() -> dict:
-    return {"value": None, "cite": None, "found": False, "verified": False,
-            "why": "not found in the source"}
+def _empty(why: str = "not found in the source") -> dict:
+    return {"value": None, "cite": None, "found": False, "verified": False, "why": why}
 
 
 def _objects(text: str):
@@ -62,7 +80,7 @@ def _cell(raw, sources: list[ContextSource], row_source: ContextSource) -> dict:
         return _empty()
     value = str(value).strip()[:2000]
     place, why = _place(str(cite or ""), sources, row_source)
-    if place is not None and _fold(value) not in _fold(place):
+    if place is not None and not _holds(place, value, whole=not CITE_PLACE.search(str(cite))):
         why = "the cited place does not hold this value"
     return {"value": value, "cite": str(cite)[:100] if cite else None, "found": True,
             "verified": not why, "why": why}
@@ -97,6 +115,15 @@ def _place(cite: str, sources: list[ContextSource],
 
 def _fold(text: str) -> str:
     return " ".join(text.split()).casefold()
+
+
+def _holds(place: str, value: str, whole: bool) -> bool:
+    """Whether the cited text holds the value; cited as a whole source (no lines or page),
+    only as a word of its own and not a letter or two (`e` is in every source)."""
+    v, text = _fold(value), _fold(place)
+    if not whole:
+        return v in text
+    return len(v) > 2 and re.search(rf"(?<!\w){re.escape(v)}(?!\w)", text) is not None
 
 
 def flat(rows: list[dict], names: list[str]) -> list[dict]:

@@ -39,6 +39,9 @@ class Tally:
     usage: dict = field(default_factory=lambda: {"prompt_tokens": 0, "cached_tokens": 0,
                                                  "completion_tokens": 0})
     seconds: float = 0.0
+    #: (level, position) of the calls whose answer stopped at max_tokens (kept: a cut answer
+    #: is the model's, but what it left out must not read as "not in the document")
+    cut_off: set[tuple[int, int]] = field(default_factory=set)
 
 
 def key_of(request: CompletionRequest) -> str:
@@ -56,6 +59,8 @@ def run_calls(requests: list[CompletionRequest], level: int, backend: Backend, s
     keys = [key_of(r) for r in requests]
     for i, key in enumerate(keys):
         outputs[i] = steps.get(level, i, key)
+        if outputs[i] is not None and (level, i) in getattr(steps, "cut_off", ()):
+            tally.cut_off.add((level, i))
     tally.resumed += sum(o is not None for o in outputs)
     todo = [i for i, o in enumerate(outputs) if o is None]
     done = len(requests) - len(todo)
@@ -67,14 +72,17 @@ def run_calls(requests: list[CompletionRequest], level: int, backend: Backend, s
         completion = backend.stream(requests[i]).collect()
         if completion.incomplete:  # broke off: a partial answer is not kept as a finished call
             raise EngineError(f"a {stage} call failed ({completion.error or 'no answer'}); "
-                              "the calls finished so far are kept: run it again to resume")
+                              "the calls finished so far are kept")
         seconds = time.perf_counter() - started
         usage = {"prompt_tokens": completion.usage.prompt_tokens,
                  "cached_tokens": completion.usage.cached_tokens,
                  "completion_tokens": completion.usage.completion_tokens}
+        if completion.finish_reason == "length":
+            tally.cut_off.add((level, i))
+            usage["finish_reason"] = "length"
         steps.put(level, i, keys[i], completion.text, usage, seconds)
-        for k, v in usage.items():
-            tally.usage[k] += v
+        for k in tally.usage:
+            tally.usage[k] += usage[k]
         tally.seconds += seconds
         tally.calls += 1
         return completion.text

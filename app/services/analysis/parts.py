@@ -32,10 +32,11 @@ class Part:
     paths: list[str]
 
 
-def split(docs: list[Document], spec: str, name: str, budget: int,
-          tok: ModelTokenizer) -> tuple[list[Part], Coverage]:
-    """Parts of at most `budget` model tokens each (counted exactly once packed), and how much
-    of the corpus they hold."""
+def split(docs: list[Document], spec: str, name: str, budget: int, tok: ModelTokenizer,
+          max_sources: int | None = None) -> tuple[list[Part], Coverage]:
+    """Parts of at most `budget` model tokens each (counted exactly once packed), and of at
+    most `max_sources` sources (an extraction's answer has a row for each), and how much of
+    the corpus they hold."""
     corpus_tok = tokenizer_for(spec)
     docs = [d for d in docs if d.segments]
     coverage = Coverage(sources=len(docs), tokens=sum(d.tokens for d in docs))
@@ -50,7 +51,7 @@ def split(docs: list[Document], spec: str, name: str, budget: int,
     spent = 0
     for piece in _pieces(docs, limit - WRAPPER_TOKENS, cut):
         cost = piece.tokens + WRAPPER_TOKENS
-        if group and spent + cost > limit:
+        if group and (spent + cost > limit or len(group) == (max_sources or 0)):
             groups.append(group)
             group, spent = [], 0
         group.append(piece)

@@ -23,8 +23,18 @@ from app.services.context import full_pack
 from app.services.prompting import corpus_request
 from app.services.snapshot import documents, open_snapshot
 from app.settings import get_settings
+from common.errors import UserError
 from engine.types import Backend, CompletionRequest, EngineError
 from ingest.types import Document
+
+
+class Interrupted(UserError):
+    """An analysis stopped part-way: its finished calls are kept, `analysis_id` resumes it."""
+
+    def __init__(self, analysis_id: str, message: str):
+        super().__init__(message)
+        self.analysis_id = analysis_id
+
 
 RESERVE = 384  # chat template and the call's own framing
 GUIDE_LINE = re.compile(r"^\s*\[(S\d+)\]\s*(.+)$", re.M)
@@ -52,13 +62,17 @@ def analyze(asked: AnalyzeInput, backend: Backend, who: Who = None,
     if budget < 256:
         raise EngineError(f"the model's window ({window:,} tokens) leaves no room to read the "
                           "corpus in: lower --max-tokens, or use fewer fields")
-    whole = _whole(docs, spec, asked, instruction, tok, window)
+    per_part = _sources_per_answer(asked)
+    whole = None if per_part is not None and len(docs) > per_part else \
+        _whole(docs, spec, asked, instruction, tok, window)
     if whole is not None:  # one call, over the very prefix `ask` and prewarm send
         parts, requests = [whole[0]], [whole[1]]
         coverage = Coverage(len(docs), len(docs), sum(d.tokens for d in docs),
                             sum(d.tokens for d in docs))
     else:
-        parts, coverage = split(docs, spec, asked.corpus, budget, tok)
+        parts, coverage = split(docs, spec, asked.corpus, budget, tok, per_part)
+        if asked.kind == "compare":  # the model reads each change cut to its first lines
+            _cut_changes(changes, coverage)
         requests = [prompts.map_request(instruction, p.packed, asked.max_tokens)
                     for p in parts]
     if not parts:
@@ -69,8 +83,13 @@ def analyze(asked: AnalyzeInput, backend: Backend, who: Who = None,
     try:
         result = _run(asked, parts, requests, coverage, budget + tok.count(instruction), tok,
                       backend, steps, tally, progress)
-    except BaseException as exc:
+    except UserError as exc:  # a server gone, a call that failed: resumable, said how
+        store.fail(analysis_id, str(exc))
+        raise Interrupted(analysis_id, f"{exc}; analysis {analysis_id} is kept: --resume "
+                                       f"{analysis_id} goes on from there") from None
+    except BaseException as exc:  # Ctrl-C, a cancelled tool call: the caller says how
         store.fail(analysis_id, str(exc) or type(exc).__name__)
+        exc.analysis_id = analysis_id  # type: ignore[attr-defined]
         raise
     result.analysis_id, result.corpus_version, result.changes = analysis_id, version, changes
     result.calls, result.resumed, result.levels = tally.calls, tally.resumed, tally.levels
@@ -115,6 +134,28 @@ def _read(asked: AnalyzeInput, who: Who) -> tuple[list[Document], str, str, list
     return [], version, spec, changes
 
 
+def _cut_changes(changes: list[dict], coverage: Coverage) -> None:
+    """A change longer than the model is shown counts as not read whole (the exact change is
+    in the result's `changes` all the same)."""
+    cut = {c["path"] for c in coverage.cut}
+    for n, c in enumerate(changes, 1):
+        longest = max(c["before"].count("\n"), c["after"].count("\n")) + 1
+        name = f"change {n}: {c['path']}"
+        if longest > diffs.MAX_CHANGE_LINES and name not in cut:
+            coverage.cut.append({"path": name, "why": f"the model read {diffs.MAX_CHANGE_LINES} "
+                                 f"of its {longest} lines a side (the whole change is in "
+                                 "`changes`)"})
+            coverage.read -= 1
+
+
+def _sources_per_answer(asked: AnalyzeInput) -> int | None:
+    """An extraction's sources per call: its answer has a row for each (about 30 tokens a
+    field), and a row cut off by max_tokens is a row lost."""
+    if asked.kind != "extract":
+        return None
+    return max(1, asked.max_tokens // (20 + 30 * len(asked.fields)))
+
+
 def _instruction(asked: AnalyzeInput) -> str:
     if asked.kind == "extract":
         return prompts.extract_map(list(asked.fields))
@@ -145,13 +186,19 @@ def _run(asked: AnalyzeInput, parts: list[Part], requests: list[CompletionReques
     result = AnalysisResult("", asked.kind, asked.corpus, "", coverage)
     if asked.kind == "extract":
         result.columns = asked.names
-        result.rows = extract.rows_of(notes, [p.sources for p in parts], asked.names,
-                                      list(dict.fromkeys(x for p in parts for x in p.paths)))
+        result.rows = extract.rows_of(
+            notes, [p.sources for p in parts], asked.names,
+            list(dict.fromkeys(x for p in parts for x in p.paths)),
+            {pos for level, pos in tally.cut_off if level == 0},
+            {c["path"]: c["why"] for c in coverage.cut})
+        if tally.cut_off:
+            result.notes.append(f"{len(tally.cut_off)} answers stopped at --max-tokens "
+                                f"({asked.max_tokens}); the cells they left out say so")
         return result
     merge = prompts.COMPARE_REDUCE if asked.kind == "compare" else prompts.BRIEF_REDUCE
     text = reduce_all(notes, lambda group: prompts.reduce_request(merge, group,
                                                                   asked.max_tokens),
-                      budget + asked.max_tokens, tok, backend, steps, tally, progress)
+                      budget, tok, backend, steps, tally, progress)
     result.text = text.strip()
     result.citations = verify(result.text, sources)
     if asked.kind == "brief":

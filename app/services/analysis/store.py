@@ -77,8 +77,12 @@ class StepStore:
     def __init__(self, analysis_id: str):
         self.analysis_id = analysis_id
         with session_scope(database_url()) as session:
-            self._done = {(s.level, s.position): (s.key, s.output) for s in session.scalars(
-                select(AnalysisStep).where(AnalysisStep.analysis_id == analysis_id))}
+            rows = session.scalars(select(AnalysisStep).where(
+                AnalysisStep.analysis_id == analysis_id)).all()
+            self._done = {(s.level, s.position): (s.key, s.output) for s in rows}
+            #: the kept calls whose answer stopped at max_tokens
+            self.cut_off = {(s.level, s.position) for s in rows
+                            if (s.usage or {}).get("finish_reason") == "length"}
 
     def get(self, level: int, position: int, key: str) -> str | None:
         found = self._done.get((level, position))

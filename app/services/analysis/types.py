@@ -14,6 +14,7 @@ Kind = Literal["brief", "extract", "compare"]
 KINDS = ("brief", "extract", "compare")
 MAX_FIELDS = 40  # columns of one extraction: more would not leave the model room to answer
 MAX_FIELD_CHARS = 200
+RESERVED = ("source", "unchecked")  # the table's own columns
 
 
 class BadAnalysis(UserError):
@@ -27,6 +28,8 @@ def schema_fields(text: str, where: str = "the schema") -> tuple[str, ...]:
         data = json.loads(text)
     except ValueError as exc:
         raise BadAnalysis(f"{where} is not JSON ({str(exc)[:80]})") from None
+    except RecursionError:  # 200,000 nested brackets
+        raise BadAnalysis(f"{where} is nested too deeply to be a schema") from None
     if isinstance(data, list) and all(isinstance(x, str) for x in data):
         return tuple(data)
     props = data.get("properties") if isinstance(data, dict) else None
@@ -68,6 +71,10 @@ class AnalyzeInput:
                                       f"{MAX_FIELD_CHARS} characters)")
             if len({f.split(":")[0].strip().casefold() for f in self.fields}) < len(self.fields):
                 raise BadAnalysis("a field is named twice")
+            taken = {n.casefold() for n in self.names} & set(RESERVED)
+            if taken:
+                raise BadAnalysis(f"a field may not be called {sorted(taken)[0]!r}: the table "
+                                  "has that column of its own")
         if self.kind == "compare":
             if self.other is None and (self.left is None or self.right is None):
                 raise BadAnalysis("compare needs two sources (--left PATH --right PATH) or a "
