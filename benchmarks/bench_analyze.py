@@ -217,12 +217,16 @@ def bench_server(subset: list[str], max_tokens: int, fake: bool) -> dict:
                 "seconds": round(seconds, 2), "calls": len(done),
                 "prompt_tokens": sum(c.usage.prompt_tokens for c in done),
                 "completion_tokens": sum(c.usage.completion_tokens for c in done),
-                "cached_tokens_per_call": [c.usage.cached_tokens for c in done]}
+                "cached_tokens_per_call": [c.usage.cached_tokens for c in done],
+                "tokens_per_s": round(sum(c.usage.prompt_tokens + c.usage.completion_tokens
+                                          for c in done) / seconds, 1)}
         seq, con = figures["sequence"]["seconds"], figures["concurrent"]["seconds"]
         return {"server": "FakeOpenAI (pipeline check only)" if fake else "vLLM-CPU",
                 "subset": subset, "max_tokens": max_tokens, "parts": len(parts),
                 "instruction_tokens": backend.tokenizer().count(requests[0].prefix),
-                **figures, "throughput_ratio": round(seq / con, 2) if con else None}
+                **figures, "throughput_ratio": round(seq / con, 2) if con else None,
+                "tokens_per_s_ratio": round(figures["concurrent"]["tokens_per_s"]
+                                            / figures["sequence"]["tokens_per_s"], 2)}
     finally:
         if server is not None:
             server.close()
@@ -334,7 +338,7 @@ def main() -> None:
                                           args.fake)
         print(f"{v['server']}: {v['parts']} map calls, sequence {v['sequence']['seconds']} s, "
               f"concurrent {v['concurrent']['seconds']} s -> {v['throughput_ratio']}x "
-              "(target >= 2x)")
+              f"(tokens/s {v['tokens_per_s_ratio']}x; target >= 2x)")
         print(f"  cached tokens per call (instruction {v['instruction_tokens']} tokens): "
               f"sequence {v['sequence']['cached_tokens_per_call']}, concurrent "
               f"{v['concurrent']['cached_tokens_per_call']}")
