@@ -404,3 +404,18 @@ def segments_of(corpus: str, ids: list[int]):
 
     with open_snapshot(corpus) as snap:
         return fetch_segments(snap, ids)
+
+
+def make_contracts(tmp_path: Path, n: int = 24, filler: int = 40, who=None) -> Path:
+    """A corpus `contracts` of `n` short supply contracts (party, start date, amount on lines
+    2-4, then `filler` clauses), for the analysis tests."""
+    from app.services.ingesting import ingest
+
+    src = tmp_path / "contracts"
+    src.mkdir()
+    for i in range(n):
+        (src / f"c{i:02}.txt").write_text(
+            f"Supply contract {i}\nParty: Acme {i} Ltd\nStart date: 2024-01-{i + 1:02}\n"
+            f"Amount: {1000 + i} EUR\n" + "A clause of no consequence. " * filler + "\n")
+    ingest([src], "contracts", who=who)
+    return src

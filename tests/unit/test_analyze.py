@@ -13,6 +13,7 @@ import time
 
 import pytest
 from fakes import ScriptedBackend
+from helpers import make_contracts
 from openpyxl import load_workbook
 
 from app.services.access import CorpusNotFound, Principal
@@ -25,17 +26,6 @@ from common.errors import UserError
 from engine.types import Completion, Stream, Usage
 
 SOURCE = re.compile(r'<source id="(S\d+)" path="([^"]+)"')
-
-
-def _contracts(tmp_path, n=24, filler=40):
-    src = tmp_path / "contracts"
-    src.mkdir()
-    for i in range(n):
-        (src / f"c{i:02}.txt").write_text(
-            f"Supply contract {i}\nParty: Acme {i} Ltd\nStart date: 2024-01-{i + 1:02}\n"
-            f"Amount: {1000 + i} EUR\n" + "A clause of no consequence. " * filler + "\n")
-    ingest([src], "contracts")
-    return src
 
 
 class Fitting(ScriptedBackend):
@@ -82,7 +72,7 @@ class Extractor(Fitting):
 
 
 def test_a_corpus_over_the_window_is_read_whole_in_parts_then_merged(tmp_path):
-    _contracts(tmp_path)
+    make_contracts(tmp_path, n=24, filler=40)
     backend = Briefer(window=6000)
     result = analyze(AnalyzeInput("contracts", "brief", max_tokens=128), backend)
     data = result.to_json()
@@ -103,7 +93,7 @@ def test_a_corpus_over_the_window_is_read_whole_in_parts_then_merged(tmp_path):
 def test_a_corpus_that_fits_is_one_call_over_the_prefix_ask_and_prewarm_send(tmp_path):
     from helpers import context_of
 
-    _contracts(tmp_path, n=3, filler=2)
+    make_contracts(tmp_path, n=3, filler=2)
     backend = Briefer(window=100_000)
     result = analyze(AnalyzeInput("contracts", "brief", max_tokens=128), backend)
     assert result.calls == 1 and result.levels == 0 and result.to_json()["coverage"] == 1.0
@@ -113,7 +103,7 @@ def test_a_corpus_that_fits_is_one_call_over_the_prefix_ask_and_prewarm_send(tmp
 
 
 def test_extraction_is_one_row_per_source_each_cell_checked(tmp_path):
-    _contracts(tmp_path, n=8, filler=5)
+    make_contracts(tmp_path, n=8, filler=5)
     asked = AnalyzeInput("contracts", "extract", ("party", "amount", "signed by: who signed"),
                          max_tokens=512)
     rows = analyze(asked, Extractor(window=3000)).rows
@@ -128,7 +118,7 @@ def test_extraction_is_one_row_per_source_each_cell_checked(tmp_path):
 
 
 def test_a_model_citing_what_was_not_shown_or_answering_nonsense_invents_nothing(tmp_path):
-    _contracts(tmp_path, n=3, filler=2)
+    make_contracts(tmp_path, n=3, filler=2)
     asked = AnalyzeInput("contracts", "extract", ("party",))
     junk = ScriptedBackend(reply='{"source": "S99", "party": {"value": "X", "cite": "S99"}}\n'
                                  '{"source": "S1", "party": {"value": "Acme 0 Ltd", "cite": '
@@ -142,7 +132,7 @@ def test_a_model_citing_what_was_not_shown_or_answering_nonsense_invents_nothing
 
 
 def test_an_interrupted_analysis_resumes_from_the_calls_it_finished(tmp_path):
-    _contracts(tmp_path)
+    make_contracts(tmp_path, n=24, filler=40)
     asked = AnalyzeInput("contracts", "brief", max_tokens=128)
 
     class Dies(Briefer):
@@ -171,7 +161,7 @@ def test_an_interrupted_analysis_resumes_from_the_calls_it_finished(tmp_path):
 
 
 def test_map_calls_run_together_on_a_server_and_in_turn_in_process(tmp_path):
-    _contracts(tmp_path)
+    make_contracts(tmp_path, n=24, filler=40)
     class Slow(Briefer):
         """Counts the calls in flight at once."""
 
@@ -240,7 +230,7 @@ def test_bad_requests_are_one_line_and_store_nothing(tmp_path):
         AnalyzeInput("c", "extract", ("party", "Party: who"))
     with pytest.raises(CorpusNotFound):
         analyze(AnalyzeInput("nope", "brief"), ScriptedBackend())
-    _contracts(tmp_path, n=2, filler=1)
+    make_contracts(tmp_path, n=2, filler=1)
     bob = Principal.of("bob")
     with pytest.raises(CorpusNotFound):  # not Bob's, and not shared with him
         analyze(AnalyzeInput("contracts", "brief"), ScriptedBackend(), who=bob)
@@ -259,7 +249,7 @@ def test_bad_requests_are_one_line_and_store_nothing(tmp_path):
 
 
 def test_exports_write_the_table_and_never_a_formula(tmp_path):
-    _contracts(tmp_path, n=3, filler=1)
+    make_contracts(tmp_path, n=3, filler=1)
 
     class Formula(Extractor):
         def stream(self, request):
@@ -289,7 +279,7 @@ def test_exports_write_the_table_and_never_a_formula(tmp_path):
 def test_merges_leave_room_for_their_answer_with_long_notes(tmp_path):
     """Notes as long as a call's answer may be, merged under a window that holds few of them:
     every merge request fits with its answer (a server would refuse it otherwise)."""
-    _contracts(tmp_path)
+    make_contracts(tmp_path, n=24, filler=40)
 
     class Wordy(Briefer):
         def stream(self, request):
@@ -302,7 +292,7 @@ def test_merges_leave_room_for_their_answer_with_long_notes(tmp_path):
 
 
 def test_an_answer_cut_off_or_unreadable_is_not_read_as_the_document_saying_nothing(tmp_path):
-    _contracts(tmp_path, n=4, filler=1)
+    make_contracts(tmp_path, n=4, filler=1)
     asked = AnalyzeInput("contracts", "extract", ("party",), max_tokens=64)
     cut = analyze(asked, Extractor(finish="length", window=20_000))
     assert any("stopped at --max-tokens" in n for n in cut.notes)
@@ -312,7 +302,7 @@ def test_an_answer_cut_off_or_unreadable_is_not_read_as_the_document_saying_noth
 
 
 def test_a_value_cited_as_a_whole_source_must_be_a_word_of_it(tmp_path):
-    _contracts(tmp_path, n=1, filler=1)
+    make_contracts(tmp_path, n=1, filler=1)
     reply = '{"source": "S1", "party": {"value": "e", "cite": "S1"}}'
     [row] = analyze(AnalyzeInput("contracts", "extract", ("party",)),
                     ScriptedBackend(reply=reply)).rows
@@ -344,7 +334,7 @@ def test_bad_table_names_schemas_and_outputs_are_refused_before_any_model_call(t
         AnalyzeInput("c", "extract", ("Source", "party"))
     with pytest.raises(BadAnalysis, match="nested too deeply"):
         schema_fields("[" * 200_000)
-    _contracts(tmp_path, n=1, filler=1)
+    make_contracts(tmp_path, n=1, filler=1)
     loads = []
     monkeypatch.setattr("app.services.backends.make_backend",
                         lambda *a, **k: loads.append(a) or ScriptedBackend())
@@ -357,7 +347,7 @@ def test_bad_table_names_schemas_and_outputs_are_refused_before_any_model_call(t
 
 
 def test_a_workbook_takes_control_characters_and_formula_headers_as_text(tmp_path):
-    _contracts(tmp_path, n=2, filler=1)
+    make_contracts(tmp_path, n=2, filler=1)
     reply = ('{"source": "S1", "=1+1": {"value": "Acme\\u001b[31m 0", "cite": "S1 L2"}}')
     result = analyze(AnalyzeInput("contracts", "extract", ("=1+1",)),
                      ScriptedBackend(reply=reply)).to_json()

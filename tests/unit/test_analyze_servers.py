@@ -15,6 +15,7 @@ import time
 import anyio
 import pytest
 from fakes import ScriptedBackend
+from helpers import make_contracts
 from mcp import ClientSession
 from mcp.shared.memory import create_client_server_memory_streams
 from openpyxl import load_workbook
@@ -27,7 +28,6 @@ from app.servers.runtime import Runtime
 from app.servers.signin import NotSignedIn
 from app.services.access import Principal
 from app.services.analysis import store
-from app.services.ingesting import ingest
 from common.errors import UserError
 from engine.types import Completion, Stream, Usage
 
@@ -56,16 +56,6 @@ class Perfect(ScriptedBackend):
                                                                             request.prompt)))
         return Stream(iter([reply]), lambda: Completion(reply, Usage(len(text), 0, len(reply)),
                                                         finish_reason="stop"))
-
-
-def _contracts(tmp_path, n=3, filler=2, who=None):
-    src = tmp_path / "contracts"
-    src.mkdir()
-    for i in range(n):
-        (src / f"c{i:02}.txt").write_text(
-            f"Supply contract {i}\nParty: Acme {i} Ltd\nStart date: 2024-01-{i + 1:02}\n"
-            f"Amount: {1000 + i} EUR\n" + "A clause of no consequence. " * filler + "\n")
-    ingest([src], "contracts", who=who)
 
 
 # --- MCP --------------------------------------------------------------------------------------
@@ -108,7 +98,7 @@ def _mcp(rt: Runtime, calls: list[tuple[str, dict]], who=None) -> tuple[list, li
 
 
 def test_the_mcp_tool_reads_the_whole_corpus_and_reports_map_reduce_progress(tmp_path):
-    _contracts(tmp_path, n=24, filler=40)
+    make_contracts(tmp_path, n=24, filler=40)
     rt = Runtime()
     rt.use(Perfect(window=6000))
     (brief, listed), (progress, _) = _mcp(rt, [
@@ -131,7 +121,7 @@ def test_the_mcp_tool_reads_the_whole_corpus_and_reports_map_reduce_progress(tmp
 
 
 def test_a_cancelled_mcp_analysis_stops_between_calls_and_resumes(tmp_path):
-    _contracts(tmp_path, n=24, filler=40)
+    make_contracts(tmp_path, n=24, filler=40)
     gate = threading.Event()
 
     class Held(Perfect):
@@ -167,7 +157,7 @@ def test_a_cancelled_mcp_analysis_stops_between_calls_and_resumes(tmp_path):
 
 
 def test_the_mcp_tool_refuses_in_one_line_and_a_shared_server_reads_only_yours(tmp_path):
-    _contracts(tmp_path)
+    make_contracts(tmp_path, n=3, filler=2)
     shared = Runtime(shared=True)
     shared.use(Perfect())
     (many, theirs, path, extract), _ = _mcp(shared, [
@@ -218,7 +208,7 @@ def _client(backend, user="operator") -> tuple[TestClient, Runtime]:
 
 
 def test_the_api_runs_lists_and_exports_an_analysis(tmp_path):
-    _contracts(tmp_path)
+    make_contracts(tmp_path, n=3, filler=2)
     client, _ = _client(Perfect())
     r = client.post("/v1/analyses", json={"corpus": "contracts", "kind": "brief"})
     assert r.status_code == 200, r.text
@@ -255,7 +245,7 @@ def test_the_api_runs_lists_and_exports_an_analysis(tmp_path):
 
 
 def test_the_api_refuses_what_the_caller_may_not_read_or_should_not_ask(tmp_path):
-    _contracts(tmp_path, who=Principal("alice"))
+    make_contracts(tmp_path, n=3, filler=2, who=Principal("alice"))
     backend = Perfect()
     alice, rt = _client(backend, "alice")
     bob = TestClient(alice.app, base_url="http://127.0.0.1:8700", headers={"X-Test-User": "bob"})
@@ -296,7 +286,7 @@ def test_the_api_refuses_what_the_caller_may_not_read_or_should_not_ask(tmp_path
 
 
 def test_a_stopping_server_answers_503_and_the_waiting_analysis_begins_nothing(tmp_path):
-    _contracts(tmp_path)
+    make_contracts(tmp_path, n=3, filler=2)
     backend = Perfect(concurrent=False)
     rt = Runtime()
     rt.use(backend)
