@@ -354,3 +354,41 @@ def test_a_workbook_takes_control_characters_and_formula_headers_as_text(tmp_pat
     write(result, tmp_path / "t.xlsx")
     sheet = load_workbook(tmp_path / "t.xlsx").active
     assert sheet["B1"].value == "'=1+1" and sheet["B1"].data_type == "s"
+
+
+def test_a_stopped_analysis_does_not_wait_for_the_calls_in_flight(tmp_path):
+    """Stopped (Ctrl-C; here the progress callback raises) while calls hang on a server: it
+    stops at once, begins no call after, and is left resumable."""
+    make_contracts(tmp_path)
+    release = threading.Event()
+
+    class Hangs(Briefer):
+        def stream(self, request):
+            if len(self.requests) >= 1:  # every call after the first waits on the server
+                self.requests.append(request)
+                release.wait(30)
+                return super().stream(request)
+            return super().stream(request)
+
+    class Stop(BaseException):
+        pass
+
+    def progress(stage, done, total, detail):
+        if done:
+            raise Stop
+
+    backend = Hangs(window=6000)
+    try:
+        with pytest.raises(Stop):
+            analyze(AnalyzeInput("contracts", "brief", max_tokens=128), backend,
+                    progress=progress)
+        assert not release.is_set()  # returned while calls were still in flight
+        begun = len(backend.requests)
+        assert begun <= 1 + 8  # the first, and at most one wave in flight
+    finally:
+        release.set()
+        for t in threading.enumerate():  # the abandoned calls end before this test's database
+            if t.name == "scoutlens-analyze":
+                t.join(30)
+    [stopped] = store.analyses("contracts")
+    assert stopped.status == "interrupted"

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
@@ -95,16 +96,52 @@ def run_calls(requests: list[CompletionRequest], level: int, backend: Backend, s
             if progress:
                 progress(stage, done, len(requests), f"{stage} calls")
     else:
-        pool = ThreadPoolExecutor(workers, thread_name_prefix="scoutlens-analyze")
-        try:
-            for i, text in zip(todo, pool.map(call, todo), strict=True):
-                outputs[i] = text
-                done += 1
-                if progress:
-                    progress(stage, done, len(requests), f"{stage} calls")
-        finally:  # cancelled or failed: the calls not yet begun are not begun
-            pool.shutdown(wait=True, cancel_futures=True)
+        for i, text in _together(call, todo, workers):
+            outputs[i] = text
+            done += 1
+            if progress:
+                progress(stage, done, len(requests), f"{stage} calls")
     return [o or "" for o in outputs]
+
+
+def _together(call: Callable[[int], str], todo: list[int], workers: int):
+    """(i, call(i)) as the calls finish, `workers` at a time, in daemon threads: when the
+    caller stops (Ctrl-C, a failed call), no call begins after, and the process need not wait
+    for those in flight (their answers are not kept; a resume makes them again)."""
+    waiting: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for i in todo:
+        waiting.put(i)
+    finished: queue.SimpleQueue[tuple[int, str | None, BaseException | None]] = \
+        queue.SimpleQueue()
+    stop = threading.Event()
+
+    def work() -> None:
+        while not stop.is_set():
+            try:
+                i = waiting.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                finished.put((i, call(i), None))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                finished.put((i, None, exc))
+                return
+
+    for _ in range(workers):
+        threading.Thread(target=work, name="scoutlens-analyze", daemon=True).start()
+    try:
+        for _ in todo:
+            while True:
+                try:
+                    i, text, error = finished.get(timeout=0.5)  # Ctrl-C gets through
+                    break
+                except queue.Empty:
+                    continue
+            if error is not None:
+                raise error
+            yield i, text or ""
+    finally:
+        stop.set()
 
 
 def reduce_all(notes: list[str], make: Callable[[list[str]], CompletionRequest],
