@@ -139,8 +139,13 @@ with st.expander(f"Earlier analyses of {corpus} ({len(mine)})", expanded=stopped
         chosen = by_id[pick]
         if chosen.status == "done" and st.button("Open", key="analyze_open"):
             st.session_state[OPEN] = chosen.analysis_id
-        if chosen.status == "interrupted":
-            st.caption(f"Interrupted: {md_plain(chosen.error or 'no reason given')}")
+        if chosen.status in ("interrupted", "running"):
+            # "running" may be one a stopped server left behind: resuming it takes its
+            # finished calls (one still running elsewhere gains nothing, and loses nothing)
+            st.caption(f"Interrupted: {md_plain(chosen.error or 'no reason given')}"
+                       if chosen.status == "interrupted" else
+                       "Running, or left running by a server that stopped: resume takes the "
+                       "calls it finished")
             if st.button("Resume", key="analyze_resume"):
                 try:
                     _run(AnalyzeInput.of(chosen.request), resume=chosen.analysis_id)
