@@ -224,7 +224,7 @@ def test_a_comparison_of_two_sources_lists_the_exact_changes(corpus):
 def test_an_interrupted_analysis_is_listed_and_resumes_under_its_id(corpus):
     corpus.dead = True
     at = run(as_person("alice"))
-    assert "run it again to resume" in at.error[0].value
+    assert "keeps its finished calls" in at.error[0].value
     [stopped] = analyses("contracts")
     assert stopped.status == "interrupted"
     corpus.dead = False

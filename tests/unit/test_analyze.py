@@ -147,7 +147,7 @@ def test_an_interrupted_analysis_resumes_from_the_calls_it_finished(tmp_path):
                     "", Usage(), finish_reason="incomplete", error="connection reset"))
             return super().stream(request)
 
-    with pytest.raises(UserError, match=r"is kept: --resume \w+ goes on"):
+    with pytest.raises(UserError, match=r"keeps its finished calls: --resume \w+ goes on"):
         analyze(asked, Dies(3, window=6000, concurrent=False))
     [interrupted] = store.analyses("contracts")
     assert interrupted.status == "interrupted" and "connection reset" in interrupted.error

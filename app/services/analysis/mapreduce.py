@@ -72,8 +72,7 @@ def run_calls(requests: list[CompletionRequest], level: int, backend: Backend, s
         started = time.perf_counter()
         completion = backend.stream(requests[i]).collect()
         if completion.incomplete:  # broke off: a partial answer is not kept as a finished call
-            raise EngineError(f"a {stage} call failed ({completion.error or 'no answer'}); "
-                              "the calls finished so far are kept")
+            raise EngineError(f"a {stage} call failed ({completion.error or 'no answer'})")
         seconds = time.perf_counter() - started
         usage = {"prompt_tokens": completion.usage.prompt_tokens,
                  "cached_tokens": completion.usage.cached_tokens,

@@ -85,8 +85,9 @@ def analyze(asked: AnalyzeInput, backend: Backend, who: Who = None,
                       backend, steps, tally, progress)
     except UserError as exc:  # a server gone, a call that failed: resumable, said how
         store.fail(analysis_id, str(exc))
-        raise Interrupted(analysis_id, f"{exc}; analysis {analysis_id} is kept: --resume "
-                                       f"{analysis_id} goes on from there") from None
+        raise Interrupted(analysis_id, f"{exc}; analysis {analysis_id} keeps its finished "
+                                       f"calls: --resume {analysis_id} goes on from there"
+                          ) from None
     except BaseException as exc:  # Ctrl-C, a cancelled tool call: the caller says how
         store.fail(analysis_id, str(exc) or type(exc).__name__)
         exc.analysis_id = analysis_id  # type: ignore[attr-defined]
