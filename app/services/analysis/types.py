@@ -143,12 +143,11 @@ class AnalysisResult:
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        checked = [c for c in self.citations]
         return {"analysis_id": self.analysis_id, "kind": self.kind, "corpus": self.corpus,
                 "corpus_version": self.corpus_version, **self.coverage.to_json(),
                 "text": self.text, "guide": self.guide, "columns": self.columns,
                 "rows": self.rows, "changes": self.changes,
-                "citations": [c.to_json() for c in checked],
-                "citations_verified": sum(c.verified for c in checked),
+                "citations": [c.to_json() for c in self.citations],
+                "citations_verified": sum(c.verified for c in self.citations),
                 "calls": self.calls, "resumed": self.resumed, "levels": self.levels,
                 "usage": self.usage, "notes": self.notes}
