@@ -392,3 +392,22 @@ def test_a_stopped_analysis_does_not_wait_for_the_calls_in_flight(tmp_path):
                 t.join(30)
     [stopped] = store.analyses("contracts")
     assert stopped.status == "interrupted"
+
+
+def test_a_source_larger_than_a_call_is_read_whole_in_pieces_that_keep_their_place(tmp_path):
+    """A line of 40,000 characters and a long file: cut at lines, and a line mid-text,
+    until each piece fits one call; every source read, each piece's citation checks out."""
+    src = tmp_path / "big"
+    src.mkdir()
+    from app.services.ingest_options import ingest_options
+
+    (src / "one-line.txt").write_text("a word and another " * 2_200 + "\n")
+    (src / "long.md").write_text("".join(f"Line {i} of a long note.\n" for i in range(3_000)))
+    ingest([src], "big", options=ingest_options(["generated"]))  # keep the minified-looking one
+    backend = Briefer(window=6000)
+    result = analyze(AnalyzeInput("big", "brief", max_tokens=128), backend)
+    data = result.to_json()
+    assert data["coverage"] == 1.0 and data["cut"] == [] and data["sources_read"] == 2
+    shown = [p for r in backend.requests for _, p in SOURCE.findall(r.prefix + r.prompt)]
+    assert shown.count("one-line.txt") > 1 and shown.count("long.md") > 1
+    assert result.citations and all(c.verified for c in result.citations)

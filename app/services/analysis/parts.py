@@ -8,6 +8,7 @@ parts ([S1] to [Sn] in corpus order), so a citation means one place at every red
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from app.services.analysis.types import Coverage
@@ -49,7 +50,7 @@ def split(docs: list[Document], spec: str, name: str, budget: int, tok: ModelTok
     groups: list[list[Document]] = []
     group: list[Document] = []
     spent = 0
-    for piece in _pieces(docs, limit - WRAPPER_TOKENS, cut):
+    for piece in _pieces(docs, limit - WRAPPER_TOKENS, cut, corpus_tok.count):
         cost = piece.tokens + WRAPPER_TOKENS
         if group and (spent + cost > limit or len(group) == (max_sources or 0)):
             groups.append(group)
@@ -71,9 +72,11 @@ def _next_id(parts: list[Part]) -> int:
     return 1 + sum(len(p.sources) for p in parts)
 
 
-def _pieces(docs: list[Document], limit: int, cut: dict[str, str]):
+def _pieces(docs: list[Document], limit: int, cut: dict[str, str],
+            count: Callable[[str], int]):
     """Each document whole, or in pieces of at most `limit` tokens at its segments' edges; a
-    segment larger than a part on its own is left out (and said)."""
+    segment larger than that is cut at its lines (a long line, or a page, mid-text), so every
+    piece still names real lines or its page."""
     for doc in docs:
         if doc.tokens <= limit:
             yield doc
@@ -82,8 +85,10 @@ def _pieces(docs: list[Document], limit: int, cut: dict[str, str]):
         size = 0
         for seg in doc.segments:
             if seg.tokens > limit:
-                cut.setdefault(doc.path, f"a piece of {seg.tokens:,} tokens is larger than "
-                                         "one model call can read")
+                if run:
+                    yield _piece(doc, run)
+                    run, size = [], 0
+                yield from _finer(_piece(doc, [seg]), limit, cut, count)
                 continue
             if run and size + seg.tokens > limit:
                 yield _piece(doc, run)
@@ -92,6 +97,47 @@ def _pieces(docs: list[Document], limit: int, cut: dict[str, str]):
             size += seg.tokens
         if run:
             yield _piece(doc, run)
+
+
+def _finer(piece: Document, limit: int, cut: dict[str, str], count: Callable[[str], int]):
+    """The piece in halves until each is at most `limit` tokens."""
+    if piece.tokens <= limit:
+        yield piece
+        return
+    halves = _halved(piece, count)
+    if halves is None:
+        cut.setdefault(piece.path, "a piece too small to cut is larger than one model call "
+                                   "can read")
+        return
+    for half in halves:
+        yield from _finer(half, limit, cut, count)
+
+
+def _halved(piece: Document, count: Callable[[str], int]) -> list[Document] | None:
+    """The piece in two: at a segment's edge, else at its middle line (each half keeps its
+    own line numbers), else mid-text at a space (a long line, a page: both halves keep the
+    place); None for a piece of one character."""
+    segs = piece.segments
+    if len(segs) > 1:
+        half = len(segs) // 2
+        return [_piece(piece, segs[:half]), _piece(piece, segs[half:])]
+    seg = segs[0]
+    lines = seg.text.splitlines(keepends=True)
+    if seg.span_kind == "lines" and len(lines) > 1 and seg.end - seg.start + 1 == len(lines):
+        k = len(lines) // 2
+        a, b = "".join(lines[:k]), "".join(lines[k:])
+        first = replace(seg, text=a, end=seg.start + k - 1, tokens=count(a))
+        second = replace(seg, text=b, start=seg.start + k, tokens=count(b))
+    elif len(seg.text) > 1:
+        mid = len(seg.text) // 2
+        space = seg.text.rfind(" ", mid - 200, mid + 200)
+        at = space if space > 0 else mid
+        a, b = seg.text[:at], seg.text[at:]
+        first, second = replace(seg, text=a, tokens=count(a)), replace(seg, text=b,
+                                                                      tokens=count(b))
+    else:
+        return None
+    return [_piece(piece, [first]), _piece(piece, [second])]
 
 
 def _piece(doc: Document, segments: list) -> Document:
@@ -106,12 +152,17 @@ def _fitted(group: list[Document], spec: str, name: str, budget: int, tok: Model
     part = _pack(group, spec, name, position, first_id)
     if tok.count(part.packed) <= budget:
         return [part]
-    if len(group) == 1:
-        cut.setdefault(group[0].path, "larger than one model call can read")
-        return []
-    half = len(group) // 2
-    first = _fitted(group[:half], spec, name, budget, tok, cut, position, first_id)
-    second = _fitted(group[half:], spec, name, budget, tok, cut, position + len(first),
+    if len(group) == 1:  # one piece over the budget: the estimate was off; cut it finer
+        halves = _halved(group[0], tokenizer_for(spec).count)
+        if halves is None:
+            cut.setdefault(group[0].path, "a piece too small to cut is larger than one model "
+                                          "call can read")
+            return []
+        left, right = halves[:1], halves[1:]
+    else:
+        left, right = group[:len(group) // 2], group[len(group) // 2:]
+    first = _fitted(left, spec, name, budget, tok, cut, position, first_id)
+    second = _fitted(right, spec, name, budget, tok, cut, position + len(first),
                      first_id + sum(len(p.sources) for p in first))
     return first + second
 
