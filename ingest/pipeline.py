@@ -16,10 +16,12 @@ import pickle
 import signal
 import sys
 import tempfile
+import types
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -248,13 +250,36 @@ def _read_all(candidates: Candidates, options: ProcessOptions, known: dict[str, 
         pending: deque[Future] = deque()
         for job in jobs:
             starting(job[0])
-            pending.append(pool.submit(_read_in_worker, job))
+            with _main_kept_from_workers(ctx):  # a spawned worker starts inside submit()
+                pending.append(pool.submit(_read_in_worker, job))
             if len(pending) >= workers * WINDOW_PER_WORKER:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
     finally:
         pool.shutdown(cancel_futures=True)
+
+
+@contextmanager
+def _main_kept_from_workers(ctx) -> Iterator[None]:
+    """A spawned worker first runs its parent's `__main__` again, by file when it was not run
+    by module name. Inside Streamlit `__main__` is the page script being run, so each worker
+    would run the UI page (or, in Streamlit's AppTest, a script that fails outside it and
+    breaks the pool). While a worker starts, `__main__` is a bare module, which nothing re-runs;
+    a fork start, or a program's own main (a script or `python -m`), is left as it is."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    foreign = (ctx.get_start_method() != "fork" and main is not None
+               and getattr(main, "__spec__", None) is None and path is not None
+               and os.path.abspath(path) != os.path.abspath(sys.argv[0] if sys.argv else ""))
+    if not foreign:
+        yield
+        return
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
 
 
 def _share_strings(doc: Document, cand: Candidate) -> None:

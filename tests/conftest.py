@@ -189,3 +189,11 @@ def pytest_collection_modifyitems(config, items):
 def pytest_runtest_setup(item):
     if (why := item.stash.get(WRONG_FOLDER, None)) is not None:
         pytest.fail(f"wrong folder: {why}", pytrace=False)
+
+
+def pytest_unconfigure(config):
+    """A worker that ran hundreds of tests holds a large heap; freezing it spares the collector
+    walking it all again while the interpreter exits (`make test-fast` waits ~2 s less)."""
+    import gc
+
+    gc.freeze()

@@ -135,3 +135,29 @@ def bundled_model(converted_model, scoutlens_home) -> Path:
         except OSError:  # another file system
             shutil.copy2(item, dest / item.name)
     return dest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def forked_cli():
+    """`python -m app.cli ...` runs come from a fork server that imported the libraries once
+    (tests/cli_zygote.py says what stays real): ~0.4 s of CPU saved on each of ~215 runs."""
+    import subprocess
+
+    from tests import cli_zygote
+
+    real = subprocess.run
+
+    def run(args, *rest, **kw):
+        if not rest and cli_zygote.forkable(args, kw):
+            try:
+                return cli_zygote.run(args, **kw)
+            except cli_zygote.Unavailable:
+                pass
+        return real(args, *rest, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(subprocess, "run", run)
+        try:
+            yield
+        finally:
+            cli_zygote.close()

@@ -3,7 +3,12 @@ documents (segments, symbols, flags, secrets redacted), skips and unchanged file
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import sqlite3
+import sys
+import types
+from concurrent.futures import ProcessPoolExecutor
 
 from helpers import make_code_repo
 
@@ -45,3 +50,30 @@ def test_workers_give_what_one_process_gives(tmp_path, monkeypatch):
     known = {d.path: d.sha256 for d in two.documents}
     again = run_pipeline([root], tok, PipelineOptions(workers=2), known=known, cache=cache)
     assert again.documents == [] and set(again.unchanged) == set(known)
+
+
+def test_spawned_workers_do_not_run_a_streamlit_page_again(tmp_path, monkeypatch):
+    """Under Streamlit, `__main__` is the page script being run; a spawned worker re-runs its
+    parent's main by file, so each ingest worker would run the page (in AppTest, the page fails
+    outside it and breaks the pool). The workers start with it hidden."""
+    marker = tmp_path / "page-ran"
+    page = tmp_path / "page.py"
+    page.write_text(f"open({str(marker)!r}, 'a').write('ran\\n')\n")
+    main = types.ModuleType("__main__")
+    main.__file__ = str(page)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    ctx = multiprocessing.get_context("spawn")
+
+    def start_one(kept: bool) -> int:
+        with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+            if kept:
+                with pipeline._main_kept_from_workers(ctx):
+                    future = pool.submit(os.getpid)
+            else:
+                future = pool.submit(os.getpid)
+            return future.result(timeout=60)
+
+    assert start_one(kept=True) > 0 and not marker.exists()
+    assert sys.modules["__main__"] is main  # put back
+    start_one(kept=False)  # the failure the guard prevents: the page ran in the worker
+    assert marker.read_text() == "ran\n"
