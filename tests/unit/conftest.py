@@ -137,27 +137,30 @@ def bundled_model(converted_model, scoutlens_home) -> Path:
     return dest
 
 
-@pytest.fixture(scope="session", autouse=True)
-def forked_cli():
-    """`python -m app.cli ...` runs come from a fork server that imported the libraries once
-    (tests/cli_zygote.py says what stays real): ~0.4 s of CPU saved on each of ~215 runs."""
-    import subprocess
-
+@pytest.fixture(scope="session")
+def cli_server():
+    """The CLI fork server of this worker (tests/cli_zygote.py), ended with the session."""
     from tests import cli_zygote
+
+    yield cli_zygote
+    cli_zygote.close()
+
+
+@pytest.fixture(autouse=True)
+def forked_cli(cli_server, monkeypatch):
+    """`python -m app.cli ...` runs of a unit test come from a fork server that imported the
+    libraries once (tests/cli_zygote.py says what stays real): ~0.4 s of CPU saved on each of
+    ~215 runs. Only while a unit test runs: tests/integration runs every CLI for real."""
+    import subprocess
 
     real = subprocess.run
 
     def run(args, *rest, **kw):
-        if not rest and cli_zygote.forkable(args, kw):
+        if not rest and cli_server.forkable(args, kw):
             try:
-                return cli_zygote.run(args, **kw)
-            except cli_zygote.Unavailable:
+                return cli_server.run(args, **kw)
+            except cli_server.Unavailable:
                 pass
         return real(args, *rest, **kw)
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(subprocess, "run", run)
-        try:
-            yield
-        finally:
-            cli_zygote.close()
+    monkeypatch.setattr(subprocess, "run", run)

@@ -18,6 +18,13 @@ from tests import cli_zygote
 REAL = [sys.executable, "-m", "app.cli"]
 
 
+@pytest.fixture(autouse=True)
+def server_on(monkeypatch):
+    """These tests are about the server, so they run with it even where the suite is told to
+    run every CLI as a real subprocess (SCOUTLENS_TEST_REAL_CLI=1)."""
+    monkeypatch.delenv("SCOUTLENS_TEST_REAL_CLI", raising=False)
+
+
 def _real(args, **kw):
     kw.setdefault("env", {**os.environ, "SCOUTLENS_TEST_REAL_CLI": "1"})
     assert not cli_zygote.forkable(args, {"env": {**kw["env"], "FORCE_COLOR": "1"}})
