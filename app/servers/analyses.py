@@ -9,7 +9,8 @@ analysis, the caller may not read is a 404, the same as one that does not exist.
 admitted like a question (a place in flight, the person's share) and runs in a daemon
 thread on the asks' limiter, taking the model's turn (app.servers.runtime): no request
 holds a worker thread while it waits. The server stopping answers 503 at once and stops the
-analysis between two model calls; it is left interrupted, resumable with `"resume": ID`.
+analysis between two model calls, and so does its client hanging up; it is left interrupted,
+resumable with `"resume": ID`.
 """
 
 from __future__ import annotations
@@ -100,6 +101,15 @@ def run_analysis(rt: Runtime, asked, resume: str | None, who: Who, asking: Askin
         return analyze(asked, backend, who=who, progress=progress, resume=resume).to_json()
 
 
+async def hang_up(request: Request, asking: Asking) -> None:
+    """Wait for the client to hang up, then stop its analysis between two model calls (left
+    interrupted, resumable). The body is read, so what the server hands the app next is
+    `http.disconnect`: a plain response is not cancelled when its client leaves."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    asking.gone.set()
+
+
 def api_error(exc: UserError) -> ApiError:
     """A service's refusal as the API's: what is not there (or not the caller's) is a 404."""
     from app.services.access import CorpusNotFound
@@ -128,19 +138,28 @@ def routes(rt: Runtime, who_of: Callable[[Request], Who], in_flight: InFlight,
             return error_response(api_error(exc))
         stopped = anyio.Event()
         asking.wake = stopped.set
+        failure: Exception | None = None
         try:
-            result = await run_daemon(run_analysis, rt, asked, resume, who, asking,
-                                      name="scoutlens-api-analyze", limiter=asks,
-                                      finished=stopped)
-        except (ClientGone, Abandoned):
-            return error_response(STOPPING)
-        except UserError as exc:
-            return error_response(api_error(exc))
+            async with anyio.create_task_group() as watch:
+                watch.start_soon(hang_up, request, asking)
+                try:
+                    result = await run_daemon(run_analysis, rt, asked, resume, who, asking,
+                                              name="scoutlens-api-analyze", limiter=asks,
+                                              finished=stopped)
+                except Exception as exc:
+                    failure = exc
+                watch.cancel_scope.cancel()
         except BaseException:
-            asking.gone.set()  # cancelled (the client left): stop between two calls
+            asking.gone.set()  # cancelled (the server's task ended): stop between two calls
             raise
         finally:
             in_flight.release(asking)
+        if isinstance(failure, ClientGone | Abandoned):
+            return error_response(STOPPING)
+        if isinstance(failure, UserError):
+            return error_response(api_error(failure))
+        if failure is not None:
+            raise failure
         return JSONResponse(result)
 
     async def listing(request: Request) -> Response:

@@ -314,3 +314,51 @@ def _until(condition, what: str, timeout: float = 60) -> None:
     while not condition():
         assert time.monotonic() < deadline, what
         time.sleep(0.02)
+
+
+def test_a_client_that_hangs_up_stops_its_analysis_between_calls(tmp_path):
+    """Over a real uvicorn: a plain response is not cancelled when its client leaves, so the
+    analysis watches for the hang-up and stops after the call in flight (resumable)."""
+    import socket
+
+    import uvicorn
+
+    make_contracts(tmp_path, n=24, filler=40)
+    gate = threading.Event()
+
+    class Held(Perfect):
+        def stream(self, request):
+            answer = super().stream(request)
+            gate.wait(60)  # the first call is held until the client has hung up
+            return answer
+
+    backend = Held(window=6000, concurrent=False)
+    rt = Runtime()
+    rt.use(backend)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(rt, _who), host="127.0.0.1", port=port,
+                                           log_level="error", lifespan="off"))
+    serving = threading.Thread(target=server.run, daemon=True)
+    serving.start()
+    try:
+        _until(lambda: server.started, "the server started")
+        body = json.dumps({"corpus": "contracts", "kind": "brief", "max_tokens": 128}).encode()
+        client = socket.create_connection(("127.0.0.1", port))
+        client.sendall(b"POST /v1/analyses HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Test-User: operator"
+                       b"\r\nContent-Type: application/json\r\nContent-Length: "
+                       + str(len(body)).encode() + b"\r\n\r\n" + body)
+        _until(lambda: backend.requests, "the first model call began")
+        client.close()  # the client hangs up while the model answers
+        time.sleep(0.3)
+        gate.set()
+        _until(lambda: [a.status for a in store.analyses()] == ["interrupted"],
+               "the analysis stopped after the call in flight")
+        assert len(backend.requests) == 1
+        [stopped] = store.analyses()
+        assert "went away" in stopped.error
+    finally:
+        gate.set()
+        server.should_exit = True
+        serving.join(30)
