@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     endpoint: str | None = Field(default=None, description="OpenAI-compatible server URL")
     model: str | None = Field(default=None, description="model folder (embedded) or served name")
     dtype: str = Field(default="bfloat16", description="embedded model dtype")
+    device: str = Field(default="auto", description="where the embedded model runs: cpu | "
+                        "cuda | auto (the GPU when torch sees one, else the CPU)")
     prefill_chunk: int = Field(default=1024, description="embedded prefill chunk, tokens")
     kv_block: int = Field(default=16, description="KV reuse block size, tokens (vLLM uses 16)")
     kv_memory_gb: float = Field(default=2.0, description="in-process KV cache budget, GB")

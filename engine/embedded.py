@@ -1,4 +1,5 @@
-"""The embedded backend: an in-process model with chunked prefill and a two-tier prefix KV cache."""
+"""The embedded backend: an in-process model with chunked prefill and a prefix KV cache in three
+tiers: the generation's buffer on the model's device (CPU or GPU), then host memory, then disk."""
 
 from __future__ import annotations
 
@@ -34,6 +35,10 @@ class _State(StreamState):
     prefill: PrefillResult | None = None
 
 
+#: GPU memory left beside the KV buffer for a prefill piece's activations and the kernels' work
+ACTIVATION_HEADROOM = 1 << 30
+
+
 class EmbeddedBackend:
     name = "embedded"
     vision = False  # a causal LM: it reads a frame's words, not its picture
@@ -43,8 +48,10 @@ class EmbeddedBackend:
                  prefill_chunk: int = 1024, kv_block: int = 16, kv_dir: Path | None = None,
                  kv_memory_bytes: int = 2 << 30, kv_disk_bytes: int = 20 << 30,
                  reuse: bool = True, threads: int = 0,
-                 progress: Callable[[int, int], None] | None = None, weights: bool = True):
-        self.lm: LoadedModel = load_model(model, dtype=dtype, threads=threads, weights=weights)
+                 progress: Callable[[int, int], None] | None = None, weights: bool = True,
+                 device: str = "cpu"):
+        self.lm: LoadedModel = load_model(model, dtype=dtype, threads=threads, weights=weights,
+                                          device=device)
         self._tokenizer = LoadedTokenizer(self.lm)
         self.prefill_chunk = max(1, prefill_chunk)
         self.progress = progress
@@ -68,7 +75,7 @@ class EmbeddedBackend:
 
     def describe(self) -> dict:
         return {"backend": self.name, "model": self.model, "window": self.window,
-                "dtype": self.lm.dtype}
+                "dtype": self.lm.dtype, "device": self.lm.device}
 
     def encode(self, request: CompletionRequest) -> list[int]:
         return encode_request(self.lm, request)[0]
@@ -79,15 +86,24 @@ class EmbeddedBackend:
         ids, _ = encode_request(self.lm, request)
         if len(ids) + request.max_tokens > self.window:
             raise PromptTooLong(len(ids), self.window, request.max_tokens)
+        if self.lm.device == "cuda":
+            self._check_kv_fits(len(ids) + request.max_tokens)
         state = _State()
         return Stream(self._run(ids, request, state), lambda: self._finish(ids, state))
 
     def _run(self, ids: list[int], request: CompletionRequest, state: _State) -> Iterator[str]:
+        import torch
+
         from engine.generate import decode, prefill, save_blocks  # torch: only to generate
 
         tok = self.lm.tokenizer
-        result = prefill(self.lm.model, ids, self.prefill_chunk, self.prefix_cache, self.progress,
-                         capacity=len(ids) + request.max_tokens)
+        try:
+            result = prefill(self.lm.model, ids, self.prefill_chunk, self.prefix_cache,
+                             self.progress, capacity=len(ids) + request.max_tokens)
+        except torch.OutOfMemoryError:
+            raise EngineError(f"the GPU ran out of memory prefilling {len(ids):,} tokens in "
+                              f"pieces of {self.prefill_chunk:,}: a smaller --prefill-chunk or "
+                              "a shorter context fits") from None
         state.prefill = result
         generated: list[int] = []
         emitted = ""
@@ -115,6 +131,23 @@ class EmbeddedBackend:
             state.stopped()
             if self.prefix_cache is not None:
                 save_blocks(self.prefix_cache, result)
+
+    def _check_kv_fits(self, tokens: int) -> None:
+        """A context whose KV buffer cannot fit in the GPU's free memory is refused before any
+        work, in the planner's terms: what it needs, what is free, how many tokens would fit."""
+        import torch
+
+        from engine.kvbuffer import KVBuffer
+
+        need = KVBuffer.bytes_needed(self.lm.model, tokens)
+        per_token = max(1, KVBuffer.bytes_needed(self.lm.model, tokens + 1) - need)
+        free, _ = torch.cuda.mem_get_info()
+        room = free - ACTIVATION_HEADROOM
+        if need > room:
+            raise EngineError(
+                f"{tokens:,} tokens need {need / 2**30:.2f} GiB of KV ({per_token:,} bytes per "
+                f"token); {torch.cuda.get_device_name()} has {free / 2**30:.2f} GiB free: about "
+                f"{max(0, room - (need - per_token * tokens)) // per_token:,} tokens fit")
 
     def _finish(self, ids: list[int], state: _State) -> Completion:
         result = state.prefill

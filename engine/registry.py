@@ -27,6 +27,7 @@ class BackendConfig:
     #: configured folder, else the bundled one, found (and converted) only when called
     default_model: Callable[[], str] | None = None
     dtype: str = "bfloat16"
+    device: str = "auto"  # in-process models: cpu | cuda | auto (the GPU when there is one)
     prefill_chunk: int = 1024
     kv_block: int = 16
     kv_dir: Callable[[], Path] | None = None  # the on-disk KV folder, made when called

@@ -13,7 +13,14 @@ from rich.console import Console
 from rich.table import Table
 
 from app.commands.acting import who
-from app.commands.options import BackendOpt, EndpointOpt, JsonOpt, ModelOpt, text_arg
+from app.commands.options import (
+    BackendOpt,
+    DeviceOpt,
+    EndpointOpt,
+    JsonOpt,
+    ModelOpt,
+    text_arg,
+)
 from app.commands.shown import cell, json_safe, shown
 from common.errors import UserError
 
@@ -51,6 +58,7 @@ def analyze(
     backend: BackendOpt = None,
     endpoint: EndpointOpt = None,
     model: ModelOpt = None,
+    device: DeviceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Analyse the whole of CORPUS: a briefing (brief), one row per source with the fields you
@@ -74,7 +82,7 @@ def analyze(
     if save is not None:
         check(save, asked.kind)  # before any model call: a result is never lost to a bad path
     with console.status("loading the model") if not as_json else nullcontext():
-        chosen = make_backend(backend, endpoint=endpoint, model=model)
+        chosen = make_backend(backend, endpoint=endpoint, model=model, device=device)
     try:
         with pipeline_progress(console, not as_json) as progress:
             result = run(asked, chosen, who(), progress, resume)

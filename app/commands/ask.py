@@ -14,6 +14,7 @@ from rich.table import Table
 from app.commands.acting import who
 from app.commands.options import (
     BackendOpt,
+    DeviceOpt,
     EndpointOpt,
     JsonOpt,
     ModelOpt,
@@ -41,6 +42,7 @@ def ask(
     backend: BackendOpt = None,
     endpoint: EndpointOpt = None,
     model: ModelOpt = None,
+    device: DeviceOpt = None,
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1)] = 384,
     cont: Annotated[bool, typer.Option("--continue", "-c", help="follow up on the last "
                                        "conversation over this corpus")] = False,
@@ -84,7 +86,8 @@ def ask(
         with pipeline_progress(console, not as_json) as progress:  # a path is ingested first
             snap = held.enter_context(open_target(target, me, note, progress, as_path=as_path))
         with console.status("loading the model") if not as_json else nullcontext():
-            chosen = make_backend(backend, endpoint=endpoint, model=model, weights=not dry_run)
+            chosen = make_backend(backend, endpoint=endpoint, model=model, weights=not dry_run,
+                                  device=device)
         ready = prepare(snap, asked, chosen, me, note)
     if dry_run:
         _print_plan(ready, max_tokens, as_json)

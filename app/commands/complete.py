@@ -11,7 +11,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from app.commands.options import BackendOpt, EndpointOpt, ModelOpt, json_option, text_arg
+from app.commands.options import (
+    BackendOpt,
+    DeviceOpt,
+    EndpointOpt,
+    ModelOpt,
+    json_option,
+    text_arg,
+)
 from app.commands.shown import for_terminal, json_safe
 from engine.types import CompletionRequest, EngineError
 
@@ -42,6 +49,7 @@ def complete(
     backend: BackendOpt = None,
     endpoint: EndpointOpt = None,
     model: ModelOpt = None,
+    device: DeviceOpt = None,
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1)] = 256,
     temperature: Annotated[float, typer.Option(min=0.0)] = 0.0,
     system: Annotated[str | None, typer.Option(help="system message", callback=text_arg)] = None,
@@ -75,7 +83,7 @@ def complete(
             else nullcontext():
         chosen = make_backend(backend, endpoint=endpoint, model=model,
                               prefill_chunk=prefill_chunk, reuse=not no_cache,
-                              progress=progress)
+                              progress=progress, device=device)
     stream = chosen.stream(request)
     with bar:
         for delta in stream:

@@ -41,7 +41,7 @@ def bundled_model_dir() -> str:
 def make_backend(backend: str | None = None, *, endpoint: str | None = None,
                  model: str | None = None, prefill_chunk: int | None = None,
                  reuse: bool = True, progress: Callable[[int, int], None] | None = None,
-                 weights: bool = True) -> Backend:
+                 weights: bool = True, device: str | None = None) -> Backend:
     """The backend chosen, else the configured one. Without `weights` the embedded model is
     only its tokenizer and config (to count and plan: `--dry-run`); an endpoint loads nothing
     either way."""
@@ -52,6 +52,7 @@ def make_backend(backend: str | None = None, *, endpoint: str | None = None,
     config = registry.BackendConfig(
         endpoint=endpoint, model=model or None,
         default_model=lambda: s.model or bundled_model_dir(), dtype=s.dtype,
+        device=device or s.device,
         prefill_chunk=prefill_chunk or s.prefill_chunk, kv_block=s.kv_block,
         kv_dir=lambda: s.kv_dir,
         kv_memory_bytes=int(s.kv_memory_gb * 2**30), kv_disk_bytes=int(s.kv_disk_gb * 2**30),

@@ -19,4 +19,5 @@ def build(config: BackendConfig) -> Backend:
                            kv_dir=config.kv_dir() if config.kv_dir else None,
                            kv_memory_bytes=config.kv_memory_bytes,
                            kv_disk_bytes=config.kv_disk_bytes, reuse=config.reuse,
-                           progress=config.progress, weights=config.weights)
+                           progress=config.progress, weights=config.weights,
+                           device=config.device)

@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 import pytest
 from helpers import make_video, slide
-from llama4_tiny import CHUNK, WINDOW, tiny_llama4
+from llama4_tiny import CHUNK, GLOBAL_LAYERS, WINDOW, tiny_llama4
 
 from engine.vllm_server import CPU_SITE, REPO, ManagedServer, free_port, port_open
 
@@ -178,6 +178,9 @@ def test_embedded_chunked_prefill_with_reuse_equals_one_shot(llama4, tmp_path):
     disk = prefill(fresh.lm.model, ids, 100, fresh.prefix_cache)  # disk tier, another instance
     blocks = (len(ids) - 1) // 16 * 16
     assert cold.cached_tokens == 0 and warm.cached_tokens == disk.cached_tokens == blocks
+    # the hybrid buffer: local layers keep their 128-token chunk, the two global layers all
+    assert cold.buffer.chunk == CHUNK and cold.buffer.local_store.shape[1] == 6
+    assert cold.buffer.store.shape[1] == len(GLOBAL_LAYERS)
     assert max(close(cold), close(warm), close(disk)) < 1e-4
     answers = [list(decode(m, r, 20, frozenset()))
                for m, r in ((model, prefill(model, ids, len(ids))), (model, warm),
