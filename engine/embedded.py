@@ -56,6 +56,7 @@ class EmbeddedBackend:
         self.prefill_chunk = max(1, prefill_chunk)
         self.progress = progress
         self.prefix_cache = None
+        self.resident = None  # engine.generate.Resident: the device tier, one buffer
         if reuse and weights:
             from engine.kvcache import PrefixCache  # torch: only with the weights
 
@@ -94,12 +95,19 @@ class EmbeddedBackend:
     def _run(self, ids: list[int], request: CompletionRequest, state: _State) -> Iterator[str]:
         import torch
 
-        from engine.generate import decode, prefill, save_blocks  # torch: only to generate
+        from engine.generate import (  # torch: only to generate
+            Resident,
+            decode,
+            prefill,
+            save_blocks,
+        )
 
         tok = self.lm.tokenizer
+        resident, self.resident = self.resident, None
         try:
             result = prefill(self.lm.model, ids, self.prefill_chunk, self.prefix_cache,
-                             self.progress, capacity=len(ids) + request.max_tokens)
+                             self.progress, capacity=len(ids) + request.max_tokens,
+                             resident=resident)
         except torch.OutOfMemoryError:
             raise EngineError(f"the GPU ran out of memory prefilling {len(ids):,} tokens in "
                               f"pieces of {self.prefill_chunk:,}: a smaller --prefill-chunk or "
@@ -131,6 +139,7 @@ class EmbeddedBackend:
             state.stopped()
             if self.prefix_cache is not None:
                 save_blocks(self.prefix_cache, result)
+                self.resident = Resident(ids, result.buffer)
 
     def _check_kv_fits(self, tokens: int) -> None:
         """A context whose KV buffer cannot fit in the GPU's free memory is refused before any
@@ -142,6 +151,8 @@ class EmbeddedBackend:
         need = KVBuffer.bytes_needed(self.lm.model, tokens)
         per_token = max(1, KVBuffer.bytes_needed(self.lm.model, tokens + 1) - need)
         free, _ = torch.cuda.mem_get_info()
+        if self.resident is not None and self.resident.buffer is not None:
+            free += self.resident.buffer.nbytes  # let go of before a new buffer is made
         room = free - ACTIVATION_HEADROOM
         if need > room:
             raise EngineError(

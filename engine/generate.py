@@ -35,26 +35,84 @@ class PrefillResult:
 
 
 
+@dataclass
+class Resident:
+    """The device tier: the last generation's buffer, left on the device, and the prompt whose
+    KV it holds at positions [0, len(ids)). The next prompt sharing a prefix with it starts from
+    there in place: no copy of the prefix at all."""
+
+    ids: list[int]
+    buffer: KVBuffer | None
+
+    def release(self) -> None:
+        """Let the buffer's memory go (before a new buffer is allocated beside it)."""
+        self.buffer = None
+
+
+def _shared(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _from_resident(resident: Resident | None, ids: list[int], keys: list[str],
+                   prefix_cache: PrefixCache, capacity: int) -> tuple[KVBuffer, int] | None:
+    """The resident buffer rewound to the longest block-aligned prefix it shares with `ids`,
+    when that is at least what the host and disk tiers hold; None otherwise. A hybrid buffer's
+    local layers need that prefix's last chunk: in place when the resident was last in that
+    chunk, else from the host tiers (what they lack shortens the reuse to the chunk's start)."""
+    if resident is None or resident.buffer is None:
+        return None
+    size = prefix_cache.block
+    n = min(_shared(resident.ids, ids), len(ids) - 1) // size * size
+    if n == 0 or (n // size < len(keys) and prefix_cache.has(keys[n // size])):
+        return None  # nothing shared, or the host tiers hold more: today's path
+    buffer = resident.buffer
+    local: list[torch.Tensor] | None = None
+    if buffer.chunk:
+        start = n // buffer.chunk * buffer.chunk
+        if start != buffer.local_start():
+            found = prefix_cache.lookup(keys[start // size:n // size])
+            n, local = start + len(found) * size, [b.kv for b in found]
+    if n == 0:
+        return None
+    buffer.rewind(n, local)
+    buffer.ensure(capacity)
+    return buffer, n
+
+
 @torch.inference_mode()
 def prefill(model, ids: list[int], chunk: int, prefix_cache: PrefixCache | None = None,
             progress: Callable[[int, int], None] | None = None,
-            capacity: int = 0) -> PrefillResult:
-    """Run `ids` through `model`, reusing cached blocks; at least the last token is computed."""
+            capacity: int = 0, resident: Resident | None = None) -> PrefillResult:
+    """Run `ids` through `model`, reusing the resident buffer's prefix (the device tier) or
+    cached blocks (host memory, then disk); at least the last token is computed."""
     t0 = time.perf_counter()
-    blocks: list[KVBlock] = []
-    keys: list[str] = []
-    if prefix_cache is not None:
-        keys = prefix_cache.keys(ids)
-        reusable = keys[: (len(ids) - 1) // prefix_cache.block]
-        blocks = prefix_cache.lookup(reusable)
     size = prefix_cache.block if prefix_cache is not None else 0
-    # a block must never straddle a chunk edge (its old half would be gone): else keep every
-    # layer's KV, as a plain model does
-    hybrid = not (size and local_layers(model.config)[0] % size)
-    buffer = KVBuffer.for_model(model, max(capacity, len(ids)), hybrid=hybrid)
-    buffer.load([b.kv for b in blocks])
+    capacity = max(capacity, len(ids))
+    keys: list[str] = prefix_cache.keys(ids) if prefix_cache is not None else []
+    reused = None
+    if prefix_cache is not None:
+        reused = _from_resident(resident, ids, keys[: (len(ids) - 1) // size], prefix_cache,
+                                capacity)
+    if reused is not None:
+        buffer, done = reused
+    else:
+        if resident is not None:
+            resident.release()  # its device memory goes back before a new buffer takes it
+        blocks: list[KVBlock] = []
+        if prefix_cache is not None:
+            blocks = prefix_cache.lookup(keys[: (len(ids) - 1) // size])
+        # a block must never straddle a chunk edge (its old half would be gone): else keep
+        # every layer's KV, as a plain model does
+        hybrid = not (size and local_layers(model.config)[0] % size)
+        buffer = KVBuffer.for_model(model, capacity, hybrid=hybrid)
+        done = buffer.load([b.kv for b in blocks])
+    cached = done
     cache = buffer.cache
-    done = len(blocks) * size
     captured: list[torch.Tensor] = []
     logits = None
     while done < len(ids):
@@ -64,15 +122,15 @@ def prefill(model, ids: list[int], chunk: int, prefix_cache: PrefixCache | None 
         logits = out.logits[0, -1].float()
         done = stop
         if buffer.chunk and size:
-            first = len(blocks) + len(captured)
+            first = cached // size + len(captured)
             captured += [buffer.block(b * size, (b + 1) * size)
                          for b in range(first, min(done // size, len(keys)))]
         if progress:
             progress(done, len(ids))
     assert logits is not None
-    return PrefillResult(buffer=buffer, logits=logits, cached_tokens=len(blocks) * size,
-                         prefill_s=time.perf_counter() - t0, new_keys=keys[len(blocks):],
-                         captured=captured)
+    return PrefillResult(buffer=buffer, logits=logits, cached_tokens=cached,
+                         prefill_s=time.perf_counter() - t0, new_keys=keys[cached // size:]
+                         if size else [], captured=captured)
 
 
 def save_blocks(prefix_cache: PrefixCache, result: PrefillResult) -> None:

@@ -188,6 +188,30 @@ class KVBuffer:
                 layer.lazy_initialization(self.store[0, 0], self.store[1, 0])
         return pos
 
+    def local_start(self) -> int | None:
+        """The first position the local layers hold (None: no local layers or nothing held)."""
+        if not self.local or not self.filled:
+            return None
+        return self.layers[self.local[0]]._start(self.filled - 1)
+
+    def rewind(self, length: int, local_blocks: list[torch.Tensor] | None = None) -> None:
+        """Keep positions [0, length) for the next prompt (the device tier). The global layers
+        hold them in place; the local layers' chunk comes from `local_blocks` (that chunk's
+        blocks from its start to `length`, every layer) unless they are still in it."""
+        if length > self.filled:
+            raise ValueError(f"cannot keep {length} positions of {self.filled}")
+        if local_blocks is not None:
+            pos = 0
+            for kv in local_blocks:
+                n = kv.shape[3]
+                self.local_store[:, :, 0, :, pos:pos + n].copy_(
+                    kv[:, self.local].to(self.device, non_blocking=True))
+                pos += n
+        for layer in self.layers:
+            layer.filled = length
+            if layer.is_initialized:
+                layer._views()
+
     def block(self, start: int, end: int) -> torch.Tensor:
         """A host-memory copy of positions [start, end) for every layer: [2, layers, heads,
         end-start, dim]. A local layer holds them only while they are in its current chunk."""

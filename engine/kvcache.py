@@ -185,6 +185,11 @@ class PrefixCache:
     def keys(self, ids: list[int]) -> list[str]:
         return block_hashes(self.model_key, ids, self.block)
 
+    def has(self, key: str) -> bool:
+        """Whether a block is in memory or on disk (not read, not checked: lookup does that)."""
+        return self.memory.get(key) is not None or (
+            self.disk is not None and self.disk._path(key).is_file())
+
     def lookup(self, keys: list[str]) -> list[KVBlock]:
         """Blocks for the longest run of `keys` found, memory first, then disk."""
         found: list[KVBlock] = []

@@ -139,6 +139,7 @@ def test_a_context_larger_than_the_gpus_free_memory_is_refused_in_the_planners_w
     from engine.embedded import ACTIVATION_HEADROOM, EmbeddedBackend
 
     backend = EmbeddedBackend.__new__(EmbeddedBackend)
+    backend.resident = None
     backend.lm = type("LM", (), {"model": model})()
     per_token = KVBuffer.bytes_needed(model, 2) - KVBuffer.bytes_needed(model, 1)
     fixed = KVBuffer.bytes_needed(model, 0) - per_token
@@ -183,3 +184,82 @@ def test_device_cpu_and_auto_answer_on_the_cpu_and_say_where(tmp_path, bundled_m
     from engine.embedded import EmbeddedBackend
 
     assert EmbeddedBackend(bundled_model, device="auto").describe()["device"] == "cpu"
+
+
+# --- the device tier: the last buffer, reused in place ---------------------------------------------
+
+def _close(result, model, ids) -> float:
+    return float((result.logits - reference(model, ids)).abs().max())
+
+
+def test_a_follow_up_reuses_the_resident_buffer_in_place(model):
+    """The next prompt sharing the prefix starts from the buffer the last one left on the
+    device: the same tensors, nothing copied, the shared blocks counted as cached."""
+    from engine.generate import Resident
+
+    cache = PrefixCache("tiny-res-1", 16, None)
+    first = ids_of(3 * CHUNK + 20)
+    a = prefill(model, first, 24, cache)
+    list(decode(model, a, 5, frozenset()))  # the answer's tokens are in the buffer too
+    save_blocks(cache, a)
+    store = a.buffer.store
+    follow = first[:3 * CHUNK + 16] + ids_of(30, seed=3)  # shares 112 tokens, mid-chunk
+    b = prefill(model, follow, 24, cache, resident=Resident(first, a.buffer))
+    assert b.buffer is a.buffer and b.buffer.store is store
+    assert b.cached_tokens == 3 * CHUNK + 16
+    assert _close(b, model, follow) < 1e-4
+
+
+@pytest.mark.parametrize("host_kept", [True, False])
+def test_a_shorter_shared_prefix_reloads_only_the_local_layers_chunk(model, host_kept):
+    """The shared prefix ends in an earlier chunk than the resident's last: the global layers
+    keep theirs in place, the local layers' chunk comes from the host tier; without it the reuse
+    stops at that chunk's start (where the local layers need nothing)."""
+    from engine.generate import Resident
+
+    cache = PrefixCache(f"tiny-res-2-{host_kept}", 16, None)
+    first = ids_of(4 * CHUNK + 10)
+    a = prefill(model, first, 24, cache)
+    save_blocks(cache, a)
+    if not host_kept:
+        cache.memory.clear()
+    follow = first[:CHUNK + 16] + ids_of(40, seed=4)
+    b = prefill(model, follow, 24, cache, resident=Resident(first, a.buffer))
+    assert b.buffer is a.buffer
+    assert b.cached_tokens == (CHUNK + 16 if host_kept else CHUNK)
+    assert _close(b, model, follow) < 1e-4
+
+
+def test_when_the_host_tier_holds_more_the_resident_buffer_is_let_go(model):
+    from engine.generate import Resident
+
+    cache = PrefixCache("tiny-res-3", 16, None)
+    older = ids_of(3 * CHUNK + 3)
+    save_blocks(cache, prefill(model, older, 24, cache))
+    other = ids_of(2 * CHUNK, seed=5)
+    latest = prefill(model, other, 24, cache)
+    resident = Resident(other, latest.buffer)
+    again = older[:3 * CHUNK] + [7]
+    c = prefill(model, again, 24, cache, resident=resident)
+    assert resident.buffer is None and c.buffer is not latest.buffer
+    assert c.cached_tokens == 3 * CHUNK and _close(c, model, again) < 1e-4
+
+
+def test_the_backend_keeps_its_last_buffer_for_the_next_question(bundled_model):
+    """End to end on the bundled model: the second question over the same prefix reports the
+    prefix cached and runs on the very buffer the first left."""
+    from engine.embedded import EmbeddedBackend
+    from engine.types import CompletionRequest
+
+    backend = EmbeddedBackend(bundled_model, dtype="float32", kv_dir=None)
+    prefix = "".join(f"Crate {i} holds {i * 7 % 13} apples.\n" for i in range(60))
+    first = backend.stream(CompletionRequest(prompt="Which crate holds 5?", prefix=prefix,
+                                             max_tokens=4))
+    "".join(first)
+    buffer = backend.resident.buffer
+    second = backend.stream(CompletionRequest(prompt="And which holds 6?", prefix=prefix,
+                                              max_tokens=4))
+    "".join(second)
+    assert backend.resident.buffer is buffer
+    assert second.result.usage.cached_tokens >= len(backend.encode(CompletionRequest(
+        prompt="", prefix=prefix))) - 32
