@@ -8,8 +8,12 @@
             prefill tokens/s side by side with the embedded backend (target: within 2x), and the
             two-question test: cached tokens and the TTFT ratio
   mfu       embedded prefill FLOP/s against this CPU's measured bf16 matmul rate
+  tiers     the embedded engine's three KV tiers on one ~6K-token corpus, in one process and
+            after a restart: time to first token cold, from the device tier (the last buffer,
+            in place), from host memory, from disk; and each tier's copy rate into the buffer
+            (host memory, disk with the page cache dropped first)
 
-Usage: python benchmarks/bench_engine.py [kv-reuse|prefill|vllm|mfu|all] [--runs 3]
+Usage: python benchmarks/bench_engine.py [kv-reuse|prefill|vllm|mfu|tiers|all] [--runs 3]
 Medians over runs; run it on an otherwise idle machine.
 """
 
@@ -231,10 +235,77 @@ def bench_vllm(runs: int) -> dict:
             serve.kill()
 
 
+def _drop_page_cache(folder: Path) -> None:
+    """Push the block files out of the page cache, so the next read is the disk's."""
+    for path in folder.rglob("*.kv"):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def bench_tiers(runs: int) -> dict:
+    """Per run a unique corpus: the first question cold, the second from the device tier, the
+    third after the buffer is let go (host memory), the fourth in a new backend over the same
+    folder with the page cache dropped (disk: a restart). Then each tier's copy rate alone."""
+    from engine.embedded import EmbeddedBackend
+    from engine.kvbuffer import KVBuffer
+    from engine.kvcache import PrefixCache
+    from engine.types import CompletionRequest
+
+    model = str(model_dir())
+    rows: dict[str, list[float]] = {k: [] for k in (
+        "cold", "device", "host", "disk", "host_gb_s", "disk_gb_s")}
+    cached: dict[str, int] = {}
+    for run in range(runs):
+        kv = Path(tempfile.mkdtemp(prefix="scoutlens-bench-tiers-"))
+        text = f"Run {run}.\n" + corpus_text(230)
+        backend = EmbeddedBackend(model, kv_dir=kv)
+
+        def ask(b, q: int, text: str = text):
+            return b.stream(CompletionRequest(prompt="\n\n" + QUESTIONS[q % 2], prefix=text,
+                                              max_tokens=1)).collect()
+
+        for tier, q in (("cold", 0), ("device", 1), ("host", 0)):
+            if tier == "host":
+                backend.resident = None  # evicted from the device
+            c = ask(backend, q)
+            rows[tier].append(c.timings.ttft_s)
+            cached[tier] = c.usage.cached_tokens
+        _drop_page_cache(kv)
+        restarted = EmbeddedBackend(model, kv_dir=kv)
+        c = ask(restarted, 1)
+        rows["disk"].append(c.timings.ttft_s)
+        cached["disk"] = c.usage.cached_tokens
+        # copy rates: the prompt's blocks into a fresh buffer, from host memory and from disk
+        ids = backend.encode(CompletionRequest(prompt="\n\n" + QUESTIONS[0], prefix=text))
+        cache = backend.prefix_cache
+        keys = cache.keys(ids)
+        blocks = [b.kv for b in cache.lookup(keys)]
+        nbytes = sum(b.numel() * b.element_size() for b in blocks)
+        buffer = KVBuffer.for_model(backend.lm.model, len(ids))
+        t0 = time.perf_counter()
+        buffer.load(blocks)
+        rows["host_gb_s"].append(nbytes / (time.perf_counter() - t0) / 1e9)
+        _drop_page_cache(kv)
+        fresh = PrefixCache(backend.lm.key, cache.block, kv)
+        t0 = time.perf_counter()
+        buffer.load([b.kv for b in fresh.lookup(keys)])
+        rows["disk_gb_s"].append(nbytes / (time.perf_counter() - t0) / 1e9)
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    return {"prompt_tokens": len(ids), "kv_bytes": nbytes, "cached_tokens": cached,
+            **{f"ttft_{k}_s": round(med[k], 4) for k in ("cold", "device", "host", "disk")},
+            **{f"speedup_{k}": round(med["cold"] / med[k], 1) for k in ("device", "host",
+                                                                         "disk")},
+            "host_to_buffer_gb_s": round(med["host_gb_s"], 2),
+            "disk_to_buffer_gb_s": round(med["disk_gb_s"], 2), "runs": runs}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("which", nargs="?", default="all",
-                    choices=["kv-reuse", "prefill", "vllm", "mfu", "all"])
+                    choices=["kv-reuse", "prefill", "vllm", "mfu", "tiers", "all"])
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     report = {"cores": os.cpu_count()}
@@ -244,6 +315,8 @@ def main() -> None:
         report["prefill"] = bench_prefill(args.runs)
     if args.which in ("mfu", "all"):
         report["mfu"] = bench_mfu(1)
+    if args.which in ("tiers", "all"):
+        report["tiers"] = bench_tiers(args.runs)
     if args.which in ("vllm", "all"):
         report["vllm"] = bench_vllm(args.runs)
     print(json.dumps(report, indent=1))
