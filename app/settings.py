@@ -34,7 +34,8 @@ class Settings(BaseSettings):
     dtype: str = Field(default="bfloat16", description="embedded model dtype")
     device: str = Field(default="auto", description="where the embedded model runs: cpu | "
                         "cuda | auto (the GPU when torch sees one, else the CPU)")
-    prefill_chunk: int = Field(default=1024, description="embedded prefill chunk, tokens")
+    prefill_chunk: int | None = Field(default=None, ge=1, description="embedded prefill chunk, "
+                                      "tokens; default 1,024 on the CPU, 8,192 on a GPU")
     kv_block: int = Field(default=16, description="KV reuse block size, tokens (vLLM uses 16)")
     kv_memory_gb: float = Field(default=2.0, description="in-process KV cache budget, GB")
     kv_disk_gb: float = Field(default=20.0, description="on-disk KV cache budget, GB")

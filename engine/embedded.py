@@ -35,6 +35,8 @@ class _State(StreamState):
     prefill: PrefillResult | None = None
 
 
+#: prefill piece by device, when none is asked for (tokens)
+PREFILL_CHUNK = {"cpu": 1024, "cuda": 8192}
 #: GPU memory left beside the KV buffer for a prefill piece's activations and the kernels' work
 ACTIVATION_HEADROOM = 1 << 30
 
@@ -45,7 +47,7 @@ class EmbeddedBackend:
     concurrent = False  # one KV buffer: callers take turns
 
     def __init__(self, model: str | Path, *, dtype: str = "bfloat16",
-                 prefill_chunk: int = 1024, kv_block: int = 16, kv_dir: Path | None = None,
+                 prefill_chunk: int | None = None, kv_block: int = 16, kv_dir: Path | None = None,
                  kv_memory_bytes: int = 2 << 30, kv_disk_bytes: int = 20 << 30,
                  reuse: bool = True, threads: int = 0,
                  progress: Callable[[int, int], None] | None = None, weights: bool = True,
@@ -53,7 +55,8 @@ class EmbeddedBackend:
         self.lm: LoadedModel = load_model(model, dtype=dtype, threads=threads, weights=weights,
                                           device=device)
         self._tokenizer = LoadedTokenizer(self.lm)
-        self.prefill_chunk = max(1, prefill_chunk)
+        # a GPU is busy only with pieces of thousands of tokens; Scout's attention chunk is 8,192
+        self.prefill_chunk = max(1, prefill_chunk or PREFILL_CHUNK[self.lm.device])
         self.progress = progress
         self.prefix_cache = None
         self.resident = None  # engine.generate.Resident: the device tier, one buffer

@@ -28,7 +28,7 @@ class BackendConfig:
     default_model: Callable[[], str] | None = None
     dtype: str = "bfloat16"
     device: str = "auto"  # in-process models: cpu | cuda | auto (the GPU when there is one)
-    prefill_chunk: int = 1024
+    prefill_chunk: int | None = None  # None: the backend's default for its device
     kv_block: int = 16
     kv_dir: Callable[[], Path] | None = None  # the on-disk KV folder, made when called
     kv_memory_bytes: int = 2 << 30

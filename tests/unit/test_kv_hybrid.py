@@ -186,7 +186,7 @@ def test_device_cpu_and_auto_answer_on_the_cpu_and_say_where(tmp_path, bundled_m
     assert EmbeddedBackend(bundled_model, device="auto").describe()["device"] == "cpu"
 
 
-# --- the device tier: the last buffer, reused in place ---------------------------------------------
+# --- the device tier: the last buffer, reused in place ----------------------------------------
 
 def _close(result, model, ids) -> float:
     return float((result.logits - reference(model, ids)).abs().max())
