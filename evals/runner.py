@@ -18,9 +18,9 @@ from dataclasses import dataclass, fields
 from itertools import groupby
 
 from engine.types import Backend, CompletionRequest, EngineError
-from evals.tasks import PIPELINE_TASKS, Generator, Sample, score
+from evals.tasks import PIPELINE_TASKS, PUBLISHED_TASKS, Generator, Sample, score
 
-DEPTHLESS = ("multikey", "multivalue", "multiquery", "vt", "cwe", "fwe")
+DEPTHLESS = ("multikey", "multivalue", "multiquery", "vt", "cwe", "fwe", *PUBLISHED_TASKS)
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class EvalConfig:
     seed: int = 0
     concurrency: int = 4
     tokenizer: str = ""  # what counted the lengths: `server:URL`, `embedded`, `cl100k`, ...
+    data: str = ""  # a folder of a published suite's files (BABILong), for its tasks
 
     def to_json(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
@@ -98,7 +99,8 @@ def check_window(config: EvalConfig, window: int | None, reserve: int = 64) -> N
 
 def _sample(gen: Generator, cell: Cell, config: EvalConfig) -> Sample:
     depth = cell.depth if cell.depth >= 0 else 0.5  # depthless tasks place their own needles
-    return gen.sample(cell.task, cell.length, depth, seed=config.seed * 1000 + cell.sample)
+    return gen.sample(cell.task, cell.length, depth, seed=config.seed * 1000 + cell.sample,
+                      index=cell.sample)
 
 
 def run_cells(cells: list[Cell], backend: Backend, gen: Generator, config: EvalConfig,
@@ -113,7 +115,7 @@ def run_cells(cells: list[Cell], backend: Backend, gen: Generator, config: EvalC
         h = hashlib.sha256(s.prompt.encode()).hexdigest()
         result = CellResult(cell, h, s.answers, s.metric)
         try:
-            c = backend.stream(CompletionRequest(prompt="\n\n" + s.question, prefix=s.context,
+            c = backend.stream(CompletionRequest(prompt=s.sep + s.question, prefix=s.context,
                                                  max_tokens=config.max_tokens)).collect()
         except EngineError as exc:
             result.status, result.error = "failed", str(exc)

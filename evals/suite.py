@@ -100,6 +100,7 @@ class Suite(BaseModel):
     model: str | None = None
     concurrency: int | None = Field(None, ge=1)
     tokenizer: str | None = None
+    data: str | None = Field(None, min_length=1, max_length=4096)
     run_id: str | None = None
     out: str | None = None
 

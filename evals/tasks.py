@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from evals import babilong
 from evals.corpus import CorpusText, kind_label, modal_needle, plant
 from evals.haystack import KINDS, place, source_text
 
@@ -30,7 +31,11 @@ MODAL_TASKS = ("code", "pdf", "video")  # needles by modality, in a corpus hayst
 #: the pipeline's own recall: needles planted in a stored corpus, scored by whether retrieval
 #: puts them in the context (no model answers; app.services.retrieval_eval runs them)
 PIPELINE_TASKS = ("retrieval",)
-ALL_TASKS = TASKS + MODAL_TASKS + PIPELINE_TASKS
+#: BABILong's qa1-qa5 from its published files (evals/babilong.py), `babilong` stands for all
+BABILONG = tuple(f"babilong-{t}" for t in babilong.TASKS)
+#: tasks whose samples come from a suite's published files (--data), not generated
+PUBLISHED_TASKS = BABILONG
+ALL_TASKS = TASKS + MODAL_TASKS + PIPELINE_TASKS + PUBLISHED_TASKS
 _WORDS = ["amber", "basil", "cobalt", "dune", "ember", "fjord", "garnet", "harbor", "indigo",
           "juniper", "kestrel", "lagoon", "meadow", "nectar", "onyx", "prairie", "quartz",
           "raven", "saffron", "tundra", "umber", "violet", "willow", "xenon", "yarrow", "zephyr"]
@@ -47,10 +52,11 @@ class Sample:
     answers: tuple[str, ...]
     metric: str = "all"  # all: share of answers present; part: 1 if any is present
     meta: dict = field(default_factory=dict)
+    sep: str = "\n\n"  # between the context and the question (a suite's own template: "")
 
     @property
     def prompt(self) -> str:
-        return self.context + "\n\n" + self.question
+        return self.context + self.sep + self.question
 
 
 def score(sample: Sample, response: str) -> float:
@@ -59,7 +65,10 @@ def score(sample: Sample, response: str) -> float:
 
 def score_text(answers: tuple[str, ...] | list[str], metric: str, response: str) -> float:
     """RULER's string match: `all` is the share of expected answers in the response, `part` is
-    1.0 when any of them is. A pure function of stored fields, so a run can be re-scored."""
+    1.0 when any of them is; `babilong:...` is BABILong's own rule. A pure function of stored
+    fields, so a run can be re-scored."""
+    if metric.startswith("babilong:"):
+        return babilong.score(answers[0] if answers else "", response, metric)
     text = response.casefold()
     hits = [a.casefold() in text for a in answers]
     if not hits:
@@ -72,9 +81,10 @@ def expand_tasks(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     lists the valid ones."""
     out: list[str] = []
     for name in names:
-        for t in RULER if name == "ruler" else (name,):
+        for t in {"ruler": RULER, "babilong": BABILONG}.get(name, (name,)):
             if t not in ALL_TASKS:
-                raise ValueError(f"unknown task {t!r} (tasks: {', '.join(ALL_TASKS)}, ruler)")
+                raise ValueError(f"unknown task {t!r} (tasks: {', '.join(ALL_TASKS)}, ruler, "
+                                 "babilong)")
             if t not in out:
                 out.append(t)
     return tuple(out)
@@ -95,8 +105,10 @@ class Generator:
     generated kind (`prose`, `filler`) or a rendered corpus (evals/corpus.py)."""
 
     def __init__(self, encode: Callable[[str], list[int]], decode: Callable[[list[int]], str],
-                 haystack: str | CorpusText = "prose"):
+                 haystack: str | CorpusText = "prose", data: str | None = None):
         self.encode, self.decode = encode, decode
+        self.data = data  # a folder of a suite's published files (BABILong)
+        self._babilong: babilong.Data | None = None
         self.corpus = haystack if isinstance(haystack, CorpusText) else None
         self.haystack = haystack.name if isinstance(haystack, CorpusText) else haystack
         if self.corpus is None and self.haystack not in KINDS:
@@ -108,9 +120,14 @@ class Generator:
     def count(self, text: str) -> int:
         return len(self.encode(text))
 
-    def sample(self, task: str, length: int, depth: float = 0.5, seed: int = 0) -> Sample:
+    def sample(self, task: str, length: int, depth: float = 0.5, seed: int = 0,
+               index: int = 0) -> Sample:
+        """A sample of `task` at `length`: generated from `seed`, or, for a published suite,
+        record `index` of its file at that length."""
         if task not in ALL_TASKS:
             raise ValueError(f"unknown task {task!r} (tasks: {', '.join(ALL_TASKS)})")
+        if task in BABILONG:
+            return self._published(task, length, seed, index)
         if task in MODAL_TASKS and self.corpus is None:
             raise ValueError(f"task {task} plants its needle in a corpus: use --haystack CORPUS")
         # the needle and the haystack do not depend on the depth: cells of one length share the
@@ -131,6 +148,24 @@ class Generator:
         return Sample(task, length, depth if task in ("niah", "single", "qa") else -1.0, seed,
                       context, question, tuple(answers), metric,
                       {**meta, "tokens": self.count(context + "\n\n" + question)})
+
+    def _published(self, task: str, length: int, seed: int, index: int) -> Sample:
+        """A BABILong record as its authors prompt it: the prefix up to the question, then the
+        question, joined with nothing between (their template's own blank line is in the
+        prefix). Its length is the file's, counted, not cut."""
+        if not self.data:
+            raise ValueError(f"task {task} reads BABILong's published files: --data DIR (a "
+                             "local copy of the RMT-team/babilong dataset)")
+        with self._lock:
+            if self._babilong is None:
+                self._babilong = babilong.Data(self.data)
+            qa = task.removeprefix("babilong-")
+            record = self._babilong.record(qa, length, index)
+        context, question = babilong.prompt_parts(qa, record)
+        return Sample(task, length, -1.0, seed, context, question, (record.target,),
+                      babilong.metric(qa, record.question),
+                      {"tokens": self.count(context + question),
+                       "file": babilong.label(length), "record": index}, sep="")
 
     def _source(self, seed: int, chars: int) -> str:
         if self.corpus is not None:

@@ -69,8 +69,9 @@ def run_cmd(
     = None,
     task: Annotated[str | None, typer.Option(
         help="comma-separated: niah, ruler (its 8 tasks), single, multikey, multivalue, "
-             "multiquery, vt, cwe, fwe, qa; code, pdf, video need --haystack CORPUS "
-             "[default: niah]", callback=text_arg)] = None,
+             "multiquery, vt, cwe, fwe, qa; code, pdf, video need --haystack CORPUS; "
+             "babilong (qa1-qa5) or babilong-qa1..qa5 need --data DIR [default: niah]",
+        callback=text_arg)] = None,
     lengths: Annotated[str | None, typer.Option(
         help="e.g. 1k,4k,32k,128k,1M [default: 1k,2k,4k]")] = None,
     depths: Annotated[str | None, typer.Option(
@@ -91,6 +92,9 @@ def run_cmd(
                                                callback=text_arg)] = None,
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="write the report (HTML, PNGs) here when the run ends")] = None,
+    data: Annotated[str | None, typer.Option(
+        help="a local copy of a published suite's files (babilong: RMT-team/babilong)",
+        callback=text_arg)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
     tokenizer: Annotated[str | None, tokenizer_option(
         "counts lengths [default: the server's /tokenize, or the embedded model's]")] = None,
@@ -99,12 +103,13 @@ def run_cmd(
     from app.services import eval_runs
     from app.services.backends import make_backend
     from evals import suite as suites
+    from evals.tasks import PUBLISHED_TASKS
 
     loaded = suites.load(suite) if suite is not None else None
     flags = {"tasks": _split(task), "lengths": _split(lengths), "depths": _split(depths),
              "samples": samples, "seed": seed, "haystack": haystack,
              "max_tokens": max_tokens, "backend": backend, "endpoint": endpoint,
-             "model": model, "concurrency": concurrency, "tokenizer": tokenizer,
+             "model": model, "concurrency": concurrency, "tokenizer": tokenizer, "data": data,
              "run_id": run_id, "out": str(out_dir) if out_dir else None}
     config, target = suites.resolve(loaded, flags)
     if target.run_id and (stored := eval_runs.stored_config(target.run_id, who=who())) is not None:
@@ -112,7 +117,16 @@ def run_cmd(
         config = stored
     if dry_run:
         window, unknown = eval_runs.target_window(target.backend, target.endpoint, target.model)
-        plan = eval_runs.dry_run(config, window=window)
+        gen = None
+        if any(t in PUBLISHED_TASKS for t in config.tasks):  # counted from the files
+            from app.services.tokencache import tokenizer as load_tokenizer
+            from evals.tasks import Generator
+
+            tok = load_tokenizer(target.tokenizer or config.tokenizer or "cl100k")
+            gen = Generator(tok.encode, tok.decode, data=config.data or None)
+        plan = eval_runs.dry_run(config, gen, window=window)
+        if gen is not None:
+            console.print(f"[dim]prompt tokens of published files counted with {tok.spec}")
         out.print(f"{plan['requests']} requests, {plan['prompt_tokens']:,} prompt tokens "
                   f"({', '.join(f'{t}: {n}' for t, n in plan['per_task'].items())}); "
                   "no prompt sent")
@@ -128,8 +142,11 @@ def run_cmd(
     gen, config = eval_runs.generator_for(
         config, chosen, target.tokenizer,
         lambda msg: console.print(f"[yellow]warning[/]: {msg}"), who=who())
-    console.print(f"[dim]lengths counted with {config.tokenizer}; haystack "
-                  f"{config.haystack}")
+    made = [t for t in config.tasks if t not in PUBLISHED_TASKS]
+    console.print(f"[dim]lengths counted with {config.tokenizer}"
+                  + (f"; haystack {config.haystack}" if made else "")
+                  + (f"; published files from {config.data}" if len(made) < len(config.tasks)
+                     else ""))
     columns = (TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())
     with Progress(*columns, console=console) as bar:

@@ -23,7 +23,7 @@ from engine.types import Backend, EngineError
 from evals.haystack import KINDS
 from evals.report import CellScore
 from evals.runner import EvalConfig, check_window, plan_cells, run_cells
-from evals.tasks import PIPELINE_TASKS, Generator, score_text
+from evals.tasks import PIPELINE_TASKS, PUBLISHED_TASKS, Generator, score_text
 from ingest.tokenizers import Tokenizer
 
 WINDOW_RESERVE = 64  # evals.runner.check_window's default reserve
@@ -58,7 +58,16 @@ def dry_run(config: EvalConfig, gen: Generator | None = None,
     """Requests and prompt tokens, counted from the grid alone: no prompt is sent, no model
     loaded. With the target's `window`, `too_long` lists the lengths the real run would refuse."""
     cells = plan_cells(config)
-    return {"requests": len(cells), "prompt_tokens": sum(c.length for c in cells),
+    tokens = 0
+    for c in cells:  # a published suite's cells are counted exactly, from its files
+        if gen is not None and c.task in PUBLISHED_TASKS:
+            try:
+                tokens += gen.sample(c.task, c.length, -1.0, index=c.sample).meta["tokens"]
+            except ValueError as exc:
+                raise EngineError(str(exc)) from None
+        else:
+            tokens += c.length
+    return {"requests": len(cells), "prompt_tokens": tokens,
             "per_task": {t: sum(c.task == t for c in cells) for t in config.tasks},
             "cells": [c.key for c in cells[:20]], "window": window,
             "too_long": too_long(config, window)}
@@ -188,7 +197,8 @@ def generator_for(config: EvalConfig, backend: Backend, tokenizer: str | None = 
             haystack = render(name, docs)
         except ValueError as exc:
             raise EngineError(str(exc)) from None
-    return Generator(tok.encode, tok.decode, haystack), replace(config, tokenizer=tok.spec)
+    return (Generator(tok.encode, tok.decode, haystack, data=config.data or None),
+            replace(config, tokenizer=tok.spec))
 
 
 def preflight(config: EvalConfig, gen: Generator) -> None:
@@ -202,6 +212,9 @@ def preflight(config: EvalConfig, gen: Generator) -> None:
             continue
         try:
             gen.sample(task, min(config.lengths), config.depths[0], seed=config.seed)
+            if task in PUBLISHED_TASKS:  # every file of the grid there, holding its samples
+                for n in config.lengths:
+                    gen.sample(task, n, -1.0, seed=config.seed, index=config.samples - 1)
         except ValueError as exc:
             raise EngineError(str(exc)) from None
 

@@ -20,7 +20,7 @@ from evals.report import (
 )
 from evals.runner import EvalConfig
 from evals.suite import resolve
-from evals.tasks import ALL_TASKS
+from evals.tasks import ALL_TASKS, PUBLISHED_TASKS
 from ui import jobs
 from ui.auth import who
 from ui.common import corpus_names, hide_path, job_outcome, job_progress, prefs
@@ -49,7 +49,9 @@ def _config(tasks: list[str], lengths: str, depths: str, samples: int,
 
 with run_tab:
     with st.form("eval_form"):
-        tasks = st.multiselect("Tasks", list(ALL_TASKS), default=["niah"],
+        # a published suite reads a local copy of its files: the command line's --data
+        tasks = st.multiselect("Tasks", [t for t in ALL_TASKS if t not in PUBLISHED_TASKS],
+                               default=["niah"],
                                help="niah and the RULER family on generated text; code, pdf "
                                     "and video plant a needle in a file, page or frame of a "
                                     "corpus")

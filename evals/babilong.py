@@ -1,0 +1,277 @@
+"""BABILong (Kuratov et al., 2024: bAbI facts hidden in PG-19 books, lengths to 10M tokens) from
+its published files, prompted and scored the way its authors do, so a score sits beside theirs.
+
+Data: the Hugging Face dataset RMT-team/babilong (100 samples per task and length; the
+1,000-sample one, RMT-team/babilong-1k-samples, has the same fields). Never downloaded here: the
+user points at a local copy, laid out as published: `data/qa1/4k.json` (the JSON layout;
+`qa1/4k.json` without `data/` too) or `4k/qa1-*.parquet` (the parquet layout). A record holds
+`input` (the haystack with the facts), `question` and `target`.
+
+Prompt: the authors' template, `{instruction}\\n{examples}\\n{post_prompt}\\n<context>\\n{input}
+\\n</context>\\nQuestion: {question}`, stripped, with their default instruction, in-context
+examples and post-prompt for qa1-qa5 (babilong/prompts.py in github.com/booydar/babilong, Apache
+2.0: the texts below are theirs, word for word, typos included, as they are part of the
+benchmark). Scoring (their babilong/metrics.py): the answer's first sentence, cut before an
+echoed `<context>`, `<example>` or `Question`, lower-cased; the task's labels found in it, less
+those the question names, must be exactly the target.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+TASKS = ("qa1", "qa2", "qa3", "qa4", "qa5")
+_ROOMS = ("bathroom", "bedroom", "garden", "hallway", "kitchen", "office")
+LABELS = {"qa1": _ROOMS, "qa2": _ROOMS, "qa3": _ROOMS, "qa4": _ROOMS,
+          "qa5": ("Bill", "Fred", "Jeff", "Mary", "apple", "football", "milk")}
+#: the lengths the authors publish (tokens of their haystacks, nominal)
+PUBLISHED = ("0k", "1k", "2k", "4k", "8k", "16k", "32k", "64k", "128k", "256k", "512k", "1M",
+             "10M")
+
+TEMPLATE = ("{instruction}\n\n{examples}\n\n{post_prompt}\n\n"
+            "<context>\n{context}\n</context>\n\nQuestion: {question}")
+
+PROMPTS = {
+    "qa1": {
+        "instruction":
+            "I will give you context with the facts about positions of different persons hidden "
+            "in some random text and a question. You need to answer the question based only on "
+            "the information from the facts. If a person was in different locations, use the "
+            "latest location to answer the question.",
+        "examples":
+            "<example>\n"
+            "Charlie went to the hallway. Judith come back to the kitchen. Charlie travelled to "
+            "balcony. Where is Charlie?\n"
+            "Answer: The most recent location of Charlie is balcony.\n"
+            "</example>\n\n"
+            "<example>\n"
+            "Alan moved to the garage. Charlie went to the beach. Alan went to the shop. Rouse "
+            "travelled to balcony. Where is Alan?\n"
+            "Answer: The most recent location of Alan is shop.\n"
+            "</example>",
+        "post_prompt":
+            "Always return your answer in the following format: The most recent location of "
+            "\u2019person\u2019 is \u2019location\u2019. Do not write anything else after "
+            "that.",
+    },
+    "qa2": {
+        "instruction":
+            "I give you context with the facts about locations and actions of different persons "
+            "hidden in some random text and a question.You need to answer the question based "
+            "only on the information from the facts.\n"
+            "If a person got an item in the first location and travelled to the second location "
+            "the item is also in the second location. If a person dropped an item in the first "
+            "location and moved to the second location the item remains in the first location.",
+        "examples":
+            "<example>\n"
+            "Charlie went to the kitchen. Charlie got a bottle. Charlie moved to the balcony. "
+            "Where is the bottle?\n"
+            "Answer: The bottle is in the balcony.\n"
+            "</example>\n"
+            "<example>\n"
+            "Alan moved to the garage. Alan got a screw driver. Alan moved to the kitchen. Where "
+            "is the screw driver?\n"
+            "Answer: The screw driver is in the kitchen.\n"
+            "</example>",
+        "post_prompt":
+            "Always return your answer in the following format: The \u2019item\u2019 is in "
+            "\u2019location\u2019. Do not write anything else after that.",
+    },
+    "qa3": {
+        "instruction":
+            "I give you context with the facts about locations and actions of different persons "
+            "hidden in some random text and a question. You need to answer the question based "
+            "only on the information from the facts.\n"
+            "If a person got an item in the first location and travelled to the second location "
+            "the item is also in the second location. If a person dropped an item in the first "
+            "location and moved to the second location the item remains in the first location.",
+        "examples":
+            "<example>\n"
+            "John journeyed to the bedroom. Mary grabbed the apple. Mary went back to the "
+            "bathroom. Daniel journeyed to the bedroom. Daniel moved to the garden. Mary "
+            "travelled to the kitchen. Where was the apple before the kitchen?\n"
+            "Answer: Before the kitchen the apple was in the bathroom.\n"
+            "</example>\n"
+            "<example>\n"
+            "John went back to the bedroom. John went back to the garden. John went back to the "
+            "kitchen. Sandra took the football. Sandra travelled to the garden. Sandra journeyed "
+            "to the bedroom. Where was the football before the bedroom?\n"
+            "Answer: Before the bedroom the football was in the garden.\n"
+            "</example>",
+        "post_prompt":
+            "Always return your answer in the following format: Before the $location_1$ the "
+            "$item$ was in the $location_2$. Do not write anything else after that.",
+    },
+    "qa4": {
+        "instruction":
+            "I will give you context with the facts about different people, their location and "
+            "actions, hidden in some random text and a question. You need to answer the question "
+            "based only on the information from the facts.",
+        "examples":
+            "<example>\n"
+            "The hallway is south of the kitchen. The bedroom is north of the kitchen. What is "
+            "the kitchen south of?\n"
+            "Answer: bedroom\n"
+            "</example>\n"
+            "<example>\n"
+            "The garden is west of the bedroom. The bedroom is west of the kitchen. What is west "
+            "of the bedroom?\n"
+            "Answer: garden\n"
+            "</example>",
+        "post_prompt":
+            "Your answer should contain only one word - location. Do not write anything else "
+            "after that.",
+    },
+    "qa5": {
+        "instruction":
+            "I will give you context with the facts about locations and their relations hidden "
+            "in some random text and a question. You need to answer the question based only on "
+            "the information from the facts.",
+        "examples":
+            "<example>\n"
+            "Mary picked up the apple there. Mary gave the apple to Fred. Mary moved to the "
+            "bedroom. Bill took the milk there. Who did Mary give the apple to?\n"
+            "Answer: Fred\n"
+            "</example>\n"
+            "<example>\n"
+            "Jeff took the football there. Jeff passed the football to Fred. Jeff got the milk "
+            "there. Bill travelled to the bedroom. Who gave the football?\n"
+            "Answer: Jeff\n"
+            "</example>\n"
+            "<example>\n"
+            "Fred picked up the apple there. Fred handed the apple to Bill. Bill journeyed to "
+            "the bedroom. Jeff went back to the garden. What did Fred give to Bill?\n"
+            "Answer: apple\n"
+            "</example>",
+        "post_prompt":
+            "Your answer should contain only one word. Do not write anything else after that. "
+            "Do not explain your answer.",
+    },
+}
+
+
+class DataError(ValueError):
+    """A local copy that is missing or not in the published format: the message names the file."""
+
+
+@dataclass(frozen=True)
+class Record:
+    input: str
+    question: str
+    target: str
+
+
+def label(tokens: int) -> str:
+    """A length in tokens as the authors name it: 4096 -> `4k`, 1,048,576 -> `1M`."""
+    if tokens == 0:
+        return "0k"
+    if tokens % (1 << 20) == 0:
+        return f"{tokens >> 20}M"
+    return f"{tokens >> 10}k" if tokens % 1024 == 0 else str(tokens)
+
+
+def prompt_parts(task: str, record: Record, variant: str = "full") -> tuple[str, str]:
+    """The authors' prompt split where the question starts (the reusable prefix, then the
+    question): `full` has their instruction, examples and post-prompt; `bare` has none (their
+    `instruction_no_examples_no_post_prompt_no` runs). The two parts joined are their
+    formatted input exactly."""
+    p = PROMPTS[task] if variant == "full" else {"instruction": "", "examples": "",
+                                                  "post_prompt": ""}
+    marker = "\x00QUESTION\x00"
+    whole = TEMPLATE.format(context=record.input.strip(), question=marker, **p).strip()
+    head, _, tail = whole.partition(marker)
+    cut = head.rindex("Question: ")
+    return head[:cut], head[cut:] + record.question + tail
+
+
+def metric(task: str, question: str) -> str:
+    """The stored metric: the task, and the task's labels the question names (never answers):
+    `babilong:qa1` or `babilong:qa5:Fred,milk`. Scoring needs nothing else."""
+    named = sorted(x for x in LABELS[task] if x.lower() in question.lower())
+    return f"babilong:{task}" + (":" + ",".join(named) if named else "")
+
+
+def score(target: str, output: str, stored_metric: str) -> float:
+    """1.0 when the answer's labels (less the question's) are exactly the target."""
+    _, task, *rest = stored_metric.split(":", 2)
+    in_question = {x.lower() for x in rest[0].split(",")} if rest else set()
+    text = output.lower().split(".")[0]
+    for stop in ("<context>", "<example>"):  # their third cut, at "Question", never matches
+        text = text.split(stop)[0]           # the lower-cased text: left out
+    found = {x.lower() for x in LABELS[task] if x.lower() in text} - in_question
+    target = target.lower()
+    if "," in target and len(target) > 3:  # several targets (qa8's lists): all, and only them
+        return 1.0 if found == set(target.split(",")) else 0.0
+    return 1.0 if found == {target} else 0.0
+
+
+def _records(path: Path) -> list[Record]:
+    if path.suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+
+            rows = pq.read_table(path, columns=["input", "question", "target"]).to_pylist()
+        except ImportError:
+            raise DataError(f"{path}: reading parquet needs pyarrow; use the JSON files "
+                            "(data/<task>/<length>.json)") from None
+        except Exception as exc:  # pyarrow's errors for a broken or foreign file
+            raise DataError(f"{path}: not a BABILong parquet file ({exc})") from None
+    else:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"{path}: cannot be read ({exc})") from None
+        try:
+            data = json.loads(text)
+            rows = data if isinstance(data, list) else [data]
+        except json.JSONDecodeError:  # JSON Lines
+            rows = []
+            for n, line in enumerate(text.splitlines(), 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        raise DataError(f"{path}: line {n} is not JSON") from None
+    out = []
+    for n, row in enumerate(rows, 1):
+        if not (isinstance(row, dict) and all(isinstance(row.get(k), str)
+                                              for k in ("input", "question", "target"))):
+            raise DataError(f"{path}: record {n} lacks the string fields input, question and "
+                            "target of a BABILong record")
+        out.append(Record(row["input"], row["question"], row["target"]))
+    if not out:
+        raise DataError(f"{path}: holds no records")
+    return out
+
+
+def find(folder: Path, task: str, length: str) -> Path:
+    """The published file of one task and length in a local copy."""
+    for candidate in (folder / "data" / task / f"{length}.json", folder / task / f"{length}.json",
+                      *sorted((folder / length).glob(f"{task}-*.parquet"))):
+        if candidate.is_file():
+            return candidate
+    raise DataError(f"no BABILong file for {task} at {length} in {folder} (looked for "
+                    f"data/{task}/{length}.json, {task}/{length}.json and "
+                    f"{length}/{task}-*.parquet, as RMT-team/babilong publishes them)")
+
+
+class Data:
+    """A local copy of the published files, each read once."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder).expanduser()
+        if not self.folder.is_dir():
+            raise DataError(f"BABILong data folder not found: {self.folder}")
+        self._read: dict[tuple[str, str], list[Record]] = {}
+
+    def record(self, task: str, tokens: int, index: int) -> Record:
+        key = (task, label(tokens))
+        if key not in self._read:
+            self._read[key] = _records(find(self.folder, *key))
+        rows = self._read[key]
+        if index >= len(rows):
+            raise DataError(f"{find(self.folder, *key)} holds {len(rows)} records; sample "
+                            f"{index + 1} was asked for (use --samples {len(rows)} or fewer)")
+        return rows[index]

@@ -1,0 +1,175 @@
+"""BABILong from its published files (issue 30, item 4): the files in each layout the authors
+publish, their prompt to the character as one user message, their scoring rule, a run through
+`scoutlens eval run` against a stand-in server (its requests seen), an exact-count dry run, and
+the mistakes a user makes with a local copy, each one line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fakes import FakeOpenAI, Reply
+from helpers import one_line_error
+from helpers import wide_cli as cli
+
+from app.services import eval_runs
+from evals import babilong
+from evals.tasks import Generator, expand_tasks, score_text
+
+HAY = "The river ran past the mill. " * 40
+
+
+def record(fact: str, question: str, target: str) -> dict:
+    return {"input": f"  {HAY}{fact} {HAY}\n", "question": question, "target": target}
+
+
+QA1 = [record("Mary went to the kitchen.", "Where is Mary?", "kitchen"),
+       record("John travelled to the office.", "Where is John?", "office")]
+QA5 = [record("Fred gave the milk to Bill.", "Who received the milk?", "Bill")]
+
+
+def published(root, layout: str = "json"):
+    """A local copy laid out as RMT-team/babilong publishes it."""
+    if layout == "json":  # data/<task>/<length>.json: a JSON array, or JSON Lines
+        (root / "data" / "qa1").mkdir(parents=True)
+        (root / "data" / "qa1" / "1k.json").write_text(json.dumps(QA1))
+        (root / "data" / "qa5").mkdir(parents=True)
+        (root / "data" / "qa5" / "1k.json").write_text("\n".join(json.dumps(r) for r in QA5))
+    else:  # <length>/<task>-00000-of-00001.parquet
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        (root / "1k").mkdir(parents=True)
+        for name, rows in (("qa1", QA1), ("qa5", QA5)):
+            table = pa.Table.from_pylist([{"target": r["target"], "question": r["question"],
+                                           "input": r["input"]} for r in rows])
+            pq.write_table(table, root / "1k" / f"{name}-00000-of-00001.parquet")
+    return root
+
+
+def authors_input(task: str, rec: dict) -> str:
+    """The authors' formatted input, written out as their template and scripts give it."""
+    p = babilong.PROMPTS[task]
+    return (f"{p['instruction']}\n\n{p['examples']}\n\n{p['post_prompt']}\n\n<context>\n"
+            f"{rec['input'].strip()}\n</context>\n\nQuestion: {rec['question']}").strip()
+
+
+@pytest.mark.parametrize("layout", ["json", "parquet"])
+def test_every_published_layout_reads_the_same_records(tmp_path, layout):
+    data = babilong.Data(published(tmp_path, layout))
+    got = [data.record("qa1", 1024, i) for i in range(2)] + [data.record("qa5", 1024, 0)]
+    assert [(r.question, r.target) for r in got] == [
+        ("Where is Mary?", "kitchen"), ("Where is John?", "office"), ("Who received the milk?",
+                                                                      "Bill")]
+
+
+def test_the_prompt_is_the_authors_formatted_input_split_before_the_question(tmp_path):
+    gen = Generator(lambda s: s.split(), lambda ids: " ".join(ids),
+                    data=str(published(tmp_path)))
+    for task, rec in (("qa1", QA1[0]), ("qa5", QA5[0])):
+        s = gen.sample(f"babilong-{task}", 1024, index=0)
+        assert s.prompt == authors_input(task, rec)
+        assert s.question == f"Question: {rec['question']}" and s.sep == ""
+        assert s.context.endswith("</context>\n\n") and s.depth == -1.0
+        assert s.meta["tokens"] == len(authors_input(task, rec).split())
+    bare = babilong.prompt_parts("qa1", babilong.Record(**QA1[0]), "bare")
+    assert "".join(bare) == (f"<context>\n{QA1[0]['input'].strip()}\n</context>\n\n"
+                             "Question: Where is Mary?")
+
+
+@pytest.mark.parametrize(("task", "question", "target", "answer", "expected"), [
+    ("qa1", "Where is Mary?", "kitchen", "The most recent location of Mary is kitchen.", 1.0),
+    ("qa1", "Where is Mary?", "kitchen", "KITCHEN", 1.0),
+    ("qa1", "Where is Mary?", "kitchen", "kitchen or office", 0.0),  # two labels: not it
+    ("qa1", "Where is Mary?", "kitchen", "office. Then the kitchen.", 0.0),  # first sentence
+    ("qa1", "Where is Mary?", "kitchen", "Mary is in the <context> kitchen", 0.0),
+    ("qa1", "Where is Mary?", "kitchen", "I do not know", 0.0),
+    # a label the question names is never the answer, so naming it again costs nothing
+    ("qa3", "Where was the apple before the kitchen?", "bathroom",
+     "Before the kitchen the apple was in the bathroom.", 1.0),
+    ("qa5", "Who received the milk?", "Bill", "Bill", 1.0),
+    ("qa5", "Who received the milk?", "Bill", "Fred gave it to Bill", 0.0),
+    ("qa5", "What did Fred give?", "apple,milk", "milk and apple", 1.0),  # every part, only
+    ("qa5", "What did Fred give?", "apple,milk", "milk", 0.0),
+])
+def test_scoring_follows_the_authors_rule(task, question, target, answer, expected):
+    stored = babilong.metric(task, question)
+    assert score_text([target], stored, answer) == expected
+    assert babilong.score(target, answer, stored) == expected
+
+
+def test_the_stored_metric_carries_what_rescoring_needs():
+    assert babilong.metric("qa3", "Where was the apple before the kitchen?") == \
+        "babilong:qa3:kitchen"
+    assert babilong.metric("qa5", "Who gave Fred the milk?") == "babilong:qa5:Fred,milk"
+    assert expand_tasks(["babilong"]) == tuple(f"babilong-qa{i}" for i in range(1, 6))
+    assert [babilong.label(n) for n in (0, 1024, 131072, 1 << 20, 10 << 20)] == [
+        "0k", "1k", "128k", "1M", "10M"]
+
+
+def test_a_run_end_to_end(tmp_path, scoutlens_home):
+    data = published(tmp_path / "babilong")
+    server = FakeOpenAI(max_model_len=32768).start()
+    server.script(Reply(deltas=("The most recent location of Mary is kitchen.",)),
+                  Reply(deltas=("The most recent location of John is kitchen.",)),
+                  Reply(deltas=("Bill",)))
+    try:
+        done = cli("eval", "run", "--endpoint", server.url, "--task", "babilong",
+                   "--data", str(data), "--lengths", "1k", "--samples", "2", "--run-id", "bl",
+                   "--concurrency", "1", "--max-tokens", "20")
+    finally:
+        server.close()
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    last = done.stderr.strip().splitlines()[-1]  # qa2-qa4 have no file here: refused first
+    assert last.startswith("error: no BABILong file for qa2 at 1k") and "data/qa2/1k.json" in last
+    assert not server.completions
+    # the tasks that have files, run alone
+    server = FakeOpenAI(max_model_len=32768).start()
+    server.script(Reply(deltas=("The most recent location of Mary is kitchen.",)),
+                  Reply(deltas=("The most recent location of John is kitchen.",)))
+    try:
+        done = cli("eval", "run", "--endpoint", server.url, "--task", "babilong-qa1",
+                   "--data", str(data), "--lengths", "1k", "--samples", "2", "--run-id", "bl",
+                   "--concurrency", "1", "--max-tokens", "20")
+        sent = [s.body for s in server.completions]
+    finally:
+        server.close()
+    assert done.returncode == 0, done.stderr
+    contents = [b["messages"][-1]["content"] for b in sent]
+    assert contents == [authors_input("qa1", QA1[0]), authors_input("qa1", QA1[1])]
+    assert all(b["max_tokens"] == 20 and b.get("temperature", 0) == 0 for b in sent)
+    cells = sorted(eval_runs.cells_of("bl"), key=lambda c: c.sample)
+    assert [c.score for c in cells] == [1.0, 0.0]
+    assert eval_runs.rescore("bl").changed == 0  # from the stored fields alone
+
+
+def test_a_dry_run_counts_the_files_prompts_exactly(tmp_path, scoutlens_home):
+    from app.services.tokencache import tokenizer
+
+    data = published(tmp_path / "babilong")
+    done = cli("eval", "run", "--task", "babilong-qa1,babilong-qa5", "--data", str(data),
+               "--lengths", "1k", "--samples", "1", "--dry-run", "--tokenizer", "cl100k")
+    assert done.returncode == 0, done.stderr
+    tok = tokenizer("cl100k")
+    exact = len(tok.encode(authors_input("qa1", QA1[0]))) + len(
+        tok.encode(authors_input("qa5", QA5[0])))
+    assert f"2 requests, {exact:,} prompt tokens" in done.stdout
+
+
+def test_mistakes_with_a_local_copy_are_one_line(tmp_path, scoutlens_home):
+    data = published(tmp_path / "babilong")
+    base = ("eval", "run", "--dry-run", "--lengths", "1k", "--tokenizer", "cl100k")
+    one_line_error(cli(*base, "--task", "babilong-qa1"), "reads BABILong's published files",
+                   "--data DIR")
+    one_line_error(cli(*base, "--task", "babilong-qa1", "--data", str(tmp_path / "nope")),
+                   "BABILong data folder not found")
+    one_line_error(cli(*base, "--task", "babilong-qa1", "--data", str(data), "--samples", "3"),
+                   "holds 2 records; sample 3 was asked for")
+    (data / "data" / "qa1" / "1k.json").write_text('[{"input": "x", "question": 3}]')
+    one_line_error(cli(*base, "--task", "babilong-qa1", "--data", str(data)),
+                   "record 1 lacks the string fields input, question and target")
+    (data / "data" / "qa1" / "1k.json").write_text('{"input": "x"\nnot json')
+    one_line_error(cli(*base, "--task", "babilong-qa1", "--data", str(data)),
+                   "1k.json: line 1 is not JSON")
+    (data / "data" / "qa1" / "1k.json").write_text("")
+    one_line_error(cli(*base, "--task", "babilong-qa1", "--data", str(data)), "holds no records")
