@@ -207,43 +207,88 @@ def score(target: str, output: str, stored_metric: str) -> float:
     return 1.0 if found == {target} else 0.0
 
 
-def _records(path: Path) -> list[Record]:
-    if path.suffix == ".parquet":
+def _checked(path: Path, n: int, row: object) -> Record:
+    if not (isinstance(row, dict) and all(isinstance(row.get(k), str)
+                                          for k in ("input", "question", "target"))):
+        raise DataError(f"{path}: record {n} lacks the string fields input, question and "
+                        "target of a BABILong record")
+    return Record(row["input"], row["question"], row["target"])
+
+
+class _File:
+    """One published file, read by record: a 10M-token file holds ~4 GB of text in 100
+    records, so JSON Lines and parquet files are indexed and read one record at a time (only a
+    JSON array, the small files' other form, is parsed whole)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._rows: list[Record] | None = None
+        self._offsets: list[int] = []
+        try:
+            if path.suffix == ".parquet":
+                self.count = self._parquet().metadata.num_rows
+            else:
+                self.count = self._index()
+        except OSError as exc:
+            raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+        if not self.count:
+            raise DataError(f"{path}: holds no records")
+
+    def _parquet(self):
         try:
             import pyarrow.parquet as pq
 
-            rows = pq.read_table(path, columns=["input", "question", "target"]).to_pylist()
+            return pq.ParquetFile(self.path)
         except ImportError:
-            raise DataError(f"{path}: reading parquet needs pyarrow; use the JSON files "
+            raise DataError(f"{self.path}: reading parquet needs pyarrow; use the JSON files "
                             "(data/<task>/<length>.json)") from None
+        except OSError:
+            raise
         except Exception as exc:  # pyarrow's errors for a broken or foreign file
-            raise DataError(f"{path}: not a BABILong parquet file ({exc})") from None
-    else:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DataError(f"{path}: cannot be read ({exc})") from None
-        try:
-            data = json.loads(text)
-            rows = data if isinstance(data, list) else [data]
-        except json.JSONDecodeError:  # JSON Lines
-            rows = []
-            for n, line in enumerate(text.splitlines(), 1):
+            raise DataError(f"{self.path}: not a BABILong parquet file ({exc})") from None
+
+    def _index(self) -> int:
+        """Record offsets of a JSON Lines file; a JSON array is parsed whole instead."""
+        with open(self.path, "rb") as fh:
+            head = fh.read(4096).lstrip()
+            if head.startswith(b"["):
+                fh.seek(0)
+                try:
+                    rows = json.loads(fh.read().decode("utf-8"))
+                except (UnicodeDecodeError, json.JSONDecodeError):
+                    raise DataError(f"{self.path}: not JSON") from None
+                self._rows = [_checked(self.path, n, r) for n, r in enumerate(rows, 1)]
+                return len(self._rows)
+            fh.seek(0)
+            pos = 0
+            for line in fh:
                 if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        raise DataError(f"{path}: line {n} is not JSON") from None
-    out = []
-    for n, row in enumerate(rows, 1):
-        if not (isinstance(row, dict) and all(isinstance(row.get(k), str)
-                                              for k in ("input", "question", "target"))):
-            raise DataError(f"{path}: record {n} lacks the string fields input, question and "
-                            "target of a BABILong record")
-        out.append(Record(row["input"], row["question"], row["target"]))
-    if not out:
-        raise DataError(f"{path}: holds no records")
-    return out
+                    self._offsets.append(pos)
+                pos += len(line)
+        return len(self._offsets)
+
+    def get(self, index: int) -> Record:
+        if self._rows is not None:
+            return self._rows[index]
+        if self.path.suffix == ".parquet":
+            try:
+                batches = self._parquet().iter_batches(batch_size=1, columns=[
+                    "input", "question", "target"])
+                for seen, batch in enumerate(batches):
+                    if seen == index:
+                        return _checked(self.path, index + 1, batch.to_pylist()[0])
+            except DataError:
+                raise
+            except Exception as exc:  # a column missing, a broken page
+                raise DataError(f"{self.path}: not a BABILong parquet file ({exc})") from None
+        with open(self.path, "rb") as fh:
+            fh.seek(self._offsets[index])
+            line = fh.readline()
+        try:
+            row = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise DataError(f"{self.path}: record {index + 1} is not JSON") from None
+        return _checked(self.path, index + 1, row)
 
 
 def find(folder: Path, task: str, length: str) -> Path:
@@ -264,14 +309,14 @@ class Data:
         self.folder = Path(folder).expanduser()
         if not self.folder.is_dir():
             raise DataError(f"BABILong data folder not found: {self.folder}")
-        self._read: dict[tuple[str, str], list[Record]] = {}
+        self._files: dict[tuple[str, str], _File] = {}
 
     def record(self, task: str, tokens: int, index: int) -> Record:
         key = (task, label(tokens))
-        if key not in self._read:
-            self._read[key] = _records(find(self.folder, *key))
-        rows = self._read[key]
-        if index >= len(rows):
-            raise DataError(f"{find(self.folder, *key)} holds {len(rows)} records; sample "
-                            f"{index + 1} was asked for (use --samples {len(rows)} or fewer)")
-        return rows[index]
+        if key not in self._files:
+            self._files[key] = _File(find(self.folder, *key))
+        f = self._files[key]
+        if index >= f.count:
+            raise DataError(f"{f.path} holds {f.count} records; sample {index + 1} was asked "
+                            f"for (use --samples {f.count} or fewer)")
+        return f.get(index)

@@ -170,6 +170,19 @@ def test_mistakes_with_a_local_copy_are_one_line(tmp_path, scoutlens_home):
                    "record 1 lacks the string fields input, question and target")
     (data / "data" / "qa1" / "1k.json").write_text('{"input": "x"\nnot json')
     one_line_error(cli(*base, "--task", "babilong-qa1", "--data", str(data)),
-                   "1k.json: line 1 is not JSON")
+                   "1k.json: record 1 is not JSON")
     (data / "data" / "qa1" / "1k.json").write_text("")
     one_line_error(cli(*base, "--task", "babilong-qa1", "--data", str(data)), "holds no records")
+
+
+def test_a_parquet_file_without_the_fields_is_one_line(tmp_path, scoutlens_home):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "1k").mkdir()
+    pq.write_table(pa.Table.from_pylist([{"text": "x"}]), tmp_path / "1k" / "qa1-0.parquet")
+    (tmp_path / "1k" / "qa5-0.parquet").write_bytes(b"PAR1 not really")
+    base = ("eval", "run", "--dry-run", "--lengths", "1k", "--tokenizer", "cl100k", "--data",
+            str(tmp_path), "--task")
+    one_line_error(cli(*base, "babilong-qa1"), "qa1-0.parquet: record 1 lacks the string fields")
+    one_line_error(cli(*base, "babilong-qa5"), "qa5-0.parquet: not a BABILong parquet file")
