@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from engine.embedded_model import LoadedModel, LoadedTokenizer, encode_request, load_model
 from engine.types import (
@@ -21,18 +20,17 @@ from engine.types import (
     Usage,
 )
 
-if TYPE_CHECKING:
-    from engine.generate import PrefillResult
-
 
 @dataclass
 class _State(StreamState):
-    """One embedded stream: the text so far, the tokens generated, and the prefill's result."""
+    """One embedded stream: the text so far, the tokens generated, and the prefill's figures
+    (not its buffer: a finished stream held by a caller must not hold the device's memory)."""
 
     finish: str | None = "length"
     text: str = ""
     generated: int = 0
-    prefill: PrefillResult | None = None
+    cached_tokens: int = 0
+    prefill_s: float = 0.0
 
 
 #: prefill piece by device, when none is asked for (tokens)
@@ -56,7 +54,7 @@ class EmbeddedBackend:
                                           device=device)
         self._tokenizer = LoadedTokenizer(self.lm)
         # a GPU is busy only with pieces of thousands of tokens; Scout's attention chunk is 8,192
-        self.prefill_chunk = max(1, prefill_chunk or PREFILL_CHUNK[self.lm.device])
+        self.prefill_chunk = max(1, prefill_chunk or PREFILL_CHUNK.get(self.lm.device, 1024))
         self.progress = progress
         self.prefix_cache = None
         self.resident = None  # engine.generate.Resident: the device tier, one buffer
@@ -107,15 +105,22 @@ class EmbeddedBackend:
 
         tok = self.lm.tokenizer
         resident, self.resident = self.resident, None
+        result = None
         try:
             result = prefill(self.lm.model, ids, self.prefill_chunk, self.prefix_cache,
                              self.progress, capacity=len(ids) + request.max_tokens,
                              resident=resident)
         except torch.OutOfMemoryError:
+            pass  # raised below, outside the handler: the error's frames hold the buffer
+        finally:
+            del resident
+        if result is None:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
             raise EngineError(f"the GPU ran out of memory prefilling {len(ids):,} tokens in "
                               f"pieces of {self.prefill_chunk:,}: a smaller --prefill-chunk or "
-                              "a shorter context fits") from None
-        state.prefill = result
+                              "a shorter context fits")
+        state.cached_tokens, state.prefill_s = result.cached_tokens, result.prefill_s
         generated: list[int] = []
         emitted = ""
         try:
@@ -143,17 +148,23 @@ class EmbeddedBackend:
             if self.prefix_cache is not None:
                 save_blocks(self.prefix_cache, result)
                 self.resident = Resident(ids, result.buffer)
+            del result  # the buffer lives on in the resident only
 
     def _check_kv_fits(self, tokens: int) -> None:
         """A context whose KV buffer cannot fit in the GPU's free memory is refused before any
         work, in the planner's terms: what it needs, what is free, how many tokens would fit."""
         import torch
 
+        from engine.generate import buffer_capacity, hybrid_for
         from engine.kvbuffer import KVBuffer
 
-        need = KVBuffer.bytes_needed(self.lm.model, tokens)
-        per_token = max(1, KVBuffer.bytes_needed(self.lm.model, tokens + 1) - need)
+        hybrid = hybrid_for(self.lm.model, self.prefix_cache)  # the buffer prefill will make
+        need = KVBuffer.bytes_needed(self.lm.model, buffer_capacity(tokens), hybrid)
+        per_token = max(1, KVBuffer.bytes_needed(self.lm.model, 2, hybrid)
+                        - KVBuffer.bytes_needed(self.lm.model, 1, hybrid))
         free, _ = torch.cuda.mem_get_info()
+        # what torch's allocator keeps cached is free to this process too
+        free += torch.cuda.memory_reserved() - torch.cuda.memory_allocated()
         if self.resident is not None and self.resident.buffer is not None:
             free += self.resident.buffer.nbytes  # let go of before a new buffer is made
         room = free - ACTIVATION_HEADROOM
@@ -161,17 +172,17 @@ class EmbeddedBackend:
             raise EngineError(
                 f"{tokens:,} tokens need {need / 2**30:.2f} GiB of KV ({per_token:,} bytes per "
                 f"token); {torch.cuda.get_device_name()} has {free / 2**30:.2f} GiB free: about "
-                f"{max(0, room - (need - per_token * tokens)) // per_token:,} tokens fit")
+                f"{max(0, room - (need - per_token * buffer_capacity(tokens))) // per_token:,}"
+                " tokens fit")
 
     def _finish(self, ids: list[int], state: _State) -> Completion:
-        result = state.prefill
         end = state.end or time.perf_counter()
-        prefill_end = state.t0 + (result.prefill_s if result else 0.0)
+        prefill_end = state.t0 + state.prefill_s
         first = state.first or end
         return Completion(
             text=state.text,
             usage=Usage(prompt_tokens=len(ids),
-                        cached_tokens=result.cached_tokens if result else 0,
+                        cached_tokens=state.cached_tokens,
                         completion_tokens=state.generated),
             timings=Timings(ttft_s=first - state.t0, prefill_s=prefill_end - state.t0,
                             decode_s=max(0.0, end - prefill_end), total_s=end - state.t0),

@@ -91,8 +91,9 @@ def load_model(model: str | Path, dtype: str = "bfloat16", threads: int = 0,
     if dtype not in ("bfloat16", "float32", "float16"):
         raise EngineError(f"unknown dtype {dtype!r}: bfloat16 | float32 | float16")
     # before any weight is read; a dry run (no weights) checks only the name
-    where = resolve_device(device) if weights else resolve_device("cpu" if device in DEVICES
-                                                                  else device)
+    if device not in DEVICES:
+        raise EngineError(f"unknown device {device!r}: {' | '.join(DEVICES)}")
+    where = resolve_device(device) if weights else device  # a dry run loads nothing anywhere
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # our own progress and errors speak for us
@@ -103,6 +104,8 @@ def load_model(model: str | Path, dtype: str = "bfloat16", threads: int = 0,
         # prefill at 7K.
         os.environ.setdefault("TRANSFORMERS_SDPA_FORCE_GQA", "1")
         torch.set_num_threads(threads or os.cpu_count() or 1)
+    if where == "cuda":  # before the weights fill host memory: they may not fit the GPU anyway
+        _check_fits_gpu(folder, _weights_bytes(folder, dtype))
     try:
         if (folder / "tokenizer.json").is_file():  # AutoTokenizer's first call costs ~1 s more
             tok = PreTrainedTokenizerFast.from_pretrained(folder)
@@ -136,17 +139,47 @@ def load_model(model: str | Path, dtype: str = "bfloat16", threads: int = 0,
                        window=window, eos_ids=frozenset(eos), dtype=dtype, device=where)
 
 
-def _to_gpu(lm, folder: Path):
-    """The weights onto the GPU, or a one-line error naming what they need and what is free."""
+def _weights_bytes(folder: Path, dtype: str) -> int:
+    """The weights' size in `dtype`, from the safetensors files' headers alone (0: unknown)."""
+    import struct
+
+    size = {"bfloat16": 2, "float16": 2, "float32": 4}[dtype]
+    total = 0
+    for path in folder.glob("*.safetensors"):
+        try:
+            with open(path, "rb") as fh:
+                (n,) = struct.unpack("<Q", fh.read(8))
+                if n > 100 << 20:
+                    return 0
+                header = json.loads(fh.read(n))
+        except (OSError, ValueError, struct.error):
+            return 0
+        for name, info in header.items():
+            if name != "__metadata__" and isinstance(info, dict):
+                count = 1
+                for dim in info.get("shape", []):
+                    count *= int(dim)
+                total += count * size
+    return total
+
+
+def _check_fits_gpu(folder: Path, need: int) -> None:
     import torch
 
-    need = sum(p.numel() * p.element_size() for p in lm.parameters())
     free, total = torch.cuda.mem_get_info()
     if need > free:
         raise EngineError(f"the model in {folder} needs {need / 2**30:.1f} GiB for its weights; "
                           f"{torch.cuda.get_device_name()} has {free / 2**30:.1f} GiB free of "
                           f"{total / 2**30:.1f}: use a smaller or quantized model, or "
                           "--device cpu")
+
+
+def _to_gpu(lm, folder: Path):
+    """The weights onto the GPU, or a one-line error naming what they need and what is free."""
+    import torch
+
+    need = sum(p.numel() * p.element_size() for p in lm.parameters())
+    _check_fits_gpu(folder, need)
     try:
         return lm.to("cuda")
     except torch.OutOfMemoryError:

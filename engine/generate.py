@@ -6,8 +6,9 @@ logits are ever computed. Before prefilling, the longest block-aligned prefix al
 PrefixCache is loaded instead of recomputed; after the answer, new full blocks are stored.
 
 Everything runs on the model's device. With Llama 4's chunked local layers the buffer is hybrid
-(engine.kvbuffer): pieces stop at attention chunk edges, and new blocks are copied out to host
-memory as they complete, while the local layers still hold them.
+(engine.kvbuffer): pieces stop at attention chunk edges, new blocks go to the prefix cache as
+they complete (while the local layers still hold them), and attention is lower-right causal
+SDPA with no mask built (engine.attention).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from engine.attention import maskless
 from engine.kvbuffer import KVBuffer, local_layers
 from engine.kvcache import KVBlock, PrefixCache
 
@@ -29,10 +31,28 @@ class PrefillResult:
     cached_tokens: int
     prefill_s: float
     new_keys: list[str] = field(default_factory=list)
-    #: new full blocks already copied out (hybrid buffers, whose local layers drop old chunks)
-    captured: list[torch.Tensor] = field(default_factory=list)
+    #: new full blocks already stored in the prefix cache during prefill (hybrid buffers, whose
+    #: local layers drop old chunks): save_blocks has nothing left to copy
+    stored: int = 0
 
 
+
+
+#: a new buffer's capacity is rounded up to this many tokens, so a follow-up question a little
+#: longer than the last still fits the resident buffer (the device tier) without growing it
+ROOM = 1024
+
+
+def buffer_capacity(tokens: int) -> int:
+    return -(-max(tokens, 1) // ROOM) * ROOM
+
+
+def hybrid_for(model, prefix_cache: PrefixCache | None) -> bool:
+    """Whether a generation's buffer keeps only the local layers' chunk: not when a prefix
+    block would straddle a chunk edge (its old half would be gone), then every layer keeps every
+    token, as a plain model does."""
+    size = prefix_cache.block if prefix_cache is not None else 0
+    return not (size and local_layers(model.config)[0] % size)
 
 
 @dataclass
@@ -68,8 +88,10 @@ def _from_resident(resident: Resident | None, ids: list[int], keys: list[str],
         return None
     size = prefix_cache.block
     n = min(_shared(resident.ids, ids), len(ids) - 1) // size * size
-    if n == 0 or (n // size < len(keys) and prefix_cache.has(keys[n // size])):
-        return None  # nothing shared, or the host tiers hold more: today's path
+    if n == 0 or capacity > resident.buffer.capacity:
+        return None  # nothing shared, or growing it would hold old and new at once
+    if n // size < len(keys) and all(prefix_cache.has(k) for k in keys[:n // size + 1]):
+        return None  # the host tiers hold a longer prefix, from its start: today's path
     buffer = resident.buffer
     local: list[torch.Tensor] | None = None
     if buffer.chunk:
@@ -80,7 +102,6 @@ def _from_resident(resident: Resident | None, ids: list[int], keys: list[str],
     if n == 0:
         return None
     buffer.rewind(n, local)
-    buffer.ensure(capacity)
     return buffer, n
 
 
@@ -106,31 +127,32 @@ def prefill(model, ids: list[int], chunk: int, prefix_cache: PrefixCache | None 
         blocks: list[KVBlock] = []
         if prefix_cache is not None:
             blocks = prefix_cache.lookup(keys[: (len(ids) - 1) // size])
-        # a block must never straddle a chunk edge (its old half would be gone): else keep
-        # every layer's KV, as a plain model does
-        hybrid = not (size and local_layers(model.config)[0] % size)
-        buffer = KVBuffer.for_model(model, capacity, hybrid=hybrid)
+        buffer = KVBuffer.for_model(model, buffer_capacity(capacity),
+                                    hybrid=hybrid_for(model, prefix_cache))
         done = buffer.load([b.kv for b in blocks])
     cached = done
     cache = buffer.cache
-    captured: list[torch.Tensor] = []
+    stored = 0  # blocks copied out to the prefix cache so far
     logits = None
     while done < len(ids):
         stop = min(len(ids), done + chunk, buffer.chunk_end(done) or len(ids))
         piece = torch.tensor([ids[done:stop]], dtype=torch.long, device=buffer.device)
-        out = model(input_ids=piece, cache=cache, use_cache=True, logits_to_keep=1)
+        with maskless(model, bool(buffer.chunk)):
+            out = model(input_ids=piece, cache=cache, use_cache=True, logits_to_keep=1)
         logits = out.logits[0, -1].float()
         done = stop
-        if buffer.chunk and size:
-            first = cached // size + len(captured)
-            captured += [buffer.block(b * size, (b + 1) * size)
-                         for b in range(first, min(done // size, len(keys)))]
+        if buffer.chunk and size:  # copied out while the local layers still hold them
+            first, last = cached // size + stored, min(done // size, len(keys))
+            if last > first:
+                prefix_cache.store(keys[first:last], [KVBlock(kv) for kv in buffer.blocks(
+                    first * size, last * size, size)], evict=False)
+                stored += last - first
         if progress:
             progress(done, len(ids))
     assert logits is not None
     return PrefillResult(buffer=buffer, logits=logits, cached_tokens=cached,
                          prefill_s=time.perf_counter() - t0, new_keys=keys[cached // size:]
-                         if size else [], captured=captured)
+                         if size else [], stored=stored)
 
 
 def save_blocks(prefix_cache: PrefixCache, result: PrefillResult) -> None:
@@ -138,10 +160,13 @@ def save_blocks(prefix_cache: PrefixCache, result: PrefillResult) -> None:
     if not result.new_keys:
         return
     size = prefix_cache.block
-    first = result.cached_tokens // size
-    kvs = result.captured or [result.buffer.block(b * size, (b + 1) * size)
-                              for b in range(first, first + len(result.new_keys))]
-    prefix_cache.store(result.new_keys, [KVBlock(kv) for kv in kvs])
+    first = result.cached_tokens // size + result.stored
+    keys = result.new_keys[result.stored:]
+    if keys:
+        prefix_cache.store(keys, [KVBlock(kv) for kv in result.buffer.blocks(
+            first * size, (first + len(keys)) * size, size)], evict=False)
+    if prefix_cache.disk is not None:
+        prefix_cache.disk.evict()
 
 
 @torch.inference_mode()
@@ -159,6 +184,7 @@ def decode(model, result: PrefillResult, max_tokens: int, eos_ids: frozenset[int
         if token in eos_ids:
             return
         yield token
-        out = model(input_ids=torch.tensor([[token]], device=device), cache=cache,
-                    use_cache=True)
+        with maskless(model, bool(result.buffer.chunk)):
+            out = model(input_ids=torch.tensor([[token]], device=device), cache=cache,
+                        use_cache=True)
         logits = out.logits[0, -1].float()

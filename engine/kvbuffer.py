@@ -212,6 +212,12 @@ class KVBuffer:
             if layer.is_initialized:
                 layer._views()
 
+    def blocks(self, start: int, end: int, size: int) -> list[torch.Tensor]:
+        """Positions [start, end) as host-memory blocks of `size`, each its own storage, in
+        one transfer from the device (not one per block)."""
+        whole = self.block(start, end)
+        return [whole[:, :, :, i:i + size].clone() for i in range(0, end - start, size)]
+
     def block(self, start: int, end: int) -> torch.Tensor:
         """A host-memory copy of positions [start, end) for every layer: [2, layers, heads,
         end-start, dim]. A local layer holds them only while they are in its current chunk."""

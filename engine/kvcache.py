@@ -76,6 +76,9 @@ class MemoryTier:
     def __len__(self) -> int:
         return len(self._blocks)
 
+    def __contains__(self, key: str) -> bool:  # no recency touched
+        return key in self._blocks
+
     def clear(self) -> None:
         self._blocks.clear()
         self.bytes = 0
@@ -187,8 +190,7 @@ class PrefixCache:
 
     def has(self, key: str) -> bool:
         """Whether a block is in memory or on disk (not read, not checked: lookup does that)."""
-        return self.memory.get(key) is not None or (
-            self.disk is not None and self.disk._path(key).is_file())
+        return key in self.memory or (self.disk is not None and self.disk._path(key).is_file())
 
     def lookup(self, keys: list[str]) -> list[KVBlock]:
         """Blocks for the longest run of `keys` found, memory first, then disk."""
@@ -206,12 +208,14 @@ class PrefixCache:
             found.append(blk)
         return found
 
-    def store(self, keys: list[str], blocks: list[KVBlock]) -> None:
+    def store(self, keys: list[str], blocks: list[KVBlock], evict: bool = True) -> None:
+        """Blocks into memory and onto disk; `evict=False` leaves the disk tier's budget to a
+        later call (a prefill stores blocks piece by piece, and evicting scans every file)."""
         for key, blk in zip(keys, blocks, strict=True):
             self.memory.put(key, blk)
             if self.disk is not None and not self.disk.put(key, blk):
                 break  # the disk is refusing: do not warn once per block
-        if self.disk is not None:
+        if self.disk is not None and evict:
             self.disk.evict()
 
 

@@ -247,8 +247,10 @@ class ScoutShape:
         never cross an attention chunk; `marks[n]` gets the seconds taken when n tokens are in."""
         pos, end, started = cache.length, cache.length + tokens.shape[0], time.perf_counter()
         base = pos
+        stops = sorted(n for n in (marks or {}) if pos < n <= end)  # a piece ends at each mark
         while pos < end:
-            stop = min(end, pos + step, (pos // self.s.chunk + 1) * self.s.chunk)
+            stop = min(end, pos + step, (pos // self.s.chunk + 1) * self.s.chunk,
+                       *(n for n in stops if n > pos))
             last = self.step(tokens[pos - base:stop - base], pos, cache)
             pos = stop
             if marks is not None and pos in marks:

@@ -85,8 +85,11 @@ def test_prefix_blocks_from_memory_and_disk_give_the_same_logits_and_answer(mode
     ref = reference(model, ids)
     cache = PrefixCache("tiny-llama4", 16, tmp_path / "kv")
     cold = prefill(model, ids, 24, cache)
-    assert cold.cached_tokens == 0 and len(cold.captured) == len(ids) // 16
-    assert all(kv.device.type == "cpu" and kv.shape[1] == LAYERS for kv in cold.captured)
+    # stored in the prefix cache as they completed, every layer, in host memory
+    assert cold.cached_tokens == 0 and cold.stored == len(ids) // 16
+    held = [cache.memory.get(k) for k in cache.keys(ids)]
+    assert all(b is not None and b.kv.device.type == "cpu" and b.kv.shape[1] == LAYERS
+               for b in held)
     save_blocks(cache, cold)
     warm = prefill(model, ids, 24, cache)
     restarted = PrefixCache("tiny-llama4", 16, tmp_path / "kv")
@@ -120,7 +123,7 @@ def test_a_block_size_that_does_not_divide_the_chunk_keeps_every_layer(model, tm
     ids = ids_of(3 * CHUNK)
     cache = PrefixCache("tiny-llama4-12", 12, tmp_path / "kv")
     cold = prefill(model, ids, 20, cache)
-    assert cold.buffer.chunk == 0 and not cold.captured
+    assert cold.buffer.chunk == 0 and cold.stored == 0
     save_blocks(cache, cold)
     warm = prefill(model, ids, 20, cache)
     assert warm.cached_tokens == (len(ids) - 1) // 12 * 12
@@ -139,19 +142,28 @@ def test_a_context_larger_than_the_gpus_free_memory_is_refused_in_the_planners_w
     from engine.embedded import ACTIVATION_HEADROOM, EmbeddedBackend
 
     backend = EmbeddedBackend.__new__(EmbeddedBackend)
-    backend.resident = None
+    backend.resident, backend.prefix_cache = None, None
     backend.lm = type("LM", (), {"model": model})()
     per_token = KVBuffer.bytes_needed(model, 2) - KVBuffer.bytes_needed(model, 1)
     fixed = KVBuffer.bytes_needed(model, 0) - per_token
-    free = ACTIVATION_HEADROOM + fixed + 5000 * per_token
+    free = ACTIVATION_HEADROOM + fixed + 5120 * per_token  # 5,000 + max_tokens, rounded up
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (free, 80 << 30))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda: 0)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda: "NVIDIA H100 80GB HBM3")
     backend._check_kv_fits(5000)
     with pytest.raises(EngineError) as err:
         backend._check_kv_fits(6000)
     message = str(err.value)
     assert "6,000 tokens need" in message and f"({per_token:,} bytes per token)" in message
-    assert "about 5,000 tokens fit" in message and "\n" not in message
+    assert "about 5,120 tokens fit" in message and "\n" not in message
+    # a 12-token block cannot keep to 32-token chunks: every layer keeps every token, and the
+    # check counts that buffer, not the hybrid one
+    backend.prefix_cache = PrefixCache("tiny-12", 12, None)
+    full = KVBuffer.bytes_needed(model, 2, hybrid=False) - KVBuffer.bytes_needed(
+        model, 1, hybrid=False)
+    with pytest.raises(EngineError, match=f"5,000 tokens need .* \\({full:,} bytes per token\\)"):
+        backend._check_kv_fits(5000)
 
 
 # --- --device on the command line ----------------------------------------------------------------
@@ -263,3 +275,78 @@ def test_the_backend_keeps_its_last_buffer_for_the_next_question(bundled_model):
     assert backend.resident.buffer is buffer
     assert second.result.usage.cached_tokens >= len(backend.encode(CompletionRequest(
         prompt="", prefix=prefix))) - 32
+
+
+def test_blocks_stored_during_prefill_keep_to_the_memory_budget(model):
+    """Blocks leave for the prefix cache piece by piece; nothing holds them beside it, so host
+    memory is the memory tier's budget, whatever the prompt's length."""
+    one = KVBuffer.bytes_needed(model, 16, hybrid=False) // 16 * 16  # a block, every layer
+    cache = PrefixCache("tiny-budget", 16, None, memory_bytes=3 * one)
+    ids = ids_of(6 * CHUNK)
+    result = prefill(model, ids, 24, cache)
+    assert result.stored == len(ids) // 16 and len(cache.memory) == 3
+    assert cache.memory.bytes <= 3 * one and not hasattr(result, "captured")
+
+
+def test_a_follow_up_needing_more_room_gets_a_new_buffer_not_a_doubled_one(model):
+    from engine.generate import ROOM, Resident
+
+    cache = PrefixCache("tiny-room", 16, None)
+    first = ids_of(2 * CHUNK + 8)
+    a = prefill(model, first, 24, cache, capacity=len(first))
+    save_blocks(cache, a)
+    follow = first[:2 * CHUNK] + ids_of(20, seed=9)
+    # a little longer than the last: the room a new buffer is given takes it, in place
+    a2 = prefill(model, follow, 24, cache, capacity=len(follow) + 64,
+                 resident=Resident(first, a.buffer))
+    assert a2.buffer is a.buffer and a2.buffer.capacity == ROOM
+    # past that room: a new buffer, the old one let go first
+    resident = Resident(follow, a2.buffer)
+    b = prefill(model, follow, 24, cache, capacity=ROOM + 64, resident=resident)
+    assert b.buffer is not a.buffer and resident.buffer is None
+    assert b.buffer.capacity == 2 * ROOM and b.cached_tokens == (len(follow) - 1) // 16 * 16
+    assert _close(b, model, follow) < 1e-4
+
+
+def test_the_resident_is_kept_when_the_host_tier_lost_the_prefix_start(model):
+    """The memory tier evicts a long prompt's first blocks first: the host tiers then cannot
+    serve that prefix at all, so the resident buffer that shares it is the one to use."""
+    from engine.generate import Resident
+
+    cache = PrefixCache("tiny-lost", 16, None)
+    doc = ids_of(3 * CHUNK)
+    a = prefill(model, doc + ids_of(5, seed=10), 24, cache)
+    save_blocks(cache, a)
+    cache.memory._blocks.pop(cache.keys(doc)[0])  # evicted
+    again = doc + ids_of(5, seed=11)  # no more room than the resident has
+    b = prefill(model, again, 24, cache, resident=Resident(doc + ids_of(5, seed=10), a.buffer))
+    assert b.buffer is a.buffer and b.cached_tokens == 3 * CHUNK
+    assert _close(b, model, again) < 1e-4
+
+
+def test_a_hybrid_buffer_attends_with_no_mask_built(model):
+    """Every layer's keys are what its queries may see (the global layers' all, the local
+    layers' chunk), so attention is lower-right causal SDPA and transformers builds no
+    [piece x context] mask; the model's own setting is back after each call."""
+    from transformers import AttentionInterface
+
+    import engine.attention as att
+
+    seen = []
+
+    def spy(module, query, key, value, mask, **kwargs):
+        seen.append((query.shape[2], key.shape[2], mask))
+        return att.lower_right_attention(module, query, key, value, mask, **kwargs)
+
+    AttentionInterface.register(att.NAME, spy)
+    try:
+        ids = ids_of(3 * CHUNK + 11)
+        result = prefill(model, ids, 20)
+        list(decode(model, result, 3, frozenset()))
+    finally:
+        AttentionInterface.register(att.NAME, att.lower_right_attention)
+    assert seen and all(mask is None for *_, mask in seen)
+    assert max(k for _, k, _ in seen) == len(ids) + 3  # a global layer, the third token fed
+    assert {k for q, k, _ in seen if q > 1} >= {20, 32, 52}  # local chunks, a global layer
+    assert model.config._attn_implementation == "sdpa"
+    assert float((result.logits - reference(model, ids)).abs().max()) < 1e-4
