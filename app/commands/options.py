@@ -35,10 +35,6 @@ ModelOpt = Annotated[str | None, typer.Option(
     "--model", "-m", help="embedded: a model folder; openai: the served model name; default: "
     "SCOUTLENS_MODEL, else the bundled model or the server's first")]
 
-DeviceOpt = Annotated[str | None, typer.Option(
-    "--device", help="embedded: where the model runs, cpu | cuda | auto (the GPU when torch "
-    "sees one); default: SCOUTLENS_DEVICE, else auto")]
-
 
 def json_option(help: str = "print JSON only"):
     """`--json`, with the command's own words for what it prints where it has them."""
@@ -172,3 +168,8 @@ def text_or_path_arg(param: typer.CallbackParam, value):
                           "(names inside a folder may hold any bytes)")
         raise NotText(f"the {_what(param)} is not valid UTF-8 text")
     return value
+
+
+DeviceOpt = Annotated[str | None, typer.Option(
+    "--device", help="embedded: where the model runs, cpu | cuda | auto (the GPU when torch "
+    "sees one); default: SCOUTLENS_DEVICE, else auto", callback=text_arg)]
