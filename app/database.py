@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from common.errors import UserError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD_REVISION = "0007"  # keep equal to the newest file in migrations/versions (a test checks)
+HEAD_REVISION = "0008"  # keep equal to the newest file in migrations/versions (a test checks)
 CONNECT_TIMEOUT_S = 10
 BUSY_TIMEOUT_MS = 30_000  # how long a SQLite writer queues for the write lock
 _MIGRATION_LOCK = 0x5C0_0715  # PostgreSQL advisory lock key held while migrating

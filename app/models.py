@@ -167,7 +167,7 @@ class EvalCell(Base):
     cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
     response: Mapped[str] = mapped_column(Text, default="")
     answers: Mapped[list] = mapped_column(JSON, default=list)
-    metric: Mapped[str] = mapped_column(String(10), default="all")
+    metric: Mapped[str] = mapped_column(String(200), default="all")
     score: Mapped[float | None] = mapped_column(nullable=True)
     ttft_s: Mapped[float] = mapped_column(default=0.0)
     total_s: Mapped[float] = mapped_column(default=0.0)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 from itertools import groupby
 
 from engine.types import Backend, CompletionRequest, EngineError
-from evals.tasks import PIPELINE_TASKS, PUBLISHED_TASKS, Generator, Sample, score
+from evals.tasks import PIPELINE_TASKS, PUBLISHED_TASKS, RAW, Generator, Sample, score_text
 
 DEPTHLESS = ("multikey", "multivalue", "multiquery", "vt", "cwe", "fwe", *PUBLISHED_TASKS)
 
@@ -35,6 +35,7 @@ class EvalConfig:
     concurrency: int = 4
     tokenizer: str = ""  # what counted the lengths: `server:URL`, `embedded`, `cl100k`, ...
     data: str = ""  # a folder of a published suite's files (BABILong), for its tasks
+    keep_thinking: bool = False  # score a reasoning model's thinking block with its answer
 
     def to_json(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
@@ -113,7 +114,7 @@ def run_cells(cells: list[Cell], backend: Backend, gen: Generator, config: EvalC
         except (EngineError, ValueError) as exc:  # e.g. the server's /tokenize went away
             return CellResult(cell, "", (), "all", status="failed", error=str(exc))
         h = hashlib.sha256(s.prompt.encode()).hexdigest()
-        result = CellResult(cell, h, s.answers, s.metric)
+        result = CellResult(cell, h, s.answers, (RAW if config.keep_thinking else "") + s.metric)
         try:
             c = backend.stream(CompletionRequest(prompt=s.sep + s.question, prefix=s.context,
                                                  max_tokens=config.max_tokens)).collect()
@@ -123,7 +124,8 @@ def run_cells(cells: list[Cell], backend: Backend, gen: Generator, config: EvalC
         if c.incomplete:
             result.status, result.error = "failed", c.error or "incomplete answer"
         result.response = c.text
-        result.score = score(s, c.text) if result.status == "done" else None
+        result.score = (score_text(s.answers, result.metric, c.text)
+                        if result.status == "done" else None)
         result.prompt_tokens, result.cached_tokens = c.usage.prompt_tokens, c.usage.cached_tokens
         result.ttft_s, result.total_s = c.timings.ttft_s, c.timings.total_s
         return result

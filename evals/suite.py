@@ -101,6 +101,7 @@ class Suite(BaseModel):
     concurrency: int | None = Field(None, ge=1)
     tokenizer: str | None = None
     data: str | None = Field(None, min_length=1, max_length=4096)
+    keep_thinking: bool | None = None
     run_id: str | None = None
     out: str | None = None
 

@@ -63,10 +63,27 @@ def score(sample: Sample, response: str) -> float:
     return score_text(sample.answers, sample.metric, response)
 
 
+#: a stored metric with this prefix scores the whole response, thinking included
+RAW = "raw:"
+
+
+def answer_part(response: str) -> str:
+    """What a reasoning model answered: the text after its last `</think>`; nothing when the
+    thinking never ended (the answer tokens ran out inside it); the whole text otherwise."""
+    if "</think>" in response:
+        return response.rsplit("</think>", 1)[1]
+    return "" if response.lstrip().startswith("<think>") else response
+
+
 def score_text(answers: tuple[str, ...] | list[str], metric: str, response: str) -> float:
     """RULER's string match: `all` is the share of expected answers in the response, `part` is
-    1.0 when any of them is; `babilong:...` is BABILong's own rule. A pure function of stored
-    fields, so a run can be re-scored."""
+    1.0 when any of them is; `babilong:...` is BABILong's own rule. A reasoning model's
+    thinking block is left out (answer_part) unless the metric starts with `raw:`. A pure
+    function of stored fields, so a run can be re-scored."""
+    if metric.startswith(RAW):
+        metric = metric.removeprefix(RAW)
+    else:
+        response = answer_part(response)
     if metric.startswith("babilong:"):
         return babilong.score(answers[0] if answers else "", response, metric)
     text = response.casefold()

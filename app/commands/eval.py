@@ -95,6 +95,9 @@ def run_cmd(
     data: Annotated[str | None, typer.Option(
         help="a local copy of a published suite's files (babilong: RMT-team/babilong)",
         callback=text_arg)] = None,
+    keep_thinking: Annotated[bool, typer.Option(
+        "--keep-thinking", help="score a reasoning model's <think> block with its answer "
+        "[default: the answer after it]")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
     tokenizer: Annotated[str | None, tokenizer_option(
         "counts lengths [default: the server's /tokenize, or the embedded model's]")] = None,
@@ -110,6 +113,7 @@ def run_cmd(
              "samples": samples, "seed": seed, "haystack": haystack,
              "max_tokens": max_tokens, "backend": backend, "endpoint": endpoint,
              "model": model, "concurrency": concurrency, "tokenizer": tokenizer, "data": data,
+             "keep_thinking": keep_thinking or None,
              "run_id": run_id, "out": str(out_dir) if out_dir else None}
     config, target = suites.resolve(loaded, flags)
     if target.run_id and (stored := eval_runs.stored_config(target.run_id, who=who())) is not None:

@@ -23,7 +23,7 @@ from engine.types import Backend, EngineError
 from evals.haystack import KINDS
 from evals.report import CellScore
 from evals.runner import EvalConfig, check_window, plan_cells, run_cells
-from evals.tasks import PIPELINE_TASKS, PUBLISHED_TASKS, Generator, score_text
+from evals.tasks import PIPELINE_TASKS, PUBLISHED_TASKS, RAW, Generator, score_text
 from ingest.tokenizers import Tokenizer
 
 WINDOW_RESERVE = 64  # evals.runner.check_window's default reserve
@@ -317,8 +317,8 @@ def rescore(run_id: str, metric: str | None = None, who: Who = None) -> Rescored
                                                  EvalCell.status == "done")).all()
         before = [c.score for c in cells if c.score is not None]
         changed = 0
-        for c in cells:
-            c.metric = metric or c.metric
+        for c in cells:  # an override keeps each cell's thinking rule (raw: or not)
+            c.metric = (RAW if c.metric.startswith(RAW) else "") + metric if metric else c.metric
             new = score_text(list(c.answers or []), c.metric, c.response or "")
             changed += new != c.score
             c.score = new

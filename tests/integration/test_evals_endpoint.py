@@ -71,3 +71,28 @@ def test_a_suite_against_an_endpoint_counts_lengths_with_its_tokenize(reader, tm
     assert {c.score for c in eval_runs.cells_of("ci")} == {1.0}
     bad = cli("eval", "rescore", "ci", "--metric", "some")
     assert bad.returncode == 1 and "unknown metric" in bad.stderr
+
+
+def test_babilong_cells_store_their_rule_on_both_databases(tmp_path, db_url):
+    """A published suite's metric ("raw:babilong:qa5:Bill,Fred" at its longest) is longer than
+    "all"/"part": PostgreSQL enforces the column's width where SQLite does not. Scored, stored,
+    re-scored the same, the thinking rule kept."""
+    from fakes import FakeOpenAI, Reply
+
+    data = tmp_path / "babilong" / "data" / "qa5"
+    data.mkdir(parents=True)
+    rows = [{"input": "Fred gave the milk to Bill. " * 20, "question": f"Who did Fred give the "
+             f"milk to? ({i})", "target": "Bill"} for i in range(2)]
+    (data / "1k.json").write_text("\n".join(json.dumps(r) for r in rows))
+    server = FakeOpenAI(max_model_len=32768).start()
+    server.script(Reply(deltas=("<think>Fred or Bill?</think> Bill",)), Reply(deltas=("Fred",)))
+    try:
+        done = cli("eval", "run", "--endpoint", server.url, "--task", "babilong-qa5", "--data",
+                   str(tmp_path / "babilong"), "--lengths", "1k", "--samples", "2",
+                   "--concurrency", "1", "--run-id", "bl", "--tokenizer", "cl100k")
+    finally:
+        server.close()
+    assert done.returncode == 0, done.stderr
+    cells = sorted(eval_runs.cells_of("bl"), key=lambda c: c.sample)
+    assert [c.score for c in cells] == [1.0, 0.0]  # the think block left out; Fred is named
+    assert eval_runs.rescore("bl").changed == 0

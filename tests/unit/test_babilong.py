@@ -186,3 +186,40 @@ def test_a_parquet_file_without_the_fields_is_one_line(tmp_path, scoutlens_home)
             str(tmp_path), "--task")
     one_line_error(cli(*base, "babilong-qa1"), "qa1-0.parquet: record 1 lacks the string fields")
     one_line_error(cli(*base, "babilong-qa5"), "qa5-0.parquet: not a BABILong parquet file")
+
+
+def test_a_reasoning_models_thinking_is_left_out_of_the_score_unless_kept():
+    think = "<think>Mary went to the kitchen, then? 7291</think> The code is 1234. office"
+    assert score_text(["7291"], "all", think) == 0.0
+    assert score_text(["7291"], "raw:all", think) == 1.0
+    assert score_text(["7291"], "all", "<think>the answer tokens ran out: 7291") == 0.0
+    assert score_text(["7291"], "all", "The code is 7291") == 1.0
+    qa1 = babilong.metric("qa1", "Where is Mary?")
+    assert score_text(["office"], qa1, think.replace("1234. ", "")) == 1.0
+    assert score_text(["office"], "raw:" + qa1, think.replace("1234. ", "")) == 0.0
+
+
+def test_keep_thinking_is_stored_with_each_cell_and_kept_by_a_rescore(tmp_path,
+                                                                     scoutlens_home):
+    data = published(tmp_path / "babilong")
+    server = FakeOpenAI(max_model_len=32768).start()
+    answer = "<think>the office? no</think> The most recent location of Mary is kitchen."
+    server.script(Reply(deltas=(answer,)), Reply(deltas=(answer,)))
+    try:
+        done = cli("eval", "run", "--endpoint", server.url, "--task", "babilong-qa1", "--data",
+                   str(data), "--lengths", "1k", "--samples", "1", "--run-id", "kept",
+                   "--concurrency", "1", "--keep-thinking", "--tokenizer", "cl100k")
+        plain = cli("eval", "run", "--endpoint", server.url, "--task", "babilong-qa1",
+                    "--data", str(data), "--lengths", "1k", "--samples", "1", "--run-id",
+                    "plain", "--concurrency", "1", "--tokenizer", "cl100k")
+    finally:
+        server.close()
+    assert done.returncode == 0 and plain.returncode == 0, done.stderr + plain.stderr
+    assert [c.score for c in eval_runs.cells_of("kept")] == [0.0]  # office and kitchen
+    assert [c.score for c in eval_runs.cells_of("plain")] == [1.0]  # the answer alone
+    assert eval_runs.rescore("kept").changed == 0 and eval_runs.rescore("plain").changed == 0
+    # a metric override keeps each cell's thinking rule
+    eval_runs.rescore("kept", metric="part")
+    eval_runs.rescore("plain", metric="part")
+    assert [c.score for c in eval_runs.cells_of("kept")] == [1.0]  # "kitchen" is in it
+    assert [c.score for c in eval_runs.cells_of("plain")] == [1.0]
