@@ -180,10 +180,11 @@ def prompt_parts(task: str, record: Record, variant: str = "full") -> tuple[str,
     p = PROMPTS[task] if variant == "full" else {"instruction": "", "examples": "",
                                                   "post_prompt": ""}
     marker = "\x00QUESTION\x00"
-    whole = TEMPLATE.format(context=record.input.strip(), question=marker, **p).strip()
-    head, _, tail = whole.partition(marker)
-    cut = head.rindex("Question: ")
-    return head[:cut], head[cut:] + record.question + tail
+    head = TEMPLATE.format(context=record.input.strip(), question=marker, **p).strip()
+    cut = head.partition(marker)[0].rindex("Question: ")  # the template's, after the input
+    whole = TEMPLATE.format(context=record.input.strip(), question=record.question,
+                            **p).strip()
+    return whole[:cut], whole[cut:]
 
 
 def metric(task: str, question: str) -> str:
@@ -212,7 +213,21 @@ def _checked(path: Path, n: int, row: object) -> Record:
                                           for k in ("input", "question", "target"))):
         raise DataError(f"{path}: record {n} lacks the string fields input, question and "
                         "target of a BABILong record")
+    for k in ("input", "question", "target"):
+        try:
+            row[k].encode("utf-8")
+        except UnicodeEncodeError:
+            raise DataError(f"{path}: record {n}'s {k} holds a lone surrogate (\\ud800-"
+                            "\\udfff), not text") from None
     return Record(row["input"], row["question"], row["target"])
+
+
+def _json(path: Path, what: str, data: bytes) -> object:
+    """One JSON value, or a one-line DataError (not JSON, nested too deep, a number too long)."""
+    try:
+        return json.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise DataError(f"{path}: {what} is not JSON") from None
 
 
 class _File:
@@ -250,13 +265,12 @@ class _File:
     def _index(self) -> int:
         """Record offsets of a JSON Lines file; a JSON array is parsed whole instead."""
         with open(self.path, "rb") as fh:
-            head = fh.read(4096).lstrip()
+            head = fh.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()
             if head.startswith(b"["):
                 fh.seek(0)
-                try:
-                    rows = json.loads(fh.read().decode("utf-8"))
-                except (UnicodeDecodeError, json.JSONDecodeError):
-                    raise DataError(f"{self.path}: not JSON") from None
+                rows = _json(self.path, "the file", fh.read())
+                if not isinstance(rows, list):
+                    raise DataError(f"{self.path}: not a JSON array of records")
                 self._rows = [_checked(self.path, n, r) for n, r in enumerate(rows, 1)]
                 return len(self._rows)
             fh.seek(0)
@@ -284,11 +298,34 @@ class _File:
         with open(self.path, "rb") as fh:
             fh.seek(self._offsets[index])
             line = fh.readline()
-        try:
-            row = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise DataError(f"{self.path}: record {index + 1} is not JSON") from None
-        return _checked(self.path, index + 1, row)
+        return _checked(self.path, index + 1, _json(self.path, f"record {index + 1}", line))
+
+    def check(self, count: int) -> None:
+        """Records 1..count read and checked, in one pass: a run refuses a bad record before
+        it sends anything, not half-way through."""
+        if self._rows is not None:
+            return  # checked when parsed
+        if self.path.suffix == ".parquet":
+            try:
+                batches = self._parquet().iter_batches(batch_size=64, columns=[
+                    "input", "question", "target"])
+                n = 0
+                for batch in batches:
+                    for row in batch.to_pylist():
+                        if n >= count:
+                            return
+                        n += 1
+                        _checked(self.path, n, row)
+            except DataError:
+                raise
+            except Exception as exc:
+                raise DataError(f"{self.path}: not a BABILong parquet file ({exc})") from None
+            return
+        with open(self.path, "rb") as fh:
+            for index, offset in enumerate(self._offsets[:count]):
+                fh.seek(offset)
+                _checked(self.path, index + 1, _json(self.path, f"record {index + 1}",
+                                                       fh.readline()))
 
 
 def find(folder: Path, task: str, length: str) -> Path:
@@ -311,12 +348,23 @@ class Data:
             raise DataError(f"BABILong data folder not found: {self.folder}")
         self._files: dict[tuple[str, str], _File] = {}
 
-    def record(self, task: str, tokens: int, index: int) -> Record:
+    def _file(self, task: str, tokens: int) -> _File:
         key = (task, label(tokens))
         if key not in self._files:
             self._files[key] = _File(find(self.folder, *key))
-        f = self._files[key]
+        return self._files[key]
+
+    def record(self, task: str, tokens: int, index: int) -> Record:
+        f = self._file(task, tokens)
         if index >= f.count:
             raise DataError(f"{f.path} holds {f.count} records; sample {index + 1} was asked "
                             f"for (use --samples {f.count} or fewer)")
         return f.get(index)
+
+    def check(self, task: str, tokens: int, samples: int) -> None:
+        """The file of a task and length holds `samples` good records."""
+        f = self._file(task, tokens)
+        if samples > f.count:
+            raise DataError(f"{f.path} holds {f.count} records; {samples} samples were asked "
+                            f"for (use --samples {f.count} or fewer)")
+        f.check(samples)

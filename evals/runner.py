@@ -113,7 +113,7 @@ def run_cells(cells: list[Cell], backend: Backend, gen: Generator, config: EvalC
             s = _sample(gen, cell, config)
         except (EngineError, ValueError) as exc:  # e.g. the server's /tokenize went away
             return CellResult(cell, "", (), "all", status="failed", error=str(exc))
-        h = hashlib.sha256(s.prompt.encode()).hexdigest()
+        h = hashlib.sha256(s.prompt.encode("utf-8", "surrogatepass")).hexdigest()
         result = CellResult(cell, h, s.answers, (RAW if config.keep_thinking else "") + s.metric)
         try:
             c = backend.stream(CompletionRequest(prompt=s.sep + s.question, prefix=s.context,

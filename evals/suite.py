@@ -91,7 +91,7 @@ class Suite(BaseModel):
     tasks: list[Task] | None = Field(None, min_length=1)
     lengths: list[Length] | None = Field(None, min_length=1)
     depths: list[Depth] | None = Field(None, min_length=1)
-    samples: int | None = Field(None, ge=1)
+    samples: int | None = Field(None, ge=1, le=100_000)
     seed: int | None = None
     haystack: str | None = None
     max_tokens: int | None = Field(None, ge=1)

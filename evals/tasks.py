@@ -166,18 +166,29 @@ class Generator:
                       context, question, tuple(answers), metric,
                       {**meta, "tokens": self.count(context + "\n\n" + question)})
 
-    def _published(self, task: str, length: int, seed: int, index: int) -> Sample:
-        """A BABILong record as its authors prompt it: the prefix up to the question, then the
-        question, joined with nothing between (their template's own blank line is in the
-        prefix). Its length is the file's, counted, not cut."""
+    def _data(self, task: str) -> babilong.Data:
         if not self.data:
             raise ValueError(f"task {task} reads BABILong's published files: --data DIR (a "
                              "local copy of the RMT-team/babilong dataset)")
         with self._lock:
             if self._babilong is None:
                 self._babilong = babilong.Data(self.data)
-            qa = task.removeprefix("babilong-")
-            record = self._babilong.record(qa, length, index)
+            return self._babilong
+
+    def check_published(self, task: str, length: int, samples: int) -> None:
+        """The task's file at `length` holds `samples` good records (read, not prompted)."""
+        data = self._data(task)
+        with self._lock:
+            data.check(task.removeprefix("babilong-"), length, samples)
+
+    def _published(self, task: str, length: int, seed: int, index: int) -> Sample:
+        """A BABILong record as its authors prompt it: the prefix up to the question, then the
+        question, joined with nothing between (their template's own blank line is in the
+        prefix). Its length is the file's, counted, not cut."""
+        data = self._data(task)
+        qa = task.removeprefix("babilong-")
+        with self._lock:
+            record = data.record(qa, length, index)
         context, question = babilong.prompt_parts(qa, record)
         return Sample(task, length, -1.0, seed, context, question, (record.target,),
                       babilong.metric(qa, record.question),

@@ -4,7 +4,7 @@ gate. A suite YAML names the grid and the target; flags override it."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Annotated
 
@@ -112,13 +112,14 @@ def run_cmd(
     flags = {"tasks": _split(task), "lengths": _split(lengths), "depths": _split(depths),
              "samples": samples, "seed": seed, "haystack": haystack,
              "max_tokens": max_tokens, "backend": backend, "endpoint": endpoint,
-             "model": model, "concurrency": concurrency, "tokenizer": tokenizer, "data": data,
+             "model": model, "concurrency": concurrency, "tokenizer": tokenizer,
+             "data": str(Path(data).expanduser().absolute()) if data else None,
              "keep_thinking": keep_thinking or None,
              "run_id": run_id, "out": str(out_dir) if out_dir else None}
     config, target = suites.resolve(loaded, flags)
     if target.run_id and (stored := eval_runs.stored_config(target.run_id, who=who())) is not None:
         console.print(f"resuming run {target.run_id} with its stored grid")
-        config = stored
+        config = replace(stored, data=config.data or stored.data)  # files where they are now
     if dry_run:
         window, unknown = eval_runs.target_window(target.backend, target.endpoint, target.model)
         gen = None

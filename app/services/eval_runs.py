@@ -58,19 +58,22 @@ def dry_run(config: EvalConfig, gen: Generator | None = None,
     """Requests and prompt tokens, counted from the grid alone: no prompt is sent, no model
     loaded. With the target's `window`, `too_long` lists the lengths the real run would refuse."""
     cells = plan_cells(config)
-    tokens = 0
+    tokens, over = 0, set()
     for c in cells:  # a published suite's cells are counted exactly, from its files
         if gen is not None and c.task in PUBLISHED_TASKS:
             try:
-                tokens += gen.sample(c.task, c.length, -1.0, index=c.sample).meta["tokens"]
+                n = gen.sample(c.task, c.length, -1.0, index=c.sample).meta["tokens"]
             except ValueError as exc:
                 raise EngineError(str(exc)) from None
+            tokens += n
+            if window is not None and n + config.max_tokens + WINDOW_RESERVE > window:
+                over.add(c.length)
         else:
             tokens += c.length
     return {"requests": len(cells), "prompt_tokens": tokens,
             "per_task": {t: sum(c.task == t for c in cells) for t in config.tasks},
             "cells": [c.key for c in cells[:20]], "window": window,
-            "too_long": too_long(config, window)}
+            "too_long": sorted(set(too_long(config, window)) | over)}
 
 
 def too_long(config: EvalConfig, window: int | None) -> list[int]:
@@ -201,7 +204,7 @@ def generator_for(config: EvalConfig, backend: Backend, tokenizer: str | None = 
             replace(config, tokenizer=tok.spec))
 
 
-def preflight(config: EvalConfig, gen: Generator) -> None:
+def preflight(config: EvalConfig, gen: Generator, window: int | None = None) -> None:
     """One sample per task at the shortest length, so a task that cannot be built (too short,
     no PDF page in the corpus) is refused before anything is sent."""
     for task in config.tasks:
@@ -212,17 +215,29 @@ def preflight(config: EvalConfig, gen: Generator) -> None:
             continue
         try:
             gen.sample(task, min(config.lengths), config.depths[0], seed=config.seed)
-            if task in PUBLISHED_TASKS:  # every file of the grid there, holding its samples
+            if task in PUBLISHED_TASKS:  # every record the grid reads, checked before a send
                 for n in config.lengths:
-                    gen.sample(task, n, -1.0, seed=config.seed, index=config.samples - 1)
+                    gen.check_published(task, n, config.samples)
+                    _fits(gen.sample(task, n, -1.0, seed=config.seed), config, window)
         except ValueError as exc:
             raise EngineError(str(exc)) from None
+
+
+def _fits(sample, config: EvalConfig, window: int | None) -> None:
+    """A published file's prompt is as long as it is, not its nominal length: counted."""
+    tokens = sample.meta.get("tokens", 0)
+    if window is not None and tokens + config.max_tokens + WINDOW_RESERVE > window:
+        raise EngineError(f"{sample.task} at {sample.meta.get('file')}: its prompts are "
+                          f"{tokens:,} tokens, over the model's window of {window:,} with "
+                          f"{config.max_tokens} answer tokens reserved: drop that length")
 
 
 def run(config: EvalConfig, backend: Backend, gen: Generator, run_id: str | None = None,
         progress: Callable[[int, int], None] | None = None, who: Who = None) -> str:
     run_id = run_id or uuid.uuid4().hex[:10]
-    config = stored_config(run_id, who) or config  # a resumed run keeps its own grid
+    stored = stored_config(run_id, who)  # a resumed run keeps its own grid
+    if stored is not None:  # ... but reads its published files where they are now
+        config = replace(stored, data=config.data or stored.data)
     name = corpus_haystack(config)
     if name is not None:  # a haystack from a corpus `who` may read (either spelling)
         from app.services.access import CorpusNotFound
@@ -231,7 +246,7 @@ def run(config: EvalConfig, backend: Backend, gen: Generator, run_id: str | None
         if not corpus_exists(name, who=who):
             raise CorpusNotFound(f"no such corpus: {name!r}")
     check_window(config, backend.window)
-    preflight(config, gen)
+    preflight(config, gen, backend.window)
     with session_scope(database_url()) as s:
         row = s.scalar(select(EvalRun).where(EvalRun.run_id == run_id))
         if row is None:
@@ -307,7 +322,8 @@ class Rescored:
 
 def rescore(run_id: str, metric: str | None = None, who: Who = None) -> Rescored:
     """Score the stored responses again (with `metric` all|part, or each cell's own) without
-    calling the model; failed cells have no response to score and stay as they are."""
+    calling the model; failed cells have no response to score and stay as they are. A
+    published suite's cells (BABILong) keep their authors' rule whatever `metric` says."""
     if metric not in (None, "all", "part"):
         raise EngineError(f"unknown metric {metric!r}: all | part")
     with session_scope(database_url()) as s:
@@ -317,8 +333,10 @@ def rescore(run_id: str, metric: str | None = None, who: Who = None) -> Rescored
                                                  EvalCell.status == "done")).all()
         before = [c.score for c in cells if c.score is not None]
         changed = 0
-        for c in cells:  # an override keeps each cell's thinking rule (raw: or not)
-            c.metric = (RAW if c.metric.startswith(RAW) else "") + metric if metric else c.metric
+        for c in cells:  # an override keeps each cell's thinking rule (raw: or not) and never
+            own = c.metric.removeprefix(RAW)  # replaces a published suite's rule (its authors')
+            if metric and own in ("all", "part"):
+                c.metric = (RAW if c.metric.startswith(RAW) else "") + metric
             new = score_text(list(c.answers or []), c.metric, c.response or "")
             changed += new != c.score
             c.score = new

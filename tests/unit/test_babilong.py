@@ -218,8 +218,92 @@ def test_keep_thinking_is_stored_with_each_cell_and_kept_by_a_rescore(tmp_path,
     assert [c.score for c in eval_runs.cells_of("kept")] == [0.0]  # office and kitchen
     assert [c.score for c in eval_runs.cells_of("plain")] == [1.0]  # the answer alone
     assert eval_runs.rescore("kept").changed == 0 and eval_runs.rescore("plain").changed == 0
-    # a metric override keeps each cell's thinking rule
-    eval_runs.rescore("kept", metric="part")
-    eval_runs.rescore("plain", metric="part")
-    assert [c.score for c in eval_runs.cells_of("kept")] == [1.0]  # "kitchen" is in it
-    assert [c.score for c in eval_runs.cells_of("plain")] == [1.0]
+    # an all|part override never replaces the authors' rule (their numbers stay comparable)
+    assert eval_runs.rescore("kept", metric="part").changed == 0
+    assert [c.score for c in eval_runs.cells_of("kept")] == [0.0]
+
+
+
+def test_hostile_files_are_refused_before_anything_is_sent(tmp_path, scoutlens_home):
+    """Found by a hostile tester: nesting deep enough to overflow the parser, a lone
+    surrogate, a bad record in the middle of the file: each one line, exit 1, no request
+    sent and no run stored."""
+    cases = {
+        "deep": "[" * 100_000 + "]" * 100_000,
+        "surrogate": json.dumps([{"input": "\ud800 Mary", "question": "Where is Mary?",
+                                  "target": "kitchen"}]),
+        "middle": "\n".join([json.dumps(QA1[0]), json.dumps(QA1[1]), '{"input": "x"}',
+                             json.dumps(QA1[0])]),
+        "bom": "\ufeff" + json.dumps(QA1),
+    }
+    expected = {"deep": "the file is not JSON", "surrogate": "record 1's input holds a lone "
+                "surrogate", "middle": "record 3 lacks the string fields", "bom": None}
+    samples = {"deep": "1", "surrogate": "1", "middle": "4", "bom": "2"}
+    for name, text in cases.items():
+        root = tmp_path / name
+        (root / "data" / "qa1").mkdir(parents=True)
+        (root / "data" / "qa1" / "1k.json").write_text(text, encoding="utf-8",
+                                                       errors="surrogatepass")
+        server = FakeOpenAI(max_model_len=32768).start()
+        try:
+            done = cli("eval", "run", "--endpoint", server.url, "--task", "babilong-qa1",
+                       "--data", str(root), "--lengths", "1k", "--samples", samples[name],
+                       "--run-id", name, "--tokenizer", "cl100k", "--concurrency", "1")
+            sent = len(server.completions)
+        finally:
+            server.close()
+        if expected[name] is None:  # a BOM before the array is read past
+            assert done.returncode == 0 and sent == 2, done.stderr
+            continue
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: ") and expected[name] in last, last
+        assert sent == 0 and name not in [r.run_id for r in eval_runs.list_runs()]
+
+
+def test_a_file_whose_prompts_exceed_the_window_is_refused_by_its_counted_length(
+        tmp_path, scoutlens_home):
+    data = tmp_path / "babilong"
+    (data / "data" / "qa1").mkdir(parents=True)  # a "1k" file whose prompts are ~3,000 tokens
+    (data / "data" / "qa1" / "1k.json").write_text(json.dumps([record(
+        "Mary went to the kitchen. " + "The mill wheel turned slowly. " * 300, "Where is Mary?",
+        "kitchen")]))
+    server = FakeOpenAI(max_model_len=1200).start()
+    try:
+        done = cli("eval", "run", "--endpoint", server.url, "--task", "babilong-qa1",
+                   "--data", str(data), "--lengths", "1k", "--samples", "1", "--tokenizer",
+                   "cl100k")
+        sent = len(server.completions)
+        dry = cli("eval", "run", "--endpoint", server.url, "--task", "babilong-qa1",
+                  "--data", str(data), "--lengths", "1k", "--samples", "1", "--tokenizer",
+                  "cl100k", "--dry-run")
+    finally:
+        server.close()
+    assert done.returncode == 1 and sent == 0
+    assert "over the model's window of 1,200" in done.stderr.strip().splitlines()[-1]
+    assert dry.returncode == 0 and "does not fit the model's window of 1,200" in dry.stderr
+
+
+def test_a_resumed_run_reads_its_files_where_they_are_now(tmp_path, scoutlens_home):
+    first = published(tmp_path / "before")
+    server = FakeOpenAI(max_model_len=32768).start()
+    server.script(Reply(deltas=("kitchen",)), Reply(deltas=("office",)))
+    try:
+        base = ("eval", "run", "--endpoint", server.url, "--task", "babilong-qa1", "--lengths",
+                "1k", "--run-id", "moved", "--tokenizer", "cl100k", "--concurrency", "1")
+        done = cli(*base, "--data", str(first), "--samples", "1")
+        assert done.returncode == 0, done.stderr
+        first.rename(tmp_path / "after")
+        again = cli(*base, "--data", str(tmp_path / "after"))
+    finally:
+        server.close()
+    assert again.returncode == 0 and "resuming run moved" in again.stderr, again.stderr
+
+
+def test_a_questions_trailing_space_is_stripped_as_the_authors_strip_it():
+    rec = babilong.Record("Mary went to the kitchen.", "Where is Mary?  \n", "kitchen")
+    head, question = babilong.prompt_parts("qa1", rec)
+    assert question == "Question: Where is Mary?"
+    assert head + question == authors_input("qa1", {"input": rec.input,
+                                                    "question": "Where is Mary?"})
+    assert babilong.prompt_parts("qa1", babilong.Record("x", "", "kitchen"))[1] == "Question:"
