@@ -73,6 +73,15 @@ def load_model(model: str | Path, dtype: str = "bfloat16", threads: int = 0,
     request (`ask --dry-run`), in a fraction of the time and memory. `device`: cpu | cuda |
     auto; on a GPU the weights go to it in `dtype` (bf16 by default) and attention is torch's
     SDPA, which picks the flash or memory-efficient kernel."""
+    # the device first, before transformers' model classes load (seconds) or a weight is read;
+    # a dry run (no weights) checks only the name
+    if device not in DEVICES:
+        raise EngineError(f"unknown device {device!r}: {' | '.join(DEVICES)}")
+    try:
+        where = resolve_device(device) if weights else device
+    except ImportError:
+        raise EngineError("the embedded backend needs torch (pip install -e '.[embedded]')") \
+            from None
     try:
         # torch (and transformers' model classes, which import it) only with the weights: 2.5 s
         # of a dry run's 3
@@ -90,10 +99,6 @@ def load_model(model: str | Path, dtype: str = "bfloat16", threads: int = 0,
         raise EngineError(f"{folder} is not a Hugging Face model folder (no config.json)")
     if dtype not in ("bfloat16", "float32", "float16"):
         raise EngineError(f"unknown dtype {dtype!r}: bfloat16 | float32 | float16")
-    # before any weight is read; a dry run (no weights) checks only the name
-    if device not in DEVICES:
-        raise EngineError(f"unknown device {device!r}: {' | '.join(DEVICES)}")
-    where = resolve_device(device) if weights else device  # a dry run loads nothing anywhere
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # our own progress and errors speak for us
