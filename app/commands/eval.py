@@ -131,7 +131,7 @@ def run_cmd(
             gen = Generator(tok.encode, tok.decode, data=config.data or None)
         plan = eval_runs.dry_run(config, gen, window=window)
         if gen is not None:
-            console.print(f"[dim]prompt tokens of published files counted with {tok.spec}")
+            console.print(f"[dim]prompt tokens of published files counted with {escape(tok.spec)}")
         out.print(f"{plan['requests']} requests, {plan['prompt_tokens']:,} prompt tokens "
                   f"({', '.join(f'{t}: {n}' for t, n in plan['per_task'].items())}); "
                   "no prompt sent")
@@ -150,8 +150,8 @@ def run_cmd(
     made = [t for t in config.tasks if t not in PUBLISHED_TASKS]
     console.print(f"[dim]lengths counted with {config.tokenizer}"
                   + (f"; haystack {config.haystack}" if made else "")
-                  + (f"; published files from {config.data}" if len(made) < len(config.tasks)
-                     else ""))
+                  + (f"; published files from {escape(config.data)}"
+                     if len(made) < len(config.tasks) else ""))
     columns = (TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())
     with Progress(*columns, console=console) as bar:
