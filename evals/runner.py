@@ -18,9 +18,9 @@ from dataclasses import dataclass, fields
 from itertools import groupby
 
 from engine.types import Backend, CompletionRequest, EngineError
-from evals.tasks import PIPELINE_TASKS, PUBLISHED_TASKS, RAW, Generator, Sample, score_text
+from evals.tasks import PIPELINE_TASKS, RAW, RULER, SUITE_TASKS, Generator, Sample, score_text
 
-DEPTHLESS = ("multikey", "multivalue", "multiquery", "vt", "cwe", "fwe", *PUBLISHED_TASKS)
+DEPTHLESS = ("multikey", "multivalue", "multiquery", "vt", "cwe", "fwe", *SUITE_TASKS)
 
 
 @dataclass(frozen=True)
@@ -86,22 +86,36 @@ def plan_cells(config: EvalConfig) -> list[Cell]:
     return cells
 
 
+def needs(config: EvalConfig, task: str, length: int, reserve: int = 64) -> int:
+    """The window a cell needs: a RULER length already holds its answer tokens (its
+    max_seq_length); other tasks' lengths are the prompt, so the answer and a reserve add."""
+    return length if task in RULER else length + config.max_tokens + reserve
+
+
+def too_long(config: EvalConfig, window: int | None, reserve: int = 64) -> list[int]:
+    """Lengths some task the model reads whole cannot fit in `window` (a retrieval cell's
+    length is the corpus it searches, which is meant to exceed it)."""
+    if window is None:
+        return []
+    return sorted({n for n in config.lengths for t in config.tasks
+                   if t not in PIPELINE_TASKS and needs(config, t, n, reserve) > window})
+
+
 def check_window(config: EvalConfig, window: int | None, reserve: int = 64) -> None:
-    """Lengths the model must read whole must fit its window (a retrieval cell's length is the
-    corpus it searches, which is meant to exceed it)."""
-    if window is None or all(t in PIPELINE_TASKS for t in config.tasks):
-        return
-    too_long = [n for n in config.lengths if n + config.max_tokens + reserve > window]
-    if too_long:
-        raise EngineError(f"lengths {', '.join(f'{n:,}' for n in too_long)} do not fit the "
-                          f"model's window of {window:,} tokens with {config.max_tokens} answer "
-                          "tokens reserved: drop them or use a model with a longer window")
+    over = too_long(config, window, reserve)
+    if over:
+        answer = ("RULER's answer tokens inside each length" if set(config.tasks) <= set(RULER)
+                  else f"{config.max_tokens} answer tokens reserved")
+        raise EngineError(f"lengths {', '.join(f'{n:,}' for n in over)} do not fit the "
+                          f"model's window of {window:,} tokens with {answer}: drop them or "
+                          "use a model with a longer window")
 
 
 def _sample(gen: Generator, cell: Cell, config: EvalConfig) -> Sample:
     depth = cell.depth if cell.depth >= 0 else 0.5  # depthless tasks place their own needles
-    return gen.sample(cell.task, cell.length, depth, seed=config.seed * 1000 + cell.sample,
-                      index=cell.sample)
+    # a suite's samples are records of one file per seed (RULER draws them in sequence)
+    seed = config.seed if cell.task in SUITE_TASKS else config.seed * 1000 + cell.sample
+    return gen.sample(cell.task, cell.length, depth, seed=seed, index=cell.sample)
 
 
 def run_cells(cells: list[Cell], backend: Backend, gen: Generator, config: EvalConfig,
@@ -116,8 +130,9 @@ def run_cells(cells: list[Cell], backend: Backend, gen: Generator, config: EvalC
         h = hashlib.sha256(s.prompt.encode("utf-8", "surrogatepass")).hexdigest()
         result = CellResult(cell, h, s.answers, (RAW if config.keep_thinking else "") + s.metric)
         try:
-            c = backend.stream(CompletionRequest(prompt=s.sep + s.question, prefix=s.context,
-                                                 max_tokens=config.max_tokens)).collect()
+            c = backend.stream(CompletionRequest(
+                prompt=s.sep + s.question, prefix=s.context, chat=s.chat,
+                max_tokens=s.max_tokens or config.max_tokens)).collect()
         except EngineError as exc:
             result.status, result.error = "failed", str(exc)
             return result

@@ -10,6 +10,9 @@ distractors); and needles by modality planted in a user's corpus: `code` (a func
 source file), `pdf` (a fact on one page) and `video` (text on one frame). Lengths are token
 counts under the caller's tokenizer: the haystack is cut so that haystack + question is exactly
 the length asked (or within a token or two where a BPE seam merges).
+
+Suites' own tasks: `ruler-*` are RULER's 13 tasks as its data preparation makes them
+(evals/ruler.py), `babilong-qa1..5` BABILong's published files (evals/babilong.py).
 """
 
 from __future__ import annotations
@@ -21,12 +24,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from evals import babilong
+from evals import babilong, ruler
 from evals.corpus import CorpusText, kind_label, modal_needle, plant
 from evals.haystack import KINDS, place, source_text
 
 TASKS = ("niah", "single", "multikey", "multivalue", "multiquery", "vt", "cwe", "fwe", "qa")
-RULER = TASKS[1:]
+RULER_STYLE = TASKS[1:]  # RULER's families, made here (`ruler-style` stands for them)
 MODAL_TASKS = ("code", "pdf", "video")  # needles by modality, in a corpus haystack
 #: the pipeline's own recall: needles planted in a stored corpus, scored by whether retrieval
 #: puts them in the context (no model answers; app.services.retrieval_eval runs them)
@@ -35,7 +38,11 @@ PIPELINE_TASKS = ("retrieval",)
 BABILONG = tuple(f"babilong-{t}" for t in babilong.TASKS)
 #: tasks whose samples come from a suite's published files (--data), not generated
 PUBLISHED_TASKS = BABILONG
-ALL_TASKS = TASKS + MODAL_TASKS + PIPELINE_TASKS + PUBLISHED_TASKS
+#: RULER's 13 tasks made as RULER makes them (evals/ruler.py), `ruler` stands for all
+RULER = tuple(f"ruler-{t}" for t in ruler.TASKS)
+#: a suite's own tasks: its prompts and answer lengths, no depth grid
+SUITE_TASKS = PUBLISHED_TASKS + RULER
+ALL_TASKS = TASKS + MODAL_TASKS + PIPELINE_TASKS + SUITE_TASKS
 _WORDS = ["amber", "basil", "cobalt", "dune", "ember", "fjord", "garnet", "harbor", "indigo",
           "juniper", "kestrel", "lagoon", "meadow", "nectar", "onyx", "prairie", "quartz",
           "raven", "saffron", "tundra", "umber", "violet", "willow", "xenon", "yarrow", "zephyr"]
@@ -53,6 +60,8 @@ class Sample:
     metric: str = "all"  # all: share of answers present; part: 1 if any is present
     meta: dict = field(default_factory=dict)
     sep: str = "\n\n"  # between the context and the question (a suite's own template: "")
+    chat: bool = True  # through the model's chat template; False: the text as it is (RULER)
+    max_tokens: int | None = None  # the suite's own answer length; None: the run's --max-tokens
 
     @property
     def prompt(self) -> str:
@@ -86,6 +95,8 @@ def score_text(answers: tuple[str, ...] | list[str], metric: str, response: str)
         response = answer_part(response)
     if metric.startswith("babilong:"):
         return babilong.score(answers[0] if answers else "", response, metric)
+    if metric.startswith("ruler:"):
+        return ruler.score(answers, metric.removeprefix("ruler:"), response)
     text = response.casefold()
     hits = [a.casefold() in text for a in answers]
     if not hits:
@@ -94,14 +105,15 @@ def score_text(answers: tuple[str, ...] | list[str], metric: str, response: str)
 
 
 def expand_tasks(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """Task names with `ruler` standing for the RULER family; unknown names are an error that
-    lists the valid ones."""
+    """Task names with `ruler` standing for RULER's 13 tasks, `ruler-style` for the families made
+    here and `babilong` for qa1-qa5; unknown names are an error that lists the valid ones."""
     out: list[str] = []
+    aliases = {"ruler": RULER, "ruler-style": RULER_STYLE, "babilong": BABILONG}
     for name in names:
-        for t in {"ruler": RULER, "babilong": BABILONG}.get(name, (name,)):
+        for t in aliases.get(name, (name,)):
             if t not in ALL_TASKS:
                 raise ValueError(f"unknown task {t!r} (tasks: {', '.join(ALL_TASKS)}, ruler, "
-                                 "babilong)")
+                                 "ruler-style, babilong)")
             if t not in out:
                 out.append(t)
     return tuple(out)
@@ -126,6 +138,7 @@ class Generator:
         self.encode, self.decode = encode, decode
         self.data = data  # a folder of a suite's published files (BABILong)
         self._babilong: babilong.Data | None = None
+        self._ruler: dict[tuple[str, int, int], ruler.Task] = {}  # (task, length, seed) -> its file
         self.corpus = haystack if isinstance(haystack, CorpusText) else None
         self.haystack = haystack.name if isinstance(haystack, CorpusText) else haystack
         if self.corpus is None and self.haystack not in KINDS:
@@ -145,6 +158,8 @@ class Generator:
             raise ValueError(f"unknown task {task!r} (tasks: {', '.join(ALL_TASKS)})")
         if task in BABILONG:
             return self._published(task, length, seed, index)
+        if task in RULER:
+            return self._ruler_sample(task, length, seed, index)
         if task in MODAL_TASKS and self.corpus is None:
             raise ValueError(f"task {task} plants its needle in a corpus: use --haystack CORPUS")
         # the needle and the haystack do not depend on the depth: cells of one length share the
@@ -194,6 +209,31 @@ class Generator:
                       babilong.metric(qa, record.question),
                       {"tokens": self.count(context + question),
                        "file": babilong.label(length), "record": index}, sep="")
+
+    def _ruler_sample(self, task: str, length: int, seed: int, index: int) -> Sample:
+        """Record `index` of RULER's file for `task` at `length` (its max_seq_length: prompt and
+        answer tokens) with RULER's seed 42 + `seed`: `input + answer_prefix` as raw text, its
+        answer length and its string match. A corpus haystack stands in for the essays."""
+        name = task.removeprefix("ruler-")
+        key = (name, length, seed)
+        essay = ruler.needs(name) == ruler.ESSAY and self.corpus is not None
+        with self._lock:
+            made = self._ruler.get(key)
+            if made is None:
+                sources = ruler.Sources(
+                    self.data, (self.corpus.source if essay and self.corpus else None),
+                    f"corpus {self.corpus.name}" if essay and self.corpus else "")
+                made = self._ruler[key] = ruler.make(name, length, ruler.SEED + seed,
+                                                     self.count, sources)
+            record = made.record(index)
+        fam = ruler.family(name)
+        meta = {"tokens": record.length - fam.tokens_to_generate, "record": index,
+                "ruler_seed": ruler.SEED + seed}
+        if essay and self.corpus is not None:
+            meta["haystack"] = f"corpus {self.corpus.name} in place of RULER's essays"
+        return Sample(task, length, -1.0, seed, record.input, record.answer_prefix,
+                      record.outputs, f"ruler:{fam.metric}", meta, sep="", chat=False,
+                      max_tokens=fam.tokens_to_generate)
 
     def _source(self, seed: int, chars: int) -> str:
         if self.corpus is not None:

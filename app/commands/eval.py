@@ -55,12 +55,34 @@ def _write_report(run_id: str, folder: Path) -> Path:
         if cells:
             (folder / "curve.png").write_bytes(curve_png(cells, f"score vs length ({run_id})"))
         (folder / "report.html").write_text(html_report(run_id, s.config, cells))
+        _write_ruler(run_id, folder, str(s.fingerprint.get("model") or "model"))
     except OSError as exc:
         raise EngineError(f"cannot write the report to {folder}: {exc.strerror}") from None
     return folder / "report.html"
 
 
-eval_app = typer.Typer(help="Long-context evals: NIAH and RULER-style.", no_args_is_help=True)
+def _ruler_results(run_id: str) -> tuple[dict, object]:
+    from app.services import eval_runs
+    from evals import ruler_report
+
+    by_length = ruler_report.summary(eval_runs.ruler_predictions(run_id, who=who()))
+    return by_length, ruler_report.table(by_length)
+
+
+def _write_ruler(run_id: str, folder: Path, model: str) -> None:
+    """RULER's own files beside ours: ruler/LENGTH/summary.csv and ruler/table.md."""
+    from evals import ruler_report
+
+    by_length, row = _ruler_results(run_id)
+    for length, rows in by_length.items():
+        (folder / "ruler" / str(length)).mkdir(parents=True, exist_ok=True)
+        (folder / "ruler" / str(length) / "summary.csv").write_text(
+            ruler_report.summary_csv(rows))
+    if row is not None:
+        (folder / "ruler" / "table.md").write_text(ruler_report.table_markdown(row, model))
+
+
+eval_app = typer.Typer(help="Long-context evals: NIAH, RULER, BABILong.", no_args_is_help=True)
 
 @eval_app.command("run")
 def run_cmd(
@@ -68,9 +90,12 @@ def run_cmd(
         help="a suite YAML file (tasks, lengths, depths, target); flags override it")]
     = None,
     task: Annotated[str | None, typer.Option(
-        help="comma-separated: niah, ruler (its 8 tasks), single, multikey, multivalue, "
-             "multiquery, vt, cwe, fwe, qa; code, pdf, video need --haystack CORPUS; "
-             "babilong (qa1-qa5) or babilong-qa1..qa5 need --data DIR [default: niah]",
+        help="comma-separated: niah; ruler (RULER's 13 tasks, made as RULER makes them) or "
+             "ruler-niah_single_1 ... ruler-qa_2 (essay and qa tasks need --data DIR with "
+             "RULER's files, or --haystack CORPUS for the essays); ruler-style (single, "
+             "multikey, multivalue, multiquery, vt, cwe, fwe, qa: RULER's families made "
+             "here); code, pdf, video need --haystack CORPUS; babilong (qa1-qa5) or "
+             "babilong-qa1..qa5 need --data DIR [default: niah]",
         callback=text_arg)] = None,
     lengths: Annotated[str | None, typer.Option(
         help="e.g. 1k,4k,32k,128k,1M [default: 1k,2k,4k]")] = None,
@@ -93,7 +118,8 @@ def run_cmd(
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="write the report (HTML, PNGs) here when the run ends")] = None,
     data: Annotated[str | None, typer.Option(
-        help="a local copy of a published suite's files (babilong: RMT-team/babilong)",
+        help="a local copy of a published suite's files (babilong: RMT-team/babilong; ruler: "
+             "PaulGrahamEssays.json, squad.json, hotpotqa.json as RULER names them)",
         callback=text_arg)] = None,
     keep_thinking: Annotated[bool, typer.Option(
         "--keep-thinking", help="score a reasoning model's <think> block with its answer "
@@ -195,9 +221,13 @@ def report_cmd(run_id: RunId, as_json: JsonOpt = False,
 
     cells = eval_runs.cells_of(run_id, who=who())
     s = eval_runs.summary(run_id, who=who())
+    by_length, ruler_row = _ruler_results(run_id)
     if as_json:
         print(json.dumps({"run_id": run_id, "status": s.status, "mean": s.mean,
                           "effective_length": effective_length(cells),
+                          "ruler": {"summary": {n: [asdict(r) for r in rows]
+                                                for n, rows in by_length.items()},
+                                    "table": asdict(ruler_row) if ruler_row else None},
                           "fingerprint": s.fingerprint, "config": s.config,
                           "lengths": {t: length_table(cells, t)
                                       for t in sorted({c.task for c in cells})},
@@ -214,6 +244,18 @@ def report_cmd(run_id: RunId, as_json: JsonOpt = False,
                           f"{row['median_ttft_s']:.3f}", f"{row['median_total_s']:.3f}",
                           f"{row['cached_share']:.0%}")
     out.print(table)
+    if ruler_row is not None:
+        from evals.ruler_report import label
+
+        ruler_table = Table(title=f"RULER ({ruler_row.tasks} of 13 tasks a length)")
+        heads = [label(n) for n in ruler_row.averages]
+        for col in ("effective length", *heads, "avg", "wAvg (inc)", "wAvg (dec)"):
+            ruler_table.add_column(col, justify="right")
+        ruler_table.add_row(ruler_row.effective,
+                            *(f"{v:.2f}" for v in ruler_row.averages.values()),
+                            f"{ruler_row.average:.2f}", f"{ruler_row.wavg_inc:.2f}",
+                            f"{ruler_row.wavg_dec:.2f}")
+        out.print(ruler_table)
     page = _write_report(run_id, out_dir or eval_runs.report_dir(run_id))
     out.print(f"run {run_id}: mean {(s.mean or 0):.3f}, effective length "
               f"{effective_length(cells):,} tokens; report written to {page}",

@@ -22,8 +22,10 @@ from app.settings import database_url, get_settings
 from engine.types import Backend, EngineError
 from evals.haystack import KINDS
 from evals.report import CellScore
+from evals.ruler_report import Prediction
 from evals.runner import EvalConfig, check_window, plan_cells, run_cells
-from evals.tasks import PIPELINE_TASKS, PUBLISHED_TASKS, RAW, Generator, score_text
+from evals.runner import too_long as runner_too_long
+from evals.tasks import PIPELINE_TASKS, PUBLISHED_TASKS, RAW, RULER, Generator, score_text
 from ingest.tokenizers import Tokenizer
 
 WINDOW_RESERVE = 64  # evals.runner.check_window's default reserve
@@ -78,9 +80,7 @@ def dry_run(config: EvalConfig, gen: Generator | None = None,
 
 def too_long(config: EvalConfig, window: int | None) -> list[int]:
     """Lengths that do not fit `window` with the answer reserved (check_window's rule)."""
-    if window is None:
-        return []
-    return sorted({n for n in config.lengths if n + config.max_tokens + WINDOW_RESERVE > window})
+    return runner_too_long(config, window, WINDOW_RESERVE)
 
 
 def target_window(backend: str | None, endpoint: str | None,
@@ -206,7 +206,8 @@ def generator_for(config: EvalConfig, backend: Backend, tokenizer: str | None = 
 
 def preflight(config: EvalConfig, gen: Generator, window: int | None = None) -> None:
     """One sample per task at the shortest length, so a task that cannot be built (too short,
-    no PDF page in the corpus) is refused before anything is sent."""
+    no PDF page in the corpus, a RULER file missing) is refused before anything is sent; a
+    published file's records and RULER's whole grid are made and checked here."""
     for task in config.tasks:
         if task in PIPELINE_TASKS:  # needs a stored corpus: checked when it loads it
             if config.haystack in KINDS:
@@ -214,6 +215,11 @@ def preflight(config: EvalConfig, gen: Generator, window: int | None = None) -> 
                                   "--haystack CORPUS (scoutlens corpora list)")
             continue
         try:
+            if task in RULER:  # RULER prepares its whole file before a request; so does this
+                for n in config.lengths:
+                    for i in range(config.samples):
+                        gen.sample(task, n, -1.0, seed=config.seed, index=i)
+                continue
             gen.sample(task, min(config.lengths), config.depths[0], seed=config.seed)
             if task in PUBLISHED_TASKS:  # every record the grid reads, checked before a send
                 for n in config.lengths:
@@ -310,6 +316,15 @@ def cells_of(run_id: str, who: Who = None) -> list[CellScore]:
                 for c in s.scalars(select(EvalCell).where(EvalCell.run_id == run_id)
                                    .order_by(EvalCell.task, EvalCell.length, EvalCell.depth,
                                              EvalCell.sample))]
+
+
+def ruler_predictions(run_id: str, who: Who = None) -> list[Prediction]:
+    """The run's RULER cells as RULER's evaluation reads its prediction files."""
+    with session_scope(database_url()) as s:
+        _run_row(s, run_id, who)
+        return [Prediction(c.task, c.length, c.response or "", c.score)
+                for c in s.scalars(select(EvalCell).where(EvalCell.run_id == run_id,
+                                                          EvalCell.task.in_(RULER)))]
 
 
 @dataclass(frozen=True)

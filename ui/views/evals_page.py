@@ -9,6 +9,7 @@ from app.services import eval_runs
 from app.services.access import manages_server
 from common.errors import UserError
 from engine.types import EngineError
+from evals import ruler
 from evals.report import (
     compare,
     compare_html,
@@ -49,12 +50,15 @@ def _config(tasks: list[str], lengths: str, depths: str, samples: int,
 
 with run_tab:
     with st.form("eval_form"):
-        # a published suite reads a local copy of its files: the command line's --data
-        tasks = st.multiselect("Tasks", [t for t in ALL_TASKS if t not in PUBLISHED_TASKS],
+        # a published suite, or a RULER task whose haystack RULER downloads, reads a local copy
+        # of its files: the command line's --data
+        tasks = st.multiselect("Tasks", [t for t in ALL_TASKS if t not in PUBLISHED_TASKS
+                                         and not ruler.needs(t.removeprefix("ruler-"))],
                                default=["niah"],
-                               help="niah and the RULER family on generated text; code, pdf "
-                                    "and video plant a needle in a file, page or frame of a "
-                                    "corpus")
+                               help="niah and RULER-style families on generated text; "
+                                    "ruler-* are RULER's own tasks as RULER makes them; code, "
+                                    "pdf and video plant a needle in a file, page or frame of "
+                                    "a corpus")
         lengths = st.text_input("Lengths (tokens)", "1k,2k")
         depths = st.text_input("Needle depths (%)", "0,50,100")
         c1, c2 = st.columns(2)
