@@ -178,10 +178,12 @@ def score(references: Sequence[str], metric: str, prediction: str) -> float:
 # --- word lists --------------------------------------------------------------------------------
 
 def _wonderwords(name: str) -> list[str]:
-    """A word list of the installed wonderwords, read as RULER reads it."""
-    from wonderwords import random_word
+    """A word list of the installed wonderwords, as RULER reads it (its private
+    `_get_words_from_text_file`: the asset's lines, right-stripped)."""
+    from importlib.resources import files
 
-    return random_word._get_words_from_text_file(name)  # RULER's call, private as it is
+    text = files("wonderwords.assets").joinpath(name).read_text(encoding="utf-8")
+    return [line.rstrip() for line in text.splitlines(keepends=True)]
 
 
 class _Pairs(Sequence[str]):

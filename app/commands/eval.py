@@ -132,7 +132,7 @@ def run_cmd(
     from app.services import eval_runs
     from app.services.backends import make_backend
     from evals import suite as suites
-    from evals.tasks import PUBLISHED_TASKS
+    from evals.tasks import PUBLISHED_TASKS, SUITE_TASKS
 
     loaded = suites.load(suite) if suite is not None else None
     flags = {"tasks": _split(task), "lengths": _split(lengths), "depths": _split(depths),
@@ -173,11 +173,11 @@ def run_cmd(
     gen, config = eval_runs.generator_for(
         config, chosen, target.tokenizer,
         lambda msg: console.print(f"[yellow]warning[/]: {msg}"), who=who())
-    made = [t for t in config.tasks if t not in PUBLISHED_TASKS]
+    made = [t for t in config.tasks if t not in SUITE_TASKS]
     console.print(f"[dim]lengths counted with {config.tokenizer}"
-                  + (f"; haystack {config.haystack}" if made else "")
-                  + (f"; published files from {escape(config.data)}"
-                     if len(made) < len(config.tasks) else ""))
+                  + (f"; haystack {escape(config.haystack)}" if made else "")
+                  + (f"; suite files from {escape(config.data)}"
+                     if config.data and len(made) < len(config.tasks) else ""))
     columns = (TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())
     with Progress(*columns, console=console) as bar:
