@@ -36,6 +36,9 @@ class EvalConfig:
     tokenizer: str = ""  # what counted the lengths: `server:URL`, `embedded`, `cl100k`, ...
     data: str = ""  # a folder of a published suite's files (BABILong), for its tasks
     keep_thinking: bool = False  # score a reasoning model's thinking block with its answer
+    #: how RULER's prompt goes: `base` (its base model template: the text as a raw completion)
+    #: or `chat` (its OpenAI client: the whole text as one user message)
+    ruler_template: str = "base"
 
     def to_json(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
@@ -130,8 +133,9 @@ def run_cells(cells: list[Cell], backend: Backend, gen: Generator, config: EvalC
         h = hashlib.sha256(s.prompt.encode("utf-8", "surrogatepass")).hexdigest()
         result = CellResult(cell, h, s.answers, (RAW if config.keep_thinking else "") + s.metric)
         try:
+            chat = config.ruler_template == "chat" if cell.task in RULER else s.chat
             c = backend.stream(CompletionRequest(
-                prompt=s.sep + s.question, prefix=s.context, chat=s.chat,
+                prompt=s.sep + s.question, prefix=s.context, chat=chat,
                 max_tokens=s.max_tokens or config.max_tokens)).collect()
         except EngineError as exc:
             result.status, result.error = "failed", str(exc)

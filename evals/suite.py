@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
@@ -102,6 +102,7 @@ class Suite(BaseModel):
     tokenizer: str | None = None
     data: str | None = Field(None, min_length=1, max_length=4096)
     keep_thinking: bool | None = None
+    ruler_template: Literal["base", "chat"] | None = None
     run_id: str | None = None
     out: str | None = None
 
@@ -208,7 +209,7 @@ def parse_yaml(text: str, name: str = "suite") -> Any:
 
 def resolve(suite: Suite | None, flags: dict[str, Any]) -> tuple[EvalConfig, Target]:
     """Defaults, then the suite file, then the flags given on the command line (None = not
-    given); `ruler` in the tasks expands to its eight tasks."""
+    given); `ruler`, `ruler-style` and `babilong` in the tasks expand to theirs."""
     merged = {k: v for k, v in (suite.model_dump() if suite else {}).items() if v is not None}
     given = {k: v for k, v in flags.items() if v is not None}
     checked = validate(given, "command line") if given else Suite()

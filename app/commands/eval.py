@@ -124,6 +124,10 @@ def run_cmd(
     keep_thinking: Annotated[bool, typer.Option(
         "--keep-thinking", help="score a reasoning model's <think> block with its answer "
         "[default: the answer after it]")] = False,
+    ruler_template: Annotated[str | None, typer.Option(
+        "--ruler-template", help="RULER's prompt as its `base` model template (raw completion) "
+        "or `chat` (one user message, as its OpenAI client sends it) [default: base]",
+        callback=text_arg)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
     tokenizer: Annotated[str | None, tokenizer_option(
         "counts lengths [default: the server's /tokenize, or the embedded model's]")] = None,
@@ -140,7 +144,7 @@ def run_cmd(
              "max_tokens": max_tokens, "backend": backend, "endpoint": endpoint,
              "model": model, "concurrency": concurrency, "tokenizer": tokenizer,
              "data": str(Path(data).expanduser().absolute()) if data else None,
-             "keep_thinking": keep_thinking or None,
+             "keep_thinking": keep_thinking or None, "ruler_template": ruler_template,
              "run_id": run_id, "out": str(out_dir) if out_dir else None}
     config, target = suites.resolve(loaded, flags)
     if target.run_id and (stored := eval_runs.stored_config(target.run_id, who=who())) is not None:

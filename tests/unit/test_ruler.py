@@ -209,3 +209,23 @@ def test_a_corpus_stands_in_for_the_essays_and_says_so():
 def test_a_length_too_short_for_the_template_is_an_error_not_a_hang():
     with pytest.raises(ruler.RulerError, match="too short"):
         ruler.make("niah_multikey_3", 64, ruler.SEED, _count()).record(0)
+
+
+def test_the_chat_template_sends_rulers_text_as_one_user_message(scoutlens_home):
+    record = ruler.make("fwe", 4096, ruler.SEED + 1, _count()).record(0)
+    server = FakeOpenAI(max_model_len=4096).start()
+    server.script(Reply(deltas=(" ".join(record.outputs),)))
+    try:
+        done = cli("eval", "run", "--endpoint", server.url, "--task", "ruler-fwe", "--lengths",
+                   "4k", "--seed", "1", "--ruler-template", "chat", "--run-id", "chat",
+                   "--tokenizer", "cl100k")
+        sent = server.completions
+    finally:
+        server.close()
+    assert done.returncode == 0, done.stderr
+    assert [s.path for s in sent] == ["/v1/chat/completions"]
+    assert sent[0].body["messages"] == [{"role": "user",
+                                         "content": record.input + record.answer_prefix}]
+    assert sent[0].body["max_tokens"] == 50
+    assert [c.score for c in eval_runs.cells_of("chat")] == [1.0]
+    assert eval_runs.summary("chat").config["ruler_template"] == "chat"  # a resume keeps it
