@@ -18,8 +18,13 @@ from dataclasses import dataclass, fields
 from itertools import groupby
 
 from engine.types import Backend, CompletionRequest, EngineError
+from evals.longbench import ANSWER_TOKENS as LB_ANSWER
+from evals.longbench import COT_TOKENS
 from evals.tasks import PIPELINE_TASKS, RAW, RULER, SUITE_TASKS, Generator, Sample, score_text
 
+#: suites' own answer lengths (LongBench v2's pred.py), over --max-tokens
+ANSWER_TOKENS = {"longbench-v2": LB_ANSWER, "longbench-v2-cot": COT_TOKENS,
+                 "longbench-v2-nocontext": LB_ANSWER}
 DEPTHLESS = ("multikey", "multivalue", "multiquery", "vt", "cwe", "fwe", *SUITE_TASKS)
 
 
@@ -91,8 +96,11 @@ def plan_cells(config: EvalConfig) -> list[Cell]:
 
 def needs(config: EvalConfig, task: str, length: int, reserve: int = 64) -> int:
     """The window a cell needs: a RULER length already holds its answer tokens (its
-    max_seq_length); other tasks' lengths are the prompt, so the answer and a reserve add."""
-    return length if task in RULER else length + config.max_tokens + reserve
+    max_seq_length); other tasks' lengths are the prompt, so the answer (the suite's own
+    answer length where it has one) and a reserve add."""
+    if task in RULER:
+        return length
+    return length + ANSWER_TOKENS.get(task, config.max_tokens) + reserve
 
 
 def too_long(config: EvalConfig, window: int | None, reserve: int = 64) -> list[int]:
@@ -140,6 +148,18 @@ def run_cells(cells: list[Cell], backend: Backend, gen: Generator, config: EvalC
         except EngineError as exc:
             result.status, result.error = "failed", str(exc)
             return result
+        if s.then and not c.incomplete:  # LongBench v2's chain of thought: ask for the answer
+            first = c
+            try:
+                c = backend.stream(CompletionRequest(
+                    prompt=s.then.replace("$COT$", first.text.strip()), chat=s.chat,
+                    max_tokens=s.then_tokens)).collect()
+            except EngineError as exc:
+                result.status, result.error = "failed", str(exc)
+                return result
+            c.timings.ttft_s, c.timings.total_s = (first.timings.ttft_s,
+                                                   first.timings.total_s + c.timings.total_s)
+            c.usage = first.usage
         if c.incomplete:
             result.status, result.error = "failed", c.error or "incomplete answer"
         result.response = c.text

@@ -12,7 +12,8 @@ counts under the caller's tokenizer: the haystack is cut so that haystack + ques
 the length asked (or within a token or two where a BPE seam merges).
 
 Suites' own tasks: `ruler-*` are RULER's 13 tasks as its data preparation makes them
-(evals/ruler.py), `babilong-qa1..5` BABILong's published files (evals/babilong.py).
+(evals/ruler.py), `babilong-qa1..5` BABILong's published files (evals/babilong.py) and
+`longbench-v2[-cot|-nocontext]` LongBench v2's data file (evals/longbench.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from evals import babilong, ruler
+from evals import babilong, longbench, ruler
 from evals.corpus import CorpusText, kind_label, modal_needle, plant
 from evals.haystack import KINDS, place, source_text
 
@@ -36,8 +37,9 @@ MODAL_TASKS = ("code", "pdf", "video")  # needles by modality, in a corpus hayst
 PIPELINE_TASKS = ("retrieval",)
 #: BABILong's qa1-qa5 from its published files (evals/babilong.py), `babilong` stands for all
 BABILONG = tuple(f"babilong-{t}" for t in babilong.TASKS)
+LONGBENCH = longbench.TASKS
 #: tasks whose samples come from a suite's published files (--data), not generated
-PUBLISHED_TASKS = BABILONG
+PUBLISHED_TASKS = BABILONG + LONGBENCH
 #: RULER's 13 tasks made as RULER makes them (evals/ruler.py), `ruler` stands for all
 RULER = tuple(f"ruler-{t}" for t in ruler.TASKS)
 #: a suite's own tasks: its prompts and answer lengths, no depth grid
@@ -62,6 +64,10 @@ class Sample:
     sep: str = "\n\n"  # between the context and the question (a suite's own template: "")
     chat: bool = True  # through the model's chat template; False: the text as it is (RULER)
     max_tokens: int | None = None  # the suite's own answer length; None: the run's --max-tokens
+    #: a second call whose prompt is this with `$COT$` replaced by the first answer, stripped
+    #: (LongBench v2's chain of thought), answered in `then_tokens`; its answer is scored
+    then: str | None = None
+    then_tokens: int = 0
 
     @property
     def prompt(self) -> str:
@@ -97,6 +103,8 @@ def score_text(answers: tuple[str, ...] | list[str], metric: str, response: str)
         return babilong.score(answers[0] if answers else "", response, metric)
     if metric.startswith("ruler:"):
         return ruler.score(answers, metric.removeprefix("ruler:"), response)
+    if metric.startswith("longbench2:"):
+        return longbench.score(answers[0] if answers else "", response)
     text = response.casefold()
     hits = [a.casefold() in text for a in answers]
     if not hits:
@@ -138,6 +146,7 @@ class Generator:
         self.encode, self.decode = encode, decode
         self.data = data  # a folder of a suite's published files (BABILong)
         self._babilong: babilong.Data | None = None
+        self._longbench: longbench.Data | None = None
         self._ruler: dict[tuple[str, int, int], ruler.Task] = {}  # (task, length, seed) -> its file
         self.corpus = haystack if isinstance(haystack, CorpusText) else None
         self.haystack = haystack.name if isinstance(haystack, CorpusText) else haystack
@@ -158,6 +167,8 @@ class Generator:
             raise ValueError(f"unknown task {task!r} (tasks: {', '.join(ALL_TASKS)})")
         if task in BABILONG:
             return self._published(task, length, seed, index)
+        if task in LONGBENCH:
+            return self._longbench_sample(task, length, seed, index)
         if task in RULER:
             return self._ruler_sample(task, length, seed, index)
         if task in MODAL_TASKS and self.corpus is None:
@@ -192,9 +203,37 @@ class Generator:
 
     def check_published(self, task: str, length: int, samples: int) -> None:
         """The task's file at `length` holds `samples` good records (read, not prompted)."""
+        if task in LONGBENCH:
+            self._longbench_data(task).item(samples - 1)  # every record checked as it loads
+            return
         data = self._data(task)
         with self._lock:
             data.check(task.removeprefix("babilong-"), length, samples)
+
+    def _longbench_data(self, task: str) -> longbench.Data:
+        if not self.data:
+            raise ValueError(f"task {task} reads LongBench v2's data.json: --data DIR (a local "
+                             "copy of the THUDM/LongBench-v2 dataset)")
+        with self._lock:
+            if self._longbench is None:
+                self._longbench = longbench.Data(self.data)
+            return self._longbench
+
+    def _longbench_sample(self, task: str, length: int, seed: int, index: int) -> Sample:
+        """Record `index` of data.json as pred.py prompts it: one user message, truncated from
+        the middle to `length` tokens (its max_len); chain of thought asks a second time."""
+        item = self._longbench_data(task).item(index)
+        template = {"longbench-v2": longbench.ZERO_SHOT, "longbench-v2-cot": longbench.COT,
+                    "longbench-v2-nocontext": longbench.NO_CONTEXT}[task]
+        prompt = longbench.truncate(longbench.fill(template, item, item.context), length,
+                                    self.encode, self.decode)
+        cot = task == "longbench-v2-cot"
+        return Sample(task, length, -1.0, seed, prompt, "", (item.answer,),
+                      longbench.metric(item),
+                      {"tokens": self.count(prompt), "record": index, "id": item.id}, sep="",
+                      max_tokens=longbench.COT_TOKENS if cot else longbench.ANSWER_TOKENS,
+                      then=longbench.fill(longbench.COT_ANSWER, item) if cot else None,
+                      then_tokens=longbench.ANSWER_TOKENS if cot else 0)
 
     def _published(self, task: str, length: int, seed: int, index: int) -> Sample:
         """A BABILong record as its authors prompt it: the prefix up to the question, then the

@@ -56,6 +56,7 @@ def _write_report(run_id: str, folder: Path) -> Path:
             (folder / "curve.png").write_bytes(curve_png(cells, f"score vs length ({run_id})"))
         (folder / "report.html").write_text(html_report(run_id, s.config, cells))
         _write_ruler(run_id, folder, str(s.fingerprint.get("model") or "model"))
+        _write_longbench(run_id, folder, str(s.fingerprint.get("model") or "model"))
     except OSError as exc:
         raise EngineError(f"cannot write the report to {folder}: {exc.strerror}") from None
     return folder / "report.html"
@@ -82,6 +83,30 @@ def _write_ruler(run_id: str, folder: Path, model: str) -> None:
         (folder / "ruler" / "table.md").write_text(ruler_report.table_markdown(row, model))
 
 
+def _longbench_results(run_id: str) -> dict[tuple[str, int], dict]:
+    from app.services import eval_runs
+    from evals import longbench
+
+    return {k: longbench.results(rows)
+            for k, rows in eval_runs.longbench_rows(run_id, who=who()).items()}
+
+
+def _write_longbench(run_id: str, folder: Path, model: str) -> None:
+    """LongBench v2's result.txt per length: a line per variant, named as pred.py names its
+    files (MODEL, MODEL_cot, MODEL_no_context)."""
+    from evals import longbench
+
+    by_length: dict[int, list[tuple[str, dict]]] = {}
+    for (task, length), row in _longbench_results(run_id).items():
+        name = model.split("/")[-1] + {"longbench-v2": "", "longbench-v2-cot": "_cot",
+                                       "longbench-v2-nocontext": "_no_context"}[task]
+        by_length.setdefault(length, []).append((name, row))
+    for length, rows in by_length.items():
+        (folder / "longbench-v2" / str(length)).mkdir(parents=True, exist_ok=True)
+        (folder / "longbench-v2" / str(length) / "result.txt").write_text(
+            longbench.result_txt(rows))
+
+
 eval_app = typer.Typer(help="Long-context evals: NIAH, RULER, BABILong.", no_args_is_help=True)
 
 @eval_app.command("run")
@@ -95,7 +120,8 @@ def run_cmd(
              "RULER's files, or --haystack CORPUS for the essays); ruler-style (single, "
              "multikey, multivalue, multiquery, vt, cwe, fwe, qa: RULER's families made "
              "here); code, pdf, video need --haystack CORPUS; babilong (qa1-qa5) or "
-             "babilong-qa1..qa5 need --data DIR [default: niah]",
+             "babilong-qa1..qa5 need --data DIR; longbench-v2, longbench-v2-cot, "
+             "longbench-v2-nocontext need --data DIR with its data.json [default: niah]",
         callback=text_arg)] = None,
     lengths: Annotated[str | None, typer.Option(
         help="e.g. 1k,4k,32k,128k,1M [default: 1k,2k,4k]")] = None,
@@ -118,8 +144,9 @@ def run_cmd(
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="write the report (HTML, PNGs) here when the run ends")] = None,
     data: Annotated[str | None, typer.Option(
-        help="a local copy of a published suite's files (babilong: RMT-team/babilong; ruler: "
-             "PaulGrahamEssays.json, squad.json, hotpotqa.json as RULER names them)",
+        help="a local copy of a published suite's files (babilong: RMT-team/babilong; "
+             "longbench-v2: THUDM/LongBench-v2's data.json; ruler: PaulGrahamEssays.json, "
+             "squad.json, hotpotqa.json as RULER names them)",
         callback=text_arg)] = None,
     keep_thinking: Annotated[bool, typer.Option(
         "--keep-thinking", help="score a reasoning model's <think> block with its answer "
@@ -232,6 +259,8 @@ def report_cmd(run_id: RunId, as_json: JsonOpt = False,
                           "ruler": {"summary": {n: [asdict(r) for r in rows]
                                                 for n, rows in by_length.items()},
                                     "table": asdict(ruler_row) if ruler_row else None},
+                          "longbench_v2": [{"task": t, "length": n, **row} for (t, n), row
+                                           in _longbench_results(run_id).items()],
                           "fingerprint": s.fingerprint, "config": s.config,
                           "lengths": {t: length_table(cells, t)
                                       for t in sorted({c.task for c in cells})},
@@ -260,6 +289,15 @@ def report_cmd(run_id: RunId, as_json: JsonOpt = False,
                             f"{ruler_row.average:.2f}", f"{ruler_row.wavg_inc:.2f}",
                             f"{ruler_row.wavg_dec:.2f}")
         out.print(ruler_table)
+    longbench_results = _longbench_results(run_id)
+    if longbench_results:
+        lb_table = Table(title="LongBench v2 (accuracy %, as its result.py)")
+        for col in ("task", "max_len", "Overall", "Easy", "Hard", "Short", "Medium", "Long"):
+            lb_table.add_column(col, justify="right")
+        for (task, length), row in longbench_results.items():
+            lb_table.add_row(task, f"{length:,}", *("-" if v is None else f"{v:.1f}"
+                                                    for v in row.values()))
+        out.print(lb_table)
     page = _write_report(run_id, out_dir or eval_runs.report_dir(run_id))
     out.print(f"run {run_id}: mean {(s.mean or 0):.3f}, effective length "
               f"{effective_length(cells):,} tokens; report written to {page}",

@@ -23,9 +23,17 @@ from engine.types import Backend, EngineError
 from evals.haystack import KINDS
 from evals.report import CellScore
 from evals.ruler_report import Prediction
-from evals.runner import EvalConfig, check_window, plan_cells, run_cells
+from evals.runner import EvalConfig, check_window, needs, plan_cells, run_cells
 from evals.runner import too_long as runner_too_long
-from evals.tasks import PIPELINE_TASKS, PUBLISHED_TASKS, RAW, RULER, Generator, score_text
+from evals.tasks import (
+    LONGBENCH,
+    PIPELINE_TASKS,
+    PUBLISHED_TASKS,
+    RAW,
+    RULER,
+    Generator,
+    score_text,
+)
 from ingest.tokenizers import Tokenizer
 
 WINDOW_RESERVE = 64  # evals.runner.check_window's default reserve
@@ -68,7 +76,7 @@ def dry_run(config: EvalConfig, gen: Generator | None = None,
             except ValueError as exc:
                 raise EngineError(str(exc)) from None
             tokens += n
-            if window is not None and n + config.max_tokens + WINDOW_RESERVE > window:
+            if window is not None and needs(config, c.task, n, WINDOW_RESERVE) > window:
                 over.add(c.length)
         else:
             tokens += c.length
@@ -232,10 +240,12 @@ def preflight(config: EvalConfig, gen: Generator, window: int | None = None) -> 
 def _fits(sample, config: EvalConfig, window: int | None) -> None:
     """A published file's prompt is as long as it is, not its nominal length: counted."""
     tokens = sample.meta.get("tokens", 0)
-    if window is not None and tokens + config.max_tokens + WINDOW_RESERVE > window:
-        raise EngineError(f"{sample.task} at {sample.meta.get('file')}: its prompts are "
-                          f"{tokens:,} tokens, over the model's window of {window:,} with "
-                          f"{config.max_tokens} answer tokens reserved: drop that length")
+    need = needs(config, sample.task, tokens, WINDOW_RESERVE)
+    if window is not None and need > window:
+        where = sample.meta.get("file") or f"length {sample.length:,}"
+        raise EngineError(f"{sample.task} at {where}: its prompts are {tokens:,} tokens, over "
+                          f"the model's window of {window:,} with {need - tokens - WINDOW_RESERVE}"
+                          " answer tokens reserved: drop that length")
 
 
 def run(config: EvalConfig, backend: Backend, gen: Generator, run_id: str | None = None,
@@ -325,6 +335,22 @@ def ruler_predictions(run_id: str, who: Who = None) -> list[Prediction]:
         return [Prediction(c.task, c.length, c.response or "", c.score)
                 for c in s.scalars(select(EvalCell).where(EvalCell.run_id == run_id,
                                                           EvalCell.task.in_(RULER)))]
+
+
+def longbench_rows(run_id: str, who: Who = None) -> dict[tuple[str, int],
+                                                          list[tuple[str, str, float]]]:
+    """The run's LongBench v2 cells as result.py reads them: per (task, length), each answered
+    item's (difficulty, length group, score); failed cells left out as pred.py leaves them."""
+    out: dict[tuple[str, int], list[tuple[str, str, float]]] = {}
+    with session_scope(database_url()) as s:
+        _run_row(s, run_id, who)
+        for c in s.scalars(select(EvalCell).where(EvalCell.run_id == run_id,
+                                                  EvalCell.task.in_(LONGBENCH),
+                                                  EvalCell.status == "done")
+                           .order_by(EvalCell.task, EvalCell.length, EvalCell.sample)):
+            _, difficulty, group = c.metric.removeprefix(RAW).split(":", 2)
+            out.setdefault((c.task, c.length), []).append((difficulty, group, c.score or 0.0))
+    return out
 
 
 @dataclass(frozen=True)
