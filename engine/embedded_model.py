@@ -218,12 +218,23 @@ def encode_request(lm: LoadedModel, request: CompletionRequest) -> tuple[list[in
     messages = []
     if request.system:
         messages.append({"role": "system", "content": request.system})
+    # earlier turns go in as placeholders too, so their text is tokenized as plain text (a
+    # special-token string inside a turn stays text), the template's own parts as specials
+    marks = [f"\x00SCOUTLENS-TURN-{i}\x00" for i in range(len(request.history))]
+    messages += [{"role": role, "content": mark}
+                 for (role, _), mark in zip(request.history, marks, strict=True)]
     messages.append({"role": "user", "content": PLACEHOLDER})
     rendered = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    ids: list[int] = []
+    for mark, (_, text) in zip(marks, request.history, strict=True):
+        before, sep, rendered = rendered.partition(mark)
+        if not sep:
+            raise EngineError(f"{lm.name}'s chat template dropped a turn of the conversation")
+        ids += _special(tok, before) + _plain(tok, text)
     head, sep, tail = rendered.partition(PLACEHOLDER)
     if not sep:
         raise EngineError(f"{lm.name}'s chat template dropped the user message")
-    prefix = _special(tok, head) + _plain(tok, request.prefix)
+    prefix = ids + _special(tok, head) + _plain(tok, request.prefix)
     return prefix + _plain(tok, request.prompt) + _special(tok, tail), len(prefix)
 
 

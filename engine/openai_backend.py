@@ -319,6 +319,7 @@ class OpenAIBackend:
         messages = []
         if request.system:
             messages.append({"role": "system", "content": request.system})
+        messages += [{"role": role, "content": text} for role, text in request.history]
         content: str | list[dict] = request.prefix + request.prompt
         if request.images_root:
             content = content_parts(content, Path(request.images_root), self.max_images,

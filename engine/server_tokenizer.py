@@ -30,6 +30,7 @@ def default_timeout(chars: int) -> float:
 
 def _messages(request: CompletionRequest, content: str | None = None) -> list[dict]:
     messages = [{"role": "system", "content": request.system}] if request.system else []
+    messages += [{"role": role, "content": text} for role, text in request.history]
     return messages + [{"role": "user", "content": request.prefix + request.prompt
                         if content is None else content}]
 
@@ -170,5 +171,6 @@ class EstimateTokenizer(ModelTokenizer):
         tokens = self.count(request.prefix + request.prompt)
         if request.chat:
             tokens += TEMPLATE_TOKENS * len(_messages(request)) + self.count(request.system or "")
+            tokens += sum(self.count(text) for _, text in request.history)
         images, image_tokens = _images(request, self.max_images)
         return PromptCount(tokens + image_tokens, images, image_tokens, exact=False)

@@ -47,6 +47,9 @@ class CompletionRequest:
     prompt: str
     prefix: str = ""
     system: str | None = None
+    #: earlier turns, (role, content) with role `user` or `assistant`, between the system
+    #: message and the user turn (a conversation such as MRCR's); chat only, plain text
+    history: tuple[tuple[str, str], ...] = ()
     max_tokens: int = 256
     temperature: float = 0.0
     chat: bool = True
