@@ -12,6 +12,7 @@ window with the answer reserve are refused before anything is sent.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, fields
@@ -94,13 +95,14 @@ def plan_cells(config: EvalConfig) -> list[Cell]:
     return cells
 
 
-def needs(config: EvalConfig, task: str, length: int, reserve: int = 64) -> int:
+def needs(config: EvalConfig, task: str, length: int, reserve: int = 64,
+          answer: int | None = None) -> int:
     """The window a cell needs: a RULER length already holds its answer tokens (its
-    max_seq_length); other tasks' lengths are the prompt, so the answer (the suite's own
-    answer length where it has one) and a reserve add."""
+    max_seq_length); other tasks' lengths are the prompt, so the answer (`answer`, else the
+    suite's own answer length where it has one, else --max-tokens) and a reserve add."""
     if task in RULER:
         return length
-    return length + ANSWER_TOKENS.get(task, config.max_tokens) + reserve
+    return length + (answer or ANSWER_TOKENS.get(task, config.max_tokens)) + reserve
 
 
 def too_long(config: EvalConfig, window: int | None, reserve: int = 64) -> list[int]:
@@ -138,12 +140,13 @@ def run_cells(cells: list[Cell], backend: Backend, gen: Generator, config: EvalC
             s = _sample(gen, cell, config)
         except (EngineError, ValueError) as exc:  # e.g. the server's /tokenize went away
             return CellResult(cell, "", (), "all", status="failed", error=str(exc))
-        h = hashlib.sha256(s.prompt.encode("utf-8", "surrogatepass")).hexdigest()
+        text = json.dumps([s.history, s.prompt]) if s.history else s.prompt
+        h = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
         result = CellResult(cell, h, s.answers, (RAW if config.keep_thinking else "") + s.metric)
         try:
             chat = config.ruler_template == "chat" if cell.task in RULER else s.chat
             c = backend.stream(CompletionRequest(
-                prompt=s.sep + s.question, prefix=s.context, chat=chat,
+                prompt=s.sep + s.question, prefix=s.context, chat=chat, history=s.history,
                 max_tokens=s.max_tokens or config.max_tokens)).collect()
         except EngineError as exc:
             result.status, result.error = "failed", str(exc)

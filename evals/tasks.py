@@ -13,7 +13,8 @@ the length asked (or within a token or two where a BPE seam merges).
 
 Suites' own tasks: `ruler-*` are RULER's 13 tasks as its data preparation makes them
 (evals/ruler.py), `babilong-qa1..5` BABILong's published files (evals/babilong.py) and
-`longbench-v2[-cot|-nocontext]` LongBench v2's data file (evals/longbench.py).
+`longbench-v2[-cot|-nocontext]` LongBench v2's data file (evals/longbench.py) and `mrcr-2|4|8`
+OpenAI MRCR's conversations (evals/mrcr.py).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from evals import babilong, longbench, ruler
+from evals import babilong, longbench, mrcr, ruler
 from evals.corpus import CorpusText, kind_label, modal_needle, plant
 from evals.haystack import KINDS, place, source_text
 
@@ -38,8 +39,9 @@ PIPELINE_TASKS = ("retrieval",)
 #: BABILong's qa1-qa5 from its published files (evals/babilong.py), `babilong` stands for all
 BABILONG = tuple(f"babilong-{t}" for t in babilong.TASKS)
 LONGBENCH = longbench.TASKS
+MRCR = mrcr.TASKS  # `mrcr` stands for all three needle counts
 #: tasks whose samples come from a suite's published files (--data), not generated
-PUBLISHED_TASKS = BABILONG + LONGBENCH
+PUBLISHED_TASKS = BABILONG + LONGBENCH + MRCR
 #: RULER's 13 tasks made as RULER makes them (evals/ruler.py), `ruler` stands for all
 RULER = tuple(f"ruler-{t}" for t in ruler.TASKS)
 #: a suite's own tasks: its prompts and answer lengths, no depth grid
@@ -68,6 +70,7 @@ class Sample:
     #: (LongBench v2's chain of thought), answered in `then_tokens`; its answer is scored
     then: str | None = None
     then_tokens: int = 0
+    history: tuple[tuple[str, str], ...] = ()  # earlier turns of a conversation (MRCR)
 
     @property
     def prompt(self) -> str:
@@ -105,6 +108,8 @@ def score_text(answers: tuple[str, ...] | list[str], metric: str, response: str)
         return ruler.score(answers, metric.removeprefix("ruler:"), response)
     if metric.startswith("longbench2:"):
         return longbench.score(answers[0] if answers else "", response)
+    if metric.startswith("mrcr:"):
+        return mrcr.grade(response, answers[0] if answers else "", metric.removeprefix("mrcr:"))
     text = response.casefold()
     hits = [a.casefold() in text for a in answers]
     if not hits:
@@ -116,12 +121,12 @@ def expand_tasks(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """Task names with `ruler` standing for RULER's 13 tasks, `ruler-style` for the families made
     here and `babilong` for qa1-qa5; unknown names are an error that lists the valid ones."""
     out: list[str] = []
-    aliases = {"ruler": RULER, "ruler-style": RULER_STYLE, "babilong": BABILONG}
+    aliases = {"ruler": RULER, "ruler-style": RULER_STYLE, "babilong": BABILONG, "mrcr": MRCR}
     for name in names:
         for t in aliases.get(name, (name,)):
             if t not in ALL_TASKS:
                 raise ValueError(f"unknown task {t!r} (tasks: {', '.join(ALL_TASKS)}, ruler, "
-                                 "ruler-style, babilong)")
+                                 "ruler-style, babilong, mrcr)")
             if t not in out:
                 out.append(t)
     return tuple(out)
@@ -147,6 +152,7 @@ class Generator:
         self.data = data  # a folder of a suite's published files (BABILong)
         self._babilong: babilong.Data | None = None
         self._longbench: longbench.Data | None = None
+        self._mrcr: mrcr.Data | None = None
         self._ruler: dict[tuple[str, int, int], ruler.Task] = {}  # (task, length, seed) -> its file
         self.corpus = haystack if isinstance(haystack, CorpusText) else None
         self.haystack = haystack.name if isinstance(haystack, CorpusText) else haystack
@@ -169,6 +175,8 @@ class Generator:
             return self._published(task, length, seed, index)
         if task in LONGBENCH:
             return self._longbench_sample(task, length, seed, index)
+        if task in MRCR:
+            return self._mrcr_sample(task, length, seed, index)
         if task in RULER:
             return self._ruler_sample(task, length, seed, index)
         if task in MODAL_TASKS and self.corpus is None:
@@ -206,9 +214,36 @@ class Generator:
         if task in LONGBENCH:
             self._longbench_data(task).item(samples - 1)  # every record checked as it loads
             return
+        if task in MRCR:
+            data = self._mrcr_data(task)
+            with self._lock:
+                data.records(int(task.removeprefix("mrcr-")), length, samples)
+            return
         data = self._data(task)
         with self._lock:
             data.check(task.removeprefix("babilong-"), length, samples)
+
+    def _mrcr_data(self, task: str) -> mrcr.Data:
+        if not self.data:
+            raise ValueError(f"task {task} reads OpenAI MRCR's published files: --data DIR (a "
+                             "local copy of the openai/mrcr dataset)")
+        with self._lock:
+            if self._mrcr is None:
+                self._mrcr = mrcr.Data(self.data)
+            return self._mrcr
+
+    def _mrcr_sample(self, task: str, length: int, seed: int, index: int) -> Sample:
+        """The `index`-th record of the bin ending at `length` as the card asks it: the
+        conversation as chat messages, the last user turn as the prompt."""
+        data = self._mrcr_data(task)
+        with self._lock:
+            rec = data.records(int(task.removeprefix("mrcr-")), length, index + 1)[index]
+        tokens = sum(self.count(text) for _, text in rec.messages)
+        return Sample(task, length, -1.0, seed, "", rec.messages[-1][1], (rec.answer,),
+                      f"mrcr:{rec.prefix}",
+                      {"tokens": tokens + 4 * len(rec.messages), "o200k_tokens": rec.tokens,
+                       "row": rec.row, "record": index}, sep="",
+                      max_tokens=2 * self.count(rec.answer) + 64, history=rec.messages[:-1])
 
     def _longbench_data(self, task: str) -> longbench.Data:
         if not self.data:

@@ -27,6 +27,7 @@ from evals.runner import EvalConfig, check_window, needs, plan_cells, run_cells
 from evals.runner import too_long as runner_too_long
 from evals.tasks import (
     LONGBENCH,
+    MRCR,
     PIPELINE_TASKS,
     PUBLISHED_TASKS,
     RAW,
@@ -72,11 +73,13 @@ def dry_run(config: EvalConfig, gen: Generator | None = None,
     for c in cells:  # a published suite's cells are counted exactly, from its files
         if gen is not None and c.task in PUBLISHED_TASKS:
             try:
-                n = gen.sample(c.task, c.length, -1.0, index=c.sample).meta["tokens"]
+                sample = gen.sample(c.task, c.length, -1.0, index=c.sample)
             except ValueError as exc:
                 raise EngineError(str(exc)) from None
+            n = sample.meta["tokens"]
             tokens += n
-            if window is not None and needs(config, c.task, n, WINDOW_RESERVE) > window:
+            if window is not None and needs(config, c.task, n, WINDOW_RESERVE,
+                                            sample.max_tokens) > window:
                 over.add(c.length)
         else:
             tokens += c.length
@@ -232,7 +235,10 @@ def preflight(config: EvalConfig, gen: Generator, window: int | None = None) -> 
             if task in PUBLISHED_TASKS:  # every record the grid reads, checked before a send
                 for n in config.lengths:
                     gen.check_published(task, n, config.samples)
-                    _fits(gen.sample(task, n, -1.0, seed=config.seed), config, window)
+                    # an MRCR bin's conversations differ in size: each is counted
+                    for i in range(config.samples if task in MRCR else 1):
+                        _fits(gen.sample(task, n, -1.0, seed=config.seed, index=i), config,
+                              window)
         except ValueError as exc:
             raise EngineError(str(exc)) from None
 
@@ -240,7 +246,7 @@ def preflight(config: EvalConfig, gen: Generator, window: int | None = None) -> 
 def _fits(sample, config: EvalConfig, window: int | None) -> None:
     """A published file's prompt is as long as it is, not its nominal length: counted."""
     tokens = sample.meta.get("tokens", 0)
-    need = needs(config, sample.task, tokens, WINDOW_RESERVE)
+    need = needs(config, sample.task, tokens, WINDOW_RESERVE, sample.max_tokens)
     if window is not None and need > window:
         where = sample.meta.get("file") or f"length {sample.length:,}"
         raise EngineError(f"{sample.task} at {where}: its prompts are {tokens:,} tokens, over "
