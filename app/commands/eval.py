@@ -121,7 +121,8 @@ def run_cmd(
              "multikey, multivalue, multiquery, vt, cwe, fwe, qa: RULER's families made "
              "here); code, pdf, video need --haystack CORPUS; babilong (qa1-qa5) or "
              "babilong-qa1..qa5 need --data DIR; longbench-v2, longbench-v2-cot, "
-             "longbench-v2-nocontext need --data DIR with its data.json [default: niah]",
+             "longbench-v2-nocontext need --data DIR with its data.json; mrcr (mrcr-2, "
+             "mrcr-4, mrcr-8) needs --data DIR with openai/mrcr's parquet files [default: niah]",
         callback=text_arg)] = None,
     lengths: Annotated[str | None, typer.Option(
         help="e.g. 1k,4k,32k,128k,1M [default: 1k,2k,4k]")] = None,
@@ -145,7 +146,8 @@ def run_cmd(
         "--out", help="write the report (HTML, PNGs) here when the run ends")] = None,
     data: Annotated[str | None, typer.Option(
         help="a local copy of a published suite's files (babilong: RMT-team/babilong; "
-             "longbench-v2: THUDM/LongBench-v2's data.json; ruler: PaulGrahamEssays.json, "
+             "longbench-v2: THUDM/LongBench-v2's data.json; mrcr: openai/mrcr; ruler: "
+             "PaulGrahamEssays.json, "
              "squad.json, hotpotqa.json as RULER names them)",
         callback=text_arg)] = None,
     keep_thinking: Annotated[bool, typer.Option(
@@ -221,6 +223,39 @@ def run_cmd(
     if target.out:
         page = _write_report(done, Path(target.out))
         out.print(f"report in {page}")
+
+@eval_app.command("data")
+def data_cmd(folder: Annotated[Path | None, typer.Argument(
+                 help="a folder to check, as `eval run --data` takes it")] = None,
+             as_json: JsonOpt = False) -> None:
+    """What each published suite reads and where its authors publish it; with FOLDER, whether
+    the local copy there is usable (read as a run reads it; nothing is downloaded)."""
+    from evals import suite_data
+
+    checks = suite_data.check(str(folder)) if folder is not None else []
+    if as_json:
+        rows = [{"suite": n.suite, "path": n.path, "what": n.what, "source": n.source,
+                 "sha256": n.sha256 or None, "tasks": n.tasks} for n in suite_data.NEEDS]
+        for row, c in zip(rows, checks, strict=False):
+            row.update(status=c.status, detail=c.detail)
+        print(json.dumps({"folder": str(folder) if folder else None, "files": rows}))
+    else:
+        table = Table(title="suite files" + (f" in {escape(str(folder))}" if folder else ""))
+        for col in ("suite", "file", "what", "published at", *(("status",) if folder else ())):
+            table.add_column(col, overflow="fold")
+        for i, n in enumerate(suite_data.NEEDS):
+            status = ()
+            if checks:
+                c = checks[i]
+                colour = {"ok": "green", "missing": "dim", "wrong": "red"}[c.status]
+                status = (f"[{colour}]{c.status}[/]: {escape(c.detail)}",)
+            table.add_row(n.suite, escape(n.path), escape(n.what),
+                          escape(n.source) + (f" (sha256 {n.sha256[:16]}...)" if n.sha256 else ""),
+                          *status)
+        out.print(table)
+    if any(c.status == "wrong" for c in checks):
+        raise typer.Exit(1)
+
 
 @eval_app.command("list")
 def list_cmd(as_json: JsonOpt = False) -> None:
