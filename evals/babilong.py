@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TASKS = ("qa1", "qa2", "qa3", "qa4", "qa5")
+ANSWER_TOKENS = 20  # run_model_on_babilong.py's max_new_tokens
 _ROOMS = ("bathroom", "bedroom", "garden", "hallway", "kitchen", "office")
 LABELS = {"qa1": _ROOMS, "qa2": _ROOMS, "qa3": _ROOMS, "qa4": _ROOMS,
           "qa5": ("Bill", "Fred", "Jeff", "Mary", "apple", "football", "milk")}

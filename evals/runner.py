@@ -19,13 +19,24 @@ from dataclasses import dataclass, fields
 from itertools import groupby
 
 from engine.types import Backend, CompletionRequest, EngineError
+from evals.babilong import ANSWER_TOKENS as BABILONG_ANSWER
 from evals.longbench import ANSWER_TOKENS as LB_ANSWER
 from evals.longbench import COT_TOKENS
-from evals.tasks import PIPELINE_TASKS, RAW, RULER, SUITE_TASKS, Generator, Sample, score_text
+from evals.tasks import (
+    BABILONG,
+    PIPELINE_TASKS,
+    RAW,
+    RULER,
+    SUITE_TASKS,
+    Generator,
+    Sample,
+    score_text,
+)
 
 #: suites' own answer lengths (LongBench v2's pred.py), over --max-tokens
 ANSWER_TOKENS = {"longbench-v2": LB_ANSWER, "longbench-v2-cot": COT_TOKENS,
-                 "longbench-v2-nocontext": LB_ANSWER}
+                 "longbench-v2-nocontext": LB_ANSWER,
+                 **{t: BABILONG_ANSWER for t in BABILONG}}
 DEPTHLESS = ("multikey", "multivalue", "multiquery", "vt", "cwe", "fwe", *SUITE_TASKS)
 
 
@@ -45,6 +56,9 @@ class EvalConfig:
     #: how RULER's prompt goes: `base` (its base model template: the text as a raw completion)
     #: or `chat` (its OpenAI client: the whole text as one user message)
     ruler_template: str = "base"
+    #: answer tokens for BABILong, LongBench v2 and MRCR in place of their authors' (a reasoning
+    #: model needs room to think); None: theirs. RULER's lengths hold its own, so it keeps them
+    suite_max_tokens: int | None = None
 
     def to_json(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
@@ -95,14 +109,22 @@ def plan_cells(config: EvalConfig) -> list[Cell]:
     return cells
 
 
+def answer_tokens(config: EvalConfig, task: str, own: int | None = None) -> int:
+    """A cell's answer tokens: a suite's own (`own`, or its table's) unless the run gives
+    `suite_max_tokens` (never for RULER, whose lengths hold its own); else --max-tokens."""
+    own = own or ANSWER_TOKENS.get(task)
+    if own is None:
+        return config.max_tokens
+    return own if task in RULER or not config.suite_max_tokens else config.suite_max_tokens
+
+
 def needs(config: EvalConfig, task: str, length: int, reserve: int = 64,
           answer: int | None = None) -> int:
     """The window a cell needs: a RULER length already holds its answer tokens (its
-    max_seq_length); other tasks' lengths are the prompt, so the answer (`answer`, else the
-    suite's own answer length where it has one, else --max-tokens) and a reserve add."""
+    max_seq_length); other tasks' lengths are the prompt, so the answer and a reserve add."""
     if task in RULER:
         return length
-    return length + (answer or ANSWER_TOKENS.get(task, config.max_tokens)) + reserve
+    return length + answer_tokens(config, task, answer) + reserve
 
 
 def too_long(config: EvalConfig, window: int | None, reserve: int = 64) -> list[int]:
@@ -147,7 +169,7 @@ def run_cells(cells: list[Cell], backend: Backend, gen: Generator, config: EvalC
             chat = config.ruler_template == "chat" if cell.task in RULER else s.chat
             c = backend.stream(CompletionRequest(
                 prompt=s.sep + s.question, prefix=s.context, chat=chat, history=s.history,
-                max_tokens=s.max_tokens or config.max_tokens)).collect()
+                max_tokens=answer_tokens(config, cell.task, s.max_tokens))).collect()
         except EngineError as exc:
             result.status, result.error = "failed", str(exc)
             return result
@@ -156,7 +178,7 @@ def run_cells(cells: list[Cell], backend: Backend, gen: Generator, config: EvalC
             try:
                 c = backend.stream(CompletionRequest(
                     prompt=s.then.replace("$COT$", first.text.strip()), chat=s.chat,
-                    max_tokens=s.then_tokens)).collect()
+                    max_tokens=answer_tokens(config, cell.task, s.then_tokens))).collect()
             except EngineError as exc:
                 result.status, result.error = "failed", str(exc)
                 return result

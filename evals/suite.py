@@ -103,6 +103,7 @@ class Suite(BaseModel):
     data: str | None = Field(None, min_length=1, max_length=4096)
     keep_thinking: bool | None = None
     ruler_template: Literal["base", "chat"] | None = None
+    suite_max_tokens: int | None = Field(None, ge=1, le=1_000_000)
     run_id: str | None = None
     out: str | None = None
 

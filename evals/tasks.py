@@ -282,7 +282,8 @@ class Generator:
         return Sample(task, length, -1.0, seed, context, question, (record.target,),
                       babilong.metric(qa, record.question),
                       {"tokens": self.count(context + question),
-                       "file": babilong.label(length), "record": index}, sep="")
+                       "file": babilong.label(length), "record": index}, sep="",
+                      max_tokens=babilong.ANSWER_TOKENS)
 
     def _ruler_sample(self, task: str, length: int, seed: int, index: int) -> Sample:
         """Record `index` of RULER's file for `task` at `length` (its max_seq_length: prompt and

@@ -157,6 +157,9 @@ def run_cmd(
         "--ruler-template", help="RULER's prompt as its `base` model template (raw completion) "
         "or `chat` (one user message, as its OpenAI client sends it) [default: base]",
         callback=text_arg)] = None,
+    suite_max_tokens: Annotated[int | None, typer.Option(
+        "--suite-max-tokens", help="answer tokens for BABILong, LongBench v2 and MRCR in place "
+        "of their authors' (a reasoning model needs room to think) [default: theirs]")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
     tokenizer: Annotated[str | None, tokenizer_option(
         "counts lengths [default: the server's /tokenize, or the embedded model's]")] = None,
@@ -174,6 +177,7 @@ def run_cmd(
              "model": model, "concurrency": concurrency, "tokenizer": tokenizer,
              "data": str(Path(data).expanduser().absolute()) if data else None,
              "keep_thinking": keep_thinking or None, "ruler_template": ruler_template,
+             "suite_max_tokens": suite_max_tokens,
              "run_id": run_id, "out": str(out_dir) if out_dir else None}
     config, target = suites.resolve(loaded, flags)
     if target.run_id and (stored := eval_runs.stored_config(target.run_id, who=who())) is not None:

@@ -130,7 +130,7 @@ def test_a_run_end_to_end(tmp_path, scoutlens_home):
     try:
         done = cli("eval", "run", "--endpoint", server.url, "--task", "babilong-qa1",
                    "--data", str(data), "--lengths", "1k", "--samples", "2", "--run-id", "bl",
-                   "--concurrency", "1", "--max-tokens", "20")
+                   "--concurrency", "1")  # the authors' 20 answer tokens, not --max-tokens
         sent = [s.body for s in server.completions]
     finally:
         server.close()
@@ -307,3 +307,20 @@ def test_a_questions_trailing_space_is_stripped_as_the_authors_strip_it():
     assert head + question == authors_input("qa1", {"input": rec.input,
                                                     "question": "Where is Mary?"})
     assert babilong.prompt_parts("qa1", babilong.Record("x", "", "kitchen"))[1] == "Question:"
+
+
+def test_a_reasoning_model_gets_the_answer_tokens_the_run_gives(tmp_path, scoutlens_home):
+    data = published(tmp_path / "babilong")
+    server = FakeOpenAI(max_model_len=32768).start()
+    server.script(Reply(deltas=("<think>Mary moved.</think>The most recent location of Mary "
+                                "is kitchen.",)))
+    try:
+        done = cli("eval", "run", "--endpoint", server.url, "--task", "babilong-qa1",
+                   "--data", str(data), "--lengths", "1k", "--run-id", "think",
+                   "--suite-max-tokens", "600")
+        sent = [s.body for s in server.completions]
+    finally:
+        server.close()
+    assert done.returncode == 0, done.stderr
+    assert [b["max_tokens"] for b in sent] == [600]
+    assert [c.score for c in eval_runs.cells_of("think")] == [1.0]
