@@ -154,6 +154,18 @@ def test_a_run_end_to_end_sends_rulers_prompt_as_a_raw_completion(tmp_path, scou
     assert "RULER" in report.stdout and "40.00" in report.stdout
     data = json.loads(cli("eval", "report", "rl", "--json").stdout)
     assert data["ruler"]["table"]["averages"] == {"4096": 40.0}
+    # a later run of the same grid that answers nothing: compare pairs the suite's cells
+    server = FakeOpenAI(max_model_len=4096).start()
+    server.script(*[Reply(deltas=("no",)) for _ in range(4)])
+    try:
+        again = cli("eval", "run", "--endpoint", server.url, "--task",
+                    "ruler-niah_single_1,ruler-vt", "--lengths", "4k", "--samples", "2",
+                    "--run-id", "rl2", "--concurrency", "1", "--tokenizer", "cl100k")
+    finally:
+        server.close()
+    assert again.returncode == 0, again.stderr
+    diff = json.loads(cli("eval", "compare", "rl", "rl2", "--json").stdout)
+    assert diff["cells"] == 2 and diff["worse"] == 2 and diff["mean_delta"] < 0
 
 
 def test_rulers_files_are_read_from_data_and_mistakes_are_one_line(tmp_path, scoutlens_home):
