@@ -287,10 +287,13 @@ def sentences(text: str) -> list[str]:
 
 # --- the generators, one per family, each RULER's script in its order of draws ---------------
 
+KEEP = 16  # records kept: a run asks in order, a few at once; a 1M-token record is ~4 MB
+
+
 class Task:
     """One task at one length and seed: the binary search for the haystack size runs when it is
     made; `record(i)` makes records in order (each draws from the one stream, as RULER's loop
-    does) and keeps them."""
+    does), keeping the last KEEP; an earlier one is made again from the start."""
 
     def __init__(self, task: str, max_seq_length: int, seed: int, count: Callable[[str], int],
                  sources: Sources):
@@ -301,16 +304,31 @@ class Task:
         self.template = self.family.template + self.family.answer_prefix
         self.max_seq_length = max_seq_length
         self.ttg = self.family.tokens_to_generate
-        self.rng = random.Random(seed)  # random.seed(args.random_seed)
-        self.np = np.random.RandomState(seed)  # np.random.seed(args.random_seed)
         self.seed = seed
-        self.records: list[Record] = []
+        self._start()
+
+    def _start(self) -> None:
+        self.rng = random.Random(self.seed)  # random.seed(args.random_seed)
+        self.np = np.random.RandomState(self.seed)  # np.random.seed(args.random_seed)
+        self.made = 0
+        self.kept: dict[int, Record] = {}
         self.setup()
 
+    @property
+    def capacity(self) -> int | None:
+        """How many records the task can make (qa: its file's questions); None: no bound."""
+        return None
+
     def record(self, index: int) -> Record:
-        while len(self.records) <= index:
-            self.records.append(self.next())
-        return self.records[index]
+        if index in self.kept:
+            return self.kept[index]
+        if index < self.made:
+            self._start()
+        while self.made <= index:
+            self.kept[self.made] = self.next()
+            self.made += 1
+            self.kept.pop(self.made - 1 - KEEP, None)
+        return self.kept[index]
 
     def setup(self) -> None:
         raise NotImplementedError
@@ -665,8 +683,12 @@ class _QA(Task):
                               for i, d in enumerate(chosen))
         return self.template.format(context=context, query=qa["query"]), qa["outputs"]
 
+    @property
+    def capacity(self) -> int | None:
+        return len(self.qas)
+
     def next(self) -> Record:
-        index = len(self.records)
+        index = self.made
         if index >= len(self.qas):
             raise RulerError(f"ruler-{self.task}: the file has {len(self.qas)} questions")
         answers: list[str] = []

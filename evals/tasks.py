@@ -285,6 +285,16 @@ class Generator:
                        "file": babilong.label(length), "record": index}, sep="",
                       max_tokens=babilong.ANSWER_TOKENS)
 
+    def check_ruler(self, task: str, length: int, samples: int, seed: int = 0) -> None:
+        """RULER's file for `task` at `length` can be made (its files read, the haystack size
+        found, record 0 made) and holds `samples` records; the rest are made as a run asks."""
+        self._ruler_sample(task, length, seed, 0)
+        with self._lock:
+            made = self._ruler[(task.removeprefix("ruler-"), length, seed)]
+        if made.capacity is not None and samples > made.capacity:
+            raise ruler.RulerError(f"{task}: its file has {made.capacity} questions; "
+                                   f"{samples} samples were asked for")
+
     def _ruler_sample(self, task: str, length: int, seed: int, index: int) -> Sample:
         """Record `index` of RULER's file for `task` at `length` (its max_seq_length: prompt and
         answer tokens) with RULER's seed 42 + `seed`: `input + answer_prefix` as raw text, its

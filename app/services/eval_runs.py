@@ -218,7 +218,8 @@ def generator_for(config: EvalConfig, backend: Backend, tokenizer: str | None = 
 def preflight(config: EvalConfig, gen: Generator, window: int | None = None) -> None:
     """One sample per task at the shortest length, so a task that cannot be built (too short,
     no PDF page in the corpus, a RULER file missing) is refused before anything is sent; a
-    published file's records and RULER's whole grid are made and checked here."""
+    published file's records, and RULER's files and first record at each length, are read and
+    checked here."""
     for task in config.tasks:
         if task in PIPELINE_TASKS:  # needs a stored corpus: checked when it loads it
             if config.haystack in KINDS:
@@ -226,10 +227,9 @@ def preflight(config: EvalConfig, gen: Generator, window: int | None = None) -> 
                                   "--haystack CORPUS (scoutlens corpora list)")
             continue
         try:
-            if task in RULER:  # RULER prepares its whole file before a request; so does this
+            if task in RULER:  # each length's files, haystack size and first record
                 for n in config.lengths:
-                    for i in range(config.samples):
-                        gen.sample(task, n, -1.0, seed=config.seed, index=i)
+                    gen.check_ruler(task, n, config.samples, config.seed)
                 continue
             gen.sample(task, min(config.lengths), config.depths[0], seed=config.seed)
             if task in PUBLISHED_TASKS:  # every record the grid reads, checked before a send

@@ -187,6 +187,11 @@ def test_rulers_files_are_read_from_data_and_mistakes_are_one_line(tmp_path, sco
         (data / "squad.json").write_text('{"data": [{"title": "x"}]}')
         one_line_error(cli(*base, "--task", "ruler-qa_1", "--data", str(data)),
                        "squad.json: not the squad layout RULER reads")
+        (data / "squad.json").write_text(json.dumps({"data": [{"title": "t", "paragraphs": [
+            {"context": "c " * 50, "qas": [{"question": "q", "answers": [{"text": "c"}],
+                                            "is_impossible": False}]}]}]}))
+        one_line_error(cli(*base, "--task", "ruler-qa_1", "--data", str(data), "--samples",
+                           "2"), "ruler-qa_1: its file has 1 questions; 2 samples were asked")
         (data / "PaulGrahamEssays.json").write_text('{"text": 3}')
         one_line_error(cli(*base, "--task", "ruler-niah_single_2", "--data", str(data)),
                        'no "text" string')
@@ -241,3 +246,12 @@ def test_the_chat_template_sends_rulers_text_as_one_user_message(scoutlens_home)
     assert sent[0].body["max_tokens"] == 50  # RULER's own: its lengths hold it
     assert [c.score for c in eval_runs.cells_of("chat")] == [1.0]
     assert eval_runs.summary("chat").config["ruler_template"] == "chat"  # a resume keeps it
+
+
+def test_a_task_keeps_its_last_records_and_makes_an_earlier_one_again():
+    made = ruler.make("vt", 1024, ruler.SEED, _count())
+    first = [made.record(i) for i in range(ruler.KEEP + 4)]
+    assert len(made.kept) == ruler.KEEP  # memory bounded however many samples a run asks
+    assert made.record(0) == first[0]  # made again from the start: the same draws
+    assert made.record(ruler.KEEP + 3) == first[-1]
+    assert len({r.input for r in first}) == len(first)
