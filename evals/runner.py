@@ -139,8 +139,10 @@ def too_long(config: EvalConfig, window: int | None, reserve: int = 64) -> list[
 def check_window(config: EvalConfig, window: int | None, reserve: int = 64) -> None:
     over = too_long(config, window, reserve)
     if over:
-        answer = ("RULER's answer tokens inside each length" if set(config.tasks) <= set(RULER)
-                  else f"{config.max_tokens} answer tokens reserved")
+        task = next(t for t in config.tasks if t not in PIPELINE_TASKS
+                    and needs(config, t, over[0], reserve) > window)
+        answer = ("RULER's answer tokens inside each length" if task in RULER
+                  else f"{answer_tokens(config, task)} answer tokens reserved for {task}")
         raise EngineError(f"lengths {', '.join(f'{n:,}' for n in over)} do not fit the "
                           f"model's window of {window:,} tokens with {answer}: drop them or "
                           "use a model with a longer window")
