@@ -24,6 +24,7 @@ from evals.longbench import ANSWER_TOKENS as LB_ANSWER
 from evals.longbench import COT_TOKENS
 from evals.tasks import (
     BABILONG,
+    MRCR,
     PIPELINE_TASKS,
     RAW,
     RULER,
@@ -118,6 +119,12 @@ def answer_tokens(config: EvalConfig, task: str, own: int | None = None) -> int:
     return own if task in RULER or not config.suite_max_tokens else config.suite_max_tokens
 
 
+#: tasks whose length is not their prompt's size: a retrieval cell's is the corpus it searches
+#: (meant to exceed the window), a BABILong file's is nominal and an MRCR length is a bin's
+#: upper bound; the prompts of the last two are counted against the window before a send
+NOMINAL = (*PIPELINE_TASKS, *BABILONG, *MRCR)
+
+
 def needs(config: EvalConfig, task: str, length: int, reserve: int = 64,
           answer: int | None = None) -> int:
     """The window a cell needs: a RULER length already holds its answer tokens (its
@@ -133,13 +140,13 @@ def too_long(config: EvalConfig, window: int | None, reserve: int = 64) -> list[
     if window is None:
         return []
     return sorted({n for n in config.lengths for t in config.tasks
-                   if t not in PIPELINE_TASKS and needs(config, t, n, reserve) > window})
+                   if t not in NOMINAL and needs(config, t, n, reserve) > window})
 
 
 def check_window(config: EvalConfig, window: int | None, reserve: int = 64) -> None:
     over = too_long(config, window, reserve)
     if over:
-        task = next(t for t in config.tasks if t not in PIPELINE_TASKS
+        task = next(t for t in config.tasks if t not in NOMINAL
                     and needs(config, t, over[0], reserve) > window)
         answer = ("RULER's answer tokens inside each length" if task in RULER
                   else f"{answer_tokens(config, task)} answer tokens reserved for {task}")

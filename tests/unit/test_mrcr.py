@@ -91,7 +91,9 @@ def test_a_run_sends_the_conversation_and_grades_the_reply(tmp_path, scoutlens_h
 
     data = published(tmp_path / "mrcr")
     records = mrcr.Data(str(data)).records(2, 8192, 2)
-    server = FakeOpenAI(max_model_len=32768).start()
+    # an 8K window runs the 8K bin: a bin's upper bound is not its conversations' size, which
+    # are counted, each, against the window
+    server = FakeOpenAI(max_model_len=8192).start()
     server.script(Reply(deltas=("bbb222owls owls",)), Reply(deltas=("newts newts",)))
     try:
         done = cli("eval", "run", "--endpoint", server.url, "--task", "mrcr-2", "--data",
