@@ -40,9 +40,10 @@ SKEW_SIDE = 600  # pixels: the skew is estimated on a copy this small (~30 ms)
 
 @functools.cache
 def tesseract_available() -> bool:
-    """True if OCR works here: PyMuPDF finds a tesseract binary on PATH and its tessdata (the
-    cheap check, first: no engine is started), or libtesseract starts with English."""
-    return _pymupdf_can_ocr() or _engine("eng") is not None
+    """True if OCR works here: libtesseract starts with English (the engine OCR then uses), or
+    PyMuPDF finds a tesseract binary on PATH and its tessdata. libtesseract first: importing
+    PyMuPDF loads its layout models (0.5 s), which a folder without PDFs never needs."""
+    return _engine("eng") is not None or _pymupdf_can_ocr()
 
 
 def _pymupdf_can_ocr() -> bool:

@@ -147,6 +147,8 @@ PARALLEL_FILES = 200
 HEAVY_FILE_WEIGHT = 50
 HEAVY_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES | {".pdf"}
 WINDOW_PER_WORKER = 32  # files in flight per worker: bounds what waits in memory
+INLINE_HEAVY_BYTES = 256 * 1024  # a seen picture, PDF or video up to this size is read here
+UNSEEN_INLINE = 64  # new files read here before a pool starts for the rest
 
 
 @dataclass
@@ -176,17 +178,24 @@ class _Memo:
 
 
 def _read_one(i: int, cand: Candidate, options: ProcessOptions, known_sha: str | None,
-              memo: _Memo) -> _Read:
+              memo: _Memo, seen_only: bool = False) -> _Read | None:
+    """Candidate i read and processed. With `seen_only`, only when it is cheap here: its
+    content seen before (the cache holds its verdicts) and no large picture, PDF or video to
+    OCR; else None (a worker does it)."""
     noise = options.noise
     reason = noise.by_path(cand.path, cand.size)
     if reason is not None and noise.enabled(reason):
         return _Read(i, skipped=Skipped(cand.path, cand.root, cand.size, "skipped", reason))
+    if seen_only and cand.size > INLINE_HEAVY_BYTES and _heavy(cand.path, options):
+        return None
     data = read_bytes(cand)
     if isinstance(data, Skipped):
         return _Read(i, skipped=data)
     sha = hashlib.sha256(data).hexdigest()
     if known_sha == sha:
         return _Read(i, unchanged=sha)
+    if seen_only and memo.verdict(f"{sha}|{options.noise.options!r}") is None:
+        return None
     memo.new = {}
     result = process(cand, data, options, sha, memo)
     if isinstance(result, Skipped):
@@ -209,6 +218,10 @@ def _read_in_worker(job: tuple[int, Candidate, str | None]) -> _Read:
     assert _worker is not None
     options, memo = _worker
     return _read_one(job[0], job[1], options, job[2], memo)
+
+
+def _heavy(path: str, options: ProcessOptions) -> bool:
+    return options.ocr and os.path.splitext(path)[1].lower() in HEAVY_SUFFIXES
 
 
 def _work(candidates: Candidates, options: ProcessOptions) -> tuple[int, bool]:
@@ -244,20 +257,41 @@ def _read_all(candidates: Candidates, options: ProcessOptions, known: dict[str, 
     # (an earlier OCR, the embedded model's torch): workers that may OCR start fresh
     ctx = multiprocessing.get_context("fork" if "fork" in methods and not ocr else "spawn")
     where = (cache.path, cache.fingerprint) if cache is not None else None
-    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_reader,
-                               initargs=(options, where, os.getpid()))
+    # a file whose content the cache has seen is read and processed here (its scans are
+    # looked up, ~0.1 ms), and so are the first UNSEEN_INLINE it has not; the pool starts for
+    # the rest: a re-pack of the standard library after one change starts none
+    memo = _Memo(cache) if cache is not None else None
+    pool: ProcessPoolExecutor | None = None
+    unseen = 0
     try:
-        pending: deque[Future] = deque()
+        pending: deque[Future | _Read] = deque()
         for job in jobs:
             starting(job[0])
-            with _main_kept_from_workers(ctx):  # a spawned worker starts inside submit()
-                pending.append(pool.submit(_read_in_worker, job))
+            done = (_read_one(job[0], job[1], options, job[2], memo, seen_only=True)
+                    if memo is not None else None)
+            if (done is None and memo is not None and pool is None and unseen < UNSEEN_INLINE
+                    and not (job[1].size > INLINE_HEAVY_BYTES and _heavy(job[1].path, options))):
+                unseen += 1  # a few new files (the ones a re-pack changed) do not pay for a pool
+                done = _read_one(job[0], job[1], options, job[2], memo)
+            if done is not None:
+                pending.append(done)
+            else:
+                if pool is None:
+                    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_reader,
+                                               initargs=(options, where, os.getpid()))
+                with _main_kept_from_workers(ctx):  # a spawned worker starts inside submit()
+                    pending.append(pool.submit(_read_in_worker, job))
             if len(pending) >= workers * WINDOW_PER_WORKER:
-                yield pending.popleft().result()
+                yield _result(pending.popleft())
         while pending:
-            yield pending.popleft().result()
+            yield _result(pending.popleft())
     finally:
-        pool.shutdown(cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def _result(item: Future | _Read) -> _Read:
+    return item.result() if isinstance(item, Future) else item
 
 
 @contextmanager

@@ -10,6 +10,7 @@ import sys
 import types
 from concurrent.futures import ProcessPoolExecutor
 
+import pytest
 from helpers import make_code_repo
 
 from ingest import pipeline
@@ -37,6 +38,7 @@ def test_workers_give_what_one_process_gives(tmp_path, monkeypatch):
     root = _tree(tmp_path / "repo")
     tok = load_tokenizer("cl100k")
     monkeypatch.setattr(pipeline, "PARALLEL_FILES", 2)  # parallel even for a small tree
+    monkeypatch.setattr(pipeline, "UNSEEN_INLINE", 0)  # every new file to the workers
     one = run_pipeline([root], tok, PipelineOptions(workers=1))
     cache = TokenCache(tmp_path / "cache.db", tok.fingerprint)
     two = run_pipeline([root], tok, PipelineOptions(workers=2), cache=cache)
@@ -50,6 +52,34 @@ def test_workers_give_what_one_process_gives(tmp_path, monkeypatch):
     known = {d.path: d.sha256 for d in two.documents}
     again = run_pipeline([root], tok, PipelineOptions(workers=2), known=known, cache=cache)
     assert again.documents == [] and set(again.unchanged) == set(known)
+
+
+def test_a_rerun_after_one_change_reads_here_without_a_pool(tmp_path, monkeypatch):
+    """What the cache has seen, and a few new files, are read in this process: a re-pack after
+    one change starts no workers, and gives what one process gives."""
+    root = _tree(tmp_path / "repo")
+    tok = load_tokenizer("cl100k")
+    monkeypatch.setattr(pipeline, "PARALLEL_FILES", 2)
+    cache = TokenCache(tmp_path / "cache.db", tok.fingerprint)
+    monkeypatch.setattr(pipeline, "UNSEEN_INLINE", 0)
+    run_pipeline([root], tok, PipelineOptions(workers=2), cache=cache)  # cold: workers
+    cache.flush()
+    monkeypatch.setattr(pipeline, "UNSEEN_INLINE", 4)
+    changed = next(p for p in sorted(root.rglob("*.py")))
+    changed.write_text(changed.read_text() + "\n# changed\n")
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a worker pool started for a re-run after one change")
+
+    monkeypatch.setattr(pipeline, "ProcessPoolExecutor", no_pool)
+    warm = run_pipeline([root], tok, PipelineOptions(workers=2), cache=cache)
+    one = run_pipeline([root], tok, PipelineOptions(workers=1))
+    assert _view(warm) == _view(one)
+    # more new files than UNSEEN_INLINE: the rest go to workers
+    for p in sorted(root.rglob("*.py"))[:8]:
+        p.write_text(p.read_text() + "\n# changed again\n")
+    with pytest.raises(AssertionError, match="a worker pool started"):
+        run_pipeline([root], tok, PipelineOptions(workers=2), cache=cache)
 
 
 def test_spawned_workers_do_not_run_a_streamlit_page_again(tmp_path, monkeypatch):
