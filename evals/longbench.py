@@ -132,6 +132,17 @@ class Data:
         if r["answer"] not in ("A", "B", "C", "D"):
             raise LongBenchError(f"{self.path}: record {i + 1}: answer {r['answer'][:20]!r} is "
                                  "not A-D")
+        if r["difficulty"] not in ("easy", "hard") or r["length"] not in ("short", "medium",
+                                                                          "long"):
+            raise LongBenchError(f"{self.path}: record {i + 1}: difficulty "
+                                 f"{r['difficulty'][:20]!r} and length {r['length'][:20]!r} are "
+                                 "not easy|hard and short|medium|long")
+        try:
+            for k in FIELDS:
+                r[k].encode("utf-8")
+        except UnicodeEncodeError:
+            raise LongBenchError(f"{self.path}: record {i + 1}: text that is not Unicode (a "
+                                 "lone surrogate)") from None
         return Item(r["_id"], r["difficulty"], r["length"], r["question"],
                     (r["choice_A"], r["choice_B"], r["choice_C"], r["choice_D"]), r["answer"],
                     r["context"])

@@ -27,7 +27,6 @@ NEEDLES = (2, 4, 8)
 TASKS = tuple(f"mrcr-{n}" for n in NEEDLES)
 BINS = tuple(1 << k for k in range(13, 21))  # 8K ... 1M: upper bounds
 ROLES = ("system", "user", "assistant")
-CHARS_PER_TOKEN_MAX = 12  # records with more characters than this per token of a bin skip it
 
 
 class MRCRError(ValueError):
@@ -71,8 +70,8 @@ class Data:
         self._found: dict[tuple[int, int], list[Record]] = {}
 
     def files(self, needles: int) -> list[Path]:
-        parts = sorted((self.root / f"{needles}needle").glob(f"{needles}needle_*.parquet"),
-                       key=lambda p: _part(p.stem))
+        parts = sorted((p for p in (self.root / f"{needles}needle").glob(
+            f"{needles}needle_*.parquet") if p.is_file()), key=lambda p: _part(p.stem))
         single = self.root / f"{needles}needle.parquet"
         found = parts or ([single] if single.is_file() else [])
         if not found:
@@ -83,6 +82,9 @@ class Data:
 
     def records(self, needles: int, upper: int, samples: int) -> list[Record]:
         """The first `samples` records of the bin ending at `upper` (fewer: an error)."""
+        if upper not in BINS:
+            raise MRCRError(f"MRCR's lengths are its bins' upper bounds, "
+                            f"{', '.join(_label(b) for b in BINS)}: {upper:,} is not one")
         key = (needles, upper)
         have = self._found.get(key, [])
         if len(have) >= samples:
@@ -101,8 +103,8 @@ class Data:
     def _scan(self, needles: int, upper: int):
         import pyarrow.parquet as pq
 
-        row = 0
         for path in self.files(needles):
+            row = 0
             try:
                 f = pq.ParquetFile(path)
                 names = set(f.schema_arrow.names)
@@ -112,10 +114,11 @@ class Data:
                 for batch in f.iter_batches(batch_size=16, columns=sorted(need)):
                     for r in batch.to_pylist():
                         row += 1
-                        chars = len(r["prompt"]) if isinstance(r["prompt"], str) else 0
-                        # a token is at least one character; English prose in o200k is about
-                        # 4.3 characters a token, so over 12 a token is far past the bin
-                        if not upper // 2 <= chars <= upper * CHARS_PER_TOKEN_MAX:
+                        # a token is at least one byte: a prompt of fewer bytes than the
+                        # bin's lower bound is below it, and is not counted
+                        size = (len(r["prompt"].encode("utf-8", "surrogatepass"))
+                                if isinstance(r["prompt"], str) else upper)
+                        if size <= upper // 2:
                             continue
                         record = self._record(path, row, r)
                         if in_bin(record.tokens, upper):
@@ -142,8 +145,17 @@ class Data:
         if messages[-1]["role"] != "user":
             raise MRCRError(f"{where}: its conversation does not end with a user turn")
         turns = tuple((m["role"], m["content"]) for m in messages)
+        try:
+            for text in (*(t for _, t in turns), r["answer"], r["random_string_to_prepend"]):
+                text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise MRCRError(f"{where}: text that is not Unicode (a lone surrogate)") from None
         tokens = sum(self.count(text) for _, text in turns)
         return Record(turns, r["answer"], r["random_string_to_prepend"], tokens, row)
+
+
+def _label(tokens: int) -> str:
+    return f"{tokens >> 20}M" if tokens >= 1 << 20 else f"{tokens >> 10}k"
 
 
 def _part(stem: str) -> int:

@@ -260,9 +260,31 @@ class Sources:
         path = self.path(name, task)
         try:
             with path.open(encoding="utf-8") as f:
-                return json.load(f)
+                data = json.load(f)
         except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise RulerError(f"{path}: not the JSON RULER reads ({str(exc)[:120]})") from None
+        if not encodable(data):
+            raise RulerError(f"{path}: holds text that is not Unicode (a lone surrogate)")
+        return data
+
+
+def encodable(data) -> bool:
+    """Whether every string in parsed JSON can be sent (a `\\ud800` escape parses to a lone
+    surrogate, which no request can carry)."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def _essay_words(sources: Sources, task: str, length: int) -> list[str]:
@@ -273,9 +295,16 @@ def _essay_words(sources: Sources, task: str, length: int) -> list[str]:
         text = data.get("text") if isinstance(data, dict) else None
         if not isinstance(text, str) or not text.strip():
             raise RulerError(f"{Path(sources.folder or '') / ESSAY}: no \"text\" string")
-    return re.sub(r"\s+", " ", text).split(" ")
+    words = re.sub(r"\s+", " ", text).split(" ")
+    longest = max(words, key=len)
+    if len(longest) > MAX_WORD:  # 500 of them (RULER's step) would be a 100 MB prompt
+        where = sources.essay_label or str(Path(sources.folder or "") / ESSAY)
+        raise RulerError(f"{where}: a 'word' of {len(longest):,} characters; the essay tasks "
+                         f"cut their haystack by words of at most {MAX_WORD:,}")
+    return words
 
 
+MAX_WORD = 1_000
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[.!?][\"'\u201d\u2019)])\s+")
 
 
@@ -360,6 +389,8 @@ class Task:
                 return text, length
             if size > step:
                 size -= step
+            elif length > 2 * limit:  # new draws move a size by a few tokens, not twice over
+                break
         raise RulerError(f"ruler-{self.task}: {limit:,} tokens is too short for its template "
                          "and one haystack piece")
 
@@ -604,6 +635,9 @@ class _FreqWords(Task):
             raise RulerError("ruler-fwe: only RULER's alpha of 2.0 is made here")
         self.limit = self.max_seq_length - self.ttg
         self.vocab_size = self.limit // 50
+        if self.vocab_size < 8:  # the three answers after the "..." noise word, and others
+            raise RulerError(f"ruler-fwe: {self.max_seq_length:,} tokens is too short (its "
+                             "vocabulary is the length / 50)")
         self.words = self._generate(-1, self.limit // 32)[2]
 
     def _text(self, vocab: list[str], num_words: int) -> tuple[str, list[str]]:
@@ -701,8 +735,15 @@ class _QA(Task):
         return self._split(text, length, answers)
 
 
+def _text(value):
+    """A field RULER reads as text: anything else is the wrong layout (a TypeError here)."""
+    if not isinstance(value, str):
+        raise TypeError(f"a text field holds {type(value).__name__}")
+    return value
+
+
 def _read_squad(data: dict) -> tuple[list[dict], list[str]]:
-    docs = sorted({p["context"] for d in data["data"] for p in d["paragraphs"]})
+    docs = sorted({_text(p["context"]) for d in data["data"] for p in d["paragraphs"]})
     at = {c: i for i, c in enumerate(docs)}
     qas = []
     for d in data["data"]:
@@ -710,17 +751,17 @@ def _read_squad(data: dict) -> tuple[list[dict], list[str]]:
         for p in d["paragraphs"]:
             for q in p["qas"]:
                 if not q["is_impossible"]:
-                    qas.append({"query": q["question"],
-                                "outputs": [a["text"] for a in q["answers"]],
+                    qas.append({"query": _text(q["question"]),
+                                "outputs": [_text(a["text"]) for a in q["answers"]],
                                 "context": [at[p["context"]]],
                                 "more_context": [i for i in more if i != at[p["context"]]]})
     return qas, docs
 
 
 def _read_hotpotqa(data: list) -> tuple[list[dict], list[str]]:
-    docs = sorted({f"{t}\n{''.join(p)}" for d in data for t, p in d["context"]})
+    docs = sorted({f"{_text(t)}\n{''.join(map(_text, p))}" for d in data for t, p in d["context"]})
     at = {c: i for i, c in enumerate(docs)}
-    qas = [{"query": d["question"], "outputs": [d["answer"]],
+    qas = [{"query": _text(d["question"]), "outputs": [_text(d["answer"])],
             "context": [at[f"{t}\n{''.join(p)}"] for t, p in d["context"]]} for d in data]
     return qas, docs
 
@@ -736,5 +777,8 @@ def make(task: str, max_seq_length: int, seed: int, count: Callable[[str], int],
     `count`; `.record(i)` is line i of the file RULER's prepare.py writes."""
     if task not in CONFIGS:
         raise RulerError(f"unknown RULER task {task!r} ({', '.join(TASKS)})")
+    if not 0 <= seed < 2**32:
+        raise RulerError(f"RULER's seed is 42 + --seed and must be 0 to 2**32 - 1: --seed "
+                         f"{seed - SEED} gives {seed}")
     return _KINDS[CONFIGS[task][0]](task, max_seq_length, seed, count, sources or Sources())
 

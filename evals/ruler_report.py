@@ -52,6 +52,11 @@ def summary(predictions: Iterable[Prediction]) -> dict[int, list[TaskScore]]:
     return out
 
 
+def summary_name(rows: list[TaskScore]) -> str:
+    """evaluate.py's file name: summary.csv, or summary-TASK.csv for a single task."""
+    return "summary.csv" if len(rows) > 1 else f"summary-{rows[0].task}.csv"
+
+
 def summary_csv(rows: list[TaskScore]) -> str:
     """evaluate.py's summary.csv: a pandas frame of three rows written without its index, so
     its first line is the column numbers."""

@@ -86,10 +86,11 @@ RAW = "raw:"
 
 
 def answer_part(response: str) -> str:
-    """What a reasoning model answered: the text after its last `</think>`; nothing when the
+    """What a reasoning model answered: the text after its last `</think>` (leading space
+    dropped, as an API that hides the thinking returns it); nothing when the
     thinking never ended (the answer tokens ran out inside it); the whole text otherwise."""
-    if "</think>" in response:
-        return response.rsplit("</think>", 1)[1]
+    if "</think>" in response:  # the space a model puts after its thinking is not the answer
+        return response.rsplit("</think>", 1)[1].lstrip()
     return "" if response.lstrip().startswith("<think>") else response
 
 

@@ -37,6 +37,18 @@ console = Console(stderr=True)
 out = Console()
 
 
+def _data_folder(data: str) -> str:
+    """--data as an absolute path; a path the system refuses is one line."""
+    from engine.types import EngineError
+
+    try:
+        path = Path(data).expanduser().absolute()
+        path.exists()
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise EngineError(f"--data {data[:80]!r}: not a usable path ({exc})") from None
+    return str(path)
+
+
 def _split(text: str | None) -> list[str] | None:
     return [x.strip() for x in text.split(",") if x.strip()] if text is not None else None
 
@@ -77,10 +89,16 @@ def _write_ruler(run_id: str, folder: Path, model: str) -> None:
     by_length, row = _ruler_results(run_id)
     for length, rows in by_length.items():
         (folder / "ruler" / str(length)).mkdir(parents=True, exist_ok=True)
-        (folder / "ruler" / str(length) / "summary.csv").write_text(
+        (folder / "ruler" / str(length) / ruler_report.summary_name(rows)).write_text(
             ruler_report.summary_csv(rows))
     if row is not None:
-        (folder / "ruler" / "table.md").write_text(ruler_report.table_markdown(row, model))
+        (folder / "ruler" / "table.md").write_text(
+            ruler_report.table_markdown(row, _one_cell(model)))
+
+
+def _one_cell(name: str) -> str:
+    """A model's name as one cell of a Markdown table or a TSV line."""
+    return " ".join(name.replace("|", "/").split()) or "model"
 
 
 def _longbench_results(run_id: str) -> dict[tuple[str, int], dict]:
@@ -98,7 +116,7 @@ def _write_longbench(run_id: str, folder: Path, model: str) -> None:
 
     by_length: dict[int, list[tuple[str, dict]]] = {}
     for (task, length), row in _longbench_results(run_id).items():
-        name = model.split("/")[-1] + {"longbench-v2": "", "longbench-v2-cot": "_cot",
+        name = _one_cell(model).split("/")[-1] + {"longbench-v2": "", "longbench-v2-cot": "_cot",
                                        "longbench-v2-nocontext": "_no_context"}[task]
         by_length.setdefault(length, []).append((name, row))
     for length, rows in by_length.items():
@@ -167,6 +185,7 @@ def run_cmd(
     """Run (or resume) an eval grid; every cell is stored as it finishes."""
     from app.services import eval_runs
     from app.services.backends import make_backend
+    from engine.types import EngineError
     from evals import suite as suites
     from evals.tasks import PUBLISHED_TASKS, SUITE_TASKS
 
@@ -175,13 +194,16 @@ def run_cmd(
              "samples": samples, "seed": seed, "haystack": haystack,
              "max_tokens": max_tokens, "backend": backend, "endpoint": endpoint,
              "model": model, "concurrency": concurrency, "tokenizer": tokenizer,
-             "data": str(Path(data).expanduser().absolute()) if data else None,
+             "data": _data_folder(data) if data else None,
              "keep_thinking": keep_thinking or None, "ruler_template": ruler_template,
              "suite_max_tokens": suite_max_tokens,
              "run_id": run_id, "out": str(out_dir) if out_dir else None}
     config, target = suites.resolve(loaded, flags)
     if target.run_id and (stored := eval_runs.stored_config(target.run_id, who=who())) is not None:
-        console.print(f"resuming run {target.run_id} with its stored grid")
+        if target.tokenizer and target.tokenizer != stored.tokenizer:
+            raise EngineError(f"run {target.run_id} counts its lengths with {stored.tokenizer}: "
+                              "a resumed run keeps it (drop --tokenizer)")
+        console.print(f"resuming run {escape(target.run_id)} with its stored grid")
         config = replace(stored, data=config.data or stored.data)  # files where they are now
     if dry_run:
         window, unknown = eval_runs.target_window(target.backend, target.endpoint, target.model)
@@ -222,11 +244,11 @@ def run_cmd(
         done = eval_runs.run(config, chosen, gen, target.run_id,
                              lambda d, n: bar.update(t, completed=d, total=n), who=who())
     s = eval_runs.summary(done, who=who())
-    out.print(f"run {done}: {s.done} cells done, {s.failed} failed, mean score "
-              f"{(s.mean or 0):.3f} (scoutlens eval report {done})")
+    out.print(f"run {escape(done)}: {s.done} cells done, {s.failed} failed, mean score "
+              f"{(s.mean or 0):.3f} (scoutlens eval report {escape(done)})")
     if target.out:
         page = _write_report(done, Path(target.out))
-        out.print(f"report in {page}")
+        out.print(f"report in {escape(str(page))}")
 
 @eval_app.command("data")
 def data_cmd(folder: Annotated[Path | None, typer.Argument(
@@ -234,8 +256,11 @@ def data_cmd(folder: Annotated[Path | None, typer.Argument(
              as_json: JsonOpt = False) -> None:
     """What each published suite reads and where its authors publish it; with FOLDER, whether
     the local copy there is usable (read as a run reads it; nothing is downloaded)."""
+    from engine.types import EngineError
     from evals import suite_data
 
+    if folder is not None and not Path(_data_folder(str(folder))).is_dir():
+        raise EngineError(f"{folder}: not a folder (the local copy `eval run --data` reads)")
     checks = suite_data.check(str(folder)) if folder is not None else []
     if as_json:
         rows = [{"suite": n.suite, "path": n.path, "what": n.what, "source": n.source,
@@ -274,9 +299,9 @@ def list_cmd(as_json: JsonOpt = False) -> None:
     for col in ("run", "created", "status", "cells", "failed", "mean", "model"):
         table.add_column(col)
     for r in runs:
-        table.add_row(r.run_id, r.created_at, r.status, str(r.cells), str(r.failed),
+        table.add_row(escape(r.run_id), r.created_at, r.status, str(r.cells), str(r.failed),
                       f"{r.mean:.3f}" if r.mean is not None else "-",
-                      str(r.fingerprint.get("model", "")))
+                      escape(str(r.fingerprint.get("model", ""))))
     out.print(table)
 
 @eval_app.command("report")
@@ -305,7 +330,7 @@ def report_cmd(run_id: RunId, as_json: JsonOpt = False,
                                       for t in sorted({c.task for c in cells})},
                           "cells": [asdict(c) for c in cells]}))
         return
-    table = Table(title=f"eval {run_id}")
+    table = Table(title=f"eval {escape(run_id)}")
     for col in ("task", "length", "score (95% CI)", "cells", "failed", "median TTFT s",
                 "median latency s", "cached"):
         table.add_column(col, justify="right")
@@ -338,8 +363,8 @@ def report_cmd(run_id: RunId, as_json: JsonOpt = False,
                                                     for v in row.values()))
         out.print(lb_table)
     page = _write_report(run_id, out_dir or eval_runs.report_dir(run_id))
-    out.print(f"run {run_id}: mean {(s.mean or 0):.3f}, effective length "
-              f"{effective_length(cells):,} tokens; report written to {page}",
+    out.print(f"run {escape(run_id)}: mean {(s.mean or 0):.3f}, effective length "
+              f"{effective_length(cells):,} tokens; report written to {escape(str(page))}",
               soft_wrap=True)
 
 @eval_app.command("compare")
@@ -405,5 +430,6 @@ def rescore_cmd(run_id: RunId,
     def fmt(v: float | None) -> str:
         return f"{v:.3f}" if v is not None else "-"
 
-    out.print(f"run {run_id}: {r.cells} cells re-scored{f' with {metric}' if metric else ''}"
+    how = f" with {metric}" if metric else ""
+    out.print(f"run {escape(run_id)}: {r.cells} cells re-scored{how}"
               f", {r.changed} changed; mean {fmt(r.before)} -> {fmt(r.after)}")

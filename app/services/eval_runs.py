@@ -346,7 +346,8 @@ def ruler_predictions(run_id: str, who: Who = None) -> list[Prediction]:
 def longbench_rows(run_id: str, who: Who = None) -> dict[tuple[str, int],
                                                           list[tuple[str, str, float]]]:
     """The run's LongBench v2 cells as result.py reads them: per (task, length), each answered
-    item's (difficulty, length group, score); failed cells left out as pred.py leaves them."""
+    item's (difficulty, length group, score); failed cells and empty answers left out, as
+    pred.py leaves out an item whose answer is empty."""
     out: dict[tuple[str, int], list[tuple[str, str, float]]] = {}
     with session_scope(database_url()) as s:
         _run_row(s, run_id, who)
@@ -354,6 +355,8 @@ def longbench_rows(run_id: str, who: Who = None) -> dict[tuple[str, int],
                                                   EvalCell.task.in_(LONGBENCH),
                                                   EvalCell.status == "done")
                            .order_by(EvalCell.task, EvalCell.length, EvalCell.sample)):
+            if not c.response:
+                continue
             _, difficulty, group = c.metric.removeprefix(RAW).split(":", 2)
             out.setdefault((c.task, c.length), []).append((difficulty, group, c.score or 0.0))
     return out
