@@ -22,6 +22,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.text import encodable
+
 TASKS = ("qa1", "qa2", "qa3", "qa4", "qa5")
 ANSWER_TOKENS = 20  # run_model_on_babilong.py's max_new_tokens
 _ROOMS = ("bathroom", "bedroom", "garden", "hallway", "kitchen", "office")
@@ -215,11 +217,9 @@ def _checked(path: Path, n: int, row: object) -> Record:
         raise DataError(f"{path}: record {n} lacks the string fields input, question and "
                         "target of a BABILong record")
     for k in ("input", "question", "target"):
-        try:
-            row[k].encode("utf-8")
-        except UnicodeEncodeError:
+        if not encodable(row[k]):
             raise DataError(f"{path}: record {n}'s {k} holds a lone surrogate (\\ud800-"
-                            "\\udfff), not text") from None
+                            "\\udfff), not text")
     return Record(row["input"], row["question"], row["target"])
 
 

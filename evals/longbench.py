@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.text import encodable
+
 COMMIT = "2e00731"
 FILE = "data.json"
 TASKS = ("longbench-v2", "longbench-v2-cot", "longbench-v2-nocontext")
@@ -137,12 +139,9 @@ class Data:
             raise LongBenchError(f"{self.path}: record {i + 1}: difficulty "
                                  f"{r['difficulty'][:20]!r} and length {r['length'][:20]!r} are "
                                  "not easy|hard and short|medium|long")
-        try:
-            for k in FIELDS:
-                r[k].encode("utf-8")
-        except UnicodeEncodeError:
+        if not encodable([r[k] for k in FIELDS]):
             raise LongBenchError(f"{self.path}: record {i + 1}: text that is not Unicode (a "
-                                 "lone surrogate)") from None
+                                 "lone surrogate)")
         return Item(r["_id"], r["difficulty"], r["length"], r["question"],
                     (r["choice_A"], r["choice_B"], r["choice_C"], r["choice_D"]), r["answer"],
                     r["context"])

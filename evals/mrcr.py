@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from pathlib import Path
 
+from common.text import encodable
+
 NEEDLES = (2, 4, 8)
 TASKS = tuple(f"mrcr-{n}" for n in NEEDLES)
 BINS = tuple(1 << k for k in range(13, 21))  # 8K ... 1M: upper bounds
@@ -145,11 +147,8 @@ class Data:
         if messages[-1]["role"] != "user":
             raise MRCRError(f"{where}: its conversation does not end with a user turn")
         turns = tuple((m["role"], m["content"]) for m in messages)
-        try:
-            for text in (*(t for _, t in turns), r["answer"], r["random_string_to_prepend"]):
-                text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise MRCRError(f"{where}: text that is not Unicode (a lone surrogate)") from None
+        if not encodable([turns, r["answer"], r["random_string_to_prepend"]]):
+            raise MRCRError(f"{where}: text that is not Unicode (a lone surrogate)")
         tokens = sum(self.count(text) for _, text in turns)
         return Record(turns, r["answer"], r["random_string_to_prepend"], tokens, row)
 

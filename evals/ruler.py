@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.text import encodable
+
 COMMIT = "c3f5e3b"
 SEED = 42  # RULER's --random_seed; scoutlens's --seed S is RULER's seed 42 + S
 THRESHOLD = 85.6  # Llama-2-7B at 4K: RULER's bar for the effective length
@@ -267,24 +269,6 @@ class Sources:
             raise RulerError(f"{path}: holds text that is not Unicode (a lone surrogate)")
         return data
 
-
-def encodable(data) -> bool:
-    """Whether every string in parsed JSON can be sent (a `\\ud800` escape parses to a lone
-    surrogate, which no request can carry)."""
-    stack = [data]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return False
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return True
 
 
 def _essay_words(sources: Sources, task: str, length: int) -> list[str]:

@@ -303,6 +303,15 @@ def one_line_error(proc, *words: str) -> str:
     return lines[0]
 
 
+
+def last_line_error(proc, *words: str) -> None:
+    """A run that stopped before sending (exit 1, no traceback): its last line is the one
+    `error:` line, holding WORDS (progress lines may come before it)."""
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and all(w in last for w in words), proc.stderr
+
 def hello_folder(root: Path) -> Path:
     root.mkdir(parents=True)
     for i in range(6):

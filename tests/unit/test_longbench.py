@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from fakes import FakeOpenAI, Reply
+from helpers import last_line_error
 from helpers import wide_cli as cli
 
 from app.services import eval_runs
@@ -150,20 +151,20 @@ def test_mistakes_with_the_data_file_are_one_line(tmp_path, scoutlens_home):
             "--task", "longbench-v2")
     folder = tmp_path / "lb"
     try:
-        _error(cli(*base), "reads LongBench v2's data.json: --data DIR")
-        _error(cli(*base, "--data", str(folder)), "LongBench v2 data folder not found")
+        last_line_error(cli(*base), "reads LongBench v2's data.json: --data DIR")
+        last_line_error(cli(*base, "--data", str(folder)), "LongBench v2 data folder not found")
         folder.mkdir()
-        _error(cli(*base, "--data", str(folder)), "data.json: no such file")
+        last_line_error(cli(*base, "--data", str(folder)), "data.json: no such file")
         (folder / "data.json").write_text("[{")
-        _error(cli(*base, "--data", str(folder)), "data.json: not LongBench v2's JSON")
+        last_line_error(cli(*base, "--data", str(folder)), "data.json: not LongBench v2's JSON")
         (folder / "data.json").write_text('[{"_id": "x"}]')
-        _error(cli(*base, "--data", str(folder)), "record 1 lacks the string fields")
+        last_line_error(cli(*base, "--data", str(folder)), "record 1 lacks the string fields")
         (folder / "data.json").write_text(json.dumps([record(0, "E", "easy", "short", "c")]))
-        _error(cli(*base, "--data", str(folder)), "record 1: answer 'E' is not A-D")
+        last_line_error(cli(*base, "--data", str(folder)), "record 1: answer 'E' is not A-D")
         data_file(folder)
-        _error(cli(*base, "--data", str(folder), "--samples", "4"),
+        last_line_error(cli(*base, "--data", str(folder), "--samples", "4"),
                "holds 3 records; sample 4 was asked for")
-        _error(cli(*base, "--data", str(folder), "--lengths", "4k"),
+        last_line_error(cli(*base, "--data", str(folder), "--lengths", "4k"),
                "4,096 do not fit the model's window of 4,096")
         sent = server.completions
     finally:
@@ -171,8 +172,3 @@ def test_mistakes_with_the_data_file_are_one_line(tmp_path, scoutlens_home):
     assert not sent and eval_runs.list_runs() == []
 
 
-def _error(proc, words: str) -> None:
-    assert proc.returncode == 1, (proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and words in last, proc.stderr

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from fakes import FakeOpenAI, Reply
+from helpers import last_line_error
 from helpers import wide_cli as cli
 
 from app.services import eval_runs
@@ -118,33 +119,28 @@ def test_mistakes_with_a_local_copy_are_one_line(tmp_path, scoutlens_home):
             "--task", "mrcr-2")
     root = tmp_path / "mrcr"
     try:
-        _error(cli(*base), "reads OpenAI MRCR's published files: --data DIR")
-        _error(cli(*base, "--data", str(root)), "MRCR data folder not found")
+        last_line_error(cli(*base), "reads OpenAI MRCR's published files: --data DIR")
+        last_line_error(cli(*base, "--data", str(root)), "MRCR data folder not found")
         root.mkdir()
-        _error(cli(*base, "--data", str(root)), "no MRCR file for 2 needles")
+        last_line_error(cli(*base, "--data", str(root)), "no MRCR file for 2 needles")
         part = root / "2needle" / "2needle_0.parquet"
         part.parent.mkdir()
         part.write_text("not parquet")
-        _error(cli(*base, "--data", str(root)), "not a parquet file MRCR publishes")
+        last_line_error(cli(*base, "--data", str(root)), "not a parquet file MRCR publishes")
         pq.write_table(pa.table({"prompt": ["[]"]}), part)
-        _error(cli(*base, "--data", str(root)), "lacks the columns answer, "
+        last_line_error(cli(*base, "--data", str(root)), "lacks the columns answer, "
                                                "random_string_to_prepend")
         write_part(part, [([{"role": "user", "content": "x"}], "a", "p")])
         pq.write_table(pa.table({"prompt": ["{" + "x" * 5000], "answer": ["a"],
                                  "random_string_to_prepend": ["p"]}), part)
-        _error(cli(*base, "--data", str(root)), "row 1: its prompt is not the JSON list")
+        last_line_error(cli(*base, "--data", str(root)), "row 1: its prompt is not the JSON list")
         write_part(part, [(conversation(1500, "owls", "p")[:-1], "a", "p")])
-        _error(cli(*base, "--data", str(root)), "does not end with a user turn")
+        last_line_error(cli(*base, "--data", str(root)), "does not end with a user turn")
         write_part(part, [(conversation(1500, "owls", "p"), "pa", "p")])
-        _error(cli(*base, "--data", str(root), "--samples", "2"), "sample 2 was asked for")
+        last_line_error(cli(*base, "--data", str(root), "--samples", "2"), "sample 2 was asked for")
         sent = server.completions
     finally:
         server.close()
     assert not sent and eval_runs.list_runs() == []
 
 
-def _error(proc, *words: str) -> None:
-    assert proc.returncode == 1, (proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and all(w in last for w in words), proc.stderr

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from fakes import FakeOpenAI, Reply
+from helpers import last_line_error
 from helpers import wide_cli as cli
 
 from app.services import eval_runs
@@ -23,12 +24,6 @@ from evals.tasks import RULER, RULER_STYLE, Generator, expand_tasks, score_text
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "ruler"
 
 
-def one_line_error(proc, *words: str) -> None:
-    """A run that stops before sending: its last line is the one `error:` line."""
-    assert proc.returncode == 1, (proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and all(w in last for w in words), proc.stderr
 
 
 def _rulers_eval_constants():
@@ -175,27 +170,27 @@ def test_rulers_files_are_read_from_data_and_mistakes_are_one_line(tmp_path, sco
     data = tmp_path / "ruler-data"
     data.mkdir()
     try:
-        one_line_error(cli(*base, "--task", "ruler-qa_1"), "ruler-qa_1 reads squad.json",
+        last_line_error(cli(*base, "--task", "ruler-qa_1"), "ruler-qa_1 reads squad.json",
                        "--data DIR")
-        one_line_error(cli(*base, "--task", "ruler-niah_single_2"),
+        last_line_error(cli(*base, "--task", "ruler-niah_single_2"),
                        "reads PaulGrahamEssays.json", "--haystack CORPUS")
-        one_line_error(cli(*base, "--task", "ruler-qa_2", "--data", str(data)),
+        last_line_error(cli(*base, "--task", "ruler-qa_2", "--data", str(data)),
                        "hotpotqa.json: no such file")
         (data / "squad.json").write_text('{"data": [')
-        one_line_error(cli(*base, "--task", "ruler-qa_1", "--data", str(data)),
+        last_line_error(cli(*base, "--task", "ruler-qa_1", "--data", str(data)),
                        "squad.json: not the JSON RULER reads")
         (data / "squad.json").write_text('{"data": [{"title": "x"}]}')
-        one_line_error(cli(*base, "--task", "ruler-qa_1", "--data", str(data)),
+        last_line_error(cli(*base, "--task", "ruler-qa_1", "--data", str(data)),
                        "squad.json: not the squad layout RULER reads")
         (data / "squad.json").write_text(json.dumps({"data": [{"title": "t", "paragraphs": [
             {"context": "c " * 50, "qas": [{"question": "q", "answers": [{"text": "c"}],
                                             "is_impossible": False}]}]}]}))
-        one_line_error(cli(*base, "--task", "ruler-qa_1", "--data", str(data), "--samples",
+        last_line_error(cli(*base, "--task", "ruler-qa_1", "--data", str(data), "--samples",
                            "2"), "ruler-qa_1: its file has 1 questions; 2 samples were asked")
         (data / "PaulGrahamEssays.json").write_text('{"text": 3}')
-        one_line_error(cli(*base, "--task", "ruler-niah_single_2", "--data", str(data)),
+        last_line_error(cli(*base, "--task", "ruler-niah_single_2", "--data", str(data)),
                        'no "text" string')
-        one_line_error(cli(*base, "--task", "ruler-vt", "--lengths", "16k"),
+        last_line_error(cli(*base, "--task", "ruler-vt", "--lengths", "16k"),
                        "16,384 do not fit the model's window of 8,192",
                        "RULER's answer tokens inside each length")
         sent = server.completions

@@ -11,6 +11,7 @@ import os
 
 import pytest
 from fakes import FakeOpenAI, Reply
+from helpers import last_line_error
 from helpers import wide_cli as cli
 
 from app.services import eval_runs
@@ -18,13 +19,6 @@ from evals import mrcr, ruler, ruler_report
 from evals.tasks import score_text
 from unit.test_longbench import data_file, record
 from unit.test_mrcr import conversation, write_part
-
-
-def _error(proc, *words: str) -> None:
-    assert proc.returncode == 1, (proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and all(w in last for w in words), proc.stderr
 
 
 def _run(*args, max_model_len=32768, replies=()):
@@ -43,38 +37,38 @@ def test_bad_files_are_one_line_before_anything_is_sent(tmp_path, scoutlens_home
     fifo.mkdir(parents=True)
     os.mkfifo(fifo / "2needle_0.parquet")  # a FIFO would block open() for ever
     done, sent = _run("--task", "mrcr-2", "--data", str(tmp_path / "fifo"), "--lengths", "8k")
-    _error(done, "no MRCR file for 2 needles")
+    last_line_error(done, "no MRCR file for 2 needles")
     lb = tmp_path / "lb"
     lb.mkdir()
     (lb / "data.json").write_text(json.dumps([record(0, "A", "easy", "short", "x")])
                                   .replace('"x"', '"\\ud800"'))
     done, sent2 = _run("--task", "longbench-v2", "--data", str(lb), "--lengths", "2k")
-    _error(done, "record 1: text that is not Unicode")
+    last_line_error(done, "record 1: text that is not Unicode")
     (lb / "data.json").write_text(json.dumps([record(0, "A", "easy:x", "short", "x")]))
     done, sent3 = _run("--task", "longbench-v2", "--data", str(lb), "--lengths", "2k")
-    _error(done, "difficulty 'easy:x'")
+    last_line_error(done, "difficulty 'easy:x'")
     ru = tmp_path / "ru"
     ru.mkdir()
     squad = {"data": [{"title": "t", "paragraphs": [{"context": "c " * 50, "qas": [
         {"question": "q", "answers": [{"text": 7}], "is_impossible": False}]}]}]}
     (ru / "squad.json").write_text(json.dumps(squad))
     done, sent4 = _run("--task", "ruler-qa_1", "--data", str(ru), "--lengths", "1k")
-    _error(done, "squad.json: not the squad layout RULER reads")
+    last_line_error(done, "squad.json: not the squad layout RULER reads")
     (ru / "squad.json").write_text(json.dumps(squad).replace("7", '"\\udc00"'))
     done, sent5 = _run("--task", "ruler-qa_1", "--data", str(ru), "--lengths", "1k")
-    _error(done, "squad.json: holds text that is not Unicode")
+    last_line_error(done, "squad.json: holds text that is not Unicode")
     (ru / "PaulGrahamEssays.json").write_text(json.dumps({"text": "w" * 200_000 + " end."}))
     done, sent6 = _run("--task", "ruler-niah_single_2", "--data", str(ru), "--lengths", "2k")
-    _error(done, "a 'word' of 200,000 characters")
+    last_line_error(done, "a 'word' of 200,000 characters")
     done, sent7 = _run("--task", "longbench-v2", "--data", "/tmp/" + "a" * 300, "--lengths",
                        "2k")
-    _error(done, "not a usable path")
+    last_line_error(done, "not a usable path")
     done, sent8 = _run("--task", "ruler-fwe", "--lengths", "100")
-    _error(done, "ruler-fwe: 100 tokens is too short")
+    last_line_error(done, "ruler-fwe: 100 tokens is too short")
     assert not (sent + sent2 + sent3 + sent4 + sent5 + sent6 + sent7 + sent8)
     assert eval_runs.list_runs() == []
     listed = cli("eval", "data", str(tmp_path / "fifo" / "2needle" / "2needle_0.parquet"))
-    _error(listed, "not a folder")
+    last_line_error(listed, "not a folder")
 
 
 def test_markup_in_a_run_id_is_text(scoutlens_home):
@@ -93,7 +87,7 @@ def test_a_resumed_run_keeps_its_tokenizer(scoutlens_home):
     assert done.returncode == 0, done.stderr
     again = cli("eval", "run", "--run-id", "keep", "--tokenizer", "o200k", "--endpoint",
                 "http://127.0.0.1:9/v1")
-    _error(again, "run keep counts its lengths with cl100k", "drop --tokenizer")
+    last_line_error(again, "run keep counts its lengths with cl100k", "drop --tokenizer")
 
 
 def test_longbench_leaves_out_empty_answers_as_pred_py_does(tmp_path, scoutlens_home):
