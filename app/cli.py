@@ -3,6 +3,7 @@ entry point that turns user mistakes into one-line errors."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import sys
@@ -12,51 +13,62 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from app.commands import analyze as analyze_cmd
-from app.commands import ask as ask_cmd
-from app.commands import cache as cache_cmd
-from app.commands import complete as complete_cmd
-from app.commands import corpora as corpora_cmd
-from app.commands import eval as eval_cmd
-from app.commands import mcp as mcp_cmd
-from app.commands import pack as pack_cmd
-from app.commands import plan as plan_cmd
-from app.commands import prewarm as prewarm_cmd
-from app.commands import search as search_cmd
-from app.commands import serve as serve_cmd
-from app.commands import ui as ui_cmd
-from app.commands import users as users_cmd
 from app.commands.acting import act_as
 from app.commands.options import text_arg
 from common.errors import UserError
 
-app = typer.Typer(help="Long-context retrieval and document analysis around Llama 4 Scout.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+#: every command, in the order `scoutlens --help` lists them: (name, module in app/commands,
+#: its function or sub-app). A run imports only its own command's module (all of them: ~0.3 s,
+#: a third of a re-pack); --help, a typo or no command imports them all.
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("ingest", "corpora", "ingest"), ("pack", "pack", "pack"),
+    ("corpora", "corpora", "corpora_app"), ("ui", "ui", "ui"), ("version", "ui", "version"),
+    ("complete", "complete", "complete"), ("cache", "cache", "cache_app"),
+    ("plan", "plan", "plan"), ("serve", "serve", "serve_app"),
+    ("prewarm", "prewarm", "prewarm"), ("ask", "ask", "ask"), ("search", "search", "search"),
+    ("mcp", "mcp", "mcp"), ("history", "ask", "history"), ("analyze", "analyze", "analyze"),
+    ("analyses", "analyze", "analyses"), ("eval", "eval", "eval_app"),
+    ("users", "users", "users_app"), ("audit", "users", "audit"),
+)
+
 console = Console(stderr=True)
 
-# the order `scoutlens --help` lists them in
-app.command()(corpora_cmd.ingest)
-app.command()(pack_cmd.pack)
-app.add_typer(corpora_cmd.corpora_app, name="corpora")
-app.command()(ui_cmd.ui)
-app.command()(ui_cmd.version)
-app.command()(complete_cmd.complete)
-app.add_typer(cache_cmd.cache_app, name="cache")
-app.command()(plan_cmd.plan)
-app.add_typer(serve_cmd.serve_app, name="serve")
-app.command()(prewarm_cmd.prewarm)
-app.command()(ask_cmd.ask)
-app.command()(search_cmd.search)
-app.command()(mcp_cmd.mcp)
-app.command()(ask_cmd.history)
-app.command()(analyze_cmd.analyze)
-app.command()(analyze_cmd.analyses)
-app.add_typer(eval_cmd.eval_app, name="eval")
-app.add_typer(users_cmd.users_app, name="users")
-app.command()(users_cmd.audit)
+
+def build(only: str | None = None) -> typer.Typer:
+    """The command line with every command, or with `only` that one."""
+    cli = typer.Typer(help="Long-context retrieval and document analysis around Llama 4 Scout.",
+                      no_args_is_help=True, add_completion=False,
+                      pretty_exceptions_enable=False)
+    cli.callback()(_everyone)
+    for name, module, attr in COMMANDS:
+        if only is None or name == only:
+            target = getattr(importlib.import_module(f"app.commands.{module}"), attr)
+            if isinstance(target, typer.Typer):
+                cli.add_typer(target, name=name)
+            else:
+                cli.command(name=name)(target)
+    return cli
 
 
-@app.callback()
+def _asked(argv: list[str]) -> str | None:
+    """The command a command line runs (after `--as USER`), or None for --help, a typo, none."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        if argv[i] == "--as":
+            i += 1
+        elif not argv[i].startswith("--as="):
+            return None
+        i += 1
+    name = argv[i] if i < len(argv) else None
+    return name if any(name == n for n, _, _ in COMMANDS) else None
+
+
+def __getattr__(name: str):
+    if name == "app":  # the whole command line, for tests that invoke it in-process
+        return build()
+    raise AttributeError(name)
+
+
 def _everyone(as_user: Annotated[str | None, typer.Option(
         "--as", metavar="USER", help="act as this person (with the groups of their last "
         "sign-in): see what they see, share on their behalf; default: the operator, who sees "
@@ -102,9 +114,10 @@ def main() -> None:
     signal.signal(signal.SIGINT, terminate)
     try:
         try:
-            app()
+            build(_asked(sys.argv[1:]))()
         except SystemExit as done:
-            if pack_cmd.fast_exit and done.code in (0, None):  # everything is written and flushed
+            pack_cmd = sys.modules.get("app.commands.pack")  # everything written and flushed
+            if pack_cmd is not None and pack_cmd.fast_exit and done.code in (0, None):
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(0)

@@ -58,6 +58,13 @@ class Candidates:
         for i in range(len(self._rows)):
             yield self[i]
 
+    def shown(self, i: int) -> tuple[str, str, tuple[str, ...]]:
+        """Candidate i's (path, root, flags), without building its Path."""
+        row = self._rows[i]
+        if row is None:
+            raise LookupError(f"candidate {i} was let go once read")
+        return row[0], row[2], row[4]
+
     def paths(self) -> Iterator[str]:
         """Each file's path, without building its Candidate (a million cost next to nothing)."""
         return (row[0] for row in self._rows if row is not None)

@@ -28,6 +28,11 @@ BATCH_CHARS = 1_000_000
 INLINE_CHARS = 2_000_000  # below this much uncounted text, a pool costs more than it saves
 
 
+#: verdict keys with this prefix hold a whole read (ingest/readmemo.py): kept in their own
+#: table and looked up one at a time, not loaded with the small verdicts
+READS_PREFIX = "read|"
+
+
 def text_key(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
@@ -42,14 +47,17 @@ class TokenCache:
         self._new: dict[str, int] = {}
         self._verdicts: dict[str, str] | None = None
         self._new_verdicts: dict[str, str] = {}
+        self._reads: sqlite3.Connection | None = None  # open while reads are looked up
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, shared: bool = False) -> sqlite3.Connection:
+        """A connection; `shared`: one kept open, used from whichever thread asks next."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=30)
+        conn = sqlite3.connect(self.path, timeout=30, check_same_thread=not shared)
         conn.execute("CREATE TABLE IF NOT EXISTS counts (fp TEXT, key TEXT, tokens INTEGER, "
                      "PRIMARY KEY (fp, key)) WITHOUT ROWID")
         conn.execute("CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, reason TEXT) "
                      "WITHOUT ROWID")
+        conn.execute("CREATE TABLE IF NOT EXISTS reads (key TEXT PRIMARY KEY, value TEXT)")
         return conn
 
     def get(self, key: str) -> int | None:
@@ -68,6 +76,8 @@ class TokenCache:
 
     # noise verdicts by content: (file sha256, filter options) -> reason, "" when clean
     def verdict(self, key: str) -> str | None:
+        if key.startswith(READS_PREFIX):
+            return self._new_verdicts.get(key) or self._read(key)
         if self._verdicts is None:
             try:
                 with self._connect() as conn:
@@ -75,6 +85,18 @@ class TokenCache:
             except sqlite3.Error:
                 self._verdicts = {}
         return self._verdicts.get(key)
+
+    def _read(self, key: str) -> str | None:
+        if self._reads is None:
+            try:
+                self._reads = self._connect(shared=True)
+            except sqlite3.Error:
+                return None
+        try:
+            row = self._reads.execute("SELECT value FROM reads WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error:
+            return None
+        return row[0] if row else None
 
     def put_verdict(self, key: str, reason: str) -> None:
         self._new_verdicts[key] = reason
@@ -87,13 +109,18 @@ class TokenCache:
                 conn.executemany("INSERT OR REPLACE INTO counts VALUES (?, ?, ?)",
                                  [(self.fingerprint, k, v) for k, v in self._new.items()])
                 conn.executemany("INSERT OR REPLACE INTO verdicts VALUES (?, ?)",
-                                 list(self._new_verdicts.items()))
+                                 [(k, v) for k, v in self._new_verdicts.items()
+                                  if not k.startswith(READS_PREFIX)])
+                conn.executemany("INSERT OR REPLACE INTO reads VALUES (?, ?)",
+                                 [(k, v) for k, v in self._new_verdicts.items()
+                                  if k.startswith(READS_PREFIX)])
         except sqlite3.Error:
             pass  # e.g. disk full: the counts are still right, just not remembered
         if self._known is not None:
             self._known.update(self._new)
         if self._verdicts is not None:
-            self._verdicts.update(self._new_verdicts)
+            self._verdicts.update((k, v) for k, v in self._new_verdicts.items()
+                                  if not k.startswith(READS_PREFIX))
         self._new.clear()
         self._new_verdicts.clear()
 

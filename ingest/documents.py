@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import os
 import re
 from collections.abc import Callable
@@ -31,7 +32,8 @@ from functools import lru_cache, partial
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
-from ingest import secrets, textsplit
+from ingest import readmemo, secrets, textsplit
+from ingest.counting import text_key
 from ingest.filters import ARCHIVE_SUFFIXES, DOCUMENT_SUFFIXES, IMAGE_SUFFIXES, NoiseFilter
 from ingest.injection import CHAT_FORMAT, FLAGS_VERSION, INJECTION, find_flags
 from ingest.languages import is_code, language_for
@@ -161,19 +163,46 @@ def _check(text: str, path: str, options: ProcessOptions, flags: list[str],
 
 def _check_text(text: str, path: str, options: ProcessOptions, flags: list[str],
                 memo: VerdictMemo | None, sha: str) -> str:
-    """_check for a text or code file, remembering the common outcome (nothing found) per
-    content and rules: a re-pack or re-ingest then scans only files it has not seen (the scan
-    costs ~2 s on the standard library; a lookup next to nothing)."""
+    """_check for a text or code file, its outcome remembered per content and rules: "clean",
+    the flags it raised (an injection note, a secret kept on purpose), or, where a secret was
+    redacted, the flags and the redacted text (a read memo: looked up alone, not loaded with
+    the verdicts). A re-pack or re-ingest then scans only files it has not seen (the scan costs
+    ~2 s on the standard library; a lookup next to nothing)."""
     if memo is None:
         return _check(text, path, options, flags, lambda line: f"L{line}")
-    key = f"checks|{sha}|{secrets.rules_key(path)}|{options.injections}|{FLAGS_VERSION}"
-    if memo.verdict(key) == "clean":
+    key = (f"checks|{sha}|{secrets.rules_key(path)}|{options.injections}|{FLAGS_VERSION}"
+           f"|{options.redact_secrets}")
+    known = memo.verdict(key)
+    if known == "clean":
         return text
+    raised, kept = _remembered(known[6:] if known and known.startswith("flags:") else
+                               memo.verdict(readmemo.PREFIX + key), text)
+    if raised is not None:
+        flags.extend(f for f in raised if f not in flags)
+        return kept
     found = len(flags)
     kept = _check(text, path, options, flags, lambda line: f"L{line}")
-    if len(flags) == found:
-        memo.put_verdict(key, "clean")
+    if kept == text:
+        memo.put_verdict(key, "clean" if len(flags) == found
+                         else "flags:" + json.dumps(flags[found:]))
+    elif len(kept) <= readmemo.MAX_TEXT:
+        memo.put_verdict(readmemo.PREFIX + key, json.dumps([flags[found:], kept]))
     return kept
+
+
+def _remembered(value: str | None, text: str) -> tuple[list[str] | None, str]:
+    """(flags, text to keep) from a remembered check: a JSON list of flags (the text kept as
+    it is), or [flags, redacted text]; (None, text) for nothing usable."""
+    try:
+        got = json.loads(value) if value else None
+    except ValueError:
+        return None, text
+    if isinstance(got, list) and len(got) == 2 and isinstance(got[0], list) \
+            and isinstance(got[1], str):
+        got, text = got
+    if isinstance(got, list) and all(isinstance(f, str) for f in got):
+        return got, text
+    return None, text
 
 
 def _where(seg: Segment, offset: int, line: int) -> str:
@@ -206,13 +235,24 @@ def _check_metadata(meta: dict[str, str], path: str, options: ProcessOptions,
 
 
 def _check_segments(segments: list[Segment], path: str, options: ProcessOptions,
-                    flags: list[str]) -> list[Segment]:
-    """_check for each page, cell or video segment."""
+                    flags: list[str], memo: VerdictMemo | None = None) -> list[Segment]:
+    """_check for each page, cell or video segment. With a memo, a part found clean before
+    (by its text's hash and the rules) is not scanned again: a web page's hundred sections
+    cost the re-pack of the standard library 0.15 s."""
     out: list[Segment] = []
     offset = 0  # lines before this segment in the document's text
     for i, seg in enumerate(segments):
-        text = _check(seg.text, path, options, flags, partial(_where, seg, offset),
-                      _neighbours(segments, i))
+        context = _neighbours(segments, i)
+        key = (f"checks|{text_key(seg.text)}|{secrets.rules_key(path)}|{options.injections}"
+               f"|{FLAGS_VERSION}") if memo is not None and not any(context) else None
+        if key is not None and memo is not None and memo.verdict(key) == "clean":
+            offset += seg.text.count("\n")
+            out.append(seg)
+            continue
+        found = len(flags)
+        text = _check(seg.text, path, options, flags, partial(_where, seg, offset), context)
+        if key is not None and memo is not None and len(flags) == found and text == seg.text:
+            memo.put_verdict(key, "clean")
         offset += seg.text.count("\n")
         out.append(seg if text == seg.text else replace(seg, text=text))
     return out
@@ -308,18 +348,26 @@ def _one_line(text: str, limit: int = 300) -> str:
 
 def _structured(candidate: Candidate, data: bytes, suffix: str, options: ProcessOptions,
                 sha: str, flags: list[str], depth: int,
-                read: Callable[[bytes, str], StructuredRead] | None = None) -> Document | Skipped:
+                read: Callable[[bytes, str], StructuredRead] | None = None,
+                memo: VerdictMemo | None = None) -> Document | Skipped:
     """An Office file, web page, mail, e-book or picture through its reader (`read`, else the
     suffix's in READERS), then the same secret and injection checks as every kind, per part;
     pictures inside it become segments of their own; a mail's attachments become its
     children."""
     path, root, size = candidate.path, candidate.root, len(data)
+    # a read is remembered by content (with OCR's fingerprint): a re-run OCRs nothing again
+    rkey = readmemo.key(sha, suffix, options.picture_options()) if memo is not None else None
+    kept = memo.verdict(rkey) if memo is not None and rkey is not None else None
+    got = readmemo.load(kept) if kept else None
     try:
-        got = (read or _reader(suffix))(data, path)
-        if got.images:
-            from ingest.embedded import insert_pictures
+        if got is None:
+            got = (read or _reader(suffix))(data, path)
+            if got.images:
+                from ingest.embedded import insert_pictures
 
-            got = insert_pictures(got, options.picture_options(), sha)
+                got = insert_pictures(got, options.picture_options(), sha)
+            if memo is not None and rkey is not None and (dumped := readmemo.dump(got)):
+                memo.put_verdict(rkey, dumped)
     except IngestError as exc:
         return Skipped(path, root, size, "error", _one_line(str(exc)), sha)
     except (RecursionError, MemoryError):
@@ -329,7 +377,7 @@ def _structured(candidate: Candidate, data: bytes, suffix: str, options: Process
         return Skipped(path, root, size, "error",
                        _one_line(f"unreadable .{suffix} file ({type(exc).__name__}: {exc})"), sha)
     flags = flags + [f for f in got.flags if f not in flags]
-    parts = _check_segments(list(got.segments), path, options, flags)
+    parts = _check_segments(list(got.segments), path, options, flags, memo)
     redacted = any(a.text != b.text for a, b in zip(parts, got.segments, strict=True))
     parts = keep_pictures(parts, got.segments, got.pictures, options, flags)
     # OCR is not a pure function of the bytes (tesseract's version, its language data)
@@ -483,14 +531,14 @@ def _process(candidate: Candidate, data: bytes, options: ProcessOptions,
         if why is None:
             if suffix in HTML_SUFFIXES:
                 flags.append("html:web-page")
-            return _structured(candidate, data, suffix, options, sha, flags, depth)
+            return _structured(candidate, data, suffix, options, sha, flags, depth, memo=memo)
         flags.append(f"html:source-code ({why})")
 
     if "." + suffix in IMAGE_SUFFIXES:
         from ingest.imagefiles import read_image
 
         read = partial(read_image, options=options.picture_options())
-        got = _structured(candidate, data, suffix, options, sha, flags, depth, read)
+        got = _structured(candidate, data, suffix, options, sha, flags, depth, read, memo)
         if isinstance(got, Document) and _decoration(got):
             return Skipped(path, root, size, "skipped", f"decoration: a {got.metadata['size']} "
                            "picture (an icon, a tracking pixel)", sha)

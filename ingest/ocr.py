@@ -38,12 +38,84 @@ MIN_SKEW, MAX_SKEW, SKEW_STEP = 0.5, 3.0, 0.1
 SKEW_SIDE = 600  # pixels: the skew is estimated on a copy this small (~30 ms)
 
 
+OPENMP_LIBRARIES = ("libgomp", "libomp", "libiomp")
+
+
+def openmp_loaded() -> bool:
+    """Whether an OpenMP runtime is mapped into this process (Linux: /proc/self/maps); True
+    where that cannot be told, the safe answer for a caller deciding whether to fork."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            return any(name in line for line in maps for name in OPENMP_LIBRARIES)
+    except OSError:
+        return True
+
+
 @functools.cache
 def tesseract_available() -> bool:
     """True if OCR works here: libtesseract starts with English (the engine OCR then uses), or
     PyMuPDF finds a tesseract binary on PATH and its tessdata. libtesseract first: importing
     PyMuPDF loads its layout models (0.5 s), which a folder without PDFs never needs."""
     return _engine("eng") is not None or _pymupdf_can_ocr()
+
+
+#: where Tesseract looks for `<language>.traineddata` when TESSDATA_PREFIX is not set
+TESSDATA_DIRS = ("/usr/share/tesseract-ocr/5/tessdata", "/usr/share/tesseract-ocr/4.00/tessdata",
+                 "/usr/share/tessdata", "/usr/local/share/tessdata",
+                 "/opt/homebrew/share/tessdata")
+
+
+LIBRARY_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64",
+                "/usr/lib", "/usr/local/lib", "/lib", "/opt/homebrew/lib")
+
+
+def _library_file(name: str) -> str | None:
+    """The file a library name (`libtesseract.so.5`) resolves to, its links followed."""
+    if os.path.isabs(name):
+        return os.path.realpath(name) if os.path.exists(name) else None
+    dirs = [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if d]
+    for folder in (*dirs, *LIBRARY_DIRS):
+        path = os.path.join(folder, name)
+        if os.path.exists(path):
+            return os.path.realpath(path)
+    return None
+
+
+@functools.cache
+def fingerprint(language: str) -> str:
+    """What OCR's output depends on besides the picture, told without starting Tesseract
+    (0.08 s): its library and the language's trained data (each by path, size and mtime), or
+    PyMuPDF's version where it is the fallback. A remembered read is used only under the same
+    fingerprint, so a new Tesseract or new language data reads every picture again."""
+    parts = []
+    name = ctypes.util.find_library("tesseract")
+    found = _library_file(name) if name else None
+    if found is not None:  # told by its file: loading it would map OpenMP into this process
+        st = os.stat(found)
+        parts.append(f"{found}:{st.st_size}:{st.st_mtime_ns}")
+    elif name and (lib := _library()) is not None:
+        try:
+            version = lib.TessVersion
+            version.restype = ctypes.c_char_p
+            parts.append("tesseract:" + (version() or b"").decode(errors="replace"))
+        except AttributeError:
+            parts.append("tesseract:unknown")
+    for folder in (os.environ.get("TESSDATA_PREFIX", ""), *TESSDATA_DIRS):
+        path = os.path.join(folder, f"{language}.traineddata") if folder else ""
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
+        break
+    if not name:
+        try:
+            from importlib.metadata import version as dist_version
+
+            parts.append(f"pymupdf:{dist_version('pymupdf')}:{shutil.which('tesseract')}")
+        except Exception:  # noqa: BLE001
+            parts.append("pymupdf:none")
+    return language + "|" + ";".join(parts)
 
 
 def _pymupdf_can_ocr() -> bool:

@@ -29,7 +29,7 @@ from ingest.collect import Candidates, CollectOptions, collect
 from ingest.counting import TokenCache, count_stream, default_workers, die_with_parent
 from ingest.documents import ProcessOptions, process, read_bytes
 from ingest.filters import IMAGE_SUFFIXES
-from ingest.ocr import limit_threads
+from ingest.ocr import limit_threads, openmp_loaded
 from ingest.tokenizers import Tokenizer
 from ingest.types import Candidate, Document, IngestError, Skipped
 from ingest.video import VIDEO_SUFFIXES
@@ -252,10 +252,7 @@ def _read_all(candidates: Candidates, options: ProcessOptions, known: dict[str, 
             starting(i)
             yield _read_one(i, cand, options, sha, memo)
         return
-    methods = multiprocessing.get_all_start_methods()
-    # OCR runs on OpenMP (libgomp), which hangs in a child forked from a parent that used it
-    # (an earlier OCR, the embedded model's torch): workers that may OCR start fresh
-    ctx = multiprocessing.get_context("fork" if "fork" in methods and not ocr else "spawn")
+    ctx = multiprocessing.get_context("spawn")  # until the pool starts (see _start_method)
     where = (cache.path, cache.fingerprint) if cache is not None else None
     # a file whose content the cache has seen is read and processed here (its scans are
     # looked up, ~0.1 ms), and so are the first UNSEEN_INLINE it has not; the pool starts for
@@ -277,6 +274,7 @@ def _read_all(candidates: Candidates, options: ProcessOptions, known: dict[str, 
                 pending.append(done)
             else:
                 if pool is None:
+                    ctx = multiprocessing.get_context(_start_method(ocr))
                     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_reader,
                                                initargs=(options, where, os.getpid()))
                 with _main_kept_from_workers(ctx):  # a spawned worker starts inside submit()
@@ -288,6 +286,16 @@ def _read_all(candidates: Candidates, options: ProcessOptions, known: dict[str, 
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+
+
+def _start_method(ocr: bool) -> str:
+    """How reading workers start. OCR runs on OpenMP (libgomp), which hangs in a child forked
+    from a parent that used it (an earlier OCR, the embedded model's torch): workers that may
+    OCR start fresh ("spawn": each imports the ingest again, ~0.45 s of a 3.7 s cold pack on 2
+    cores), unless no OpenMP runtime is loaded here yet, so a fork inherits none."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return "spawn"
+    return "fork" if not ocr or not openmp_loaded() else "spawn"
 
 
 def _result(item: Future | _Read) -> _Read:
@@ -316,10 +324,10 @@ def _main_kept_from_workers(ctx) -> Iterator[None]:
         sys.modules["__main__"] = main
 
 
-def _share_strings(doc: Document, cand: Candidate) -> None:
+def _share_strings(doc: Document, root: str) -> None:
     """A document back from a worker holds its own copy of every string: the root, kind and
     language are the same few for a million files, so keep one of each."""
-    doc.root = cand.root if doc.root == cand.root else doc.root
+    doc.root = root if doc.root == root else doc.root
     doc.kind = sys.intern(doc.kind)
     if doc.language:
         doc.language = sys.intern(doc.language)
@@ -345,10 +353,10 @@ def run_pipeline(inputs: list[Path], tokenizer: Tokenizer, options: PipelineOpti
             workers = options.workers or default_workers()
 
             def starting(i: int) -> None:
-                progress("read", i + 1, total, candidates[i].path)
+                progress("read", i + 1, total, candidates.shown(i)[0])
 
             for read in _read_all(candidates, options.process, known, cache, workers, starting):
-                cand = candidates[read.index]
+                path, root, cand_flags = candidates.shown(read.index)
                 # read: let it go (a million candidates held to the end took ~0.5 GB)
                 candidates[read.index] = None  # type: ignore[call-overload]
                 if cache is not None:
@@ -357,12 +365,12 @@ def run_pipeline(inputs: list[Path], tokenizer: Tokenizer, options: PipelineOpti
                 if read.skipped is not None:
                     skipped.append(read.skipped)
                 elif read.unchanged is not None:
-                    unchanged[cand.path] = read.unchanged
+                    unchanged[path] = read.unchanged
                 elif read.document is not None:
-                    _share_strings(read.document, cand)
+                    _share_strings(read.document, root)
                     if read.noise is not None:  # noise by path, but that rule is switched off
                         read.document.flags.append(f"noise:{read.noise}")
-                    read.document.flags.extend(cand.flags)
+                    read.document.flags.extend(cand_flags)
                     children, read.document.children = read.document.children, []
                     yield read.document
                     for child in children:  # an mbox's messages, a mail's attachments

@@ -140,7 +140,11 @@ class OpenAITokenizer(Tokenizer):
 
     def __init__(self, name: Literal["cl100k", "o200k"]) -> None:
         self.spec = self.name = name
-        self._counter = _bpe_openai_bindings().tokenizer_for_encoding(f"{name}_base")
+
+    @cached_property
+    def _counter(self):
+        """Loaded at the first count (0.05 s): a re-pack whose counts are all cached has none."""
+        return _bpe_openai_bindings().tokenizer_for_encoding(f"{self.name}_base")
 
     def count(self, text: str) -> int:
         return self._counter.count(text) if text else 0

@@ -139,3 +139,29 @@ def test_a_level_screenshot_is_not_turned() -> None:
     assert ocr.straightened(grey) is grey
     blank = Image.new("L", (400, 300), 255)
     assert ocr.skew(blank)[0] == 0.0
+
+
+def test_workers_fork_while_no_openmp_is_loaded_and_start_fresh_after(tmp_path) -> None:
+    """Spawned workers import the ingest again (~0.45 s of a cold pack of the standard library):
+    a parent without an OpenMP runtime forks its workers, and they read pictures; once the
+    parent has OCR'd (libgomp loaded) it spawns them."""
+    import subprocess
+    import sys
+
+    for i in range(4):
+        screenshot().save(tmp_path / f"shot{i}.png")
+    word = BODY.split()[0]
+    code = (
+        "import sys; from ingest import ocr, pipeline\n"
+        "from ingest.documents import ProcessOptions\n"
+        "from ingest.tokenizers import load_tokenizer\n"
+        "print(ocr.openmp_loaded(), pipeline._start_method(True))\n"
+        "r = pipeline.run_pipeline([__import__('pathlib').Path(sys.argv[1])],"
+        " load_tokenizer('cl100k'), pipeline.PipelineOptions(process=ProcessOptions(),"
+        " workers=2), {}, None)\n"
+        f"print(sum({word!r} in d.text.lower() for d in r.documents))\n"
+        "ocr.ocr_rgb(bytes(3 * 64 * 64), 64, 64)\n"
+        "print(ocr.openmp_loaded(), pipeline._start_method(True), pipeline._start_method(False))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.stdout.split() == ["False", "fork", "4", "True", "spawn", "fork"], out.stderr

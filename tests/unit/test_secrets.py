@@ -298,10 +298,11 @@ def test_switching_secret_handling_rewrites_rows_and_the_retrieval_index(tmp_pat
     assert hits_resolve(ingest([root], "proj"))
 
 
-def test_a_clean_file_is_scanned_once_per_content_a_secret_every_time(monkeypatch):
-    """The "nothing found" outcome is remembered by content and rules (a re-pack of the
-    standard library would otherwise scan 31 MB again); files with findings are always scanned,
-    so their redaction never comes from a cache."""
+def test_a_file_is_scanned_once_per_content_and_rules(monkeypatch):
+    """The outcome is remembered by content and rules (a re-pack of the standard library would
+    otherwise scan 31 MB again): "nothing found", or the flags and the redacted text, which is
+    all a later run gets (the secret itself is never stored). A memo entry that is not what a
+    scan wrote is ignored and the file scanned again."""
 
     class Memo:
         def __init__(self):
@@ -328,7 +329,14 @@ def test_a_clean_file_is_scanned_once_per_content_a_secret_every_time(monkeypatc
     assert calls == ["a.py"] and first.text == second.text == clean.decode()
     run("a.env", clean)  # other rules (a config file): scanned under their own key
     assert calls == ["a.py", "a.env"]
-    for _ in range(2):
-        doc = run("settings.py", dirty)
+    docs = [run("settings.py", dirty) for _ in range(2)]
+    for doc in docs:
         assert AWS not in doc.text and "secret:L5:aws-access-key" in doc.flags
-    assert calls.count("settings.py") == 2
+    assert docs[0].text == docs[1].text and docs[0].flags == docs[1].flags
+    assert calls.count("settings.py") == 1
+    assert not any(AWS in value for value in memo.data.values())
+    checks = [key for key in memo.data if "checks|" in key]
+    for n, key in enumerate(checks):  # damaged entries: scanned again, same outcome
+        memo.data[key] = ("{", '["not", 3]', 'flags:{"a": 1}')[n % 3]
+    doc = run("settings.py", dirty)
+    assert calls.count("settings.py") == 2 and doc.text == docs[0].text
