@@ -270,6 +270,13 @@ class _Chunk:
         self.texts: list[str] = []
         for doc in docs:
             row: list[int | None] = []
+            if doc.counted:  # counted where it was read
+                for s, seg in enumerate(doc.segments):
+                    row.append(seg.tokens - seg.extra_tokens)
+                    if cache is not None:
+                        cache.put(_segment_key(doc, s), row[-1])
+                self.counts.append(row)
+                continue
             for s, seg in enumerate(doc.segments):
                 cached = cache.get(_segment_key(doc, s)) if cache is not None else None
                 row.append(cached)

@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ingest.collect import Candidates, CollectOptions, collect
@@ -30,7 +30,7 @@ from ingest.counting import TokenCache, count_stream, default_workers, die_with_
 from ingest.documents import ProcessOptions, process, read_bytes
 from ingest.filters import IMAGE_SUFFIXES
 from ingest.ocr import limit_threads, openmp_loaded
-from ingest.tokenizers import Tokenizer
+from ingest.tokenizers import Tokenizer, load_tokenizer
 from ingest.types import Candidate, Document, IngestError, Skipped
 from ingest.video import VIDEO_SUFFIXES
 
@@ -149,6 +149,7 @@ HEAVY_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES | {".pdf"}
 WINDOW_PER_WORKER = 32  # files in flight per worker: bounds what waits in memory
 INLINE_HEAVY_BYTES = 256 * 1024  # a seen picture, PDF or video up to this size is read here
 UNSEEN_INLINE = 64  # new files read here before a pool starts for the rest
+SEEN_PROBE = 32  # new files in a row after which the pool is assumed to get the rest
 
 
 @dataclass
@@ -203,21 +204,39 @@ def _read_one(i: int, cand: Candidate, options: ProcessOptions, known_sha: str |
     return _Read(i, document=result, noise=reason, verdicts=memo.new)
 
 
-_worker: tuple[ProcessOptions, _Memo] | None = None
+_worker: tuple[ProcessOptions, _Memo, Tokenizer | None] | None = None
 
 
-def _init_reader(options: ProcessOptions, cache: tuple[Path, str] | None, parent: int) -> None:
+def _init_reader(options: ProcessOptions, cache: tuple[Path, str] | None, parent: int,
+                 counter: tuple[str, Path | None] | None = None) -> None:
     global _worker
     die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and SIGTERM
     limit_threads()  # before this worker's first OCR
-    _worker = (options, _Memo(TokenCache(*cache) if cache else None))
+    tokenizer = load_tokenizer(*counter) if counter is not None else None
+    _worker = (options, _Memo(TokenCache(*cache) if cache else None), tokenizer)
 
 
 def _read_in_worker(job: tuple[int, Candidate, str | None]) -> _Read:
     assert _worker is not None
-    options, memo = _worker
-    return _read_one(job[0], job[1], options, job[2], memo)
+    options, memo, tokenizer = _worker
+    read = _read_one(job[0], job[1], options, job[2], memo)
+    if tokenizer is not None and read is not None and read.document is not None:
+        _count_here(read.document, tokenizer)
+    return read
+
+
+def _count_here(doc: Document, tokenizer: Tokenizer) -> None:
+    """Count a document's segments where it was read: its text is not sent to a second pool
+    (10M tokens of the standard library: 32 MB pickled there and back again, and two more
+    processes on the cores)."""
+    for child in doc.children:
+        if isinstance(child, Document):
+            _count_here(child, tokenizer)
+    doc.segments = [replace(seg, tokens=tokenizer.count(seg.text) + seg.extra_tokens)
+                    for seg in doc.segments]
+    doc.tokens = sum(seg.tokens for seg in doc.segments)
+    doc.counted = True
 
 
 def _heavy(path: str, options: ProcessOptions) -> bool:
@@ -239,7 +258,8 @@ def _work(candidates: Candidates, options: ProcessOptions) -> tuple[int, bool]:
 
 def _read_all(candidates: Candidates, options: ProcessOptions, known: dict[str, str],
               cache: TokenCache | None, workers: int,
-              starting: Callable[[int], None]) -> Iterator[_Read]:
+              starting: Callable[[int], None],
+              counter: tuple[str, Path | None] | None = None) -> Iterator[_Read]:
     """Every candidate read and processed, in order: in worker processes (both cores busy:
     parsing, secret scanning and hashing are CPU work) when there are enough files, with a
     bounded number in flight so finished work never piles up in memory. `starting(i)` is
@@ -260,12 +280,20 @@ def _read_all(candidates: Candidates, options: ProcessOptions, known: dict[str, 
     memo = _Memo(cache) if cache is not None else None
     pool: ProcessPoolExecutor | None = None
     unseen = 0
+    misses = 0  # files in a row the check above found new, since the pool started
     try:
         pending: deque[Future | _Read] = deque()
         for job in jobs:
             starting(job[0])
+            # checking reads the file here, and a worker reads a new one again: a cold run
+            # read every file twice (0.5 s of 3.5 s on the standard library). After
+            # SEEN_PROBE new files in a row, only every SEEN_PROBE-th file is checked
+            probe = memo is not None and (pool is None or misses < SEEN_PROBE
+                                          or job[0] % SEEN_PROBE == 0)
             done = (_read_one(job[0], job[1], options, job[2], memo, seen_only=True)
-                    if memo is not None else None)
+                    if probe else None)
+            if probe and pool is not None:
+                misses = misses + 1 if done is None else 0
             if (done is None and memo is not None and pool is None and unseen < UNSEEN_INLINE
                     and not (job[1].size > INLINE_HEAVY_BYTES and _heavy(job[1].path, options))):
                 unseen += 1  # a few new files (the ones a re-pack changed) do not pay for a pool
@@ -276,7 +304,8 @@ def _read_all(candidates: Candidates, options: ProcessOptions, known: dict[str, 
                 if pool is None:
                     ctx = multiprocessing.get_context(_start_method(ocr))
                     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_reader,
-                                               initargs=(options, where, os.getpid()))
+                                               initargs=(options, where, os.getpid(),
+                                                         counter))
                 with _main_kept_from_workers(ctx):  # a spawned worker starts inside submit()
                     pending.append(pool.submit(_read_in_worker, job))
             if len(pending) >= workers * WINDOW_PER_WORKER:
@@ -355,7 +384,11 @@ def run_pipeline(inputs: list[Path], tokenizer: Tokenizer, options: PipelineOpti
             def starting(i: int) -> None:
                 progress("read", i + 1, total, candidates.shown(i)[0])
 
-            for read in _read_all(candidates, options.process, known, cache, workers, starting):
+            # a tokenizer that counts in processes counts in the reading workers too
+            counter = ((tokenizer.spec, tokenizer.cache_dir)
+                       if tokenizer.parallelism == "processes" else None)
+            for read in _read_all(candidates, options.process, known, cache, workers, starting,
+                                  counter):
                 path, root, cand_flags = candidates.shown(read.index)
                 # read: let it go (a million candidates held to the end took ~0.5 GB)
                 candidates[read.index] = None  # type: ignore[call-overload]

@@ -101,6 +101,9 @@ class Document:
     #: a Document or a Skipped of its own, path "<this path> > <name>"); the pipeline lists
     #: them after this document and empties this list
     children: list[Document | Skipped] = field(default_factory=list)
+    #: its segments' tokens were counted where it was read (a reading worker), by the tokenizer
+    #: the pipeline counts with: remembered in the token cache, not counted again
+    counted: bool = False
 
     @property
     def text(self) -> str:
