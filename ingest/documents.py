@@ -38,7 +38,7 @@ from ingest.filters import ARCHIVE_SUFFIXES, DOCUMENT_SUFFIXES, IMAGE_SUFFIXES, 
 from ingest.injection import CHAT_FORMAT, FLAGS_VERSION, INJECTION, find_flags
 from ingest.languages import is_code, language_for
 from ingest.notebooks import read_notebook
-from ingest.pictures import PictureOptions
+from ingest.pictures import PictureOptions, decoration
 from ingest.symbols import extract_symbols
 from ingest.types import (
     Candidate,
@@ -478,7 +478,7 @@ def _decoration(doc: Document) -> bool:
     if doc.kind != "image":
         return False
     size = re.fullmatch(r"(\d+)x(\d+)", doc.metadata.get("size", ""))
-    return size is not None and int(size[1]) < 64 and int(size[2]) < 64
+    return size is not None and decoration(int(size[1]), int(size[2]))
 
 
 # what a key in a file name must hold: a long run with digits and letters (every token format

@@ -33,7 +33,8 @@ def read_image(data: bytes, name: str, options: PictureOptions | None = None
     kept: list[Picture] = []
     sizes: list[str] = []
     for number, page in enumerate(pictures.open_pages(data, options, _what(name), flags), 1):
-        text = pictures.ocr(page, options)
+        icon = number == 1 and pictures.decoration(page.width, page.height)
+        text = "" if icon else pictures.ocr(page, options)
         picture = (pictures.prepare(page, f"{folder}/{number}.jpg", options)
                    if options.vision else None)
         kept.extend([picture] if picture is not None else [])

@@ -256,6 +256,16 @@ def _animated(image) -> bool:
             image.seek(0)
 
 
+#: a picture file under this many pixels on both sides is an icon or a tracking pixel: left
+#: out of a corpus (ingest/documents.py), so it is not OCR'd either (the standard library's
+#: 20 icons cost a cold pack 0.3 s of OCR)
+DECORATION_SIDE = 64
+
+
+def decoration(width: int, height: int) -> bool:
+    return width < DECORATION_SIDE and height < DECORATION_SIDE
+
+
 def ocr(image, options: PictureOptions) -> str:
     """The words on an RGB PIL image; "" without OCR."""
     if not options.ocr or not tesseract_available():

@@ -32,11 +32,21 @@ def test_a_tracking_pixel_attached_to_a_mail_is_skipped_as_decoration_a_picture_
     assert isinstance(chart, Document) and chart.kind == "image"
 
 
-def test_an_icon_in_a_folder_is_skipped_as_decoration():
+def test_an_icon_in_a_folder_is_skipped_as_decoration_without_being_read(monkeypatch):
+    from ingest import pictures
+
+    read: list[tuple[int, int]] = []
+    real = pictures.ocr
+    monkeypatch.setattr(pictures, "ocr", lambda page, options: read.append(page.size)
+                        or real(page, options))
     data = _png(16, 16)  # idlelib/Icons/idle_16.png: nothing to read or show
     got = process(Candidate("icons/idle_16.png", Path("idle_16.png"), "icons", len(data)), data,
                   ProcessOptions())
     assert isinstance(got, Skipped) and got.reason.startswith("decoration: a 16x16 picture")
+    wide = _png(200, 40)  # a banner is a picture: read
+    got = process(Candidate("banner.png", Path("banner.png"), "x", len(wide)), wide,
+                  ProcessOptions())
+    assert isinstance(got, Document) and read == [(200, 40)]
 
 
 def test_a_few_pictures_or_pdfs_are_enough_work_for_the_worker_pool():
