@@ -18,11 +18,15 @@ import os
 import re
 import shutil
 import tempfile
+import weakref
 from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+#: each segment's distinct term ids and counts (what a later version of the corpus reuses)
+from ingest.postings import TERM_COUNTS, TERM_IDS, TERM_OFFSETS, Postings
 
 WORDS = re.compile(r"[a-z]{2,}|[0-9]+")  # on lower-cased text: words and snake_case parts
 #: mixed-case identifiers (`RedirectResponse`, `getValue`, `HTTPConnection`), split by HUMPS
@@ -30,16 +34,21 @@ MIXED = re.compile(r"\b[a-z]+[A-Z][A-Za-z]*|\b[A-Z][a-z]+[A-Z][A-Za-z]*|\b[A-Z]{
 HUMPS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")  # `HTTPConnection` -> `HTTP`, `Connection`
 #: snake_case identifiers, matched whole too (camelCase ones already are: WORDS on lower case)
 COMPOUND = re.compile(r"\b_*[A-Za-z][A-Za-z0-9]*(?:_+[A-Za-z0-9]+)+\b")
-#: bumped when what `terms` yields changes: an index of another format is rebuilt
-FORMAT = 3
+#: bumped when what `terms` yields, or how the index is saved, changes: an index of another
+#: format is rebuilt (4: the ids in IDS, not in segments.json)
+FORMAT = 4
+IDS = "ids.npy"
 VECTORS = "vectors.npy"
 FILES, FILE_OF = "files.json", "files.of.npy"  # the corpus's paths; each segment's among them
-#: each segment's distinct term ids and counts (what a later version of the corpus reuses)
-TERM_IDS, TERM_COUNTS, TERM_OFFSETS = "terms.ids.npy", "terms.counts.npy", "terms.offsets.npy"
 #: what identifies each segment's text across versions (segment ids do not: SQLite reuses them)
 TERM_KEYS = "terms.keys.npy"
 EMBED_CHUNK = 512  # segments embedded at a time while streaming (bounds memory)
 DENSE_FLOOR = 0.1  # cosine below which a segment is not a dense hit (unrelated text)
+#: terms as written whose ids are remembered during a build (their stems are looked up once)
+KNOWN_TERMS = 2_000_000
+#: the files of bm25s's saved index
+BM25_FILES = ("data.csc.index.npy", "indices.csc.index.npy", "indptr.csc.index.npy",
+              "vocab.index.json", "params.index.json")
 _STOPWORDS = """a an and are as at be but by for from has have he her his i if in into is it
 its me my not of on or our she so that the their them then there these they this to was we were
 what when where which who why will with you your how does do did can could should would about"""
@@ -164,11 +173,10 @@ class Reusable:
         return len(self.rows)
 
     def terms(self, sid: int):
-        import numpy as np
-
+        """Segment `sid`'s distinct term ids (ascending) and their counts."""
         i = self.rows[sid]
         a, b = int(self.offsets[i]), int(self.offsets[i + 1])
-        return np.repeat(np.asarray(self.term_ids[a:b]), np.asarray(self.counts[a:b]))
+        return self.term_ids[a:b], self.counts[a:b]
 
     def vector(self, sid: int):
         return None if self.vectors is None else self.vectors[self.rows[sid]]
@@ -189,8 +197,8 @@ class SegmentIndex:
     """bm25s over (segment id, path, text), and optionally their sentence vectors; `search` and
     `dense_search` return the caller's ids."""
 
-    def __init__(self, retriever, ids: list[int], vectors=None, vectors_model: str | None = None,
-                 vectors_problem: str | None = None, terms: list | None = None,
+    def __init__(self, retriever, ids, vectors=None, vectors_model: str | None = None,
+                 vectors_problem: str | None = None, built: Path | None = None,
                  files: list[str] | None = None, file_of=None):
         self._retriever = retriever
         self._stems: Stems | None = None
@@ -199,7 +207,8 @@ class SegmentIndex:
         #: what a search scoped to some files masks by
         self.files = files or []
         self.file_of = file_of
-        self._terms = terms  # each segment's term ids, kept from a build for `save`
+        #: where a build wrote the matrix and each segment's terms (`save` moves them)
+        self._built = built
         self._keys: list[int] | None = None  # their content keys (ingest.retrieval.TERM_KEYS)
         self.reused = 0  # segments whose terms came from an earlier version
         self.ids = ids
@@ -211,52 +220,72 @@ class SegmentIndex:
     @classmethod
     def build(cls, segments: Iterable[tuple[int, str, str | None]],
               embedder: Embeds | None = None, progress: Callable[[int], None] | None = None,
-              reuse: Reusable | None = None, keys: list[int] | None = None) -> SegmentIndex:
+              reuse: Reusable | None = None, keys: list[int] | None = None,
+              workdir: Path | None = None) -> SegmentIndex:
         """Index (segment id, path, text) rows as they stream in: each segment's terms become
-        4-byte ids at once (a list of Python strings per segment took ~3 GB at 77M tokens),
-        so memory grows with the corpus's terms, not with its text. A row whose text is None
-        takes its terms (and vector) from `reuse`, an earlier version's index. With
-        `embedder`, each new segment's digest is embedded too, EMBED_CHUNK at a time
-        (`progress(segments done)`). `keys` (each segment's content key, filled while the rows
-        stream) are saved so that a later version can reuse this one's terms."""
+        ids and go to disk at once with their counts (ingest.postings), so memory grows with
+        the corpus's distinct terms and its segment count (a few bytes each), not with its
+        text. A row whose text is None takes its terms (and vector) from `reuse`, an earlier
+        version's index. With `embedder`, each new segment's digest is embedded too,
+        EMBED_CHUNK at a time (`progress(segments done)`). `keys` (each segment's content key,
+        filled while the rows stream) are saved so that a later version can reuse this one's
+        terms. The matrix is written in `workdir` (a temporary folder; best on the index's own
+        file system, so `save` moves it)."""
         import bm25s
 
-        ids: list[int] = []
-        corpus: list = []
-        vocab: dict[str, int] = dict(reuse.vocab) if reuse else {}
-        stems = Stems()
-        known: dict[str, int] = {}  # a term as written -> its key's id (stemmed once)
+        if workdir is not None:
+            workdir.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".index-build.", dir=workdir))
+        try:
+            postings = Postings(work)
+            ids = array("q")
+            vocab: dict[str, int] = dict(reuse.vocab) if reuse else {}
+            stems = Stems()
+            known: dict[str, int] = {}  # a term as written -> its key's id (stemmed once)
 
-        def key(term: str) -> int:
-            i = known[term] = vocab.setdefault(stems.uncached(term), len(vocab))
-            return i
+            def key(term: str) -> int:
+                if len(known) >= KNOWN_TERMS:  # identifiers without end: stem them again
+                    known.clear()
+                i = known[term] = vocab.setdefault(stems.uncached(term), len(vocab))
+                return i
 
-        files: list[str] = []
-        file_of = array("i")  # each segment's file, an index into `files`
-        vectors = _Vectors(embedder, progress) if embedder is not None else None
-        kept: dict[int, Any] = {}  # position -> reused vector
-        reused = 0
-        for sid, path, text in segments:
-            if not files or files[-1] != path:
-                files.append(path)
-            file_of.append(len(files) - 1)
-            if text is None:
-                assert reuse is not None
-                corpus.append(reuse.terms(sid))
-                if vectors is not None:
-                    kept[len(ids)] = reuse.vector(sid)
-                reused += 1
+            files: list[str] = []
+            file_of = array("i")  # each segment's file, an index into `files`
+            vectors = _Vectors(embedder, progress) if embedder is not None else None
+            kept: dict[int, Any] = {}  # position -> reused vector
+            reused = 0
+            try:
+                for sid, path, text in segments:
+                    if not files or files[-1] != path:
+                        files.append(path)
+                    file_of.append(len(files) - 1)
+                    if text is None:
+                        assert reuse is not None
+                        postings.add_counted(*reuse.terms(sid))
+                        if vectors is not None:
+                            kept[len(ids)] = reuse.vector(sid)
+                        reused += 1
+                    else:
+                        postings.add(array("I", [known[t] if t in known else key(t)
+                                                 for t in terms(path) + terms(text)]))
+                        if vectors is not None:
+                            vectors.add(path, text)
+                    ids.append(sid)
+            except BaseException:
+                postings.abandon()
+                raise
+            retriever = bm25s.BM25()
+            if ids:
+                vocab.setdefault("", len(vocab))  # bm25s scores term-less queries against it
+                postings.write_bm25(vocab, _params(retriever))
+                retriever = bm25s.BM25.load(work, mmap=True, show_progress=False)
             else:
-                corpus.append(array("I", [known[t] if t in known else key(t)
-                                          for t in terms(path) + terms(text)]))
-                if vectors is not None:
-                    vectors.add(path, text)
-            ids.append(sid)
-        retriever = bm25s.BM25()
-        if corpus:
-            vocab.setdefault("", len(vocab))  # bm25s scores term-less queries against it
-            retriever.index((corpus, vocab), create_empty_token=False, show_progress=False)
-        index = cls(retriever, ids, terms=corpus, files=files, file_of=file_of)
+                postings.close()
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        index = cls(retriever, ids, built=work, files=files, file_of=file_of)
+        weakref.finalize(index, shutil.rmtree, work, True)
         index.reused, index._keys = reused, keys
         if vectors is not None and embedder is not None:
             new = vectors.finish(getattr(embedder, "dim", 384))
@@ -289,21 +318,27 @@ class SegmentIndex:
         """Write atomically: a half-written index is never loaded."""
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        try:
-            if self.ids:
-                self._retriever.save(tmp, show_progress=False)
-            if self._terms is not None and self._keys is not None \
-                    and len(self._keys) == len(self.ids):
-                _save_terms(tmp, self._terms, self._keys)
-            meta: dict = {"format": FORMAT, "ids": self.ids}
-            if self.file_of is not None and len(self.file_of) == len(self.ids):
-                import numpy as np
+        import numpy as np
 
+        try:
+            if self.ids and self._built is not None:  # a build's files: moved (or copied)
+                for name in (*BM25_FILES, TERM_IDS, TERM_COUNTS, TERM_OFFSETS):
+                    if (self._built / name).exists():
+                        _move_or_copy(self._built / name, tmp / name)
+            elif self.ids:
+                self._retriever.save(tmp, show_progress=False)
+            if self._keys is not None and len(self._keys) == len(self.ids) \
+                    and (tmp / TERM_IDS).exists():
+                np.save(tmp / TERM_KEYS, np.asarray(self._keys, dtype=np.int64))
+            else:
+                for name in (TERM_IDS, TERM_COUNTS, TERM_OFFSETS):
+                    (tmp / name).unlink(missing_ok=True)
+            np.save(tmp / IDS, np.asarray(self.ids, dtype=np.int64))
+            meta: dict = {"format": FORMAT, "segments": len(self.ids)}
+            if self.file_of is not None and len(self.file_of) == len(self.ids):
                 np.save(tmp / FILE_OF, np.asarray(self.file_of, dtype=np.int32))
                 (tmp / FILES).write_text(json.dumps(self.files))
             if self.vectors is not None and self.vectors_model:
-                import numpy as np
-
                 np.save(tmp / VECTORS, np.asarray(self.vectors, dtype=np.float16))
                 meta["vectors"] = {"model": self.vectors_model, "dtype": "float16",
                                    "rows": len(self.vectors), "dim": int(self.vectors.shape[1])}
@@ -336,7 +371,7 @@ class SegmentIndex:
             meta = json.loads((folder / "segments.json").read_text())
             if not isinstance(meta, dict) or meta.get("format") != FORMAT:
                 return None  # an older format: the caller rebuilds it
-            ids = meta["ids"]
+            ids = _load_ids(folder / IDS, meta["segments"])
             retriever = bm25s.BM25.load(folder, mmap=True, show_progress=False) if ids else None
         except (OSError, ValueError, KeyError, TypeError):
             return None
@@ -435,59 +470,31 @@ class SegmentIndex:
         return [Hit(self.ids[int(t)], float(scores[t])) for t in top if scores[t] > 0]
 
 
-def _save_terms(folder: Path, corpus: list, keys: list[int]) -> None:
-    """Each segment's distinct term ids with their counts (about half of its terms' bytes),
-    and its content key. Written as they are made: at 80M tokens, gathering them first would
-    add ~200 MB to the ingest's peak (the bm25s index and every segment's terms are still in
-    memory while this runs)."""
+def _load_ids(path: Path, count: int) -> array:
+    """The saved segment ids (8 bytes each, not a Python int each: 12M at a billion tokens)."""
     import numpy as np
 
-    np.save(folder / TERM_KEYS, np.asarray(keys, dtype=np.int64))
-    offsets = array("q", [0])
-    with _NpyWriter(folder / TERM_IDS, np.uint32) as ids, \
-            _NpyWriter(folder / TERM_COUNTS, np.uint16) as counts:
-        for seg in corpus:
-            u, c = np.unique(np.asarray(seg, dtype=np.uint32), return_counts=True)
-            ids.write(u)
-            counts.write(np.minimum(c, 65_535))
-            offsets.append(offsets[-1] + len(u))
-    np.save(folder / TERM_OFFSETS, np.frombuffer(offsets, dtype=np.int64))
+    ids = np.load(path, mmap_mode="r")
+    if ids.ndim != 1 or len(ids) != count or ids.dtype != np.int64:
+        raise ValueError("the saved ids do not match the index")
+    return array("q", ids.tobytes())
 
 
-class _NpyWriter:
-    """A one-dimensional .npy file written in pieces: the data goes to a side file, then the
-    header (which needs the length) and the data are joined without holding the array."""
+def _move_or_copy(src: Path, dest: Path) -> None:
+    try:
+        os.link(src, dest)  # the build's files stay whole for its memory-mapped retriever
+    except OSError:
+        shutil.copyfile(src, dest)
 
-    def __init__(self, path: Path, dtype):
-        import numpy as np
 
-        self.path, self.dtype, self.length = path, np.dtype(dtype), 0
-        self.raw = path.with_suffix(".part")
+def _params(retriever) -> dict[str, Any]:
+    """A BM25's parameters as bm25s saves them (params.index.json, less num_docs)."""
+    import bm25s
 
-    def __enter__(self) -> _NpyWriter:
-        self.fh = self.raw.open("wb")
-        return self
-
-    def write(self, values) -> None:
-        import numpy as np
-
-        data = np.asarray(values, dtype=self.dtype)
-        self.fh.write(data.tobytes())
-        self.length += len(data)
-
-    def __exit__(self, *exc: object) -> None:
-        import numpy as np
-
-        self.fh.close()
-        try:
-            if exc[0] is None:
-                with self.path.open("wb") as out, self.raw.open("rb") as data:
-                    np.lib.format.write_array_header_1_0(out, {
-                        "descr": np.lib.format.dtype_to_descr(self.dtype),
-                        "fortran_order": False, "shape": (self.length,)})
-                    shutil.copyfileobj(data, out, 1 << 20)
-        finally:
-            self.raw.unlink(missing_ok=True)
+    return {"k1": retriever.k1, "b": retriever.b, "delta": retriever.delta,
+            "method": retriever.method, "idf_method": retriever.idf_method,
+            "dtype": retriever.dtype, "int_dtype": retriever.int_dtype,
+            "version": bm25s.__version__, "backend": retriever.backend}
 
 
 def _interleave(new, kept: dict[int, Any], rows: int):

@@ -167,7 +167,8 @@ def build_index(snap: Snapshot, note: Note | None = None, progress: Progress | N
     if rows is None:
         del keys[:]
         reuse, rows = None, _segment_rows(session, snap.id, snap.tokenizer, keys)
-    index = SegmentIndex.build(rows, model, step, reuse, keys)
+    # the matrix is written beside the index folder: saving it is a link, not a copy
+    index = SegmentIndex.build(rows, model, step, reuse, keys, workdir=folder.parent)
     if note and index.reused:
         note(f"kept the terms of {index.reused:,} of {len(index.ids):,} segments from the "
              "previous version's index")

@@ -1,0 +1,104 @@
+"""The streamed BM25 matrix (ingest/postings.py) against bm25s's own build: the same arrays, to
+the bit, on real text, in one column range or many; a failed build leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import sysconfig
+from array import array
+from pathlib import Path
+
+import bm25s
+import numpy as np
+import pytest
+
+from ingest import postings
+from ingest.retrieval import SegmentIndex, Stems, terms
+
+
+def _segments(limit: int = 300) -> list[tuple[int, str, str]]:
+    """Real text: the standard library's json and email packages, cut into 40-line pieces."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    rows = []
+    for path in sorted([*root.glob("json/*.py"), *root.glob("email/*.py")]):
+        lines = path.read_text(encoding="utf-8").split("\n")
+        for i in range(0, len(lines), 40):
+            rows.append((len(rows) + 7, str(path.relative_to(root)), "\n".join(lines[i:i + 40])))
+    rows.append((len(rows) + 7, "empty.txt", ""))  # a segment without terms
+    return rows[:limit]
+
+
+def _reference(rows) -> tuple[bm25s.BM25, dict[str, int]]:
+    """bm25s's own index of the same terms, ids given as SegmentIndex.build gives them."""
+    stems, vocab, corpus = Stems(), {}, []
+    for _, path, text in rows:
+        corpus.append([vocab.setdefault(stems.uncached(t), len(vocab))
+                       for t in terms(path) + terms(text)])
+    vocab.setdefault("", len(vocab))
+    ref = bm25s.BM25()
+    ref.index((corpus, vocab), create_empty_token=False, show_progress=False)
+    return ref, vocab
+
+
+@pytest.mark.parametrize("range_pairs", [postings.RANGE_PAIRS, 997])
+def test_the_streamed_matrix_is_bm25s_own(tmp_path, monkeypatch, range_pairs):
+    monkeypatch.setattr(postings, "RANGE_PAIRS", range_pairs)
+    monkeypatch.setattr(postings, "READ_PAIRS", 1_500)  # several reads per range
+    rows = _segments()
+    ref, vocab = _reference(rows)
+    index = SegmentIndex.build(iter(rows), workdir=tmp_path)
+    got = index._retriever
+    assert got.vocab_dict == vocab
+    for name in ("data", "indices", "indptr"):
+        mine, theirs = np.asarray(got.scores[name]), np.asarray(ref.scores[name])
+        assert mine.dtype == theirs.dtype and np.array_equal(mine, theirs), name
+    assert got.scores["num_docs"] == ref.scores["num_docs"] == len(rows)
+    for query in ("decode a json object", "email header parser", "zzz_not_there"):
+        q = [t for t in terms(query) if t in vocab]
+        if q:
+            assert np.array_equal(got.get_scores(q), ref.get_scores(q))
+    folder = tmp_path / "saved"
+    index.save(folder)
+    loaded = SegmentIndex.load(folder)
+    assert loaded is not None and list(loaded.ids) == [r[0] for r in rows]
+    assert loaded.search("decode a json object")[0] == index.search("decode a json object")[0]
+    params = json.loads((folder / "params.index.json").read_text())
+    assert params["num_docs"] == len(rows) and params["method"] == ref.method
+
+
+def test_reused_terms_give_the_same_matrix(tmp_path):
+    """A re-build that takes every segment's terms from the previous index (text None)."""
+    rows = _segments(120)
+    keys = array("q", range(len(rows)))
+    first = SegmentIndex.build(iter(rows), keys=keys, workdir=tmp_path)
+    first.save(tmp_path / "v1")
+    loaded = SegmentIndex.load(tmp_path / "v1")
+    reuse = loaded.reusable(tmp_path / "v1")
+    assert reuse is not None and reuse.match({sid: i for i, (sid, _, _) in enumerate(rows)}) \
+        == len(rows)
+    again = SegmentIndex.build(iter((sid, path, None) for sid, path, _ in rows), reuse=reuse,
+                               workdir=tmp_path)
+    assert again.reused == len(rows)
+    for name in ("data", "indices", "indptr"):
+        assert np.array_equal(np.asarray(again._retriever.scores[name]),
+                              np.asarray(first._retriever.scores[name]))
+
+
+def test_a_failed_build_leaves_no_files(tmp_path):
+    def rows():
+        yield from _segments(30)
+        raise RuntimeError("the database went away")
+
+    with pytest.raises(RuntimeError):
+        SegmentIndex.build(rows(), workdir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_built_index_cleans_its_work_folder_once_let_go(tmp_path):
+    import gc
+
+    index = SegmentIndex.build(iter(_segments(20)), workdir=tmp_path)
+    assert index.search("email message")
+    del index
+    gc.collect()
+    assert list(tmp_path.iterdir()) == []
