@@ -37,8 +37,21 @@ def text_key(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
+#: a cache file up to this size is read whole at the first lookup (a re-pack then looks up
+#: 50,000 segments for next to nothing); a larger one is asked key by key, in batches, so a
+#: billion-token corpus's 12M counts never sit in memory at once
+PRELOAD_BYTES = 64 << 20
+#: at most this many entries are held in memory: new ones are written out past it, and a
+#: whole-read cache that grew past it is asked key by key from then on
+HELD = 500_000
+BATCH_KEYS = 500  # keys a query asks at once (SQLite allows 32,766 parameters)
+
+
 class TokenCache:
-    """Token counts by (tokenizer fingerprint, text hash) in one SQLite file."""
+    """Token counts by (tokenizer fingerprint, text hash) in one SQLite file, with the content
+    verdicts (noise, secret checks) and remembered reads (ingest/readmemo.py) beside them.
+    Memory is bounded: small caches are read whole, large ones asked key by key, and new
+    entries are written out every HELD."""
 
     def __init__(self, path: Path, fingerprint: str) -> None:
         self.path = path
@@ -47,7 +60,8 @@ class TokenCache:
         self._new: dict[str, int] = {}
         self._verdicts: dict[str, str] | None = None
         self._new_verdicts: dict[str, str] = {}
-        self._reads: sqlite3.Connection | None = None  # open while reads are looked up
+        self._conn: sqlite3.Connection | None = None  # open while keys are looked up one by one
+        self._whole: bool | None = None  # read whole (None: not decided yet)
 
     def _connect(self, shared: bool = False) -> sqlite3.Connection:
         """A connection; `shared`: one kept open, used from whichever thread asks next."""
@@ -60,24 +74,64 @@ class TokenCache:
         conn.execute("CREATE TABLE IF NOT EXISTS reads (key TEXT PRIMARY KEY, value TEXT)")
         return conn
 
-    def get(self, key: str) -> int | None:
-        if self._known is None:
+    def _read_whole(self) -> bool:
+        if self._whole is None:
             try:
-                with self._connect() as conn:
-                    rows = conn.execute("SELECT key, tokens FROM counts WHERE fp = ?",
-                                        (self.fingerprint,))
-                    self._known = dict(rows.fetchall())
-            except sqlite3.Error:  # an unreadable cache is only a slower run
-                self._known = {}
-        return self._known.get(key)
+                self._whole = self.path.stat().st_size <= PRELOAD_BYTES
+            except OSError:
+                self._whole = True  # no file yet: nothing to read
+        return self._whole
+
+    def _query(self, sql: str, args: tuple) -> list[tuple]:
+        """Rows of one query on the kept connection; none if the cache cannot be read."""
+        try:
+            if self._conn is None:
+                self._conn = self._connect(shared=True)
+            return self._conn.execute(sql, args).fetchall()
+        except sqlite3.Error:  # an unreadable cache is only a slower run
+            return []
+
+    def get(self, key: str) -> int | None:
+        return self.get_many([key]).get(key)
+
+    def get_many(self, keys: list[str]) -> dict[str, int]:
+        """The cached counts of those keys that have one."""
+        out = {k: self._new[k] for k in keys if k in self._new}
+        if self._read_whole():
+            if self._known is None:
+                try:
+                    with self._connect() as conn:
+                        rows = conn.execute("SELECT key, tokens FROM counts WHERE fp = ?",
+                                            (self.fingerprint,))
+                        self._known = dict(rows.fetchall())
+                except sqlite3.Error:
+                    self._known = {}
+            out.update((k, self._known[k]) for k in keys if k in self._known)
+            return out
+        ask = [k for k in keys if k not in out]
+        for i in range(0, len(ask), BATCH_KEYS):
+            part = ask[i:i + BATCH_KEYS]
+            out.update(self._query(
+                "SELECT key, tokens FROM counts WHERE fp = ? AND key IN "
+                f"({','.join('?' * len(part))})", (self.fingerprint, *part)))
+        return out
 
     def put(self, key: str, tokens: int) -> None:
         self._new[key] = tokens
+        if len(self._new) >= HELD:
+            self.flush()
 
-    # noise verdicts by content: (file sha256, filter options) -> reason, "" when clean
+    # content verdicts: (file sha256, filter options) -> reason ("" when clean), a secret
+    # check's outcome; and reads (READS_PREFIX), looked up one at a time
     def verdict(self, key: str) -> str | None:
+        if key in self._new_verdicts:
+            return self._new_verdicts[key]
         if key.startswith(READS_PREFIX):
-            return self._new_verdicts.get(key) or self._read(key)
+            rows = self._query("SELECT value FROM reads WHERE key = ?", (key,))
+            return rows[0][0] if rows else None
+        if not self._read_whole():
+            rows = self._query("SELECT reason FROM verdicts WHERE key = ?", (key,))
+            return rows[0][0] if rows else None
         if self._verdicts is None:
             try:
                 with self._connect() as conn:
@@ -86,20 +140,10 @@ class TokenCache:
                 self._verdicts = {}
         return self._verdicts.get(key)
 
-    def _read(self, key: str) -> str | None:
-        if self._reads is None:
-            try:
-                self._reads = self._connect(shared=True)
-            except sqlite3.Error:
-                return None
-        try:
-            row = self._reads.execute("SELECT value FROM reads WHERE key = ?", (key,)).fetchone()
-        except sqlite3.Error:
-            return None
-        return row[0] if row else None
-
     def put_verdict(self, key: str, reason: str) -> None:
         self._new_verdicts[key] = reason
+        if len(self._new_verdicts) >= HELD:
+            self.flush()
 
     def flush(self) -> None:
         if not self._new and not self._new_verdicts:
@@ -121,6 +165,9 @@ class TokenCache:
         if self._verdicts is not None:
             self._verdicts.update((k, v) for k, v in self._new_verdicts.items()
                                   if not k.startswith(READS_PREFIX))
+        if len(self._known or ()) + len(self._verdicts or ()) > HELD:
+            self._known = self._verdicts = None  # grown large: asked key by key from now on
+            self._whole = False
         self._new.clear()
         self._new_verdicts.clear()
 
@@ -268,7 +315,11 @@ class _Chunk:
         self.docs, self.cache = docs, cache
         self.counts: list[list[int | None]] = []
         self.texts: list[str] = []
-        for doc in docs:
+        keys = [[] if doc.counted or cache is None
+                else [_segment_key(doc, s) for s in range(len(doc.segments))] for doc in docs]
+        cached = cache.get_many([k for row in keys for k in row]) if cache is not None else {}
+        self.keys = keys
+        for doc, doc_keys in zip(docs, keys, strict=True):
             row: list[int | None] = []
             if doc.counted:  # counted where it was read
                 for s, seg in enumerate(doc.segments):
@@ -277,23 +328,24 @@ class _Chunk:
                         cache.put(_segment_key(doc, s), row[-1])
                 self.counts.append(row)
                 continue
-            for s, seg in enumerate(doc.segments):
-                cached = cache.get(_segment_key(doc, s)) if cache is not None else None
-                row.append(cached)
-                if cached is None:
+            for key, seg in zip(doc_keys or [None] * len(doc.segments), doc.segments,
+                                strict=True):
+                known = cached.get(key) if key is not None else None
+                row.append(known)
+                if known is None:
                     self.texts.append(seg.text)
             self.counts.append(row)
 
     def finish(self, counted: list[int]) -> list[Document]:
         """The documents with their tokens, the new counts remembered in the cache."""
         new = iter(counted)
-        for doc, row in zip(self.docs, self.counts, strict=True):
+        for doc, row, keys in zip(self.docs, self.counts, self.keys, strict=True):
             tokens = []
             for s, cached in enumerate(row):
                 if cached is None:
                     cached = next(new)
                     if self.cache is not None:
-                        self.cache.put(_segment_key(doc, s), cached)
+                        self.cache.put(keys[s], cached)
                 tokens.append(cached)
             doc.segments = [replace(seg, tokens=n + seg.extra_tokens)
                             for seg, n in zip(doc.segments, tokens, strict=True)]
