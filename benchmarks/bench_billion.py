@@ -66,7 +66,8 @@ def renamed(text: str, k: int) -> str:
     rng = random.Random(f"{k}:{len(text)}:{names[0]}")
     shuffled = names[:]
     rng.shuffle(shuffled)
-    mapping = {a: (b + f"_k{k}" if rng.random() < 0.1 else b) for a, b in zip(names, shuffled)}
+    mapping = {a: (b + f"_k{k}" if rng.random() < 0.1 else b)
+               for a, b in zip(names, shuffled, strict=True)}
     return NAME.sub(lambda m: mapping[m.group(0)], text)
 
 

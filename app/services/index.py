@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -168,6 +169,7 @@ def build_index(snap: Snapshot, note: Note | None = None, progress: Progress | N
         del keys[:]
         reuse, rows = None, _segment_rows(session, snap.id, snap.tokenizer, keys)
     # the matrix is written beside the index folder: saving it is a link, not a copy
+    _remove_stale_builds(folder.parent)
     index = SegmentIndex.build(rows, model, step, reuse, keys, workdir=folder.parent)
     if note and index.reused:
         note(f"kept the terms of {index.reused:,} of {len(index.ids):,} segments from the "
@@ -177,6 +179,24 @@ def build_index(snap: Snapshot, note: Note | None = None, progress: Progress | N
         if old != folder and not old.name.startswith("."):
             shutil.rmtree(old, ignore_errors=True)
     return folder
+
+
+STALE_BUILD_S = 6 * 3600  # a build's work folder untouched this long was left by a crash
+
+
+def _remove_stale_builds(folder: Path) -> None:
+    """Work folders of builds that died (kill -9, power loss): a live build appends to its
+    files as segments stream in, so one whose files are all untouched for STALE_BUILD_S is
+    removed."""
+    if not folder.is_dir():
+        return
+    for old in folder.glob(".index-build.*"):
+        try:
+            touched = max([old.stat().st_mtime, *(p.stat().st_mtime for p in old.iterdir())])
+        except OSError:
+            continue  # removed by its own build meanwhile
+        if time.time() - touched > STALE_BUILD_S:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def build_index_of(name: str, url: str | None = None, note: Note | None = None,

@@ -102,3 +102,20 @@ def test_a_built_index_cleans_its_work_folder_once_let_go(tmp_path):
     del index
     gc.collect()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_work_folders_of_builds_that_died_are_removed_live_ones_kept(tmp_path):
+    import os
+    import time
+
+    from app.services.index import STALE_BUILD_S, _remove_stale_builds
+
+    dead, live = tmp_path / ".index-build.dead", tmp_path / ".index-build.live"
+    for folder in (dead, live):
+        folder.mkdir()
+        (folder / "terms.ids.part").write_bytes(b"x")
+    old = time.time() - STALE_BUILD_S - 60
+    for path in (dead, dead / "terms.ids.part", live):
+        os.utime(path, (old, old))  # the live build's folder is old, its file still written
+    _remove_stale_builds(tmp_path)
+    assert not dead.exists() and live.exists()
