@@ -322,7 +322,7 @@ def _add_vectors(snap: Snapshot, folder: Path, index: SegmentIndex, note: Note |
          f"({estimate} on CPU), once")
     ids, vectors = embed_segments(_segment_rows(snap.session, snap.id, snap.tokenizer, []),
                                   model, _embed_progress(progress, n), model.dim)
-    if ids != index.ids:  # an index of other rows under this version: the next build fixes it
+    if array("q", ids) != index.ids:  # an index of other rows: the next build fixes it
         note(f"dense retrieval skipped: the index of {snap.name} does not match its rows")
         return index
     index = index.with_vectors(vectors, model.name)

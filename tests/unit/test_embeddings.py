@@ -65,7 +65,7 @@ def test_vectors_are_built_at_ingest_and_stored_with_the_index(corpus, models):
     folder = _folder(corpus)
     meta = json.loads((folder / "segments.json").read_text())
     vectors = np.load(folder / "vectors.npy", mmap_mode="r")
-    assert vectors.dtype == np.float16 and vectors.shape == (len(meta["ids"]), embeddings.DIM)
+    assert vectors.dtype == np.float16 and vectors.shape == (meta["segments"], embeddings.DIM)
     assert meta["vectors"]["model"] == embeddings.model_name()
     norms = np.linalg.norm(np.asarray(vectors, np.float32), axis=1)
     assert np.allclose(norms, 1.0, atol=0.01)  # L2-normalised
