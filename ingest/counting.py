@@ -128,14 +128,15 @@ class TokenCache:
             return self._new_verdicts[key]
         if key.startswith(READS_PREFIX):
             rows = self._query("SELECT value FROM reads WHERE key = ?", (key,))
-            return rows[0][0] if rows else None
+            return rows[0][0] if rows and isinstance(rows[0][0], str) else None
         if not self._read_whole():
             rows = self._query("SELECT reason FROM verdicts WHERE key = ?", (key,))
-            return rows[0][0] if rows else None
+            return rows[0][0] if rows and isinstance(rows[0][0], str) else None
         if self._verdicts is None:
             try:
                 with self._connect() as conn:
-                    self._verdicts = dict(conn.execute("SELECT key, reason FROM verdicts"))
+                    self._verdicts = {k: v for k, v in conn.execute(
+                        "SELECT key, reason FROM verdicts") if isinstance(v, str)}
             except sqlite3.Error:
                 self._verdicts = {}
         return self._verdicts.get(key)

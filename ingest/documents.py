@@ -36,6 +36,7 @@ from ingest import readmemo, secrets, textsplit
 from ingest.counting import text_key
 from ingest.filters import ARCHIVE_SUFFIXES, DOCUMENT_SUFFIXES, IMAGE_SUFFIXES, NoiseFilter
 from ingest.injection import CHAT_FORMAT, FLAGS_VERSION, INJECTION, find_flags
+from ingest.injection import is_code as inject_is_code
 from ingest.languages import is_code, language_for
 from ingest.notebooks import read_notebook
 from ingest.pictures import PictureOptions, decoration
@@ -141,8 +142,18 @@ def _check(text: str, path: str, options: ProcessOptions, flags: list[str],
     """Secret and injection flags for one piece of text (`where` turns its line into a
     location; `context` is a PDF page's neighbours, for keys broken by a page break); returns
     the text to keep: redacted unless options say otherwise."""
+    return _checked(text, path, options, flags, where, context)[0]
+
+
+def _checked(text: str, path: str, options: ProcessOptions, flags: list[str],
+             where: Callable[[int], str], context: tuple[str, str] = ("", "")
+             ) -> tuple[str, bool]:
+    """_check, and whether the text is clean: every check ran and found nothing (a finding
+    past the flags' room, or a check skipped for want of room, is not clean)."""
+    clean = True
     found = secrets.scan(text, path, *context) if any(context) else secrets.scan(text, path)
     if found.findings:
+        clean = False
         room = MAX_SECRET_FLAGS - sum(f.startswith("secret:") for f in flags)
         new = dict.fromkeys(f"secret:{where(f.line)}:{f.kind}" for f in found.findings)
         flags.extend([f for f in new if f not in flags][:max(room, 0)])
@@ -155,10 +166,21 @@ def _check(text: str, path: str, options: ProcessOptions, flags: list[str],
                 for kind in (INJECTION, CHAT_FORMAT)}
         if max(room.values()) > 0:
             for kind, line, snippet in find_flags(text, max(room.values()), path):
+                clean = False
                 if room[kind] > 0:
                     room[kind] -= 1
                     flags.append(f"{kind}:{where(line)}: {snippet}")
-    return text
+        else:
+            clean = False  # not looked at: not known to be clean
+    return text, clean
+
+
+def _check_key(sha_or_text: str, path: str, options: ProcessOptions) -> str:
+    """A check's memo key: the content, and everything about the path and options a check's
+    outcome depends on (the secret rules, the subtitle seams, code or not for chat tokens,
+    redaction, injections)."""
+    return (f"checks|{sha_or_text}|{secrets.rules_key(path)}|{inject_is_code(path)}"
+            f"|{options.injections}|{FLAGS_VERSION}|{options.redact_secrets}")
 
 
 def _check_text(text: str, path: str, options: ProcessOptions, flags: list[str],
@@ -167,38 +189,45 @@ def _check_text(text: str, path: str, options: ProcessOptions, flags: list[str],
     the flags it raised (an injection note, a secret kept on purpose), or, where a secret was
     redacted, the flags and the redacted text (a read memo: looked up alone, not loaded with
     the verdicts). A re-pack or re-ingest then scans only files it has not seen (the scan costs
-    ~2 s on the standard library; a lookup next to nothing)."""
+    ~2 s on the standard library; a lookup next to nothing). At entry a file has no secret or
+    injection flag yet, so replaying the flags a scan raised gives what the scan gives."""
     if memo is None:
         return _check(text, path, options, flags, lambda line: f"L{line}")
-    key = (f"checks|{sha}|{secrets.rules_key(path)}|{options.injections}|{FLAGS_VERSION}"
-           f"|{options.redact_secrets}")
+    key = _check_key(sha, path, options)
     known = memo.verdict(key)
     if known == "clean":
         return text
-    raised, kept = _remembered(known[6:] if known and known.startswith("flags:") else
-                               memo.verdict(readmemo.PREFIX + key), text)
+    raised, kept = _remembered(known[6:] if isinstance(known, str) and known.startswith("flags:")
+                               else memo.verdict(readmemo.PREFIX + key), text,
+                               redacted=not (isinstance(known, str)
+                                             and known.startswith("flags:")))
     if raised is not None:
         flags.extend(f for f in raised if f not in flags)
         return kept
     found = len(flags)
-    kept = _check(text, path, options, flags, lambda line: f"L{line}")
-    if kept == text:
-        memo.put_verdict(key, "clean" if len(flags) == found
-                         else "flags:" + json.dumps(flags[found:]))
+    kept, clean = _checked(text, path, options, flags, lambda line: f"L{line}")
+    if clean and kept == text and len(flags) == found:
+        memo.put_verdict(key, "clean")
+    elif kept == text:
+        memo.put_verdict(key, "flags:" + json.dumps(flags[found:]))
     elif len(kept) <= readmemo.MAX_TEXT:
         memo.put_verdict(readmemo.PREFIX + key, json.dumps([flags[found:], kept]))
     return kept
 
 
-def _remembered(value: str | None, text: str) -> tuple[list[str] | None, str]:
+def _remembered(value, text: str, redacted: bool) -> tuple[list[str] | None, str]:
     """(flags, text to keep) from a remembered check: a JSON list of flags (the text kept as
-    it is), or [flags, redacted text]; (None, text) for nothing usable."""
-    try:
-        got = json.loads(value) if value else None
-    except ValueError:
+    it is), or, `redacted`, [flags, redacted text]; (None, text) for anything else (a damaged
+    or foreign cache entry: the file is scanned again)."""
+    if not isinstance(value, str) or not value:
         return None, text
-    if isinstance(got, list) and len(got) == 2 and isinstance(got[0], list) \
-            and isinstance(got[1], str):
+    try:
+        got = json.loads(value)
+    except Exception:  # noqa: BLE001 ValueError, RecursionError: only a slower run
+        return None, text
+    if redacted:
+        if not (isinstance(got, list) and len(got) == 2 and isinstance(got[1], str)):
+            return None, text
         got, text = got
     if isinstance(got, list) and all(isinstance(f, str) for f in got):
         return got, text
@@ -243,15 +272,15 @@ def _check_segments(segments: list[Segment], path: str, options: ProcessOptions,
     offset = 0  # lines before this segment in the document's text
     for i, seg in enumerate(segments):
         context = _neighbours(segments, i)
-        key = (f"checks|{text_key(seg.text)}|{secrets.rules_key(path)}|{options.injections}"
-               f"|{FLAGS_VERSION}") if memo is not None and not any(context) else None
+        key = _check_key(text_key(seg.text), path, options) \
+            if memo is not None and not any(context) else None
         if key is not None and memo is not None and memo.verdict(key) == "clean":
             offset += seg.text.count("\n")
             out.append(seg)
             continue
-        found = len(flags)
-        text = _check(seg.text, path, options, flags, partial(_where, seg, offset), context)
-        if key is not None and memo is not None and len(flags) == found and text == seg.text:
+        text, clean = _checked(seg.text, path, options, flags, partial(_where, seg, offset),
+                               context)
+        if key is not None and memo is not None and clean:
             memo.put_verdict(key, "clean")
         offset += seg.text.count("\n")
         out.append(seg if text == seg.text else replace(seg, text=text))

@@ -100,14 +100,15 @@ def fingerprint(language: str) -> str:
             parts.append("tesseract:" + (version() or b"").decode(errors="replace"))
         except AttributeError:
             parts.append("tesseract:unknown")
-    for folder in (os.environ.get("TESSDATA_PREFIX", ""), *TESSDATA_DIRS):
-        path = os.path.join(folder, f"{language}.traineddata") if folder else ""
-        try:
-            st = os.stat(path)
-        except OSError:
-            continue
-        parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
-        break
+    for lang in language.split("+"):  # "eng+deu": each language's data
+        for folder in (os.environ.get("TESSDATA_PREFIX", ""), *TESSDATA_DIRS):
+            path = os.path.join(folder, f"{lang}.traineddata") if folder else ""
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
+            break
     if not name:
         try:
             from importlib.metadata import version as dist_version

@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, replace
+from typing import get_args
 
 from ingest import ocr
 from ingest.pictures import PictureOptions
-from ingest.types import Segment, StructuredRead
+from ingest.types import Segment, SourceKind, SpanKind, StructuredRead
 
 #: bump when a reader's output changes for the same bytes
 READ_VERSION = "1"
 #: a memo key's prefix: the token cache keeps these apart from the verdicts it loads whole
 PREFIX = "read|"
 MAX_TEXT = 1_000_000  # characters: a larger read is read again rather than stored
+KINDS = frozenset(get_args(SourceKind))
+SPANS = frozenset(get_args(SpanKind))
 
 
 def key(sha: str, suffix: str, options: PictureOptions) -> str:
@@ -43,15 +46,26 @@ def dump(got: StructuredRead) -> str | None:
                        "metadata": got.metadata, "flags": got.flags})
 
 
-def load(text: str) -> StructuredRead | None:
-    """The read `dump` wrote; None for anything else (a damaged cache is only a slower run)."""
+def load(text) -> StructuredRead | None:
+    """The read `dump` wrote; None for anything else (a damaged or foreign cache entry is only
+    a slower run: the file is read again)."""
     try:
-        raw = json.loads(text)
+        raw = json.loads(text) if isinstance(text, str) else None
+        if not isinstance(raw, dict) or raw.get("kind") not in KINDS:
+            return None
         segments = [replace(Segment(0, "", "part", 0, 0), **s) for s in raw["segments"]]
         got = StructuredRead(raw["kind"], segments, dict(raw["metadata"]), list(raw["flags"]))
-    except (ValueError, TypeError, KeyError):
+    except Exception:  # noqa: BLE001 ValueError, TypeError, RecursionError, ...
         return None
-    ok = (all(isinstance(s.text, str) and isinstance(s.start, int) for s in segments)
-          and all(isinstance(v, str) for v in got.metadata.values())
+    ok = (isinstance(raw["segments"], list) and isinstance(raw["flags"], list)
+          and all(_segment_ok(s) for s in segments)
+          and all(isinstance(k, str) and isinstance(v, str) for k, v in got.metadata.items())
           and all(isinstance(f, str) for f in got.flags))
     return got if ok else None
+
+
+def _segment_ok(seg: Segment) -> bool:
+    ints = (seg.order, seg.start, seg.end, seg.tokens, seg.extra_tokens)
+    return (isinstance(seg.text, str) and isinstance(seg.locator, str)
+            and seg.span_kind in SPANS
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in ints))

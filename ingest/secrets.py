@@ -272,7 +272,8 @@ def _file_rules(filename: str) -> str:
 def rules_key(filename: str) -> str:
     """Which rules scan() applies to a file of this name (the keyword plugin's patterns differ
     by file type), for caching its outcome per content."""
-    return f"{SCAN_VERSION}|{_file_rules(filename)}"
+    subtitles = filename.lower().endswith(_SUBTITLES)  # cue seams (see _hits)
+    return f"{SCAN_VERSION}|{_file_rules(filename)}|{'cues' if subtitles else ''}"
 
 
 def _keyword_regexes(filename: str) -> dict[re.Pattern[str], int]:
@@ -367,6 +368,9 @@ def _spans(plugin: BasePlugin | ProseKeyword, line: str, filename: str) -> list[
     return found
 
 
+_FOLDS = str.maketrans({"ſ": "s", "ı": "i"})  # one character each: the lines stay put
+
+
 def _line_starts(text: str) -> list[int]:
     """Where each line starts (split and sums in C: a loop of find() was 0.4 s a pack)."""
     starts = list(accumulate(map((1).__add__, map(len, text.split("\n"))), initial=0))
@@ -388,6 +392,8 @@ class _Views:
             return self.text, self.starts
         if self._lower is None:
             low = self.text.lower()
+            if "ſ" in low or "ı" in low:  # what re.IGNORECASE takes for s and i: the plugins'
+                low = low.translate(_FOLDS)  # patterns match them, so the anchors must too
             self._lower = (low, self.starts if len(low) == len(self.text) else _line_starts(low))
         return self._lower
 
