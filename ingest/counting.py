@@ -43,7 +43,7 @@ def text_key(text: str) -> str:
 PRELOAD_BYTES = 64 << 20
 #: at most this many entries are held in memory: new ones are written out past it, and a
 #: whole-read cache that grew past it is asked key by key from then on
-HELD = 500_000
+HELD = 200_000
 BATCH_KEYS = 500  # keys a query asks at once (SQLite allows 32,766 parameters)
 
 
