@@ -25,6 +25,8 @@ READ_PAIRS = 1 << 18  # pairs read from the spill at a time (~150 bytes of work 
 #: what bm25s names its files
 DATA, INDICES, INDPTR = "data.csc.index.npy", "indices.csc.index.npy", "indptr.csc.index.npy"
 VOCAB, PARAMS = "vocab.index.json", "params.index.json"
+#: the vocabulary again, as a table a question asks term by term (ingest.retrieval.TermIds)
+VOCAB_DB = "vocab.sqlite"
 #: each segment's distinct term ids and counts (what a later version reuses) and their offsets
 TERM_IDS, TERM_COUNTS, TERM_OFFSETS = "terms.ids.npy", "terms.counts.npy", "terms.offsets.npy"
 
@@ -164,6 +166,7 @@ class Postings:
                 self._fill(lo, hi, indptr, idf, lengths, avg, tfc, params, data, indices)
         (self.folder / VOCAB).write_text(json.dumps(vocab, ensure_ascii=False),
                                          encoding="utf-8")
+        write_vocab_db(self.folder / VOCAB_DB, vocab)
         (self.folder / PARAMS).write_text(json.dumps({**params, "num_docs": n_docs},
                                                      indent=4))
 
@@ -240,3 +243,20 @@ def _skip_header(fh) -> None:
 
     np.lib.format.read_magic(fh)
     np.lib.format.read_array_header_1_0(fh)
+
+
+def write_vocab_db(path: Path, vocab: dict[str, int]) -> None:
+    """The vocabulary as an SQLite table (term -> id), in term order (a B-tree filled in
+    order): what a question looks up without parsing all of it."""
+    import sqlite3
+
+    path.unlink(missing_ok=True)
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA journal_mode=OFF")
+        conn.execute("CREATE TABLE vocab (term TEXT PRIMARY KEY, id INTEGER NOT NULL) "
+                     "WITHOUT ROWID")
+        conn.executemany("INSERT INTO vocab VALUES (?, ?)", sorted(vocab.items()))
+        conn.commit()
+    finally:
+        conn.close()

@@ -17,16 +17,24 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import tempfile
 import weakref
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 #: each segment's distinct term ids and counts (what a later version of the corpus reuses)
-from ingest.postings import TERM_COUNTS, TERM_IDS, TERM_OFFSETS, Postings
+from ingest.postings import (
+    TERM_COUNTS,
+    TERM_IDS,
+    TERM_OFFSETS,
+    VOCAB_DB,
+    Postings,
+    write_vocab_db,
+)
 
 WORDS = re.compile(r"[a-z]{2,}|[0-9]+")  # on lower-cased text: words and snake_case parts
 #: mixed-case identifiers (`RedirectResponse`, `getValue`, `HTTPConnection`), split by HUMPS
@@ -143,6 +151,59 @@ class _Vectors:
         return np.concatenate(self.parts) if self.parts else np.zeros((0, dim), np.float16)
 
 
+class TermIds(Mapping):
+    """A saved index's vocabulary (term -> id), asked term by term from its VOCAB_DB table: a
+    question looks up a few thousand terms, where parsing the whole vocabulary cost 0.5 s at
+    80M tokens and grows with the corpus's distinct terms."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        self._seen: dict[str, int | None] = {}
+
+    def get(self, term, default=None):
+        if term not in self._seen:
+            row = self._conn.execute("SELECT id FROM vocab WHERE term = ?",
+                                     (term,)).fetchone() if isinstance(term, str) else None
+            if len(self._seen) < 100_000:
+                self._seen[term] = row[0] if row else None
+            else:
+                return row[0] if row else default
+        found = self._seen[term]
+        return default if found is None else found
+
+    def __getitem__(self, term) -> int:
+        found = self.get(term)
+        if found is None:
+            raise KeyError(term)
+        return found
+
+    def __contains__(self, term) -> bool:
+        return self.get(term) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return (t for t, in self._conn.execute("SELECT term FROM vocab ORDER BY id"))
+
+    def items(self):  # type: ignore[override]
+        return self._conn.execute("SELECT term, id FROM vocab ORDER BY id")
+
+    def __len__(self) -> int:
+        return self._conn.execute("SELECT count(*) FROM vocab").fetchone()[0]
+
+
+def _with_vocab(folder: Path):
+    """bm25s's retriever saved in `folder`, memory-mapped, its vocabulary a TermIds when the
+    folder has the table (else parsed whole, as bm25s saves it)."""
+    import bm25s
+
+    table = folder / VOCAB_DB
+    retriever = bm25s.BM25.load(folder, mmap=True, show_progress=False,
+                                load_vocab=not table.exists())
+    if table.exists():
+        retriever.vocab_dict = TermIds(table)
+    return retriever
+
+
 class Reusable:
     """What an earlier version's index lets the next one keep: the terms of each segment that
     is still there (as ids into that index's vocabulary) and, when of the same model, its
@@ -239,7 +300,7 @@ class SegmentIndex:
         try:
             postings = Postings(work)
             ids = array("q")
-            vocab: dict[str, int] = dict(reuse.vocab) if reuse else {}
+            vocab: dict[str, int] = dict(reuse.vocab.items()) if reuse else {}
             stems = Stems()
             known: dict[str, int] = {}  # a term as written -> its key's id (stemmed once)
 
@@ -278,7 +339,7 @@ class SegmentIndex:
             if ids:
                 vocab.setdefault("", len(vocab))  # bm25s scores term-less queries against it
                 postings.write_bm25(vocab, _params(retriever))
-                retriever = bm25s.BM25.load(work, mmap=True, show_progress=False)
+                retriever = _with_vocab(work)
             else:
                 postings.close()
         except BaseException:
@@ -296,7 +357,7 @@ class SegmentIndex:
         """What a next version can keep of this saved index (None: nothing, e.g. an index
         saved before terms were kept)."""
         vocab = getattr(self._retriever, "vocab_dict", None)
-        if not self.ids or not isinstance(vocab, dict):
+        if not self.ids or not isinstance(vocab, Mapping):
             return None
         try:
             vectors = None
@@ -322,11 +383,16 @@ class SegmentIndex:
 
         try:
             if self.ids and self._built is not None:  # a build's files: moved (or copied)
-                for name in (*BM25_FILES, TERM_IDS, TERM_COUNTS, TERM_OFFSETS):
+                for name in (*BM25_FILES, VOCAB_DB, TERM_IDS, TERM_COUNTS, TERM_OFFSETS):
                     if (self._built / name).exists():
                         _move_or_copy(self._built / name, tmp / name)
-            elif self.ids:
+            elif self.ids:  # a loaded index, saved again (with vectors): its vocabulary whole
+                vocab = self._retriever.vocab_dict
+                if isinstance(vocab, TermIds):
+                    self._retriever.vocab_dict = dict(vocab.items())
                 self._retriever.save(tmp, show_progress=False)
+                write_vocab_db(tmp / VOCAB_DB, self._retriever.vocab_dict)
+                self._retriever.vocab_dict = vocab
             if self._keys is not None and len(self._keys) == len(self.ids) \
                     and (tmp / TERM_IDS).exists():
                 np.save(tmp / TERM_KEYS, np.asarray(self._keys, dtype=np.int64))
@@ -365,15 +431,14 @@ class SegmentIndex:
         """The saved index, or None (missing, damaged, of another format: the caller rebuilds
         it). With `vectors_model`, its vectors too when they are that model's and whole;
         otherwise `vectors_problem` says why not (the lexical index is still good)."""
-        import bm25s
 
         try:
             meta = json.loads((folder / "segments.json").read_text())
             if not isinstance(meta, dict) or meta.get("format") != FORMAT:
                 return None  # an older format: the caller rebuilds it
             ids = _load_ids(folder / IDS, meta["segments"])
-            retriever = bm25s.BM25.load(folder, mmap=True, show_progress=False) if ids else None
-        except (OSError, ValueError, KeyError, TypeError):
+            retriever = _with_vocab(folder) if ids else None
+        except (OSError, ValueError, KeyError, TypeError, sqlite3.Error):
             return None
         index = cls(retriever, ids)
         if ids:  # the file table scoped searches need: without it, the caller rebuilds
@@ -425,9 +490,10 @@ class SegmentIndex:
             return None
         key = (q, e, extra_weight)
         if self._scored is None or self._scored[0] != key:
-            scores = self._retriever.get_scores(list(q)) if q else 0
+            ids = self._retriever.get_scores_from_ids
+            scores = ids([vocab[t] for t in q]) if q else 0
             if e:
-                scores = scores + extra_weight * self._retriever.get_scores(list(e))
+                scores = scores + extra_weight * ids([vocab[t] for t in e])
             self._scored = (key, scores)
         return self._scored[1]
 

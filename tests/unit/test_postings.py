@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from ingest import postings
-from ingest.retrieval import SegmentIndex, Stems, terms
+from ingest.retrieval import SegmentIndex, Stems, query_terms, terms
 
 
 def _segments(limit: int = 300) -> list[tuple[int, str, str]]:
@@ -119,3 +119,25 @@ def test_work_folders_of_builds_that_died_are_removed_live_ones_kept(tmp_path):
         os.utime(path, (old, old))  # the live build's folder is old, its file still written
     _remove_stale_builds(tmp_path)
     assert not dead.exists() and live.exists()
+
+
+def test_a_saved_index_asks_its_vocabulary_term_by_term(tmp_path):
+    """A question looks its terms up in the vocabulary's table, not in a parsed JSON of all of
+    them: the same scores as bm25s's own load of the JSON."""
+    from ingest.retrieval import TermIds
+
+    rows = _segments(200)
+    SegmentIndex.build(iter(rows), workdir=tmp_path).save(tmp_path / "saved")
+    loaded = SegmentIndex.load(tmp_path / "saved")
+    vocab = loaded._retriever.vocab_dict
+    assert isinstance(vocab, TermIds)
+    parsed = bm25s.BM25.load(tmp_path / "saved", mmap=True)
+    assert dict(vocab.items()) == parsed.vocab_dict and len(vocab) == len(parsed.vocab_dict)
+    assert "zzz_not_a_term" not in vocab and vocab.get("zzz_not_a_term", -1) == -1
+    for query in ("decode a json object", "email header parser"):
+        q = [t for t in query_terms(query, loaded.stems) if t in parsed.vocab_dict]
+        assert np.array_equal(loaded.scores(query), parsed.get_scores(q))
+    (tmp_path / "saved" / "vocab.sqlite").unlink()  # an index saved before the table: parsed
+    again = SegmentIndex.load(tmp_path / "saved")
+    assert isinstance(again._retriever.vocab_dict, dict)
+    assert again.search("email header parser") == loaded.search("email header parser")
