@@ -482,7 +482,7 @@ class SegmentIndex:
         once."""
         if not self.ids or self._retriever is None:
             return None
-        vocab = getattr(self._retriever, "vocab_dict", None) or {}
+        vocab = self._vocab()
         q = tuple(t for t in query_terms(query, self.stems) if t in vocab)
         e = tuple(t for t in dict.fromkeys(self.stems(x) for x in extra)
                   if t in vocab and t not in q)
@@ -497,6 +497,11 @@ class SegmentIndex:
             self._scored = (key, scores)
         return self._scored[1]
 
+    def _vocab(self) -> Mapping:
+        """The retriever's vocabulary (never tested for truth: a TermIds counts its table)."""
+        vocab = getattr(self._retriever, "vocab_dict", None)
+        return vocab if vocab is not None else {}
+
     @property
     def stems(self) -> Stems:
         """How this index keys a term (see Stems)."""
@@ -508,7 +513,7 @@ class SegmentIndex:
         read from the index's postings (no scoring)."""
         import numpy as np
 
-        vocab = getattr(self._retriever, "vocab_dict", None) or {}
+        vocab = self._vocab()
         matrix = getattr(self._retriever, "scores", None)
         t = vocab.get(self.stems(word.lower()))
         if t is None or not isinstance(matrix, dict):
