@@ -15,10 +15,16 @@ functions compute them (tests/unit/test_postings.py compares the two builds).
 from __future__ import annotations
 
 import json
+import threading
 from array import array
 from pathlib import Path
 from typing import Any
 
+#: numpy reads a .npy header with ast.literal_eval, which CPython 3.11 does not make safe in
+#: threads at once ("SystemError: AST constructor recursion depth mismatch": two asks in the
+#: web UI building or loading an index together): every .npy header read here and in
+#: ingest.retrieval takes this lock
+NPY_HEADERS = threading.Lock()
 #: (segment, term) pairs in one column range of the matrix: 8 bytes each while it is filled
 RANGE_PAIRS = 8 << 20
 READ_PAIRS = 1 << 18  # pairs read from the spill at a time (~150 bytes of work each)
@@ -241,8 +247,9 @@ def _segments_upto(distinct, first: int, pairs: int) -> int:
 def _skip_header(fh) -> None:
     import numpy as np
 
-    np.lib.format.read_magic(fh)
-    np.lib.format.read_array_header_1_0(fh)
+    with NPY_HEADERS:
+        np.lib.format.read_magic(fh)
+        np.lib.format.read_array_header_1_0(fh)
 
 
 def write_vocab_db(path: Path, vocab: dict[str, int]) -> None:

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 #: each segment's distinct term ids and counts (what a later version of the corpus reuses)
 from ingest.postings import (
+    NPY_HEADERS,
     TERM_COUNTS,
     TERM_IDS,
     TERM_OFFSETS,
@@ -191,14 +192,22 @@ class TermIds(Mapping):
         return self._conn.execute("SELECT count(*) FROM vocab").fetchone()[0]
 
 
+def _npy(path: Path, **kwargs):
+    import numpy as np
+
+    with NPY_HEADERS:
+        return np.load(path, **kwargs)
+
+
 def _with_vocab(folder: Path):
     """bm25s's retriever saved in `folder`, memory-mapped, its vocabulary a TermIds when the
     folder has the table (else parsed whole, as bm25s saves it)."""
     import bm25s
 
     table = folder / VOCAB_DB
-    retriever = bm25s.BM25.load(folder, mmap=True, show_progress=False,
-                                load_vocab=not table.exists())
+    with NPY_HEADERS:
+        retriever = bm25s.BM25.load(folder, mmap=True, show_progress=False,
+                                    load_vocab=not table.exists())
     if table.exists():
         retriever.vocab_dict = TermIds(table)
     return retriever
@@ -212,17 +221,16 @@ class Reusable:
     embedding all of it (minutes per 1M tokens)."""
 
     def __init__(self, folder: Path, ids: list[int], vocab: dict[str, int], vectors=None):
-        import numpy as np
 
-        keys = np.load(folder / TERM_KEYS)
+        keys = _npy(folder / TERM_KEYS)
         if len(keys) != len(ids):
             raise ValueError("the saved keys do not match the index's segments")
         self.by_key = {int(k): i for i, k in enumerate(keys)}
         self.rows: dict[int, int] = {}  # this build's segment id -> row of the earlier index
         self.vocab = vocab
-        self.term_ids = np.load(folder / TERM_IDS, mmap_mode="r")
-        self.counts = np.load(folder / TERM_COUNTS, mmap_mode="r")
-        self.offsets = np.load(folder / TERM_OFFSETS, mmap_mode="r")
+        self.term_ids = _npy(folder / TERM_IDS, mmap_mode="r")
+        self.counts = _npy(folder / TERM_COUNTS, mmap_mode="r")
+        self.offsets = _npy(folder / TERM_OFFSETS, mmap_mode="r")
         if len(self.offsets) != len(ids) + 1 or len(self.term_ids) != len(self.counts):
             raise ValueError("the saved terms do not match the index's segments")
         self.vectors = vectors
@@ -445,7 +453,7 @@ class SegmentIndex:
             try:
                 import numpy as np
 
-                file_of = np.load(folder / FILE_OF, mmap_mode="r")
+                file_of = _npy(folder / FILE_OF, mmap_mode="r")
                 files = json.loads((folder / FILES).read_text())
             except (OSError, ValueError):
                 return None
@@ -545,7 +553,7 @@ def _load_ids(path: Path, count: int) -> array:
     """The saved segment ids (8 bytes each, not a Python int each: 12M at a billion tokens)."""
     import numpy as np
 
-    ids = np.load(path, mmap_mode="r")
+    ids = _npy(path, mmap_mode="r")
     if ids.ndim != 1 or len(ids) != count or ids.dtype != np.int64:
         raise ValueError("the saved ids do not match the index")
     return array("q", ids.tobytes())
@@ -593,7 +601,7 @@ def _load_vectors(folder: Path, meta: dict, model: str, rows: int) -> tuple[Any,
     if info.get("model") != model:
         return None, f"of another model or recipe ({str(info.get('model'))[:60]})"
     try:
-        vectors = np.load(folder / VECTORS, mmap_mode="r")
+        vectors = _npy(folder / VECTORS, mmap_mode="r")
     except (OSError, ValueError):
         return None, "damaged (unreadable)"
     if vectors.dtype != np.float16 or vectors.ndim != 2 or vectors.shape[0] != rows \
