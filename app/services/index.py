@@ -232,7 +232,8 @@ def _rows_reusing(session, corpus_id: int, tokenizer: str, reuse: Reusable, keys
     for sid, *key in session.execute(
             select(StoredSegment.id, *KEY_COLUMNS).join(Source)
             .where(Source.corpus_id == corpus_id, Source.status == "ok")
-            .order_by(Source.position, StoredSegment.order)):
+            .order_by(Source.position, StoredSegment.order)
+            .execution_options(yield_per=5000)):  # not every row's tuple at once
         if key[0] != last:
             paths[len(order)] = last = key[0]
         order.append(sid)
