@@ -24,15 +24,13 @@ import os
 import random
 import re
 import shutil
-import subprocess
 import sys
 import sysconfig
 import tempfile
-import time
 from pathlib import Path
 
-TEXT = {".py", ".pyi", ".md", ".txt", ".rst", ".json", ".toml", ".cfg", ".js", ".ts", ".html",
-        ".css", ".c", ".h", ".yaml", ".yml"}
+from bench_ingest_scale import TEXT, run  # the same text files, the same timed child
+
 BYTES_PER_TOKEN = 5.5  # o200k on this mix (site-packages: 446 MB, 80.7M tokens)
 NAME = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]{3,}\b")
 QUESTIONS = ("where is the retry limit of the http client decided",
@@ -101,20 +99,6 @@ def make(work: Path, target: int, venvs: list[Path]) -> tuple[Path, int]:
         print(f"copy {k}: {total / 1e6:,.0f} MB so far", flush=True)
     done.write_text(json.dumps({"bytes": total, "copies": k, "real_files": len(real)}))
     return corpus, total
-
-
-def run(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
-    """(wall seconds, peak RSS MB of the largest process in the tree, stdout)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        dt = time.perf_counter() - t0
-        out.seek(0)
-        err.seek(0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit(f"failed: {' '.join(cmd)}\n{err.read().decode()[-2000:]}")
-        return dt, usage.ru_maxrss // 1024, out.read().decode()
 
 
 def du(path: Path) -> int:

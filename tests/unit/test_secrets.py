@@ -298,23 +298,24 @@ def test_switching_secret_handling_rewrites_rows_and_the_retrieval_index(tmp_pat
     assert hits_resolve(ingest([root], "proj"))
 
 
+class _Memo:
+    def __init__(self):
+        self.data: dict[str, str] = {}
+
+    def verdict(self, key):
+        return self.data.get(key)
+
+    def put_verdict(self, key, reason):
+        self.data[key] = reason
+
+
 def test_a_file_is_scanned_once_per_content_and_rules(monkeypatch):
     """The outcome is remembered by content and rules (a re-pack of the standard library would
     otherwise scan 31 MB again): "nothing found", or the flags and the redacted text, which is
     all a later run gets (the secret itself is never stored). A memo entry that is not what a
     scan wrote is ignored and the file scanned again."""
 
-    class Memo:
-        def __init__(self):
-            self.data: dict[str, str] = {}
-
-        def verdict(self, key):
-            return self.data.get(key)
-
-        def put_verdict(self, key, reason):
-            self.data[key] = reason
-
-    memo, calls = Memo(), []
+    memo, calls = _Memo(), []
     real = secrets.scan
     monkeypatch.setattr(secrets, "scan", lambda text, name: calls.append(name) or real(text, name))
     clean, dirty = b"def f():\n    return 1\n", FILES["settings.py"].encode()
@@ -340,17 +341,6 @@ def test_a_file_is_scanned_once_per_content_and_rules(monkeypatch):
         memo.data[key] = ("{", '["not", 3]', 'flags:{"a": 1}')[n % 3]
     doc = run("settings.py", dirty)
     assert calls.count("settings.py") == 2 and doc.text == docs[0].text
-
-
-class _Memo:
-    def __init__(self):
-        self.data: dict[str, str] = {}
-
-    def verdict(self, key):
-        return self.data.get(key)
-
-    def put_verdict(self, key, reason):
-        self.data[key] = reason
 
 
 def _doc(name: str, data: bytes, memo, **options) -> Document:
