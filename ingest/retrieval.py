@@ -160,6 +160,7 @@ class TermIds(Mapping):
     def __init__(self, path: Path):
         self.path = path
         self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        self._conn.execute("SELECT id FROM vocab LIMIT 1").fetchall()  # damaged: fails at load
         self._seen: dict[str, int | None] = {}
 
     def get(self, term, default=None):
@@ -267,6 +268,8 @@ class _Column:
         if len(shape) != 1 or fortran:
             raise ValueError(f"{path.name}: not a one-dimensional array")
         self.dtype, self.length = np.dtype(dtype), shape[0]
+        if path.stat().st_size < self.start + self.length * self.dtype.itemsize:
+            raise ValueError(f"{path.name}: shorter than its header says")
         self._fd = os.open(path, os.O_RDONLY)
         weakref.finalize(self, os.close, self._fd)
 

@@ -141,3 +141,17 @@ def test_a_saved_index_asks_its_vocabulary_term_by_term(tmp_path):
     again = SegmentIndex.load(tmp_path / "saved")
     assert isinstance(again._retriever.vocab_dict, dict)
     assert again.search("email header parser") == loaded.search("email header parser")
+
+
+def test_a_damaged_saved_index_is_rebuilt_not_a_traceback(tmp_path):
+    """A vocabulary table that is not a database: the index does not load (the caller builds
+    it again); kept terms cut short: nothing is reused (a full build instead)."""
+    rows = _segments(60)
+    keys = array("q", range(len(rows)))
+    SegmentIndex.build(iter(rows), keys=keys, workdir=tmp_path).save(tmp_path / "v1")
+    loaded = SegmentIndex.load(tmp_path / "v1")
+    terms_file = tmp_path / "v1" / "terms.ids.npy"
+    terms_file.write_bytes(terms_file.read_bytes()[:-40])
+    assert loaded.reusable(tmp_path / "v1") is None
+    (tmp_path / "v1" / "vocab.sqlite").write_bytes(b"not a database" * 100)
+    assert SegmentIndex.load(tmp_path / "v1") is None
