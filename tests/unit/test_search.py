@@ -91,3 +91,28 @@ def test_a_huge_or_hostile_query_is_refused_or_bounded(corpus):
     assert search(corpus, many, k=3).hits
     search(corpus, "<script>'; DROP TABLE segments; -- \x00 \u202e", k=3)  # data, not SQL
     assert search(corpus, "get_best_fit", k=1).hits[0].segment.path.endswith("processing.py")
+
+
+def test_named_places_from_the_file_table_match_the_database(tmp_path):
+    """The loaded index's file table stands in for reading every path from the database: the
+    same files and folders are named either way, and a question naming none reads neither."""
+    from app.services.index import load_index
+    from app.services.search import named_sources
+
+    root = _corpus(tmp_path / "site", packages=4)
+    (root / "aaa_pkg01" / "zzz_client").mkdir()  # a folder part repeated deeper counts again
+    (root / "aaa_pkg01" / "zzz_client" / "pack.py").write_text("x = 1\n")
+    ingest([root], "site")
+    questions = ["What is the value of DEFAULT_MAX_RETRIES in the zzz_client package?",
+                 "What does _constants.py hold?", "What is in the mod1 module?",
+                 "Where does the vision folder resize images?", "How are retries timed?"]
+    with open_snapshot("site") as snap:
+        files = load_index(snap).files
+        for question in questions:
+            assert named_sources(snap, question, files) == named_sources(snap, question)
+        segments, folders = named_sources(snap, questions[0], files)
+        assert folders == {"zzz_client"} and segments == []
+        segments, _ = named_sources(snap, questions[1], files)
+        assert len(segments) == 1
+        assert len(named_sources(snap, questions[2], files)[0]) == 4  # 4 files, 5 at most
+        assert named_sources(snap, questions[4], ["x"]) == ([], set())
