@@ -48,8 +48,9 @@ class ChatTokenizer:
         try:
             settings = json.loads(config.read_text(encoding="utf-8"))
             template = _template(folder, settings)
-            if template is None or not isinstance(settings, dict):
-                return None
+            if template is None or not isinstance(settings, dict) \
+                    or settings.get("clean_up_tokenization_spaces"):
+                return None  # (a decode that edits spaces after the fact: transformers' own)
             specials = {name: token for name in NAMED
                         if (token := _content(settings.get(name))) is not None}
             from tokenizers import Tokenizer

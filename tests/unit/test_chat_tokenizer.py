@@ -89,6 +89,12 @@ def test_what_only_transformers_reads_falls_back_to_it(converted_model, tmp_path
     (bare / "chat_template.jinja").unlink()
     assert ChatTokenizer.load(bare) is None
     assert type(load_model(bare, weights=False).tokenizer).__name__ != "ChatTokenizer"
+    # a decode that edits spaces afterwards
+    spaced = _copy(converted_model, tmp_path / "spaced")
+    config = json.loads((spaced / "tokenizer_config.json").read_text())
+    (spaced / "tokenizer_config.json").write_text(
+        json.dumps({**config, "clean_up_tokenization_spaces": True}))
+    assert ChatTokenizer.load(spaced) is None
     # a template tag that only transformers' extension knows
     tracked = _copy(converted_model, tmp_path / "tracked")
     (tracked / "chat_template.jinja").write_text(
