@@ -102,3 +102,45 @@ def test_the_ui_shows_the_doubt_the_scope_and_the_runner_ups(corpus):
     captions = " ".join(c.value for c in at.caption)
     assert "velocipy" in captions and "runner-ups" in captions
     assert len(at.dataframe) >= 2  # the sources, then the runner-ups
+
+
+def _long_corpus(root) -> str:
+    """30 files of two 80-line segments, each holding the question's words on one line among
+    lines that do not: whole, few of them fit a small window."""
+    for i in range(30):
+        lines = [f"value_{i}_{j} = {j}  # unrelated setting\n" for j in range(150)]
+        lines[100] = f"retry_budget_{i} = {i}  # how many retries the uploader makes\n"
+        (root / f"pkg{i:02d}").mkdir(parents=True)
+        (root / f"pkg{i:02d}" / "upload.py").write_text("".join(lines))
+    ingest([root], "long")
+    return "long"
+
+
+def test_places_past_the_whole_share_go_in_as_their_best_lines(tmp_path, monkeypatch):
+    from app.services import context as context_mod
+
+    corpus = _long_corpus(tmp_path / "long")
+    question = "How many retries does the uploader make?"
+
+    def ask(share: float) -> dict:
+        monkeypatch.setattr(context_mod, "WHOLE_SHARE", share)
+        ctx = context_of(corpus, question, "retrieval", ScriptedBackend(window=16384), 128)
+        return ctx, ctx.to_json()
+
+    _, whole = ask(1.0)
+    ctx, mixed = ask(0.5)
+    fit_whole = [h for h in whole["hits"] if h["lines"][1] - h["lines"][0] + 1 == 70]
+    assert len(mixed["hits"]) > len(fit_whole) + 2  # more places fit
+    cut = [h for h in mixed["hits"] if h["lines"][1] - h["lines"][0] + 1 < 70]
+    assert cut and len(cut) < len(mixed["hits"])  # whole places first, then their best lines
+    for hit in cut:
+        first, last = hit["lines"]
+        # its best lines (a window of 3) and FOCUS_PAD lines either side, of its 70
+        assert last - first + 1 == 3 + 2 * context_mod.FOCUS_PAD
+        assert first <= 101 <= last  # the line the words are on (1-based)
+        file_lines = (tmp_path / "long" / hit["path"]).read_text().splitlines(keepends=True)
+        assert "".join(file_lines[first - 1:last]) in ctx.packed  # the file's own lines
+        assert any(s["path"] == hit["path"] and s["lines"] == f"{first}-{last}"
+                   for s in mixed["sources"])  # cited as what went in
+    # places cut to their best lines do not count as read whole: all alike here, so unsure
+    assert mixed["unsure"] and "not read whole" in mixed["unsure"]
