@@ -20,6 +20,10 @@ from pathlib import Path
 #: the special tokens transformers passes to a chat template by name
 NAMED = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token",
          "mask_token")
+#: settings that change how transformers encodes or decodes beyond tokenizer.json
+#: (special-token strings split by default, spaces edited after decoding): such a folder is
+#: left to transformers, as is one declaring a special token tokenizer.json lacks
+TRANSFORMERS_ONLY = ("split_special_tokens", "clean_up_tokenization_spaces")
 
 
 class ChatTokenizer:
@@ -43,19 +47,28 @@ class ChatTokenizer:
     def load(cls, folder: Path) -> ChatTokenizer | None:
         """The folder's tokenizer, or None where only transformers can read it."""
         data, config = folder / "tokenizer.json", folder / "tokenizer_config.json"
-        if not data.is_file() or not config.is_file():
-            return None
+        if not data.is_file() or not config.is_file() \
+                or (folder / "special_tokens_map.json").is_file():
+            return None  # (special tokens declared in a second file: transformers merges them)
         try:
             settings = json.loads(config.read_text(encoding="utf-8"))
+            if not isinstance(settings, dict) or any(settings.get(k) for k in TRANSFORMERS_ONLY):
+                return None
             template = _template(folder, settings)
-            if template is None or not isinstance(settings, dict) \
-                    or settings.get("clean_up_tokenization_spaces"):
-                return None  # (a decode that edits spaces after the fact: transformers' own)
+            if template is None:
+                return None
             specials = {name: token for name in NAMED
                         if (token := _content(settings.get(name))) is not None}
             from tokenizers import Tokenizer
 
-            loaded = cls(Tokenizer.from_file(str(data)), template, specials)
+            rust = Tokenizer.from_file(str(data))
+            added = {t.content: t.special for t in rust.get_added_tokens_decoder().values()}
+            if any(added.get(token) is not special
+                   for token, special in _declared(settings, specials)):
+                return None  # transformers adds a token tokenizer.json lacks, or marks it
+            rust.no_truncation()  # as transformers calls it: no cut, no padding
+            rust.no_padding()
+            loaded = cls(rust, template, specials)
             loaded._compiled = _compile(template)  # a tag only transformers knows: not here
         except Exception:  # noqa: BLE001 (any reason at all: transformers reads it, or says why)
             return None
@@ -91,6 +104,22 @@ def _content(token) -> str | None:
     if isinstance(token, dict) and isinstance(token.get("content"), str):
         return token["content"]
     return None
+
+
+def _declared(settings: dict, specials: dict[str, str]) -> list[tuple[str, bool]]:
+    """Every token the config declares, with whether it is special: by role, in
+    added_tokens_decoder, and in the lists transformers adds as special tokens."""
+    out = [(token, True) for token in specials.values()]
+    decoder = settings.get("added_tokens_decoder") or {}
+    for token in (decoder.values() if isinstance(decoder, dict) else [None]):
+        special = token.get("special", False) if isinstance(token, dict) else True
+        out.append((_content(token) or "\x00unreadable", bool(special)))
+    for name in ("additional_special_tokens", "extra_special_tokens"):
+        more = settings.get(name) or []
+        for token in (more.values() if isinstance(more, dict) else
+                      more if isinstance(more, list) else [None]):
+            out.append((_content(token) or "\x00unreadable", True))
+    return out
 
 
 def _template(folder: Path, settings: dict) -> str | None:
@@ -139,10 +168,20 @@ def _compile(template: str):
                 raise jinja2.exceptions.SecurityError(f"a namespace name may not start with _: "
                                                       f"{name!r}")
 
+    class Dict:
+        """`dict(...)` and `dict.fromkeys(...)` and nothing else (transformers' TemplateDict)."""
+
+        def __call__(self, *args, **kwargs):
+            return dict(*args, **kwargs)
+
+        def fromkeys(self, *args, **kwargs):
+            return dict.fromkeys(*args, **kwargs)
+
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
                                         extensions=[jinja2.ext.loopcontrols])
     env.filters["tojson"] = tojson
     env.globals["raise_exception"] = raise_exception
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
     env.globals["namespace"] = Namespace
+    env.globals["dict"] = Dict()
     return env.from_string(template)

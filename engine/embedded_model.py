@@ -124,7 +124,7 @@ def load_model(model: str | Path, dtype: str = "bfloat16", threads: int = 0,
             tok = AutoTokenizer.from_pretrained(folder)
         lm = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype)) \
             if weights else None
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # TypeError: a config not a dict
         raise EngineError(f"cannot load the model in {folder}: {exc}") from None
     if lm is not None:
         if where == "cuda":

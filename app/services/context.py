@@ -142,7 +142,8 @@ def _retrieve(snap: Snapshot, question: str, budget_model_tokens: int, tok: Mode
         if r is None:
             continue
         cost = r.tokens + 24
-        if spent + cost > limit * WHOLE_SHARE:
+        # the best place goes in whole when it fits at all, the rest while the share lasts
+        if spent + cost > limit * WHOLE_SHARE and (chosen or cost > limit):
             focused = _focused(r, found[sid].focus, counter)
             if focused is not None and focused.tokens < r.tokens:
                 rows[sid] = r = focused

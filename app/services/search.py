@@ -192,10 +192,10 @@ def named_sources(snap: Snapshot, question: str,
     rare: set[str] = set()
     if words:
         # each folder part that is a place word, counted in C over all the paths at once
-        every = "\n".join(paths).lower()
+        every = "\0".join(paths).lower()  # NUL: the one character no path holds
         limit = max(3, len(paths) // 50)
         rare = {w for w in words
-                if 0 < len(re.findall(rf"(?<![^/\n]){re.escape(w)}(?=/)", every)) <= limit}
+                if 0 < len(re.findall(rf"(?<![^/\0]){re.escape(w)}(?=/)", every)) <= limit}
     found: list[int] = []
     for path in named:
         found += session.scalars(select(StoredSegment.id).join(Source).where(

@@ -120,3 +120,49 @@ def test_the_sandbox_still_holds(converted_model, tmp_path):
     tok = ChatTokenizer.load(hostile)
     with pytest.raises(jinja2.exceptions.SecurityError):
         tok.apply_chat_template([{"role": "user", "content": "x"}])
+
+
+def _edit_json(path: Path, **changes) -> None:
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))
+
+
+def test_tokenizer_json_settings_transformers_turns_off_do_not_count(converted_model, tmp_path):
+    """A truncation or padding block saved in tokenizer.json: transformers encodes without
+    them when not asked, and so does the dry run."""
+    folder = _copy(converted_model, tmp_path / "cut")
+    _edit_json(folder / "tokenizer.json",
+               truncation={"direction": "Right", "max_length": 5, "strategy": "LongestFirst",
+                           "stride": 0},
+               padding={"strategy": {"Fixed": 64}, "direction": "Right", "pad_to_multiple_of":
+                        None, "pad_id": 2, "pad_type_id": 0, "pad_token": "<|im_end|>"})
+    _same_ids(folder)
+
+
+@pytest.mark.parametrize("change", ["declared", "listed", "map", "split"])
+def test_special_tokens_only_transformers_adds_fall_back_to_it(converted_model, tmp_path, change):
+    folder = _copy(converted_model, tmp_path / change)
+    config = folder / "tokenizer_config.json"
+    if change == "declared":  # a special token tokenizer.json does not have
+        _edit_json(config, eos_token="<|foo|>")
+    elif change == "listed":
+        _edit_json(config, extra_special_tokens=["<tok>"])
+    elif change == "map":  # special tokens in a second file, merged by transformers
+        (folder / "special_tokens_map.json").write_text(json.dumps({"bos_token": "<|im_end|>"}))
+    else:  # special-token strings split by default
+        _edit_json(config, split_special_tokens=True)
+    assert ChatTokenizer.load(folder) is None
+    assert type(load_model(folder, weights=False).tokenizer).__name__ != "ChatTokenizer"
+
+
+def test_templates_see_transformers_helpers(converted_model, tmp_path):
+    folder = _copy(converted_model, tmp_path / "helpers")
+    (folder / "chat_template.jinja").write_text(
+        "{% set ns = namespace(n=0) %}{% for m in messages %}{% if loop.index > 2 %}{% break %}"
+        "{% endif %}{% set ns.n = ns.n + 1 %}{{ m | tojson }}{% endfor %}"
+        "{{ dict(a=ns.n) | tojson }}{{ dict.fromkeys(['k']) | tojson }}")
+    messages = [{"role": "user", "content": "ü"}] * 3
+    light = ChatTokenizer.load(folder)
+    assert light.apply_chat_template(messages) == _hf(folder).apply_chat_template(
+        messages, tokenize=False)

@@ -144,3 +144,14 @@ def test_places_past_the_whole_share_go_in_as_their_best_lines(tmp_path, monkeyp
                    for s in mixed["sources"])  # cited as what went in
     # places cut to their best lines do not count as read whole: all alike here, so unsure
     assert mixed["unsure"] and "not read whole" in mixed["unsure"]
+
+
+def test_the_best_place_goes_in_whole_when_it_fits(tmp_path, monkeypatch):
+    from app.services import context as context_mod
+
+    corpus = _long_corpus(tmp_path / "long")
+    monkeypatch.setattr(context_mod, "WHOLE_SHARE", 0.01)  # the share is spent at once
+    hits = context_of(corpus, "How many retries does the uploader make?", "retrieval",
+                      ScriptedBackend(window=16384), 128).to_json()["hits"]
+    sizes = [h["lines"][1] - h["lines"][0] + 1 for h in hits]
+    assert sizes[0] == 70 and len(sizes) > 1 and all(n < 70 for n in sizes[1:]), sizes

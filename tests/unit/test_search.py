@@ -116,3 +116,6 @@ def test_named_places_from_the_file_table_match_the_database(tmp_path):
         assert len(segments) == 1
         assert len(named_sources(snap, questions[2], files)[0]) == 4  # 4 files, 5 at most
         assert named_sources(snap, questions[4], ["x"]) == ([], set())
+        # a file name may hold a newline: what follows it is no folder
+        assert named_sources(snap, "What is in the openai package?",
+                             ["a\nopenai/x.py", "b/y.py"]) == ([], set())
