@@ -6,7 +6,8 @@ template as text is read here with the Rust `tokenizers` library and jinja2's sa
 as transformers sets them up (trim_blocks, lstrip_blocks, loop controls, its `tojson`,
 `raise_exception`, `strftime_now`), so the ids are the ones the loaded model would get; a test
 compares them request by request. Anything else (a tokenizer only in sentencepiece form, a
-template kept some other way) returns None and the caller loads transformers as before.
+template kept some other way, special tokens declared outside tokenizer.json) returns None and
+the caller loads transformers as before.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class ChatTokenizer:
         self.special_tokens_map = specials
         self.bos_token_id = self._id(specials.get("bos_token"))
         self.eos_token_id = self._id(specials.get("eos_token"))
-        self._compiled = None
+        self._compiled = _compile(template)  # a tag only transformers knows raises here
 
     def _id(self, token: str | None) -> int | None:
         return self._tok.token_to_id(token) if token else None
@@ -69,7 +70,6 @@ class ChatTokenizer:
             rust.no_truncation()  # as transformers calls it: no cut, no padding
             rust.no_padding()
             loaded = cls(rust, template, specials)
-            loaded._compiled = _compile(template)  # a tag only transformers knows: not here
         except Exception:  # noqa: BLE001 (any reason at all: transformers reads it, or says why)
             return None
         return loaded
@@ -91,8 +91,6 @@ class ChatTokenizer:
                             add_generation_prompt: bool = False) -> str:
         if tokenize:
             raise ValueError("ChatTokenizer renders text only (tokenize=False)")
-        if self._compiled is None:
-            self._compiled = _compile(self.chat_template)
         return self._compiled.render(messages=[dict(m) for m in messages], tools=None,
                                      documents=None, add_generation_prompt=add_generation_prompt,
                                      **self.special_tokens_map)

@@ -233,7 +233,12 @@ def encode_request(lm: LoadedModel, request: CompletionRequest) -> tuple[list[in
     messages += [{"role": role, "content": mark}
                  for (role, _), mark in zip(request.history, marks, strict=True)]
     messages.append({"role": "user", "content": PLACEHOLDER})
-    rendered = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    from jinja2.exceptions import TemplateError  # (SecurityError too: the sandbox said no)
+
+    try:
+        rendered = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    except TemplateError as exc:
+        raise EngineError(f"{lm.name}'s chat template failed: {exc}") from None
     ids: list[int] = []
     for mark, (_, text) in zip(marks, request.history, strict=True):
         before, sep, rendered = rendered.partition(mark)

@@ -166,3 +166,15 @@ def test_templates_see_transformers_helpers(converted_model, tmp_path):
     light = ChatTokenizer.load(folder)
     assert light.apply_chat_template(messages) == _hf(folder).apply_chat_template(
         messages, tokenize=False)
+
+
+@pytest.mark.parametrize("template", ["{{ raise_exception('no system messages') }}",
+                                      "{{ ''.__class__.__mro__ }}"])
+def test_a_template_that_fails_is_one_engine_error(converted_model, tmp_path, template):
+    from engine.types import EngineError
+
+    folder = _copy(converted_model, tmp_path / "failing")
+    (folder / "chat_template.jinja").write_text(template)
+    lm = load_model(folder, weights=False)
+    with pytest.raises(EngineError, match=r"chat template failed: "):
+        encode_request(lm, REQUESTS[0])
