@@ -112,6 +112,20 @@ class Postings:
         if self._pending_pairs >= READ_PAIRS:
             self._sum_df()
 
+    def add_batch(self, ids, counts, distinct, lengths) -> None:
+        """Segments at once: their distinct term ids (ascending within each) and counts, end to
+        end; how many of them are each segment's; each segment's count of terms."""
+        import numpy as np
+
+        self._ids.write(ids)
+        self._counts.write(counts)
+        self.distinct.frombytes(np.ascontiguousarray(distinct, dtype=np.uint32).tobytes())
+        self.length.frombytes(np.ascontiguousarray(lengths, dtype=np.uint32).tobytes())
+        self._pending.append(np.asarray(ids, dtype=np.int64))
+        self._pending_pairs += len(ids)
+        if self._pending_pairs >= READ_PAIRS:
+            self._sum_df()
+
     def _sum_df(self) -> None:
         import numpy as np
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import sqlite3
 import tempfile
@@ -36,13 +35,8 @@ from ingest.postings import (
     Postings,
     write_vocab_db,
 )
+from ingest.terms import TermBatches, by_segment, terms
 
-WORDS = re.compile(r"[a-z]{2,}|[0-9]+")  # on lower-cased text: words and snake_case parts
-#: mixed-case identifiers (`RedirectResponse`, `getValue`, `HTTPConnection`), split by HUMPS
-MIXED = re.compile(r"\b[a-z]+[A-Z][A-Za-z]*|\b[A-Z][a-z]+[A-Z][A-Za-z]*|\b[A-Z]{2,}[a-z][A-Za-z]*")
-HUMPS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")  # `HTTPConnection` -> `HTTP`, `Connection`
-#: snake_case identifiers, matched whole too (camelCase ones already are: WORDS on lower case)
-COMPOUND = re.compile(r"\b_*[A-Za-z][A-Za-z0-9]*(?:_+[A-Za-z0-9]+)+\b")
 #: bumped when what `terms` yields, or how the index is saved, changes: an index of another
 #: format is rebuilt (4: the ids in IDS, not in segments.json)
 FORMAT = 4
@@ -62,15 +56,6 @@ _STOPWORDS = """a an and are as at be but by for from has have he her his i if i
 its me my not of on or our she so that the their them then there these they this to was we were
 what when where which who why will with you your how does do did can could should would about"""
 STOP = frozenset(_STOPWORDS.split())
-
-
-def terms(text: str) -> list[str]:
-    """Lower-cased words, snake_case parts, camelCase parts (`RedirectResponse` gives
-    `redirectresponse`, `redirect` and `response`, so "a redirect response" meets it) and
-    snake_case identifiers whole (`load_tokenizer`): regex passes in C."""
-    return (WORDS.findall(text.lower())
-            + [h.lower() for h in HUMPS.findall(" ".join(MIXED.findall(text)))]
-            + [c.lower().strip("_") for c in COMPOUND.findall(text)])
 
 
 class Stems:
@@ -326,7 +311,7 @@ class SegmentIndex:
     def build(cls, segments: Iterable[tuple[int, str, str | None]],
               embedder: Embeds | None = None, progress: Callable[[int], None] | None = None,
               reuse: Reusable | None = None, keys: list[int] | None = None,
-              workdir: Path | None = None) -> SegmentIndex:
+              workdir: Path | None = None, workers: int = 1) -> SegmentIndex:
         """Index (segment id, path, text) rows as they stream in: each segment's terms become
         ids and go to disk at once with their counts (ingest.postings), so memory grows with
         the corpus's distinct terms and its segment count (a few bytes each), not with its
@@ -335,7 +320,8 @@ class SegmentIndex:
         EMBED_CHUNK at a time (`progress(segments done)`). `keys` (each segment's content key,
         filled while the rows stream) are saved so that a later version can reuse this one's
         terms. The matrix is written in `workdir` (a temporary folder; best on the index's own
-        file system, so `save` moves it)."""
+        file system, so `save` moves it). With `workers` > 1, a big build's terms are
+        extracted in that many processes (ingest.terms); the index is the same."""
         import bm25s
 
         if workdir is not None:
@@ -359,23 +345,40 @@ class SegmentIndex:
             vectors = _Vectors(embedder, progress) if embedder is not None else None
             kept: dict[int, Any] = {}  # position -> reused vector
             reused = 0
+
+            def store(item) -> None:  # a batch's terms, or a reused segment's (ids, counts)
+                if isinstance(item, tuple):
+                    postings.add_counted(*item)
+                    return
+                import numpy as np
+
+                mapped = np.fromiter((known[t] if t in known else key(t) for t in item.words),
+                                     dtype=np.uint32, count=len(item.words))
+                postings.add_batch(*by_segment(
+                    mapped[np.frombuffer(item.which, dtype=np.uint32)], item.counts,
+                    item.distinct))
+
             try:
-                for sid, path, text in segments:
-                    if not files or files[-1] != path:
-                        files.append(path)
-                    file_of.append(len(files) - 1)
-                    if text is None:
-                        assert reuse is not None
-                        postings.add_counted(*reuse.terms(sid))
-                        if vectors is not None:
-                            kept[len(ids)] = reuse.vector(sid)
-                        reused += 1
-                    else:
-                        postings.add(array("I", [known[t] if t in known else key(t)
-                                                 for t in terms(path) + terms(text)]))
-                        if vectors is not None:
-                            vectors.add(path, text)
-                    ids.append(sid)
+                with TermBatches(workers) as batches:
+                    for sid, path, text in segments:
+                        if not files or files[-1] != path:
+                            files.append(path)
+                        file_of.append(len(files) - 1)
+                        if text is None:
+                            assert reuse is not None
+                            batches.put(reuse.terms(sid))
+                            if vectors is not None:
+                                kept[len(ids)] = reuse.vector(sid)
+                            reused += 1
+                        else:
+                            batches.add(path, text)
+                            if vectors is not None:
+                                vectors.add(path, text)
+                        ids.append(sid)
+                        for item in batches.ready():
+                            store(item)
+                    for item in batches.finish():
+                        store(item)
             except BaseException:
                 postings.abandon()
                 raise

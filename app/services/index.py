@@ -25,6 +25,7 @@ from sqlalchemy import select
 from app.models import Source, StoredSegment
 from app.services.snapshot import Snapshot, open_snapshot
 from app.settings import get_settings
+from ingest.counting import default_workers
 from ingest.retrieval import TERM_KEYS, Reusable, SegmentIndex, embed_segments
 from ingest.types import IngestError
 
@@ -170,7 +171,8 @@ def build_index(snap: Snapshot, note: Note | None = None, progress: Progress | N
         reuse, rows = None, _segment_rows(session, snap.id, snap.tokenizer, keys)
     # the matrix is written beside the index folder: saving it is a link, not a copy
     _remove_stale_builds(folder.parent)
-    index = SegmentIndex.build(rows, model, step, reuse, keys, workdir=folder.parent)
+    index = SegmentIndex.build(rows, model, step, reuse, keys, workdir=folder.parent,
+                               workers=get_settings().workers or default_workers())
     if note and index.reused:
         note(f"kept the terms of {index.reused:,} of {len(index.ids):,} segments from the "
              "previous version's index")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from ingest import postings
+from ingest import terms as terms_module
 from ingest.retrieval import SegmentIndex, Stems, query_terms, terms
 
 
@@ -40,13 +41,17 @@ def _reference(rows) -> tuple[bm25s.BM25, dict[str, int]]:
     return ref, vocab
 
 
-@pytest.mark.parametrize("range_pairs", [postings.RANGE_PAIRS, 997])
-def test_the_streamed_matrix_is_bm25s_own(tmp_path, monkeypatch, range_pairs):
+@pytest.mark.parametrize(("range_pairs", "workers"), [(postings.RANGE_PAIRS, 1), (997, 1),
+                                                      (997, 2)])
+def test_the_streamed_matrix_is_bm25s_own(tmp_path, monkeypatch, range_pairs, workers):
     monkeypatch.setattr(postings, "RANGE_PAIRS", range_pairs)
     monkeypatch.setattr(postings, "READ_PAIRS", 1_500)  # several reads per range
+    if workers > 1:  # the terms of 2 KB batches extracted in a pool from the start
+        monkeypatch.setattr(terms_module, "POOL_AFTER_CHARS", 0)
+        monkeypatch.setattr(terms_module, "BATCH_CHARS", 2_000)
     rows = _segments()
     ref, vocab = _reference(rows)
-    index = SegmentIndex.build(iter(rows), workdir=tmp_path)
+    index = SegmentIndex.build(iter(rows), workdir=tmp_path, workers=workers)
     got = index._retriever
     assert got.vocab_dict == vocab
     for name in ("data", "indices", "indptr"):
