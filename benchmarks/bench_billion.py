@@ -12,8 +12,13 @@ Then, on the corpus: a cold `scoutlens ingest` (wall time, peak RSS of the proce
 os.wait4), the index and database size on disk, `ask --dry-run` and `search` over it (index
 loaded, nothing generated), and a re-ingest after one file changed.
 
+With --postgresql the database is a private PostgreSQL server (tests/pg.py: loopback, fsync
+off), the team setup, and a second replica answers from it too: a second SCOUTLENS_HOME on the
+same database, which has no index until its first question builds one from the database's rows
+(timed), then both replicas answer the same question at the same time.
+
 Usage: python benchmarks/bench_billion.py [--tokens 1e9] [--work DIR] [--venv DIR ...]
-       [--make-only] [--skip-make]
+       [--make-only] [--skip-make] [--postgresql]
 """
 
 from __future__ import annotations
@@ -24,9 +29,12 @@ import os
 import random
 import re
 import shutil
+import statistics
+import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 from pathlib import Path
 
 from bench_ingest_scale import TEXT, run  # the same text files, the same timed child
@@ -113,24 +121,43 @@ def main() -> None:
     ap.add_argument("--venv", type=Path, action="append", default=[])
     ap.add_argument("--make-only", action="store_true")
     ap.add_argument("--skip-make", action="store_true")
+    ap.add_argument("--postgresql", action="store_true")
     args = ap.parse_args()
     venvs = args.venv or [Path(sys.prefix)]
     corpus, size = make(args.work, int(args.tokens), venvs)
     print(f"corpus: {corpus} ({size / 1e9:.2f} GB)", flush=True)
     if args.make_only:
         return
-    home = args.work / "home"
+    pg = None
+    home = args.work / ("home-pg" if args.postgresql else "home")
     shutil.rmtree(home, ignore_errors=True)
     env = {**os.environ, "SCOUTLENS_HOME": str(home)}
+    if args.postgresql:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from pg import PgServer
+
+        pg = PgServer().start()
+        env["SCOUTLENS_DATABASE_URL"] = pg.create_db("big")
+    try:
+        report = measure(corpus, size, home, env)
+        if pg is not None:
+            report.update(replicas(home, env))
+    finally:
+        if pg is not None:
+            pg.stop()
+    print(json.dumps(report, indent=1))
+
+
+def measure(corpus: Path, size: int, home: Path, env: dict[str, str]) -> dict:
     exe = [sys.executable, "-m", "app.cli"]
-    report: dict = {"cpus": os.cpu_count(), "corpus_bytes": size}
+    report: dict = {"cpus": os.cpu_count(), "corpus_bytes": size,
+                    "database": "postgresql" if "SCOUTLENS_DATABASE_URL" in env else "sqlite"}
     dt, rss, out = run([*exe, "ingest", "big", str(corpus), "--json"], env)
     report.update(ingest_s=round(dt, 1), ingest_peak_rss_mb=rss,
                   tokens=json.loads(out)["total_tokens"])
     print(json.dumps(report), flush=True)
     report["index_mb"] = round(du(home / "indexes") / 1e6)
-    report["database_mb"] = round(sum(p.stat().st_size for p in home.glob("scoutlens.db*"))
-                                  / 1e6)
+    report["database_mb"] = database_mb(home, env)
     # once untimed: the first question converts the bundled model into this fresh home
     run([*exe, "ask", "big", QUESTIONS[0], "--dry-run", "--json"], env)
     for name, cmd in (("dry_run", ["ask", "big", QUESTIONS[0], "--dry-run", "--json"]),
@@ -143,11 +170,55 @@ def main() -> None:
             peaks.append(rss)
         report[f"{name}_s"] = round(sorted(times)[1], 2)
         report[f"{name}_peak_rss_mb"] = max(peaks)
+    print(json.dumps(report), flush=True)
     changed = next(corpus.rglob("*.py"))
     changed.write_text(changed.read_text() + "\n# one change\n")
     dt, rss, _ = run([*exe, "ingest", "big", str(corpus), "--json"], env)
     report.update(reingest_s=round(dt, 1), reingest_peak_rss_mb=rss)
-    print(json.dumps(report, indent=1))
+    return report
+
+
+def database_mb(home: Path, env: dict[str, str]) -> int:
+    url = env.get("SCOUTLENS_DATABASE_URL")
+    if url is None:
+        return round(sum(p.stat().st_size for p in home.glob("scoutlens.db*")) / 1e6)
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        return round(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+                     / 1e6)
+
+
+def replicas(home: Path, env: dict[str, str]) -> dict:
+    """A second replica on the same database: its first question builds its index from the
+    database's rows; then both answer a dry run at once (3 rounds, medians)."""
+    exe = [sys.executable, "-m", "app.cli"]
+    second = home.with_name(home.name + "-replica")
+    shutil.rmtree(second, ignore_errors=True)
+    env2 = {**env, "SCOUTLENS_HOME": str(second)}
+    dt, rss, _ = run([*exe, "search", "big", QUESTIONS[1], "--json"], env2)
+    out: dict = {"replica_first_search_s": round(dt, 1), "replica_first_search_peak_rss_mb": rss}
+    run([*exe, "ask", "big", QUESTIONS[0], "--dry-run", "--json"], env2)  # converts the model
+    both: dict[str, list[float]] = {"first": [], "second": []}
+    for _ in range(3):
+        cmd = [*exe, "ask", "big", QUESTIONS[0], "--dry-run", "--json"]
+        t0 = time.perf_counter()
+        procs = {k: subprocess.Popen(cmd, env=e, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+                 for k, e in (("first", env), ("second", env2))}
+        left = dict(procs)
+        while left:
+            pid, status = os.wait()
+            for k, p in list(left.items()):
+                if p.pid == pid:
+                    if os.waitstatus_to_exitcode(status) != 0:
+                        raise SystemExit(f"replica {k}: dry run failed")
+                    p.returncode = 0
+                    both[k].append(time.perf_counter() - t0)
+                    del left[k]
+    out.update({f"replicas_at_once_dry_run_{k}_s": round(statistics.median(v), 2)
+                for k, v in both.items()})
+    return out
 
 
 if __name__ == "__main__":
