@@ -18,6 +18,7 @@ from array import array
 from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,7 +100,8 @@ class TermBatches:
     once the build is big enough (POOL_AFTER_CHARS), with a bounded number of batches in
     flight. `add` a new segment's text, `put` an item that needs no extracting (a reused
     segment's terms) in its place; `ready()` yields what is done in order, `finish()` the rest.
-    Items come out as BatchTerms or as whatever was `put`."""
+    Items come out as BatchTerms or as whatever was `put`. If a worker dies (killed for
+    memory), its batches and the rest are extracted in this process."""
 
     def __init__(self, workers: int):
         self.workers, self.pool_after, self.batch_chars = workers, POOL_AFTER_CHARS, BATCH_CHARS
@@ -123,8 +125,8 @@ class TermBatches:
     def ready(self) -> Iterator[Any]:
         limit = self.workers * IN_FLIGHT_PER_WORKER
         while self._pending and (len(self._pending) > limit
-                                 or not isinstance(self._pending[0], Future)
-                                 or self._pending[0].done()):
+                                 or not isinstance(self._pending[0], _Sent)
+                                 or self._pending[0].future.done()):
             yield self._take()
 
     def finish(self) -> Iterator[Any]:
@@ -136,6 +138,7 @@ class TermBatches:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+        self._ctx = None
 
     def __enter__(self) -> TermBatches:
         return self
@@ -145,7 +148,14 @@ class TermBatches:
 
     def _take(self) -> Any:
         item = self._pending.popleft()
-        return item.result() if isinstance(item, Future) else item
+        if not isinstance(item, _Sent):
+            return item
+        try:
+            return item.future.result()
+        except BrokenProcessPool:  # a worker was killed (out of memory): go on in this process
+            self.close()
+            self.workers = 1
+            return batch_terms(item.rows)
 
     def _send(self) -> None:
         if not self._rows:
@@ -163,7 +173,15 @@ class TermBatches:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=self._ctx,
                                              initializer=_init_worker, initargs=(os.getpid(),))
         with _main_kept_from_workers(self._ctx):  # a spawned worker starts inside submit()
-            self._pending.append(self._pool.submit(batch_terms, rows))
+            self._pending.append(_Sent(self._pool.submit(batch_terms, rows), rows))
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """A batch in a worker, with its rows: extracted here again if the worker dies."""
+
+    future: Future
+    rows: list[tuple[str, str]]
 
 
 def _init_worker(parent: int) -> None:

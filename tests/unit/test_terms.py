@@ -3,6 +3,7 @@ as a one-process build merges them, and a worker's failure is the build's, with 
 
 from __future__ import annotations
 
+import os
 from array import array
 from collections import Counter
 
@@ -79,3 +80,27 @@ def test_a_workers_failure_fails_the_build_and_leaves_no_work_folder(tmp_path, m
     with pytest.raises(AttributeError):
         SegmentIndex.build(iter(rows), workdir=tmp_path, workers=2)
     assert not any(tmp_path.iterdir())
+
+
+_PARENT = os.getpid()
+
+
+def _dies_in_a_worker(rows):
+    if os.getpid() != _PARENT:
+        os._exit(1)  # as the kernel's out-of-memory killer would end it
+    return batch_terms(rows)
+
+
+def test_a_killed_worker_leaves_its_batches_to_this_process(monkeypatch):
+    monkeypatch.setattr(terms_module, "POOL_AFTER_CHARS", 0)
+    monkeypatch.setattr(terms_module, "BATCH_CHARS", 1)
+    monkeypatch.setattr(terms_module, "batch_terms", _dies_in_a_worker)
+    rows = [(f"f{i}.py", f"word{i} other{i % 3}") for i in range(12)]
+    with TermBatches(2) as batches:
+        out = []
+        for row in rows:
+            batches.add(*row)
+            out.extend(batches.ready())
+        out.extend(batches.finish())
+    assert [item.words for item in out] == [batch_terms([row]).words for row in rows]
+    assert batches.workers == 1
