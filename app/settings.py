@@ -26,7 +26,8 @@ class Settings(BaseSettings):
                                               '{"scout": "llama4:/models/tokenizer.model"}); '
                                               "cl100k, o200k and embedded are always there")
     workers: int = Field(default=0, description="ingest worker processes (reading, parsing, "
-                         "counting); 0 = one per core, 1 = all in the calling process")
+                         "counting, the index's terms); 0 = one per core, 1 = all in the "
+                         "calling process")
     # engine
     backend: str = Field(default="embedded", description="embedded | openai")
     endpoint: str | None = Field(default=None, description="OpenAI-compatible server URL")

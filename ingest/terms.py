@@ -10,6 +10,7 @@ build in one process gives them: the index is the same file for file.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import re
@@ -33,6 +34,7 @@ BATCH_CHARS = 1 << 20  # segments' text sent to a worker at a time (~250K tokens
 #: segments' text extracted in this process before a pool starts: a small build (every
 #: test's, a question's rebuild of a small corpus) never pays for one
 POOL_AFTER_CHARS = 8 << 20
+SMALL_BATCH_CHARS = 64 << 10  # a batch smaller than this is extracted here, not sent
 IN_FLIGHT_PER_WORKER = 3  # batches submitted and not yet taken, per worker (bounds memory)
 
 
@@ -153,27 +155,42 @@ class TermBatches:
         try:
             return item.future.result()
         except BrokenProcessPool:  # a worker was killed (out of memory): go on in this process
-            self.close()
-            self.workers = 1
+            self._broken()
             return batch_terms(item.rows)
+
+    def _broken(self) -> None:
+        self.close()
+        self.workers = 1
 
     def _send(self) -> None:
         if not self._rows:
             return
-        rows, self._rows = self._rows, []
-        self._seen += self._chars
+        rows, chars, self._rows = self._rows, self._chars, []
+        self._seen += chars
         self._chars = 0
-        if self.workers <= 1 or (self._pool is None and self._seen <= self.pool_after):
+        # a small batch (a few new segments between reused ones) costs more to send than to do
+        if self.workers <= 1 or chars < SMALL_BATCH_CHARS or (
+                self._pool is None and self._seen <= self.pool_after):
             self._pending.append(batch_terms(rows))
             return
         from ingest.pipeline import _main_kept_from_workers, _start_method
 
+        frozen = False
         if self._pool is None:  # started as the ingest's readers are (forked where safe)
             self._ctx = multiprocessing.get_context(_start_method(False))
             self._pool = ProcessPoolExecutor(self.workers, mp_context=self._ctx,
                                              initializer=_init_worker, initargs=(os.getpid(),))
-        with _main_kept_from_workers(self._ctx):  # a spawned worker starts inside submit()
-            self._pending.append(_Sent(self._pool.submit(batch_terms, rows), rows))
+            gc.freeze()  # forked workers never collect (and finalize) this process's objects
+            frozen = True
+        try:
+            with _main_kept_from_workers(self._ctx):  # a spawned worker starts in submit()
+                self._pending.append(_Sent(self._pool.submit(batch_terms, rows), rows))
+        except BrokenProcessPool:
+            self._broken()
+            self._pending.append(batch_terms(rows))
+        finally:
+            if frozen:
+                gc.unfreeze()
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ def test_the_streamed_matrix_is_bm25s_own(tmp_path, monkeypatch, range_pairs, wo
     if workers > 1:  # the terms of 2 KB batches extracted in a pool from the start
         monkeypatch.setattr(terms_module, "POOL_AFTER_CHARS", 0)
         monkeypatch.setattr(terms_module, "BATCH_CHARS", 2_000)
+        monkeypatch.setattr(terms_module, "SMALL_BATCH_CHARS", 0)
     rows = _segments()
     ref, vocab = _reference(rows)
     index = SegmentIndex.build(iter(rows), workdir=tmp_path, workers=workers)

@@ -3,7 +3,10 @@ as a one-process build merges them, and a worker's failure is the build's, with 
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import signal
+import time
 from array import array
 from collections import Counter
 
@@ -56,6 +59,7 @@ def test_a_batch_lists_each_term_once_in_order_of_first_occurrence():
 def test_items_come_back_in_the_order_given_from_a_pool(monkeypatch):
     monkeypatch.setattr(terms_module, "POOL_AFTER_CHARS", 0)
     monkeypatch.setattr(terms_module, "BATCH_CHARS", 1)  # each segment a batch of its own
+    monkeypatch.setattr(terms_module, "SMALL_BATCH_CHARS", 0)
     out = []
     with TermBatches(2) as batches:
         for i in range(40):
@@ -75,6 +79,7 @@ def test_items_come_back_in_the_order_given_from_a_pool(monkeypatch):
 def test_a_workers_failure_fails_the_build_and_leaves_no_work_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(terms_module, "POOL_AFTER_CHARS", 0)
     monkeypatch.setattr(terms_module, "BATCH_CHARS", 10)
+    monkeypatch.setattr(terms_module, "SMALL_BATCH_CHARS", 0)
     rows = [(i, f"f{i}.py", "some words here") for i in range(20)]
     rows[12] = (12, None, "a path that is not text fails in the worker")
     with pytest.raises(AttributeError):
@@ -82,11 +87,8 @@ def test_a_workers_failure_fails_the_build_and_leaves_no_work_folder(tmp_path, m
     assert not any(tmp_path.iterdir())
 
 
-_PARENT = os.getpid()
-
-
 def _dies_in_a_worker(rows):
-    if os.getpid() != _PARENT:
+    if multiprocessing.parent_process() is not None:
         os._exit(1)  # as the kernel's out-of-memory killer would end it
     return batch_terms(rows)
 
@@ -94,6 +96,7 @@ def _dies_in_a_worker(rows):
 def test_a_killed_worker_leaves_its_batches_to_this_process(monkeypatch):
     monkeypatch.setattr(terms_module, "POOL_AFTER_CHARS", 0)
     monkeypatch.setattr(terms_module, "BATCH_CHARS", 1)
+    monkeypatch.setattr(terms_module, "SMALL_BATCH_CHARS", 0)
     monkeypatch.setattr(terms_module, "batch_terms", _dies_in_a_worker)
     rows = [(f"f{i}.py", f"word{i} other{i % 3}") for i in range(12)]
     with TermBatches(2) as batches:
@@ -104,3 +107,23 @@ def test_a_killed_worker_leaves_its_batches_to_this_process(monkeypatch):
         out.extend(batches.finish())
     assert [item.words for item in out] == [batch_terms([row]).words for row in rows]
     assert batches.workers == 1
+
+
+def test_a_pool_found_broken_at_submit_leaves_the_batch_to_this_process(monkeypatch):
+    monkeypatch.setattr(terms_module, "POOL_AFTER_CHARS", 0)
+    monkeypatch.setattr(terms_module, "BATCH_CHARS", 1)
+    monkeypatch.setattr(terms_module, "SMALL_BATCH_CHARS", 0)
+    with TermBatches(2) as batches:
+        batches.add("a.py", "first words")
+        pool = batches._pool
+        assert pool is not None
+        for pid in list(pool._processes):
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while not pool._broken and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pool._broken
+        batches.add("b.py", "second words")  # submit itself finds the pool broken
+        out = list(batches.finish())
+    assert [item.words for item in out] == [batch_terms([("a.py", "first words")]).words,
+                                           batch_terms([("b.py", "second words")]).words]
