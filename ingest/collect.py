@@ -15,11 +15,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISLNK, S_ISREG
 
 import pathspec
 
 from ingest.archives import ArchiveLimits, extract_archive, is_archive
 from ingest.filters import VENDORED_DIRS
+from ingest.statmemo import stamp
 from ingest.types import Candidate, IngestError, Skipped
 
 
@@ -30,13 +32,14 @@ class Candidates:
     None once read is let go."""
 
     def __init__(self) -> None:
-        self._rows: list[tuple[str, str | None, str, int, tuple[str, ...]] | None] = []
+        self._rows: list[tuple | None] = []  # path, location or None, root, size, flags[, stamp]
 
     def append(self, cand: Candidate) -> None:
         where: str | None = str(cand.location)
         if where == os.path.join(cand.root, cand.path):
             where = None
-        self._rows.append((cand.path, where, cand.root, cand.size, cand.flags))
+        row = (cand.path, where, cand.root, cand.size, cand.flags)
+        self._rows.append(row if cand.stamp is None else (*row, cand.stamp))
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -45,9 +48,9 @@ class Candidates:
         row = self._rows[i]
         if row is None:
             raise LookupError(f"candidate {i} was let go once read")
-        path, where, root, size, flags = row
+        path, where, root, size, flags = row[:5]
         return Candidate(path, Path(where if where is not None else os.path.join(root, path)),
-                         root, size, flags)
+                         root, size, flags, row[5] if len(row) > 5 else None)
 
     def __setitem__(self, i: int, value: None) -> None:
         if value is not None:
@@ -57,6 +60,14 @@ class Candidates:
     def __iter__(self) -> Iterator[Candidate]:
         for i in range(len(self._rows)):
             yield self[i]
+
+    def stamped(self, i: int) -> tuple[str, str, tuple[int, ...] | None]:
+        """Candidate i's (path, location, stamp), without building its Path."""
+        row = self._rows[i]
+        if row is None:
+            raise LookupError(f"candidate {i} was let go once read")
+        where = row[1] if row[1] is not None else os.path.join(row[2], row[0])
+        return row[0], where, row[5] if len(row) > 5 else None
 
     def shown(self, i: int) -> tuple[str, str, tuple[str, ...]]:
         """Candidate i's (path, root, flags), without building its Path."""
@@ -78,6 +89,7 @@ class Collected:
     candidates: Candidates = field(default_factory=Candidates)
     skipped: list[Skipped] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # e.g. "repo: using git's file list"
+    stamps: bool = False  # keep each file's stamp (ingest/statmemo), as a pack with a memo asks
 
 
 GIT_METADATA = "git metadata: left out (git never runs on it)"
@@ -243,6 +255,8 @@ def shown_name(name: str) -> tuple[str, list[str]]:
     """A path as users see it: bytes that are not UTF-8 and control characters (newline, ESC,
     CR, ...) written as escapes, so one line of a report or manifest stays one line; plus the
     flags saying so. The file itself is still read from its real name."""
+    if name.isascii() and name.isprintable():  # nearly every name: nothing to write out
+        return name, []
     flags: list[str] = []
     if any("\udc80" <= ch <= "\udcff" for ch in name):
         name = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
@@ -256,15 +270,17 @@ def shown_name(name: str) -> tuple[str, list[str]]:
 
 
 def _candidate(location: Path, shown: str, root: str, out: Collected,
-               inside: Path | None = None, flags: list[str] | None = None) -> None:
+               inside: Path | None = None, flags: list[str] | None = None,
+               trusted: bool = True) -> None:
     """One file; a symlink is followed only to a file inside `inside` (the input folder), so a
-    link such as notes.txt -> ~/.aws/credentials never leaks into a pack."""
+    link such as notes.txt -> ~/.aws/credentials never leaks into a pack. A file the user
+    pointed at (`trusted`: not an archive's member, re-extracted on every run) keeps its stamp."""
     try:
         st = os.lstat(location)
     except OSError as exc:
         out.skipped.append(Skipped(shown, root, 0, "error", f"unreadable: {exc.strerror}"))
         return
-    if os.path.islink(location):
+    if S_ISLNK(st.st_mode):
         try:
             target = location.resolve(strict=True)
         except (OSError, RuntimeError):
@@ -278,10 +294,11 @@ def _candidate(location: Path, shown: str, root: str, out: Collected,
                                        "symlink: points outside the input folder"))
             return
         st = target.stat()
-    elif not os.path.isfile(location):
+    elif not S_ISREG(st.st_mode):
         out.skipped.append(Skipped(shown, root, 0, "skipped", "not a regular file"))
         return
-    out.candidates.append(Candidate(shown, location, root, st.st_size, tuple(flags or ())))
+    out.candidates.append(Candidate(shown, location, root, st.st_size, tuple(flags or ()),
+                                    stamp(st) if trusted and out.stamps else None))
 
 
 def _collect_folder(folder: Path, prefix: str, root: str, options: CollectOptions,
@@ -317,7 +334,7 @@ def _collect_folder(folder: Path, prefix: str, root: str, options: CollectOption
     inside = folder.resolve()
     for name in names:
         shown, flags = shown_name(name)
-        _candidate(folder / name, prefix + shown, root, out, inside, flags)
+        _candidate(folder / name, prefix + shown, root, out, inside, flags, trusted)
 
 
 _WORK_PREFIX = "scoutlens-"
@@ -362,17 +379,18 @@ def _workspace(workdir: Path | None) -> Iterator[str]:
 
 
 @contextmanager
-def collect(inputs: list[Path], options: CollectOptions = CollectOptions()
-            ) -> Iterator[Collected]:
+def collect(inputs: list[Path], options: CollectOptions = CollectOptions(),
+            stamps: bool = False) -> Iterator[Collected]:
     """Collect candidates from inputs; archives are extracted into a temporary folder that
-    lives as long as the context (the candidates point into it)."""
+    lives as long as the context (the candidates point into it). With `stamps`, each file the
+    user pointed at keeps its stamp."""
     if not inputs:
         raise IngestError("no input given")
     inputs = [p.expanduser() for p in inputs]
     missing = [str(p) for p in inputs if not p.exists() and not p.is_symlink()]
     if missing:
         raise IngestError(f"path not found: {', '.join(missing)}")
-    out = Collected()
+    out = Collected(stamps=stamps)
     unique: dict[Path, Path] = {}
     for p in inputs:  # the same input twice is one input
         unique.setdefault(p.resolve(), p)

@@ -623,9 +623,12 @@ def _process(candidate: Candidate, data: bytes, options: ProcessOptions,
             segments, nb_language = read_notebook(text)
         except IngestError as exc:
             return Skipped(path, root, size, "error", str(exc), sha)
-        segments = _check_segments(segments, path, options, flags)
-        return Document(path, root, "notebook", nb_language or "python", sha, size, segments,
-                        flags=flags)
+        checked = _check_segments(segments, path, options, flags)
+        # cells are a pure function of the bytes: counts (and the pack's stat memo) key on it
+        redacted = any(a.text != b.text for a, b in zip(segments, checked, strict=True))
+        return Document(path, root, "notebook", nb_language or "python", sha, size, checked,
+                        flags=flags, content_key=f"{sha}|cells" + ("|redacted" if redacted
+                                                                   else ""))
     kept = _check_text(text, path, options, flags, memo, sha)
     # redaction keeps every newline, so the windows (and symbols' lines) are the original ones;
     # counts cached under the content key must not mix redacted and kept texts

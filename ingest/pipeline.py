@@ -19,7 +19,7 @@ import tempfile
 import types
 from array import array
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -30,6 +30,7 @@ from ingest.counting import TokenCache, count_stream, default_workers, die_with_
 from ingest.documents import ProcessOptions, process, read_bytes
 from ingest.filters import IMAGE_SUFFIXES
 from ingest.ocr import limit_threads, openmp_loaded
+from ingest.statmemo import Output, StatMemo
 from ingest.tokenizers import Tokenizer, load_tokenizer
 from ingest.types import Candidate, Document, IngestError, Skipped
 from ingest.video import VIDEO_SUFFIXES
@@ -259,13 +260,15 @@ def _work(candidates: Candidates, options: ProcessOptions) -> tuple[int, bool]:
 def _read_all(candidates: Candidates, options: ProcessOptions, known: dict[str, str],
               cache: TokenCache | None, workers: int,
               starting: Callable[[int], None],
-              counter: tuple[str, Path | None] | None = None) -> Iterator[_Read]:
-    """Every candidate read and processed, in order: in worker processes (both cores busy:
-    parsing, secret scanning and hashing are CPU work) when there are enough files, with a
-    bounded number in flight so finished work never piles up in memory. `starting(i)` is
-    called as candidate i is handed out to be read."""
-    jobs = ((i, c, known.get(c.path)) for i, c in enumerate(candidates))
-    work, ocr = _work(candidates, options)
+              counter: tuple[str, Path | None] | None = None,
+              recalled: Container[int] = ()) -> Iterator[_Read]:
+    """Every candidate read and processed, in order, but those `recalled` (from a stat memo):
+    in worker processes (both cores busy: parsing, secret scanning and hashing are CPU work)
+    when there are enough files, with a bounded number in flight so finished work never piles
+    up in memory. `starting(i)` is called as candidate i is handed out to be read."""
+    jobs = ((i, candidates[i], known.get(candidates.shown(i)[0]))
+            for i in range(len(candidates)) if i not in recalled)
+    work, ocr = _work(candidates, options) if len(recalled) < len(candidates) else (0, False)
     if workers <= 1 or work < PARALLEL_FILES:
         memo = _Memo(cache)
         for i, cand, sha in jobs:
@@ -364,19 +367,31 @@ def _share_strings(doc: Document, root: str) -> None:
 
 def run_pipeline(inputs: list[Path], tokenizer: Tokenizer, options: PipelineOptions,
                  known: dict[str, str] | None = None, cache: TokenCache | None = None,
-                 progress: Progress = _noop, spool: bool = False) -> PipelineResult:
+                 progress: Progress = _noop, spool: bool = False,
+                 memo: StatMemo | None = None) -> PipelineResult:
     """Every input read, processed and counted. With `spool`, the documents wait in a staging
-    file (a DocumentSpool) rather than in memory, for a caller that writes them in batches."""
+    file (a DocumentSpool) rather than in memory, for a caller that writes them in batches.
+    With a `memo`, a file whose stamp it remembers is not read (its documents come back as they
+    were, in their place), and what the others give is kept in it for next time."""
     known = known or {}
     skipped: list[Skipped] = []
     unchanged: dict[str, str] = {}
-    with collect(inputs, options.collect) as found:
+    if memo is not None:
+        memo.listing()
+    with collect(inputs, options.collect, stamps=memo is not None) as found:
         candidates = found.candidates
         skipped.extend(found.skipped)
         total = len(candidates)
         progress("collect", total, total, f"{total} files")
         roots = sorted(candidates.roots() | {s.root for s in found.skipped}
                        | {str(p.expanduser().resolve()) for p in inputs})
+        recalled: dict[int, list[Output]] = {}
+        if memo is not None:
+            for i in range(total):
+                if (got := memo.recall(*candidates.stamped(i))) is not None:
+                    recalled[i] = got
+        order: deque[int] = deque()  # the candidate each document sent to be counted came from
+        fresh: dict[int, tuple[Candidate, list[Output], list[int]]] = {}  # to keep in the memo
 
         def documents() -> Iterator[Document]:
             workers = options.workers or default_workers()
@@ -388,8 +403,9 @@ def run_pipeline(inputs: list[Path], tokenizer: Tokenizer, options: PipelineOpti
             counter = ((tokenizer.spec, tokenizer.cache_dir)
                        if tokenizer.parallelism == "processes" else None)
             for read in _read_all(candidates, options.process, known, cache, workers, starting,
-                                  counter):
+                                  counter, frozenset(recalled)):
                 path, root, cand_flags = candidates.shown(read.index)
+                cand = candidates[read.index] if memo is not None else None
                 # read: let it go (a million candidates held to the end took ~0.5 GB)
                 candidates[read.index] = None  # type: ignore[call-overload]
                 if cache is not None:
@@ -397,6 +413,8 @@ def run_pipeline(inputs: list[Path], tokenizer: Tokenizer, options: PipelineOpti
                         cache.put_verdict(key, reason)
                 if read.skipped is not None:
                     skipped.append(read.skipped)
+                    if memo is not None and cand is not None:
+                        memo.keep(cand, [read.skipped])
                 elif read.unchanged is not None:
                     unchanged[path] = read.unchanged
                 elif read.document is not None:
@@ -405,15 +423,51 @@ def run_pipeline(inputs: list[Path], tokenizer: Tokenizer, options: PipelineOpti
                         read.document.flags.append(f"noise:{read.noise}")
                     read.document.flags.extend(cand_flags)
                     children, read.document.children = read.document.children, []
+                    kept: list[Output] = []
+                    waiting = [1 + sum(isinstance(c, Document) for c in children)]
+                    if cand is not None:
+                        fresh[read.index] = (cand, kept, waiting)
+                    order.append(read.index)
                     yield read.document
                     for child in children:  # an mbox's messages, a mail's attachments
                         if isinstance(child, Skipped):
                             skipped.append(child)
+                            kept.append(child)
                         else:
+                            order.append(read.index)
                             yield child
 
-        counted = count_stream(documents(), tokenizer, cache, options.workers)
+        def in_place(counted: Iterator[Document]) -> Iterator[Document]:
+            """The counted documents with the recalled ones between them, in candidates' order;
+            what each read file gave kept in the memo once all its documents are counted."""
+            ahead = iter(sorted(recalled))
+            nxt = next(ahead, None)
+            for doc in counted:
+                i = order.popleft()
+                while nxt is not None and nxt < i:
+                    yield from _recalled(recalled.pop(nxt), skipped)
+                    nxt = next(ahead, None)
+                if (got := fresh.get(i)) is not None and memo is not None:
+                    got[1].append(doc)
+                    got[2][0] -= 1
+                    if not got[2][0]:
+                        memo.keep(got[0], got[1])
+                        del fresh[i]
+                yield doc
+            while nxt is not None:
+                yield from _recalled(recalled.pop(nxt), skipped)
+                nxt = next(ahead, None)
+
+        counted = in_place(count_stream(documents(), tokenizer, cache, options.workers))
         docs: list[Document] | DocumentSpool = spooled(counted) if spool else list(counted)
         tokens = docs.tokens if isinstance(docs, DocumentSpool) else sum(d.tokens for d in docs)
         progress("count", total, total, f"{tokens:,} tokens")
         return PipelineResult(docs, skipped, unchanged, found.notes, roots, total)
+
+
+def _recalled(outputs: list[Output], skipped: list[Skipped]) -> Iterator[Document]:
+    for out in outputs:
+        if isinstance(out, Skipped):
+            skipped.append(out)
+        else:
+            yield out

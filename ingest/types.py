@@ -29,6 +29,9 @@ class Candidate:
     root: str  # the input this file came from (folder, file or archive), for pruning
     size: int
     flags: tuple[str, ...] = ()  # e.g. "name:not-utf8": what the name itself says
+    #: (size, mtime_ns, ctime_ns, inode, device) as listed, for a file the user pointed at (not
+    #: an archive's member): what ingest/statmemo compares to skip reading an unchanged file
+    stamp: tuple[int, int, int, int, int] | None = None
 
 
 @dataclass(frozen=True)

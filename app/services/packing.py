@@ -18,6 +18,7 @@ from common.files import atomic_open, atomic_write_text
 from ingest.counting import count_documents
 from ingest.pack import Format, Packer, PackResult, Renderer, TocPosition, stable_order
 from ingest.pipeline import PipelineOptions, Progress, run_pipeline
+from ingest.statmemo import StatMemo, code_stamp, memo_key
 from ingest.types import Document, IngestError, Skipped
 
 if TYPE_CHECKING:  # app.services.access loads SQLAlchemy: only when a corpus is packed
@@ -47,6 +48,20 @@ def _previous_order(path: Path) -> list[tuple[str, str]]:
 def _save_order(path: Path, docs: list[Document]) -> None:
     with contextlib.suppress(OSError):  # only the order's stability across re-packs is lost
         atomic_write_text(path, json.dumps([[d.path, d.sha256] for d in docs]))
+
+
+def _memo(paths: list[Path], options: PipelineOptions, tokenizer: str) -> StatMemo | None:
+    """The stat memo of a pack of these paths with these options and tokenizer (none when
+    pictures are kept as image files: those files are not in the memo)."""
+    process = options.process
+    if process.vision:
+        return None
+    import ingest
+
+    fingerprint = (sorted(str(p.expanduser().resolve()) for p in paths), options.collect,
+                   replace(process, noise=None), process.noise.options, tokenizer,
+                   code_stamp(Path(ingest.__file__).parent))
+    return StatMemo(get_settings().cache_dir / "pack-memo" / f"{memo_key(*fingerprint)}.memo")
 
 
 def _is_corpus(name: str, who: Who) -> bool:
@@ -86,6 +101,7 @@ def pack(job: PackInput, progress: Progress | None = None,
     from app.services.tokencache import token_cache
 
     skipped: list[Skipped] = []
+    memo: StatMemo | None = None
     if corpus_only and (len(target) != 1 or not _is_corpus(target[0], who)):
         raise IngestError(f"no such corpus: {target[0]} (list_corpora shows them)")
     if corpus_only or (len(target) == 1 and not Path(target[0]).exists()
@@ -107,7 +123,9 @@ def pack(job: PackInput, progress: Progress | None = None,
         options = PipelineOptions(base.collect, replace(
             base.process, segments=False, symbols=False, injections=False), base.workers)
         kwargs = {"progress": progress} if progress else {}
-        result = run_pipeline(paths, tok, options, None, token_cache(tok.fingerprint), **kwargs)
+        memo = _memo(paths, options, tok.fingerprint)
+        result = run_pipeline(paths, tok, options, None, token_cache(tok.fingerprint),
+                              memo=memo, **kwargs)
         skipped = result.skipped
         order_file = _order_file(result.roots)
         docs = stable_order(result.documents, _previous_order(order_file))
@@ -124,6 +142,8 @@ def pack(job: PackInput, progress: Progress | None = None,
     if manifest:
         _atomic_write(Path(manifest), json.dumps(
             {"source": source, **planned.manifest_json()}, indent=1) + "\n")
+    if memo is not None:
+        memo.save()  # only after a pack that was written: a failed one leaves the last memo
     return PackOutcome(planned, skipped, source, out)
 
 

@@ -1,0 +1,208 @@
+"""What reading each file gave, remembered by the file's stat: a re-pack reads only what changed.
+
+A pack remembers, for every file it read, the file's stamp (size, mtime, ctime, inode, device
+as it was listed) and what reading it gave: its document, counted, or the noise filter's skip.
+The next pack of the same inputs, with the same options, tokenizer and code, takes those back
+for files whose stamp is unchanged without opening them, as git's index does for `git status`.
+
+Git's racy-timestamp rule: a file written within the timestamp granularity of the moment it was
+listed can keep its stamp while its bytes change, so a file whose mtime or ctime lies within
+RACY_NS of the listing is not remembered (it is read again next time). A ctime cannot be set
+back by a program, so a rewrite that restores the old mtime is still seen.
+
+Only pure results are remembered: documents with a content key (the same bytes and options
+always give them; a PDF's pages and OCR'd pictures are read again, their OCR cached by
+ingest/readmemo) and skips by the noise filter, never errors; nothing when pictures are kept as
+image files. A memo is a SQLite file in the user's cache folder, a row a file, its outputs
+marshal of plain values (strings, numbers, tuples: no objects, no code run on load) checked
+field by field when taken back: a row that does not load is read again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import marshal
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+from contextlib import closing
+from pathlib import Path
+
+from ingest.types import Candidate, Document, Segment, Skipped, Symbol
+
+#: bump when what is stored changes shape
+VERSION = 1
+#: a file changed this close to its listing is not remembered (coarse file-system clocks: FAT
+#: keeps 2 s; a network file system's clock may lag the machine's)
+RACY_NS = 2_000_000_000
+#: a pack with more text than this keeps no memo (its memo would be as large as the pack)
+MAX_CHARS = 256_000_000
+#: memo files kept in one folder, the most recently used
+KEEP_FILES = 8
+
+Output = Document | Skipped
+
+
+def stamp(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    """What a memo entry is compared on (git's index compares the same fields)."""
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
+def memo_key(*parts: object) -> str:
+    """A file name for one pack's memo: its inputs, options, tokenizer and code as given."""
+    return hashlib.sha256(repr((VERSION, *parts)).encode()).hexdigest()[:24]
+
+
+def code_stamp(package: Path) -> tuple:
+    """The reading code's own files (name, size, mtime): an edited or upgraded reader must not
+    hand back what the old one read."""
+    try:
+        return tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns)
+                            for e in os.scandir(package) if e.name.endswith(".py")))
+    except OSError:
+        return ("unreadable",)
+
+
+class StatMemo:
+    """One pack's memo: `recall` what a file gave last time, `keep` what it gave now, `save`.
+    One SQLite file a memo, a row a file: a re-pack after one change writes one row."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.listed_ns = time.time_ns()  # set again by `listing`, as the files are listed
+        self._old: dict[str, tuple] = {}
+        self._seen: set[str] = set()  # locations recalled or kept now
+        self._new: list[tuple] = []
+        self._chars = 0
+        try:
+            with closing(self._connect()) as conn:
+                rows = conn.execute("SELECT location, path, size, mtime, ctime, inode, device, "
+                                    "chars, outputs FROM files").fetchall()
+            self._old = {r[0]: r for r in rows}
+        except sqlite3.Error:
+            self._old = {}
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=30)
+        conn.execute("CREATE TABLE IF NOT EXISTS files (location TEXT PRIMARY KEY, path TEXT, "
+                     "size INTEGER, mtime INTEGER, ctime INTEGER, inode INTEGER, "
+                     "device INTEGER, chars INTEGER, outputs BLOB)")
+        return conn
+
+    def listing(self) -> None:
+        """Called as the files are about to be listed: the moment stamps are judged against."""
+        self.listed_ns = time.time_ns()
+
+    def recall(self, path: str, location: str, stamp: tuple[int, ...] | None
+               ) -> list[Output] | None:
+        """What the file at `location`, shown as `path`, gave last time, if `stamp` is the one
+        remembered."""
+        if stamp is None:
+            return None
+        row = self._old.get(location)
+        if row is None or row[1] != path or row[2:7] != stamp:
+            return None
+        try:
+            outputs = [_document(v) if k == "d" else Skipped(*v)
+                       for k, v in _checked(marshal.loads(row[8]))]
+        except (EOFError, ValueError, TypeError):
+            return None
+        self._seen.add(location)
+        self._chars += row[7] if type(row[7]) is int else 0
+        return outputs
+
+    def keep(self, cand: Candidate, outputs: Iterable[Output]) -> None:
+        """Remember what reading `cand` gave now, when it can be taken back next time."""
+        outputs = list(outputs)
+        st = cand.stamp
+        if (st is None or not outputs or st[1] >= self.listed_ns - RACY_NS
+                or st[2] >= self.listed_ns - RACY_NS):
+            return
+        stored: list[tuple] = []
+        chars = 0
+        for out in outputs:
+            if isinstance(out, Skipped):
+                if out.status != "skipped":
+                    return
+                stored.append(("s", (out.path, out.root, out.size, out.status, out.reason,
+                                     out.sha256)))
+            else:
+                if out.content_key is None or out.children:
+                    return
+                stored.append(("d", _plain(out)))
+                chars += sum(len(s.text) for s in out.segments)
+        location = str(cand.location)
+        self._seen.add(location)
+        self._chars += chars
+        if self._chars <= MAX_CHARS:  # past it nothing is saved: hold nothing more
+            self._new.append((location, cand.path, *st, chars, marshal.dumps(stored)))
+
+    def save(self) -> None:
+        """Write the rows kept now and drop those of files gone or changed; never fails a pack."""
+        gone = [(loc,) for loc in self._old.keys() - self._seen]
+        try:
+            if self._chars > MAX_CHARS:
+                self.path.unlink(missing_ok=True)
+                return
+            if not gone and not self._new:
+                os.utime(self.path)  # used now: kept by _prune
+                return
+            with closing(self._connect()) as conn, conn:
+                conn.executemany("DELETE FROM files WHERE location = ?", gone)
+                conn.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                 self._new)
+            _prune(self.path.parent)
+        except (OSError, ValueError, sqlite3.Error):
+            pass
+
+
+def _plain(doc: Document) -> tuple:
+    return (doc.path, doc.root, doc.kind, doc.language, doc.sha256, doc.size,
+            [(s.order, s.text, s.span_kind, s.start, s.end, s.tokens, s.extra_tokens, s.locator)
+             for s in doc.segments],
+            [(y.name, y.kind, y.start_line, y.end_line, y.signature, y.parent)
+             for y in doc.symbols],
+            dict(doc.metadata), list(doc.flags), doc.tokens, doc.content_key)
+
+
+def _document(v: tuple) -> Document:
+    (path, root, kind, language, sha, size, segs, syms, metadata, flags, tokens, key) = v
+    return Document(path, root, kind, language, sha, size, [Segment(*s) for s in segs],
+                    [Symbol(*y) for y in syms], metadata, flags, tokens, key, counted=True)
+
+
+_PLAIN = (str, int, type(None))
+
+
+def _checked(stored: object) -> list[tuple[str, tuple]]:
+    """A row's outputs as stored, or TypeError: only tuples of plain values of the right
+    lengths are taken back (a document's segments and symbols included)."""
+    if not isinstance(stored, list):
+        raise TypeError("not a list")
+    for out in stored:
+        if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], tuple)):
+            raise TypeError("not an output")
+        kind, v = out
+        if kind == "s" and len(v) == 6 and all(isinstance(x, _PLAIN) for x in v):
+            continue
+        if not (kind == "d" and len(v) == 12 and type(v[6]) is list and type(v[7]) is list
+                and type(v[8]) is dict and type(v[9]) is list):
+            raise TypeError("not a document")
+        fields = [*v[:6], *v[10:], *v[9], *v[8].keys(), *v[8].values()]
+        for part, size in ((v[6], 8), (v[7], 6)):
+            for row in part:
+                if type(row) is not tuple or len(row) != size:
+                    raise TypeError("not a segment or symbol")
+                fields.extend(row)
+        if not all(isinstance(x, _PLAIN) for x in fields):
+            raise TypeError("not plain values")
+    return stored  # type: ignore[return-value]
+
+
+def _prune(folder: Path) -> None:
+    """Keep the KEEP_FILES most recently written memos."""
+    files = sorted(folder.glob("*.memo"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    for old in files[KEEP_FILES:]:
+        old.unlink(missing_ok=True)

@@ -1,0 +1,175 @@
+"""The pack's stat memo (ingest/statmemo.py): a re-pack reads only the files whose stamp changed,
+and packs exactly what a pack without the memo packs."""
+
+from __future__ import annotations
+
+import json
+import marshal
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import make_repo
+
+import ingest.pipeline
+from app.services.packing import PackInput, pack
+from app.settings import get_settings
+from ingest import statmemo
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """The files the pipeline opened, by path shown."""
+    opened: list[str] = []
+    real = ingest.pipeline.read_bytes
+
+    def counting(cand):
+        opened.append(cand.path)
+        return real(cand)
+
+    monkeypatch.setattr(ingest.pipeline, "read_bytes", counting)
+    return opened
+
+
+@pytest.fixture
+def settled(monkeypatch):
+    """Files written by the test count as settled: no margin for a coarse clock."""
+    monkeypatch.setattr(statmemo, "RACY_NS", 0)
+
+
+def _pack(tmp_path: Path, target: Path, name: str, **kw) -> tuple[str, dict]:
+    out, man = tmp_path / name, tmp_path / f"{name}.json"
+    pack(PackInput([str(target)], tokenizer="cl100k", out=str(out), manifest=str(man), **kw))
+    return out.read_text(), json.loads(man.read_text())
+
+
+def _memo_dir() -> Path:
+    return get_settings().cache_dir / "pack-memo"
+
+
+def _fresh(tmp_path: Path, target: Path, name: str) -> tuple[str, dict]:
+    """The same pack with no memo at all (the memo it leaves is moved out of the way)."""
+    aside = tmp_path / "memo-aside"
+    _memo_dir().rename(aside)
+    try:
+        return _pack(tmp_path, target, name)
+    finally:
+        import shutil
+
+        shutil.rmtree(_memo_dir(), ignore_errors=True)
+        aside.rename(_memo_dir())
+
+
+def test_repack_reads_only_what_changed_and_packs_the_same(tmp_path, reads, settled):
+    repo = make_repo(tmp_path)
+    first, _ = _pack(tmp_path, repo, "a.xml")
+    read_first = len(reads)
+    assert read_first >= 4
+    reads.clear()
+    second, _ = _pack(tmp_path, repo, "b.xml")
+    assert reads == [] and second == first  # nothing opened, the same bytes
+
+    (repo / "src" / "app.py").write_text("def changed():\n    return 'new text'\n")
+    reads.clear()
+    third, manifest = _pack(tmp_path, repo, "c.xml")
+    assert reads == ["src/app.py"]
+    assert "new text" in third and "load_config" not in third
+    reads.clear()
+    assert (third, manifest) == _fresh(tmp_path, repo, "d.xml")
+    assert len(reads) == read_first  # the pack without a memo read everything
+
+
+def test_a_rewrite_that_restores_size_and_mtime_is_still_seen(tmp_path, reads, settled):
+    repo = make_repo(tmp_path)
+    guide = repo / "docs" / "guide.md"
+    _pack(tmp_path, repo, "a.xml")
+    st = guide.stat()
+    old = guide.read_text()
+    guide.write_text(old.replace("server", "SERVER"))  # same size
+    os.utime(guide, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the old mtime: ctime moves
+    reads.clear()
+    text, _ = _pack(tmp_path, repo, "b.xml")
+    assert reads == ["docs/guide.md"] and "SERVER" in text
+
+
+def test_a_file_written_just_before_the_pack_is_read_again(tmp_path, reads):
+    repo = make_repo(tmp_path)  # every file written now: within the racy margin
+    _pack(tmp_path, repo, "a.xml")
+    n = len(reads)
+    reads.clear()
+    _pack(tmp_path, repo, "b.xml")
+    assert len(reads) == n
+
+
+def test_a_deleted_file_leaves_the_pack_and_the_memo(tmp_path, reads, settled):
+    repo = make_repo(tmp_path)
+    _pack(tmp_path, repo, "a.xml")
+    (repo / "docs" / "guide.md").unlink()
+    reads.clear()
+    text, manifest = _pack(tmp_path, repo, "b.xml")
+    assert reads == [] and "docs/guide.md" not in {s["path"] for s in manifest["sources"]}
+    (memo,) = _memo_dir().glob("*.memo")
+    with sqlite3.connect(memo) as conn:
+        paths = {p for (p,) in conn.execute("SELECT path FROM files")}
+    assert "docs/guide.md" not in paths and "src/app.py" in paths
+
+
+@pytest.mark.parametrize("damage", ["garbage file", "code object", "wrong shape", "bad stamp"])
+def test_a_damaged_memo_is_read_past(tmp_path, reads, settled, damage):
+    repo = make_repo(tmp_path)
+    first, _ = _pack(tmp_path, repo, "a.xml")
+    n = len(reads)
+    (memo,) = _memo_dir().glob("*.memo")
+    if damage == "garbage file":
+        memo.write_bytes(b"not a database" * 100)
+    else:
+        blob = {"code object": marshal.dumps(compile("1", "x", "eval")),
+                "wrong shape": marshal.dumps([("d", ("only", "three", "fields"))]),
+                "bad stamp": None}[damage]
+        with sqlite3.connect(memo) as conn:
+            if blob is None:
+                conn.execute("UPDATE files SET size = 'x'")
+            else:
+                conn.execute("UPDATE files SET outputs = ?", (blob,))
+    reads.clear()
+    second, _ = _pack(tmp_path, repo, "b.xml")
+    assert second == first and len(reads) == n  # everything read again, nothing lost
+
+
+def test_another_tokenizer_or_option_is_another_memo(tmp_path, reads, settled):
+    repo = make_repo(tmp_path)
+    _pack(tmp_path, repo, "a.xml")
+    reads.clear()
+    out, man = tmp_path / "o.xml", tmp_path / "o.json"
+    pack(PackInput([str(repo)], tokenizer="o200k", out=str(out), manifest=str(man)))
+    assert reads  # counted again with its own tokenizer
+    assert len(list(_memo_dir().glob("*.memo"))) == 2
+
+
+def test_an_archive_member_is_never_remembered(tmp_path, reads, settled):
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "docs.zip", "w") as zf:
+        zf.writestr("notes.txt", "archived notes\n")
+    _pack(tmp_path, tmp_path / "docs.zip", "a.xml")
+    reads.clear()
+    text, _ = _pack(tmp_path, tmp_path / "docs.zip", "b.xml")
+    assert reads == ["notes.txt"] and "archived notes" in text
+
+
+def test_detect_secrets_is_imported_without_requests():
+    code = ("import sys\n"
+            "from ingest.secrets import scan\n"
+            "assert 'requests' not in sys.modules\n"
+            "found = scan('k = \"AKIAIOSFODNN7EXAMPLE\"\\n', 'x.py').findings\n"
+            "assert [f.kind for f in found] == ['aws-access-key'], found\n"
+            "import detect_secrets.plugins.base as base\n"
+            "assert base.requests.exceptions.RequestException.__module__ == 'requests.exceptions'\n"
+            "import requests\n"
+            "assert callable(requests.get) and 'requests' in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
