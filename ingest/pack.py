@@ -75,12 +75,24 @@ class PackResult:
     header: str = ""
     manifest: str = ""
     toc: TocPosition = "top"
+    _pictures: tuple[tuple[int, int], dict] | None = field(default=None, repr=False,
+                                                         compare=False)
 
     def pictures(self) -> dict:
         """The pictures in the pack: how many, how many carry their image (a vision target),
-        and those images' tokens (already in total_tokens)."""
+        and those images' tokens (already in total_tokens). Looked for once, after planning
+        (as the manifest and the command's summary both ask), in the blocks ingest writes
+        pictures into: pages, parts, videos."""
+        shape = (len(self.blocks), sum(len(b.text) for b in self.blocks))
+        if self._pictures is None or self._pictures[0] != shape:
+            self._pictures = (shape, self._find_pictures())
+        return dict(self._pictures[1])
+
+    def _find_pictures(self) -> dict:
         count = images = tokens = 0
         for block in self.blocks:
+            if "lines" in block.attrs or "cells" in block.attrs:
+                continue  # a text file or notebook: a tag in it is its own text, not a picture
             for tag in PICTURE_TAG.findall(block.text):
                 count += 1
                 cost = IMAGE_TOKENS.search(tag)
@@ -242,12 +254,19 @@ class Packer:
         self.fmt = fmt
         self.name = name
         self.toc = toc
+        self._closings: dict[str, int] = {}
 
     def _cost(self, block: Block) -> None:
         r, count = self.render, self.tokenizer.count
-        block.wrapper_tokens = (count(r.open(block)) + count(r.close(block))
-                                + count(r.close_tag()))
+        block.wrapper_tokens = (count(r.open(block)) + self._fixed(r.close(block))
+                                + self._fixed(r.close_tag()))
         block.manifest_tokens = count(r.manifest_line(block))
+
+    def _fixed(self, text: str) -> int:
+        """Tokens of a wrapper's closing text: one of a few strings, counted once each."""
+        if (n := self._closings.get(text)) is None:
+            n = self._closings[text] = self.tokenizer.count(text)
+        return n
 
     def _number(self, blocks: list[Block]) -> None:
         for i, block in enumerate(blocks, start=1):
