@@ -86,8 +86,11 @@ class StatMemo:
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=30)
-        # rows hold whole texts: large pages read them in a tenth of the pages (a new file)
+        # rows hold whole texts: large pages read them in a tenth of the pages (a new file).
+        # A cache: no fsync (a cold pack's 37 MB memo in 0.05 s, not 0.14); the journal still
+        # makes a killed pack's write all or nothing
         conn.execute("PRAGMA page_size = 65536")
+        conn.execute("PRAGMA synchronous = OFF")
         conn.execute("CREATE TABLE IF NOT EXISTS files (location TEXT PRIMARY KEY, path TEXT, "
                      "size INTEGER, mtime INTEGER, ctime INTEGER, inode INTEGER, "
                      "device INTEGER, chars INTEGER, outputs BLOB)")
