@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
@@ -164,10 +165,54 @@ def symbol_ranking(snap: Snapshot, question: str) -> list[int]:
     return found
 
 
+#: a word of the question that may be a file's name: no spaces, quotes, brackets or slashes
+_NAME_TOKEN = re.compile(r"[^\s\"'`()<>,;:!?\[\]{}/\\]+")
+
+
+def named_paths(paths: Sequence[str], joined: str, every: str, lowered: str, words: set[str],
+                modules: set[str], limit: int = 5) -> list[str]:
+    """The first `limit` paths, in corpus order, that the question (`lowered`) names: by a file
+    name written as one of its words (`pack.py`), a file's stem called a module or file
+    (`words`), or a dotted module's path (`modules`). `joined`: the paths joined by NUL,
+    `every` the same lower-cased. Literal searches in C over the joined text: a loop over
+    321,695 paths took 0.8 s."""
+    padded = f"\0{every}\0"
+    names = {t.rstrip(".") for t in _NAME_TOKEN.findall(lowered)}
+    needles = [(f"{sep}{n}\0", False) for n in names if "." in n for sep in "/\0"]
+    needles += [(f"{sep}{w}{end}", end == ".") for w in words for sep in "/\0" for end in ".\0"]
+    found: set[int] = set()
+    for needle, stem in needles:
+        found.update(_first_ends(padded, needle, stem, limit))
+    if modules:
+        cased = f"\0{joined}\0"
+        found.update(cased.count("\0", 0, pos) for m in modules
+                     if (pos := cased.find(f"\0{m}\0")) >= 0)
+    return [paths[i] for i in sorted(found)[:limit]]
+
+
+def _first_ends(padded: str, needle: str, stem: bool, limit: int) -> list[int]:
+    """Indices of the first `limit` paths of NUL-`padded` whose name `needle` ends (it starts
+    with "/" or NUL); with `stem`, the needle ends in a dot that must lie in the file's name,
+    not in a folder's (`util.d/`)."""
+    out: list[int] = []
+    pos = padded.find(needle)
+    counted, index = 0, -1  # NULs in padded[:counted]; the path index there
+    while pos >= 0 and len(out) < limit:
+        end = padded.find("\0", pos + 1)
+        if stem and padded.find("/", pos + len(needle), end) >= 0:
+            pos = padded.find(needle, pos + 1)  # a folder's; the file's may come later
+            continue
+        index += padded.count("\0", counted, pos + 1)
+        counted = pos + 1
+        out.append(index)
+        pos = padded.find(needle, end)
+    return out
+
+
 def named_sources(snap: Snapshot, question: str,
                   files: list[str] | None = None) -> tuple[list[int], set[str]]:
     """(first segments of the files the question names, the folders it names). A file is named
-    by its file name (`pack.py`), a dotted module (`email.base64mime`) or its stem called a
+    by its file name written as a word of the question (`pack.py`), a dotted module (`email.base64mime`) or its stem called a
     module or file (`the pack module`); a folder by a word called a package or folder that is
     one of its path's parts and holds few of the corpus's files (`openai` in site-packages).
     `files`: the corpus's paths in corpus order when an index is loaded (its file table), so
@@ -186,13 +231,12 @@ def named_sources(snap: Snapshot, question: str,
     session = snap.session
     paths = files if files is not None else session.scalars(select(Source.path).where(
         Source.corpus_id == snap.id, Source.status == "ok").order_by(Source.position)).all()
-    named = [path for path in paths
-             if (base := path.rsplit("/", 1)[-1]).lower() in lowered and "." in base
-             or words and base.split(".")[0].lower() in words or path in modules][:5]
+    joined = "\0".join(paths)  # NUL: the one character no path holds
+    every = joined.lower()
+    named = named_paths(paths, joined, every, lowered, words, modules)
     rare: set[str] = set()
     if words:
         # each folder part that is a place word, counted in C over all the paths at once
-        every = "\0".join(paths).lower()  # NUL: the one character no path holds
         limit = max(3, len(paths) // 50)
         rare = {w for w in words
                 if 0 < len(re.findall(rf"(?<![^/\0]){re.escape(w)}(?=/)", every)) <= limit}

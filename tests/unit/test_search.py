@@ -119,3 +119,38 @@ def test_named_places_from_the_file_table_match_the_database(tmp_path):
         # a file name may hold a newline: what follows it is no folder
         assert named_sources(snap, "What is in the openai package?",
                              ["a\nopenai/x.py", "b/y.py"]) == ([], set())
+
+
+def test_named_paths_found_in_the_joined_paths_as_a_loop_over_them_finds_them():
+    """named_paths searches the NUL-joined paths in C; a plain loop over every path, with the
+    same rules, names the same files in the same order (random corpora and questions)."""
+    import random
+
+    from app.services.search import _NAME_TOKEN, _modules, named_paths
+
+    def loop(paths, lowered, words, modules):
+        names = {t.rstrip(".") for t in _NAME_TOKEN.findall(lowered)}
+        return [p for p in paths if (base := p.rsplit("/", 1)[-1]).lower() in names
+                and "." in base or base.split(".")[0].lower() in words or p in modules][:5]
+
+    rnd = random.Random(31)
+    parts = ["util", "Util", "pack", "io", "a.b", "email", "base64mime", "util.d", "İx", "pack.py"]
+    said = ["where", "is", "util", "pack.py", "pack.py?", "a.b.py", "email.base64mime", "io.txt.",
+            "util.d", "x.tar.gz", "s.py", "src/pack.py", "'io.py'", "İx.py"]
+    for _ in range(800):
+        paths = list(dict.fromkeys(
+            "/".join(rnd.choice(parts) for _ in range(rnd.randint(1, 4)))
+            + rnd.choice(["", ".py", ".PY", ".txt", ".tar.gz"]) for _ in range(rnd.randint(1, 30))))
+        question = " ".join(rnd.choice(said) for _ in range(rnd.randint(1, 7)))
+        words = {w for w in ("util", "pack", "io", "email") if rnd.random() < 0.3}
+        modules = _modules(question) | ({rnd.choice(paths)} if rnd.random() < 0.2 else set())
+        joined = "\0".join(paths)
+        assert named_paths(paths, joined, joined.lower(), question.lower(), words, modules) \
+            == loop(paths, question.lower(), words, modules), (paths, question, words)
+    # a name inside a longer word names nothing; a stem starting a folder's name is no file's
+    paths = ["s.py", "tools.py", "util.d/readme", "a/util.d/util.py"]
+    joined = "\0".join(paths)
+    assert named_paths(paths, joined, joined.lower(), "what is tools.py for?", set(),
+                       set()) == ["tools.py"]
+    assert named_paths(paths, joined, joined.lower(), "the util module", {"util"},
+                       set()) == ["a/util.d/util.py"]
