@@ -30,7 +30,7 @@ import threading
 import time
 
 PRELOAD = ("typer", "typer.main", "typer.rich_utils", "rich.console", "rich.progress", "rich.table",
-           "rich.markup", "rich.text", "rich.panel", "pydantic", "pydantic_settings", "sqlalchemy",
+           "rich.markup", "rich.text", "rich.panel", "pydantic", "sqlalchemy",
            "sqlalchemy.orm", "sqlalchemy.dialects.sqlite", "sqlalchemy.dialects.postgresql",
            "alembic.command", "alembic.config", "alembic.runtime.migration", "numpy", "bm25s",
            "Stemmer", "PIL.Image", "httpx", "yaml", "requests", "pathspec",

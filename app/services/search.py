@@ -212,11 +212,12 @@ def _first_ends(padded: str, needle: str, stem: bool, limit: int) -> list[int]:
 def named_sources(snap: Snapshot, question: str,
                   files: list[str] | None = None) -> tuple[list[int], set[str]]:
     """(first segments of the files the question names, the folders it names). A file is named
-    by its file name written as a word of the question (`pack.py`), a dotted module (`email.base64mime`) or its stem called a
-    module or file (`the pack module`); a folder by a word called a package or folder that is
-    one of its path's parts and holds few of the corpus's files (`openai` in site-packages).
-    `files`: the corpus's paths in corpus order when an index is loaded (its file table), so
-    they are not read from the database again (1.1 s at 500,000 files)."""
+    by its file name written as a word of the question (`pack.py`), a dotted module
+    (`email.base64mime`) or its stem called a module or file (`the pack module`); a folder by a
+    word called a package or folder that is one of its path's parts and holds few of the
+    corpus's files (`openai` in site-packages). `files`: the corpus's paths in corpus order when
+    an index is loaded (its file table), so they are not read from the database again (1.1 s at
+    500,000 files)."""
     lowered = question.lower()
     # a word names a file or folder only when the question says so (`the tarfile module`, `in
     # the openai package`): `a random int` is not about random.py, nor is a class ConfigParser

@@ -101,8 +101,8 @@ def test_a_blocked_import_really_fails_under_the_guard(tmp_path):
     or a module of the project that needs one, fails under it."""
     for line, error in (("import pydantic", "No module named 'pydantic'"),
                         ("import transformers", "No module named 'transformers'"),
-                        (f"import sys; sys.path.insert(0, {str(REPO)!r}); import app.settings",
-                         "No module named 'pydantic'")):
+                        (f"import sys; sys.path.insert(0, {str(REPO)!r}); import app.database",
+                         "No module named 'sqlalchemy'")):
         (tmp_path / "bad.py").write_text(line + "\n")
         done = guarded(tmp_path / f"t{len(line)}", str(tmp_path / "bad.py"), timeout=60)
         assert done.returncode != 0 and error in done.stderr, (line, done.stderr[-500:])
