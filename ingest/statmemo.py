@@ -80,7 +80,7 @@ class StatMemo:
                 rows = conn.execute("SELECT location, path, size, mtime, ctime, inode, device, "
                                     "chars, outputs FROM files").fetchall()
             self._old = {r[0]: r for r in rows}
-        except sqlite3.Error:
+        except (sqlite3.Error, OSError):  # unreadable or no cache folder: read every file
             self._old = {}
 
     def _connect(self) -> sqlite3.Connection:

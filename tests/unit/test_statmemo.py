@@ -173,3 +173,15 @@ def test_detect_secrets_is_imported_without_requests():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr
+
+
+def test_a_cache_folder_that_cannot_be_written_only_costs_the_memo(tmp_path, reads, settled):
+    repo = make_repo(tmp_path)
+    memo_dir = _memo_dir()
+    memo_dir.parent.mkdir(parents=True, exist_ok=True)
+    memo_dir.write_text("a file where the memo folder would be\n")
+    first, _ = _pack(tmp_path, repo, "a.xml")
+    n = len(reads)
+    reads.clear()
+    second, _ = _pack(tmp_path, repo, "b.xml")
+    assert second == first and len(reads) == n
