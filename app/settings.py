@@ -9,6 +9,7 @@ for switches, and a value that does not fit is one line naming the variable.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import MISSING, dataclass, field, fields
@@ -205,6 +206,9 @@ def _parsed(raw: Any, kind: str, from_env: bool) -> Any:
         try:
             return int(raw)
         except ValueError:
+            with contextlib.suppress(ValueError):  # "4.0", as pydantic takes it
+                if (number := float(raw)).is_integer():
+                    return int(number)
             raise ValueError("Input should be a valid integer, unable to parse string as an "
                              "integer") from None
     if kind == "float":

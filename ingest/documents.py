@@ -40,6 +40,7 @@ from ingest.injection import is_code as inject_is_code
 from ingest.languages import is_code, language_for
 from ingest.notebooks import read_notebook
 from ingest.pictures import PictureOptions, decoration
+from ingest.statmemo import stamp
 from ingest.symbols import extract_symbols
 from ingest.types import (
     Candidate,
@@ -105,9 +106,14 @@ class ProcessOptions:
                        ocr=self.ocr and self.pictures.ocr)
 
 
-def read_bytes(candidate: Candidate) -> bytes | Skipped:
+def read_bytes(candidate: Candidate, stamped: list | None = None) -> bytes | Skipped:
+    """The file's bytes; with `stamped`, the stamp of the file they were read from is appended
+    to it (fstat of the open file: a link retargeted or a folder swapped since the listing
+    shows as another stamp)."""
     try:
         with open(candidate.location, "rb") as fh:
+            if stamped is not None:
+                stamped.append(stamp(os.fstat(fh.fileno())))
             return fh.read()
     except FileNotFoundError:
         return Skipped(candidate.path, candidate.root, candidate.size, "error",

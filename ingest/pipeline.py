@@ -163,6 +163,9 @@ class _Read:
     unchanged: str | None = None
     noise: str | None = None  # the path rule that matched but is switched off
     verdicts: dict[str, str] = field(default_factory=dict)  # new content verdicts to remember
+    #: the bytes came from the file as it was listed (its stamp then and as read agree): only
+    #: then may a stat memo keep what they gave
+    settled: bool = False
 
 
 class _Memo:
@@ -187,12 +190,15 @@ def _read_one(i: int, cand: Candidate, options: ProcessOptions, known_sha: str |
     noise = options.noise
     reason = noise.by_path(cand.path, cand.size)
     if reason is not None and noise.enabled(reason):
-        return _Read(i, skipped=Skipped(cand.path, cand.root, cand.size, "skipped", reason))
+        return _Read(i, skipped=Skipped(cand.path, cand.root, cand.size, "skipped", reason),
+                     settled=cand.stamp is not None)  # decided by its path and listed size
     if seen_only and cand.size > INLINE_HEAVY_BYTES and _heavy(cand.path, options):
         return None
-    data = read_bytes(cand)
+    stamped: list = []
+    data = read_bytes(cand, stamped if cand.stamp is not None else None)
     if isinstance(data, Skipped):
         return _Read(i, skipped=data)
+    settled = cand.stamp is not None and stamped == [cand.stamp]
     sha = hashlib.sha256(data).hexdigest()
     if known_sha == sha:
         return _Read(i, unchanged=sha)
@@ -201,8 +207,8 @@ def _read_one(i: int, cand: Candidate, options: ProcessOptions, known_sha: str |
     memo.new = {}
     result = process(cand, data, options, sha, memo)
     if isinstance(result, Skipped):
-        return _Read(i, skipped=result, verdicts=memo.new)
-    return _Read(i, document=result, noise=reason, verdicts=memo.new)
+        return _Read(i, skipped=result, verdicts=memo.new, settled=settled)
+    return _Read(i, document=result, noise=reason, verdicts=memo.new, settled=settled)
 
 
 _worker: tuple[ProcessOptions, _Memo, Tokenizer | None] | None = None
@@ -405,7 +411,7 @@ def run_pipeline(inputs: list[Path], tokenizer: Tokenizer, options: PipelineOpti
             for read in _read_all(candidates, options.process, known, cache, workers, starting,
                                   counter, frozenset(recalled)):
                 path, root, cand_flags = candidates.shown(read.index)
-                cand = candidates[read.index] if memo is not None else None
+                cand = candidates[read.index] if memo is not None and read.settled else None
                 # read: let it go (a million candidates held to the end took ~0.5 GB)
                 candidates[read.index] = None  # type: ignore[call-overload]
                 if cache is not None:
@@ -423,17 +429,17 @@ def run_pipeline(inputs: list[Path], tokenizer: Tokenizer, options: PipelineOpti
                         read.document.flags.append(f"noise:{read.noise}")
                     read.document.flags.extend(cand_flags)
                     children, read.document.children = read.document.children, []
-                    kept: list[Output] = []
+                    # skipped children first: the file's documents may be counted (and the
+                    # file kept in the memo) before this generator runs again
+                    kept: list[Output] = [c for c in children if isinstance(c, Skipped)]
+                    skipped.extend(kept)  # type: ignore[arg-type]
                     waiting = [1 + sum(isinstance(c, Document) for c in children)]
                     if cand is not None:
                         fresh[read.index] = (cand, kept, waiting)
                     order.append(read.index)
                     yield read.document
                     for child in children:  # an mbox's messages, a mail's attachments
-                        if isinstance(child, Skipped):
-                            skipped.append(child)
-                            kept.append(child)
-                        else:
+                        if isinstance(child, Document):
                             order.append(read.index)
                             yield child
 

@@ -20,10 +20,12 @@ field by field when taken back: a row that does not load is read again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import marshal
 import os
 import sqlite3
+import sysconfig
 import time
 from collections.abc import Iterable
 from contextlib import closing
@@ -40,6 +42,10 @@ RACY_NS = 2_000_000_000
 MAX_CHARS = 256_000_000
 #: memo files kept in one folder, the most recently used
 KEEP_FILES = 8
+#: flags of a reading that looked at other files than its own: an HTML file is source code in a
+#: project's folder (a Makefile, package.json or .git above it) and a web page elsewhere
+#: (ingest/documents.html_is_source), so its stamp alone does not say the reading still holds
+AROUND_FLAGS = ("html:",)
 
 Output = Document | Skipped
 
@@ -55,11 +61,16 @@ def memo_key(*parts: object) -> str:
 
 
 def code_stamp(package: Path) -> tuple:
-    """The reading code's own files (name, size, mtime): an edited or upgraded reader must not
-    hand back what the old one read."""
+    """The reading code's own files (name, size, mtime) and the folders installed libraries
+    live in (an install or upgrade adds and removes entries there, which moves the folder's
+    mtime): an edited or upgraded reader, detect-secrets or python-docx included, must not hand
+    back what the old one read."""
     try:
-        return tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns)
-                            for e in os.scandir(package) if e.name.endswith(".py")))
+        own = tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns)
+                           for e in os.scandir(package) if e.name.endswith(".py")))
+        libraries = tuple(os.stat(p).st_mtime_ns for p in sorted(
+            {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}) if os.path.isdir(p))
+        return own, libraries
     except OSError:
         return ("unreadable",)
 
@@ -80,7 +91,13 @@ class StatMemo:
                 rows = conn.execute("SELECT location, path, size, mtime, ctime, inode, device, "
                                     "chars, outputs FROM files").fetchall()
             self._old = {r[0]: r for r in rows}
-        except (sqlite3.Error, OSError):  # unreadable or no cache folder: read every file
+        except sqlite3.OperationalError:  # locked by another pack, or no room: read every file
+            self._old = {}
+        except sqlite3.DatabaseError:  # not a database (damaged): made anew by `save`
+            self._old = {}
+            with contextlib.suppress(OSError):
+                path.unlink()
+        except OSError:  # no cache folder to be had: read every file
             self._old = {}
 
     def _connect(self) -> sqlite3.Connection:
@@ -134,7 +151,8 @@ class StatMemo:
                 stored.append(("s", (out.path, out.root, out.size, out.status, out.reason,
                                      out.sha256)))
             else:
-                if out.content_key is None or out.children:
+                if (out.content_key is None or out.children
+                        or any(f.startswith(AROUND_FLAGS) for f in out.flags)):
                     return
                 stored.append(("d", _plain(out)))
                 chars += sum(len(s.text) for s in out.segments)

@@ -165,8 +165,12 @@ def symbol_ranking(snap: Snapshot, question: str) -> list[int]:
     return found
 
 
-#: a word of the question that may be a file's name: no spaces, quotes, brackets or slashes
-_NAME_TOKEN = re.compile(r"[^\s\"'`()<>,;:!?\[\]{}/\\]+")
+#: a word of the question that may be a file's name: letters, digits and `_.-+@~#%=`, so
+#: `**pack.py**`, `pack.py's`, `pack.py…` and `|pack.py|` name pack.py
+_NAME_TOKEN = re.compile(r"[\w.\-+@~#%=]+")
+#: file names looked for, at most (a pasted log of dotted words costs a search over every
+#: path each)
+MAX_FILE_NAMES = 32
 
 
 def named_paths(paths: Sequence[str], joined: str, every: str, lowered: str, words: set[str],
@@ -177,8 +181,9 @@ def named_paths(paths: Sequence[str], joined: str, every: str, lowered: str, wor
     `every` the same lower-cased. Literal searches in C over the joined text: a loop over
     321,695 paths took 0.8 s."""
     padded = f"\0{every}\0"
-    names = {t.rstrip(".") for t in _NAME_TOKEN.findall(lowered)}
-    needles = [(f"{sep}{n}\0", False) for n in names if "." in n for sep in "/\0"]
+    names = list(dict.fromkeys(n for t in _NAME_TOKEN.findall(lowered)
+                               if "." in (n := t.rstrip("."))))[:MAX_FILE_NAMES]
+    needles = [(f"{sep}{n}\0", False) for n in names for sep in "/\0"]
     needles += [(f"{sep}{w}{end}", end == ".") for w in words for sep in "/\0" for end in ".\0"]
     found: set[int] = set()
     for needle, stem in needles:

@@ -154,3 +154,5 @@ def test_named_paths_found_in_the_joined_paths_as_a_loop_over_them_finds_them():
                        set()) == ["tools.py"]
     assert named_paths(paths, joined, joined.lower(), "the util module", {"util"},
                        set()) == ["a/util.d/util.py"]
+    for said in ("is **tools.py** used?", "tools.py's job", "in |tools.py|", "see tools.py…"):
+        assert named_paths(paths, joined, joined.lower(), said, set(), set()) == ["tools.py"]

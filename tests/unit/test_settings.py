@@ -54,8 +54,10 @@ def test_a_value_that_does_not_fit_names_the_variable(monkeypatch, name, value, 
     assert str(err.value).startswith(f"SCOUTLENS_{name}={value!r}: ") and says in str(err.value)
 
 
-def test_given_values_are_checked_too():
+def test_given_values_are_checked_too(monkeypatch):
     assert Settings(auth_proxy_ips=("10.0.0.1",)).auth_proxy_ips == ["10.0.0.1"]
+    monkeypatch.setenv("SCOUTLENS_WORKERS", "4.0")  # an integral number, as pydantic takes it
+    assert Settings().workers == 4
     with pytest.raises(SettingsError):
         Settings(max_images=-1)
     with pytest.raises(SettingsError):

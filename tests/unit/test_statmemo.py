@@ -26,9 +26,9 @@ def reads(monkeypatch):
     opened: list[str] = []
     real = ingest.pipeline.read_bytes
 
-    def counting(cand):
+    def counting(cand, stamped=None):
         opened.append(cand.path)
-        return real(cand)
+        return real(cand, stamped)
 
     monkeypatch.setattr(ingest.pipeline, "read_bytes", counting)
     return opened
@@ -185,3 +185,76 @@ def test_a_cache_folder_that_cannot_be_written_only_costs_the_memo(tmp_path, rea
     reads.clear()
     second, _ = _pack(tmp_path, repo, "b.xml")
     assert second == first and len(reads) == n
+
+
+def test_an_html_file_is_read_again_when_a_project_marker_appears(tmp_path, reads, settled):
+    """An HTML file is a web page, or source code inside a project: its reading depends on the
+    folders above it, so the memo never keeps it."""
+    folder = tmp_path / "d"
+    (folder / "site").mkdir(parents=True)
+    (folder / "site" / "page.html").write_text(
+        "<html><head><title>Title</title></head><body><h1>Title</h1><p>Words.</p></body></html>")
+    _pack(tmp_path, folder, "a.xml")
+    (folder / "Makefile").write_text("all:\n\techo\n")
+    reads.clear()
+    text, manifest = _pack(tmp_path, folder, "b.xml")
+    assert "site/page.html" in reads
+    assert (text, manifest) == _fresh(tmp_path, folder, "c.xml")
+
+
+def test_a_mails_skipped_attachment_stays_skipped_at_a_chunk_boundary(tmp_path, monkeypatch,
+                                                                      settled):
+    """A mail's documents may be counted before its skipped attachments are listed (a chunk
+    fills): the memo still keeps them, so every pack skips the same files."""
+    import io
+    import zipfile
+    from email.message import EmailMessage
+
+    import ingest.counting
+
+    monkeypatch.setattr(ingest.counting, "BATCH_CHARS", 1)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("inner.txt", "inside\n")
+    msg = EmailMessage()
+    msg["Subject"], msg["From"], msg["To"] = "Q3", "a@example.org", "b@example.org"
+    msg.set_content("The plan for Q3.\n")
+    msg.add_attachment(buf.getvalue(), maintype="application", subtype="zip", filename="x.zip")
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    (folder / "x.eml").write_bytes(bytes(msg))
+    (folder / "notes.txt").write_text("notes\n")
+    skipped = [sorted(s.path for s in pack(PackInput(
+        [str(folder)], tokenizer="cl100k", out=str(tmp_path / f"{i}.xml"))).skipped)
+        for i in range(3)]
+    assert skipped[0] and skipped[0] == skipped[1] == skipped[2]
+
+
+def test_bytes_from_another_file_than_the_one_listed_are_not_kept(tmp_path):
+    """The stamp of the open file must be the one listed (a link retargeted, a folder swapped
+    between listing and reading): else what was read is used but not remembered."""
+    from ingest.documents import ProcessOptions
+    from ingest.pipeline import _Memo, _read_one
+    from ingest.types import Candidate
+
+    f = tmp_path / "a.txt"
+    f.write_text("text\n")
+    listed = statmemo.stamp(f.stat())
+    options = ProcessOptions(segments=False, symbols=False, injections=False)
+    as_listed = _read_one(0, Candidate("a.txt", f, str(tmp_path), 5, (), listed), options, None,
+                          _Memo(None))
+    other = _read_one(0, Candidate("a.txt", f, str(tmp_path), 5, (), (5, 1, 1, 1, 1)), options,
+                      None, _Memo(None))
+    assert as_listed.settled and as_listed.document.text == "text\n"
+    assert not other.settled and other.document.text == "text\n"
+
+
+def test_a_damaged_memo_file_is_made_anew(tmp_path, reads, settled):
+    repo = make_repo(tmp_path)
+    _pack(tmp_path, repo, "a.xml")
+    (memo,) = _memo_dir().glob("*.memo")
+    memo.write_bytes(b"not a database" * 100)
+    _pack(tmp_path, repo, "b.xml")  # reads everything, writes a new memo
+    reads.clear()
+    _pack(tmp_path, repo, "c.xml")
+    assert reads == []
