@@ -97,7 +97,7 @@ with set_current_vllm_config(VllmConfig()):
     print("patched", tuple(layer(tile).shape))
     layer.linear._forward_pre_hooks.clear()  # vLLM's own code
     try:
-        layer(tile)
+        print("unpatched-ran", tuple(layer(tile).shape))
     except RuntimeError as exc:
         print("unpatched", str(exc).splitlines()[0])
 print("torchvision", torchvision.__version__, torchvision.extension._has_ops())
@@ -121,7 +121,12 @@ def test_the_site_folder_lets_torchvision_load_and_fixes_llama4_patches(llama4, 
     assert fixed.returncode == 0, fixed.stderr[-3000:]
     lines = dict(line.split(" ", 1) for line in fixed.stdout.splitlines() if " " in line)
     assert lines["patched"] == "(1, 576, 64)", fixed.stdout
-    assert "a.stride(-1) == 1" in lines["unpatched"], fixed.stdout  # the upstream bug
+    # the upstream bug, where this CPU's oneDNN path has it (the Intel machines so far); an AMD
+    # EPYC (2026-12-07) runs vLLM's own code: the patched layer must then agree with it
+    if "unpatched-ran" in lines:
+        assert lines["unpatched-ran"] == lines["patched"], fixed.stdout
+    else:
+        assert "a.stride(-1) == 1" in lines["unpatched"], fixed.stdout
     assert lines["torchvision"].endswith(" False"), fixed.stdout
 
 
