@@ -38,8 +38,9 @@ VERSION = 1
 #: a file changed this close to its listing is not remembered (coarse file-system clocks: FAT
 #: keeps 2 s; a network file system's clock may lag the machine's)
 RACY_NS = 2_000_000_000
-#: a pack with more text than this keeps no memo (its memo would be as large as the pack)
-MAX_CHARS = 256_000_000
+#: a pack with more text than this keeps no memo: the rows wait in memory until the pack is
+#: written, so this bounds what the memo adds to a pack's peak (the standard library: 36M)
+MAX_CHARS = 64_000_000
 #: memo files kept in one folder, the most recently used
 KEEP_FILES = 8
 #: flags of a reading that looked at other files than its own: an HTML file is source code in a
@@ -159,8 +160,10 @@ class StatMemo:
         location = str(cand.location)
         self._seen.add(location)
         self._chars += chars
-        if self._chars <= MAX_CHARS:  # past it nothing is saved: hold nothing more
+        if self._chars <= MAX_CHARS:
             self._new.append((location, cand.path, *st, chars, marshal.dumps(stored)))
+        else:  # past it nothing is saved: let go of what was held, hold nothing more
+            self._new.clear()
 
     def save(self) -> None:
         """Write the rows kept now and drop those of files gone or changed; never fails a pack."""
