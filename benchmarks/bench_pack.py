@@ -6,6 +6,8 @@ Runs both side by side in one process, alternating, and reports medians and rati
     token cache warm), --repacks times a run, each after its own edit
   - peak RSS of the scoutlens process, MB/s and tokens/s
   - cold `scoutlens ingest` into the database (symbols, segments; no repomix equivalent)
+  - watch mode (`pack --watch`, repomix's `--watch`): from one file's edit to the tool's own
+    line saying the new pack is written, --repacks edits a run, each tool watching alone
 
 repomix is installed from the npm registry into benchmarks/.tools on first use.
 Usage: python benchmarks/bench_pack.py [--runs 3] [--repacks 3] [--corpus DIR] [--no-repomix]
@@ -16,12 +18,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -67,6 +72,58 @@ def touch_one(corpus: Path, run: int) -> None:
     f.write_text(f.read_text() + f"\n# benchmark edit {run}\n")
 
 
+class Watching:
+    """A tool's watch mode in its own process: `when(text)` is the time its output says
+    `text` (each tool prints a line once a pack is written)."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str], stream: str) -> None:
+        pipes = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL,
+                 stream: subprocess.PIPE}
+        self.proc = subprocess.Popen(cmd, env=env, text=True, **pipes)
+        self.lines: queue.Queue[tuple[float, str]] = queue.Queue()
+        threading.Thread(target=self._read, args=(getattr(self.proc, stream),),
+                         daemon=True).start()
+
+    def _read(self, pipe) -> None:
+        for line in pipe:
+            self.lines.put((time.perf_counter(), line))
+
+    def when(self, text: str, timeout: float = 900) -> float:
+        end = time.perf_counter() + timeout
+        while True:
+            try:
+                at, line = self.lines.get(timeout=max(0.01, end - time.perf_counter()))
+            except queue.Empty:
+                raise SystemExit(f"no {text!r} from {self.proc.args}") from None
+            if text in line:
+                return at
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def watch_latencies(cmd: list[str], env: dict[str, str], stream: str, ready: str, done: str,
+                    corpus: Path, edits: range) -> list[float]:
+    """Seconds from each edit to the watcher's line saying the new pack is written."""
+    w = Watching(cmd, env, stream)
+    try:
+        w.when(ready)
+        time.sleep(1.0)  # let the first pack's own writes settle
+        out = []
+        for edit in edits:
+            began = time.perf_counter()
+            touch_one(corpus, edit)
+            out.append(w.when(done) - began)
+            time.sleep(0.5)
+        return out
+    finally:
+        w.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
@@ -84,7 +141,7 @@ def main() -> None:
     rmx = None if args.no_repomix else repomix_bin()
     results: dict[str, list[float]] = {k: [] for k in (
         "scoutlens_cold", "scoutlens_repack", "repomix_cold", "repomix_repack",
-        "scoutlens_ingest_cold", "scoutlens_reingest")}
+        "scoutlens_ingest_cold", "scoutlens_reingest", "scoutlens_watch", "repomix_watch")}
     rss = 0
     for run in range(args.runs):
         home = work / f"home-{run}"
@@ -104,6 +161,14 @@ def main() -> None:
             results["scoutlens_repack"].append(timed(pack, env)[0])
             if rmx:
                 results["repomix_repack"].append(timed(rmx_cmd, base_env)[0])
+        edits = range(run * 10 + 5, run * 10 + 5 + args.repacks)
+        results["scoutlens_watch"] += watch_latencies(
+            [*pack, "--watch"], {**env, "COLUMNS": "200"}, "stderr", "watching", "re-packed in",
+            corpus, edits)
+        if rmx:
+            results["repomix_watch"] += watch_latencies(
+                [str(rmx), str(corpus), "-o", str(out_r), "--watch"], base_env, "stdout",
+                "Watching", "Rebuilt at", corpus, edits)
         ingest = [*scoutlens, "ingest", str(corpus), "--corpus", "bench", "-t", args.tokenizer,
                   "--json"]
         results["scoutlens_ingest_cold"].append(timed(ingest, env)[0])
@@ -127,6 +192,8 @@ def main() -> None:
         report["speedup_cold_vs_repomix"] = round(med["repomix_cold"] / med["scoutlens_cold"], 2)
         report["speedup_repack_vs_repomix_cached"] = round(
             med["repomix_repack"] / med["scoutlens_repack"], 2)
+        report["speedup_watch_vs_repomix_watch"] = round(
+            med["repomix_watch"] / med["scoutlens_watch"], 2)
     print(json.dumps(report, indent=1))
     shutil.rmtree(work, ignore_errors=True)
 

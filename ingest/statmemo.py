@@ -80,13 +80,20 @@ class StatMemo:
     """One pack's memo: `recall` what a file gave last time, `keep` what it gave now, `save`.
     One SQLite file a memo, a row a file: a re-pack after one change writes one row."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, rows: dict[str, tuple] | None = None) -> None:
+        """The memo at `path`, loaded from it; or, given `rows` (a `successor`'s), from them
+        without opening the file."""
         self.path = path
         self.listed_ns = time.time_ns()  # set again by `listing`, as the files are listed
         self._old: dict[str, tuple] = {}
         self._seen: set[str] = set()  # locations recalled or kept now
         self._new: list[tuple] = []
+        self._plain: dict[str, list[tuple]] = {}  # location -> the outputs kept now, unencoded
         self._chars = 0
+        self.recalled = 0  # files taken back now, not read
+        if rows is not None:
+            self._old = dict(rows)
+            return
         try:
             with closing(self._connect()) as conn:
                 rows = conn.execute("SELECT location, path, size, mtime, ctime, inode, device, "
@@ -114,6 +121,10 @@ class StatMemo:
                      "device INTEGER, chars INTEGER, outputs BLOB)")
         return conn
 
+    def again(self) -> StatMemo:
+        """A memo for the next pack over this one's rows, which it leaves as they are."""
+        return StatMemo(self.path, self._old)
+
     def listing(self) -> None:
         """Called as the files are about to be listed: the moment stamps are judged against."""
         self.listed_ns = time.time_ns()
@@ -128,12 +139,15 @@ class StatMemo:
         if row is None or row[1] != path or row[2:7] != stamp:
             return None
         try:
-            outputs = [_document(v) if k == "d" else Skipped(*v)
-                       for k, v in _checked(marshal.loads(row[8]))]
+            stored = row[8] if type(row[8]) is list else _checked(marshal.loads(row[8]))
+            outputs = [_document(v) if k == "d" else Skipped(*v) for k, v in stored]
         except (EOFError, ValueError, TypeError):
             return None
+        if stored is not row[8]:  # decoded once: a successor takes it up as it is
+            self._old[location] = (*row[:8], stored)
         self._seen.add(location)
         self._chars += row[7] if type(row[7]) is int else 0
+        self.recalled += 1
         return outputs
 
     def keep(self, cand: Candidate, outputs: Iterable[Output]) -> None:
@@ -162,8 +176,21 @@ class StatMemo:
         self._chars += chars
         if self._chars <= MAX_CHARS:
             self._new.append((location, cand.path, *st, chars, marshal.dumps(stored)))
+            self._plain[location] = stored
         else:  # past it nothing is saved: let go of what was held, hold nothing more
             self._new.clear()
+            self._plain.clear()
+
+    def successor(self) -> StatMemo:
+        """This memo as `save` leaves it, held in memory with its rows decoded, for a process
+        that packs again (`pack --watch`): its next pack takes up `successor().again()`
+        without loading the file or decoding a row (a pack that fails leaves it as it was)."""
+        if self._chars > MAX_CHARS:
+            return StatMemo(self.path, {})
+        rows = {loc: self._old[loc] for loc in self._seen if loc in self._old}
+        for row in self._new:
+            rows[row[0]] = (*row[:8], self._plain[row[0]])
+        return StatMemo(self.path, rows)
 
     def save(self) -> None:
         """Write the rows kept now and drop those of files gone or changed; never fails a pack."""
@@ -196,7 +223,8 @@ def _plain(doc: Document) -> tuple:
 def _document(v: tuple) -> Document:
     (path, root, kind, language, sha, size, segs, syms, metadata, flags, tokens, key) = v
     return Document(path, root, kind, language, sha, size, [Segment(*s) for s in segs],
-                    [Symbol(*y) for y in syms], metadata, flags, tokens, key, counted=True)
+                    [Symbol(*y) for y in syms], dict(metadata), list(flags), tokens, key,
+                    counted=True)  # copies: a row held in memory is taken back again
 
 
 _PLAIN = (str, int, type(None))

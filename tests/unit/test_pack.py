@@ -153,3 +153,22 @@ def test_nothing_to_pack(tmp_path):
         pack(PackInput([str(empty)], out=str(tmp_path / "x.xml")))
     with pytest.raises(IngestError, match="path not found"):
         pack(PackInput([str(tmp_path / "nope")], out=str(tmp_path / "x.xml")))
+
+
+def test_the_manifest_is_json_with_one_source_a_line():
+    """manifest_text encodes each value in C (json's indent= is its Python encoder): the same
+    JSON as json.dumps, a source a line so a diff of two manifests shows what moved."""
+    import json
+
+    from ingest.pack import manifest_text
+
+    manifest = {"source": "d/é", "total_tokens": 12, "pictures": {"pictures": 0},
+                "sources": [{"id": "S1", "path": 'a "b".py', "tokens": 5},
+                            {"id": "S2", "path": "naïve\n.md", "tokens": 7}],
+                "reduced": [], "dropped": [{"path": "x", "why": "over"}]}
+    text = manifest_text(manifest)
+    assert json.loads(text) == manifest and list(json.loads(text)) == list(manifest)
+    lines = text.splitlines()
+    assert [ln.strip().rstrip(",") for ln in lines if '"id"' in ln] == [
+        json.dumps(s) for s in manifest["sources"]]
+    assert json.loads(manifest_text({**manifest, "sources": []}))["sources"] == []

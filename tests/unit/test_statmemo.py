@@ -18,6 +18,7 @@ import ingest.pipeline
 from app.services.packing import PackInput, pack
 from app.settings import get_settings
 from ingest import statmemo
+from ingest.types import IngestError
 
 
 @pytest.fixture
@@ -258,3 +259,49 @@ def test_a_damaged_memo_file_is_made_anew(tmp_path, reads, settled):
     reads.clear()
     _pack(tmp_path, repo, "c.xml")
     assert reads == []
+
+
+def test_a_process_that_packs_again_takes_the_memo_from_memory(tmp_path, reads, settled):
+    """`pack --watch` keeps the memo, decoded, between its packs (packing.Resident): the file
+    on disk is not needed, the packs are what packs without a memo give, and a pack that
+    fails leaves the memo in memory as it was."""
+    import shutil
+
+    from app.services.packing import Resident
+
+    repo = make_repo(tmp_path)
+    resident = Resident()
+
+    def packed(name: str) -> tuple[str, dict]:
+        out, man = tmp_path / name, tmp_path / f"{name}.json"
+        pack(PackInput([str(repo)], tokenizer="cl100k", out=str(out), manifest=str(man)),
+             resident=resident)
+        return out.read_text(), json.loads(man.read_text())
+
+    first = packed("a.xml")
+    n = len(reads)
+    assert resident.memo is not None and any(resident.counts.values())
+    shutil.rmtree(_memo_dir())  # from here on only the memory can say what is unchanged
+    reads.clear()
+    assert packed("b.xml") == first and reads == []
+    assert packed("c.xml") == first and reads == []  # taken back twice: no row was changed
+
+    with pytest.raises(IngestError, match="is a folder"):
+        pack(PackInput([str(repo)], tokenizer="cl100k", out=str(tmp_path)), resident=resident)
+    (repo / "src" / "app.py").write_text("def changed():\n    return 'new text'\n")
+    (repo / "docs" / "guide.md").unlink()
+    reads.clear()
+    text, manifest = packed("d.xml")
+    assert reads == ["src/app.py"] and "new text" in text
+    assert "docs/guide.md" not in {s["path"] for s in manifest["sources"]}
+    reads.clear()
+    assert (text, manifest) == _fresh_of(tmp_path, repo, "e.xml")
+    assert len(reads) == n - 1
+
+
+def _fresh_of(tmp_path: Path, target: Path, name: str) -> tuple[str, dict]:
+    """A pack with no memo, in memory or on disk."""
+    import shutil
+
+    shutil.rmtree(_memo_dir(), ignore_errors=True)
+    return _pack(tmp_path, target, name)

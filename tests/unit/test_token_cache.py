@@ -38,3 +38,21 @@ def test_a_small_cache_read_whole_stops_growing_past_the_bound(tmp_path, monkeyp
         cache.put(f"k{i}", i)
     cache.flush()
     assert cache._known is None and cache.get("k20") == 20  # now asked key by key
+
+
+def test_a_damaged_cache_file_is_made_anew(tmp_path, monkeypatch):
+    """The cache is written without fsync: a file an OS crash damaged, or any file that is
+    not a database, is dropped and written anew, not passed over at every run."""
+    import sqlite3
+
+    path = tmp_path / "counts.sqlite"
+    for large in (False, True):  # read whole, then asked key by key
+        path.write_bytes(b"not a database at all" * 500)
+        monkeypatch.setattr(counting, "PRELOAD_BYTES", 0 if large else 64 << 20)
+        cache = TokenCache(path, "fp")
+        assert cache.get("k") is None and cache.verdict("v") is None
+        cache.put("k", 7)
+        cache.flush()
+        assert TokenCache(path, "fp").get("k") == 7
+    TokenCache(path, "fp")._damaged(sqlite3.OperationalError("database is locked"))
+    assert TokenCache(path, "fp").get("k") == 7  # a busy or full file is kept
