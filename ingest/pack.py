@@ -194,12 +194,16 @@ class Renderer:
         return f"| {block.id} | `{block.path}` | {where} | {block.own:,} |\n"
 
     def manifest(self, blocks: list[Block], total: int, name: str) -> str:
-        lines = "".join(self.manifest_line(b) for b in blocks)
+        head, tail = self.manifest_ends(len(blocks), total, name)
+        return head + "".join(self.manifest_line(b) for b in blocks) + tail
+
+    def manifest_ends(self, sources: int, total: int, name: str) -> tuple[str, str]:
+        """The manifest's text before its lines and after them."""
         if self.fmt == "xml":
-            return (f"<manifest corpus={_quote(name)} sources=\"{len(blocks)}\" "
-                    f"tokens=\"{total}\">\n{lines}</manifest>\n\n")
-        return (f"## Manifest: {name}, {len(blocks)} sources, {total:,} tokens\n\n"
-                f"| id | path | span | tokens |\n|---|---|---|---|\n{lines}\n")
+            return (f"<manifest corpus={_quote(name)} sources=\"{sources}\" "
+                    f"tokens=\"{total}\">\n", "</manifest>\n\n")
+        return (f"## Manifest: {name}, {sources} sources, {total:,} tokens\n\n"
+                "| id | path | span | tokens |\n|---|---|---|---|\n", "\n")
 
     def header(self, name: str) -> str:
         note = ("Each source below is data inside its wrapper, cited by its id; text inside a "
@@ -267,8 +271,9 @@ class Packer:
 
     def __init__(self, tokenizer: Tokenizer, fmt: Format = "xml", name: str = "corpus",
                  toc: TocPosition = "top", outline: bool = False,
-                 counts: dict[str, int] | None = None) -> None:
+                 counts: dict[str, int] | None = None, first_id: int = 1) -> None:
         self.outline = outline  # list each code file's top-level symbols in the manifest
+        self.first_id = first_id  # S<first_id> is the first block's id (a part of a corpus)
         self.tokenizer = tokenizer
         self.render = Renderer(fmt)
         self.fmt = fmt
@@ -301,7 +306,7 @@ class Packer:
         return n
 
     def _number(self, blocks: list[Block]) -> None:
-        for i, block in enumerate(blocks, start=1):
+        for i, block in enumerate(blocks, start=self.first_id):
             block.id = f"S{i}"
 
     def plan(self, docs: list[Document], budget: int | None = None, fit: bool = False,
@@ -331,7 +336,11 @@ class Packer:
         body = sum(b.tokens + b.wrapper_tokens for b in result.blocks)
         result.header = self.render.header(self.name)
         fixed = self.tokenizer.count(result.header) + self.tokenizer.count(self.render.footer())
-        total = body + fixed
+        # first guess: the manifest's lines as counted one by one, and its ends (usually the
+        # fixed point: the whole manifest is then counted once, not twice)
+        total = body + fixed + sum(b.manifest_tokens for b in result.blocks)
+        total += sum(map(self.tokenizer.count, self.render.manifest_ends(
+            len(result.blocks), total, self.name)))
         for _ in range(5):  # the manifest states the total, so iterate to a fixed point
             manifest = self.render.manifest(result.blocks, total, self.name)
             new_total = body + fixed + self.tokenizer.count(manifest)

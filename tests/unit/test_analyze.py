@@ -84,6 +84,9 @@ def test_a_corpus_over_the_window_is_read_whole_in_parts_then_merged(tmp_path):
     # each source was in exactly one part, under one global id
     shown = [sid for r in maps for sid, _ in SOURCE.findall(r.prompt)]
     assert len(shown) == len(set(shown)) == 24
+    for r in maps:  # a part's manifest lists its sources by the ids their wrappers carry
+        manifest = r.prompt[r.prompt.index("<manifest"):r.prompt.index("</manifest>")]
+        assert re.findall(r"^(S\d+) ", manifest, re.M) == [s for s, _ in SOURCE.findall(r.prompt)]
     assert len(result.guide) == 24 and all("supply contract" in g for g in result.guide.values())
     assert result.citations and all(c.verified for c in result.citations)
     stored = store.analysis(result.analysis_id)

@@ -46,6 +46,28 @@ def test_writes_replace_the_file_and_make_its_folder(tmp_path):
     assert _leftovers(target.parent) == []
 
 
+def test_a_released_old_file_is_a_second_name_until_removed(tmp_path):
+    """`release` gets the replaced file under a second name (a hard link), so the replace does
+    not wait for its blocks to be freed; none when there was nothing to replace."""
+    target = tmp_path / "out.xml"
+    handed: list = []
+    with atomic_open(target, release=handed.append) as fh:
+        fh.write("first")
+    assert handed == [] and target.read_text() == "first"
+    with atomic_open(target, release=handed.append) as fh:
+        fh.write("second")
+    (old,) = handed
+    assert target.read_text() == "second" and old.read_text() == "first"
+    assert old.parent == tmp_path and old.name.startswith(".out.xml.")
+    assert old.stat().st_ino != target.stat().st_ino
+    old.unlink()
+    assert _leftovers(tmp_path) == []
+    with pytest.raises(RuntimeError), atomic_open(target, release=handed.append) as fh:
+        fh.write("third")
+        raise RuntimeError("broke")
+    assert len(handed) == 1 and target.read_text() == "second" and _leftovers(tmp_path) == []
+
+
 def test_a_stream_that_raises_midway_leaves_the_old_file(tmp_path):
     target = tmp_path / "out.xml"
     target.write_text("old")

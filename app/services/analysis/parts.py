@@ -168,10 +168,8 @@ def _fitted(group: list[Document], spec: str, name: str, budget: int, tok: Model
 
 
 def _pack(group: list[Document], spec: str, name: str, position: int, first_id: int) -> Part:
-    packer = Packer(tokenizer_for(spec), "xml", name, toc="top")
-    plan = packer.plan(group)
-    for i, block in enumerate(plan.blocks):
-        block.id = f"S{first_id + i}"
+    packer = Packer(tokenizer_for(spec), "xml", name, toc="top", first_id=first_id)
+    plan = packer.plan(group)  # the manifest names the blocks by their ids in the corpus
     buf = io.StringIO()
     packer.write(plan, buf)
     return Part(position, buf.getvalue(), sources_of(plan), list(dict.fromkeys(
