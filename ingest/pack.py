@@ -112,8 +112,8 @@ class PackResult:
 
 
 #: wrapper and manifest line counts a packing process keeps (`Packer(counts=...)`) before it
-#: starts over: ~4 a source of a million-file pack
-MAX_KEPT_COUNTS = 4_000_000
+#: starts over (~100 MB): two a source, of a 500,000-file pack
+MAX_KEPT_COUNTS = 1_000_000
 
 
 def manifest_text(manifest: dict) -> str:

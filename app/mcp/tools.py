@@ -136,7 +136,7 @@ def pack(args: PackArgs, rt: Runtime, who: Who, progress: Progress) -> dict:
     try:
         job = PackInput(args.target, spec, budget, args.format, args.fit, str(out or temp),
                         corpus_only=rt.shared)
-        outcome = run(job, progress, notes.append, who)
+        outcome = run(job, progress, notes.append, who, resident=rt.resident())
         r = outcome.result
         summary: dict[str, Any] = {
             "source": outcome.source, "tokenizer": shown_tokenizer(r.tokenizer, rt),

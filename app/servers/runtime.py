@@ -9,9 +9,13 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from app.servers.turns import ModelTurns
 from engine.types import Backend
+
+if TYPE_CHECKING:
+    from app.services.packing import Resident
 
 
 @dataclass
@@ -25,6 +29,20 @@ class Runtime:
     model: str | None = None
     _loaded: ModelTurns | None = None
     _loading: threading.Lock = field(default_factory=threading.Lock)
+    _resident: Resident | None = None
+
+    def resident(self) -> Resident | None:
+        """What this server's packs of paths keep for the next (app.services.packing.Resident:
+        the tokenizers, the last pack's stat memo, decoded, and the wrappers' counts): an
+        agent's re-pack through MCP then costs what `pack --watch`'s does. None when shared:
+        a shared server packs stored corpora only, which have no memo."""
+        if self.shared:
+            return None
+        if self._resident is None:  # two callers at once may build two: the last one stays
+            from app.services.packing import Resident
+
+            self._resident = Resident()
+        return self._resident
 
     def turns(self) -> ModelTurns:
         """The backend with its turn-taking lock, built (the embedded model loaded) once per

@@ -113,6 +113,32 @@ def test_tools_call_the_services(facts, tmp_path):
     assert follow["turn"] == 2
 
 
+def test_a_local_servers_repack_reads_only_what_changed(facts, tmp_path, monkeypatch):
+    """The server keeps the last pack's memo in memory (Runtime.resident): an agent packing
+    the folder again has only the changed file read, even with the memo's file gone."""
+    import shutil
+
+    import ingest.pipeline
+    from app.settings import get_settings
+    from ingest import statmemo
+
+    monkeypatch.setattr(statmemo, "RACY_NS", 0)
+    opened: list[str] = []
+    real = ingest.pipeline.read_bytes
+    monkeypatch.setattr(ingest.pipeline, "read_bytes",
+                        lambda cand, stamped=None: opened.append(cand.path) or real(cand, stamped))
+    rt = Runtime()
+    first = _call("pack", {"target": [str(facts)]}, rt)
+    assert opened and rt.resident() is not None and Runtime(shared=True).resident() is None
+    shutil.rmtree(get_settings().cache_dir / "pack-memo")
+    changed = sorted(p for p in facts.rglob("*") if p.is_file())[0]
+    changed.write_text(changed.read_text() + "\nappended 4417\n")
+    opened.clear()
+    again = _call("pack", {"target": [str(facts)]}, rt)
+    assert opened == [changed.relative_to(facts).as_posix()] and "appended 4417" in again["text"]
+    assert again["sources"] == first["sources"]
+
+
 def test_a_shared_server_reads_and_writes_nothing_of_its_own_disk(facts, tmp_path):
     shared = Runtime(shared=True)
     with pytest.raises(UserError, match="off on a shared server"):
