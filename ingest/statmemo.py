@@ -15,7 +15,10 @@ always give them; a PDF's pages and OCR'd pictures are read again, their OCR cac
 ingest/readmemo) and skips by the noise filter, never errors; nothing when pictures are kept as
 image files. A memo is a SQLite file in the user's cache folder, a row a file, its outputs
 marshal of plain values (strings, numbers, tuples: no objects, no code run on load) checked
-field by field when taken back: a row that does not load is read again.
+field by field when taken back: a row that does not load is read again. A pack writes its rows
+in batches as it goes, so a large pack holds one batch of them, not all: a row is true of its
+file's stamp whether or not the pack that read it gets written (one that fails keeps what it
+read); files gone are dropped once a pack is written.
 """
 
 from __future__ import annotations
@@ -38,9 +41,14 @@ VERSION = 1
 #: a file changed this close to its listing is not remembered (coarse file-system clocks: FAT
 #: keeps 2 s; a network file system's clock may lag the machine's)
 RACY_NS = 2_000_000_000
-#: a pack with more text than this keeps no memo: the rows wait in memory until the pack is
-#: written, so this bounds what the memo adds to a pack's peak (the standard library: 36M)
-MAX_CHARS = 64_000_000
+#: a pack with more text than this keeps no memo (its file would hold a second copy of ~2 GB
+#: of text; the standard library is 36M characters, the venv's site-packages ~300M)
+MAX_CHARS = 512_000_000
+#: the rows kept now are written every this many characters: a large pack holds one batch
+FLUSH_CHARS = 16_000_000
+#: a process that packs again (`successor`) holds the memo's rows in memory up to this many
+#: characters; past it, its next pack loads the file
+MAX_HELD_CHARS = 64_000_000
 #: memo files kept in one folder, the most recently used
 KEEP_FILES = 8
 #: flags of a reading that looked at other files than its own: an HTML file is source code in a
@@ -87,9 +95,12 @@ class StatMemo:
         self.listed_ns = time.time_ns()  # set again by `listing`, as the files are listed
         self._old: dict[str, tuple] = {}
         self._seen: set[str] = set()  # locations recalled or kept now
-        self._new: list[tuple] = []
-        self._plain: dict[str, list[tuple]] = {}  # location -> the outputs kept now, unencoded
+        self._new: list[tuple] = []  # rows kept now, not yet written out
+        self._new_chars = 0
+        self._plain: dict[str, tuple] = {}  # location -> the row kept now, its outputs decoded
         self._chars = 0
+        self._conn: sqlite3.Connection | None = None  # open once rows were written out
+        self._failed = False  # writing rows failed: no more are written
         self.recalled = 0  # files taken back now, not read
         if rows is not None:
             self._old = dict(rows)
@@ -174,41 +185,71 @@ class StatMemo:
         location = str(cand.location)
         self._seen.add(location)
         self._chars += chars
-        if self._chars <= MAX_CHARS:
-            self._new.append((location, cand.path, *st, chars, marshal.dumps(stored)))
-            self._plain[location] = stored
-        else:  # past it nothing is saved: let go of what was held, hold nothing more
+        if self._chars > MAX_CHARS:  # past it nothing is saved: hold nothing more
             self._new.clear()
             self._plain.clear()
+            return
+        head = (location, cand.path, *st, chars)
+        self._new.append((*head, marshal.dumps(stored)))
+        self._new_chars += chars
+        if self._chars <= MAX_HELD_CHARS:
+            self._plain[location] = (*head, stored)
+        elif self._plain:
+            self._plain.clear()
+        if self._new_chars >= FLUSH_CHARS:
+            self._write_out()
 
-    def successor(self) -> StatMemo:
+    def _write_out(self) -> None:
+        """The rows kept so far, written (one transaction a batch)."""
+        try:
+            if self._failed:
+                return
+            if self._conn is None:
+                self._conn = self._connect()
+            with self._conn:
+                self._conn.executemany("INSERT OR REPLACE INTO files VALUES "
+                                       "(?, ?, ?, ?, ?, ?, ?, ?, ?)", self._new)
+        except (OSError, sqlite3.Error):
+            self._failed = True
+        finally:
+            self._new.clear()
+            self._new_chars = 0
+
+    def successor(self) -> StatMemo | None:
         """This memo as `save` leaves it, held in memory with its rows decoded, for a process
         that packs again (`pack --watch`): its next pack takes up `successor().again()`
-        without loading the file or decoding a row (a pack that fails leaves it as it was)."""
-        if self._chars > MAX_CHARS:
-            return StatMemo(self.path, {})
+        without loading the file or decoding a row (a pack that fails leaves it as it was).
+        None past MAX_HELD_CHARS: the next pack loads the file."""
+        if self._chars > MAX_HELD_CHARS or self._failed:
+            return None
         rows = {loc: self._old[loc] for loc in self._seen if loc in self._old}
-        for row in self._new:
-            rows[row[0]] = (*row[:8], self._plain[row[0]])
+        rows.update(self._plain)
         return StatMemo(self.path, rows)
 
     def save(self) -> None:
-        """Write the rows kept now and drop those of files gone or changed; never fails a pack."""
+        """Write the rows kept now and drop those of files gone (once the pack is written);
+        never fails a pack."""
         gone = [(loc,) for loc in self._old.keys() - self._seen]
+        conn, self._conn = self._conn, None
         try:
             if self._chars > MAX_CHARS:
                 self.path.unlink(missing_ok=True)
                 return
-            if not gone and not self._new:
+            if self._failed:  # what was written stays: its rows still say what they said
+                return
+            if not gone and not self._new and conn is None:
                 os.utime(self.path)  # used now: kept by _prune
                 return
-            with closing(self._connect()) as conn, conn:
-                conn.executemany("DELETE FROM files WHERE location = ?", gone)
-                conn.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                 self._new)
+            with closing(conn or self._connect()) as db, db:
+                db.executemany("DELETE FROM files WHERE location = ?", gone)
+                db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                               self._new)
             _prune(self.path.parent)
         except (OSError, ValueError, sqlite3.Error):
             pass
+        finally:
+            if conn is not None:
+                conn.close()
 
 
 def _plain(doc: Document) -> tuple:

@@ -9,6 +9,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -305,3 +306,56 @@ def _fresh_of(tmp_path: Path, target: Path, name: str) -> tuple[str, dict]:
 
     shutil.rmtree(_memo_dir(), ignore_errors=True)
     return _pack(tmp_path, target, name)
+
+
+def _rows() -> dict[str, tuple]:
+    """The memo's rows by path shown: (path, stamp)."""
+    (memo,) = _memo_dir().glob("*.memo")
+    with closing(sqlite3.connect(memo)) as conn:
+        return {r[1]: r[1:7] for r in conn.execute("SELECT * FROM files")}
+
+
+def test_a_large_pack_writes_its_rows_as_it_goes(tmp_path, reads, settled, monkeypatch):
+    """Rows are written in batches (a large pack holds one batch, not all of them). A row is
+    true of its file's stamp whether or not its pack gets written: a pack that fails after
+    writing some keeps what it read, and the next one packs what a fresh pack does."""
+    monkeypatch.setattr(statmemo, "FLUSH_CHARS", 1)  # every row its own batch
+    repo = make_repo(tmp_path)
+    _pack(tmp_path, repo, "a.xml")
+    kept = _rows()
+    assert len(kept) >= 4
+
+    (repo / "src" / "app.py").write_text("def changed():\n    return 'new text'\n")
+    (repo / "docs" / "guide.md").unlink()
+    (repo / "docs" / "more.md").write_text("# More\n\nAnother page.\n")
+    reads.clear()
+    with pytest.raises(IngestError, match="is a folder"):  # fails once the rows are written
+        pack(PackInput([str(repo)], tokenizer="cl100k", out=str(tmp_path)))
+    assert sorted(reads) == ["docs/more.md", "src/app.py"]
+    after = _rows()
+    assert after["src/app.py"] != kept["src/app.py"] and "docs/more.md" in after
+    assert "docs/guide.md" in after  # files gone are dropped by a pack that is written
+    reads.clear()
+    text, manifest = _pack(tmp_path, repo, "b.xml")
+    assert reads == [] and "new text" in text and "docs/guide.md" not in _rows()
+    assert (text, manifest) == _fresh_of(tmp_path, repo, "c.xml")
+
+
+def test_past_the_limits_the_memo_is_not_held_or_not_kept(tmp_path, reads, settled,
+                                                          monkeypatch):
+    from app.services.packing import Resident
+
+    repo = make_repo(tmp_path)
+    resident = Resident()
+    monkeypatch.setattr(statmemo, "MAX_HELD_CHARS", 10)  # too large to hold between packs
+    pack(PackInput([str(repo)], tokenizer="cl100k", out=str(tmp_path / "a.xml")),
+         resident=resident)
+    assert resident.memo is None
+    reads.clear()
+    pack(PackInput([str(repo)], tokenizer="cl100k", out=str(tmp_path / "b.xml")),
+         resident=resident)
+    assert reads == []  # the memo's file said it all
+    monkeypatch.setattr(statmemo, "MAX_CHARS", 10)  # too large to keep at all
+    (repo / "src" / "app.py").write_text("def changed():\n    return 1\n")
+    _pack(tmp_path, repo, "c.xml")
+    assert list(_memo_dir().glob("*.memo")) == []
