@@ -393,9 +393,7 @@ def run_pipeline(inputs: list[Path], tokenizer: Tokenizer, options: PipelineOpti
                        | {str(p.expanduser().resolve()) for p in inputs})
         recalled: dict[int, list[Output]] = {}
         if memo is not None:
-            for i in range(total):
-                if (got := memo.recall(*candidates.stamped(i))) is not None:
-                    recalled[i] = got
+            recalled = memo.recall((i, *candidates.stamped(i)) for i in range(total))
         order: deque[int] = deque()  # the candidate each document sent to be counted came from
         fresh: dict[int, tuple[Candidate, list[Output], list[int]]] = {}  # to keep in the memo
 

@@ -46,6 +46,8 @@ RACY_NS = 2_000_000_000
 MAX_CHARS = 512_000_000
 #: the rows kept now are written every this many characters: a large pack holds one batch
 FLUSH_CHARS = 16_000_000
+#: rows whose outputs are fetched at once when their files are recalled
+FETCH_ROWS = 256
 #: a process that packs again (`successor`) holds the memo's rows in memory up to this many
 #: characters; past it, its next pack loads the file
 MAX_HELD_CHARS = 64_000_000
@@ -105,10 +107,10 @@ class StatMemo:
         if rows is not None:
             self._old = dict(rows)
             return
-        try:
-            with closing(self._connect()) as conn:
-                rows = conn.execute("SELECT location, path, size, mtime, ctime, inode, device, "
-                                    "chars, outputs FROM files").fetchall()
+        try:  # the stamps only: a row's outputs are fetched when its file is recalled
+            self._conn = self._connect()
+            rows = self._conn.execute("SELECT location, path, size, mtime, ctime, inode, "
+                                      "device, chars, NULL FROM files").fetchall()
             self._old = {r[0]: r for r in rows}
         except sqlite3.OperationalError:  # locked by another pack, or no room: read every file
             self._old = {}
@@ -140,26 +142,48 @@ class StatMemo:
         """Called as the files are about to be listed: the moment stamps are judged against."""
         self.listed_ns = time.time_ns()
 
-    def recall(self, path: str, location: str, stamp: tuple[int, ...] | None
-               ) -> list[Output] | None:
-        """What the file at `location`, shown as `path`, gave last time, if `stamp` is the one
-        remembered."""
-        if stamp is None:
-            return None
-        row = self._old.get(location)
-        if row is None or row[1] != path or row[2:7] != stamp:
-            return None
-        try:
-            stored = row[8] if type(row[8]) is list else _checked(marshal.loads(row[8]))
-            outputs = [_document(v) if k == "d" else Skipped(*v) for k, v in stored]
-        except (EOFError, ValueError, TypeError):
-            return None
-        if stored is not row[8]:  # decoded once: a successor takes it up as it is
-            self._old[location] = (*row[:8], stored)
-        self._seen.add(location)
+    def recall(self, wanted: Iterable[tuple[int, str, str, tuple[int, ...] | None]]
+               ) -> dict[int, list[Output]]:
+        """What each file gave last time, for those of `wanted` (index, path shown, location,
+        stamp) whose stamp is the one remembered, by index. Outputs held on disk are fetched
+        in batches and dropped once decoded: a re-pack holds its documents, not also the
+        memo's copy of them (site-packages: 366 MB)."""
+        found: dict[int, list[Output]] = {}
+        on_disk: list[tuple[int, tuple]] = []
+        for i, path, location, stamp in wanted:
+            row = self._old.get(location)
+            if stamp is None or row is None or row[1] != path or row[2:7] != stamp:
+                continue
+            if row[8] is None:
+                on_disk.append((i, row))
+            else:
+                self._take(i, row, row[8], found)
+        for at in range(0, len(on_disk), FETCH_ROWS):
+            batch = on_disk[at:at + FETCH_ROWS]
+            try:
+                rows = self._conn.execute(  # type: ignore[union-attr]
+                    "SELECT location, size, mtime, ctime, inode, device, outputs FROM files "
+                    f"WHERE location IN ({','.join('?' * len(batch))})",
+                    [row[0] for _, row in batch]).fetchall()
+            except (sqlite3.Error, AttributeError):
+                break  # the rest is read again
+            got = {r[0]: r[1:] for r in rows}
+            for i, row in batch:
+                stored = got.get(row[0])
+                if stored is not None and stored[:5] == row[2:7]:  # not rewritten meanwhile
+                    try:
+                        self._take(i, row, _checked(marshal.loads(stored[5])), found)
+                    except (EOFError, ValueError, TypeError):
+                        continue
+        return found
+
+    def _take(self, i: int, row: tuple, stored: list, found: dict[int, list[Output]]) -> None:
+        found[i] = [_document(v) if k == "d" else Skipped(*v) for k, v in stored]
+        if row[8] is not stored:  # decoded once: a successor takes it up as it is
+            self._old[row[0]] = (*row[:8], stored)
+        self._seen.add(row[0])
         self._chars += row[7] if type(row[7]) is int else 0
         self.recalled += 1
-        return outputs
 
     def keep(self, cand: Candidate, outputs: Iterable[Output]) -> None:
         """Remember what reading `cand` gave now, when it can be taken back next time."""
