@@ -64,6 +64,19 @@ class _Changes:
             self.seen.set()
 
 
+def _identities(folders: list[Path]) -> list[tuple[int, int] | None]:
+    """Each folder's (device, inode), None where it is gone."""
+    out: list[tuple[int, int] | None] = []
+    for folder in folders:
+        try:
+            st = folder.stat()
+        except OSError:
+            out.append(None)
+            continue
+        out.append((st.st_dev, st.st_ino))
+    return out
+
+
 def _observe(changes: _Changes, poll_s: float, events: bool):
     """A started observer of the paths; polling when file events are off or cannot be had."""
     from watchdog.observers import Observer
@@ -106,8 +119,12 @@ def watch(job: PackInput, packed: Callable[[Repack], None], stop: threading.Even
     ignored.append(get_settings().home_dir.expanduser().resolve())
     resident = Resident()
     changes = _Changes(inputs, ignored)
+    # the folders watched: one deleted, or replaced (a checkout that swaps the folder), takes
+    # its watch with it, so the watches are made again once it is back
+    watched = sorted({p if p.is_dir() else p.parent for p in inputs})
     # watch before the first pack: a change made while it runs is packed next
     observer, how, why = _observe(changes, poll_s, events)
+    seen_as = _identities(watched)
     try:
         if why and note:
             note(f"{why}: {how}")
@@ -115,6 +132,17 @@ def watch(job: PackInput, packed: Callable[[Repack], None], stop: threading.Even
         outcome = pack(job, progress, note, resident=resident)
         packed(Repack(outcome, None, time.monotonic() - began, how))
         while not stop.is_set():
+            if (now := _identities(watched)) != seen_as and None not in now:
+                _halt(observer)
+                observer = None
+                changes = _Changes(inputs, ignored)
+                try:
+                    observer, how, why = _observe(changes, poll_s, events)
+                except OSError:  # gone again meanwhile: tried again at the next turn
+                    continue
+                seen_as = now
+                changes.last = time.monotonic()
+                changes.seen.set()  # what is there now is packed
             if not changes.seen.wait(0.2):
                 continue
             first = time.monotonic()
@@ -133,5 +161,10 @@ def watch(job: PackInput, packed: Callable[[Repack], None], stop: threading.Even
             except IngestError as exc:
                 packed(Repack(None, str(exc), time.monotonic() - began, how))
     finally:
+        _halt(observer)
+
+
+def _halt(observer) -> None:
+    if observer is not None:
         observer.stop()
         observer.join(timeout=5)

@@ -114,6 +114,32 @@ def test_a_failed_repack_keeps_the_last_pack_and_watching_goes_on(tmp_path):
         w.close()
 
 
+def test_a_watched_folder_deleted_and_made_again_is_watched_again(tmp_path):
+    """Deleting the folder takes its file watches with it: once it is back (a checkout that
+    swaps the folder, `rm -r` and a fresh clone) the watches are made again."""
+    import shutil
+
+    src = _folder(tmp_path)
+    out = tmp_path / "out.xml"
+    w = Watching(_job(src, tmp_path))
+    try:
+        w.until(1)
+        shutil.rmtree(src)
+        failed = w.until(2)
+        while failed.error is None:
+            failed = w.until(len(w.packs) + 1)
+        assert "not found" in failed.error
+        src.mkdir()
+        (src / "fresh.txt").write_text("made again\n")
+        while "made again" not in out.read_text():
+            w.until(len(w.packs) + 1)
+        (src / "later.txt").write_text("seen later\n")  # by the new watches
+        while "seen later" not in out.read_text():
+            w.until(len(w.packs) + 1)
+    finally:
+        w.close()
+
+
 def test_its_own_files_do_not_wake_it(tmp_path, monkeypatch):
     """The memo and caches written by each pack can lie inside a watched folder (the data
     folder under a packed home): they must not start another pack, and another, forever."""
