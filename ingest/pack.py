@@ -111,11 +111,6 @@ class PackResult:
         }
 
 
-#: wrapper and manifest line counts a packing process keeps (`Packer(counts=...)`) before it
-#: starts over (~100 MB): two a source, of a 500,000-file pack
-MAX_KEPT_COUNTS = 1_000_000
-
-
 def manifest_text(manifest: dict) -> str:
     """A manifest as JSON with one source a line. json's `indent` takes its Python encoder
     (0.05 s for the standard library's 2,300 sources); each value here is encoded in C."""
@@ -284,8 +279,9 @@ class Packer:
         # counts a source: 0.06 s for the standard library)
         self._closings: dict[str, int] = {}
         self._counts = counts
-        if counts is not None and len(counts) > MAX_KEPT_COUNTS:
-            counts.clear()
+        #: the counts this pack used: what a packing process keeps for its next (ids shift as
+        #: changed sources move to the end, so the last pack's lines are the ones to keep)
+        self.used_counts: dict[str, int] | None = {} if counts is not None else None
 
     def _cost(self, block: Block) -> None:
         r = self.render
@@ -302,7 +298,8 @@ class Packer:
         if self._counts is None:
             return self.tokenizer.count(text)
         if (n := self._counts.get(text)) is None:
-            n = self._counts[text] = self.tokenizer.count(text)
+            n = self.tokenizer.count(text)
+        self.used_counts[text] = n  # type: ignore[index]
         return n
 
     def _number(self, blocks: list[Block]) -> None:

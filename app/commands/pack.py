@@ -124,7 +124,8 @@ def _watch(job: PackInput) -> None:
         try:
             watch(job, packed, threading.Event(), progress, _note)
         except KeyboardInterrupt:
-            bar.close()
+            if first[0]:  # stopped before the first pack was written: as a plain pack is
+                raise
             console.print("[dim]stopped watching: the last pack is complete")
 
 

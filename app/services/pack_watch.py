@@ -18,6 +18,7 @@ from pathlib import Path
 
 from app.services.packing import PackInput, PackOutcome, Resident, pack
 from app.settings import get_settings
+from common.errors import UserError
 from ingest.pipeline import Progress
 from ingest.types import IngestError
 
@@ -52,11 +53,14 @@ class _Changes:
         path = Path(where)
         if any(path == i or path.is_relative_to(i) for i in self.ignored):
             return False
+        if ".git" in path.parts[:-1]:  # git's own files (`git status` rewrites the index):
+            return False  # never packed; a .git folder made or removed still counts
         return path in self.files or any(path.is_relative_to(f) for f in self.folders)
 
     def dispatch(self, event) -> None:  # watchdog's handler protocol
-        if event.event_type not in CHANGES:
-            return
+        if event.event_type not in CHANGES or (event.is_directory
+                                               and event.event_type == "modified"):
+            return  # a folder is "modified" by what changes in it, which has its own event
         paths = [event.src_path, getattr(event, "dest_path", "") or ""]
         if event.event_type == "events_lost" or any(
                 p and self._concerns(p if isinstance(p, str) else p.decode()) for p in paths):
@@ -158,7 +162,7 @@ def watch(job: PackInput, packed: Callable[[Repack], None], stop: threading.Even
             try:
                 outcome = pack(job, None, note, resident=resident)
                 packed(Repack(outcome, None, time.monotonic() - began, how))
-            except IngestError as exc:
+            except (UserError, OSError) as exc:  # the next change may mend it
                 packed(Repack(None, str(exc), time.monotonic() - began, how))
     finally:
         _halt(observer)

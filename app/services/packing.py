@@ -184,8 +184,10 @@ def pack(job: PackInput, progress: Progress | None = None,
         raise IngestError(f"nothing to pack: no readable sources in {source}"
                           + (f" ({len(skipped)} skipped: {why})" if skipped else ""))
     packer = Packer(tok, fmt, name, toc, counts=(
-        resident.counts.setdefault(tok.fingerprint, {}) if resident is not None else None))
+        resident.counts.get(tok.fingerprint, {}) if resident is not None else None))
     planned = packer.plan(docs, budget, fit, note)
+    if resident is not None and packer.used_counts is not None:
+        resident.counts[tok.fingerprint] = packer.used_counts
     _write(packer, planned, out, resident.release if resident is not None else None)
     if manifest:
         _atomic_write(Path(manifest), manifest_text({"source": source,
@@ -219,10 +221,17 @@ def _has_header(head: str, fmt: Format) -> bool:
             and lines[1:1 + len(rest)] == rest)
 
 
+def _resolved(flag: str, value: str) -> Path:
+    try:
+        return Path(value).expanduser().resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+        raise IngestError(f"cannot write {flag} {value}: {exc}") from None
+
+
 def check_outputs(inputs: list[Path], out: str | None, manifest: str | None) -> None:
     """Refuse an output that would overwrite an input, or land inside an input folder (the
     next pack of that folder would then include the previous output)."""
-    outputs = {flag: Path(value).expanduser().resolve() for flag, value in
+    outputs = {flag: _resolved(flag, value) for flag, value in
                (("--out", out), ("--manifest", manifest)) if value not in (None, "-")}
     if len(set(outputs.values())) < len(outputs):
         raise IngestError("--out and --manifest are the same file: give two different paths")

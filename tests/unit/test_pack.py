@@ -172,3 +172,11 @@ def test_the_manifest_is_json_with_one_source_a_line():
     assert [ln.strip().rstrip(",") for ln in lines if '"id"' in ln] == [
         json.dumps(s) for s in manifest["sources"]]
     assert json.loads(manifest_text({**manifest, "sources": []}))["sources"] == []
+
+
+def test_an_output_path_that_loops_is_one_line(tmp_path):
+    (tmp_path / "in.txt").write_text("text\n")
+    loop = tmp_path / "loop.xml"
+    loop.symlink_to(loop.name)
+    with pytest.raises(IngestError, match="cannot write --out"):
+        pack(PackInput([str(tmp_path / "in.txt")], tokenizer="cl100k", out=str(loop)))

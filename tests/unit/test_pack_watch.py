@@ -155,6 +155,56 @@ def test_its_own_files_do_not_wake_it(tmp_path, monkeypatch):
         w.close()
 
 
+def test_gits_own_files_do_not_wake_it(tmp_path):
+    """`git status` rewrites .git/index: nothing in .git is ever packed."""
+    src = _folder(tmp_path)
+    (src / ".git").mkdir()
+    w = Watching(_job(src, tmp_path))
+    try:
+        w.until(1)
+        for i in range(5):
+            (src / ".git" / "index").write_bytes(b"DIRC" + bytes([i]) * 64)
+        time.sleep(1.0)
+        assert len(w.packs) == 1
+    finally:
+        w.close()
+
+
+def test_an_output_that_cannot_be_written_is_one_line_and_watching_goes_on(tmp_path):
+    src = _folder(tmp_path)
+    (tmp_path / "od").mkdir()
+    out = tmp_path / "od" / "out.xml"
+    job = PackInput([str(src)], tokenizer="cl100k", out=str(out))
+    w = Watching(job)
+    try:
+        w.until(1)
+        out.unlink()
+        out.symlink_to(out.name)  # a link to itself: resolving it loops
+        (src / "a.py").write_text("looped = 1\n")
+        failed = w.until(2)
+        assert failed.error is not None and "cannot write --out" in failed.error
+        out.unlink()
+        (src / "a.py").write_text("mended = 1\n")
+        while not out.exists() or "mended" not in out.read_text():
+            w.until(len(w.packs) + 1)
+    finally:
+        w.close()
+
+
+def test_ctrl_c_before_the_first_pack_is_written_is_an_interruption(monkeypatch):
+    """Stopped before anything was packed, the command must not say a pack is complete: the
+    interruption goes on to the CLI's handler (exit 130), as for a plain pack."""
+    from app.commands import pack as command
+    from app.services import pack_watch
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pack_watch, "watch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        command._watch(PackInput(["x"], out="o.xml"))
+
+
 def test_without_file_events_it_polls(tmp_path, monkeypatch):
     """inotify's watch limit (ENOSPC) or a file system without events: polling instead."""
     import errno
