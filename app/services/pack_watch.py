@@ -10,6 +10,7 @@ until the paths have been quiet for `settle_s`.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -117,7 +118,9 @@ def watch(job: PackInput, packed: Callable[[Repack], None], stop: threading.Even
         if not path.exists():
             raise IngestError(f"--watch packs paths on disk: {given} is not one")
     inputs = [p.resolve() for p in inputs]
-    ignored = [Path(p).expanduser().resolve() for p in (job.out, job.manifest) if p]
+    # realpath: an output that is a symlink loop is the first pack's one-line error
+    ignored = [Path(os.path.realpath(Path(p).expanduser())) for p in (job.out, job.manifest)
+               if p]
     # the data folder, should it lie inside a path: each pack writes its memo, caches and
     # temporary files there, which must not wake the next pack
     ignored.append(get_settings().home_dir.expanduser().resolve())
@@ -142,7 +145,8 @@ def watch(job: PackInput, packed: Callable[[Repack], None], stop: threading.Even
                 changes = _Changes(inputs, ignored)
                 try:
                     observer, how, why = _observe(changes, poll_s, events)
-                except OSError:  # gone again meanwhile: tried again at the next turn
+                except OSError:  # gone again meanwhile: tried again in a moment
+                    stop.wait(0.2)
                     continue
                 seen_as = now
                 changes.last = time.monotonic()

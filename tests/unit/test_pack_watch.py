@@ -185,6 +185,15 @@ def test_an_output_that_cannot_be_written_is_one_line_and_watching_goes_on(tmp_p
         w.close()
 
 
+def test_an_output_that_loops_from_the_start_is_the_first_packs_error(tmp_path):
+    src = _folder(tmp_path)
+    loop = tmp_path / "loop.xml"
+    loop.symlink_to(loop.name)
+    with pytest.raises(IngestError, match="cannot write --out"):
+        watch(PackInput([str(src)], tokenizer="cl100k", out=str(loop)), lambda r: None,
+              threading.Event())
+
+
 def test_ctrl_c_before_the_first_pack_is_written_is_an_interruption(monkeypatch):
     """Stopped before anything was packed, the command must not say a pack is complete: the
     interruption goes on to the CLI's handler (exit 130), as for a plain pack."""
