@@ -164,7 +164,7 @@ def watch(job: PackInput, packed: Callable[[Repack], None], stop: threading.Even
             changes.seen.clear()
             began = time.monotonic()
             try:
-                outcome = pack(job, None, note, resident=resident)
+                outcome = pack(job, None, None, resident=resident)  # one line a re-pack
                 packed(Repack(outcome, None, time.monotonic() - began, how))
             except (UserError, OSError) as exc:  # the next change may mend it
                 packed(Repack(None, str(exc), time.monotonic() - began, how))
